@@ -1,0 +1,111 @@
+//! Numbers with a confidence interval and a coverage label: the only kind wattlens prints.
+
+use serde::{Deserialize, Serialize};
+
+/// How well the sensors resolved a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Coverage {
+    /// 95% CI half-width within 10% of the value.
+    Measured,
+    /// 95% CI half-width within 50% of the value.
+    Estimated,
+    /// The CI is wider than that or reaches zero: only the upper bound is meaningful.
+    Unresolved,
+    /// No observation window covered it: no value.
+    Uncovered,
+}
+
+impl Coverage {
+    /// The label printed next to a number.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Coverage::Measured => "measured",
+            Coverage::Estimated => "estimated",
+            Coverage::Unresolved => "unresolved",
+            Coverage::Uncovered => "uncovered",
+        }
+    }
+
+    /// The label for a value and its 95% interval.
+    pub fn classify(value: f64, low: f64, high: f64) -> Self {
+        let half = (high - low) / 2.0;
+        if !value.is_finite() || !half.is_finite() || value <= 0.0 || low <= 0.0 {
+            Coverage::Unresolved
+        } else if half <= 0.1 * value {
+            Coverage::Measured
+        } else if half <= 0.5 * value {
+            Coverage::Estimated
+        } else {
+            Coverage::Unresolved
+        }
+    }
+}
+
+/// An energy with its 95% confidence interval, mJ.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EnergyEstimate {
+    /// Point estimate, mJ.
+    pub mj: f64,
+    /// Lower end of the 95% CI, mJ.
+    pub low_mj: f64,
+    /// Upper end of the 95% CI, mJ.
+    pub high_mj: f64,
+    /// How well it is resolved.
+    pub coverage: Coverage,
+}
+
+impl EnergyEstimate {
+    /// An estimate from a value and a CI half-width, clamped at zero and labelled.
+    pub fn from_half_width(mj: f64, half_mj: f64) -> Self {
+        let low_mj = (mj - half_mj).max(0.0);
+        let high_mj = mj + half_mj;
+        Self { mj, low_mj, high_mj, coverage: Coverage::classify(mj, low_mj, high_mj) }
+    }
+
+    /// Nothing observed it.
+    pub fn uncovered() -> Self {
+        Self { mj: 0.0, low_mj: 0.0, high_mj: 0.0, coverage: Coverage::Uncovered }
+    }
+
+    /// Scale by a non-negative factor (a share, or 1/launches).
+    pub fn scaled(&self, k: f64) -> Self {
+        Self { mj: self.mj * k, low_mj: self.low_mj * k, high_mj: self.high_mj * k, coverage: self.coverage }
+    }
+}
+
+/// A power with its 95% confidence interval, mW.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PowerEstimate {
+    /// Point estimate, mW.
+    pub mw: f64,
+    /// Lower end of the 95% CI, mW.
+    pub low_mw: f64,
+    /// Upper end of the 95% CI, mW.
+    pub high_mw: f64,
+    /// How well it is resolved.
+    pub coverage: Coverage,
+}
+
+impl PowerEstimate {
+    /// An estimate from a value and a CI half-width, clamped at zero and labelled.
+    pub fn from_half_width(mw: f64, half_mw: f64) -> Self {
+        let low_mw = (mw - half_mw).max(0.0);
+        let high_mw = mw + half_mw;
+        Self { mw, low_mw, high_mw, coverage: Coverage::classify(mw, low_mw, high_mw) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coverage_follows_relative_width() {
+        assert_eq!(EnergyEstimate::from_half_width(100.0, 5.0).coverage, Coverage::Measured);
+        assert_eq!(EnergyEstimate::from_half_width(100.0, 30.0).coverage, Coverage::Estimated);
+        assert_eq!(EnergyEstimate::from_half_width(100.0, 80.0).coverage, Coverage::Unresolved);
+        let reaches_zero = EnergyEstimate::from_half_width(10.0, 12.0);
+        assert_eq!(reaches_zero.low_mj, 0.0);
+        assert_eq!(reaches_zero.coverage, Coverage::Unresolved);
+    }
+}

@@ -1,0 +1,21 @@
+//! wattlens-instrument owns everything about a wattlens run that needs no GPU: the trace model
+//! and its versioned, crash-safe file format; the power sources behind the [`PowerSource`]
+//! trait (the simulated GPU, replay of captured sensor data, and NVML in a later build); the
+//! trace clock; the attribution of energy to spans with confidence intervals; and the
+//! Chrome/Perfetto export. All of it is pure Rust and testable on a machine without a GPU.
+
+pub mod attribution;
+pub mod clock;
+pub mod format;
+pub mod perfetto;
+pub mod power;
+pub mod replay;
+pub mod sensor_profile;
+pub mod sim;
+pub mod trace;
+
+pub use attribution::{attribute, Attribution, AttributionError, Coverage, EnergyEstimate, PowerEstimate};
+pub use format::{read_trace, read_trace_file, read_trace_prefix, TraceError, TraceWriter};
+pub use power::{PowerError, PowerSource};
+pub use sensor_profile::SensorProfile;
+pub use trace::*;

@@ -1,0 +1,109 @@
+//! Export to the Chrome/Perfetto JSON trace format.
+//!
+//! Per GPU (a process): kernels, copies and memsets as slices on one track per stream, regions
+//! as nested slices on a region track per stream, sync/idle spans on their stream's track, and
+//! counter tracks for the power samples, the power derived from the energy counter, and the
+//! instant-power field. Times are µs since the run's start; the run metadata is in
+//! `otherData`. Events are streamed, so memory does not grow with the trace.
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use crate::power::counter_windows;
+use crate::trace::{PowerReading, SpanKind, Trace};
+
+/// Track id offset of the region track of a stream.
+const REGION_TRACK_BASE: u64 = 1 << 40;
+
+/// Names of the counter tracks, one set per GPU.
+pub const SAMPLE_TRACK: &str = "power samples (W)";
+/// Counter-derived mean power of each counter window.
+pub const COUNTER_TRACK: &str = "power from energy counter (W)";
+/// Instant-power field readings.
+pub const INSTANT_TRACK: &str = "instant power field (W)";
+
+/// Write `trace` as Chrome/Perfetto JSON to `out`.
+///
+/// # Errors
+/// The I/O error of `out`.
+pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
+    let t0 = trace.meta.start_unix_ns;
+    // Subtract in integers first: f64 cannot hold absolute epoch ns to the nanosecond.
+    let us = |t: u64| (i128::from(t) - i128::from(t0)) as f64 / 1000.0;
+    let sim = if trace.meta.simulated { " (simulated)" } else { "" };
+    let other = json!({
+        "tool_version": trace.meta.tool_version,
+        "simulated": trace.meta.simulated,
+        "host": trace.meta.host,
+        "command": trace.meta.command,
+        "start_unix_ns": trace.meta.start_unix_ns,
+        "driver": trace.meta.driver,
+        "devices": trace.meta.devices.iter().map(|d| json!({"index": d.index, "name": d.name, "uuid": d.uuid})).collect::<Vec<_>>(),
+        "sensor_profile": trace.meta.sensor_profile.name,
+    });
+    write!(out, "{{\"displayTimeUnit\":\"ns\",\"otherData\":{other},\"traceEvents\":[")?;
+    let mut first = true;
+    let mut emit = |out: &mut W, v: Value| -> std::io::Result<()> {
+        if !first {
+            out.write_all(b",\n")?;
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)
+    };
+    for d in &trace.meta.devices {
+        emit(&mut out, json!({"ph":"M","name":"process_name","pid":d.index,"tid":0,"args":{"name":format!("GPU {}: {}{sim}", d.index, d.name)}}))?;
+    }
+    let mut named = std::collections::BTreeSet::new();
+    for s in &trace.spans {
+        let is_region = matches!(s.kind, SpanKind::Region { .. });
+        let tid = if is_region { REGION_TRACK_BASE + s.stream } else { s.stream };
+        if named.insert((s.device, tid)) {
+            let label = if is_region { format!("regions (stream {})", s.stream) } else { format!("stream {}", s.stream) };
+            emit(&mut out, json!({"ph":"M","name":"thread_name","pid":s.device,"tid":tid,"args":{"name":label}}))?;
+        }
+        let mut args = serde_json::Map::new();
+        args.insert("span_id".into(), json!(s.id));
+        if s.region.is_some() {
+            args.insert("region".into(), json!(trace.str(s.region)));
+        }
+        if s.site.is_some() {
+            args.insert("site".into(), json!(trace.str(s.site)));
+        }
+        if let Some(l) = s.launch {
+            args.insert("grid".into(), json!(l.grid));
+            args.insert("block".into(), json!(l.block));
+            args.insert("shared_mem_bytes".into(), json!(l.shared_mem_bytes));
+        }
+        match s.kind {
+            SpanKind::Memcpy { direction, bytes, .. } => {
+                args.insert("direction".into(), json!(format!("{direction:?}")));
+                args.insert("bytes".into(), json!(bytes));
+            }
+            SpanKind::Memset { bytes, .. } => {
+                args.insert("bytes".into(), json!(bytes));
+            }
+            _ => {}
+        }
+        emit(
+            &mut out,
+            json!({"ph":"X","name":trace.str(s.name),"cat":s.kind.label(),"pid":s.device,"tid":tid,
+                   "ts":us(s.start_ns),"dur":(s.duration_ns() as f64)/1000.0,"args":args}),
+        )?;
+    }
+    for r in &trace.power {
+        let (track, ts, w) = match *r {
+            PowerReading::Sample { ts_ns, power_mw, .. } => (SAMPLE_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
+            PowerReading::Instant { ts_ns, power_mw, .. } => (INSTANT_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
+            PowerReading::Energy { .. } => continue,
+        };
+        emit(&mut out, json!({"ph":"C","name":track,"pid":r.device(),"ts":us(ts),"args":{"W":w}}))?;
+    }
+    for d in &trace.meta.devices {
+        for w in counter_windows(&trace.power, d.index) {
+            emit(&mut out, json!({"ph":"C","name":COUNTER_TRACK,"pid":d.index,"ts":us(w.start_ns),"args":{"W":w.power_w()}}))?;
+        }
+    }
+    out.write_all(b"]}\n")?;
+    out.flush()
+}

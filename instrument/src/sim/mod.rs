@@ -1,0 +1,177 @@
+//! The simulated GPU: runs a [`Workload`] against a ground-truth power model and reports it
+//! through sensors that behave like the H200's, deterministically under a seed.
+//!
+//! Everything it produces is marked simulated ([`crate::RunMeta::simulated`]). It is the
+//! embedded default when no NVIDIA GPU is present, and the test bed for attribution: the
+//! [`GroundTruth`] it returns says what the sensors should have seen.
+
+mod demo;
+mod gpu;
+mod rng;
+mod schedule;
+mod sensor;
+mod signal;
+mod workload;
+
+pub use demo::demo_workload;
+pub use gpu::GpuModel;
+pub use rng::SimRng;
+pub use signal::PowerSignal;
+pub use workload::{KernelSpec, TransferSpec, WorkItem, Workload};
+
+use std::collections::BTreeMap;
+
+use crate::sensor_profile::SensorProfile;
+use crate::trace::{
+    ClockAlignment, ClockSource, DeviceInfo, KernelFacts, RunMeta, Span, SpanKind, StrId, Trace,
+};
+
+/// Resolution of the ground-truth grid, ns.
+pub const TRUTH_CELL_NS: u64 = 10_000;
+
+/// A simulation's trace and the truth behind it.
+#[derive(Debug, Clone)]
+pub struct SimRun {
+    /// What wattlens would have recorded.
+    pub trace: Trace,
+    /// What really happened.
+    pub truth: GroundTruth,
+}
+
+/// The simulator's ground truth.
+#[derive(Debug, Clone)]
+pub struct GroundTruth {
+    /// Trace-clock time of relative time 0, ns since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// True power over time.
+    pub signal: PowerSignal,
+    /// True idle power, mW.
+    pub idle_mw: u32,
+    /// True dynamic energy of each span from its own work alone (same order as the trace's
+    /// spans), mJ.
+    pub span_dynamic_mj: Vec<f64>,
+    /// True energy above idle while each span ran: its own dynamic energy plus its share of
+    /// the thermal leakage present then (what "dynamic" means once idle is measured), mJ.
+    pub span_above_idle_mj: Vec<f64>,
+    /// True update instant of each energy-counter reading, in reading order.
+    pub counter_update_ns: Vec<u64>,
+    /// Energy of the thermal tail (leakage above idle caused by load), mJ.
+    pub thermal_mj: f64,
+}
+
+impl GroundTruth {
+    /// True energy between two trace-clock instants, mJ.
+    pub fn energy_between_mj(&self, t0_ns: u64, t1_ns: u64) -> f64 {
+        let rel = |t: u64| t.saturating_sub(self.start_unix_ns);
+        self.signal.energy_mj(rel(t1_ns)) - self.signal.energy_mj(rel(t0_ns))
+    }
+}
+
+/// Run `workload` on the simulated GPU and record it as wattlens would.
+pub fn simulate(
+    workload: &Workload,
+    gpu: &GpuModel,
+    profile: &SensorProfile,
+    seed: u64,
+    start_unix_ns: u64,
+) -> SimRun {
+    let (scheduled, total_ns) = schedule::schedule(workload);
+    let regions = schedule::derive_regions(&scheduled);
+    let (signal, thermal_mj) = signal::PowerSignal::build(&scheduled, total_ns, gpu, TRUTH_CELL_NS);
+    let mut rng = SimRng::new(seed);
+    let sensors = sensor::read_sensors(&signal, profile, 0, start_unix_ns, &mut rng);
+
+    let meta = RunMeta {
+        tool_version: concat!("wattlens-instrument ", env!("CARGO_PKG_VERSION")).to_owned(),
+        simulated: true,
+        host: "simulated-gpu".to_owned(),
+        command: vec!["simulate".to_owned(), workload.name.clone()],
+        start_unix_ns,
+        driver: None,
+        devices: vec![DeviceInfo {
+            index: 0,
+            name: gpu.name.clone(),
+            uuid: format!("GPU-SIMULATED-{seed:016x}"),
+            sm_count: gpu.sm_count,
+            power_limit_mw: gpu.power_limit_mw,
+        }],
+        sensor_profile: profile.clone(),
+    };
+    let mut trace = Trace::new(meta);
+    let mut span_dynamic_mj = Vec::with_capacity(scheduled.len() + regions.len());
+    let mut span_above_idle_mj = Vec::with_capacity(scheduled.len() + regions.len());
+    let mut facts: BTreeMap<String, KernelFacts> = BTreeMap::new();
+    let mut id = 0u64;
+    for s in &scheduled {
+        let region = if s.region.is_empty() { StrId::NONE } else { trace.strings.id(&s.region) };
+        let name = trace.strings.id(&s.name);
+        if let Some(op_class) = s.op_class {
+            facts.entry(s.name.clone()).or_insert_with(|| KernelFacts {
+                name: s.name.clone(),
+                op_class,
+                arg_access: Vec::new(),
+                cost: None,
+            });
+        }
+        trace.spans.push(Span {
+            id,
+            kind: s.kind,
+            device: 0,
+            stream: u64::from(s.stream),
+            start_ns: start_unix_ns + s.start_ns,
+            end_ns: start_unix_ns + s.end_ns,
+            name,
+            launch: s.launch,
+            args_digest: 0,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            region,
+            site: StrId::NONE,
+        });
+        span_dynamic_mj.push(f64::from(s.dynamic_mw) * s.end_ns.saturating_sub(s.start_ns) as f64 * 1e-9);
+        span_above_idle_mj.push(signal.above_idle_mj(s.start_ns, s.end_ns, f64::from(s.dynamic_mw)));
+        id += 1;
+    }
+    for r in &regions {
+        let name = trace.strings.id(&r.name);
+        let region = if r.parent.is_empty() { StrId::NONE } else { trace.strings.id(&r.parent) };
+        trace.spans.push(Span {
+            id,
+            kind: SpanKind::Region { depth: r.depth },
+            device: 0,
+            stream: u64::from(r.stream),
+            start_ns: start_unix_ns + r.start_ns,
+            end_ns: start_unix_ns + r.end_ns,
+            name,
+            launch: None,
+            args_digest: 0,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            region,
+            site: StrId::NONE,
+        });
+        span_dynamic_mj.push(0.0);
+        span_above_idle_mj.push(0.0);
+        id += 1;
+    }
+    trace.kernel_facts = facts.into_values().collect();
+    trace.power = sensors.readings;
+    trace.alignments.push(ClockAlignment {
+        source: ClockSource::Simulated,
+        device: 0,
+        offset_ns: 0,
+        drift_ppb: 0,
+        error_bound_ns: 0,
+        points: vec![(0, start_unix_ns), (total_ns, start_unix_ns + total_ns)],
+    });
+    let truth = GroundTruth {
+        start_unix_ns,
+        signal,
+        idle_mw: gpu.idle_mw,
+        span_dynamic_mj,
+        span_above_idle_mj,
+        counter_update_ns: sensors.counter_update_ns,
+        thermal_mj,
+    };
+    SimRun { trace, truth }
+}

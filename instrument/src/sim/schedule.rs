@@ -1,0 +1,137 @@
+//! Turns a workload into timed spans on the simulated device, and derives nested regions.
+
+use std::collections::BTreeMap;
+
+use super::workload::{WorkItem, Workload};
+use crate::trace::{LaunchShape, OpClass, SpanKind};
+
+/// One scheduled interval, relative to the start of the simulation.
+#[derive(Debug, Clone)]
+pub(crate) struct Scheduled {
+    pub kind: SpanKind,
+    pub stream: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub name: String,
+    pub launch: Option<LaunchShape>,
+    pub region: String,
+    pub dynamic_mw: u32,
+    pub op_class: Option<OpClass>,
+}
+
+/// Schedule every item; returns the spans in time order and the total simulated time.
+pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
+    let mut cursor: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    let start = w.lead_idle_ns;
+    // Launches are asynchronous: the host only waits at syncs, so a stream first used now
+    // starts where the host is (after the last sync), not after the other streams' work.
+    let mut host_now = start;
+    for item in &w.items {
+        match item {
+            WorkItem::Kernel(k) => {
+                let t = cursor.entry(k.stream).or_insert(host_now);
+                for _ in 0..k.count {
+                    out.push(Scheduled {
+                        kind: SpanKind::Kernel,
+                        stream: k.stream,
+                        start_ns: *t,
+                        end_ns: *t + k.duration_ns,
+                        name: k.name.clone(),
+                        launch: Some(k.launch),
+                        region: k.region.clone(),
+                        dynamic_mw: k.dynamic_mw,
+                        op_class: Some(k.op_class),
+                    });
+                    *t += k.duration_ns + k.gap_ns;
+                }
+            }
+            WorkItem::Transfer(x) => {
+                let t = cursor.entry(x.stream).or_insert(host_now);
+                for _ in 0..x.count {
+                    out.push(Scheduled {
+                        kind: SpanKind::Memcpy { direction: x.direction, bytes: x.bytes, content_digest: None },
+                        stream: x.stream,
+                        start_ns: *t,
+                        end_ns: *t + x.duration_ns,
+                        name: x.name.clone(),
+                        launch: None,
+                        region: x.region.clone(),
+                        dynamic_mw: x.dynamic_mw,
+                        op_class: None,
+                    });
+                    *t += x.duration_ns;
+                }
+            }
+            WorkItem::Gap { stream, duration_ns } => {
+                *cursor.entry(*stream).or_insert(host_now) += duration_ns;
+            }
+            WorkItem::Sync { host_ns } => {
+                let t = cursor.values().copied().max().unwrap_or(start);
+                out.push(Scheduled {
+                    kind: SpanKind::Sync,
+                    stream: 0,
+                    start_ns: t,
+                    end_ns: t + host_ns,
+                    name: "host sync".to_owned(),
+                    launch: None,
+                    region: String::new(),
+                    dynamic_mw: 0,
+                    op_class: None,
+                });
+                for c in cursor.values_mut() {
+                    *c = t + host_ns;
+                }
+                host_now = t + host_ns;
+            }
+        }
+    }
+    let end = out.iter().map(|s| s.end_ns).max().unwrap_or(start).max(cursor.values().copied().max().unwrap_or(start));
+    out.sort_by_key(|s| (s.start_ns, s.stream));
+    (out, end + w.tail_idle_ns)
+}
+
+/// A region derived from the region paths of consecutive work on one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DerivedRegion {
+    pub stream: u32,
+    pub name: String,
+    pub parent: String,
+    pub depth: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// Nested regions: a region spans the contiguous run of work whose path contains it.
+pub(crate) fn derive_regions(spans: &[Scheduled]) -> Vec<DerivedRegion> {
+    let mut by_stream: BTreeMap<u32, Vec<&Scheduled>> = BTreeMap::new();
+    for s in spans.iter().filter(|s| s.kind != SpanKind::Sync) {
+        by_stream.entry(s.stream).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (stream, list) in by_stream {
+        let mut open: Vec<(String, u64, u64)> = Vec::new();
+        let close = |open: &mut Vec<(String, u64, u64)>, keep: usize, out: &mut Vec<DerivedRegion>| {
+            while open.len() > keep {
+                let depth = open.len() - 1;
+                let parent = open[..depth].iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join("/");
+                if let Some((name, start_ns, end_ns)) = open.pop() {
+                    out.push(DerivedRegion { stream, name, parent, depth: depth as u32, start_ns, end_ns });
+                }
+            }
+        };
+        for s in list {
+            let parts: Vec<&str> = s.region.split('/').filter(|p| !p.is_empty()).collect();
+            let common = open.iter().zip(&parts).take_while(|(o, p)| o.0 == **p).count();
+            close(&mut open, common, &mut out);
+            for p in &parts[common..] {
+                open.push(((*p).to_owned(), s.start_ns, s.end_ns));
+            }
+            for o in &mut open {
+                o.2 = o.2.max(s.end_ns);
+            }
+        }
+        close(&mut open, 0, &mut out);
+    }
+    out
+}

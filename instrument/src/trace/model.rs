@@ -1,0 +1,368 @@
+//! The in-memory trace: spans, power observations, kernel facts and run metadata.
+//!
+//! **The one clock.** Every `*_ns` timestamp in a trace is nanoseconds since the Unix epoch on
+//! the host's realtime clock, as read through a monotonic clock anchored once at the start of the
+//! run (see [`crate::clock::HostClock`]), so an NTP step during a run cannot tear the timeline.
+//! NVML's sample timestamps are already µs on the host's realtime clock; CUDA event and CUPTI
+//! times are converted at record time, and the evidence for each conversion is kept as a
+//! [`ClockAlignment`].
+
+use serde::{Deserialize, Serialize};
+
+use super::strings::{StrId, StringTable};
+use crate::sensor_profile::SensorProfile;
+
+/// A whole profiling run, as read from or written to a trace file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Trace {
+    /// Who ran what, where, and whether it was simulated.
+    pub meta: RunMeta,
+    /// Interned strings (kernel names, region paths, launch sites) that spans refer to.
+    pub strings: StringTable,
+    /// Kernels, copies, memsets, regions and sync/idle spans, in record order.
+    pub spans: Vec<Span>,
+    /// Power-sensor readings of every device, exactly as read.
+    pub power: Vec<PowerReading>,
+    /// Static facts about kernels, from the LLVM pass or from the simulator's workload.
+    pub kernel_facts: Vec<KernelFacts>,
+    /// How each foreign clock was mapped onto the trace clock, with its error bound.
+    pub alignments: Vec<ClockAlignment>,
+}
+
+impl Trace {
+    /// An empty trace carrying the given metadata.
+    pub fn new(meta: RunMeta) -> Self {
+        Self { meta, ..Self::default() }
+    }
+
+    /// The text behind an interned string id (empty for [`StrId::NONE`] or an unknown id).
+    pub fn str(&self, id: StrId) -> &str {
+        self.strings.get(id).unwrap_or("")
+    }
+
+    /// The kernel facts recorded for `name`, if any.
+    pub fn facts_for(&self, name: &str) -> Option<&KernelFacts> {
+        self.kernel_facts.iter().find(|f| f.name == name)
+    }
+}
+
+/// Run metadata: the header of every trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunMeta {
+    /// The wattlens version that wrote the trace.
+    pub tool_version: String,
+    /// True when the power data came from the built-in simulated GPU, not hardware.
+    pub simulated: bool,
+    /// Host name of the machine that ran the workload.
+    pub host: String,
+    /// The profiled command line, or the built-in workload's name.
+    pub command: Vec<String>,
+    /// Wall-clock start of the run, ns since the Unix epoch (trace clock).
+    pub start_unix_ns: u64,
+    /// GPU driver version, where known.
+    pub driver: Option<String>,
+    /// The GPUs the run observed.
+    pub devices: Vec<DeviceInfo>,
+    /// The sensor model in force (measured, fitted by `wattlens calibrate`, or simulated).
+    pub sensor_profile: SensorProfile,
+}
+
+/// One GPU as seen by the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DeviceInfo {
+    /// Index of the device inside this trace; spans and readings refer to it.
+    pub index: u32,
+    /// Marketing name, e.g. "NVIDIA H200".
+    pub name: String,
+    /// NVML/CUDA UUID, the stable identity across CUDA_VISIBLE_DEVICES remapping.
+    pub uuid: String,
+    /// Number of streaming multiprocessors, where known (0 if unknown).
+    pub sm_count: u32,
+    /// Board power limit in mW, where known (0 if unknown).
+    pub power_limit_mw: u32,
+}
+
+/// One interval of device activity or host-visible structure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// Unique id of the span within its trace (evidence in findings refers to it).
+    pub id: u64,
+    /// What happened.
+    pub kind: SpanKind,
+    /// Device index (see [`DeviceInfo::index`]).
+    pub device: u32,
+    /// CUDA stream handle or ordinal the work ran on.
+    pub stream: u64,
+    /// Start on the trace clock, ns since the Unix epoch.
+    pub start_ns: u64,
+    /// End on the trace clock, ns since the Unix epoch; never before `start_ns`.
+    pub end_ns: u64,
+    /// Kernel name, copy label or region name.
+    pub name: StrId,
+    /// Grid, block and shared memory of a kernel launch.
+    pub launch: Option<LaunchShape>,
+    /// Digest of the scalar (non-buffer) arguments; 0 when there are none.
+    pub args_digest: u64,
+    /// Buffers read, each with the version it had when read.
+    pub reads: Vec<BufferVersion>,
+    /// Buffers written, each with the version the write produced.
+    pub writes: Vec<BufferVersion>,
+    /// The region path the span ran in ("decoder/layer3/attention"), or none.
+    pub region: StrId,
+    /// The launch site ("src/model.rs:120"), or none.
+    pub site: StrId,
+}
+
+impl Span {
+    /// Duration in ns (zero for an inverted span, which the reader rejects anyway).
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+
+    /// True for spans during which the device does work (kernels, copies, memsets).
+    pub fn is_device_work(&self) -> bool {
+        matches!(self.kind, SpanKind::Kernel | SpanKind::Memcpy { .. } | SpanKind::Memset { .. })
+    }
+}
+
+/// The kind of a span, with its kind-specific payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpanKind {
+    /// A kernel launch.
+    Kernel,
+    /// A memory copy.
+    Memcpy {
+        /// Which way the bytes went.
+        direction: CopyDirection,
+        /// Bytes copied.
+        bytes: u64,
+        /// Fast hash of the copied content (sampled for large buffers), where computed.
+        content_digest: Option<u64>,
+    },
+    /// A memset.
+    Memset {
+        /// Bytes set.
+        bytes: u64,
+        /// The byte value written.
+        value: u8,
+    },
+    /// An operator region (NVTX range or `profiler.region`), nested by its region path.
+    Region {
+        /// Nesting depth, 0 for a top-level region.
+        depth: u32,
+    },
+    /// The host waited on the device (stream/device/event synchronisation).
+    Sync,
+    /// The device was idle while held (between dependent work).
+    Idle,
+}
+
+impl SpanKind {
+    /// Short lower-case label used in reports and exports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SpanKind::Kernel => "kernel",
+            SpanKind::Memcpy { .. } => "memcpy",
+            SpanKind::Memset { .. } => "memset",
+            SpanKind::Region { .. } => "region",
+            SpanKind::Sync => "sync",
+            SpanKind::Idle => "idle",
+        }
+    }
+}
+
+/// Direction of a memory copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CopyDirection {
+    /// Host to device.
+    HostToDevice,
+    /// Device to host.
+    DeviceToHost,
+    /// Device to device (same or peer GPU).
+    DeviceToDevice,
+}
+
+/// Launch configuration of a kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LaunchShape {
+    /// Grid dimensions in blocks.
+    pub grid: [u32; 3],
+    /// Block dimensions in threads.
+    pub block: [u32; 3],
+    /// Dynamic shared memory per block, bytes.
+    pub shared_mem_bytes: u32,
+}
+
+/// A buffer identity with a version: the input of waste detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BufferVersion {
+    /// Buffer id, unique within the run.
+    pub buffer: u64,
+    /// Version; bumps on every write.
+    pub version: u32,
+}
+
+/// One power-sensor reading, exactly as read from its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowerReading {
+    /// An entry of the NVML samples ring (`nvmlDeviceGetSamples`, total power).
+    Sample {
+        /// Device index.
+        device: u32,
+        /// The sample's time on the trace clock.
+        ts_ns: u64,
+        /// The sample's own timestamp as NVML reported it (µs since the Unix epoch).
+        raw_ts_us: u64,
+        /// Reported power, mW.
+        power_mw: u32,
+    },
+    /// A read of the cumulative energy counter (`nvmlDeviceGetTotalEnergyConsumption`).
+    Energy {
+        /// Device index.
+        device: u32,
+        /// When the read started, trace clock.
+        ts_ns: u64,
+        /// How long the read call took, ns (the value belongs somewhere in that interval).
+        read_ns: u32,
+        /// Counter value, mJ since driver load.
+        energy_mj: u64,
+    },
+    /// A read of the instant-power field (NVML field 186).
+    Instant {
+        /// Device index.
+        device: u32,
+        /// When the read started, trace clock.
+        ts_ns: u64,
+        /// How long the read call took, ns.
+        read_ns: u32,
+        /// Reported power, mW.
+        power_mw: u32,
+    },
+}
+
+impl PowerReading {
+    /// Device index of the reading.
+    pub fn device(&self) -> u32 {
+        match *self {
+            PowerReading::Sample { device, .. }
+            | PowerReading::Energy { device, .. }
+            | PowerReading::Instant { device, .. } => device,
+        }
+    }
+
+    /// Timestamp of the reading on the trace clock.
+    pub fn ts_ns(&self) -> u64 {
+        match *self {
+            PowerReading::Sample { ts_ns, .. }
+            | PowerReading::Energy { ts_ns, .. }
+            | PowerReading::Instant { ts_ns, .. } => ts_ns,
+        }
+    }
+}
+
+/// The operator class of a kernel, the unit of the per-op roll-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OpClass {
+    /// Matrix multiplication (GEMM, batched GEMM).
+    Matmul,
+    /// Attention (fused or its parts).
+    Attention,
+    /// Softmax and other reductions.
+    Softmax,
+    /// Element-wise maps (activations, residual adds).
+    Elementwise,
+    /// Layer/RMS normalisation.
+    Norm,
+    /// Gathers and scatters (embedding lookups, KV-cache appends).
+    GatherScatter,
+    /// Copies and transfers, kernel-based or DMA.
+    Copy,
+    /// Collective communication.
+    Communication,
+    /// Not classified.
+    Unknown,
+}
+
+impl OpClass {
+    /// Short lower-case label used in reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OpClass::Matmul => "matmul",
+            OpClass::Attention => "attention",
+            OpClass::Softmax => "softmax",
+            OpClass::Elementwise => "elementwise",
+            OpClass::Norm => "norm",
+            OpClass::GatherScatter => "gather/scatter",
+            OpClass::Copy => "copy",
+            OpClass::Communication => "communication",
+            OpClass::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a kernel uses one pointer argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessMode {
+    /// Only loads.
+    Read,
+    /// Only stores.
+    Write,
+    /// Loads and stores.
+    ReadWrite,
+    /// Neither.
+    None,
+    /// The analysis could not decide; never treated as "read".
+    Unknown,
+}
+
+/// Facts about one kernel that only static analysis can give.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelFacts {
+    /// Kernel (symbol) name.
+    pub name: String,
+    /// Operator class.
+    pub op_class: OpClass,
+    /// Access mode of each argument, in parameter order (scalars are [`AccessMode::None`]).
+    pub arg_access: Vec<AccessMode>,
+    /// Static cost per thread, where derivable.
+    pub cost: Option<StaticCost>,
+}
+
+/// Static cost of one thread of a kernel, as expressions over its scalar arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticCost {
+    /// Floating-point operations per thread, e.g. `"2*K"`.
+    pub flops_per_thread: String,
+    /// Global-memory bytes per thread, e.g. `"8*K+4"`.
+    pub global_bytes_per_thread: String,
+}
+
+/// Which foreign clock an alignment maps onto the trace clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClockSource {
+    /// NVML sample timestamps (µs, host realtime).
+    Nvml,
+    /// CUDA event elapsed times.
+    CudaEvents,
+    /// CUPTI's activity timestamps.
+    Cupti,
+    /// The simulator's own clock (exact by construction).
+    Simulated,
+}
+
+/// Evidence for mapping a foreign clock onto the trace clock: `trace = offset + (1+drift)·t`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockAlignment {
+    /// The clock being mapped.
+    pub source: ClockSource,
+    /// Device index, for per-device clocks.
+    pub device: u32,
+    /// Offset added to the foreign time, ns.
+    pub offset_ns: i64,
+    /// Fitted drift, parts per billion.
+    pub drift_ppb: i64,
+    /// Bound on the mapping error, ns.
+    pub error_bound_ns: u64,
+    /// Calibration points (foreign ns, trace ns) the fit used.
+    pub points: Vec<(u64, u64)>,
+}

@@ -1,0 +1,95 @@
+//! The command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// wattlens: where a GPU program's joules go, per kernel, per operator and per request.
+#[derive(Debug, Parser)]
+#[command(name = "wattlens", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the built-in workload, print energy per kernel and per op, and write the trace and a
+    /// Perfetto file.
+    Demo(DemoArgs),
+    /// Print the energy report of a trace.
+    Report(ReportArgs),
+    /// Convert a trace for other tools.
+    Export(ExportArgs),
+}
+
+/// Arguments of `wattlens demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for demo.wlt (the trace) and demo.perfetto.json.
+    #[arg(long, default_value = "wattlens-out")]
+    pub out_dir: PathBuf,
+    /// Seed of the simulated GPU's sensor noise and timing.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Decode steps of the built-in transformer workload.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub steps: u32,
+    /// Use the simulated GPU even when a real one is present.
+    #[arg(long, hide = true)]
+    pub simulate: bool,
+}
+
+/// Output formats of `wattlens report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned tables for a terminal.
+    Table,
+    /// One JSON document.
+    Json,
+    /// One CSV table, one row per signature and per op class.
+    Csv,
+}
+
+/// Arguments of `wattlens report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The trace file (.wlt).
+    pub trace: PathBuf,
+    /// Output as JSON (same as --format json).
+    #[arg(long, conflicts_with_all = ["csv", "format"])]
+    pub json: bool,
+    /// Output as CSV (same as --format csv).
+    #[arg(long, conflicts_with = "format")]
+    pub csv: bool,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+impl ReportArgs {
+    /// The format chosen by --json, --csv or --format.
+    pub fn chosen_format(&self) -> Format {
+        match (self.json, self.csv, self.format) {
+            (true, _, _) => Format::Json,
+            (_, true, _) => Format::Csv,
+            (_, _, Some(f)) => f,
+            _ => Format::Table,
+        }
+    }
+}
+
+/// Arguments of `wattlens export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write Chrome/Perfetto JSON (open it at ui.perfetto.dev).
+    #[arg(long, required = true)]
+    pub perfetto: bool,
+    /// The trace file (.wlt).
+    pub trace: PathBuf,
+    /// Where to write the export.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}

@@ -1,0 +1,53 @@
+//! `wattlens demo`: the built-in workload, end to end.
+
+use std::io::Write;
+
+use wattlens_instrument::sim::{demo_workload, simulate, GpuModel};
+use wattlens_instrument::SensorProfile;
+
+use crate::cli::DemoArgs;
+use crate::error::CliError;
+use crate::progress;
+use crate::render::{self, Report, Truth};
+
+/// Run `wattlens demo`.
+///
+/// # Errors
+/// [`CliError`] when the output folder or files cannot be written.
+pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let gpus = wattlens_runtime::detect::nvidia_gpus();
+    if !gpus.is_empty() && !args.simulate {
+        let names: Vec<String> =
+            gpus.iter().map(|g| g.model.clone().unwrap_or_else(|| format!("/dev/nvidia{}", g.minor))).collect();
+        writeln!(
+            out,
+            "note: found {} NVIDIA GPU(s) ({}), but real-GPU measurement is not in this build yet; \
+             this demo runs on the simulated GPU.",
+            gpus.len(),
+            names.join(", ")
+        )?;
+    }
+    std::fs::create_dir_all(&args.out_dir)
+        .map_err(|source| CliError::WriteFile { path: args.out_dir.clone(), source })?;
+    let trace_path = args.out_dir.join("demo.wlt");
+    let perfetto_path = args.out_dir.join("demo.perfetto.json");
+
+    let pb = progress::spinner("simulating GPU");
+    let workload = demo_workload(args.steps);
+    let start_unix_ns = wattlens_instrument::clock::Clock::now_ns(&wattlens_instrument::clock::HostClock::new());
+    let mut run = simulate(&workload, &GpuModel::h200(), &SensorProfile::h200_2026_11_22(), args.seed, start_unix_ns);
+    run.trace.meta.tool_version = concat!("wattlens ", env!("CARGO_PKG_VERSION")).to_owned();
+    run.trace.meta.command = std::env::args().collect();
+    pb.finish_and_clear();
+
+    // The trace goes to disk before any analysis, so nothing measured is lost if a later step fails.
+    super::save_trace(&trace_path, &run.trace)?;
+    super::save_perfetto(&perfetto_path, &run.trace)?;
+    let report = Report::build(&run.trace)?;
+    let truth = Truth::from_sim(&run);
+    render::table::write(out, &report, Some(&truth))?;
+    writeln!(out)?;
+    writeln!(out, "trace:    {}  (wattlens report {0})", trace_path.display())?;
+    writeln!(out, "perfetto: {}  (open at ui.perfetto.dev)", perfetto_path.display())?;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! `wattlens report`: the energy report of a trace.
+
+use std::io::Write;
+
+use crate::cli::{Format, ReportArgs};
+use crate::error::CliError;
+use crate::render::{self, Report};
+
+/// Run `wattlens report`.
+///
+/// # Errors
+/// [`CliError`] when the trace cannot be read or attributed, or output fails.
+pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let trace = super::load_trace(&args.trace)?;
+    let report = Report::build(&trace)?;
+    match args.chosen_format() {
+        Format::Table => render::table::write(out, &report, None)?,
+        Format::Json => render::json::write(out, &report)?,
+        Format::Csv => render::csv::write(out, &report)?,
+    }
+    Ok(())
+}

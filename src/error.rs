@@ -1,0 +1,52 @@
+//! Errors of the wattlens command, each one sentence for the user.
+
+use std::path::PathBuf;
+
+use wattlens_instrument::{AttributionError, TraceError};
+
+/// Why a wattlens command stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A trace could not be read.
+    #[error("cannot read trace {}: {source}", path.display())]
+    ReadTrace {
+        /// The trace.
+        path: PathBuf,
+        /// Why.
+        source: TraceError,
+    },
+    /// A trace could not be written.
+    #[error("cannot write trace {}: {source}", path.display())]
+    WriteTrace {
+        /// The trace.
+        path: PathBuf,
+        /// Why.
+        source: TraceError,
+    },
+    /// An output file could not be written.
+    #[error("cannot write {}: {source}; check that its folder exists and is writable", path.display())]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Energy could not be attributed.
+    #[error("cannot attribute energy: {0}")]
+    Attribution(#[from] AttributionError),
+    /// Writing the report to standard output failed.
+    #[error("cannot write the report: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The process exit code: 1, since usage errors never get this far (clap exits with 2).
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+
+    /// True when standard output was closed by the reader (e.g. `| head`): not an error.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}

@@ -1,0 +1,118 @@
+//! Reports: what `demo` and `report` print, as tables, JSON or CSV.
+
+pub mod csv;
+pub mod json;
+pub mod table;
+mod units;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use wattlens_instrument::sim::SimRun;
+use wattlens_instrument::{attribute, Attribution, LaunchShape, OpClass, Trace};
+
+use crate::error::CliError;
+
+/// The report of one trace: an attribution per device.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// True when the data came from the simulated GPU.
+    pub simulated: bool,
+    /// The version of wattlens that recorded the trace.
+    pub recorded_by: String,
+    /// The profiled command.
+    pub command: Vec<String>,
+    /// The host it ran on.
+    pub host: String,
+    /// The sensor profile in force.
+    pub sensor_profile: String,
+    /// Spans in the trace.
+    pub spans: usize,
+    /// Power readings in the trace.
+    pub power_readings: usize,
+    /// One entry per device.
+    pub devices: Vec<DeviceReport>,
+}
+
+/// The report of one device.
+#[derive(Debug, Serialize)]
+pub struct DeviceReport {
+    /// Device index.
+    pub index: u32,
+    /// Device name.
+    pub name: String,
+    /// The energy attribution, when the device had enough data.
+    pub attribution: Option<Attribution>,
+    /// Why there is no attribution.
+    pub problem: Option<String>,
+}
+
+impl Report {
+    /// Attribute every device of `trace`.
+    ///
+    /// # Errors
+    /// The first device's [`CliError::Attribution`] when no device could be attributed.
+    pub fn build(trace: &Trace) -> Result<Self, CliError> {
+        let mut devices = Vec::new();
+        let mut first_err = None;
+        for d in &trace.meta.devices {
+            let (attribution, problem) = match attribute(trace, d.index) {
+                Ok(a) => (Some(a), None),
+                Err(e) => {
+                    let text = e.to_string();
+                    first_err.get_or_insert(e);
+                    (None, Some(text))
+                }
+            };
+            devices.push(DeviceReport { index: d.index, name: d.name.clone(), attribution, problem });
+        }
+        if devices.iter().all(|d| d.attribution.is_none()) {
+            if let Some(e) = first_err {
+                return Err(e.into());
+            }
+        }
+        Ok(Self {
+            simulated: trace.meta.simulated,
+            recorded_by: trace.meta.tool_version.clone(),
+            command: trace.meta.command.clone(),
+            host: trace.meta.host.clone(),
+            sensor_profile: trace.meta.sensor_profile.name.clone(),
+            spans: trace.spans.len(),
+            power_readings: trace.power.len(),
+            devices,
+        })
+    }
+}
+
+/// The simulator's true energy above idle per signature and per op class, for comparison.
+#[derive(Debug, Default)]
+pub struct Truth {
+    by_signature: HashMap<(String, String, Option<LaunchShape>), f64>,
+    by_op: HashMap<OpClass, f64>,
+}
+
+impl Truth {
+    /// Collect the truth of a simulated run.
+    pub fn from_sim(run: &SimRun) -> Self {
+        let mut t = Self::default();
+        for (span, &mj) in run.trace.spans.iter().zip(&run.truth.span_above_idle_mj) {
+            if span.is_device_work() {
+                let name = run.trace.str(span.name).to_owned();
+                let op = run.trace.facts_for(&name).map_or(OpClass::Copy, |f| f.op_class);
+                *t.by_signature.entry((name, span.kind.label().to_owned(), span.launch)).or_default() += mj;
+                *t.by_op.entry(op).or_default() += mj;
+            }
+        }
+        t
+    }
+
+    /// True dynamic energy of a signature, mJ.
+    pub fn signature_mj(&self, name: &str, kind: &str, launch: Option<LaunchShape>) -> Option<f64> {
+        self.by_signature.get(&(name.to_owned(), kind.to_owned(), launch)).copied()
+    }
+
+    /// True dynamic energy of an op class, mJ.
+    pub fn op_mj(&self, op: OpClass) -> Option<f64> {
+        self.by_op.get(&op).copied()
+    }
+}

@@ -1,0 +1,123 @@
+//! The terminal report: per-kernel and per-op tables with 95% CIs and coverage labels.
+
+use std::io::{self, Write};
+
+use wattlens_instrument::{Attribution, LaunchShape};
+
+use super::units::{energy, joules, pct, power};
+use super::{Report, Truth};
+
+/// Write the tables of `report`; with `truth`, add the simulator's true energies beside them.
+///
+/// # Errors
+/// The I/O error of `out`.
+pub fn write(out: &mut dyn Write, report: &Report, truth: Option<&Truth>) -> io::Result<()> {
+    let sim = if report.simulated { " [simulated]" } else { "" };
+    if report.simulated {
+        writeln!(out, "SIMULATED GPU: every number below comes from wattlens' built-in simulated GPU")?;
+        writeln!(out, "(sensor profile {}), not from hardware.", report.sensor_profile)?;
+    }
+    writeln!(out, "Energies are dynamic (above idle) with 95% CIs; '< X' means the sensors could not resolve it.")?;
+    for d in &report.devices {
+        writeln!(out)?;
+        match (&d.attribution, &d.problem) {
+            (Some(a), _) => device(out, &d.name, a, truth, sim)?,
+            (None, Some(p)) => writeln!(out, "GPU {} ({}){sim}: no attribution: {p}", d.index, d.name)?,
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+fn device(out: &mut dyn Write, name: &str, a: &Attribution, truth: Option<&Truth>, sim: &str) -> io::Result<()> {
+    writeln!(
+        out,
+        "GPU {} ({name}){sim}: idle power {} [{}], from {} quiet counter windows; {} windows with work",
+        a.device,
+        power(&a.idle_power),
+        a.idle_power.coverage.label(),
+        a.idle_windows,
+        a.regression_windows
+    )?;
+    if let Some(after) = &a.idle_after_power {
+        writeln!(out, "  after the work the GPU drew {} while idle (idle + thermal tail)", power(after))?;
+    }
+    writeln!(out)?;
+    writeln!(out, "Energy per kernel{sim}")?;
+    let truth_head = if truth.is_some() { format!("  {:>12}", "true (sim)") } else { String::new() };
+    writeln!(
+        out,
+        "{:<26} {:>12} {:>8} {:>10} {:>16} {:>20} {:>18} {:>20} {:<10}{truth_head}",
+        "kernel", "grid x block", "launches", "time ms", "dyn power", "dynamic energy", "static share", "per launch", "coverage"
+    )?;
+    for s in &a.signatures {
+        let t = truth
+            .and_then(|t| t.signature_mj(&s.name, &s.kind, s.launch))
+            .map_or(String::new(), |mj| format!("  {:>12}", joules(mj)));
+        writeln!(
+            out,
+            "{:<26} {:>12} {:>8} {:>10.2} {:>16} {:>20} {:>18} {:>20} {:<10}{t}",
+            clip(&s.name, 26),
+            shape(s.launch, &s.kind),
+            s.launches,
+            s.busy_ns as f64 / 1e6,
+            power(&s.dynamic_power),
+            energy(&s.dynamic),
+            energy(&s.static_share),
+            energy(&s.per_launch),
+            s.dynamic.coverage.label(),
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "Energy per op{sim}")?;
+    writeln!(
+        out,
+        "{:<16} {:>8} {:>10} {:>20} {:>18} {:>7} {:<10}{truth_head}",
+        "op", "launches", "time ms", "dynamic energy", "static share", "share", "coverage"
+    )?;
+    let total: f64 = a.ops.iter().map(|o| o.dynamic.mj + o.static_share.mj).sum();
+    for o in &a.ops {
+        let t = truth.and_then(|t| t.op_mj(o.op_class)).map_or(String::new(), |mj| format!("  {:>12}", joules(mj)));
+        writeln!(
+            out,
+            "{:<16} {:>8} {:>10.2} {:>20} {:>18} {:>6.1}% {:<10}{t}",
+            o.op_class.label(),
+            o.launches,
+            o.busy_ns as f64 / 1e6,
+            energy(&o.dynamic),
+            energy(&o.static_share),
+            pct(total, o.dynamic.mj + o.static_share.mj),
+            o.dynamic.coverage.label(),
+        )?;
+    }
+    let c = &a.closure;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Closure{sim}: the energy counter measured {} over {:.2} s = idle {} + attributed dynamic {} + unattributed {} ({:+.2}%)",
+        joules(c.counter_mj),
+        c.window_ns as f64 / 1e9,
+        joules(c.idle_mj),
+        joules(c.dynamic_mj),
+        joules(c.residual_mj),
+        pct(c.counter_mj, c.residual_mj)
+    )?;
+    Ok(())
+}
+
+fn shape(launch: Option<LaunchShape>, kind: &str) -> String {
+    match launch {
+        Some(l) => format!("{}x{}", l.grid.iter().product::<u32>(), l.block.iter().product::<u32>()),
+        None => kind.to_owned(),
+    }
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('~');
+        t
+    }
+}

@@ -1,0 +1,158 @@
+//! Integration tests that drive the real `wattlens` binary on the simulated GPU.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn wattlens(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wattlens")).args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wattlens-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// One demo run shared by the tests: (output folder, stdout).
+fn demo() -> &'static (PathBuf, String) {
+    static DEMO: OnceLock<(PathBuf, String)> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let dir = scratch("demo");
+        let out = wattlens(&["demo", "--simulate", "--steps", "10", "--out-dir", dir.to_str().unwrap()]);
+        assert!(out.status.success(), "demo failed: {}", text(&out.stderr));
+        (dir, text(&out.stdout))
+    })
+}
+
+fn demo_trace() -> PathBuf {
+    demo().0.join("demo.wlt")
+}
+
+/// A failing run: its exit code and its one-line error.
+fn fails(args: &[&str]) -> (i32, String) {
+    let out = wattlens(args);
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    (out.status.code().unwrap(), err)
+}
+
+#[test]
+fn demo_labels_everything_simulated_and_writes_both_files() {
+    let (dir, stdout) = demo();
+    assert!(stdout.starts_with("SIMULATED GPU"), "{stdout}");
+    for title in ["Energy per kernel", "Energy per op", "Closure"] {
+        let line = stdout.lines().find(|l| l.starts_with(title)).unwrap();
+        assert!(line.contains("[simulated]"), "{line}");
+    }
+    assert!(stdout.contains("matmul_qkv_bf16") && stdout.contains("measured"));
+    let trace = wattlens_instrument::read_trace_file(&dir.join("demo.wlt")).unwrap();
+    assert!(trace.stopped.is_none());
+    assert!(trace.trace.meta.simulated && !trace.trace.spans.is_empty());
+    let perfetto: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("demo.perfetto.json")).unwrap()).unwrap();
+    assert_eq!(perfetto["otherData"]["simulated"], true);
+}
+
+#[test]
+fn report_prints_a_table_json_and_csv() {
+    let trace = demo_trace();
+    let t = trace.to_str().unwrap();
+    let table = wattlens(&["report", t]);
+    assert!(table.status.success());
+    assert!(text(&table.stdout).contains("Energy per op [simulated]"));
+
+    let json = wattlens(&["report", t, "--json"]);
+    assert!(json.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["simulated"], true);
+    let sigs = doc["devices"][0]["attribution"]["signatures"].as_array().unwrap();
+    assert!(sigs.len() > 10);
+    for s in sigs {
+        let d = &s["dynamic"];
+        assert!(d["low_mj"].as_f64().unwrap() <= d["mj"].as_f64().unwrap());
+        assert!(d["mj"].as_f64().unwrap() <= d["high_mj"].as_f64().unwrap());
+        assert!(d["coverage"].is_string());
+    }
+
+    let csv = wattlens(&["report", t, "--csv"]);
+    assert!(csv.status.success());
+    let csv = text(&csv.stdout);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), wattlens::render::csv::HEADER);
+    let columns = wattlens::render::csv::HEADER.split(',').count();
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() > 15);
+    for r in rows {
+        assert_eq!(r.split(',').count(), columns, "{r}");
+        assert!(r.starts_with("true,0,"), "{r}");
+    }
+}
+
+#[test]
+fn export_writes_perfetto_json() {
+    let out_file = scratch("export").join("x.json");
+    let out = wattlens(&["export", "--perfetto", demo_trace().to_str().unwrap(), "-o", out_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert!(doc["traceEvents"].as_array().unwrap().len() > 100);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(fails(&["frobnicate"]).0, 2);
+    assert_eq!(fails(&["report"]).0, 2);
+    assert_eq!(fails(&["export", "x.wlt", "-o", "y.json"]).0, 2);
+    assert_eq!(fails(&["report", "x.wlt", "--json", "--csv"]).0, 2);
+    assert_eq!(fails(&["demo", "--steps", "0"]).0, 2);
+}
+
+#[test]
+fn run_time_errors_exit_1_with_one_clear_line() {
+    let (code, err) = fails(&["report", "/no/such/trace.wlt"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("wattlens: error: cannot read trace /no/such/trace.wlt"), "{err}");
+
+    let not_trace = scratch("bad").join("notes.txt");
+    std::fs::write(&not_trace, "hello").unwrap();
+    let (code, err) = fails(&["report", not_trace.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a wattlens trace"), "{err}");
+
+    let (code, err) =
+        fails(&["export", "--perfetto", demo_trace().to_str().unwrap(), "-o", "/no/such/dir/out.json"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot write /no/such/dir/out.json"), "{err}");
+}
+
+#[test]
+fn a_cut_short_trace_still_reports_what_it_holds() {
+    let bytes = std::fs::read(demo_trace()).unwrap();
+    let cut = scratch("cut").join("cut.wlt");
+    std::fs::write(&cut, &bytes[..bytes.len() * 9 / 10]).unwrap();
+    let out = wattlens(&["report", cut.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.starts_with("wattlens: warning: ") && err.contains("probably killed"), "{err}");
+    assert!(text(&out.stdout).contains("Energy per kernel"));
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wattlens"))
+        .args(["report", demo_trace().to_str().unwrap(), "--csv"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
+    assert!(out.status.success());
+}
+
