@@ -7,12 +7,30 @@ use wattlens_instrument::{BufferVersion, SensorProfile, Trace};
 
 /// The demo trace, with buffer versions on every kernel as a real runtime records them.
 fn bench_trace() -> Trace {
-    let mut t = simulate(&demo_workload(120), &GpuModel::h200(), &SensorProfile::default(), 1, 1_800_000_000_000_000_000)
-        .trace;
+    let mut t = simulate(
+        &demo_workload(120),
+        &GpuModel::h200(),
+        &SensorProfile::default(),
+        1,
+        1_800_000_000_000_000_000,
+    )
+    .trace;
     for (i, s) in t.spans.iter_mut().enumerate() {
         s.args_digest = i as u64 * 0x9E37_79B9;
-        s.reads = vec![BufferVersion { buffer: 1, version: i as u32 }, BufferVersion { buffer: 2, version: 7 }];
-        s.writes = vec![BufferVersion { buffer: 3, version: i as u32 + 1 }];
+        s.reads = vec![
+            BufferVersion {
+                buffer: 1,
+                version: i as u32,
+            },
+            BufferVersion {
+                buffer: 2,
+                version: 7,
+            },
+        ];
+        s.writes = vec![BufferVersion {
+            buffer: 3,
+            version: i as u32 + 1,
+        }];
     }
     t
 }
@@ -31,7 +49,9 @@ fn trace_io(c: &mut Criterion) {
         )
     });
     // The caller owns the trace it reads: its drop is not part of reading.
-    g.bench_function("read", |b| b.iter_with_large_drop(|| read_trace(&bytes[..])));
+    g.bench_function("read", |b| {
+        b.iter_with_large_drop(|| read_trace(&bytes[..]))
+    });
     g.finish();
 }
 

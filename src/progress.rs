@@ -5,7 +5,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// A bar of `len` steps labelled `what`.
 pub fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{msg:>24} [{bar:30}] {percent:>3}% {elapsed}") {
+    if let Ok(style) = ProgressStyle::with_template("{msg:>24} [{bar:30}] {percent:>3}% {elapsed}")
+    {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_message(what.to_owned());

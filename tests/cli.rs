@@ -1,11 +1,16 @@
 //! Integration tests that drive the real `wattlens` binary on the simulated GPU.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn wattlens(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wattlens")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_wattlens"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -23,7 +28,14 @@ fn demo() -> &'static (PathBuf, String) {
     static DEMO: OnceLock<(PathBuf, String)> = OnceLock::new();
     DEMO.get_or_init(|| {
         let dir = scratch("demo");
-        let out = wattlens(&["demo", "--simulate", "--steps", "10", "--out-dir", dir.to_str().unwrap()]);
+        let out = wattlens(&[
+            "demo",
+            "--simulate",
+            "--steps",
+            "10",
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "demo failed: {}", text(&out.stderr));
         (dir, text(&out.stdout))
     })
@@ -70,7 +82,9 @@ fn report_prints_a_table_json_and_csv() {
     assert!(json.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["simulated"], true);
-    let sigs = doc["devices"][0]["attribution"]["signatures"].as_array().unwrap();
+    let sigs = doc["devices"][0]["attribution"]["signatures"]
+        .as_array()
+        .unwrap();
     assert!(sigs.len() > 10);
     for s in sigs {
         let d = &s["dynamic"];
@@ -96,9 +110,16 @@ fn report_prints_a_table_json_and_csv() {
 #[test]
 fn export_writes_perfetto_json() {
     let out_file = scratch("export").join("x.json");
-    let out = wattlens(&["export", "--perfetto", demo_trace().to_str().unwrap(), "-o", out_file.to_str().unwrap()]);
+    let out = wattlens(&[
+        "export",
+        "--perfetto",
+        demo_trace().to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     assert!(doc["traceEvents"].as_array().unwrap().len() > 100);
 }
 
@@ -116,7 +137,10 @@ fn run_time_errors_exit_1_with_one_clear_line() {
     let (code, err) = fails(&["report", "/no/such/trace.wlt"]);
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("wattlens: error: cannot read trace /no/such/trace.wlt"), "{err}");
+    assert!(
+        err.starts_with("wattlens: error: cannot read trace /no/such/trace.wlt"),
+        "{err}"
+    );
 
     let not_trace = scratch("bad").join("notes.txt");
     std::fs::write(&not_trace, "hello").unwrap();
@@ -124,8 +148,13 @@ fn run_time_errors_exit_1_with_one_clear_line() {
     assert_eq!(code, 1);
     assert!(err.contains("not a wattlens trace"), "{err}");
 
-    let (code, err) =
-        fails(&["export", "--perfetto", demo_trace().to_str().unwrap(), "-o", "/no/such/dir/out.json"]);
+    let (code, err) = fails(&[
+        "export",
+        "--perfetto",
+        demo_trace().to_str().unwrap(),
+        "-o",
+        "/no/such/dir/out.json",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot write /no/such/dir/out.json"), "{err}");
 }
@@ -138,7 +167,10 @@ fn a_cut_short_trace_still_reports_what_it_holds() {
     let out = wattlens(&["report", cut.to_str().unwrap()]);
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.starts_with("wattlens: warning: ") && err.contains("probably killed"), "{err}");
+    assert!(
+        err.starts_with("wattlens: warning: ") && err.contains("probably killed"),
+        "{err}"
+    );
     assert!(text(&out.stdout).contains("Energy per kernel"));
 }
 
@@ -152,7 +184,10 @@ fn a_closed_stdout_is_not_an_error() {
         .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(out.status.success());
 }
-

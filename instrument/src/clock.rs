@@ -24,7 +24,10 @@ impl HostClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        Self { anchor_unix_ns, anchor: Instant::now() }
+        Self {
+            anchor_unix_ns,
+            anchor: Instant::now(),
+        }
     }
 }
 
@@ -50,7 +53,9 @@ pub struct FakeClock {
 impl FakeClock {
     /// A fake clock reading `start_ns`.
     pub fn new(start_ns: u64) -> Self {
-        Self { now_ns: Cell::new(start_ns) }
+        Self {
+            now_ns: Cell::new(start_ns),
+        }
     }
 
     /// Move the clock forward by `ns`.

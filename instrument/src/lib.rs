@@ -14,7 +14,9 @@ pub mod sensor_profile;
 pub mod sim;
 pub mod trace;
 
-pub use attribution::{attribute, Attribution, AttributionError, Coverage, EnergyEstimate, PowerEstimate};
+pub use attribution::{
+    attribute, Attribution, AttributionError, Coverage, EnergyEstimate, PowerEstimate,
+};
 pub use format::{read_trace, read_trace_file, read_trace_prefix, TraceError, TraceWriter};
 pub use power::{PowerError, PowerSource};
 pub use sensor_profile::SensorProfile;

@@ -31,7 +31,11 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
     let t0 = trace.meta.start_unix_ns;
     // Subtract in integers first: f64 cannot hold absolute epoch ns to the nanosecond.
     let us = |t: u64| (i128::from(t) - i128::from(t0)) as f64 / 1000.0;
-    let sim = if trace.meta.simulated { " (simulated)" } else { "" };
+    let sim = if trace.meta.simulated {
+        " (simulated)"
+    } else {
+        ""
+    };
     let other = json!({
         "tool_version": trace.meta.tool_version,
         "simulated": trace.meta.simulated,
@@ -42,7 +46,10 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
         "devices": trace.meta.devices.iter().map(|d| json!({"index": d.index, "name": d.name, "uuid": d.uuid})).collect::<Vec<_>>(),
         "sensor_profile": trace.meta.sensor_profile.name,
     });
-    write!(out, "{{\"displayTimeUnit\":\"ns\",\"otherData\":{other},\"traceEvents\":[")?;
+    write!(
+        out,
+        "{{\"displayTimeUnit\":\"ns\",\"otherData\":{other},\"traceEvents\":["
+    )?;
     let mut first = true;
     let mut emit = |out: &mut W, v: Value| -> std::io::Result<()> {
         if !first {
@@ -52,15 +59,29 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
         serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)
     };
     for d in &trace.meta.devices {
-        emit(&mut out, json!({"ph":"M","name":"process_name","pid":d.index,"tid":0,"args":{"name":format!("GPU {}: {}{sim}", d.index, d.name)}}))?;
+        emit(
+            &mut out,
+            json!({"ph":"M","name":"process_name","pid":d.index,"tid":0,"args":{"name":format!("GPU {}: {}{sim}", d.index, d.name)}}),
+        )?;
     }
     let mut named = std::collections::BTreeSet::new();
     for s in &trace.spans {
         let is_region = matches!(s.kind, SpanKind::Region { .. });
-        let tid = if is_region { REGION_TRACK_BASE + s.stream } else { s.stream };
+        let tid = if is_region {
+            REGION_TRACK_BASE + s.stream
+        } else {
+            s.stream
+        };
         if named.insert((s.device, tid)) {
-            let label = if is_region { format!("regions (stream {})", s.stream) } else { format!("stream {}", s.stream) };
-            emit(&mut out, json!({"ph":"M","name":"thread_name","pid":s.device,"tid":tid,"args":{"name":label}}))?;
+            let label = if is_region {
+                format!("regions (stream {})", s.stream)
+            } else {
+                format!("stream {}", s.stream)
+            };
+            emit(
+                &mut out,
+                json!({"ph":"M","name":"thread_name","pid":s.device,"tid":tid,"args":{"name":label}}),
+            )?;
         }
         let mut args = serde_json::Map::new();
         args.insert("span_id".into(), json!(s.id));
@@ -76,7 +97,9 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
             args.insert("shared_mem_bytes".into(), json!(l.shared_mem_bytes));
         }
         match s.kind {
-            SpanKind::Memcpy { direction, bytes, .. } => {
+            SpanKind::Memcpy {
+                direction, bytes, ..
+            } => {
                 args.insert("direction".into(), json!(format!("{direction:?}")));
                 args.insert("bytes".into(), json!(bytes));
             }
@@ -93,15 +116,25 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
     }
     for r in &trace.power {
         let (track, ts, w) = match *r {
-            PowerReading::Sample { ts_ns, power_mw, .. } => (SAMPLE_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
-            PowerReading::Instant { ts_ns, power_mw, .. } => (INSTANT_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
+            PowerReading::Sample {
+                ts_ns, power_mw, ..
+            } => (SAMPLE_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
+            PowerReading::Instant {
+                ts_ns, power_mw, ..
+            } => (INSTANT_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
             PowerReading::Energy { .. } => continue,
         };
-        emit(&mut out, json!({"ph":"C","name":track,"pid":r.device(),"ts":us(ts),"args":{"W":w}}))?;
+        emit(
+            &mut out,
+            json!({"ph":"C","name":track,"pid":r.device(),"ts":us(ts),"args":{"W":w}}),
+        )?;
     }
     for d in &trace.meta.devices {
         for w in counter_windows(&trace.power, d.index) {
-            emit(&mut out, json!({"ph":"C","name":COUNTER_TRACK,"pid":d.index,"ts":us(w.start_ns),"args":{"W":w.power_w()}}))?;
+            emit(
+                &mut out,
+                json!({"ph":"C","name":COUNTER_TRACK,"pid":d.index,"ts":us(w.start_ns),"args":{"W":w.power_w()}}),
+            )?;
         }
     }
     out.write_all(b"]}\n")?;

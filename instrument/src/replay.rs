@@ -62,24 +62,54 @@ impl Capture {
         let mut trace = Trace::new(meta);
         for row in rows(&dir.join("samples.csv"), 2)? {
             let (ts_us, mw) = (row[0], row[1]);
-            trace.power.push(PowerReading::Sample { device: 0, ts_ns: ts_us * 1000, raw_ts_us: ts_us, power_mw: clamp32(mw) });
+            trace.power.push(PowerReading::Sample {
+                device: 0,
+                ts_ns: ts_us * 1000,
+                raw_ts_us: ts_us,
+                power_mw: clamp32(mw),
+            });
         }
         for row in rows(&dir.join("poll.csv"), 4)? {
             let (ts_ns, read_ns) = (row[0] * 1000, clamp32(row[3].saturating_mul(1000)));
-            trace.power.push(PowerReading::Energy { device: 0, ts_ns, read_ns, energy_mj: row[1] });
-            trace.power.push(PowerReading::Instant { device: 0, ts_ns, read_ns, power_mw: clamp32(row[2]) });
+            trace.power.push(PowerReading::Energy {
+                device: 0,
+                ts_ns,
+                read_ns,
+                energy_mj: row[1],
+            });
+            trace.power.push(PowerReading::Instant {
+                device: 0,
+                ts_ns,
+                read_ns,
+                power_mw: clamp32(row[2]),
+            });
         }
         trace.power.sort_by_key(PowerReading::ts_ns);
         let phases_path = dir.join("phases.csv");
         let text = read(&phases_path)?;
-        for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let cols: Vec<&str> = line.split(',').collect();
-            let bad = |reason: String| ReplayError::BadRow { path: phases_path.clone(), line: i + 1, reason };
+            let bad = |reason: String| ReplayError::BadRow {
+                path: phases_path.clone(),
+                line: i + 1,
+                reason,
+            };
             if cols.len() != 5 {
                 return Err(bad(format!("expected 5 columns, found {}", cols.len())));
             }
-            let start_us: u64 = cols[0].trim().parse().map_err(|_| bad(format!("bad start time {:?}", cols[0])))?;
-            let end_us: u64 = cols[1].trim().parse().map_err(|_| bad(format!("bad end time {:?}", cols[1])))?;
+            let start_us: u64 = cols[0]
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("bad start time {:?}", cols[0])))?;
+            let end_us: u64 = cols[1]
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("bad end time {:?}", cols[1])))?;
             if end_us < start_us {
                 return Err(bad("the phase ends before it starts".to_owned()));
             }
@@ -116,21 +146,40 @@ impl Capture {
 }
 
 fn read(path: &Path) -> Result<String, ReplayError> {
-    std::fs::read_to_string(path).map_err(|source| ReplayError::Io { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| ReplayError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Parse a CSV of unsigned integers with a header line and exactly `columns` columns.
 fn rows(path: &Path, columns: usize) -> Result<Vec<Vec<u64>>, ReplayError> {
     let text = read(path)?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
-        let bad = |reason: String| ReplayError::BadRow { path: path.to_owned(), line: i + 1, reason };
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |reason: String| ReplayError::BadRow {
+            path: path.to_owned(),
+            line: i + 1,
+            reason,
+        };
         let row = line
             .split(',')
-            .map(|c| c.trim().parse::<u64>().map_err(|_| bad(format!("{c:?} is not a whole number"))))
+            .map(|c| {
+                c.trim()
+                    .parse::<u64>()
+                    .map_err(|_| bad(format!("{c:?} is not a whole number")))
+            })
             .collect::<Result<Vec<u64>, _>>()?;
         if row.len() != columns {
-            return Err(bad(format!("expected {columns} columns, found {}", row.len())));
+            return Err(bad(format!(
+                "expected {columns} columns, found {}",
+                row.len()
+            )));
         }
         out.push(row);
     }

@@ -1,6 +1,8 @@
 //! Attribution against the simulator's ground truth.
 
-use wattlens_instrument::sim::{demo_workload, simulate, GpuModel, KernelSpec, SimRun, WorkItem, Workload};
+use wattlens_instrument::sim::{
+    demo_workload, simulate, GpuModel, KernelSpec, SimRun, WorkItem, Workload,
+};
 use wattlens_instrument::*;
 
 const T0: u64 = 1_800_000_000_000_000_000;
@@ -18,7 +20,13 @@ fn truth_by_signature(run: &SimRun, name: &str) -> f64 {
 #[test]
 fn demo_kernels_are_within_5_percent_of_truth_and_copies_are_bounded() {
     for seed in [1, 2] {
-        let run = simulate(&demo_workload(40), &GpuModel::h200(), &SensorProfile::default(), seed, T0);
+        let run = simulate(
+            &demo_workload(40),
+            &GpuModel::h200(),
+            &SensorProfile::default(),
+            seed,
+            T0,
+        );
         let a = attribute(&run.trace, 0).unwrap();
         assert!(a.simulated);
         let idle_w = a.idle_power.mw / 1000.0;
@@ -31,9 +39,18 @@ fn demo_kernels_are_within_5_percent_of_truth_and_copies_are_bounded() {
                 Coverage::Measured | Coverage::Estimated => {
                     measured += 1;
                     let err = (s.dynamic.mj - truth).abs() / truth;
-                    assert!(err < 0.05, "seed {seed} {}: {:.0} mJ vs truth {truth:.0} mJ", s.name, s.dynamic.mj);
+                    assert!(
+                        err < 0.05,
+                        "seed {seed} {}: {:.0} mJ vs truth {truth:.0} mJ",
+                        s.name,
+                        s.dynamic.mj
+                    );
                 }
-                Coverage::Unresolved => assert!(truth <= s.dynamic.high_mj, "{}: truth above the bound", s.name),
+                Coverage::Unresolved => assert!(
+                    truth <= s.dynamic.high_mj,
+                    "{}: truth above the bound",
+                    s.name
+                ),
                 Coverage::Uncovered => panic!("{} uncovered", s.name),
             }
         }
@@ -53,7 +70,11 @@ fn kernel(stream: u32, mw: u32) -> WorkItem {
         stream,
         duration_ns: 1_000_000_000,
         dynamic_mw: mw,
-        launch: LaunchShape { grid: [132, 1, 1], block: [128, 1, 1], shared_mem_bytes: 0 },
+        launch: LaunchShape {
+            grid: [132, 1, 1],
+            block: [128, 1, 1],
+            shared_mem_bytes: 0,
+        },
         region: String::new(),
         count: 1,
         gap_ns: 0,
@@ -62,13 +83,23 @@ fn kernel(stream: u32, mw: u32) -> WorkItem {
 
 #[test]
 fn concurrent_spans_split_static_energy() {
-    let w = Workload { name: "two streams".into(), lead_idle_ns: 1_000_000_000, tail_idle_ns: 500_000_000, items: vec![kernel(0, 200_000), kernel(1, 100_000)] };
+    let w = Workload {
+        name: "two streams".into(),
+        lead_idle_ns: 1_000_000_000,
+        tail_idle_ns: 500_000_000,
+        items: vec![kernel(0, 200_000), kernel(1, 100_000)],
+    };
     let run = simulate(&w, &GpuModel::h200(), &SensorProfile::default(), 3, T0);
     let a = attribute(&run.trace, 0).unwrap();
     assert_eq!(a.signatures.len(), 2);
     for s in &a.signatures {
         let expect = a.idle_power.mw * 0.5;
-        assert!((s.static_share.mj - expect).abs() < 1e-6 * expect, "{}: {} vs {expect}", s.name, s.static_share.mj);
+        assert!(
+            (s.static_share.mj - expect).abs() < 1e-6 * expect,
+            "{}: {} vs {expect}",
+            s.name,
+            s.static_share.mj
+        );
     }
     // Fully collinear: only the sum of their powers is identifiable, and the CIs must say so.
     let total: f64 = a.signatures.iter().map(|s| s.dynamic.mj).sum();
@@ -77,14 +108,27 @@ fn concurrent_spans_split_static_energy() {
 
 #[test]
 fn missing_idle_or_counter_data_is_a_clear_error() {
-    let busy = Workload { name: "busy".into(), lead_idle_ns: 0, tail_idle_ns: 0, items: vec![kernel(0, 200_000)] };
+    let busy = Workload {
+        name: "busy".into(),
+        lead_idle_ns: 0,
+        tail_idle_ns: 0,
+        items: vec![kernel(0, 200_000)],
+    };
     let run = simulate(&busy, &GpuModel::h200(), &SensorProfile::default(), 3, T0);
     let err = attribute(&run.trace, 0).unwrap_err();
     assert!(matches!(err, AttributionError::NoIdle(0)), "{err}");
     assert!(err.to_string().contains("leave the GPU idle"));
 
     let mut no_counter = run.trace.clone();
-    no_counter.power.retain(|r| !matches!(r, PowerReading::Energy { .. }));
-    assert!(matches!(attribute(&no_counter, 0), Err(AttributionError::NoCounter(0))));
-    assert!(matches!(attribute(&run.trace, 4), Err(AttributionError::NoSuchDevice(4))));
+    no_counter
+        .power
+        .retain(|r| !matches!(r, PowerReading::Energy { .. }));
+    assert!(matches!(
+        attribute(&no_counter, 0),
+        Err(AttributionError::NoCounter(0))
+    ));
+    assert!(matches!(
+        attribute(&run.trace, 4),
+        Err(AttributionError::NoSuchDevice(4))
+    ));
 }

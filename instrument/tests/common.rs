@@ -13,7 +13,13 @@ pub fn meta(devices: u32) -> RunMeta {
         start_unix_ns: 1_000,
         driver: Some("580.159.04".into()),
         devices: (0..devices)
-            .map(|i| DeviceInfo { index: i, name: format!("gpu{i}"), uuid: format!("GPU-{i}"), sm_count: 132, power_limit_mw: 700_000 })
+            .map(|i| DeviceInfo {
+                index: i,
+                name: format!("gpu{i}"),
+                uuid: format!("GPU-{i}"),
+                sm_count: 132,
+                power_limit_mw: 700_000,
+            })
             .collect(),
         sensor_profile: SensorProfile::default(),
     }
@@ -22,11 +28,17 @@ pub fn meta(devices: u32) -> RunMeta {
 fn kind() -> impl Strategy<Value = SpanKind> {
     prop_oneof![
         Just(SpanKind::Kernel),
-        (0u8..3, any::<u64>(), proptest::option::of(any::<u64>())).prop_map(|(d, bytes, content_digest)| SpanKind::Memcpy {
-            direction: [CopyDirection::HostToDevice, CopyDirection::DeviceToHost, CopyDirection::DeviceToDevice][d as usize],
-            bytes,
-            content_digest
-        }),
+        (0u8..3, any::<u64>(), proptest::option::of(any::<u64>())).prop_map(
+            |(d, bytes, content_digest)| SpanKind::Memcpy {
+                direction: [
+                    CopyDirection::HostToDevice,
+                    CopyDirection::DeviceToHost,
+                    CopyDirection::DeviceToDevice
+                ][d as usize],
+                bytes,
+                content_digest
+            }
+        ),
         (any::<u64>(), any::<u8>()).prop_map(|(bytes, value)| SpanKind::Memset { bytes, value }),
         (0u32..8).prop_map(|depth| SpanKind::Region { depth }),
         Just(SpanKind::Sync),
@@ -35,41 +47,84 @@ fn kind() -> impl Strategy<Value = SpanKind> {
 }
 
 fn buffers() -> impl Strategy<Value = Vec<BufferVersion>> {
-    proptest::collection::vec((any::<u64>(), any::<u32>()).prop_map(|(buffer, version)| BufferVersion { buffer, version }), 0..4)
+    proptest::collection::vec(
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(buffer, version)| BufferVersion { buffer, version }),
+        0..4,
+    )
 }
 
 fn span(devices: u32, strings: u32) -> impl Strategy<Value = Span> {
     let sid = move || prop_oneof![Just(StrId::NONE), (0..strings).prop_map(StrId)];
     (
-        (any::<u64>(), kind(), 0..devices, any::<u64>(), any::<u64>(), 0u64..1 << 40),
-        (0..strings, proptest::option::of((any::<[u32; 3]>(), any::<[u32; 3]>(), any::<u32>())), any::<u64>()),
+        (
+            any::<u64>(),
+            kind(),
+            0..devices,
+            any::<u64>(),
+            any::<u64>(),
+            0u64..1 << 40,
+        ),
+        (
+            0..strings,
+            proptest::option::of((any::<[u32; 3]>(), any::<[u32; 3]>(), any::<u32>())),
+            any::<u64>(),
+        ),
         (buffers(), buffers(), sid(), sid()),
     )
-        .prop_map(|((id, kind, device, stream, start_ns, len), (name, launch, args_digest), (reads, writes, region, site))| Span {
-            id,
-            kind,
-            device,
-            stream,
-            start_ns,
-            end_ns: start_ns.saturating_add(len),
-            name: StrId(name),
-            launch: launch.map(|(grid, block, shared_mem_bytes)| LaunchShape { grid, block, shared_mem_bytes }),
-            args_digest,
-            reads,
-            writes,
-            region,
-            site,
-        })
+        .prop_map(
+            |(
+                (id, kind, device, stream, start_ns, len),
+                (name, launch, args_digest),
+                (reads, writes, region, site),
+            )| Span {
+                id,
+                kind,
+                device,
+                stream,
+                start_ns,
+                end_ns: start_ns.saturating_add(len),
+                name: StrId(name),
+                launch: launch.map(|(grid, block, shared_mem_bytes)| LaunchShape {
+                    grid,
+                    block,
+                    shared_mem_bytes,
+                }),
+                args_digest,
+                reads,
+                writes,
+                region,
+                site,
+            },
+        )
 }
 
 fn reading(devices: u32) -> impl Strategy<Value = PowerReading> {
     prop_oneof![
-        (0..devices, any::<u64>(), any::<u64>(), any::<u32>())
-            .prop_map(|(device, ts_ns, raw_ts_us, power_mw)| PowerReading::Sample { device, ts_ns, raw_ts_us, power_mw }),
-        (0..devices, any::<u64>(), any::<u32>(), any::<u64>())
-            .prop_map(|(device, ts_ns, read_ns, energy_mj)| PowerReading::Energy { device, ts_ns, read_ns, energy_mj }),
-        (0..devices, any::<u64>(), any::<u32>(), any::<u32>())
-            .prop_map(|(device, ts_ns, read_ns, power_mw)| PowerReading::Instant { device, ts_ns, read_ns, power_mw }),
+        (0..devices, any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
+            |(device, ts_ns, raw_ts_us, power_mw)| PowerReading::Sample {
+                device,
+                ts_ns,
+                raw_ts_us,
+                power_mw
+            }
+        ),
+        (0..devices, any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
+            |(device, ts_ns, read_ns, energy_mj)| PowerReading::Energy {
+                device,
+                ts_ns,
+                read_ns,
+                energy_mj
+            }
+        ),
+        (0..devices, any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
+            |(device, ts_ns, read_ns, power_mw)| PowerReading::Instant {
+                device,
+                ts_ns,
+                read_ns,
+                power_mw
+            }
+        ),
     ]
 }
 
@@ -81,7 +136,12 @@ fn facts() -> impl Strategy<Value = KernelFacts> {
         Just(AccessMode::None),
         Just(AccessMode::Unknown)
     ];
-    ("[a-z_]{1,12}", 0usize..9, proptest::collection::vec(access, 0..5), proptest::option::of(("[0-9K*+]{1,6}", "[0-9K*+]{1,6}")))
+    (
+        "[a-z_]{1,12}",
+        0usize..9,
+        proptest::collection::vec(access, 0..5),
+        proptest::option::of(("[0-9K*+]{1,6}", "[0-9K*+]{1,6}")),
+    )
         .prop_map(|(name, op, arg_access, cost)| KernelFacts {
             name,
             op_class: [
@@ -96,40 +156,47 @@ fn facts() -> impl Strategy<Value = KernelFacts> {
                 OpClass::Unknown,
             ][op],
             arg_access,
-            cost: cost.map(|(f, b)| StaticCost { flops_per_thread: f, global_bytes_per_thread: b }),
+            cost: cost.map(|(f, b)| StaticCost {
+                flops_per_thread: f,
+                global_bytes_per_thread: b,
+            }),
         })
 }
 
 /// Arbitrary valid traces: every reference resolves.
 pub fn trace() -> impl Strategy<Value = Trace> {
-    (1u32..4, proptest::collection::btree_set("\\PC{0,24}", 1..12)).prop_flat_map(|(devices, texts)| {
-        let n = texts.len() as u32;
-        (
-            Just(devices),
-            Just(texts),
-            proptest::collection::vec(span(devices, n), 0..40),
-            proptest::collection::vec(reading(devices), 0..40),
-            proptest::collection::vec(facts(), 0..4),
-        )
-            .prop_map(|(devices, texts, spans, power, kernel_facts)| {
-                let mut t = Trace::new(meta(devices));
-                for s in &texts {
-                    t.strings.intern(s);
-                }
-                t.spans = spans;
-                t.power = power;
-                t.kernel_facts = kernel_facts;
-                t.alignments.push(ClockAlignment {
-                    source: ClockSource::Nvml,
-                    device: 0,
-                    offset_ns: -5,
-                    drift_ppb: 12,
-                    error_bound_ns: 300,
-                    points: vec![(1, 2), (3, 4)],
-                });
-                t
-            })
-    })
+    (
+        1u32..4,
+        proptest::collection::btree_set("\\PC{0,24}", 1..12),
+    )
+        .prop_flat_map(|(devices, texts)| {
+            let n = texts.len() as u32;
+            (
+                Just(devices),
+                Just(texts),
+                proptest::collection::vec(span(devices, n), 0..40),
+                proptest::collection::vec(reading(devices), 0..40),
+                proptest::collection::vec(facts(), 0..4),
+            )
+                .prop_map(|(devices, texts, spans, power, kernel_facts)| {
+                    let mut t = Trace::new(meta(devices));
+                    for s in &texts {
+                        t.strings.intern(s);
+                    }
+                    t.spans = spans;
+                    t.power = power;
+                    t.kernel_facts = kernel_facts;
+                    t.alignments.push(ClockAlignment {
+                        source: ClockSource::Nvml,
+                        device: 0,
+                        offset_ns: -5,
+                        drift_ppb: 12,
+                        error_bound_ns: 300,
+                        points: vec![(1, 2), (3, 4)],
+                    });
+                    t
+                })
+        })
 }
 
 /// Encode a trace to bytes.

@@ -1,5 +1,7 @@
 //! Integration tests of wattlens-instrument (one test binary, modules inside).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 mod attribution;
 mod common;
 mod format;

@@ -38,16 +38,29 @@ fn per_phase_powers_match_the_readme_within_2_percent() {
         let got = phase_powers(&t, phase);
         assert_eq!(got.len(), 1);
         let (c, s) = got[0];
-        assert!(within(c, counter_w, 0.02), "{phase}: counter {c:.1} W vs {counter_w} W");
-        assert!(within(s, samples_w, 0.02), "{phase}: samples {s:.1} W vs {samples_w} W");
+        assert!(
+            within(c, counter_w, 0.02),
+            "{phase}: counter {c:.1} W vs {counter_w} W"
+        );
+        assert!(
+            within(s, samples_w, 0.02),
+            "{phase}: samples {s:.1} W vs {samples_w} W"
+        );
     }
     // The README's idle figures are the first idle phase; later ones carry the thermal tail of
     // the load before them, so they read higher.
     let idle = phase_powers(&t, "idle");
     assert_eq!(idle.len(), 7);
     let (c, s) = idle[0];
-    assert!(within(c, 124.0, 0.02) && within(s, 124.2, 0.02), "idle: counter {c:.1} W, samples {s:.1} W");
-    assert!(idle[1].0 > idle[0].0 + 1.0, "no tail after the step: {:?}", idle[1]);
+    assert!(
+        within(c, 124.0, 0.02) && within(s, 124.2, 0.02),
+        "idle: counter {c:.1} W, samples {s:.1} W"
+    );
+    assert!(
+        idle[1].0 > idle[0].0 + 1.0,
+        "no tail after the step: {:?}",
+        idle[1]
+    );
 }
 
 #[test]
@@ -66,7 +79,10 @@ fn the_capture_replays_through_the_power_source_trait() {
     let mut got = Vec::new();
     src.poll(u64::MAX, &mut got).unwrap();
     assert_eq!(got.len(), cap.trace.power.len());
-    let samples = got.iter().filter(|r| matches!(r, PowerReading::Sample { .. })).count();
+    let samples = got
+        .iter()
+        .filter(|r| matches!(r, PowerReading::Sample { .. }))
+        .count();
     assert_eq!(samples, 1387);
 }
 

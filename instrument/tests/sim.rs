@@ -1,7 +1,9 @@
 //! The simulated GPU behaves like the H200's sensors, as its profile says.
 
 use wattlens_instrument::power::RecordedSource;
-use wattlens_instrument::sim::{demo_workload, simulate, GpuModel, KernelSpec, SimRun, WorkItem, Workload};
+use wattlens_instrument::sim::{
+    demo_workload, simulate, GpuModel, KernelSpec, SimRun, WorkItem, Workload,
+};
 use wattlens_instrument::*;
 
 const T0: u64 = 1_800_000_000_000_000_000;
@@ -19,7 +21,11 @@ fn step_run(seed: u64) -> SimRun {
             stream: 0,
             duration_ns: 1_500_000_000,
             dynamic_mw: STEP_MW,
-            launch: LaunchShape { grid: [1056, 1, 1], block: [256, 1, 1], shared_mem_bytes: 0 },
+            launch: LaunchShape {
+                grid: [1056, 1, 1],
+                block: [256, 1, 1],
+                shared_mem_bytes: 0,
+            },
             region: String::new(),
             count: 1,
             gap_ns: 0,
@@ -32,7 +38,9 @@ fn samples(t: &Trace) -> Vec<(u64, u32)> {
     t.power
         .iter()
         .filter_map(|r| match *r {
-            PowerReading::Sample { ts_ns, power_mw, .. } => Some((ts_ns, power_mw)),
+            PowerReading::Sample {
+                ts_ns, power_mw, ..
+            } => Some((ts_ns, power_mw)),
             _ => None,
         })
         .collect()
@@ -40,7 +48,16 @@ fn samples(t: &Trace) -> Vec<(u64, u32)> {
 
 #[test]
 fn counter_equals_the_true_integral_within_its_quantisation() {
-    for run in [step_run(1), simulate(&demo_workload(5), &GpuModel::h200(), &SensorProfile::default(), 9, T0)] {
+    for run in [
+        step_run(1),
+        simulate(
+            &demo_workload(5),
+            &GpuModel::h200(),
+            &SensorProfile::default(),
+            9,
+            T0,
+        ),
+    ] {
         let counter: Vec<u64> = run
             .trace
             .power
@@ -56,10 +73,15 @@ fn counter_equals_the_true_integral_within_its_quantisation() {
         for (i, j) in [(0, 1), (0, counter.len() - 1), (3, counter.len() / 2)] {
             let measured = (counter[j] - counter[i]) as f64;
             let truth = run.truth.energy_between_mj(updates[i], updates[j]);
-            assert!((measured - truth).abs() < 1.0, "windows {i}..{j}: counter {measured} mJ vs truth {truth} mJ");
+            assert!(
+                (measured - truth).abs() < 1.0,
+                "windows {i}..{j}: counter {measured} mJ vs truth {truth} mJ"
+            );
         }
         let period: Vec<u64> = updates.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(period.iter().all(|&p| p == SensorProfile::default().counter_period_ns));
+        assert!(period
+            .iter()
+            .all(|&p| p == SensorProfile::default().counter_period_ns));
     }
 }
 
@@ -70,10 +92,20 @@ fn sample_cadence_matches_the_profile() {
     let mut gaps: Vec<u64> = s.windows(2).map(|w| w[1].0 - w[0].0).collect();
     gaps.sort_unstable();
     let median = gaps[gaps.len() / 2] as f64;
-    assert!((median - profile.sample_period_ns as f64).abs() < 0.5e6, "median interval {median} ns");
+    assert!(
+        (median - profile.sample_period_ns as f64).abs() < 0.5e6,
+        "median interval {median} ns"
+    );
     let short = gaps.iter().filter(|&&g| g < 15_000_000).count() as f64 / gaps.len() as f64;
-    assert!((0.1..0.3).contains(&short), "{short} of intervals are short (displaced samples)");
-    assert!(gaps[0] > 7_000_000 && *gaps.last().unwrap() < 47_000_000, "{:?}", (gaps[0], gaps.last()));
+    assert!(
+        (0.1..0.3).contains(&short),
+        "{short} of intervals are short (displaced samples)"
+    );
+    assert!(
+        gaps[0] > 7_000_000 && *gaps.last().unwrap() < 47_000_000,
+        "{:?}",
+        (gaps[0], gaps.last())
+    );
 }
 
 /// The first-order step response the profile describes, above idle, in mW.
@@ -94,7 +126,11 @@ fn sample_step_response_matches_the_profile() {
             let thermal = run.truth.signal.at_mw(ts - T0) - idle - f64::from(STEP_MW);
             let expect = idle + model_response_mw(&profile, after) + thermal.max(0.0);
             let tol = 4.0 * profile.sample_noise_sd_mw + 500.0;
-            assert!((f64::from(mw) - expect).abs() < tol, "+{:.1} ms: {mw} mW vs {expect:.0} mW", after / 1e6);
+            assert!(
+                (f64::from(mw) - expect).abs() < tol,
+                "+{:.1} ms: {mw} mW vs {expect:.0} mW",
+                after / 1e6
+            );
             checked += 1;
         }
     }
@@ -106,8 +142,12 @@ fn the_profile_reproduces_the_measured_h200_step() {
     // README of data/h200-sensor-2026-11-22: idle→370 W, samples 272/344/359 W at +16/+36/+65 ms.
     let profile = SensorProfile::h200_2026_11_22();
     for (after_ms, measured_w) in [(16.0, 272.0), (36.0, 344.0), (65.0, 359.0)] {
-        let model_w = 124.0 + 246.0 * (1.0 - (-after_ms * 1e6 / profile.sample_tau_ns as f64).exp());
-        assert!((model_w - measured_w).abs() / measured_w < 0.03, "+{after_ms} ms: {model_w:.0} W vs {measured_w} W");
+        let model_w =
+            124.0 + 246.0 * (1.0 - (-after_ms * 1e6 / profile.sample_tau_ns as f64).exp());
+        assert!(
+            (model_w - measured_w).abs() / measured_w < 0.03,
+            "+{after_ms} ms: {model_w:.0} W vs {measured_w} W"
+        );
     }
 }
 
@@ -117,14 +157,25 @@ fn instant_field_lags_the_step() {
     let run = step_run(6);
     let start = T0 + STEP_START_NS;
     for r in &run.trace.power {
-        if let PowerReading::Instant { ts_ns, power_mw, .. } = *r {
+        if let PowerReading::Instant {
+            ts_ns, power_mw, ..
+        } = *r
+        {
             if ts_ns > start && ts_ns < start + profile.instant_lag_min_ns {
-                assert!(power_mw < 126_000, "field already moved {} ms after the step", (ts_ns - start) / 1_000_000);
+                assert!(
+                    power_mw < 126_000,
+                    "field already moved {} ms after the step",
+                    (ts_ns - start) / 1_000_000
+                );
             }
             if ts_ns > start + profile.instant_lag_max_ns + profile.instant_window_ns + 2_000_000
                 && ts_ns < start + 1_000_000_000
             {
-                assert!(power_mw > 365_000, "field still low {} ms after the step: {power_mw}", (ts_ns - start) / 1_000_000);
+                assert!(
+                    power_mw > 365_000,
+                    "field still low {} ms after the step: {power_mw}",
+                    (ts_ns - start) / 1_000_000
+                );
             }
         }
     }
@@ -155,9 +206,24 @@ fn same_seed_same_run_other_seed_other_noise() {
 
 #[test]
 fn regions_nest_around_their_kernels() {
-    let t = simulate(&demo_workload(2), &GpuModel::h200(), &SensorProfile::default(), 1, T0).trace;
-    let regions: Vec<&Span> = t.spans.iter().filter(|s| matches!(s.kind, SpanKind::Region { .. })).collect();
-    for k in t.spans.iter().filter(|s| s.kind == SpanKind::Kernel && s.region.is_some()) {
+    let t = simulate(
+        &demo_workload(2),
+        &GpuModel::h200(),
+        &SensorProfile::default(),
+        1,
+        T0,
+    )
+    .trace;
+    let regions: Vec<&Span> = t
+        .spans
+        .iter()
+        .filter(|s| matches!(s.kind, SpanKind::Region { .. }))
+        .collect();
+    for k in t
+        .spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Kernel && s.region.is_some())
+    {
         let path = t.str(k.region);
         let (parent, leaf) = path.rsplit_once('/').unwrap_or(("", path));
         let depth = path.matches('/').count() as u32;
@@ -168,14 +234,24 @@ fn regions_nest_around_their_kernels() {
                 && r.start_ns <= k.start_ns
                 && k.end_ns <= r.end_ns
         });
-        assert!(inside, "kernel {} at {} is in no region {path}", t.str(k.name), k.start_ns);
+        assert!(
+            inside,
+            "kernel {} at {} is in no region {path}",
+            t.str(k.name),
+            k.start_ns
+        );
     }
 }
 
 #[test]
 fn recorded_source_releases_readings_as_they_come_due() {
     let t = step_run(13).trace;
-    let mut src = RecordedSource::new(t.meta.devices.clone(), SensorProfile::default(), true, t.power.clone());
+    let mut src = RecordedSource::new(
+        t.meta.devices.clone(),
+        SensorProfile::default(),
+        true,
+        t.power.clone(),
+    );
     let mut got = Vec::new();
     let mut now = T0;
     while now < T0 + 6_000_000_000 {

@@ -17,10 +17,15 @@ const PTX_KERNEL_CC: u32 = 71;
 /// # Errors
 /// [`PassError::Load`] when LLVM cannot read or parse the file.
 pub fn kernels_in_file(path: &Path) -> Result<Vec<String>, PassError> {
-    let load = |reason: String| PassError::Load { path: path.to_owned(), reason };
+    let load = |reason: String| PassError::Load {
+        path: path.to_owned(),
+        reason,
+    };
     let buffer = MemoryBuffer::create_from_file(path).map_err(|e| load(e.to_string()))?;
     let context = Context::create();
-    let module = context.create_module_from_ir(buffer).map_err(|e| load(e.to_string()))?;
+    let module = context
+        .create_module_from_ir(buffer)
+        .map_err(|e| load(e.to_string()))?;
     Ok(kernels_in_module(&module))
 }
 
@@ -29,10 +34,10 @@ pub fn kernels_in_file(path: &Path) -> Result<Vec<String>, PassError> {
 pub fn kernels_in_module(module: &Module<'_>) -> Vec<String> {
     let mut annotated: Vec<String> = Vec::new();
     for node in module.get_global_metadata("nvvm.annotations") {
-        let ops = node.get_node_values();
+        let ops = node.get_node_values().unwrap_or_default();
         let is_kernel = ops.get(1).is_some_and(|v| match v {
             BasicMetadataValueEnum::MetadataValue(m) => {
-                m.get_string_value().is_some_and(|s| s.to_bytes() == b"kernel")
+                m.get_string_value().is_some_and(|s| s == b"kernel")
             }
             _ => false,
         });
@@ -43,7 +48,12 @@ pub fn kernels_in_module(module: &Module<'_>) -> Vec<String> {
     module
         .get_functions()
         .filter(|f| f.count_basic_blocks() > 0)
-        .map(|f| (f.get_call_conventions(), f.get_name().to_string_lossy().into_owned()))
+        .map(|f| {
+            (
+                f.get_call_conventions(),
+                f.get_name().to_string_lossy().into_owned(),
+            )
+        })
         .filter(|(cc, name)| *cc == PTX_KERNEL_CC || annotated.contains(name))
         .map(|(_, name)| name)
         .collect()

@@ -1,12 +1,16 @@
 //! Integration tests of wattlens-passes on `.ll` fixtures (one test binary, modules inside).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 mod kernels {
     use std::path::Path;
 
     use wattlens_passes::{kernels_in_file, PassError};
 
     fn fixture(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
     }
 
     #[test]

@@ -32,7 +32,10 @@ pub fn nvidia_gpus_under(root: &Path) -> Vec<GpuPresence> {
     let models = proc_models(&root.join("proc/driver/nvidia/gpus"));
     minors
         .into_iter()
-        .map(|minor| GpuPresence { minor, model: models.iter().find(|m| m.0 == minor).map(|m| m.1.clone()) })
+        .map(|minor| GpuPresence {
+            minor,
+            model: models.iter().find(|m| m.0 == minor).map(|m| m.1.clone()),
+        })
         .collect()
 }
 
@@ -46,7 +49,10 @@ fn proc_models(dir: &Path) -> Vec<(u32, String)> {
         .filter_map(|e| std::fs::read_to_string(e.path().join("information")).ok())
         .filter_map(|text| {
             let field = |key: &str| {
-                text.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim_start_matches(':').trim().to_owned()))
+                text.lines().find_map(|l| {
+                    l.strip_prefix(key)
+                        .map(|v| v.trim_start_matches(':').trim().to_owned())
+                })
             };
             Some((field("Device Minor")?.parse().ok()?, field("Model")?))
         })

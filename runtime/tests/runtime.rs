@@ -1,5 +1,7 @@
 //! Integration tests of wattlens-runtime (one test binary, modules inside).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 mod detect {
     use std::fs;
 
@@ -15,12 +17,19 @@ mod detect {
         }
         let info = root.join("proc/driver/nvidia/gpus/0000:1a:00.0");
         fs::create_dir_all(&info).unwrap();
-        fs::write(info.join("information"), "Model: \t\t NVIDIA H200\nIRQ: 42\nDevice Minor: \t 1\n").unwrap();
+        fs::write(
+            info.join("information"),
+            "Model: \t\t NVIDIA H200\nIRQ: 42\nDevice Minor: \t 1\n",
+        )
+        .unwrap();
         let gpus = nvidia_gpus_under(&root);
         fs::remove_dir_all(&root).unwrap();
         assert_eq!(gpus.len(), 2, "{gpus:?}");
         assert_eq!((gpus[0].minor, gpus[0].model.as_deref()), (0, None));
-        assert_eq!((gpus[1].minor, gpus[1].model.as_deref()), (1, Some("NVIDIA H200")));
+        assert_eq!(
+            (gpus[1].minor, gpus[1].model.as_deref()),
+            (1, Some("NVIDIA H200"))
+        );
     }
 
     #[test]

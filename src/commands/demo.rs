@@ -17,8 +17,14 @@ use crate::render::{self, Report, Truth};
 pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let gpus = wattlens_runtime::detect::nvidia_gpus();
     if !gpus.is_empty() && !args.simulate {
-        let names: Vec<String> =
-            gpus.iter().map(|g| g.model.clone().unwrap_or_else(|| format!("/dev/nvidia{}", g.minor))).collect();
+        let names: Vec<String> = gpus
+            .iter()
+            .map(|g| {
+                g.model
+                    .clone()
+                    .unwrap_or_else(|| format!("/dev/nvidia{}", g.minor))
+            })
+            .collect();
         writeln!(
             out,
             "note: found {} NVIDIA GPU(s) ({}), but real-GPU measurement is not in this build yet; \
@@ -27,15 +33,24 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
             names.join(", ")
         )?;
     }
-    std::fs::create_dir_all(&args.out_dir)
-        .map_err(|source| CliError::WriteFile { path: args.out_dir.clone(), source })?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|source| CliError::WriteFile {
+        path: args.out_dir.clone(),
+        source,
+    })?;
     let trace_path = args.out_dir.join("demo.wlt");
     let perfetto_path = args.out_dir.join("demo.perfetto.json");
 
     let pb = progress::spinner("simulating GPU");
     let workload = demo_workload(args.steps);
-    let start_unix_ns = wattlens_instrument::clock::Clock::now_ns(&wattlens_instrument::clock::HostClock::new());
-    let mut run = simulate(&workload, &GpuModel::h200(), &SensorProfile::h200_2026_11_22(), args.seed, start_unix_ns);
+    let start_unix_ns =
+        wattlens_instrument::clock::Clock::now_ns(&wattlens_instrument::clock::HostClock::new());
+    let mut run = simulate(
+        &workload,
+        &GpuModel::h200(),
+        &SensorProfile::h200_2026_11_22(),
+        args.seed,
+        start_unix_ns,
+    );
     run.trace.meta.tool_version = concat!("wattlens ", env!("CARGO_PKG_VERSION")).to_owned();
     run.trace.meta.command = std::env::args().collect();
     pb.finish_and_clear();
@@ -47,7 +62,15 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let truth = Truth::from_sim(&run);
     render::table::write(out, &report, Some(&truth))?;
     writeln!(out)?;
-    writeln!(out, "trace:    {}  (wattlens report {0})", trace_path.display())?;
-    writeln!(out, "perfetto: {}  (open at ui.perfetto.dev)", perfetto_path.display())?;
+    writeln!(
+        out,
+        "trace:    {}  (wattlens report {0})",
+        trace_path.display()
+    )?;
+    writeln!(
+        out,
+        "perfetto: {}  (open at ui.perfetto.dev)",
+        perfetto_path.display()
+    )?;
     Ok(())
 }

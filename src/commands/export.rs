@@ -12,6 +12,10 @@ use crate::error::CliError;
 pub fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let trace = super::load_trace(&args.trace)?;
     super::save_perfetto(&args.output, &trace)?;
-    writeln!(out, "wrote {} (Perfetto JSON: open it at ui.perfetto.dev)", args.output.display())?;
+    writeln!(
+        out,
+        "wrote {} (Perfetto JSON: open it at ui.perfetto.dev)",
+        args.output.display()
+    )?;
     Ok(())
 }

@@ -20,7 +20,10 @@ use crate::progress;
 /// [`CliError::ReadTrace`] when not even the header and metadata are readable.
 pub fn load_trace(path: &Path) -> Result<Trace, CliError> {
     let pb = progress::spinner("reading trace");
-    let rec = read_trace_file(path).map_err(|source| CliError::ReadTrace { path: path.to_owned(), source });
+    let rec = read_trace_file(path).map_err(|source| CliError::ReadTrace {
+        path: path.to_owned(),
+        source,
+    });
     pb.finish_and_clear();
     let rec = rec?;
     if let Some(problem) = rec.stopped {
@@ -38,10 +41,17 @@ pub fn load_trace(path: &Path) -> Result<Trace, CliError> {
 /// # Errors
 /// [`CliError::WriteTrace`] when the file cannot be written.
 pub fn save_trace(path: &Path, trace: &Trace) -> Result<(), CliError> {
-    let err = |source| CliError::WriteTrace { path: path.to_owned(), source };
-    let pb = progress::bar((trace.spans.len() + trace.power.len()) as u64, "writing trace");
+    let err = |source| CliError::WriteTrace {
+        path: path.to_owned(),
+        source,
+    };
+    let pb = progress::bar(
+        (trace.spans.len() + trace.power.len()) as u64,
+        "writing trace",
+    );
     let mut w = TraceWriter::create(path, &trace.meta).map_err(err)?;
-    w.write_body(trace, |done| pb.set_position(done)).map_err(err)?;
+    w.write_body(trace, |done| pb.set_position(done))
+        .map_err(err)?;
     w.finish().map_err(err)?;
     pb.finish_and_clear();
     Ok(())
@@ -52,10 +62,14 @@ pub fn save_trace(path: &Path, trace: &Trace) -> Result<(), CliError> {
 /// # Errors
 /// [`CliError::WriteFile`] when the file cannot be written.
 pub fn save_perfetto(path: &Path, trace: &Trace) -> Result<(), CliError> {
-    let err = |source| CliError::WriteFile { path: path.to_owned(), source };
+    let err = |source| CliError::WriteFile {
+        path: path.to_owned(),
+        source,
+    };
     let pb = progress::spinner("writing Perfetto JSON");
     let file = File::create(path).map_err(err)?;
-    let r = wattlens_instrument::perfetto::export(trace, BufWriter::with_capacity(1 << 16, file)).map_err(err);
+    let r = wattlens_instrument::perfetto::export(trace, BufWriter::with_capacity(1 << 16, file))
+        .map_err(err);
     pb.finish_and_clear();
     r
 }

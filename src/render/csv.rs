@@ -48,7 +48,12 @@ pub fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     Ok(())
 }
 
-fn line(out: &mut dyn Write, head: &[String], dynamic: &EnergyEstimate, stat: &EnergyEstimate) -> io::Result<()> {
+fn line(
+    out: &mut dyn Write,
+    head: &[String],
+    dynamic: &EnergyEstimate,
+    stat: &EnergyEstimate,
+) -> io::Result<()> {
     writeln!(
         out,
         "{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{}",

@@ -64,7 +64,12 @@ impl Report {
                     (None, Some(text))
                 }
             };
-            devices.push(DeviceReport { index: d.index, name: d.name.clone(), attribution, problem });
+            devices.push(DeviceReport {
+                index: d.index,
+                name: d.name.clone(),
+                attribution,
+                problem,
+            });
         }
         if devices.iter().all(|d| d.attribution.is_none()) {
             if let Some(e) = first_err {
@@ -98,8 +103,13 @@ impl Truth {
         for (span, &mj) in run.trace.spans.iter().zip(&run.truth.span_above_idle_mj) {
             if span.is_device_work() {
                 let name = run.trace.str(span.name).to_owned();
-                let op = run.trace.facts_for(&name).map_or(OpClass::Copy, |f| f.op_class);
-                *t.by_signature.entry((name, span.kind.label().to_owned(), span.launch)).or_default() += mj;
+                let op = run
+                    .trace
+                    .facts_for(&name)
+                    .map_or(OpClass::Copy, |f| f.op_class);
+                *t.by_signature
+                    .entry((name, span.kind.label().to_owned(), span.launch))
+                    .or_default() += mj;
                 *t.by_op.entry(op).or_default() += mj;
             }
         }
@@ -108,7 +118,9 @@ impl Truth {
 
     /// True dynamic energy of a signature, mJ.
     pub fn signature_mj(&self, name: &str, kind: &str, launch: Option<LaunchShape>) -> Option<f64> {
-        self.by_signature.get(&(name.to_owned(), kind.to_owned(), launch)).copied()
+        self.by_signature
+            .get(&(name.to_owned(), kind.to_owned(), launch))
+            .copied()
     }
 
     /// True dynamic energy of an op class, mJ.

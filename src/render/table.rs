@@ -14,22 +14,39 @@ use super::{Report, Truth};
 pub fn write(out: &mut dyn Write, report: &Report, truth: Option<&Truth>) -> io::Result<()> {
     let sim = if report.simulated { " [simulated]" } else { "" };
     if report.simulated {
-        writeln!(out, "SIMULATED GPU: every number below comes from wattlens' built-in simulated GPU")?;
-        writeln!(out, "(sensor profile {}), not from hardware.", report.sensor_profile)?;
+        writeln!(
+            out,
+            "SIMULATED GPU: every number below comes from wattlens' built-in simulated GPU"
+        )?;
+        writeln!(
+            out,
+            "(sensor profile {}), not from hardware.",
+            report.sensor_profile
+        )?;
     }
     writeln!(out, "Energies are dynamic (above idle) with 95% CIs; '< X' means the sensors could not resolve it.")?;
     for d in &report.devices {
         writeln!(out)?;
         match (&d.attribution, &d.problem) {
             (Some(a), _) => device(out, &d.name, a, truth, sim)?,
-            (None, Some(p)) => writeln!(out, "GPU {} ({}){sim}: no attribution: {p}", d.index, d.name)?,
+            (None, Some(p)) => writeln!(
+                out,
+                "GPU {} ({}){sim}: no attribution: {p}",
+                d.index, d.name
+            )?,
             (None, None) => {}
         }
     }
     Ok(())
 }
 
-fn device(out: &mut dyn Write, name: &str, a: &Attribution, truth: Option<&Truth>, sim: &str) -> io::Result<()> {
+fn device(
+    out: &mut dyn Write,
+    name: &str,
+    a: &Attribution,
+    truth: Option<&Truth>,
+    sim: &str,
+) -> io::Result<()> {
     writeln!(
         out,
         "GPU {} ({name}){sim}: idle power {} [{}], from {} quiet counter windows; {} windows with work",
@@ -40,15 +57,31 @@ fn device(out: &mut dyn Write, name: &str, a: &Attribution, truth: Option<&Truth
         a.regression_windows
     )?;
     if let Some(after) = &a.idle_after_power {
-        writeln!(out, "  after the work the GPU drew {} while idle (idle + thermal tail)", power(after))?;
+        writeln!(
+            out,
+            "  after the work the GPU drew {} while idle (idle + thermal tail)",
+            power(after)
+        )?;
     }
     writeln!(out)?;
     writeln!(out, "Energy per kernel{sim}")?;
-    let truth_head = if truth.is_some() { format!("  {:>12}", "true (sim)") } else { String::new() };
+    let truth_head = if truth.is_some() {
+        format!("  {:>12}", "true (sim)")
+    } else {
+        String::new()
+    };
     writeln!(
         out,
         "{:<26} {:>12} {:>8} {:>10} {:>16} {:>20} {:>18} {:>20} {:<10}{truth_head}",
-        "kernel", "grid x block", "launches", "time ms", "dyn power", "dynamic energy", "static share", "per launch", "coverage"
+        "kernel",
+        "grid x block",
+        "launches",
+        "time ms",
+        "dyn power",
+        "dynamic energy",
+        "static share",
+        "per launch",
+        "coverage"
     )?;
     for s in &a.signatures {
         let t = truth
@@ -77,7 +110,9 @@ fn device(out: &mut dyn Write, name: &str, a: &Attribution, truth: Option<&Truth
     )?;
     let total: f64 = a.ops.iter().map(|o| o.dynamic.mj + o.static_share.mj).sum();
     for o in &a.ops {
-        let t = truth.and_then(|t| t.op_mj(o.op_class)).map_or(String::new(), |mj| format!("  {:>12}", joules(mj)));
+        let t = truth
+            .and_then(|t| t.op_mj(o.op_class))
+            .map_or(String::new(), |mj| format!("  {:>12}", joules(mj)));
         writeln!(
             out,
             "{:<16} {:>8} {:>10.2} {:>20} {:>18} {:>6.1}% {:<10}{t}",
@@ -107,7 +142,11 @@ fn device(out: &mut dyn Write, name: &str, a: &Attribution, truth: Option<&Truth
 
 fn shape(launch: Option<LaunchShape>, kind: &str) -> String {
     match launch {
-        Some(l) => format!("{}x{}", l.grid.iter().product::<u32>(), l.block.iter().product::<u32>()),
+        Some(l) => format!(
+            "{}x{}",
+            l.grid.iter().product::<u32>(),
+            l.block.iter().product::<u32>()
+        ),
         None => kind.to_owned(),
     }
 }

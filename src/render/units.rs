@@ -22,7 +22,11 @@ pub fn energy(e: &EnergyEstimate) -> String {
     match e.coverage {
         Coverage::Uncovered => "n/a (uncovered)".to_owned(),
         Coverage::Unresolved => format!("< {}", joules(e.high_mj)),
-        _ => format!("{} ±{:.1}%", joules(e.mj), pct(e.mj, (e.high_mj - e.low_mj) / 2.0)),
+        _ => format!(
+            "{} ±{:.1}%",
+            joules(e.mj),
+            pct(e.mj, (e.high_mj - e.low_mj) / 2.0)
+        ),
     }
 }
 
@@ -31,7 +35,11 @@ pub fn power(p: &PowerEstimate) -> String {
     match p.coverage {
         Coverage::Uncovered => "n/a".to_owned(),
         Coverage::Unresolved => format!("< {:.1} W", p.high_mw / 1000.0),
-        _ => format!("{:.1} ±{:.1} W", p.mw / 1000.0, (p.high_mw - p.low_mw) / 2000.0),
+        _ => format!(
+            "{:.1} ±{:.1} W",
+            p.mw / 1000.0,
+            (p.high_mw - p.low_mw) / 2000.0
+        ),
     }
 }
 

@@ -59,17 +59,32 @@ impl EnergyEstimate {
     pub fn from_half_width(mj: f64, half_mj: f64) -> Self {
         let low_mj = (mj - half_mj).max(0.0);
         let high_mj = mj + half_mj;
-        Self { mj, low_mj, high_mj, coverage: Coverage::classify(mj, low_mj, high_mj) }
+        Self {
+            mj,
+            low_mj,
+            high_mj,
+            coverage: Coverage::classify(mj, low_mj, high_mj),
+        }
     }
 
     /// Nothing observed it.
     pub fn uncovered() -> Self {
-        Self { mj: 0.0, low_mj: 0.0, high_mj: 0.0, coverage: Coverage::Uncovered }
+        Self {
+            mj: 0.0,
+            low_mj: 0.0,
+            high_mj: 0.0,
+            coverage: Coverage::Uncovered,
+        }
     }
 
     /// Scale by a non-negative factor (a share, or 1/launches).
     pub fn scaled(&self, k: f64) -> Self {
-        Self { mj: self.mj * k, low_mj: self.low_mj * k, high_mj: self.high_mj * k, coverage: self.coverage }
+        Self {
+            mj: self.mj * k,
+            low_mj: self.low_mj * k,
+            high_mj: self.high_mj * k,
+            coverage: self.coverage,
+        }
     }
 }
 
@@ -91,7 +106,12 @@ impl PowerEstimate {
     pub fn from_half_width(mw: f64, half_mw: f64) -> Self {
         let low_mw = (mw - half_mw).max(0.0);
         let high_mw = mw + half_mw;
-        Self { mw, low_mw, high_mw, coverage: Coverage::classify(mw, low_mw, high_mw) }
+        Self {
+            mw,
+            low_mw,
+            high_mw,
+            coverage: Coverage::classify(mw, low_mw, high_mw),
+        }
     }
 }
 
@@ -101,9 +121,18 @@ mod tests {
 
     #[test]
     fn coverage_follows_relative_width() {
-        assert_eq!(EnergyEstimate::from_half_width(100.0, 5.0).coverage, Coverage::Measured);
-        assert_eq!(EnergyEstimate::from_half_width(100.0, 30.0).coverage, Coverage::Estimated);
-        assert_eq!(EnergyEstimate::from_half_width(100.0, 80.0).coverage, Coverage::Unresolved);
+        assert_eq!(
+            EnergyEstimate::from_half_width(100.0, 5.0).coverage,
+            Coverage::Measured
+        );
+        assert_eq!(
+            EnergyEstimate::from_half_width(100.0, 30.0).coverage,
+            Coverage::Estimated
+        );
+        assert_eq!(
+            EnergyEstimate::from_half_width(100.0, 80.0).coverage,
+            Coverage::Unresolved
+        );
         let reaches_zero = EnergyEstimate::from_half_width(10.0, 12.0);
         assert_eq!(reaches_zero.low_mj, 0.0);
         assert_eq!(reaches_zero.coverage, Coverage::Unresolved);

@@ -9,7 +9,10 @@ pub(crate) struct Square {
 
 impl Square {
     pub fn zeros(n: usize) -> Self {
-        Self { n, a: vec![0.0; n * n] }
+        Self {
+            n,
+            a: vec![0.0; n * n],
+        }
     }
 
     pub fn at(&self, i: usize, j: usize) -> f64 {
@@ -78,9 +81,8 @@ pub(crate) fn cholesky_inverse(l: &[f64], n: usize) -> Square {
     for j in 0..n {
         let mut e = vec![0.0; n];
         e[j] = 1.0;
-        let col = cholesky_solve(l, n, &e);
-        for i in 0..n {
-            inv.a[i * n + j] = col[i];
+        for (i, v) in cholesky_solve(l, n, &e).into_iter().enumerate() {
+            inv.a[i * n + j] = v;
         }
     }
     inv
@@ -93,15 +95,23 @@ pub(crate) fn nnls(ata: &Square, atb: &[f64]) -> (Vec<f64>, Vec<usize>) {
     let p = ata.n;
     let mut x = vec![0.0; p];
     let mut passive: Vec<usize> = Vec::new();
-    let scale = (0..p).map(|i| ata.at(i, i)).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+    let scale = (0..p)
+        .map(|i| ata.at(i, i))
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
     let tol = 1e-10 * scale;
     let gradient = |x: &[f64]| -> Vec<f64> {
-        (0..p).map(|i| atb[i] - (0..p).map(|j| ata.at(i, j) * x[j]).sum::<f64>()).collect()
+        (0..p)
+            .map(|i| atb[i] - (0..p).map(|j| ata.at(i, j) * x[j]).sum::<f64>())
+            .collect()
     };
     for _ in 0..3 * p + 3 {
         let w = gradient(&x);
         let candidate = (0..p)
-            .filter(|j| !passive.contains(j) && w[*j] > tol * x.iter().map(|v| v.abs()).sum::<f64>().max(1.0))
+            .filter(|j| {
+                !passive.contains(j)
+                    && w[*j] > tol * x.iter().map(|v| v.abs()).sum::<f64>().max(1.0)
+            })
             .max_by(|&a, &b| w[a].total_cmp(&w[b]));
         let Some(j) = candidate else { break };
         passive.push(j);
@@ -145,7 +155,9 @@ pub(crate) fn nnls(ata: &Square, atb: &[f64]) -> (Vec<f64>, Vec<usize>) {
 
 /// Two-sided 95% quantile of Student's t with `df` degrees of freedom.
 pub(crate) fn t95(df: usize) -> f64 {
-    const SMALL: [f64; 10] = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
+    const SMALL: [f64; 10] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    ];
     match df {
         0 => f64::INFINITY,
         1..=10 => SMALL[df - 1],
@@ -174,9 +186,17 @@ mod tests {
 
     #[test]
     fn nnls_recovers_exact_positive_solution() {
-        let x = vec![vec![1.0, 0.0, 2.0], vec![0.0, 1.0, 1.0], vec![1.0, 1.0, 0.0], vec![2.0, 0.5, 1.0]];
+        let x = vec![
+            vec![1.0, 0.0, 2.0],
+            vec![0.0, 1.0, 1.0],
+            vec![1.0, 1.0, 0.0],
+            vec![2.0, 0.5, 1.0],
+        ];
         let beta = [3.0, 1.5, 0.25];
-        let y: Vec<f64> = x.iter().map(|r| r.iter().zip(&beta).map(|(a, b)| a * b).sum()).collect();
+        let y: Vec<f64> = x
+            .iter()
+            .map(|r| r.iter().zip(&beta).map(|(a, b)| a * b).sum())
+            .collect();
         let (ata, atb) = normal_equations(&x, &y);
         let (got, passive) = nnls(&ata, &atb);
         assert_eq!(passive, vec![0, 1, 2]);
@@ -199,14 +219,22 @@ mod tests {
 
     #[test]
     fn cholesky_inverse_inverts() {
-        let m = Square { n: 2, a: vec![4.0, 1.0, 1.0, 3.0] };
+        let m = Square {
+            n: 2,
+            a: vec![4.0, 1.0, 1.0, 3.0],
+        };
         let l = m.cholesky().unwrap();
         let inv = cholesky_inverse(&l, 2);
         let expect = [3.0 / 11.0, -1.0 / 11.0, -1.0 / 11.0, 4.0 / 11.0];
         for (g, e) in inv.a.iter().zip(expect) {
             assert!((g - e).abs() < 1e-12);
         }
-        assert!(Square { n: 2, a: vec![1.0, 2.0, 2.0, 1.0] }.cholesky().is_none());
+        assert!(Square {
+            n: 2,
+            a: vec![1.0, 2.0, 2.0, 1.0]
+        }
+        .cholesky()
+        .is_none());
     }
 
     #[test]

@@ -145,8 +145,9 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     if windows.is_empty() {
         return Err(AttributionError::NoCounter(device));
     }
-    let work: Vec<usize> =
-        (0..trace.spans.len()).filter(|&i| trace.spans[i].device == device && trace.spans[i].is_device_work()).collect();
+    let work: Vec<usize> = (0..trace.spans.len())
+        .filter(|&i| trace.spans[i].device == device && trace.spans[i].is_device_work())
+        .collect();
 
     // Signatures.
     let mut keys: Vec<SigKey> = Vec::new();
@@ -191,15 +192,25 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let quiet: Vec<&CounterWindow> = windows.iter().filter(|w| is_quiet(&busy, w)).collect();
     let (before, after): (Vec<&CounterWindow>, Vec<&CounterWindow>) =
         quiet.iter().partition(|w| w.end_ns <= first_work_ns);
-    let baseline = if before.len() >= MIN_BASELINE_WINDOWS { &before } else { &quiet };
+    let baseline = if before.len() >= MIN_BASELINE_WINDOWS {
+        &before
+    } else {
+        &quiet
+    };
     let Some((idle_power, idle_var)) = idle_estimate(baseline) else {
         return Err(AttributionError::NoIdle(device));
     };
     let idle_mw = idle_power.mw;
-    let idle_after_power = if baseline.len() == before.len() { idle_estimate(&after).map(|e| e.0) } else { None };
+    let idle_after_power = if baseline.len() == before.len() {
+        idle_estimate(&after).map(|e| e.0)
+    } else {
+        None
+    };
 
     // Regression over windows with work.
-    let rows: Vec<usize> = (0..windows.len()).filter(|&k| x[k].iter().any(|&b| b > 0.0)).collect();
+    let rows: Vec<usize> = (0..windows.len())
+        .filter(|&k| x[k].iter().any(|&b| b > 0.0))
+        .collect();
     let mut ata = Square::zeros(p);
     let mut atb = vec![0.0; p];
     let mut att = vec![0.0; p];
@@ -217,22 +228,35 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             }
         }
     }
-    let (beta, passive) = if p > 0 { nnls(&ata, &atb) } else { (Vec::new(), Vec::new()) };
+    let (beta, passive) = if p > 0 {
+        nnls(&ata, &atb)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let rss: f64 = rows
         .iter()
         .zip(&ys)
         .map(|(&k, y)| (y - (0..p).map(|i| x[k][i] * beta[i]).sum::<f64>()).powi(2))
         .sum();
     let df = rows.len().saturating_sub(passive.len());
-    let sigma2 = if df > 0 { rss / df as f64 } else { f64::INFINITY };
+    let sigma2 = if df > 0 {
+        rss / df as f64
+    } else {
+        f64::INFINITY
+    };
     let t = t95(df);
     let mut cov = Square::zeros(p);
     let sub = ata.sub(&passive);
     if let Some(l) = sub.cholesky() {
         let inv = cholesky_inverse(&l, passive.len());
         // How each passive coefficient moves when idle power moves: −(XᵀX)⁻¹Xᵀt.
-        let g: Vec<f64> =
-            (0..passive.len()).map(|r| (0..passive.len()).map(|c| inv.at(r, c) * att[passive[c]]).sum()).collect();
+        let g: Vec<f64> = (0..passive.len())
+            .map(|r| {
+                (0..passive.len())
+                    .map(|c| inv.at(r, c) * att[passive[c]])
+                    .sum()
+            })
+            .collect();
         for (r, &i) in passive.iter().enumerate() {
             for (c, &j) in passive.iter().enumerate() {
                 cov.a[i * p + j] = sigma2 * inv.at(r, c) + idle_var * g[r] * g[c];
@@ -242,7 +266,11 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     for i in (0..p).filter(|i| !passive.contains(i)) {
         // Clamped at zero: only an upper bound from the marginal information.
         let info = ata.at(i, i);
-        cov.a[i * p + i] = if info > 0.0 { sigma2 / info } else { f64::INFINITY };
+        cov.a[i * p + i] = if info > 0.0 {
+            sigma2 / info
+        } else {
+            f64::INFINITY
+        };
     }
 
     // Static shares.
@@ -260,14 +288,27 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             let name = trace.str(name).to_owned();
             let half_mw = t * cov.at(i, i).sqrt();
             let (dynamic_power, dynamic) = if covered_ns[i] == 0 {
-                (PowerEstimate { mw: 0.0, low_mw: 0.0, high_mw: 0.0, coverage: Coverage::Uncovered }, EnergyEstimate::uncovered())
+                (
+                    PowerEstimate {
+                        mw: 0.0,
+                        low_mw: 0.0,
+                        high_mw: 0.0,
+                        coverage: Coverage::Uncovered,
+                    },
+                    EnergyEstimate::uncovered(),
+                )
             } else {
-                (PowerEstimate::from_half_width(beta[i], half_mw), EnergyEstimate::from_half_width(beta[i] * busy_s[i], half_mw * busy_s[i]))
+                (
+                    PowerEstimate::from_half_width(beta[i], half_mw),
+                    EnergyEstimate::from_half_width(beta[i] * busy_s[i], half_mw * busy_s[i]),
+                )
             };
-            let static_share = EnergyEstimate::from_half_width(idle_mw * static_s[i], idle_half_mw * static_s[i]);
+            let static_share =
+                EnergyEstimate::from_half_width(idle_mw * static_s[i], idle_half_mw * static_s[i]);
             let per_launch = EnergyEstimate::from_half_width(
                 (dynamic.mj + static_share.mj) / launches[i] as f64,
-                ((dynamic.high_mj - dynamic.mj) + (static_share.high_mj - static_share.mj)) / launches[i] as f64,
+                ((dynamic.high_mj - dynamic.mj) + (static_share.high_mj - static_share.mj))
+                    / launches[i] as f64,
             );
             let op_class = op_class_of(trace, &name, kind);
             SignatureEnergy {
@@ -293,7 +334,9 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let mut ops: Vec<OpEnergy> = classes
         .into_iter()
         .map(|class| {
-            let members: Vec<usize> = (0..p).filter(|&i| signatures[i].op_class == class).collect();
+            let members: Vec<usize> = (0..p)
+                .filter(|&i| signatures[i].op_class == class)
+                .collect();
             let mj: f64 = members.iter().map(|&i| signatures[i].dynamic.mj).sum();
             let var: f64 = members
                 .iter()
@@ -316,10 +359,15 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             }
         })
         .collect();
-    signatures.sort_by(|a, b| (b.dynamic.mj + b.static_share.mj).total_cmp(&(a.dynamic.mj + a.static_share.mj)));
-    ops.sort_by(|a, b| (b.dynamic.mj + b.static_share.mj).total_cmp(&(a.dynamic.mj + a.static_share.mj)));
+    signatures.sort_by(|a, b| {
+        (b.dynamic.mj + b.static_share.mj).total_cmp(&(a.dynamic.mj + a.static_share.mj))
+    });
+    ops.sort_by(|a, b| {
+        (b.dynamic.mj + b.static_share.mj).total_cmp(&(a.dynamic.mj + a.static_share.mj))
+    });
 
-    let window_ns = windows.last().map_or(0, |l| l.end_ns) - windows.first().map_or(0, |f| f.start_ns);
+    let window_ns =
+        windows.last().map_or(0, |l| l.end_ns) - windows.first().map_or(0, |f| f.start_ns);
     let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();
     let idle_mj = idle_mw * window_ns as f64 * 1e-9;
     let dynamic_mj: f64 = (0..p).map(|i| beta[i] * covered_ns[i] as f64 * 1e-9).sum();
@@ -332,7 +380,13 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         regression_windows: rows.len(),
         signatures,
         ops,
-        closure: Closure { window_ns, counter_mj, idle_mj, dynamic_mj, residual_mj: counter_mj - idle_mj - dynamic_mj },
+        closure: Closure {
+            window_ns,
+            counter_mj,
+            idle_mj,
+            dynamic_mj,
+            residual_mj: counter_mj - idle_mj - dynamic_mj,
+        },
     })
 }
 
@@ -340,11 +394,20 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
 fn idle_estimate(windows: &[&CounterWindow]) -> Option<(PowerEstimate, f64)> {
     let first = windows.first()?;
     let mw = windows.iter().map(|w| w.energy_mj as f64).sum::<f64>()
-        / windows.iter().map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9).sum::<f64>();
+        / windows
+            .iter()
+            .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
+            .sum::<f64>();
     let var = if windows.len() > 1 {
         let n = windows.len() as f64;
         let m = windows.iter().map(|w| w.power_w()).sum::<f64>() / n;
-        windows.iter().map(|w| (w.power_w() - m).powi(2)).sum::<f64>() / (n - 1.0) * 1e6 / n
+        windows
+            .iter()
+            .map(|w| (w.power_w() - m).powi(2))
+            .sum::<f64>()
+            / (n - 1.0)
+            * 1e6
+            / n
     } else {
         // One window: only the counter's 1 mJ quantisation over its length bounds the error.
         (1.0 / ((first.end_ns - first.start_ns) as f64 * 1e-9)).powi(2)
@@ -364,7 +427,10 @@ fn op_class_of(trace: &Trace, name: &str, kind: &str) -> OpClass {
 
 /// The union of the device-work intervals, sorted and disjoint.
 fn merged_busy(trace: &Trace, work: &[usize]) -> Vec<(u64, u64)> {
-    let mut iv: Vec<(u64, u64)> = work.iter().map(|&i| (trace.spans[i].start_ns, trace.spans[i].end_ns)).collect();
+    let mut iv: Vec<(u64, u64)> = work
+        .iter()
+        .map(|&i| (trace.spans[i].start_ns, trace.spans[i].end_ns))
+        .collect();
     iv.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(iv.len());
     for (s, e) in iv {

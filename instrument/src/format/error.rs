@@ -73,13 +73,19 @@ impl TraceError {
     /// Attach a path to a bare stream error.
     pub fn with_path(self, path: &std::path::Path) -> Self {
         match self {
-            TraceError::Stream(source) => TraceError::Io { path: path.to_owned(), source },
+            TraceError::Stream(source) => TraceError::Io {
+                path: path.to_owned(),
+                source,
+            },
             other => other,
         }
     }
 
     /// True when the error only means the trace lacks its tail (a readable prefix exists).
     pub fn is_truncation(&self) -> bool {
-        matches!(self, TraceError::Truncated { .. } | TraceError::Unfinished { .. })
+        matches!(
+            self,
+            TraceError::Truncated { .. } | TraceError::Unfinished { .. }
+        )
     }
 }

@@ -7,10 +7,10 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use super::span_codec::decode_span;
-use super::{tag, EndMarker, Location, TraceError, FORMAT_MAJOR, HEADER_BYTES, MAGIC, MAX_RECORD_BYTES};
-use crate::trace::{
-    ClockAlignment, KernelFacts, PowerReading, RunMeta, Span, StrId, Trace,
+use super::{
+    tag, EndMarker, Location, TraceError, FORMAT_MAJOR, HEADER_BYTES, MAGIC, MAX_RECORD_BYTES,
 };
+use crate::trace::{ClockAlignment, KernelFacts, PowerReading, RunMeta, Span, StrId, Trace};
 
 /// One decoded record.
 #[derive(Debug)]
@@ -62,7 +62,12 @@ impl<R: BufRead> TraceReader<R> {
             return Err(TraceError::NotATrace);
         }
         if n < HEADER_BYTES as usize {
-            return Err(TraceError::Truncated { at: Location { offset: 0, record: 0 } });
+            return Err(TraceError::Truncated {
+                at: Location {
+                    offset: 0,
+                    record: 0,
+                },
+            });
         }
         let major = u16::from_le_bytes([header[8], header[9]]);
         let minor = u16::from_le_bytes([header[10], header[11]]);
@@ -73,12 +78,27 @@ impl<R: BufRead> TraceReader<R> {
                 supported_major: FORMAT_MAJOR,
             });
         }
-        let state = State { offset: HEADER_BYTES, record: 0, meta: RunMeta::default(), strings: 0, ended: false };
-        let mut r = Self { input, scratch: Vec::new(), state };
+        let state = State {
+            offset: HEADER_BYTES,
+            record: 0,
+            meta: RunMeta::default(),
+            strings: 0,
+            ended: false,
+        };
+        let mut r = Self {
+            input,
+            scratch: Vec::new(),
+            state,
+        };
         let at = r.state.here();
         match r.raw_slow()? {
             Some(tag::META) => r.state.meta = decode(&r.scratch, at)?,
-            Some(t) => return Err(corrupt(at, format!("the first record must be the run metadata, found tag {t}"))),
+            Some(t) => {
+                return Err(corrupt(
+                    at,
+                    format!("the first record must be the run metadata, found tag {t}"),
+                ))
+            }
             None => return Err(TraceError::Truncated { at }),
         }
         Ok(r)
@@ -116,7 +136,9 @@ impl<R: BufRead> TraceReader<R> {
         }
         // Slow path: records across the buffer's end, and every kind of damage.
         let Some(t) = self.raw_slow()? else {
-            return Err(TraceError::Unfinished { records: self.state.record });
+            return Err(TraceError::Unfinished {
+                records: self.state.record,
+            });
         };
         self.state.decode(t, &self.scratch, at).map(Some)
     }
@@ -138,7 +160,10 @@ impl<R: BufRead> TraceReader<R> {
             }
             len_bytes += 1;
             if len_bytes > 10 {
-                return Err(corrupt(at, "the record length is not a valid varint".to_owned()));
+                return Err(corrupt(
+                    at,
+                    "the record length is not a valid varint".to_owned(),
+                ));
             }
             len |= u64::from(b[0] & 0x7f) << (7 * (len_bytes - 1));
             if b[0] & 0x80 == 0 {
@@ -146,7 +171,10 @@ impl<R: BufRead> TraceReader<R> {
             }
         }
         if len > MAX_RECORD_BYTES {
-            return Err(corrupt(at, format!("record length {len} exceeds the {MAX_RECORD_BYTES}-byte limit")));
+            return Err(corrupt(
+                at,
+                format!("record length {len} exceeds the {MAX_RECORD_BYTES}-byte limit"),
+            ));
         }
         self.scratch.clear();
         // `take` reads only what is present: a lying length cannot allocate more than the input.
@@ -169,15 +197,18 @@ impl<R: BufRead> TraceReader<R> {
 
 impl State {
     fn here(&self) -> Location {
-        Location { offset: self.offset, record: self.record }
+        Location {
+            offset: self.offset,
+            record: self.record,
+        }
     }
 
     /// Decode and validate the payload of a record with tag `t` found at `at`.
     fn decode(&mut self, t: u8, payload: &[u8], at: Location) -> Result<Record, TraceError> {
         Ok(match t {
             tag::SPAN => {
-                let span =
-                    decode_span(payload, self.meta.start_unix_ns).map_err(|reason| corrupt(at, reason.to_owned()))?;
+                let span = decode_span(payload, self.meta.start_unix_ns)
+                    .map_err(|reason| corrupt(at, reason.to_owned()))?;
                 self.check_span(&span, at)?;
                 Record::Span(span)
             }
@@ -189,7 +220,13 @@ impl State {
             tag::STRING => {
                 let (id, text): (u32, String) = decode(payload, at)?;
                 if id != self.strings {
-                    return Err(corrupt(at, format!("string id {id} is out of sequence (expected {})", self.strings)));
+                    return Err(corrupt(
+                        at,
+                        format!(
+                            "string id {id} is out of sequence (expected {})",
+                            self.strings
+                        ),
+                    ));
                 }
                 self.strings += 1;
                 Record::Str(StrId(id), text)
@@ -199,7 +236,13 @@ impl State {
             tag::END => {
                 let end: EndMarker = decode(payload, at)?;
                 if end.records != at.record {
-                    return Err(corrupt(at, format!("the end marker counts {} records, but {} precede it", end.records, at.record)));
+                    return Err(corrupt(
+                        at,
+                        format!(
+                            "the end marker counts {} records, but {} precede it",
+                            end.records, at.record
+                        ),
+                    ));
                 }
                 self.ended = true;
                 Record::End
@@ -213,18 +256,40 @@ impl State {
         if (device as usize) < self.meta.devices.len() {
             Ok(())
         } else {
-            Err(corrupt(at, format!("device {device} is not among the {} devices in the metadata", self.meta.devices.len())))
+            Err(corrupt(
+                at,
+                format!(
+                    "device {device} is not among the {} devices in the metadata",
+                    self.meta.devices.len()
+                ),
+            ))
         }
     }
 
     fn check_span(&self, span: &Span, at: Location) -> Result<(), TraceError> {
         self.check_device(span.device, at)?;
         if span.end_ns < span.start_ns {
-            return Err(corrupt(at, format!("span {} ends ({}) before it starts ({})", span.id, span.end_ns, span.start_ns)));
+            return Err(corrupt(
+                at,
+                format!(
+                    "span {} ends ({}) before it starts ({})",
+                    span.id, span.end_ns, span.start_ns
+                ),
+            ));
         }
-        for (what, id) in [("name", span.name), ("region", span.region), ("launch site", span.site)] {
+        for (what, id) in [
+            ("name", span.name),
+            ("region", span.region),
+            ("launch site", span.site),
+        ] {
             if id.is_some() && id.0 >= self.strings {
-                return Err(corrupt(at, format!("span {} uses {what} string {} before it is defined", span.id, id.0)));
+                return Err(corrupt(
+                    at,
+                    format!(
+                        "span {} uses {what} string {} before it is defined",
+                        span.id, id.0
+                    ),
+                ));
             }
         }
         if !span.name.is_some() {
@@ -246,7 +311,12 @@ fn frame_in(buf: &[u8]) -> Option<(u8, usize, usize)> {
     let mut h = crc32fast::Hasher::new();
     h.update(&buf[..1]);
     h.update(&buf[body..total - 4]);
-    let crc = u32::from_le_bytes([buf[total - 4], buf[total - 3], buf[total - 2], buf[total - 1]]);
+    let crc = u32::from_le_bytes([
+        buf[total - 4],
+        buf[total - 3],
+        buf[total - 2],
+        buf[total - 1],
+    ]);
     (h.finalize() == crc).then_some((buf[0], body, total))
 }
 
@@ -300,8 +370,12 @@ pub fn read_trace_prefix<R: BufRead>(input: R) -> Result<Recovered, TraceError> 
 /// # Errors
 /// [`TraceError::Io`] when the file cannot be opened, or a header/metadata error.
 pub fn read_trace_file(path: &Path) -> Result<Recovered, TraceError> {
-    let file = File::open(path).map_err(|source| TraceError::Io { path: path.to_owned(), source })?;
-    let mut rec = read_trace_prefix(BufReader::with_capacity(1 << 16, file)).map_err(|e| e.with_path(path))?;
+    let file = File::open(path).map_err(|source| TraceError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut rec = read_trace_prefix(BufReader::with_capacity(1 << 16, file))
+        .map_err(|e| e.with_path(path))?;
     rec.stopped = rec.stopped.map(|e| e.with_path(path));
     Ok(rec)
 }
@@ -321,7 +395,9 @@ fn varint_in(b: &[u8]) -> Option<(usize, usize)> {
 
 fn decode<T: DeserializeOwned>(payload: &[u8], at: Location) -> Result<T, TraceError> {
     // Trailing bytes are fields appended by a newer minor version: ignored by design.
-    postcard::take_from_bytes(payload).map(|(v, _rest)| v).map_err(|e| corrupt(at, format!("undecodable payload ({e})")))
+    postcard::take_from_bytes(payload)
+        .map(|(v, _rest)| v)
+        .map_err(|e| corrupt(at, format!("undecodable payload ({e})")))
 }
 
 fn corrupt(at: Location, reason: String) -> TraceError {
@@ -341,4 +417,3 @@ fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize, TraceError
     }
     Ok(n)
 }
-

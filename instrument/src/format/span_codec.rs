@@ -37,7 +37,11 @@ pub fn encode_span(span: &Span, base_ns: u64, out: &mut Vec<u8>) {
     put(out, span.id);
     match span.kind {
         SpanKind::Kernel => put(out, 0),
-        SpanKind::Memcpy { direction, bytes, content_digest } => {
+        SpanKind::Memcpy {
+            direction,
+            bytes,
+            content_digest,
+        } => {
             put(out, 1);
             put(out, direction as u64);
             put(out, bytes);
@@ -70,7 +74,12 @@ pub fn encode_span(span: &Span, base_ns: u64, out: &mut Vec<u8>) {
     match span.launch {
         Some(l) => {
             out.push(1);
-            for v in l.grid.iter().chain(&l.block).chain(std::iter::once(&l.shared_mem_bytes)) {
+            for v in l
+                .grid
+                .iter()
+                .chain(&l.block)
+                .chain(std::iter::once(&l.shared_mem_bytes))
+            {
                 put(out, u64::from(*v));
             }
         }
@@ -110,7 +119,11 @@ impl Cursor<'_> {
                 return Ok(v);
             }
         }
-        Err(if rest.len() < 10 { "the span record ends early" } else { "a span field is not a valid 64-bit varint" })
+        Err(if rest.len() < 10 {
+            "the span record ends early"
+        } else {
+            "a span field is not a valid 64-bit varint"
+        })
     }
 
     #[inline]
@@ -120,7 +133,10 @@ impl Cursor<'_> {
 
     #[inline]
     fn fixed64(&mut self) -> Result<u64, Bad> {
-        let bytes = self.b.get(self.i..self.i + 8).ok_or("the span record ends early")?;
+        let bytes = self
+            .b
+            .get(self.i..self.i + 8)
+            .ok_or("the span record ends early")?;
         self.i += 8;
         let mut a = [0u8; 8];
         a.copy_from_slice(bytes);
@@ -150,7 +166,10 @@ impl Cursor<'_> {
         }
         let mut v = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            v.push(BufferVersion { buffer: self.u64()?, version: self.u32()? });
+            v.push(BufferVersion {
+                buffer: self.u64()?,
+                version: self.u32()?,
+            });
         }
         Ok(v)
     }
@@ -171,9 +190,16 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
             };
             let bytes = c.u64()?;
             let content_digest = if c.flag()? { Some(c.fixed64()?) } else { None };
-            SpanKind::Memcpy { direction, bytes, content_digest }
+            SpanKind::Memcpy {
+                direction,
+                bytes,
+                content_digest,
+            }
         }
-        2 => SpanKind::Memset { bytes: c.u64()?, value: c.byte()? },
+        2 => SpanKind::Memset {
+            bytes: c.u64()?,
+            value: c.byte()?,
+        },
         3 => SpanKind::Region { depth: c.u32()? },
         4 => SpanKind::Sync,
         5 => SpanKind::Idle,
@@ -189,7 +215,11 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
     let launch = if c.flag()? {
         let grid = [c.u32()?, c.u32()?, c.u32()?];
         let block = [c.u32()?, c.u32()?, c.u32()?];
-        Some(LaunchShape { grid, block, shared_mem_bytes: c.u32()? })
+        Some(LaunchShape {
+            grid,
+            block,
+            shared_mem_bytes: c.u32()?,
+        })
     } else {
         None
     };
@@ -198,5 +228,19 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
     let writes = c.buffers()?;
     let region = c.str_id()?;
     let site = c.str_id()?;
-    Ok(Span { id, kind, device, stream, start_ns, end_ns, name, launch, args_digest, reads, writes, region, site })
+    Ok(Span {
+        id,
+        kind,
+        device,
+        stream,
+        start_ns,
+        end_ns,
+        name,
+        launch,
+        args_digest,
+        reads,
+        writes,
+        region,
+        site,
+    })
 }

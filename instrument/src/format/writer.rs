@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::span_codec::encode_span;
 use super::{tag, EndMarker, TraceError, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
-use crate::trace::{ClockAlignment, KernelFacts, PowerReading, RunMeta, Span, StrId, StringTable, Trace};
+use crate::trace::{
+    ClockAlignment, KernelFacts, PowerReading, RunMeta, Span, StrId, StringTable, Trace,
+};
 
 /// Writes a trace record by record; whatever was flushed survives a crash as a readable prefix.
 pub struct TraceWriter<W: Write> {
@@ -25,7 +27,10 @@ impl TraceWriter<BufWriter<File>> {
     /// # Errors
     /// [`TraceError::Io`] when the file cannot be created or written.
     pub fn create(path: &Path, meta: &RunMeta) -> Result<Self, TraceError> {
-        let file = File::create(path).map_err(|source| TraceError::Io { path: path.to_owned(), source })?;
+        let file = File::create(path).map_err(|source| TraceError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::new(BufWriter::with_capacity(1 << 16, file), meta).map_err(|e| e.with_path(path))
     }
 }
@@ -109,7 +114,9 @@ impl<W: Write> TraceWriter<W> {
     /// # Errors
     /// [`TraceError::Stream`] when the output fails.
     pub fn finish(mut self) -> Result<W, TraceError> {
-        let end = EndMarker { records: self.records };
+        let end = EndMarker {
+            records: self.records,
+        };
         self.record(tag::END, &end)?;
         self.out.flush()?;
         Ok(self.out)
@@ -132,7 +139,11 @@ impl<W: Write> TraceWriter<W> {
     ///
     /// # Errors
     /// [`TraceError::Stream`] when the output fails.
-    pub fn write_body(&mut self, trace: &Trace, mut progress: impl FnMut(u64)) -> Result<(), TraceError> {
+    pub fn write_body(
+        &mut self,
+        trace: &Trace,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), TraceError> {
         for (_, text) in trace.strings.iter() {
             self.intern(text)?;
         }

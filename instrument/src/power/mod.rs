@@ -13,7 +13,9 @@ use crate::trace::{DeviceInfo, PowerReading};
 #[derive(Debug, thiserror::Error)]
 pub enum PowerError {
     /// The backend is compiled out of this build.
-    #[error("the {0} power source is not enabled in this build; rebuild wattlens with its feature")]
+    #[error(
+        "the {0} power source is not enabled in this build; rebuild wattlens with its feature"
+    )]
     NotEnabled(&'static str),
     /// The backend failed at run time.
     #[error("the {backend} power source failed: {reason}")]

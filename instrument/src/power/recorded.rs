@@ -23,7 +23,13 @@ impl RecordedSource {
         mut readings: Vec<PowerReading>,
     ) -> Self {
         readings.sort_by_key(PowerReading::ts_ns);
-        Self { devices, profile, simulated, readings, next: 0 }
+        Self {
+            devices,
+            profile,
+            simulated,
+            readings,
+            next: 0,
+        }
     }
 }
 

@@ -31,7 +31,12 @@ pub fn counter_windows(readings: &[PowerReading], device: u32) -> Vec<CounterWin
     let mut reads: Vec<(u64, u64)> = readings
         .iter()
         .filter_map(|r| match *r {
-            PowerReading::Energy { device: d, ts_ns, energy_mj, .. } if d == device => Some((ts_ns, energy_mj)),
+            PowerReading::Energy {
+                device: d,
+                ts_ns,
+                energy_mj,
+                ..
+            } if d == device => Some((ts_ns, energy_mj)),
             _ => None,
         })
         .collect();
@@ -45,14 +50,23 @@ pub fn counter_windows(readings: &[PowerReading], device: u32) -> Vec<CounterWin
         .windows(2)
         .filter_map(|w| {
             let energy_mj = w[1].1.checked_sub(w[0].1)?;
-            (w[1].0 > w[0].0).then_some(CounterWindow { start_ns: w[0].0, end_ns: w[1].0, energy_mj })
+            (w[1].0 > w[0].0).then_some(CounterWindow {
+                start_ns: w[0].0,
+                end_ns: w[1].0,
+                energy_mj,
+            })
         })
         .collect()
 }
 
 /// Mean power of `device` over [`start_ns`, `end_ns`] from the counter: first to last counter
 /// change inside the interval. `None` with fewer than two changes inside.
-pub fn mean_power_counter_w(readings: &[PowerReading], device: u32, start_ns: u64, end_ns: u64) -> Option<f64> {
+pub fn mean_power_counter_w(
+    readings: &[PowerReading],
+    device: u32,
+    start_ns: u64,
+    end_ns: u64,
+) -> Option<f64> {
     let inside: Vec<CounterWindow> = counter_windows(readings, device)
         .into_iter()
         .filter(|w| w.start_ns >= start_ns && w.end_ns <= end_ns)
@@ -64,15 +78,21 @@ pub fn mean_power_counter_w(readings: &[PowerReading], device: u32, start_ns: u6
 }
 
 /// Mean of the power samples of `device` with timestamps in [`start_ns`, `end_ns`], W.
-pub fn mean_power_samples_w(readings: &[PowerReading], device: u32, start_ns: u64, end_ns: u64) -> Option<f64> {
+pub fn mean_power_samples_w(
+    readings: &[PowerReading],
+    device: u32,
+    start_ns: u64,
+    end_ns: u64,
+) -> Option<f64> {
     let (sum_mw, n) = readings
         .iter()
         .filter_map(|r| match *r {
-            PowerReading::Sample { device: d, ts_ns, power_mw, .. }
-                if d == device && (start_ns..=end_ns).contains(&ts_ns) =>
-            {
-                Some(f64::from(power_mw))
-            }
+            PowerReading::Sample {
+                device: d,
+                ts_ns,
+                power_mw,
+                ..
+            } if d == device && (start_ns..=end_ns).contains(&ts_ns) => Some(f64::from(power_mw)),
             _ => None,
         })
         .fold((0.0, 0u64), |(s, n), p| (s + p, n + 1));

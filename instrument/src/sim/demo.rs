@@ -29,14 +29,26 @@ fn kernel(k: &DemoKernel, region: &str, count: u32) -> WorkItem {
         stream: 0,
         duration_ns: k.2 * 1000,
         dynamic_mw: k.3 * 1000,
-        launch: LaunchShape { grid: [k.4, 1, 1], block: [256, 1, 1], shared_mem_bytes: 0 },
+        launch: LaunchShape {
+            grid: [k.4, 1, 1],
+            block: [256, 1, 1],
+            shared_mem_bytes: 0,
+        },
         region: region.to_owned(),
         count,
         gap_ns: LAUNCH_GAP_NS,
     })
 }
 
-fn copy(name: &str, stream: u32, direction: CopyDirection, bytes: u64, us: u64, w: u32, region: &str) -> WorkItem {
+fn copy(
+    name: &str,
+    stream: u32,
+    direction: CopyDirection,
+    bytes: u64,
+    us: u64,
+    w: u32,
+    region: &str,
+) -> WorkItem {
     WorkItem::Transfer(TransferSpec {
         name: name.to_owned(),
         stream,
@@ -57,11 +69,22 @@ pub fn demo_workload(steps: u32) -> Workload {
     for k in KERNELS {
         let count = (250_000 / (k.2 + LAUNCH_GAP_NS / 1000)) as u32;
         items.push(kernel(k, &format!("sweep/{}", k.0), count));
-        items.push(WorkItem::Gap { stream: 0, duration_ns: 100_000_000 });
+        items.push(WorkItem::Gap {
+            stream: 0,
+            duration_ns: 100_000_000,
+        });
     }
     let by = |name: &str| KERNELS.iter().find(|k| k.0 == name);
     for step in 0..steps {
-        items.push(copy("tokens_h2d", 0, CopyDirection::HostToDevice, 4096, 20, 30, "decode/input"));
+        items.push(copy(
+            "tokens_h2d",
+            0,
+            CopyDirection::HostToDevice,
+            4096,
+            20,
+            30,
+            "decode/input",
+        ));
         if let Some(k) = by("embedding_gather") {
             items.push(kernel(k, "decode/embedding", 1));
         }
@@ -84,14 +107,34 @@ pub fn demo_workload(steps: u32) -> Workload {
                 }
             }
         }
-        for (name, region) in [("layernorm_f32", "decode/norm"), ("lm_head_bf16", "decode/lm_head"), ("softmax_f32", "decode/sample")] {
+        for (name, region) in [
+            ("layernorm_f32", "decode/norm"),
+            ("lm_head_bf16", "decode/lm_head"),
+            ("softmax_f32", "decode/sample"),
+        ] {
             if let Some(k) = by(name) {
                 items.push(kernel(k, region, 1));
             }
         }
-        items.push(copy("logits_d2h", 0, CopyDirection::DeviceToHost, 200_000, 60, 35, "decode/output"));
+        items.push(copy(
+            "logits_d2h",
+            0,
+            CopyDirection::DeviceToHost,
+            200_000,
+            60,
+            35,
+            "decode/output",
+        ));
         if step % 10 == 0 {
-            items.push(copy("kv_cache_compact", 1, CopyDirection::DeviceToDevice, 64 << 20, 1500, 60, "kv_cache"));
+            items.push(copy(
+                "kv_cache_compact",
+                1,
+                CopyDirection::DeviceToDevice,
+                64 << 20,
+                1500,
+                60,
+                "kv_cache",
+            ));
         }
         items.push(WorkItem::Sync { host_ns: 500_000 });
     }

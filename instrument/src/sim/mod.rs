@@ -103,7 +103,11 @@ pub fn simulate(
     let mut facts: BTreeMap<String, KernelFacts> = BTreeMap::new();
     let mut id = 0u64;
     for s in &scheduled {
-        let region = if s.region.is_empty() { StrId::NONE } else { trace.strings.id(&s.region) };
+        let region = if s.region.is_empty() {
+            StrId::NONE
+        } else {
+            trace.strings.id(&s.region)
+        };
         let name = trace.strings.id(&s.name);
         if let Some(op_class) = s.op_class {
             facts.entry(s.name.clone()).or_insert_with(|| KernelFacts {
@@ -128,13 +132,22 @@ pub fn simulate(
             region,
             site: StrId::NONE,
         });
-        span_dynamic_mj.push(f64::from(s.dynamic_mw) * s.end_ns.saturating_sub(s.start_ns) as f64 * 1e-9);
-        span_above_idle_mj.push(signal.above_idle_mj(s.start_ns, s.end_ns, f64::from(s.dynamic_mw)));
+        span_dynamic_mj
+            .push(f64::from(s.dynamic_mw) * s.end_ns.saturating_sub(s.start_ns) as f64 * 1e-9);
+        span_above_idle_mj.push(signal.above_idle_mj(
+            s.start_ns,
+            s.end_ns,
+            f64::from(s.dynamic_mw),
+        ));
         id += 1;
     }
     for r in &regions {
         let name = trace.strings.id(&r.name);
-        let region = if r.parent.is_empty() { StrId::NONE } else { trace.strings.id(&r.parent) };
+        let region = if r.parent.is_empty() {
+            StrId::NONE
+        } else {
+            trace.strings.id(&r.parent)
+        };
         trace.spans.push(Span {
             id,
             kind: SpanKind::Region { depth: r.depth },

@@ -9,7 +9,9 @@ pub struct SimRng {
 impl SimRng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed ^ 0x5EED_0F_5A77_1E25 }
+        Self {
+            state: seed ^ 0x005E_ED0F_5A77_1E25,
+        }
     }
 
     /// The next 64 random bits.

@@ -50,7 +50,11 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
                 let t = cursor.entry(x.stream).or_insert(host_now);
                 for _ in 0..x.count {
                     out.push(Scheduled {
-                        kind: SpanKind::Memcpy { direction: x.direction, bytes: x.bytes, content_digest: None },
+                        kind: SpanKind::Memcpy {
+                            direction: x.direction,
+                            bytes: x.bytes,
+                            content_digest: None,
+                        },
                         stream: x.stream,
                         start_ns: *t,
                         end_ns: *t + x.duration_ns,
@@ -63,7 +67,10 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
                     *t += x.duration_ns;
                 }
             }
-            WorkItem::Gap { stream, duration_ns } => {
+            WorkItem::Gap {
+                stream,
+                duration_ns,
+            } => {
                 *cursor.entry(*stream).or_insert(host_now) += duration_ns;
             }
             WorkItem::Sync { host_ns } => {
@@ -86,7 +93,12 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
             }
         }
     }
-    let end = out.iter().map(|s| s.end_ns).max().unwrap_or(start).max(cursor.values().copied().max().unwrap_or(start));
+    let end = out
+        .iter()
+        .map(|s| s.end_ns)
+        .max()
+        .unwrap_or(start)
+        .max(cursor.values().copied().max().unwrap_or(start));
     out.sort_by_key(|s| (s.start_ns, s.stream));
     (out, end + w.tail_idle_ns)
 }
@@ -111,18 +123,34 @@ pub(crate) fn derive_regions(spans: &[Scheduled]) -> Vec<DerivedRegion> {
     let mut out = Vec::new();
     for (stream, list) in by_stream {
         let mut open: Vec<(String, u64, u64)> = Vec::new();
-        let close = |open: &mut Vec<(String, u64, u64)>, keep: usize, out: &mut Vec<DerivedRegion>| {
-            while open.len() > keep {
-                let depth = open.len() - 1;
-                let parent = open[..depth].iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join("/");
-                if let Some((name, start_ns, end_ns)) = open.pop() {
-                    out.push(DerivedRegion { stream, name, parent, depth: depth as u32, start_ns, end_ns });
+        let close =
+            |open: &mut Vec<(String, u64, u64)>, keep: usize, out: &mut Vec<DerivedRegion>| {
+                while open.len() > keep {
+                    let depth = open.len() - 1;
+                    let parent = open[..depth]
+                        .iter()
+                        .map(|o| o.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    if let Some((name, start_ns, end_ns)) = open.pop() {
+                        out.push(DerivedRegion {
+                            stream,
+                            name,
+                            parent,
+                            depth: depth as u32,
+                            start_ns,
+                            end_ns,
+                        });
+                    }
                 }
-            }
-        };
+            };
         for s in list {
             let parts: Vec<&str> = s.region.split('/').filter(|p| !p.is_empty()).collect();
-            let common = open.iter().zip(&parts).take_while(|(o, p)| o.0 == **p).count();
+            let common = open
+                .iter()
+                .zip(&parts)
+                .take_while(|(o, p)| o.0 == **p)
+                .count();
             close(&mut open, common, &mut out);
             for p in &parts[common..] {
                 open.push(((*p).to_owned(), s.start_ns, s.end_ns));

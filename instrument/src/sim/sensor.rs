@@ -38,7 +38,10 @@ pub(crate) fn read_sensors(
     loop {
         let mut t = phase + n as f64 * period + rng.normal() * profile.sample_jitter_sd_ns as f64;
         if rng.unit() < profile.sample_displaced_fraction {
-            t -= rng.uniform(profile.sample_displacement_min_ns as f64, profile.sample_displacement_max_ns as f64);
+            t -= rng.uniform(
+                profile.sample_displacement_min_ns as f64,
+                profile.sample_displacement_max_ns as f64,
+            );
         }
         n += 1;
         if t < 0.0 || (t as u64) <= last && n > 1 {
@@ -50,9 +53,16 @@ pub(crate) fn read_sensors(
         }
         last = t;
         let k = ((t / signal.cell_ns) as usize).min(smoothed.len() - 1);
-        let mw = (smoothed[k] + rng.normal() * profile.sample_noise_sd_mw).round().max(0.0) as u32;
+        let mw = (smoothed[k] + rng.normal() * profile.sample_noise_sd_mw)
+            .round()
+            .max(0.0) as u32;
         let ts_ns = start_unix_ns + t;
-        readings.push(PowerReading::Sample { device, ts_ns, raw_ts_us: ts_ns / 1000, power_mw: mw });
+        readings.push(PowerReading::Sample {
+            device,
+            ts_ns,
+            raw_ts_us: ts_ns / 1000,
+            power_mw: mw,
+        });
     }
 
     // Energy counter: an exact integral, updated on its own period, floored to its resolution.
@@ -66,7 +76,12 @@ pub(crate) fn read_sensors(
         let exact_mj = signal.energy_mj(u);
         let energy_mj = base_mj + (exact_mj as u64 / res) * res;
         let ts_ns = start_unix_ns + u + rng.uniform(0.0, READ_DELAY_MAX_NS) as u64;
-        readings.push(PowerReading::Energy { device, ts_ns, read_ns, energy_mj });
+        readings.push(PowerReading::Energy {
+            device,
+            ts_ns,
+            read_ns,
+            energy_mj,
+        });
         counter_update_ns.push(start_unix_ns + u);
         u += cperiod;
     }
@@ -75,13 +90,27 @@ pub(crate) fn read_sensors(
     let iperiod = profile.instant_period_ns.max(1);
     let mut u = (rng.unit() * iperiod as f64) as u64;
     while u < total_ns {
-        let lag = rng.uniform(profile.instant_lag_min_ns as f64, profile.instant_lag_max_ns as f64) as u64;
+        let lag = rng.uniform(
+            profile.instant_lag_min_ns as f64,
+            profile.instant_lag_max_ns as f64,
+        ) as u64;
         let t1 = u.saturating_sub(lag);
-        let mw = signal.mean_mw(t1.saturating_sub(profile.instant_window_ns), t1).round().max(0.0) as u32;
+        let mw = signal
+            .mean_mw(t1.saturating_sub(profile.instant_window_ns), t1)
+            .round()
+            .max(0.0) as u32;
         let ts_ns = start_unix_ns + u + rng.uniform(0.0, READ_DELAY_MAX_NS) as u64;
-        readings.push(PowerReading::Instant { device, ts_ns, read_ns, power_mw: mw });
+        readings.push(PowerReading::Instant {
+            device,
+            ts_ns,
+            read_ns,
+            power_mw: mw,
+        });
         u += iperiod;
     }
     readings.sort_by_key(PowerReading::ts_ns);
-    SensorOutput { readings, counter_update_ns }
+    SensorOutput {
+        readings,
+        counter_update_ns,
+    }
 }

@@ -21,12 +21,28 @@ pub struct PowerSignal {
 
 impl PowerSignal {
     /// Build the signal: idle + the dynamic power of every span + the thermal tail.
-    pub(crate) fn build(spans: &[Scheduled], total_ns: u64, gpu: &GpuModel, cell_ns: u64) -> (Self, f64) {
+    pub(crate) fn build(
+        spans: &[Scheduled],
+        total_ns: u64,
+        gpu: &GpuModel,
+        cell_ns: u64,
+    ) -> (Self, f64) {
         let cells = (total_ns / cell_ns + 1) as usize;
         let mut dynamic = vec![0.0f64; cells];
-        for s in spans.iter().filter(|s| s.dynamic_mw > 0 && s.end_ns > s.start_ns) {
-            let (first, last) = ((s.start_ns / cell_ns) as usize, ((s.end_ns - 1) / cell_ns) as usize);
-            for (k, d) in dynamic.iter_mut().enumerate().take(last.min(cells - 1) + 1).skip(first) {
+        for s in spans
+            .iter()
+            .filter(|s| s.dynamic_mw > 0 && s.end_ns > s.start_ns)
+        {
+            let (first, last) = (
+                (s.start_ns / cell_ns) as usize,
+                ((s.end_ns - 1) / cell_ns) as usize,
+            );
+            for (k, d) in dynamic
+                .iter_mut()
+                .enumerate()
+                .take(last.min(cells - 1) + 1)
+                .skip(first)
+            {
                 let lo = (k as u64 * cell_ns).max(s.start_ns);
                 let hi = ((k as u64 + 1) * cell_ns).min(s.end_ns);
                 *d += f64::from(s.dynamic_mw) * (hi - lo) as f64 / cell_ns as f64;
@@ -51,7 +67,16 @@ impl PowerSignal {
             acc += p * cell_s;
             cumulative_mj.push(acc);
         }
-        (Self { cell_ns, power_mw, dynamic_mw: dynamic, idle_mw: f64::from(gpu.idle_mw), cumulative_mj }, thermal_mj)
+        (
+            Self {
+                cell_ns,
+                power_mw,
+                dynamic_mw: dynamic,
+                idle_mw: f64::from(gpu.idle_mw),
+                cumulative_mj,
+            },
+            thermal_mj,
+        )
     }
 
     /// True energy above idle of one span running at `dynamic_mw` over [`start_ns`, `end_ns`]
@@ -61,7 +86,8 @@ impl PowerSignal {
         if end_ns <= start_ns || dynamic_mw <= 0.0 {
             return 0.0;
         }
-        let last = (((end_ns - 1) / self.cell_ns) as usize).min(self.power_mw.len().saturating_sub(1));
+        let last =
+            (((end_ns - 1) / self.cell_ns) as usize).min(self.power_mw.len().saturating_sub(1));
         (((start_ns / self.cell_ns) as usize)..=last)
             .filter(|&k| self.dynamic_mw[k] > 0.0)
             .map(|k| {

@@ -32,7 +32,10 @@ pub struct Trace {
 impl Trace {
     /// An empty trace carrying the given metadata.
     pub fn new(meta: RunMeta) -> Self {
-        Self { meta, ..Self::default() }
+        Self {
+            meta,
+            ..Self::default()
+        }
     }
 
     /// The text behind an interned string id (empty for [`StrId::NONE`] or an unknown id).
@@ -121,7 +124,10 @@ impl Span {
 
     /// True for spans during which the device does work (kernels, copies, memsets).
     pub fn is_device_work(&self) -> bool {
-        matches!(self.kind, SpanKind::Kernel | SpanKind::Memcpy { .. } | SpanKind::Memset { .. })
+        matches!(
+            self.kind,
+            SpanKind::Kernel | SpanKind::Memcpy { .. } | SpanKind::Memset { .. }
+        )
     }
 }
 

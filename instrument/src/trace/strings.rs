@@ -66,6 +66,9 @@ impl StringTable {
 
     /// All strings in id order.
     pub fn iter(&self) -> impl Iterator<Item = (StrId, &str)> {
-        self.texts.iter().enumerate().map(|(i, s)| (StrId(i as u32), s.as_str()))
+        self.texts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (StrId(i as u32), s.as_str()))
     }
 }
