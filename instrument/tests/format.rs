@@ -198,3 +198,16 @@ fn references_are_validated() {
     let msg = read_trace(&encode(&t)[..]).unwrap_err().to_string();
     assert!(msg.contains("ends"), "{msg}");
 }
+
+#[test]
+fn a_text_defined_twice_keeps_both_ids() {
+    let mut t = one_span_trace();
+    let twin = t.strings.push("k");
+    assert_eq!(twin, StrId(1));
+    t.spans[2].name = twin;
+    t.spans[1].region = t.strings.push("layer0");
+    let back = read_trace(&encode(&t)[..]).unwrap();
+    assert_eq!(back.strings.len(), 3);
+    assert_eq!(back, t);
+    assert_eq!(back.str(back.spans[1].region), "layer0");
+}

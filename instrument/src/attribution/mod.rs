@@ -14,19 +14,21 @@
 //!
 //! Sample-based shape correction for long spans is not applied here yet.
 
+mod design;
 mod estimate;
+mod idle;
 mod linalg;
+mod regression;
 mod shares;
 
 pub use estimate::{Coverage, EnergyEstimate, PowerEstimate};
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
-use crate::power::{counter_windows, CounterWindow};
-use crate::trace::{LaunchShape, OpClass, SpanKind, StrId, Trace};
-use linalg::{cholesky_inverse, nnls, t95, Square};
+use crate::power::counter_windows;
+use crate::trace::{LaunchShape, OpClass, SpanKind, Trace};
+use design::Design;
+use regression::Fit;
 
 /// Windows this close after device work are not used for the idle baseline (sensor and
 /// thermal settling), ns.
@@ -130,9 +132,6 @@ pub struct Attribution {
     pub closure: Closure,
 }
 
-/// Key of a signature: name, kind label and launch shape.
-type SigKey = (StrId, &'static str, Option<LaunchShape>);
-
 /// Attribute the energy of `device` in `trace`.
 ///
 /// # Errors
@@ -148,130 +147,19 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let work: Vec<usize> = (0..trace.spans.len())
         .filter(|&i| trace.spans[i].device == device && trace.spans[i].is_device_work())
         .collect();
-
-    // Signatures.
-    let mut keys: Vec<SigKey> = Vec::new();
-    let mut index: HashMap<SigKey, usize> = HashMap::new();
-    let sig_of: Vec<usize> = work
-        .iter()
-        .map(|&i| {
-            let s = &trace.spans[i];
-            let key = (s.name, s.kind.label(), s.launch);
-            *index.entry(key).or_insert_with(|| {
-                keys.push(key);
-                keys.len() - 1
-            })
-        })
-        .collect();
+    let design = Design::build(trace, &work, &windows);
+    let idle = idle::measure(trace, &work, &windows).ok_or(AttributionError::NoIdle(device))?;
+    let Fit { beta, cov, t, rows } = regression::fit(&design, &windows, &idle);
+    let Design {
+        keys,
+        sig_of,
+        busy_ns,
+        covered_ns,
+        launches,
+        ..
+    } = design;
     let p = keys.len();
-
-    // Busy time of each signature inside each window.
-    let mut x = vec![vec![0.0f64; p]; windows.len()];
-    let mut busy_ns = vec![0u64; p];
-    let mut covered_ns = vec![0u64; p];
-    let mut launches = vec![0u64; p];
-    for (&i, &s) in work.iter().zip(&sig_of) {
-        let span = &trace.spans[i];
-        busy_ns[s] += span.duration_ns();
-        launches[s] += 1;
-        let first = windows.partition_point(|w| w.end_ns <= span.start_ns);
-        for (k, w) in windows.iter().enumerate().skip(first) {
-            if w.start_ns >= span.end_ns {
-                break;
-            }
-            let overlap = span.end_ns.min(w.end_ns) - span.start_ns.max(w.start_ns);
-            x[k][s] += overlap as f64 * 1e-9;
-            covered_ns[s] += overlap;
-        }
-    }
-
-    // Idle power from quiet windows: before the work when there are enough, since windows after
-    // it carry the thermal tail (reported separately).
-    let busy = merged_busy(trace, &work);
-    let first_work_ns = busy.first().map_or(u64::MAX, |b| b.0);
-    let quiet: Vec<&CounterWindow> = windows.iter().filter(|w| is_quiet(&busy, w)).collect();
-    let (before, after): (Vec<&CounterWindow>, Vec<&CounterWindow>) =
-        quiet.iter().partition(|w| w.end_ns <= first_work_ns);
-    let baseline = if before.len() >= MIN_BASELINE_WINDOWS {
-        &before
-    } else {
-        &quiet
-    };
-    let Some((idle_power, idle_var)) = idle_estimate(baseline) else {
-        return Err(AttributionError::NoIdle(device));
-    };
-    let idle_mw = idle_power.mw;
-    let idle_after_power = if baseline.len() == before.len() {
-        idle_estimate(&after).map(|e| e.0)
-    } else {
-        None
-    };
-
-    // Regression over windows with work.
-    let rows: Vec<usize> = (0..windows.len())
-        .filter(|&k| x[k].iter().any(|&b| b > 0.0))
-        .collect();
-    let mut ata = Square::zeros(p);
-    let mut atb = vec![0.0; p];
-    let mut att = vec![0.0; p];
-    let mut ys = Vec::with_capacity(rows.len());
-    for &k in &rows {
-        let w = &windows[k];
-        let t = (w.end_ns - w.start_ns) as f64 * 1e-9;
-        let y = w.energy_mj as f64 - idle_mw * t;
-        ys.push(y);
-        for i in 0..p {
-            atb[i] += x[k][i] * y;
-            att[i] += x[k][i] * t;
-            for j in 0..p {
-                ata.a[i * p + j] += x[k][i] * x[k][j];
-            }
-        }
-    }
-    let (beta, passive) = if p > 0 {
-        nnls(&ata, &atb)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    let rss: f64 = rows
-        .iter()
-        .zip(&ys)
-        .map(|(&k, y)| (y - (0..p).map(|i| x[k][i] * beta[i]).sum::<f64>()).powi(2))
-        .sum();
-    let df = rows.len().saturating_sub(passive.len());
-    let sigma2 = if df > 0 {
-        rss / df as f64
-    } else {
-        f64::INFINITY
-    };
-    let t = t95(df);
-    let mut cov = Square::zeros(p);
-    let sub = ata.sub(&passive);
-    if let Some(l) = sub.cholesky() {
-        let inv = cholesky_inverse(&l, passive.len());
-        // How each passive coefficient moves when idle power moves: −(XᵀX)⁻¹Xᵀt.
-        let g: Vec<f64> = (0..passive.len())
-            .map(|r| {
-                (0..passive.len())
-                    .map(|c| inv.at(r, c) * att[passive[c]])
-                    .sum()
-            })
-            .collect();
-        for (r, &i) in passive.iter().enumerate() {
-            for (c, &j) in passive.iter().enumerate() {
-                cov.a[i * p + j] = sigma2 * inv.at(r, c) + idle_var * g[r] * g[c];
-            }
-        }
-    }
-    for i in (0..p).filter(|i| !passive.contains(i)) {
-        // Clamped at zero: only an upper bound from the marginal information.
-        let info = ata.at(i, i);
-        cov.a[i * p + i] = if info > 0.0 {
-            sigma2 / info
-        } else {
-            f64::INFINITY
-        };
-    }
+    let (idle_power, idle_mw) = (idle.power, idle.power.mw);
 
     // Static shares.
     let share_s = shares::concurrency_shares(trace, &work);
@@ -375,9 +263,9 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         device,
         simulated: trace.meta.simulated,
         idle_power,
-        idle_windows: baseline.len(),
-        idle_after_power,
-        regression_windows: rows.len(),
+        idle_windows: idle.windows,
+        idle_after_power: idle.after,
+        regression_windows: rows,
         signatures,
         ops,
         closure: Closure {
@@ -390,32 +278,6 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     })
 }
 
-/// Idle power (ratio of energy to time) over `windows` and the variance of that mean, mW².
-fn idle_estimate(windows: &[&CounterWindow]) -> Option<(PowerEstimate, f64)> {
-    let first = windows.first()?;
-    let mw = windows.iter().map(|w| w.energy_mj as f64).sum::<f64>()
-        / windows
-            .iter()
-            .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
-            .sum::<f64>();
-    let var = if windows.len() > 1 {
-        let n = windows.len() as f64;
-        let m = windows.iter().map(|w| w.power_w()).sum::<f64>() / n;
-        windows
-            .iter()
-            .map(|w| (w.power_w() - m).powi(2))
-            .sum::<f64>()
-            / (n - 1.0)
-            * 1e6
-            / n
-    } else {
-        // One window: only the counter's 1 mJ quantisation over its length bounds the error.
-        (1.0 / ((first.end_ns - first.start_ns) as f64 * 1e-9)).powi(2)
-    };
-    let t = t95(windows.len().saturating_sub(1).max(1));
-    Some((PowerEstimate::from_half_width(mw, t * var.sqrt()), var))
-}
-
 /// Operator class of a signature: from the kernel facts, else from the span kind.
 fn op_class_of(trace: &Trace, name: &str, kind: &str) -> OpClass {
     match trace.facts_for(name) {
@@ -423,28 +285,4 @@ fn op_class_of(trace: &Trace, name: &str, kind: &str) -> OpClass {
         None if kind == SpanKind::Kernel.label() => OpClass::Unknown,
         None => OpClass::Copy,
     }
-}
-
-/// The union of the device-work intervals, sorted and disjoint.
-fn merged_busy(trace: &Trace, work: &[usize]) -> Vec<(u64, u64)> {
-    let mut iv: Vec<(u64, u64)> = work
-        .iter()
-        .map(|&i| (trace.spans[i].start_ns, trace.spans[i].end_ns))
-        .collect();
-    iv.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(iv.len());
-    for (s, e) in iv {
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
-}
-
-/// True when no work overlaps the window or the settling time before it.
-fn is_quiet(busy: &[(u64, u64)], w: &CounterWindow) -> bool {
-    let from = w.start_ns.saturating_sub(SETTLE_NS);
-    let i = busy.partition_point(|&(_, e)| e <= from);
-    busy.get(i).is_none_or(|&(s, _)| s >= w.end_ns)
 }

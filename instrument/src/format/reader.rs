@@ -351,7 +351,7 @@ pub fn read_trace_prefix<R: BufRead>(input: R) -> Result<Recovered, TraceError> 
     let stopped = loop {
         match reader.next_record() {
             Ok(Some(Record::Str(_, text))) => {
-                trace.strings.intern(&text);
+                trace.strings.push(&text);
             }
             Ok(Some(Record::Span(s))) => trace.spans.push(s),
             Ok(Some(Record::Power(p))) => trace.power.push(p),

@@ -145,7 +145,9 @@ impl<W: Write> TraceWriter<W> {
         mut progress: impl FnMut(u64),
     ) -> Result<(), TraceError> {
         for (_, text) in trace.strings.iter() {
-            self.intern(text)?;
+            // Every entry, duplicates included, so the ids in the file are the trace's ids.
+            let id = self.strings.push(text);
+            self.record(tag::STRING, &(id.0, text))?;
         }
         for facts in &trace.kernel_facts {
             self.facts(facts)?;

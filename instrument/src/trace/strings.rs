@@ -44,6 +44,15 @@ impl StringTable {
         (id, true)
     }
 
+    /// Append `text` under the next id even if it is already present (a file may define the
+    /// same text twice; ids must stay as the file defines them). Lookups find the first id.
+    pub fn push(&mut self, text: &str) -> StrId {
+        let id = StrId(self.texts.len() as u32);
+        self.texts.push(text.to_owned());
+        self.index.entry(text.to_owned()).or_insert(id);
+        id
+    }
+
     /// Shorthand for [`StringTable::intern`] that drops the "new" flag.
     pub fn id(&mut self, text: &str) -> StrId {
         self.intern(text).0

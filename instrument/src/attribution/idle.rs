@@ -1,0 +1,97 @@
+//! The idle (static) power baseline, measured in the run's quiet counter windows.
+
+use super::linalg::t95;
+use super::{PowerEstimate, MIN_BASELINE_WINDOWS, SETTLE_NS};
+use crate::power::CounterWindow;
+use crate::trace::Trace;
+
+/// Idle power and what it rests on.
+pub(crate) struct IdleBaseline {
+    /// Idle power with its 95% CI.
+    pub power: PowerEstimate,
+    /// Variance of the idle estimate, mW².
+    pub var_mw2: f64,
+    /// Windows it was measured in.
+    pub windows: usize,
+    /// Power in the quiet windows after the work, when the baseline came from before it.
+    pub after: Option<PowerEstimate>,
+}
+
+/// Measure idle power in windows with no work in them or in the settling time before them:
+/// those before the work when there are enough (windows after it carry the thermal tail, which
+/// is reported separately), else all of them. `None` when there is no quiet window.
+pub(crate) fn measure(
+    trace: &Trace,
+    work: &[usize],
+    windows: &[CounterWindow],
+) -> Option<IdleBaseline> {
+    let busy = merged_busy(trace, work);
+    let first_work_ns = busy.first().map_or(u64::MAX, |b| b.0);
+    let quiet: Vec<&CounterWindow> = windows.iter().filter(|w| is_quiet(&busy, w)).collect();
+    let (before, after): (Vec<&CounterWindow>, Vec<&CounterWindow>) =
+        quiet.iter().partition(|w| w.end_ns <= first_work_ns);
+    let from_before = before.len() >= MIN_BASELINE_WINDOWS;
+    let baseline = if from_before { &before } else { &quiet };
+    let (power, var_mw2) = estimate(baseline)?;
+    let after = if from_before {
+        estimate(&after).map(|e| e.0)
+    } else {
+        None
+    };
+    Some(IdleBaseline {
+        power,
+        var_mw2,
+        windows: baseline.len(),
+        after,
+    })
+}
+
+/// Idle power (ratio of energy to time) over `windows` and the variance of that mean, mW².
+fn estimate(windows: &[&CounterWindow]) -> Option<(PowerEstimate, f64)> {
+    let first = windows.first()?;
+    let mw = windows.iter().map(|w| w.energy_mj as f64).sum::<f64>()
+        / windows
+            .iter()
+            .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
+            .sum::<f64>();
+    let var = if windows.len() > 1 {
+        let n = windows.len() as f64;
+        let m = windows.iter().map(|w| w.power_w()).sum::<f64>() / n;
+        windows
+            .iter()
+            .map(|w| (w.power_w() - m).powi(2))
+            .sum::<f64>()
+            / (n - 1.0)
+            * 1e6
+            / n
+    } else {
+        // One window: only the counter's 1 mJ quantisation over its length bounds the error.
+        (1.0 / ((first.end_ns - first.start_ns) as f64 * 1e-9)).powi(2)
+    };
+    let t = t95(windows.len().saturating_sub(1).max(1));
+    Some((PowerEstimate::from_half_width(mw, t * var.sqrt()), var))
+}
+
+/// The union of the device-work intervals, sorted and disjoint.
+fn merged_busy(trace: &Trace, work: &[usize]) -> Vec<(u64, u64)> {
+    let mut iv: Vec<(u64, u64)> = work
+        .iter()
+        .map(|&i| (trace.spans[i].start_ns, trace.spans[i].end_ns))
+        .collect();
+    iv.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(iv.len());
+    for (s, e) in iv {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// True when no work overlaps the window or the settling time before it.
+fn is_quiet(busy: &[(u64, u64)], w: &CounterWindow) -> bool {
+    let from = w.start_ns.saturating_sub(SETTLE_NS);
+    let i = busy.partition_point(|&(_, e)| e <= from);
+    busy.get(i).is_none_or(|&(s, _)| s >= w.end_ns)
+}
