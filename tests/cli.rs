@@ -6,11 +6,18 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// The binary cargo built; on a GPU machine running the gpu-bundle, the bundled one on PATH.
+fn exe() -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_wattlens"));
+    if built.exists() {
+        built
+    } else {
+        PathBuf::from("wattlens")
+    }
+}
+
 fn wattlens(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wattlens"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(exe()).args(args).output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -176,7 +183,7 @@ fn a_cut_short_trace_still_reports_what_it_holds() {
 
 #[test]
 fn a_closed_stdout_is_not_an_error() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wattlens"))
+    let mut child = Command::new(exe())
         .args(["report", demo_trace().to_str().unwrap(), "--csv"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
