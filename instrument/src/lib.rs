@@ -15,7 +15,7 @@ pub mod sim;
 pub mod trace;
 
 pub use attribution::{
-    attribute, Attribution, AttributionError, Coverage, EnergyEstimate, PowerEstimate,
+    attribute, op_class_of, Attribution, AttributionError, Coverage, EnergyEstimate, PowerEstimate,
 };
 pub use format::{read_trace, read_trace_file, read_trace_prefix, TraceError, TraceWriter};
 pub use power::{PowerError, PowerSource};

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use wattlens_instrument::sim::SimRun;
-use wattlens_instrument::{attribute, Attribution, LaunchShape, OpClass, Trace};
+use wattlens_instrument::{
+    attribute, op_class_of, Attribution, LaunchShape, OpClass, StrId, Trace,
+};
 
 use crate::error::CliError;
 
@@ -99,19 +101,21 @@ pub struct Truth {
 impl Truth {
     /// Collect the truth of a simulated run.
     pub fn from_sim(run: &SimRun) -> Self {
-        let mut t = Self::default();
-        for (span, &mj) in run.trace.spans.iter().zip(&run.truth.span_above_idle_mj) {
+        let trace = &run.trace;
+        let mut by_key: HashMap<(StrId, &'static str, Option<LaunchShape>), f64> = HashMap::new();
+        for (span, &mj) in trace.spans.iter().zip(&run.truth.span_above_idle_mj) {
             if span.is_device_work() {
-                let name = run.trace.str(span.name).to_owned();
-                let op = run
-                    .trace
-                    .facts_for(&name)
-                    .map_or(OpClass::Copy, |f| f.op_class);
-                *t.by_signature
-                    .entry((name, span.kind.label().to_owned(), span.launch))
+                *by_key
+                    .entry((span.name, span.kind.label(), span.launch))
                     .or_default() += mj;
-                *t.by_op.entry(op).or_default() += mj;
             }
+        }
+        let mut t = Self::default();
+        for ((name, kind, launch), mj) in by_key {
+            let name = trace.str(name);
+            *t.by_op.entry(op_class_of(trace, name, kind)).or_default() += mj;
+            t.by_signature
+                .insert((name.to_owned(), kind.to_owned(), launch), mj);
         }
         t
     }

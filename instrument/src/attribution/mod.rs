@@ -278,8 +278,9 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     })
 }
 
-/// Operator class of a signature: from the kernel facts, else from the span kind.
-fn op_class_of(trace: &Trace, name: &str, kind: &str) -> OpClass {
+/// Operator class of a signature (name and span-kind label): from the kernel facts, else
+/// unknown for kernels and copy for copies and memsets.
+pub fn op_class_of(trace: &Trace, name: &str, kind: &str) -> OpClass {
     match trace.facts_for(name) {
         Some(f) => f.op_class,
         None if kind == SpanKind::Kernel.label() => OpClass::Unknown,
