@@ -1,6 +1,6 @@
 //! The trace clock, behind a trait so tests can drive time by hand.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of trace-clock time: ns since the Unix epoch (see [`crate::trace`]).
@@ -47,25 +47,25 @@ impl Clock for HostClock {
 /// A clock that only moves when told to: for tests of the logic above the clock.
 #[derive(Debug, Default)]
 pub struct FakeClock {
-    now_ns: Cell<u64>,
+    now_ns: AtomicU64,
 }
 
 impl FakeClock {
     /// A fake clock reading `start_ns`.
     pub fn new(start_ns: u64) -> Self {
         Self {
-            now_ns: Cell::new(start_ns),
+            now_ns: AtomicU64::new(start_ns),
         }
     }
 
     /// Move the clock forward by `ns`.
     pub fn advance(&self, ns: u64) {
-        self.now_ns.set(self.now_ns.get().saturating_add(ns));
+        self.now_ns.fetch_add(ns, Ordering::SeqCst);
     }
 }
 
 impl Clock for FakeClock {
     fn now_ns(&self) -> u64 {
-        self.now_ns.get()
+        self.now_ns.load(Ordering::SeqCst)
     }
 }

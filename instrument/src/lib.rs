@@ -1,14 +1,17 @@
 //! wattlens-instrument owns everything about a wattlens run that needs no GPU: the trace model
 //! and its versioned, crash-safe file format; the power sources behind the [`PowerSource`]
-//! trait (the simulated GPU, replay of captured sensor data, and NVML in a later build); the
-//! trace clock; the attribution of energy to spans with confidence intervals; and the
+//! trait (NVML, the simulated GPU, replay of captured sensor data) and the sampler thread; the
+//! trace clock; the repetition harness; the attribution of energy to spans with confidence intervals; and the
 //! Chrome/Perfetto export. All of it is pure Rust and testable on a machine without a GPU.
 
+pub mod accuracy;
 pub mod attribution;
+pub mod calibrate;
 pub mod clock;
 pub mod format;
 pub mod perfetto;
 pub mod power;
+pub mod repeat;
 pub mod replay;
 pub mod sensor_profile;
 pub mod sim;

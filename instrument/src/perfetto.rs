@@ -22,6 +22,8 @@ pub const SAMPLE_TRACK: &str = "power samples (W)";
 pub const COUNTER_TRACK: &str = "power from energy counter (W)";
 /// Instant-power field readings.
 pub const INSTANT_TRACK: &str = "instant power field (W)";
+/// Name of the counter track for the memory instant-power field.
+pub const MEMORY_TRACK: &str = "memory instant power (W)";
 
 /// Write `trace` as Chrome/Perfetto JSON to `out`.
 ///
@@ -122,7 +124,23 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
             PowerReading::Instant {
                 ts_ns, power_mw, ..
             } => (INSTANT_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
+            PowerReading::MemoryInstant {
+                ts_ns, power_mw, ..
+            } => (MEMORY_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
             PowerReading::Energy { .. } => continue,
+            PowerReading::Lost {
+                device,
+                from_ns,
+                to_ns,
+            } => {
+                emit(
+                    &mut out,
+                    json!({"ph":"X","name":"lost power readings","cat":"sensor","pid":device,
+                           "tid":"sensor gaps","ts":us(from_ns),
+                           "dur":(to_ns.saturating_sub(from_ns) as f64)/1000.0}),
+                )?;
+                continue;
+            }
         };
         emit(
             &mut out,
@@ -130,7 +148,7 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
         )?;
     }
     for d in &trace.meta.devices {
-        for w in counter_windows(&trace.power, d.index) {
+        for w in counter_windows(&trace.power, d.index, trace.meta.sensor_profile.counter_period_ns) {
             emit(
                 &mut out,
                 json!({"ph":"C","name":COUNTER_TRACK,"pid":d.index,"ts":us(w.start_ns),"args":{"W":w.power_w()}}),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 mod attribution;
+mod calibrate;
 mod common;
 mod format;
 mod perfetto;

@@ -52,7 +52,7 @@ fn export_holds_every_span_and_counter_and_nests_regions() {
     assert_eq!(count("C", Some(INSTANT_TRACK)), instants);
     assert_eq!(
         count("C", Some(COUNTER_TRACK)),
-        counter_windows(&t.power, 0).len()
+        counter_windows(&t.power, 0, t.meta.sensor_profile.counter_period_ns).len()
     );
     assert!(samples > 100 && instants > 10);
     assert_eq!(count("M", Some("process_name")), t.meta.devices.len());

@@ -16,12 +16,8 @@ pub(crate) struct Design {
     pub sig_of: Vec<usize>,
     /// Busy seconds of each signature (column) inside each window (row).
     pub x: Vec<Vec<f64>>,
-    /// Total busy time per signature, ns.
-    pub busy_ns: Vec<u64>,
     /// Busy time inside counter windows per signature, ns.
     pub covered_ns: Vec<u64>,
-    /// Spans per signature.
-    pub launches: Vec<u64>,
 }
 
 impl Design {
@@ -42,13 +38,9 @@ impl Design {
             .collect();
         let p = keys.len();
         let mut x = vec![vec![0.0f64; p]; windows.len()];
-        let mut busy_ns = vec![0u64; p];
         let mut covered_ns = vec![0u64; p];
-        let mut launches = vec![0u64; p];
         for (&i, &s) in work.iter().zip(&sig_of) {
             let span = &trace.spans[i];
-            busy_ns[s] += span.duration_ns();
-            launches[s] += 1;
             let first = windows.partition_point(|w| w.end_ns <= span.start_ns);
             for (k, w) in windows.iter().enumerate().skip(first) {
                 if w.start_ns >= span.end_ns {
@@ -63,9 +55,7 @@ impl Design {
             keys,
             sig_of,
             x,
-            busy_ns,
             covered_ns,
-            launches,
         }
     }
 

@@ -65,9 +65,17 @@ fn estimate(windows: &[&CounterWindow]) -> Option<(PowerEstimate, f64)> {
             * 1e6
             / n
     } else {
-        // One window: only the counter's 1 mJ quantisation over its length bounds the error.
-        (1.0 / ((first.end_ns - first.start_ns) as f64 * 1e-9)).powi(2)
+        0.0
     };
+    // Floor: the counter's 1 mJ steps at the two ends and the placement of the two edges of
+    // the whole baseline (window errors telescope when windows are contiguous).
+    let total_s: f64 = windows
+        .iter()
+        .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
+        .sum();
+    let edge_mj = mw * first.edge_sd_ns * 1e-9;
+    let floor = (2.0 * (1.0 / 12.0) + 2.0 * edge_mj * edge_mj) / (total_s * total_s);
+    let var = var.max(floor);
     let t = t95(windows.len().saturating_sub(1).max(1));
     Some((PowerEstimate::from_half_width(mw, t * var.sqrt()), var))
 }

@@ -1,24 +1,28 @@
 //! Attribution: from a trace to joules per kernel signature and per operator class.
 //!
-//! This is the energy-counter method (the counter's increments are exact integrals):
 //! 1. **Idle (static) power** is measured in the run itself: counter windows with no device
-//!    work in them or in the [`SETTLE_NS`] before them.
-//! 2. **Dynamic power per signature** (name + launch shape) by non-negative least squares over
-//!    every counter window with work in it: `ΔE − P_idle·Δt = Σ_s P_s · busy_s`. Concurrent
-//!    spans each add their busy time, so overlapping streams share a window's energy.
-//! 3. **Uncertainty**: the regression covariance plus the idle estimate's own variance,
-//!    propagated to every signature, op class and total; every number gets a 95% CI and a
-//!    [`Coverage`] label.
-//! 4. **Static share**: idle power × each span's time, split evenly among concurrent spans.
-//! 5. **Closure**: counter energy vs. idle + attributed dynamic energy.
-//!
-//! Sample-based shape correction for long spans is not applied here yet.
+//!    work in them or in the [`SETTLE_NS`] before them, before the work; the level after the
+//!    work (idle plus the thermal tail) is reported beside it.
+//! 2. **Dynamic power per signature** (name + launch shape), tied across all its launches, by
+//!    non-negative weighted least squares over every observation with work in reach: counter
+//!    windows (exact integrals) and power samples (modelled through the sensor's first-order
+//!    response). Concurrent spans each add their own term, so overlapping streams share.
+//! 3. **Long spans** (at least [`LONG_SPAN_SAMPLE_PERIODS`] sample periods) are integrated
+//!    directly from the samples with the sensor response undone (`∫s + τ·Δs`), minus what the
+//!    concurrent spans drew; short spans get their signature's power × their duration.
+//! 4. **Uncertainty**: the regression covariance plus the idle estimate's variance (and, for
+//!    integrated spans, the sample noise), propagated to every span, signature, op class and
+//!    region; every number gets a 95% CI and a [`Coverage`] label.
+//! 5. **Static share**: idle power × each span's time, split evenly among concurrent spans.
+//! 6. **Closure**: counter energy vs. idle + attributed dynamic energy.
 
 mod design;
 mod estimate;
 mod idle;
 mod linalg;
 mod regression;
+mod rollup;
+mod samples;
 mod shares;
 
 pub use estimate::{Coverage, EnergyEstimate, PowerEstimate};
@@ -26,9 +30,12 @@ pub use estimate::{Coverage, EnergyEstimate, PowerEstimate};
 use serde::{Deserialize, Serialize};
 
 use crate::power::counter_windows;
-use crate::trace::{LaunchShape, OpClass, SpanKind, Trace};
+use std::collections::BTreeMap;
+
+use crate::trace::{LaunchShape, OpClass, PowerReading, SpanKind, StrId, Trace};
 use design::Design;
 use regression::Fit;
+use rollup::Rollup;
 
 /// Windows this close after device work are not used for the idle baseline (sensor and
 /// thermal settling), ns.
@@ -36,6 +43,12 @@ pub const SETTLE_NS: u64 = 100_000_000;
 
 /// Quiet windows needed before the work to take the idle baseline from them alone.
 pub const MIN_BASELINE_WINDOWS: usize = 3;
+
+/// Spans at least this many sample periods long are integrated directly from the samples.
+pub const LONG_SPAN_SAMPLE_PERIODS: u64 = 5;
+
+/// Integration stops trusting the samples across a gap wider than this many sample periods.
+pub const GAP_SAMPLE_PERIODS: u64 = 3;
 
 /// Why a trace could not be attributed.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +121,43 @@ pub struct Closure {
     pub residual_mj: f64,
 }
 
+/// How a span's dynamic energy was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpanMethod {
+    /// Its signature's fitted power × its duration.
+    Signature,
+    /// Integrated from the samples with the sensor response undone (long spans).
+    Integrated,
+}
+
+/// Energy of one span.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SpanEnergy {
+    /// The span's id.
+    pub span: u64,
+    /// Dynamic energy above idle.
+    pub dynamic: EnergyEstimate,
+    /// Its share of static energy, mJ.
+    pub static_mj: f64,
+    /// How the dynamic energy was obtained.
+    pub method: SpanMethod,
+}
+
+/// Energy of one region (a region path and everything under it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegionEnergy {
+    /// Region path, components joined by '/'.
+    pub path: String,
+    /// Work spans inside it.
+    pub launches: u64,
+    /// Busy time of those spans, ns.
+    pub busy_ns: u64,
+    /// Dynamic energy.
+    pub dynamic: EnergyEstimate,
+    /// Share of static energy.
+    pub static_share: EnergyEstimate,
+}
+
 /// The attribution of one device's energy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attribution {
@@ -124,10 +174,18 @@ pub struct Attribution {
     pub idle_after_power: Option<PowerEstimate>,
     /// Counter windows used in the regression.
     pub regression_windows: usize,
+    /// Power samples used in the regression.
+    pub regression_samples: usize,
+    /// Gaps the power source reported (lost samples), as (from, to) trace ns.
+    pub sensor_gaps: Vec<(u64, u64)>,
     /// Per signature, most energy first.
     pub signatures: Vec<SignatureEnergy>,
     /// Per operator class, most energy first.
     pub ops: Vec<OpEnergy>,
+    /// Per region path (each prefix included), most energy first.
+    pub regions: Vec<RegionEnergy>,
+    /// Per work span, in trace order.
+    pub spans: Vec<SpanEnergy>,
     /// The energy balance.
     pub closure: Closure,
 }
@@ -140,7 +198,8 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     if !trace.meta.devices.iter().any(|d| d.index == device) {
         return Err(AttributionError::NoSuchDevice(device));
     }
-    let windows = counter_windows(&trace.power, device);
+    let profile = &trace.meta.sensor_profile;
+    let windows = counter_windows(&trace.power, device, profile.counter_period_ns);
     if windows.is_empty() {
         return Err(AttributionError::NoCounter(device));
     }
@@ -149,64 +208,167 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         .collect();
     let design = Design::build(trace, &work, &windows);
     let idle = idle::measure(trace, &work, &windows).ok_or(AttributionError::NoIdle(device))?;
-    let Fit { beta, cov, t, rows } = regression::fit(&design, &windows, &idle);
-    let Design {
-        keys,
-        sig_of,
-        busy_ns,
-        covered_ns,
-        launches,
-        ..
-    } = design;
-    let p = keys.len();
+    let samples = samples::device_samples(trace, device);
+    let rows = samples::sample_rows(
+        trace,
+        &work,
+        &design.sig_of,
+        &samples,
+        profile.sample_tau_ns,
+    );
+    let fit = regression::fit(
+        &design,
+        &windows,
+        &idle,
+        &rows,
+        &samples,
+        profile.sample_noise_sd_mw,
+    );
+    let Fit { beta, cov, t, .. } = &fit;
+    let residuals = samples::residuals(&samples, &rows, beta, idle.power.mw);
+    let (beta, cov, t) = (beta.as_slice(), cov, *t);
+    let p = design.len();
     let (idle_power, idle_mw) = (idle.power, idle.power.mw);
-
-    // Static shares.
-    let share_s = shares::concurrency_shares(trace, &work);
-    let mut static_s = vec![0.0f64; p];
-    for (w, &s) in sig_of.iter().enumerate() {
-        static_s[s] += share_s[w];
-    }
     let idle_half_mw = (idle_power.high_mw - idle_power.low_mw) / 2.0;
+    let covered_window = (
+        windows.first().map_or(0, |w| w.start_ns),
+        windows.last().map_or(0, |w| w.end_ns),
+    );
 
-    let busy_s: Vec<f64> = busy_ns.iter().map(|&b| b as f64 * 1e-9).collect();
+    // Per span: priced at the signature's power, or integrated when long.
+    let share_s = shares::concurrency_shares(trace, &work);
+    let long_ns = LONG_SPAN_SAMPLE_PERIODS * profile.sample_period_ns.max(1);
+    let max_gap_ns = GAP_SAMPLE_PERIODS * profile.sample_period_ns.max(1);
+    let tau_s = profile.sample_tau_ns as f64 * 1e-9;
+    let period_s = profile.sample_period_ns as f64 * 1e-9;
+    let mut by_start: Vec<usize> = (0..work.len()).collect();
+    by_start.sort_unstable_by_key(|&w| trace.spans[work[w]].start_ns);
+    let max_dur = work
+        .iter()
+        .map(|&i| trace.spans[i].duration_ns())
+        .max()
+        .unwrap_or(0);
+    let mut span_rollups: Vec<Rollup> = Vec::with_capacity(work.len());
+    let mut spans = Vec::with_capacity(work.len());
+    let mut dynamic_in_window_mj = 0.0;
+    for (w, &i) in work.iter().enumerate() {
+        let span = &trace.spans[i];
+        let s = design.sig_of[w];
+        let dur = span.duration_ns();
+        let dur_s = dur as f64 * 1e-9;
+        let mut r = Rollup::new(p);
+        r.covered = design.covered_ns[s] > 0 || dur >= long_ns;
+        // Long spans: the signature's power plus the directly integrated (response-corrected)
+        // residual of the samples against the model, this span's share of it.
+        let residual = (dur >= long_ns)
+            .then(|| {
+                samples::deconvolved_energy_mj(
+                    &residuals,
+                    span.start_ns,
+                    span.end_ns,
+                    profile.sample_tau_ns,
+                    max_gap_ns,
+                )
+            })
+            .flatten();
+        r.priced_s[s] = dur_s;
+        let method = match residual {
+            Some(res_mj) => {
+                // Concurrent spans take their share of the residual by predicted energy.
+                let own_mj = beta[s] * dur_s;
+                let mut others_mj = 0.0;
+                let lo = by_start.partition_point(|&x| {
+                    trace.spans[work[x]].start_ns + max_dur <= span.start_ns
+                });
+                for &x in &by_start[lo..] {
+                    let o = &trace.spans[work[x]];
+                    if o.start_ns >= span.end_ns {
+                        break;
+                    }
+                    if x == w || o.end_ns <= span.start_ns {
+                        continue;
+                    }
+                    let ov = (o.end_ns.min(span.end_ns) - o.start_ns.max(span.start_ns)) as f64
+                        * 1e-9;
+                    others_mj += beta[design.sig_of[x]] * ov;
+                }
+                let share = if own_mj + others_mj > 0.0 {
+                    own_mj / (own_mj + others_mj)
+                } else {
+                    1.0
+                };
+                let noise = fit.sample_sd_mw.powi(2);
+                r.direct_mj = share * res_mj;
+                r.direct_var = share
+                    * share
+                    * (noise * period_s * dur_s + 2.0 * noise * tau_s * tau_s);
+                SpanMethod::Integrated
+            }
+            None => SpanMethod::Signature,
+        };
+        let dynamic = r.estimate(beta, cov, t);
+        let inside = span.end_ns.min(covered_window.1) as f64
+            - span.start_ns.max(covered_window.0) as f64;
+        if inside > 0.0 && dur > 0 {
+            dynamic_in_window_mj += dynamic.mj * inside / dur as f64;
+        }
+        spans.push(SpanEnergy {
+            span: span.id,
+            dynamic,
+            static_mj: idle_mw * share_s[w],
+            method,
+        });
+        span_rollups.push(r);
+    }
+
+    // Roll the spans up by signature, op class and region.
+    let group = |members: &mut dyn Iterator<Item = usize>| {
+        let mut r = Rollup::new(p);
+        let (mut launches, mut busy_ns, mut static_s) = (0u64, 0u64, 0.0f64);
+        for w in members {
+            r.add(&span_rollups[w]);
+            launches += 1;
+            busy_ns += trace.spans[work[w]].duration_ns();
+            static_s += share_s[w];
+        }
+        (r, launches, busy_ns, static_s)
+    };
+    let static_estimate =
+        |static_s: f64| EnergyEstimate::from_half_width(idle_mw * static_s, idle_half_mw * static_s);
+    let mut members_of: Vec<Vec<usize>> = vec![Vec::new(); p];
+    for (w, &s) in design.sig_of.iter().enumerate() {
+        members_of[s].push(w);
+    }
     let mut signatures: Vec<SignatureEnergy> = (0..p)
         .map(|i| {
-            let (name, kind, launch) = keys[i];
+            let (name, kind, launch) = design.keys[i];
             let name = trace.str(name).to_owned();
-            let half_mw = t * cov.at(i, i).sqrt();
-            let (dynamic_power, dynamic) = if covered_ns[i] == 0 {
-                (
-                    PowerEstimate {
-                        mw: 0.0,
-                        low_mw: 0.0,
-                        high_mw: 0.0,
-                        coverage: Coverage::Uncovered,
-                    },
-                    EnergyEstimate::uncovered(),
-                )
+            let (r, launches, busy_ns, static_s) = group(&mut members_of[i].iter().copied());
+            let dynamic = r.estimate(beta, cov, t);
+            let dynamic_power = if design.covered_ns[i] == 0 && !r.covered {
+                PowerEstimate {
+                    mw: 0.0,
+                    low_mw: 0.0,
+                    high_mw: 0.0,
+                    coverage: Coverage::Uncovered,
+                }
             } else {
-                (
-                    PowerEstimate::from_half_width(beta[i], half_mw),
-                    EnergyEstimate::from_half_width(beta[i] * busy_s[i], half_mw * busy_s[i]),
-                )
+                PowerEstimate::from_half_width(beta[i], t * cov.at(i, i).sqrt())
             };
-            let static_share =
-                EnergyEstimate::from_half_width(idle_mw * static_s[i], idle_half_mw * static_s[i]);
+            let static_share = static_estimate(static_s);
             let per_launch = EnergyEstimate::from_half_width(
-                (dynamic.mj + static_share.mj) / launches[i] as f64,
+                (dynamic.mj + static_share.mj) / launches as f64,
                 ((dynamic.high_mj - dynamic.mj) + (static_share.high_mj - static_share.mj))
-                    / launches[i] as f64,
+                    / launches as f64,
             );
-            let op_class = op_class_of(trace, &name, kind);
             SignatureEnergy {
+                op_class: op_class_of(trace, &name, kind),
                 name,
                 kind: kind.to_owned(),
                 launch,
-                op_class,
-                launches: launches[i],
-                busy_ns: busy_ns[i],
-                covered_ns: covered_ns[i],
+                launches,
+                busy_ns,
+                covered_ns: design.covered_ns[i],
                 dynamic_power,
                 dynamic,
                 static_share,
@@ -215,67 +377,105 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         })
         .collect();
 
-    // Per op class, with the covariance between its signatures.
     let mut classes: Vec<OpClass> = signatures.iter().map(|s| s.op_class).collect();
     classes.sort_unstable();
     classes.dedup();
     let mut ops: Vec<OpEnergy> = classes
         .into_iter()
         .map(|class| {
-            let members: Vec<usize> = (0..p)
-                .filter(|&i| signatures[i].op_class == class)
-                .collect();
-            let mj: f64 = members.iter().map(|&i| signatures[i].dynamic.mj).sum();
-            let var: f64 = members
-                .iter()
-                .flat_map(|&i| members.iter().map(move |&j| (i, j)))
-                .map(|(i, j)| busy_s[i] * busy_s[j] * cov.at(i, j))
-                .sum();
-            let static_mj: f64 = members.iter().map(|&i| signatures[i].static_share.mj).sum();
-            let static_half: f64 = members.iter().map(|&i| static_s[i] * idle_half_mw).sum();
-            let dynamic = if members.iter().all(|&i| covered_ns[i] == 0) {
-                EnergyEstimate::uncovered()
-            } else {
-                EnergyEstimate::from_half_width(mj, t * var.max(0.0).sqrt())
-            };
+            let mut it = (0..work.len()).filter(|&w| signatures[design.sig_of[w]].op_class == class);
+            let (r, launches, busy_ns, static_s) = group(&mut it);
             OpEnergy {
                 op_class: class,
-                launches: members.iter().map(|&i| launches[i]).sum(),
-                busy_ns: members.iter().map(|&i| busy_ns[i]).sum(),
-                dynamic,
-                static_share: EnergyEstimate::from_half_width(static_mj, static_half),
+                launches,
+                busy_ns,
+                dynamic: r.estimate(beta, cov, t),
+                static_share: static_estimate(static_s),
             }
         })
         .collect();
-    signatures.sort_by(|a, b| {
-        (b.dynamic.mj + b.static_share.mj).total_cmp(&(a.dynamic.mj + a.static_share.mj))
-    });
-    ops.sort_by(|a, b| {
-        (b.dynamic.mj + b.static_share.mj).total_cmp(&(a.dynamic.mj + a.static_share.mj))
-    });
 
-    let window_ns =
-        windows.last().map_or(0, |l| l.end_ns) - windows.first().map_or(0, |f| f.start_ns);
+    let mut region_members: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (w, &i) in work.iter().enumerate() {
+        let region = trace.spans[i].region;
+        if region == StrId::NONE {
+            continue;
+        }
+        let path = trace.str(region);
+        let mut end = 0;
+        for (k, c) in path.char_indices().chain(std::iter::once((path.len(), '/'))) {
+            if c == '/' && k > end {
+                region_members.entry(path[..k].to_owned()).or_default().push(w);
+            }
+            if c == '/' {
+                end = k + 1;
+            }
+        }
+    }
+    let mut regions: Vec<RegionEnergy> = region_members
+        .into_iter()
+        .map(|(path, members)| {
+            let (r, launches, busy_ns, static_s) = group(&mut members.into_iter());
+            RegionEnergy {
+                path,
+                launches,
+                busy_ns,
+                dynamic: r.estimate(beta, cov, t),
+                static_share: static_estimate(static_s),
+            }
+        })
+        .collect();
+
+    let total = |d: &EnergyEstimate, s: &EnergyEstimate| d.mj + s.mj;
+    signatures.sort_by(|a, b| total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share)));
+    ops.sort_by(|a, b| total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share)));
+    regions.sort_by(|a, b| total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share)));
+
+    let window_ns = covered_window.1 - covered_window.0;
     let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();
     let idle_mj = idle_mw * window_ns as f64 * 1e-9;
-    let dynamic_mj: f64 = (0..p).map(|i| beta[i] * covered_ns[i] as f64 * 1e-9).sum();
     Ok(Attribution {
         device,
         simulated: trace.meta.simulated,
         idle_power,
         idle_windows: idle.windows,
         idle_after_power: idle.after,
-        regression_windows: rows,
+        regression_windows: fit.counter_rows,
+        regression_samples: fit.sample_rows,
+        sensor_gaps: trace
+            .power
+            .iter()
+            .filter_map(|r| match *r {
+                PowerReading::Lost {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } if d == device => Some((from_ns, to_ns)),
+                _ => None,
+            })
+            .collect(),
         signatures,
         ops,
+        regions,
+        spans,
         closure: Closure {
             window_ns,
             counter_mj,
             idle_mj,
-            dynamic_mj,
-            residual_mj: counter_mj - idle_mj - dynamic_mj,
+            dynamic_mj: dynamic_in_window_mj,
+            residual_mj: counter_mj - idle_mj - dynamic_in_window_mj,
         },
     })
+}
+
+/// The power samples of `device` in time order, as (trace ns, mW), duplicates dropped.
+pub fn samples_of(trace: &Trace, device: u32) -> Vec<(u64, f64)> {
+    samples::device_samples(trace, device)
+}
+
+/// The two-sided 95% quantile of Student's t with `df` degrees of freedom.
+pub fn t_quantile_95(df: usize) -> f64 {
+    linalg::t95(df)
 }
 
 /// Operator class of a signature (name and span-kind label): from the kernel facts, else

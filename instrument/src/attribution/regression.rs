@@ -1,9 +1,15 @@
-//! Dynamic power per signature: non-negative least squares over the counter windows, with a
-//! covariance that includes the idle estimate's own uncertainty.
+//! Dynamic power per signature: non-negative least squares over two kinds of observation,
+//! weighted by their own fitted noise (feasible generalised least squares):
+//! - energy-counter windows: `ΔE − P_idle·Δt = Σ_s P_s · busy_s` (exact integrals, mJ);
+//! - power samples: `s − P_idle = Σ_s P_s · k_s`, with `k_s` the signature's busy time seen
+//!   through the sensor's response (smoothed averages, mW).
+//!
+//! The covariance includes the idle estimate's own uncertainty.
 
 use super::design::Design;
 use super::idle::IdleBaseline;
 use super::linalg::{cholesky_inverse, nnls, t95, Square};
+use super::samples::SampleRows;
 use crate::power::CounterWindow;
 
 /// The fitted dynamic powers and their uncertainty.
@@ -14,54 +20,134 @@ pub(crate) struct Fit {
     pub cov: Square,
     /// The t quantile for a 95% interval at the fit's degrees of freedom.
     pub t: f64,
-    /// Windows with work in them (the rows of the fit).
-    pub rows: usize,
+    /// Counter windows with work in them.
+    pub counter_rows: usize,
+    /// Samples with work in reach.
+    pub sample_rows: usize,
+    /// Residual standard deviation of the sample rows, mW (noise plus model error).
+    pub sample_sd_mw: f64,
 }
 
-/// Fit `ΔE − P_idle·Δt = Σ_s P_s · busy_s` over every window with work in it.
-pub(crate) fn fit(design: &Design, windows: &[CounterWindow], idle: &IdleBaseline) -> Fit {
+/// One observation: sparse x, y, and ∂y/∂P_idle.
+struct Row {
+    x: Vec<(usize, f64)>,
+    y: f64,
+    idle_sens: f64,
+    group: usize,
+}
+
+/// Fit every signature's dynamic power from the counter windows and the sample rows.
+pub(crate) fn fit(
+    design: &Design,
+    windows: &[CounterWindow],
+    idle: &IdleBaseline,
+    sample_rows: &SampleRows,
+    samples: &[(u64, f64)],
+    sample_noise_mw: f64,
+) -> Fit {
     let p = design.len();
-    let x = &design.x;
-    let rows: Vec<usize> = (0..windows.len())
-        .filter(|&k| x[k].iter().any(|&b| b > 0.0))
-        .collect();
-    let mut ata = Square::zeros(p);
-    let mut atb = vec![0.0; p];
-    let mut att = vec![0.0; p];
-    let mut ys = Vec::with_capacity(rows.len());
-    for &k in &rows {
-        let w = &windows[k];
+    let mut rows: Vec<Row> = Vec::new();
+    for (k, w) in windows.iter().enumerate() {
+        let x: Vec<(usize, f64)> = design.x[k]
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b > 0.0)
+            .map(|(i, &b)| (i, b))
+            .collect();
+        if x.is_empty() {
+            continue;
+        }
         let t = (w.end_ns - w.start_ns) as f64 * 1e-9;
-        let y = w.energy_mj as f64 - idle.power.mw * t;
-        ys.push(y);
-        for i in 0..p {
-            atb[i] += x[k][i] * y;
-            att[i] += x[k][i] * t;
-            for j in 0..p {
-                ata.a[i * p + j] += x[k][i] * x[k][j];
+        rows.push(Row {
+            x,
+            y: w.energy_mj as f64 - idle.power.mw * t,
+            idle_sens: t,
+            group: 0,
+        });
+    }
+    let counter_rows = rows.len();
+    for (r, &j) in sample_rows.sample.iter().enumerate() {
+        rows.push(Row {
+            x: sample_rows.x[r].clone(),
+            y: samples[j].1 - idle.power.mw,
+            idle_sens: 1.0,
+            group: 1,
+        });
+    }
+    // Starting noise: the counter's 1 mJ steps plus 1% of a window's energy; the samples'
+    // sensor noise.
+    let mean_counter_mj = if counter_rows > 0 {
+        rows[..counter_rows].iter().map(|r| r.y.abs()).sum::<f64>() / counter_rows as f64
+    } else {
+        0.0
+    };
+    let mut var = [
+        1.0 + (0.01 * mean_counter_mj).powi(2),
+        sample_noise_mw.max(1.0).powi(2),
+    ];
+    let mut beta = vec![0.0; p];
+    let mut passive = Vec::new();
+    for _round in 0..3 {
+        let mut ata = Square::zeros(p);
+        let mut atb = vec![0.0; p];
+        for r in &rows {
+            let w = 1.0 / var[r.group];
+            for &(i, xi) in &r.x {
+                atb[i] += w * xi * r.y;
+                for &(j, xj) in &r.x {
+                    ata.a[i * p + j] += w * xi * xj;
+                }
+            }
+        }
+        if p == 0 {
+            break;
+        }
+        (beta, passive) = nnls(&ata, &atb);
+        // Re-estimate each group's noise from its residuals (never below the sensor's own).
+        let mut rss = [0.0f64; 2];
+        let mut n = [0usize; 2];
+        for r in &rows {
+            let pred: f64 = r.x.iter().map(|&(i, x)| beta[i] * x).sum();
+            rss[r.group] += (r.y - pred).powi(2);
+            n[r.group] += 1;
+        }
+        let share = |g: usize| n[g] as f64 / rows.len().max(1) as f64;
+        for g in 0..2 {
+            if n[g] > 0 {
+                let dof = (n[g] as f64 - passive.len() as f64 * share(g)).max(1.0);
+                var[g] = (rss[g] / dof).max(1.0);
             }
         }
     }
-    let (beta, passive) = if p > 0 {
-        nnls(&ata, &atb)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    let rss: f64 = rows
-        .iter()
-        .zip(&ys)
-        .map(|(&k, y)| (y - (0..p).map(|i| x[k][i] * beta[i]).sum::<f64>()).powi(2))
-        .sum();
+    // Residuals of neighbouring observations are correlated (drift the model does not carry,
+    // such as the thermal tail): widen each group's variance by its effective-sample-size
+    // factor (1+ρ)/(1−ρ), ρ its lag-1 residual autocorrelation (rows are in time order).
+    for (g, v) in var.iter_mut().enumerate() {
+        let res: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.group == g)
+            .map(|r| r.y - r.x.iter().map(|&(i, x)| beta[i] * x).sum::<f64>())
+            .collect();
+        *v *= inflation(&res);
+    }
+    // Refit the normal matrix with the widened variances (the point estimate is unchanged
+    // when both groups widen alike; the covariance below uses these).
+    let mut ata = Square::zeros(p);
+    let mut att = vec![0.0; p];
+    for r in &rows {
+        let w = 1.0 / var[r.group];
+        for &(i, xi) in &r.x {
+            att[i] += w * xi * r.idle_sens;
+            for &(j, xj) in &r.x {
+                ata.a[i * p + j] += w * xi * xj;
+            }
+        }
+    }
     let df = rows.len().saturating_sub(passive.len());
-    let sigma2 = if df > 0 {
-        rss / df as f64
-    } else {
-        f64::INFINITY
-    };
     let mut cov = Square::zeros(p);
     if let Some(l) = ata.sub(&passive).cholesky() {
         let inv = cholesky_inverse(&l, passive.len());
-        // How each passive coefficient moves when idle power moves: −(XᵀX)⁻¹Xᵀt.
+        // How each passive coefficient moves when idle power moves: −(XᵀWX)⁻¹XᵀWt.
         let g: Vec<f64> = (0..passive.len())
             .map(|r| {
                 (0..passive.len())
@@ -71,23 +157,37 @@ pub(crate) fn fit(design: &Design, windows: &[CounterWindow], idle: &IdleBaselin
             .collect();
         for (r, &i) in passive.iter().enumerate() {
             for (c, &j) in passive.iter().enumerate() {
-                cov.a[i * p + j] = sigma2 * inv.at(r, c) + idle.var_mw2 * g[r] * g[c];
+                cov.a[i * p + j] = inv.at(r, c) + idle.var_mw2 * g[r] * g[c];
             }
         }
     }
     for i in (0..p).filter(|i| !passive.contains(i)) {
         // Clamped at zero: only an upper bound from the marginal information.
         let info = ata.at(i, i);
-        cov.a[i * p + i] = if info > 0.0 {
-            sigma2 / info
-        } else {
-            f64::INFINITY
-        };
+        cov.a[i * p + i] = if info > 0.0 { 1.0 / info } else { f64::INFINITY };
     }
     Fit {
         beta,
         cov,
         t: t95(df),
-        rows: rows.len(),
+        counter_rows,
+        sample_rows: rows.len() - counter_rows,
+        sample_sd_mw: var[1].sqrt(),
     }
+}
+
+/// The variance inflation (1+ρ)/(1−ρ) for residuals with lag-1 autocorrelation ρ (ρ ≤ 0
+/// gives 1; ρ is capped at 0.98).
+fn inflation(res: &[f64]) -> f64 {
+    if res.len() < 3 {
+        return 1.0;
+    }
+    let m = res.iter().sum::<f64>() / res.len() as f64;
+    let c0: f64 = res.iter().map(|r| (r - m).powi(2)).sum();
+    let c1: f64 = res.windows(2).map(|w| (w[0] - m) * (w[1] - m)).sum();
+    if c0 <= 0.0 {
+        return 1.0;
+    }
+    let rho = (c1 / c0).clamp(0.0, 0.98);
+    (1.0 + rho) / (1.0 - rho)
 }

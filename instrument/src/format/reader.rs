@@ -212,6 +212,7 @@ impl State {
                 self.check_span(&span, at)?;
                 Record::Span(span)
             }
+            tag::POWER if !is_known_reading(payload) => Record::Unknown(t),
             tag::POWER => {
                 let reading: PowerReading = decode(payload, at)?;
                 self.check_device(reading.device(), at)?;
@@ -416,4 +417,13 @@ fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize, TraceError
         }
     }
     Ok(n)
+}
+
+/// Number of [`PowerReading`] kinds this build knows; a later minor version may add more.
+const KNOWN_READING_KINDS: u8 = 5;
+
+/// True unless the payload is a reading kind added by a later minor version (its postcard
+/// variant index, the first byte, is past the ones this build knows), which readers skip.
+fn is_known_reading(payload: &[u8]) -> bool {
+    payload.first().is_none_or(|&v| v < KNOWN_READING_KINDS)
 }

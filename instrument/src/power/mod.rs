@@ -1,13 +1,20 @@
 //! Power sources (the hardware boundary) and the window arithmetic over their readings.
 
+mod counter_grid;
+mod cpu_time;
+pub mod nvml;
 mod recorded;
+mod sampler;
 mod window;
 
+pub use counter_grid::{fit_counter_grid, CounterGrid, CounterRead, CounterScheduler};
+pub use cpu_time::thread_cpu_ns;
 pub use recorded::RecordedSource;
-pub use window::{counter_windows, mean_power_counter_w, mean_power_samples_w, CounterWindow};
+pub use sampler::{Sampler, SamplerReport};
+pub use window::{counter_reads, counter_windows, mean_power_counter_w, mean_power_samples_w, CounterWindow};
 
 use crate::sensor_profile::SensorProfile;
-use crate::trace::{DeviceInfo, PowerReading};
+use crate::trace::{ClockAlignment, DeviceInfo, PowerReading};
 
 /// Why a power source could not deliver readings.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +24,17 @@ pub enum PowerError {
         "the {0} power source is not enabled in this build; rebuild wattlens with its feature"
     )]
     NotEnabled(&'static str),
+    /// No power data can be had: no driver, no GPU, or nothing selected.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A GPU stopped answering mid-run; readings up to then are kept.
+    #[error("GPU {device} ({name}) was lost mid-run (fallen off the bus or reset); readings up to that moment are kept")]
+    DeviceLost {
+        /// Trace device index.
+        device: u32,
+        /// Product name.
+        name: String,
+    },
     /// The backend failed at run time.
     #[error("the {backend} power source failed: {reason}")]
     Backend {
@@ -40,4 +58,19 @@ pub trait PowerSource {
     /// # Errors
     /// [`PowerError`] when the backend cannot be read.
     fn poll(&mut self, now_ns: u64, out: &mut Vec<PowerReading>) -> Result<(), PowerError>;
+    /// Like [`PowerSource::poll`], but read everything now regardless of schedule (at stop).
+    ///
+    /// # Errors
+    /// [`PowerError`] when the backend cannot be read.
+    fn flush(&mut self, now_ns: u64, out: &mut Vec<PowerReading>) -> Result<(), PowerError> {
+        self.poll(now_ns, out)
+    }
+    /// When the source next has something to read, trace clock.
+    fn next_poll_ns(&self, now_ns: u64) -> u64 {
+        now_ns + 50_000_000
+    }
+    /// The evidence mapping the source's clock onto the trace clock.
+    fn alignments(&self) -> Vec<ClockAlignment> {
+        Vec::new()
+    }
 }

@@ -7,6 +7,7 @@
 
 mod demo;
 mod gpu;
+mod random;
 mod rng;
 mod schedule;
 mod sensor;
@@ -15,6 +16,7 @@ mod workload;
 
 pub use demo::demo_workload;
 pub use gpu::GpuModel;
+pub use random::{random_workload, LONG_MAX_NS, LONG_MIN_NS, SHORT_MAX_NS, SHORT_MIN_NS};
 pub use rng::SimRng;
 pub use signal::PowerSignal;
 pub use workload::{KernelSpec, TransferSpec, WorkItem, Workload};

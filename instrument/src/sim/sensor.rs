@@ -2,11 +2,10 @@
 
 use super::rng::SimRng;
 use super::signal::PowerSignal;
+use crate::power::nvml::{ReadPlan, DEFAULT_CPU_BUDGET, READ_LEAD_NS, RELOCK_EVERY_NS};
+use crate::power::{CounterRead, CounterScheduler};
 use crate::sensor_profile::SensorProfile;
 use crate::trace::PowerReading;
-
-/// Delay between a counter/field update and the poller's read of it, at most, ns.
-const READ_DELAY_MAX_NS: f64 = 2_000_000.0;
 
 /// Readings of one simulated device, plus the true update instant of each counter reading.
 pub(crate) struct SensorOutput {
@@ -18,7 +17,8 @@ pub(crate) struct SensorOutput {
 ///
 /// `start_unix_ns` places relative time on the trace clock. Samples read the smoothed signal;
 /// the counter is the exact integral, floored to its resolution; the field averages a short
-/// window a random lag ago. A poller reads each counter/field update once, shortly after it.
+/// window a random lag ago. The counter and field are read together on the real sampler's
+/// schedule ([`CounterScheduler`]), each read taking the profile's NVML read cost.
 pub(crate) fn read_sensors(
     signal: &PowerSignal,
     profile: &SensorProfile,
@@ -68,26 +68,21 @@ pub(crate) fn read_sensors(
     // Energy counter: an exact integral, updated on its own period, floored to its resolution.
     let res = profile.counter_resolution_mj.max(1);
     let base_mj = 2_000_000 + rng.next_u64() % 1_000_000;
-    let read_ns = profile.nvml_read_cost_ns.min(u64::from(u32::MAX)) as u32;
-    let mut counter_update_ns = Vec::new();
     let cperiod = profile.counter_period_ns.max(1);
-    let mut u = (rng.unit() * cperiod as f64) as u64;
-    while u < total_ns {
-        let exact_mj = signal.energy_mj(u);
-        let energy_mj = base_mj + (exact_mj as u64 / res) * res;
-        let ts_ns = start_unix_ns + u + rng.uniform(0.0, READ_DELAY_MAX_NS) as u64;
-        readings.push(PowerReading::Energy {
-            device,
-            ts_ns,
-            read_ns,
-            energy_mj,
-        });
-        counter_update_ns.push(start_unix_ns + u);
-        u += cperiod;
-    }
+    let first_update = (rng.unit() * cperiod as f64) as u64;
+    let counter_update_ns: Vec<u64> = (0..)
+        .map(|k| first_update + k * cperiod)
+        .take_while(|&u| u < total_ns)
+        .collect();
+    let counter_at = |t: u64| -> Option<u64> {
+        let k = counter_update_ns.partition_point(|&u| u <= t);
+        let u = *counter_update_ns.get(k.checked_sub(1)?)?;
+        Some(base_mj + (signal.energy_mj(u) as u64 / res) * res)
+    };
 
-    // Instant field: the mean over a short window, a random lag behind.
+    // Instant field: the mean over a short window, a random lag behind, on its own period.
     let iperiod = profile.instant_period_ns.max(1);
+    let mut instant_updates: Vec<(u64, u32)> = Vec::new();
     let mut u = (rng.unit() * iperiod as f64) as u64;
     while u < total_ns {
         let lag = rng.uniform(
@@ -99,15 +94,55 @@ pub(crate) fn read_sensors(
             .mean_mw(t1.saturating_sub(profile.instant_window_ns), t1)
             .round()
             .max(0.0) as u32;
-        let ts_ns = start_unix_ns + u + rng.uniform(0.0, READ_DELAY_MAX_NS) as u64;
-        readings.push(PowerReading::Instant {
-            device,
-            ts_ns,
-            read_ns,
-            power_mw: mw,
-        });
+        instant_updates.push((u, mw));
         u += iperiod;
     }
+
+    // The sampler reads both in one call, on the schedule the real sampler keeps.
+    let cost = profile.nvml_read_cost_ns.max(1);
+    let plan = ReadPlan::fit(cost, cost / 4, cperiod, DEFAULT_CPU_BUDGET);
+    let mut scheduler =
+        CounterScheduler::new(cperiod, plan.counter_stride, READ_LEAD_NS, RELOCK_EVERY_NS);
+    let read_ns = cost.min(u64::from(u32::MAX)) as u32;
+    // The scheduler runs on the trace clock; the signal on time since the start.
+    let end_abs = start_unix_ns + total_ns;
+    let mut now = start_unix_ns;
+    loop {
+        let start = scheduler.next_read_ns(now).max(now);
+        let end = start + cost;
+        if end >= end_abs {
+            break;
+        }
+        // NVML takes the value somewhere inside the call.
+        let at = start - start_unix_ns + (rng.unit() * cost as f64) as u64;
+        if let Some(energy_mj) = counter_at(at) {
+            readings.push(PowerReading::Energy {
+                device,
+                ts_ns: start,
+                read_ns,
+                energy_mj,
+            });
+            scheduler.observe(CounterRead {
+                start_ns: start,
+                end_ns: end,
+                energy_mj,
+            });
+        }
+        let k = instant_updates.partition_point(|&(u, _)| u <= at);
+        if let Some(&(_, power_mw)) = k.checked_sub(1).and_then(|k| instant_updates.get(k)) {
+            readings.push(PowerReading::Instant {
+                device,
+                ts_ns: start,
+                read_ns,
+                power_mw,
+            });
+        }
+        now = end;
+    }
+    let counter_update_ns = counter_update_ns
+        .into_iter()
+        .map(|u| start_unix_ns + u)
+        .collect();
     readings.sort_by_key(PowerReading::ts_ns);
     SensorOutput {
         readings,

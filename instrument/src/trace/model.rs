@@ -244,6 +244,26 @@ pub enum PowerReading {
         /// Reported power, mW.
         power_mw: u32,
     },
+    /// A read of the memory's instant power (NVML field 186, memory scope), where offered.
+    MemoryInstant {
+        /// Device index.
+        device: u32,
+        /// When the read started, trace clock.
+        ts_ns: u64,
+        /// How long the read call took, ns.
+        read_ns: u32,
+        /// Reported power, mW.
+        power_mw: u32,
+    },
+    /// Readings the source knows it lost (the samples ring overflowed, or a read failed).
+    Lost {
+        /// Device index.
+        device: u32,
+        /// Last good reading before the gap, trace clock.
+        from_ns: u64,
+        /// First good reading after the gap, trace clock.
+        to_ns: u64,
+    },
 }
 
 impl PowerReading {
@@ -252,7 +272,9 @@ impl PowerReading {
         match *self {
             PowerReading::Sample { device, .. }
             | PowerReading::Energy { device, .. }
-            | PowerReading::Instant { device, .. } => device,
+            | PowerReading::Instant { device, .. }
+            | PowerReading::MemoryInstant { device, .. }
+            | PowerReading::Lost { device, .. } => device,
         }
     }
 
@@ -261,7 +283,9 @@ impl PowerReading {
         match *self {
             PowerReading::Sample { ts_ns, .. }
             | PowerReading::Energy { ts_ns, .. }
-            | PowerReading::Instant { ts_ns, .. } => ts_ns,
+            | PowerReading::Instant { ts_ns, .. }
+            | PowerReading::MemoryInstant { ts_ns, .. } => ts_ns,
+            PowerReading::Lost { from_ns, .. } => from_ns,
         }
     }
 }

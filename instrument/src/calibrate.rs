@@ -1,0 +1,358 @@
+//! Fit a [`SensorProfile`] from a calibration run: idle, a long step, a square wave and short
+//! pulses of a full-chip load, with the sensors read densely.
+//!
+//! What is fitted: the samples' cadence, displacement, jitter and noise; the response time
+//! constant (least squares on the step's rise); the counter's period (its update grid) and
+//! resolution; the instant field's lag behind the step; idle power; the NVML read cost; and
+//! how many samples the ring held at the first drain. The square wave's sample mean against its
+//! counter mean shows the aliasing the profile exists to correct.
+
+use serde::{Deserialize, Serialize};
+
+use crate::attribution::samples_of;
+use crate::power::{counter_reads, counter_windows, fit_counter_grid};
+use crate::sensor_profile::SensorProfile;
+use crate::trace::{PowerReading, Trace};
+
+/// When each calibration phase ran, trace clock ns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationPhases {
+    /// The GPU idle (nothing launched).
+    pub idle: (u64, u64),
+    /// The load held on.
+    pub step: (u64, u64),
+    /// The square wave: each on-interval.
+    pub square: Vec<(u64, u64)>,
+    /// Each short pulse.
+    pub pulses: Vec<(u64, u64)>,
+}
+
+/// The fitted profile and the evidence behind it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Calibration {
+    /// The fitted profile.
+    pub profile: SensorProfile,
+    /// GPU model.
+    pub gpu: String,
+    /// Driver version.
+    pub driver: String,
+    /// Idle power, mW.
+    pub idle_mw: f64,
+    /// Steady power under the step load, mW.
+    pub step_mw: f64,
+    /// RMS error of the first-order response fit to the step's rise, mW.
+    pub tau_fit_rms_mw: f64,
+    /// Counter updates the grid fit rests on.
+    pub counter_brackets: usize,
+    /// Mean power of the square wave from the samples, mW.
+    pub square_samples_mw: f64,
+    /// Mean power of the square wave from the counter, mW.
+    pub square_counter_mw: f64,
+    /// Mean excess energy of one pulse from the samples above idle, mJ.
+    pub pulse_excess_samples_mj: f64,
+}
+
+/// Why a calibration run could not be fitted.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrationError {
+    /// A phase had too few readings of some kind.
+    #[error("the {0} phase has too few {1} readings to fit; the GPU's NVML may not report them")]
+    TooFew(&'static str, &'static str),
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    (m, sd)
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Fit the profile of `device` from a calibration `trace` whose phases ran at `phases`.
+///
+/// # Errors
+/// [`CalibrationError`] when a phase lacks samples or counter reads.
+pub fn fit_profile(
+    trace: &Trace,
+    device: u32,
+    phases: &CalibrationPhases,
+) -> Result<Calibration, CalibrationError> {
+    let base = &trace.meta.sensor_profile;
+    let samples = samples_of(trace, device);
+    let in_range = |a: u64, b: u64| -> Vec<(u64, f64)> {
+        samples
+            .iter()
+            .copied()
+            .filter(|&(t, _)| t >= a && t < b)
+            .collect()
+    };
+    // Cadence: the median interval; a displaced sample arrives > 25% early.
+    let mut intervals: Vec<f64> = samples
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) as f64)
+        .collect();
+    if intervals.len() < 20 {
+        return Err(CalibrationError::TooFew("whole", "sample"));
+    }
+    let period = median(&mut intervals);
+    let regular: Vec<f64> = intervals
+        .iter()
+        .copied()
+        .filter(|&d| (d - period).abs() <= 0.25 * period)
+        .collect();
+    // A displaced sample makes one short interval before it and one long after: count the
+    // short ones.
+    let displaced: Vec<f64> = intervals
+        .iter()
+        .copied()
+        .filter(|&d| d < 0.75 * period)
+        .collect();
+    let mut offsets: Vec<f64> = displaced.iter().map(|d| (d - period).abs()).collect();
+    offsets.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        offsets
+            .get(((offsets.len().saturating_sub(1)) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (_, reg_sd) = mean_sd(&regular);
+
+    // Idle: counter windows inside the idle phase (after 300 ms of settling), else samples.
+    let settle = 300_000_000;
+    let (i0, i1) = (phases.idle.0 + settle, phases.idle.1);
+    let idle_samples: Vec<f64> = in_range(i0, i1).iter().map(|s| s.1).collect();
+    if idle_samples.len() < 5 {
+        return Err(CalibrationError::TooFew("idle", "sample"));
+    }
+    let (idle_s_mw, noise_sd) = mean_sd(&idle_samples);
+    let windows = counter_windows(&trace.power, device, base.counter_period_ns);
+    let idle_windows: Vec<_> = windows
+        .iter()
+        .filter(|w| w.start_ns >= i0 && w.end_ns <= i1)
+        .collect();
+    let idle_mw = if idle_windows.is_empty() {
+        idle_s_mw
+    } else {
+        idle_windows.iter().map(|w| w.energy_mj as f64).sum::<f64>()
+            / idle_windows
+                .iter()
+                .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
+                .sum::<f64>()
+    };
+
+    // Step: plateau after 300 ms, then the τ that best fits the rise.
+    let (s0, s1) = phases.step;
+    let plateau: Vec<f64> = in_range(s0 + settle, s1).iter().map(|s| s.1).collect();
+    if plateau.len() < 5 {
+        return Err(CalibrationError::TooFew("step", "sample"));
+    }
+    let step_mw = plateau.iter().sum::<f64>() / plateau.len() as f64;
+    let rise = in_range(s0, s0 + 200_000_000);
+    let amp = step_mw - idle_s_mw;
+    let sse = |tau: f64| -> f64 {
+        rise.iter()
+            .map(|&(t, p)| {
+                let model = idle_s_mw + amp * (1.0 - (-((t - s0) as f64) / tau).exp());
+                (p - model).powi(2)
+            })
+            .sum()
+    };
+    let mut best = (f64::INFINITY, base.sample_tau_ns as f64);
+    let mut tau = 1_000_000.0;
+    while tau <= 100_000_000.0 {
+        let e = sse(tau);
+        if e < best.0 {
+            best = (e, tau);
+        }
+        tau += 250_000.0;
+    }
+    let tau_fit_rms_mw = (best.0 / rise.len().max(1) as f64).sqrt();
+
+    // Counter: the update grid and the resolution (gcd of the increments).
+    let reads = counter_reads(&trace.power, device);
+    let grid = fit_counter_grid(&reads, base.counter_period_ns)
+        .ok_or(CalibrationError::TooFew("whole", "energy-counter"))?;
+    let resolution = windows.iter().fold(0u64, |g, w| gcd(g, w.energy_mj)).max(1);
+
+    // Instant field: first read after the step start showing half the step.
+    let half = idle_mw + (step_mw - idle_mw) / 2.0;
+    let crossing = trace
+        .power
+        .iter()
+        .filter_map(|r| match *r {
+            PowerReading::Instant {
+                device: d,
+                ts_ns,
+                read_ns,
+                power_mw,
+            } if d == device && ts_ns >= s0 && f64::from(power_mw) >= half => {
+                Some(ts_ns + u64::from(read_ns) / 2 - s0)
+            }
+            _ => None,
+        })
+        .min();
+    let read_cost = {
+        let mut v: Vec<f64> = reads.iter().map(|r| (r.end_ns - r.start_ns) as f64).collect();
+        median(&mut v)
+    };
+    // The ring: how many samples the first drain returned (those older than the first read).
+    let first_read = reads.first().map_or(0, |r| r.start_ns);
+    let ring = samples.iter().filter(|s| s.0 < first_read).count() as u32;
+
+    // Square wave: samples vs counter over the whole wave.
+    let (q0, q1) = (
+        phases.square.first().map_or(0, |q| q.0),
+        phases.square.last().map_or(0, |q| q.1),
+    );
+    let sq: Vec<f64> = in_range(q0, q1).iter().map(|s| s.1).collect();
+    let square_samples_mw = sq.iter().sum::<f64>() / sq.len().max(1) as f64;
+    let sq_windows: Vec<_> = windows
+        .iter()
+        .filter(|w| w.start_ns >= q0 && w.end_ns <= q1)
+        .collect();
+    let square_counter_mw = sq_windows.iter().map(|w| w.energy_mj as f64).sum::<f64>()
+        / sq_windows
+            .iter()
+            .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
+            .sum::<f64>()
+            .max(1e-9);
+    // Pulses: the excess sample energy in the 300 ms after each pulse's start.
+    let excess: Vec<f64> = phases
+        .pulses
+        .iter()
+        .map(|&(a, _)| {
+            let s = in_range(a.saturating_sub(period as u64), a + 300_000_000);
+            let e: f64 = s
+                .windows(2)
+                .map(|w| ((w[0].1 + w[1].1) / 2.0 - idle_s_mw) * (w[1].0 - w[0].0) as f64 * 1e-9)
+                .sum();
+            e
+        })
+        .collect();
+    let lag = crossing.unwrap_or(base.instant_lag_max_ns);
+    let profile = SensorProfile {
+        name: format!(
+            "{} driver {} (calibrated)",
+            trace.meta.devices.first().map_or("GPU", |d| d.name.as_str()),
+            trace.meta.driver.clone().unwrap_or_default()
+        ),
+        sample_period_ns: period as u64,
+        sample_displaced_fraction: displaced.len() as f64 / intervals.len() as f64,
+        sample_displacement_min_ns: pick(0.05) as u64,
+        sample_displacement_max_ns: pick(0.95) as u64,
+        sample_jitter_sd_ns: (reg_sd / 2f64.sqrt()) as u64,
+        sample_tau_ns: best.1 as u64,
+        sample_noise_sd_mw: noise_sd,
+        sample_ring_capacity: if ring > 0 { ring } else { base.sample_ring_capacity },
+        counter_period_ns: grid.period_ns.round() as u64,
+        counter_resolution_mj: resolution,
+        instant_period_ns: grid.period_ns.round() as u64,
+        instant_lag_min_ns: lag.saturating_sub(grid.period_ns as u64),
+        instant_lag_max_ns: lag,
+        instant_window_ns: base.instant_window_ns,
+        nvml_read_cost_ns: read_cost as u64,
+    };
+    Ok(Calibration {
+        profile,
+        gpu: trace
+            .meta
+            .devices
+            .first()
+            .map_or_else(String::new, |d| d.name.clone()),
+        driver: trace.meta.driver.clone().unwrap_or_default(),
+        idle_mw,
+        step_mw,
+        tau_fit_rms_mw,
+        counter_brackets: grid.brackets,
+        square_samples_mw,
+        square_counter_mw,
+        pulse_excess_samples_mj: excess.iter().sum::<f64>() / excess.len().max(1) as f64,
+    })
+}
+
+/// The file name a profile is saved under: GPU model and driver, lower-case, safe characters.
+pub fn profile_file_name(gpu: &str, driver: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c.to_ascii_lowercase() } else { '-' })
+            .collect()
+    };
+    format!("{}--{}.json", clean(gpu), clean(driver))
+}
+
+/// One step of the calibration run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CalibrationStep {
+    /// Nothing runs, ns.
+    Idle(u64),
+    /// The full-chip load runs, ns.
+    On(u64),
+}
+
+/// Which phase a step belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PhaseKind {
+    /// Idle baseline.
+    Idle,
+    /// The long step.
+    Step,
+    /// Square wave.
+    Square,
+    /// Short pulses.
+    Pulse,
+    /// Gaps between phases.
+    Rest,
+}
+
+/// The calibration run, about 12 s: 2 s idle, a 2.5 s step, 1.2 s rest, a 2 s square wave of
+/// 10 ms on / 10 ms off, 1.2 s rest, three 5 ms pulses 0.8 s apart, 0.8 s rest.
+pub fn calibration_plan() -> Vec<(PhaseKind, CalibrationStep)> {
+    const MS: u64 = 1_000_000;
+    let mut plan = vec![
+        (PhaseKind::Idle, CalibrationStep::Idle(2000 * MS)),
+        (PhaseKind::Step, CalibrationStep::On(2500 * MS)),
+        (PhaseKind::Rest, CalibrationStep::Idle(1200 * MS)),
+    ];
+    for _ in 0..100 {
+        plan.push((PhaseKind::Square, CalibrationStep::On(10 * MS)));
+        plan.push((PhaseKind::Square, CalibrationStep::Idle(10 * MS)));
+    }
+    plan.push((PhaseKind::Rest, CalibrationStep::Idle(1200 * MS)));
+    for _ in 0..3 {
+        plan.push((PhaseKind::Pulse, CalibrationStep::On(5 * MS)));
+        plan.push((PhaseKind::Rest, CalibrationStep::Idle(800 * MS)));
+    }
+    plan
+}
+
+/// The phases from the executed plan: each step's (kind, start, end) in trace ns.
+pub fn phases_from(executed: &[(PhaseKind, CalibrationStep, u64, u64)]) -> CalibrationPhases {
+    let mut p = CalibrationPhases::default();
+    for &(kind, step, a, b) in executed {
+        match (kind, step) {
+            (PhaseKind::Idle, _) => p.idle = (a, b),
+            (PhaseKind::Step, _) => p.step = (a, b),
+            (PhaseKind::Square, CalibrationStep::On(_)) => p.square.push((a, b)),
+            (PhaseKind::Pulse, CalibrationStep::On(_)) => p.pulses.push((a, b)),
+            _ => {}
+        }
+    }
+    if let (Some(first), Some(last)) = (p.square.first().copied(), p.square.last().copied()) {
+        // The wave's span runs to the end of its last off-interval.
+        p.square = vec![first, (last.0, last.1 + (first.1 - first.0))];
+        p.square.sort_unstable();
+    }
+    p
+}
