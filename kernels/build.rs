@@ -5,11 +5,20 @@ use std::process::Command;
 
 const SOURCES: &[&str] = &["calibration"];
 
+/// Run a tool; on failure stop the build with one clear message.
 fn run(cmd: &mut Command, what: &str) {
-    let status = cmd.status().unwrap_or_else(|e| {
-        panic!("{what} could not be started ({e}); run `bash scripts/setup-debian.sh` to install clang-19 and llvm-19")
-    });
-    assert!(status.success(), "{what} failed ({status}); see the messages above");
+    match cmd.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => fail(&format!("{what} failed ({status}); see the messages above")),
+        Err(e) => fail(&format!(
+            "{what} could not be started ({e}); run `bash scripts/setup-debian.sh` to install clang-19 and llvm-19"
+        )),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    println!("cargo::error={message}");
+    std::process::exit(1)
 }
 
 fn main() {
@@ -21,7 +30,13 @@ fn main() {
         let ptx = out.join(format!("{name}.ptx"));
         run(
             Command::new("clang-19")
-                .args(["-x", "cuda", "--cuda-device-only", "-nocudainc", "-nocudalib"])
+                .args([
+                    "-x",
+                    "cuda",
+                    "--cuda-device-only",
+                    "-nocudainc",
+                    "-nocudalib",
+                ])
                 .args(["--cuda-gpu-arch=sm_90", "-O3", "-S", "-emit-llvm"])
                 .args(["-Xclang", "-target-feature", "-Xclang", "+ptx80"])
                 .arg(&src)

@@ -23,6 +23,40 @@ pub enum Command {
     Report(ReportArgs),
     /// Convert a trace for other tools.
     Export(ExportArgs),
+    /// Fit the power sensors' profile of a real GPU (about 15 s; needs an NVIDIA GPU).
+    Calibrate(CalibrateArgs),
+    /// Check attribution on a real GPU: a mixed run against each kernel measured alone, and
+    /// the sampler's cost (needs an NVIDIA GPU).
+    #[command(hide = true)]
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `wattlens calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
+    /// Folder for calibration.wlt and profiles/<gpu>--<driver>.json.
+    #[arg(long, default_value = "wattlens-out")]
+    pub out_dir: PathBuf,
+}
+
+/// Arguments of `wattlens validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
+    /// Folder for the traces and validate.json.
+    #[arg(long, default_value = "wattlens-out")]
+    pub out_dir: PathBuf,
+    /// Length of the sampler-cost run, s.
+    #[arg(long, default_value_t = 60)]
+    pub sampler_seconds: u64,
+    /// Run only the sampler-cost part.
+    #[arg(long)]
+    pub sampler_only: bool,
 }
 
 /// Arguments of `wattlens demo`.

@@ -34,6 +34,15 @@ pub enum CliError {
     /// Energy could not be attributed.
     #[error("cannot attribute energy: {0}")]
     Attribution(#[from] AttributionError),
+    /// The GPU session failed (no GPU, no driver, a lost GPU).
+    #[error("{0}")]
+    Gpu(#[from] crate::gpu::GpuError),
+    /// A calibration run could not be fitted.
+    #[error("cannot fit the sensor profile: {0}")]
+    Calibration(#[from] wattlens_instrument::calibrate::CalibrationError),
+    /// The repetition harness could not measure a kernel.
+    #[error("cannot measure a kernel alone: {0}")]
+    Repeat(#[from] wattlens_instrument::repeat::RepeatError),
     /// Writing the report to standard output failed.
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),

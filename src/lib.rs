@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod gpu;
 pub mod progress;
 pub mod render;
 
@@ -23,5 +24,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         cli::Command::Demo(args) => commands::demo::run(&args, out),
         cli::Command::Report(args) => commands::report::run(&args, out),
         cli::Command::Export(args) => commands::export::run(&args, out),
+        cli::Command::Calibrate(args) => commands::calibrate::run(&args, out),
+        cli::Command::Validate(args) => commands::validate::run(&args, out),
     }
 }

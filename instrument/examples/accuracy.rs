@@ -25,7 +25,13 @@ fn main() {
     let mut seed_cover = 0;
     for seed in 1..=seeds {
         let w = random_workload(seed);
-        let run = simulate(&w, &GpuModel::h200(), &SensorProfile::default(), seed, 1_790_000_000_000_000_000);
+        let run = simulate(
+            &w,
+            &GpuModel::h200(),
+            &SensorProfile::default(),
+            seed,
+            1_790_000_000_000_000_000,
+        );
         let a = match attribute(&run.trace, 0) {
             Ok(a) => a,
             Err(e) => {
@@ -49,22 +55,21 @@ fn main() {
             seed_cover += 1;
         }
         closures.push(acc.closure);
-        all.long_span.extend(&acc.long_span);
-        all.long_span_naive.extend(&acc.long_span_naive);
-        all.short_signature.extend(&acc.short_signature);
-        all.short_signature_naive.extend(&acc.short_signature_naive);
-        all.ci_hits += acc.ci_hits;
-        all.span_ci_hits += acc.span_ci_hits;
-        all.span_ci_total += acc.span_ci_total;
-        all.long_span_unresolved += acc.long_span_unresolved;
-        all.short_signature_unresolved += acc.short_signature_unresolved;
-        all.ci_total += acc.ci_total;
+        all.absorb(&acc);
     }
     println!("| quantity | n | wattlens median | wattlens p95 | wattlens max | naive median | naive p95 | naive max |");
     println!("|---|---|---|---|---|---|---|---|");
     for (name, ours, naive) in [
-        ("span ≥ 100 ms, dynamic energy", &all.long_span, &all.long_span_naive),
-        ("signature (≥200 launches of 10 µs–20 ms)", &all.short_signature, &all.short_signature_naive),
+        (
+            "span ≥ 100 ms, dynamic energy",
+            &all.long_span,
+            &all.long_span_naive,
+        ),
+        (
+            "signature (≥200 launches of 10 µs–20 ms)",
+            &all.short_signature,
+            &all.short_signature_naive,
+        ),
     ] {
         println!(
             "| {name} | {} | {:.2}% | {:.2}% | {:.2}% | {:.1}% | {:.1}% | {:.1}% |",

@@ -38,6 +38,24 @@ pub struct Accuracy {
     pub ci_total: usize,
 }
 
+impl Accuracy {
+    /// Add another run's errors and counts (the closure keeps the worst).
+    pub fn absorb(&mut self, other: &Accuracy) {
+        self.long_span.extend(&other.long_span);
+        self.long_span_naive.extend(&other.long_span_naive);
+        self.long_span_unresolved += other.long_span_unresolved;
+        self.short_signature.extend(&other.short_signature);
+        self.short_signature_naive
+            .extend(&other.short_signature_naive);
+        self.short_signature_unresolved += other.short_signature_unresolved;
+        self.span_ci_hits += other.span_ci_hits;
+        self.span_ci_total += other.span_ci_total;
+        self.closure = self.closure.max(other.closure);
+        self.ci_hits += other.ci_hits;
+        self.ci_total += other.ci_total;
+    }
+}
+
 fn nearest_sample_mw(readings: &[PowerReading], t: u64) -> Option<f64> {
     readings
         .iter()
@@ -98,7 +116,9 @@ pub fn evaluate(run: &SimRun, a: &Attribution) -> Accuracy {
             .spans
             .iter()
             .enumerate()
-            .filter(|(_, sp)| sp.is_device_work() && trace.str(sp.name) == s.name && sp.launch == s.launch)
+            .filter(|(_, sp)| {
+                sp.is_device_work() && trace.str(sp.name) == s.name && sp.launch == s.launch
+            })
             .map(|(i, _)| i)
             .collect();
         let t: f64 = members.iter().map(|&i| truth[i]).sum();
@@ -109,9 +129,9 @@ pub fn evaluate(run: &SimRun, a: &Attribution) -> Accuracy {
         if s.dynamic.low_mj <= t && t <= s.dynamic.high_mj {
             acc.ci_hits += 1;
         }
-        let short = members.iter().all(|&i| {
-            (SHORT_MIN_NS..=SHORT_MAX_NS).contains(&trace.spans[i].duration_ns())
-        });
+        let short = members
+            .iter()
+            .all(|&i| (SHORT_MIN_NS..=SHORT_MAX_NS).contains(&trace.spans[i].duration_ns()));
         if short && s.launches >= MIN_SHORT_LAUNCHES {
             if s.dynamic.coverage != Coverage::Measured {
                 acc.short_signature_unresolved += 1;
@@ -120,7 +140,14 @@ pub fn evaluate(run: &SimRun, a: &Attribution) -> Accuracy {
             acc.short_signature.push((s.dynamic.mj - t).abs() / t);
             let n: f64 = members
                 .iter()
-                .map(|&i| naive_mj(&samples, idle_mw, trace.spans[i].start_ns, trace.spans[i].end_ns))
+                .map(|&i| {
+                    naive_mj(
+                        &samples,
+                        idle_mw,
+                        trace.spans[i].start_ns,
+                        trace.spans[i].end_ns,
+                    )
+                })
                 .sum();
             acc.short_signature_naive.push((n - t).abs() / t);
         }

@@ -14,6 +14,9 @@ use crate::power::{counter_reads, counter_windows, fit_counter_grid};
 use crate::sensor_profile::SensorProfile;
 use crate::trace::{PowerReading, Trace};
 
+/// CPU budget of the sampler during calibration (share of a core): dense reads for a short run.
+pub const CALIBRATION_CPU_BUDGET: f64 = 0.05;
+
 /// When each calibration phase ran, trace clock ns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationPhases {
@@ -44,6 +47,12 @@ pub struct Calibration {
     pub tau_fit_rms_mw: f64,
     /// Counter updates the grid fit rests on.
     pub counter_brackets: usize,
+    /// Counter reads in the run.
+    pub counter_reads: usize,
+    /// Counter windows formed from them (reads snapped to the update grid).
+    pub counter_windows: usize,
+    /// The grid's error bound, ns.
+    pub counter_grid_error_ns: f64,
     /// Mean power of the square wave from the samples, mW.
     pub square_samples_mw: f64,
     /// Mean power of the square wave from the counter, mW.
@@ -204,7 +213,10 @@ pub fn fit_profile(
         })
         .min();
     let read_cost = {
-        let mut v: Vec<f64> = reads.iter().map(|r| (r.end_ns - r.start_ns) as f64).collect();
+        let mut v: Vec<f64> = reads
+            .iter()
+            .map(|r| (r.end_ns - r.start_ns) as f64)
+            .collect();
         median(&mut v)
     };
     // The ring: how many samples the first drain returned (those older than the first read).
@@ -245,7 +257,11 @@ pub fn fit_profile(
     let profile = SensorProfile {
         name: format!(
             "{} driver {} (calibrated)",
-            trace.meta.devices.first().map_or("GPU", |d| d.name.as_str()),
+            trace
+                .meta
+                .devices
+                .first()
+                .map_or("GPU", |d| d.name.as_str()),
             trace.meta.driver.clone().unwrap_or_default()
         ),
         sample_period_ns: period as u64,
@@ -255,7 +271,11 @@ pub fn fit_profile(
         sample_jitter_sd_ns: (reg_sd / 2f64.sqrt()) as u64,
         sample_tau_ns: best.1 as u64,
         sample_noise_sd_mw: noise_sd,
-        sample_ring_capacity: if ring > 0 { ring } else { base.sample_ring_capacity },
+        sample_ring_capacity: if ring > 0 {
+            ring
+        } else {
+            base.sample_ring_capacity
+        },
         counter_period_ns: grid.period_ns.round() as u64,
         counter_resolution_mj: resolution,
         instant_period_ns: grid.period_ns.round() as u64,
@@ -276,6 +296,9 @@ pub fn fit_profile(
         step_mw,
         tau_fit_rms_mw,
         counter_brackets: grid.brackets,
+        counter_reads: reads.len(),
+        counter_windows: windows.len(),
+        counter_grid_error_ns: grid.error_ns,
         square_samples_mw,
         square_counter_mw,
         pulse_excess_samples_mj: excess.iter().sum::<f64>() / excess.len().max(1) as f64,
@@ -286,7 +309,13 @@ pub fn fit_profile(
 pub fn profile_file_name(gpu: &str, driver: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .collect()
     };
     format!("{}--{}.json", clean(gpu), clean(driver))

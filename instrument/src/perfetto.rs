@@ -148,7 +148,11 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
         )?;
     }
     for d in &trace.meta.devices {
-        for w in counter_windows(&trace.power, d.index, trace.meta.sensor_profile.counter_period_ns) {
+        for w in counter_windows(
+            &trace.power,
+            d.index,
+            trace.meta.sensor_profile.counter_period_ns,
+        ) {
             emit(
                 &mut out,
                 json!({"ph":"C","name":COUNTER_TRACK,"pid":d.index,"ts":us(w.start_ns),"args":{"W":w.power_w()}}),

@@ -57,6 +57,10 @@ pub struct Batch {
     pub launches: u64,
     /// Start of the idle gap before it, trace ns.
     pub gap_start_ns: u64,
+    /// Summed duration of its launches, ns, when each was timed (for the mean launch time;
+    /// energy per launch is always the batch's energy over its launches, since the GPU stays
+    /// at power through the few µs between back-to-back launches).
+    pub kernel_ns: Option<u64>,
 }
 
 /// What one batch measured.
@@ -81,7 +85,7 @@ pub struct RepeatResult {
     pub dynamic_per_launch: EnergyEstimate,
     /// Dynamic plus idle energy per launch (the launch holding the whole GPU).
     pub total_per_launch: EnergyEstimate,
-    /// Mean launch duration, ns.
+    /// Mean launch duration, ns (kernel time when the batches carry it).
     pub launch_ns: f64,
 }
 
@@ -121,7 +125,10 @@ fn median_ci(v: &[f64]) -> (f64, f64) {
     }
     let mean = s.iter().sum::<f64>() / n as f64;
     let sd = (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-    (median, crate::attribution::t_quantile_95(n - 1) * sd / (n as f64).sqrt())
+    (
+        median,
+        crate::attribution::t_quantile_95(n - 1) * sd / (n as f64).sqrt(),
+    )
 }
 
 /// Analyse batches run per [`plan`] from the device's power readings.
@@ -160,8 +167,8 @@ pub fn analyze(
         // Steady part, with the sensor's lag: samples trail the power by about τ.
         let lag = tau as u64;
         let from = (b.start_ns + config.rise_ns).min(b.end_ns);
-        let busy = mean_samples_mw(&samples, from + lag, b.end_ns)
-            .ok_or(RepeatError::TooFewSamples(k))?;
+        let busy =
+            mean_samples_mw(&samples, from + lag, b.end_ns).ok_or(RepeatError::TooFewSamples(k))?;
         let dur_s = (b.end_ns - b.start_ns) as f64 * 1e-9;
         out.push(BatchEnergy {
             idle_mw: idle,
@@ -170,10 +177,21 @@ pub fn analyze(
         });
     }
     let launches: u64 = batches.iter().map(|b| b.launches).sum();
-    let busy_ns: u64 = batches.iter().map(|b| b.end_ns - b.start_ns).sum();
+    let busy_ns: u64 = batches
+        .iter()
+        .map(|b| b.kernel_ns.unwrap_or(b.end_ns - b.start_ns))
+        .sum();
     let launch_ns = busy_ns as f64 / launches.max(1) as f64;
-    let (p, p_half) = median_ci(&out.iter().map(|b| b.busy_mw - b.idle_mw).collect::<Vec<_>>());
-    let (e, e_half) = median_ci(&out.iter().map(|b| b.dynamic_per_launch_mj).collect::<Vec<_>>());
+    let (p, p_half) = median_ci(
+        &out.iter()
+            .map(|b| b.busy_mw - b.idle_mw)
+            .collect::<Vec<_>>(),
+    );
+    let (e, e_half) = median_ci(
+        &out.iter()
+            .map(|b| b.dynamic_per_launch_mj)
+            .collect::<Vec<_>>(),
+    );
     let (i, i_half) = median_ci(&out.iter().map(|b| b.idle_mw).collect::<Vec<_>>());
     let idle_per_launch = i * launch_ns * 1e-9;
     Ok(RepeatResult {

@@ -31,7 +31,12 @@ fn demo_kernels_are_within_5_percent_of_truth_and_copies_are_bounded() {
         assert!(a.simulated);
         let idle_w = a.idle_power.mw / 1000.0;
         assert!((idle_w - 124.0).abs() < 124.0 * 0.01, "idle {idle_w} W");
-        assert!(a.idle_power.low_mw <= 124_000.0 && 124_000.0 <= a.idle_power.high_mw + 300.0, "{:?} {} windows", a.idle_power, a.idle_windows);
+        assert!(
+            a.idle_power.low_mw <= 124_000.0 && 124_000.0 <= a.idle_power.high_mw + 300.0,
+            "{:?} {} windows",
+            a.idle_power,
+            a.idle_windows
+        );
         let mut measured = 0;
         for s in &a.signatures {
             let truth = truth_by_signature(&run, &s.name);

@@ -2,10 +2,12 @@
 //! and its ground truth.
 
 use wattlens_instrument::calibrate::{
-    calibration_plan, fit_profile, phases_from, CalibrationStep, PhaseKind,
+    calibration_plan, fit_profile, phases_from, CalibrationStep, PhaseKind, CALIBRATION_CPU_BUDGET,
 };
 use wattlens_instrument::repeat::{analyze, plan, Batch, RepeatConfig};
-use wattlens_instrument::sim::{simulate, GpuModel, KernelSpec, WorkItem, Workload};
+use wattlens_instrument::sim::{
+    simulate, simulate_with_budget, GpuModel, KernelSpec, WorkItem, Workload,
+};
 use wattlens_instrument::{LaunchShape, OpClass, SensorProfile, SpanKind};
 
 const T0: u64 = 1_800_000_000_000_000_000;
@@ -48,7 +50,7 @@ fn calibration_recovers_the_simulated_profile() {
         tail_idle_ns: 500_000_000,
         items,
     };
-    let run = simulate(&w, &GpuModel::h200(), &truth, 3, T0);
+    let run = simulate_with_budget(&w, &GpuModel::h200(), &truth, 3, T0, CALIBRATION_CPU_BUDGET);
     // Rebuild each step's time from the kernels (gaps fill the rest).
     let kernels: Vec<(u64, u64)> = run
         .trace
@@ -73,7 +75,10 @@ fn calibration_recovers_the_simulated_profile() {
     let cal = fit_profile(&run.trace, 0, &phases_from(&executed)).unwrap();
     let p = &cal.profile;
     let rel = |a: f64, b: f64| (a - b).abs() / b;
-    assert!(rel(p.sample_tau_ns as f64, truth.sample_tau_ns as f64) < 0.15, "{p:?}");
+    assert!(
+        rel(p.sample_tau_ns as f64, truth.sample_tau_ns as f64) < 0.15,
+        "{p:?}"
+    );
     assert!(rel(p.sample_period_ns as f64, truth.sample_period_ns as f64) < 0.03);
     assert!(rel(p.counter_period_ns as f64, truth.counter_period_ns as f64) < 0.001);
     assert!(rel(cal.idle_mw, 124_000.0) < 0.005, "idle {}", cal.idle_mw);
@@ -120,13 +125,28 @@ fn repetition_harness_matches_the_truth_per_launch() {
             end_ns: end,
             launches: chunk.len() as u64,
             gap_start_ns: start - gaps[b].min(start - prev_end.min(start)),
+            kernel_ns: Some(
+                chunk
+                    .iter()
+                    .map(|&i| run.trace.spans[i].duration_ns())
+                    .sum(),
+            ),
         });
         prev_end = end;
     }
     let r = analyze(&run.trace.power, 0, &profile, &batches, &config).unwrap();
-    let truth: f64 =
-        spans.iter().map(|&i| run.truth.span_above_idle_mj[i]).sum::<f64>() / spans.len() as f64;
+    let truth: f64 = spans
+        .iter()
+        .map(|&i| run.truth.span_above_idle_mj[i])
+        .sum::<f64>()
+        / spans.len() as f64;
     let err = (r.dynamic_per_launch.mj - truth).abs() / truth;
-    assert!(err < 0.03, "{} mJ vs truth {truth} mJ", r.dynamic_per_launch.mj);
-    assert!(r.dynamic_per_launch.low_mj <= truth * 1.03 && truth * 0.97 <= r.dynamic_per_launch.high_mj);
+    assert!(
+        err < 0.03,
+        "{} mJ vs truth {truth} mJ",
+        r.dynamic_per_launch.mj
+    );
+    assert!(
+        r.dynamic_per_launch.low_mj <= truth * 1.03 && truth * 0.97 <= r.dynamic_per_launch.high_mj
+    );
 }

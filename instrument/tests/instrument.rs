@@ -2,10 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
+mod accuracy;
 mod attribution;
 mod calibrate;
 mod common;
 mod format;
+mod nvml;
 mod perfetto;
 mod replay;
 mod sim;

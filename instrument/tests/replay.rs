@@ -17,7 +17,14 @@ fn phase_powers(t: &Trace, name: &str) -> Vec<(f64, f64)> {
         .filter(|s| t.str(s.name) == name)
         .map(|s| {
             (
-                mean_power_counter_w(&t.power, 0, t.meta.sensor_profile.counter_period_ns, s.start_ns, s.end_ns).unwrap(),
+                mean_power_counter_w(
+                    &t.power,
+                    0,
+                    t.meta.sensor_profile.counter_period_ns,
+                    s.start_ns,
+                    s.end_ns,
+                )
+                .unwrap(),
                 mean_power_samples_w(&t.power, 0, s.start_ns, s.end_ns).unwrap(),
             )
         })

@@ -18,7 +18,9 @@ use wattlens_instrument::clock::Clock;
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
     /// The driver library is missing or no GPU is usable.
-    #[error("CUDA is not usable here ({0}); check `nvidia-smi`, or run `wattlens demo --simulate`")]
+    #[error(
+        "CUDA is not usable here ({0}); check `nvidia-smi`, or run `wattlens demo --simulate`"
+    )]
     Unavailable(String),
     /// A driver call failed.
     #[error("CUDA call failed while {what}: {source}")]
@@ -53,10 +55,15 @@ impl CudaGpu {
     /// # Errors
     /// [`CudaError::Unavailable`] without a driver or device.
     pub fn open(ordinal: usize) -> Result<Self, CudaError> {
-        // cudarc panics when the library cannot be loaded; turn that into an error.
-        let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
-            .map_err(|_| CudaError::Unavailable("libcuda could not be loaded".into()))?
-            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
+        // cudarc panics when the library cannot be loaded: look for it first.
+        // SAFETY: this only tries to open the library by its candidate names; loading libcuda
+        // runs no initialisation that could conflict with anything in this process.
+        if !unsafe { sys::is_culib_present() } {
+            return Err(CudaError::Unavailable(
+                "libcuda.so (the NVIDIA driver) is not installed".into(),
+            ));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| CudaError::Unavailable(e.to_string()))?;
         let name = ctx.name().map_err(ctx_err("reading the device name"))?;
         let uuid = ctx.uuid().map_err(ctx_err("reading the device UUID"))?;
         let sm_count = ctx
@@ -91,7 +98,11 @@ impl CudaGpu {
     ///
     /// # Errors
     /// [`CudaError::Driver`] when the module has no such kernel.
-    pub fn function(&self, module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction, CudaError> {
+    pub fn function(
+        &self,
+        module: &Arc<CudaModule>,
+        name: &str,
+    ) -> Result<CudaFunction, CudaError> {
         module
             .load_function(name)
             .map_err(ctx("looking up a kernel"))
@@ -102,7 +113,9 @@ impl CudaGpu {
     /// # Errors
     /// [`CudaError::Driver`] when a kernel failed.
     pub fn synchronize(&self) -> Result<(), CudaError> {
-        self.stream.synchronize().map_err(ctx("synchronising the stream"))
+        self.stream
+            .synchronize()
+            .map_err(ctx("synchronising the stream"))
     }
 
     /// A timing event recorded now on the stream.
@@ -165,7 +178,8 @@ impl Timeline {
         gpu.synchronize()?;
         let t0 = clock.now_ns();
         let e = gpu.record()?;
-        e.synchronize().map_err(ctx("waiting for the anchor event"))?;
+        e.synchronize()
+            .map_err(ctx("waiting for the anchor event"))?;
         let t1 = clock.now_ns();
         self.anchor = Some((e, t0 / 2 + t1 / 2, (t1 - t0) / 2));
         Ok(())

@@ -27,8 +27,8 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
             .collect();
         writeln!(
             out,
-            "note: found {} NVIDIA GPU(s) ({}), but real-GPU measurement is not in this build yet; \
-             this demo runs on the simulated GPU.",
+            "note: found {} NVIDIA GPU(s) ({}); this demo runs on the simulated GPU \
+             (`wattlens calibrate` measures this GPU's sensors).",
             gpus.len(),
             names.join(", ")
         )?;

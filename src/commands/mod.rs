@@ -1,8 +1,10 @@
 //! The subcommands, and the trace I/O they share.
 
+pub mod calibrate;
 pub mod demo;
 pub mod export;
 pub mod report;
+pub mod validate;
 
 use std::fs::File;
 use std::io::BufWriter;

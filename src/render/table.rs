@@ -125,8 +125,52 @@ fn device(
             o.dynamic.coverage.label(),
         )?;
     }
+    if !a.regions.is_empty() {
+        writeln!(out)?;
+        let shown = a.regions.len().min(MAX_REGIONS);
+        writeln!(
+            out,
+            "Energy per region{sim} (top {shown} of {})",
+            a.regions.len()
+        )?;
+        writeln!(
+            out,
+            "{:<34} {:>8} {:>10} {:>20} {:>18} {:<10}",
+            "region", "launches", "time ms", "dynamic energy", "static share", "coverage"
+        )?;
+        for r in a.regions.iter().take(MAX_REGIONS) {
+            writeln!(
+                out,
+                "{:<34} {:>8} {:>10.2} {:>20} {:>18} {:<10}",
+                clip(&r.path, 34),
+                r.launches,
+                r.busy_ns as f64 / 1e6,
+                energy(&r.dynamic),
+                energy(&r.static_share),
+                r.dynamic.coverage.label(),
+            )?;
+        }
+    }
     let c = &a.closure;
     writeln!(out)?;
+    writeln!(
+        out,
+        "Observations{sim}: {} counter windows and {} power samples in the fit; {} spans integrated directly{}",
+        a.regression_windows,
+        a.regression_samples,
+        a.spans
+            .iter()
+            .filter(|s| s.method == wattlens_instrument::attribution::SpanMethod::Integrated)
+            .count(),
+        if a.sensor_gaps.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} gap(s) in the sensor data (lost samples), nothing inside them is attributed from samples",
+                a.sensor_gaps.len()
+            )
+        }
+    )?;
     writeln!(
         out,
         "Closure{sim}: the energy counter measured {} over {:.2} s = idle {} + attributed dynamic {} + unattributed {} ({:+.2}%)",
@@ -139,6 +183,9 @@ fn device(
     )?;
     Ok(())
 }
+
+/// Regions listed in the table; the JSON report has them all.
+const MAX_REGIONS: usize = 15;
 
 fn shape(launch: Option<LaunchShape>, kind: &str) -> String {
     match launch {

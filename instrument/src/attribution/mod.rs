@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use crate::trace::{LaunchShape, OpClass, PowerReading, SpanKind, StrId, Trace};
 use design::Design;
 use regression::Fit;
-use rollup::Rollup;
+use rollup::{Rollup, SpanPart};
 
 /// Windows this close after device work are not used for the idle baseline (sensor and
 /// thermal settling), ns.
@@ -213,6 +213,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         trace,
         &work,
         &design.sig_of,
+        design.len(),
         &samples,
         profile.sample_tau_ns,
     );
@@ -248,7 +249,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         .map(|&i| trace.spans[i].duration_ns())
         .max()
         .unwrap_or(0);
-    let mut span_rollups: Vec<Rollup> = Vec::with_capacity(work.len());
+    let mut span_parts: Vec<SpanPart> = Vec::with_capacity(work.len());
     let mut spans = Vec::with_capacity(work.len());
     let mut dynamic_in_window_mj = 0.0;
     for (w, &i) in work.iter().enumerate() {
@@ -256,8 +257,13 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         let s = design.sig_of[w];
         let dur = span.duration_ns();
         let dur_s = dur as f64 * 1e-9;
-        let mut r = Rollup::new(p);
-        r.covered = design.covered_ns[s] > 0 || dur >= long_ns;
+        let mut r = SpanPart {
+            sig: s,
+            priced_s: dur_s,
+            direct_mj: 0.0,
+            direct_var: 0.0,
+            covered: design.covered_ns[s] > 0 || dur >= long_ns,
+        };
         // Long spans: the signature's power plus the directly integrated (response-corrected)
         // residual of the samples against the model, this span's share of it.
         let residual = (dur >= long_ns)
@@ -271,15 +277,13 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 )
             })
             .flatten();
-        r.priced_s[s] = dur_s;
         let method = match residual {
             Some(res_mj) => {
                 // Concurrent spans take their share of the residual by predicted energy.
                 let own_mj = beta[s] * dur_s;
                 let mut others_mj = 0.0;
-                let lo = by_start.partition_point(|&x| {
-                    trace.spans[work[x]].start_ns + max_dur <= span.start_ns
-                });
+                let lo = by_start
+                    .partition_point(|&x| trace.spans[work[x]].start_ns + max_dur <= span.start_ns);
                 for &x in &by_start[lo..] {
                     let o = &trace.spans[work[x]];
                     if o.start_ns >= span.end_ns {
@@ -288,8 +292,8 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                     if x == w || o.end_ns <= span.start_ns {
                         continue;
                     }
-                    let ov = (o.end_ns.min(span.end_ns) - o.start_ns.max(span.start_ns)) as f64
-                        * 1e-9;
+                    let ov =
+                        (o.end_ns.min(span.end_ns) - o.start_ns.max(span.start_ns)) as f64 * 1e-9;
                     others_mj += beta[design.sig_of[x]] * ov;
                 }
                 let share = if own_mj + others_mj > 0.0 {
@@ -299,16 +303,15 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 };
                 let noise = fit.sample_sd_mw.powi(2);
                 r.direct_mj = share * res_mj;
-                r.direct_var = share
-                    * share
-                    * (noise * period_s * dur_s + 2.0 * noise * tau_s * tau_s);
+                r.direct_var =
+                    share * share * (noise * period_s * dur_s + 2.0 * noise * tau_s * tau_s);
                 SpanMethod::Integrated
             }
             None => SpanMethod::Signature,
         };
         let dynamic = r.estimate(beta, cov, t);
-        let inside = span.end_ns.min(covered_window.1) as f64
-            - span.start_ns.max(covered_window.0) as f64;
+        let inside =
+            span.end_ns.min(covered_window.1) as f64 - span.start_ns.max(covered_window.0) as f64;
         if inside > 0.0 && dur > 0 {
             dynamic_in_window_mj += dynamic.mj * inside / dur as f64;
         }
@@ -318,7 +321,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             static_mj: idle_mw * share_s[w],
             method,
         });
-        span_rollups.push(r);
+        span_parts.push(r);
     }
 
     // Roll the spans up by signature, op class and region.
@@ -326,15 +329,16 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         let mut r = Rollup::new(p);
         let (mut launches, mut busy_ns, mut static_s) = (0u64, 0u64, 0.0f64);
         for w in members {
-            r.add(&span_rollups[w]);
+            r.add_span(&span_parts[w]);
             launches += 1;
             busy_ns += trace.spans[work[w]].duration_ns();
             static_s += share_s[w];
         }
         (r, launches, busy_ns, static_s)
     };
-    let static_estimate =
-        |static_s: f64| EnergyEstimate::from_half_width(idle_mw * static_s, idle_half_mw * static_s);
+    let static_estimate = |static_s: f64| {
+        EnergyEstimate::from_half_width(idle_mw * static_s, idle_half_mw * static_s)
+    };
     let mut members_of: Vec<Vec<usize>> = vec![Vec::new(); p];
     for (w, &s) in design.sig_of.iter().enumerate() {
         members_of[s].push(w);
@@ -383,7 +387,8 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let mut ops: Vec<OpEnergy> = classes
         .into_iter()
         .map(|class| {
-            let mut it = (0..work.len()).filter(|&w| signatures[design.sig_of[w]].op_class == class);
+            let mut it =
+                (0..work.len()).filter(|&w| signatures[design.sig_of[w]].op_class == class);
             let (r, launches, busy_ns, static_s) = group(&mut it);
             OpEnergy {
                 op_class: class,
@@ -403,9 +408,15 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         }
         let path = trace.str(region);
         let mut end = 0;
-        for (k, c) in path.char_indices().chain(std::iter::once((path.len(), '/'))) {
+        for (k, c) in path
+            .char_indices()
+            .chain(std::iter::once((path.len(), '/')))
+        {
             if c == '/' && k > end {
-                region_members.entry(path[..k].to_owned()).or_default().push(w);
+                region_members
+                    .entry(path[..k].to_owned())
+                    .or_default()
+                    .push(w);
             }
             if c == '/' {
                 end = k + 1;
@@ -427,9 +438,15 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         .collect();
 
     let total = |d: &EnergyEstimate, s: &EnergyEstimate| d.mj + s.mj;
-    signatures.sort_by(|a, b| total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share)));
-    ops.sort_by(|a, b| total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share)));
-    regions.sort_by(|a, b| total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share)));
+    signatures.sort_by(|a, b| {
+        total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share))
+    });
+    ops.sort_by(|a, b| {
+        total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share))
+    });
+    regions.sort_by(|a, b| {
+        total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share))
+    });
 
     let window_ns = covered_window.1 - covered_window.0;
     let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();

@@ -34,7 +34,13 @@ struct Row {
     y: f64,
     idle_sens: f64,
     group: usize,
+    /// When the observation was made, trace ns (for the block-robust covariance).
+    t_ns: u64,
 }
+
+/// Observations within one block of this length share their errors in the robust
+/// covariance, ns.
+const BLOCK_NS: u64 = 1_000_000_000;
 
 /// Fit every signature's dynamic power from the counter windows and the sample rows.
 pub(crate) fn fit(
@@ -63,6 +69,7 @@ pub(crate) fn fit(
             y: w.energy_mj as f64 - idle.power.mw * t,
             idle_sens: t,
             group: 0,
+            t_ns: w.start_ns,
         });
     }
     let counter_rows = rows.len();
@@ -72,6 +79,7 @@ pub(crate) fn fit(
             y: samples[j].1 - idle.power.mw,
             idle_sens: 1.0,
             group: 1,
+            t_ns: samples[j].0,
         });
     }
     // Starting noise: the counter's 1 mJ steps plus 1% of a window's energy; the samples'
@@ -85,30 +93,60 @@ pub(crate) fn fit(
         1.0 + (0.01 * mean_counter_mj).powi(2),
         sample_noise_mw.max(1.0).powi(2),
     ];
+    // Each group's Gram matrix, XᵀY and Xᵀ(∂y/∂idle), once: a round only reweights them.
+    let mut gram = [Square::zeros(p), Square::zeros(p)];
+    let mut xty = [vec![0.0; p], vec![0.0; p]];
+    let mut xtt = [vec![0.0; p], vec![0.0; p]];
+    for r in &rows {
+        let (g, xy, xt) = (&mut gram[r.group], &mut xty[r.group], &mut xtt[r.group]);
+        for (a, &(i, xi)) in r.x.iter().enumerate() {
+            xy[i] += xi * r.y;
+            xt[i] += xi * r.idle_sens;
+            for &(j, xj) in &r.x[a..] {
+                g.a[i * p + j] += xi * xj;
+            }
+        }
+    }
+    for g in &mut gram {
+        for i in 0..p {
+            for j in 0..i {
+                // Rows list each signature once, so one triangle holds each pair once; fold
+                // whichever triangle got it into both.
+                let v = g.a[i * p + j] + g.a[j * p + i];
+                g.a[i * p + j] = v;
+                g.a[j * p + i] = v;
+            }
+        }
+    }
+    let combine = |var: &[f64; 2]| -> (Square, Vec<f64>, Vec<f64>) {
+        let mut ata = Square::zeros(p);
+        let (mut atb, mut att) = (vec![0.0; p], vec![0.0; p]);
+        for g in 0..2 {
+            let w = 1.0 / var[g];
+            for (a, b) in ata.a.iter_mut().zip(&gram[g].a) {
+                *a += w * b;
+            }
+            for i in 0..p {
+                atb[i] += w * xty[g][i];
+                att[i] += w * xtt[g][i];
+            }
+        }
+        (ata, atb, att)
+    };
+    let residual = |r: &Row, beta: &[f64]| r.y - r.x.iter().map(|&(i, x)| beta[i] * x).sum::<f64>();
     let mut beta = vec![0.0; p];
     let mut passive = Vec::new();
     for _round in 0..3 {
-        let mut ata = Square::zeros(p);
-        let mut atb = vec![0.0; p];
-        for r in &rows {
-            let w = 1.0 / var[r.group];
-            for &(i, xi) in &r.x {
-                atb[i] += w * xi * r.y;
-                for &(j, xj) in &r.x {
-                    ata.a[i * p + j] += w * xi * xj;
-                }
-            }
-        }
         if p == 0 {
             break;
         }
+        let (ata, atb, _) = combine(&var);
         (beta, passive) = nnls(&ata, &atb);
-        // Re-estimate each group's noise from its residuals (never below the sensor's own).
+        // Re-estimate each group's noise from its residuals.
         let mut rss = [0.0f64; 2];
         let mut n = [0usize; 2];
         for r in &rows {
-            let pred: f64 = r.x.iter().map(|&(i, x)| beta[i] * x).sum();
-            rss[r.group] += (r.y - pred).powi(2);
+            rss[r.group] += residual(r, &beta).powi(2);
             n[r.group] += 1;
         }
         let share = |g: usize| n[g] as f64 / rows.len().max(1) as f64;
@@ -126,23 +164,11 @@ pub(crate) fn fit(
         let res: Vec<f64> = rows
             .iter()
             .filter(|r| r.group == g)
-            .map(|r| r.y - r.x.iter().map(|&(i, x)| beta[i] * x).sum::<f64>())
+            .map(|r| residual(r, &beta))
             .collect();
         *v *= inflation(&res);
     }
-    // Refit the normal matrix with the widened variances (the point estimate is unchanged
-    // when both groups widen alike; the covariance below uses these).
-    let mut ata = Square::zeros(p);
-    let mut att = vec![0.0; p];
-    for r in &rows {
-        let w = 1.0 / var[r.group];
-        for &(i, xi) in &r.x {
-            att[i] += w * xi * r.idle_sens;
-            for &(j, xj) in &r.x {
-                ata.a[i * p + j] += w * xi * xj;
-            }
-        }
-    }
+    let (ata, _, att) = combine(&var);
     let df = rows.len().saturating_sub(passive.len());
     let mut cov = Square::zeros(p);
     if let Some(l) = ata.sub(&passive).cholesky() {
@@ -155,16 +181,78 @@ pub(crate) fn fit(
                     .sum()
             })
             .collect();
+        // Block-robust (sandwich) variances: errors the model does not carry (drift, the
+        // thermal tail, a signature whose power varies) are correlated within a block of
+        // time; A⁻¹(Σ_b g_b g_bᵀ)A⁻¹ with g_b the block's weighted score. Each coefficient's
+        // variance is then the larger of the two, keeping the correlations of the model.
+        let k = passive.len();
+        let pos: Vec<Option<usize>> = (0..p)
+            .map(|i| passive.iter().position(|&x| x == i))
+            .collect();
+        let mut meat = vec![0.0f64; k * k];
+        let mut blocks: Vec<(u64, usize, usize)> = rows
+            .iter()
+            .enumerate()
+            .map(|(n, r)| (r.t_ns / BLOCK_NS, r.group, n))
+            .collect();
+        blocks.sort_unstable();
+        let mut score = vec![0.0f64; k];
+        let mut flush = |score: &mut Vec<f64>| {
+            for a in 0..k {
+                if score[a] != 0.0 {
+                    for b in 0..k {
+                        meat[a * k + b] += score[a] * score[b];
+                    }
+                }
+            }
+            score.iter_mut().for_each(|v| *v = 0.0);
+        };
+        let mut current = None;
+        for &(b, g, n) in &blocks {
+            if current != Some((b, g)) {
+                flush(&mut score);
+                current = Some((b, g));
+            }
+            let r = &rows[n];
+            let e = residual(r, &beta) / var[r.group];
+            for &(i, x) in &r.x {
+                if let Some(a) = pos[i] {
+                    score[a] += x * e;
+                }
+            }
+        }
+        flush(&mut score);
+        let n_obs = rows.len() as f64;
+        let small = n_obs / (n_obs - k as f64).max(1.0);
+        // R = A⁻¹ M A⁻¹ in full, so sums over correlated signatures are robust too.
+        let mut im = vec![0.0f64; k * k];
+        for a in 0..k {
+            for d in 0..k {
+                im[a * k + d] = (0..k).map(|c| inv.at(a, c) * meat[c * k + d]).sum();
+            }
+        }
+        let robust = |a: usize, b: usize| -> f64 {
+            (0..k).map(|d| im[a * k + d] * inv.at(d, b)).sum::<f64>() * small
+        };
         for (r, &i) in passive.iter().enumerate() {
             for (c, &j) in passive.iter().enumerate() {
-                cov.a[i * p + j] = inv.at(r, c) + idle.var_mw2 * g[r] * g[c];
+                let mut v = robust(r, c);
+                if r == c {
+                    // Never below the model's own variance.
+                    v = v.max(inv.at(r, r));
+                }
+                cov.a[i * p + j] = v + idle.var_mw2 * g[r] * g[c];
             }
         }
     }
     for i in (0..p).filter(|i| !passive.contains(i)) {
         // Clamped at zero: only an upper bound from the marginal information.
         let info = ata.at(i, i);
-        cov.a[i * p + i] = if info > 0.0 { 1.0 / info } else { f64::INFINITY };
+        cov.a[i * p + i] = if info > 0.0 {
+            1.0 / info
+        } else {
+            f64::INFINITY
+        };
     }
     Fit {
         beta,

@@ -3,6 +3,35 @@
 use super::linalg::Square;
 use super::EnergyEstimate;
 
+/// One span's part: its signature-priced busy time and its directly integrated energy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpanPart {
+    /// Its signature.
+    pub sig: usize,
+    /// Busy seconds priced at the signature's power.
+    pub priced_s: f64,
+    /// Directly integrated energy, mJ.
+    pub direct_mj: f64,
+    /// Variance of `direct_mj`, mJ².
+    pub direct_var: f64,
+    /// Whether it was observed at all.
+    pub covered: bool,
+}
+
+impl SpanPart {
+    /// The span's dynamic energy with its 95% CI.
+    pub fn estimate(&self, beta: &[f64], cov: &Square, t: f64) -> EnergyEstimate {
+        if !self.covered {
+            return EnergyEstimate::uncovered();
+        }
+        let var = self.priced_s * self.priced_s * cov.at(self.sig, self.sig) + self.direct_var;
+        EnergyEstimate::from_half_width(
+            beta[self.sig] * self.priced_s + self.direct_mj,
+            t * var.max(0.0).sqrt(),
+        )
+    }
+}
+
 /// What a group of spans is made of: signature-priced busy time, and directly integrated
 /// energy.
 #[derive(Debug, Clone)]
@@ -28,14 +57,12 @@ impl Rollup {
         }
     }
 
-    /// Add another group.
-    pub fn add(&mut self, other: &Rollup) {
-        for (a, b) in self.priced_s.iter_mut().zip(&other.priced_s) {
-            *a += b;
-        }
-        self.direct_mj += other.direct_mj;
-        self.direct_var += other.direct_var;
-        self.covered |= other.covered;
+    /// Add one span.
+    pub fn add_span(&mut self, s: &SpanPart) {
+        self.priced_s[s.sig] += s.priced_s;
+        self.direct_mj += s.direct_mj;
+        self.direct_var += s.direct_var;
+        self.covered |= s.covered;
     }
 
     /// The group's dynamic energy with its 95% CI: `bᵀβ + direct`, variance `bᵀΣb + Σ var`.

@@ -41,49 +41,57 @@ pub(crate) struct SampleRows {
 }
 
 /// Build the sample rows for spans `work` (indices into `trace.spans`) with signatures
-/// `sig_of`, for `samples` (time order), response time constant `tau_ns`.
+/// `sig_of` (of `p` signatures), for `samples` (time order), response time constant `tau_ns`.
+///
+/// One sweep in time: each sample sees the spans that started before it and ended less than
+/// [`RESPONSE_TAUS`]·τ before it.
 pub(crate) fn sample_rows(
     trace: &Trace,
     work: &[usize],
     sig_of: &[usize],
+    p: usize,
     samples: &[(u64, f64)],
     tau_ns: u64,
 ) -> SampleRows {
     let tau = tau_ns.max(1) as f64;
     let reach = (RESPONSE_TAUS * tau) as u64;
-    // Scatter each span onto the samples it reaches: sparse accumulation per sample.
-    let mut acc: Vec<Vec<(usize, f64)>> = vec![Vec::new(); samples.len()];
-    for (&i, &s) in work.iter().zip(sig_of) {
-        let span = &trace.spans[i];
-        let (a, b) = (span.start_ns, span.end_ns);
-        if b <= a {
-            continue;
-        }
-        let first = samples.partition_point(|&(t, _)| t <= a);
-        for (j, &(t, _)) in samples.iter().enumerate().skip(first) {
-            if t >= b + reach {
-                break;
-            }
-            let hi = b.min(t);
-            let w = (-((t - hi) as f64) / tau).exp() - (-((t - a) as f64) / tau).exp();
-            if w <= 0.0 {
-                continue;
-            }
-            let row = &mut acc[j];
-            match row.iter_mut().find(|(c, _)| *c == s) {
-                Some(e) => e.1 += w,
-                None => row.push((s, w)),
-            }
-        }
-    }
+    let span = |w: usize| &trace.spans[work[w]];
+    let mut order: Vec<usize> = (0..work.len())
+        .filter(|&w| span(w).end_ns > span(w).start_ns)
+        .collect();
+    order.sort_unstable_by_key(|&w| span(w).start_ns);
     let mut rows = SampleRows {
         sample: Vec::new(),
         x: Vec::new(),
     };
-    for (j, row) in acc.into_iter().enumerate() {
-        if !row.is_empty() {
+    let (mut active, mut next) = (Vec::<usize>::new(), 0usize);
+    let mut acc = vec![0.0f64; p];
+    let mut touched: Vec<usize> = Vec::new();
+    for (j, &(t, _)) in samples.iter().enumerate() {
+        while next < order.len() && span(order[next]).start_ns < t {
+            active.push(order[next]);
+            next += 1;
+        }
+        active.retain(|&w| span(w).end_ns + reach > t);
+        for &w in &active {
+            let (a, b) = (span(w).start_ns, span(w).end_ns);
+            let hi = b.min(t);
+            let weight = (-((t - hi) as f64) / tau).exp() - (-((t - a) as f64) / tau).exp();
+            if weight > 0.0 {
+                let s = sig_of[w];
+                if acc[s] == 0.0 {
+                    touched.push(s);
+                }
+                acc[s] += weight;
+            }
+        }
+        if !touched.is_empty() {
             rows.sample.push(j);
-            rows.x.push(row);
+            rows.x.push(touched.iter().map(|&s| (s, acc[s])).collect());
+            for &s in &touched {
+                acc[s] = 0.0;
+            }
+            touched.clear();
         }
     }
     rows
@@ -110,7 +118,9 @@ pub(crate) fn deconvolved_energy_mj(
         return None;
     }
     let at = |t: u64| -> f64 {
-        let k = pts.partition_point(|&(x, _)| x <= t).clamp(1, pts.len() - 1);
+        let k = pts
+            .partition_point(|&(x, _)| x <= t)
+            .clamp(1, pts.len() - 1);
         let (t0, p0) = pts[k - 1];
         let (t1, p1) = pts[k];
         p0 + (p1 - p0) * (t as f64 - t0 as f64) / (t1 - t0).max(1) as f64

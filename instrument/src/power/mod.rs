@@ -11,7 +11,9 @@ pub use counter_grid::{fit_counter_grid, CounterGrid, CounterRead, CounterSchedu
 pub use cpu_time::thread_cpu_ns;
 pub use recorded::RecordedSource;
 pub use sampler::{Sampler, SamplerReport};
-pub use window::{counter_reads, counter_windows, mean_power_counter_w, mean_power_samples_w, CounterWindow};
+pub use window::{
+    counter_reads, counter_windows, mean_power_counter_w, mean_power_samples_w, CounterWindow,
+};
 
 use crate::sensor_profile::SensorProfile;
 use crate::trace::{ClockAlignment, DeviceInfo, PowerReading};

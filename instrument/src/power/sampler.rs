@@ -11,8 +11,9 @@ use super::{thread_cpu_ns, PowerError, PowerSource};
 use crate::clock::Clock;
 use crate::trace::{ClockAlignment, PowerReading};
 
-/// Longest the sampler sleeps at once, ns (so a stop is noticed promptly).
-const MAX_SLEEP_NS: u64 = 50_000_000;
+/// Longest the sampler sleeps at once, ns. A stop wakes it at once, so this only bounds how
+/// stale a schedule can get; every wake-up costs CPU, so it is long.
+const MAX_SLEEP_NS: u64 = 250_000_000;
 
 /// What the sampler did and what it cost.
 #[derive(Debug, Clone, Default)]
@@ -36,8 +37,7 @@ pub struct SamplerReport {
 impl SamplerReport {
     /// CPU time as a share of one core over the run (0.01 = 1%).
     pub fn cpu_share(&self) -> Option<f64> {
-        self.cpu_ns
-            .map(|c| c as f64 / self.wall_ns.max(1) as f64)
+        self.cpu_ns.map(|c| c as f64 / self.wall_ns.max(1) as f64)
     }
 }
 
@@ -98,7 +98,10 @@ impl Sampler {
                         break;
                     }
                     let now = clock.now_ns();
-                    let wait = source.next_poll_ns(now).saturating_sub(now).min(MAX_SLEEP_NS);
+                    let wait = source
+                        .next_poll_ns(now)
+                        .saturating_sub(now)
+                        .min(MAX_SLEEP_NS);
                     if wait > 0 {
                         std::thread::park_timeout(Duration::from_nanos(wait));
                     }

@@ -69,7 +69,8 @@ impl GroundTruth {
     }
 }
 
-/// Run `workload` on the simulated GPU and record it as wattlens would.
+/// Run `workload` on the simulated GPU and record it as wattlens would, with the sampler on
+/// its default CPU budget.
 pub fn simulate(
     workload: &Workload,
     gpu: &GpuModel,
@@ -77,11 +78,31 @@ pub fn simulate(
     seed: u64,
     start_unix_ns: u64,
 ) -> SimRun {
+    simulate_with_budget(
+        workload,
+        gpu,
+        profile,
+        seed,
+        start_unix_ns,
+        crate::power::nvml::DEFAULT_CPU_BUDGET,
+    )
+}
+
+/// [`simulate`] with the sampler reading within `cpu_budget` (share of one core), as
+/// `wattlens calibrate` does with its denser reads.
+pub fn simulate_with_budget(
+    workload: &Workload,
+    gpu: &GpuModel,
+    profile: &SensorProfile,
+    seed: u64,
+    start_unix_ns: u64,
+    cpu_budget: f64,
+) -> SimRun {
     let (scheduled, total_ns) = schedule::schedule(workload);
     let regions = schedule::derive_regions(&scheduled);
     let (signal, thermal_mj) = signal::PowerSignal::build(&scheduled, total_ns, gpu, TRUTH_CELL_NS);
     let mut rng = SimRng::new(seed);
-    let sensors = sensor::read_sensors(&signal, profile, 0, start_unix_ns, &mut rng);
+    let sensors = sensor::read_sensors(&signal, profile, 0, start_unix_ns, cpu_budget, &mut rng);
 
     let meta = RunMeta {
         tool_version: concat!("wattlens-instrument ", env!("CARGO_PKG_VERSION")).to_owned(),

@@ -32,7 +32,7 @@ fn log_uniform(rng: &mut SimRng, lo: u64, hi: u64) -> u64 {
 /// launches each), the rest short (10 µs–20 ms, 200–400 launches each in bursts), dynamic
 /// power 20–550 W, on 1–4 streams, with random gaps and occasional syncs.
 pub fn random_workload(seed: u64) -> Workload {
-    let mut rng = SimRng::new(seed ^ 0x5eed_0f_a11);
+    let mut rng = SimRng::new(seed ^ 0x0005_eed0_fa11);
     let n_sigs = 1 + (rng.next_u64() % 64) as usize;
     let streams = 1 + (rng.next_u64() % 4) as u32;
     let sigs: Vec<Sig> = (0..n_sigs)
@@ -72,7 +72,10 @@ pub fn random_workload(seed: u64) -> Workload {
             .sum()
     };
     while busy(&left) > 60_000_000_000 {
-        match (0..sigs.len()).filter(|&i| left[i] > 1).max_by_key(|&i| sigs[i].duration_ns * u64::from(left[i])) {
+        match (0..sigs.len())
+            .filter(|&i| left[i] > 1)
+            .max_by_key(|&i| sigs[i].duration_ns * u64::from(left[i]))
+        {
             Some(i) => left[i] = left[i] * 2 / 3,
             None => break,
         }
@@ -102,7 +105,11 @@ pub fn random_workload(seed: u64) -> Workload {
                 block: [256, 1, 1],
                 shared_mem_bytes: 0,
             },
-            region: format!("stream{}/{}", s.stream, if s.long { "long" } else { "short" }),
+            region: format!(
+                "stream{}/{}",
+                s.stream,
+                if s.long { "long" } else { "short" }
+            ),
             count,
             gap_ns: 3_000 + rng.next_u64() % 20_000,
         }));

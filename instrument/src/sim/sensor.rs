@@ -2,7 +2,7 @@
 
 use super::rng::SimRng;
 use super::signal::PowerSignal;
-use crate::power::nvml::{ReadPlan, DEFAULT_CPU_BUDGET, READ_LEAD_NS, RELOCK_EVERY_NS};
+use crate::power::nvml::{ReadPlan, READ_LEAD_NS, RELOCK_EVERY_NS};
 use crate::power::{CounterRead, CounterScheduler};
 use crate::sensor_profile::SensorProfile;
 use crate::trace::PowerReading;
@@ -24,6 +24,7 @@ pub(crate) fn read_sensors(
     profile: &SensorProfile,
     device: u32,
     start_unix_ns: u64,
+    cpu_budget: f64,
     rng: &mut SimRng,
 ) -> SensorOutput {
     let total_ns = signal.power_mw.len() as u64 * signal.cell_ns;
@@ -100,7 +101,7 @@ pub(crate) fn read_sensors(
 
     // The sampler reads both in one call, on the schedule the real sampler keeps.
     let cost = profile.nvml_read_cost_ns.max(1);
-    let plan = ReadPlan::fit(cost, cost / 4, cperiod, DEFAULT_CPU_BUDGET);
+    let plan = ReadPlan::fit(cost, cost / 4, cperiod, cpu_budget);
     let mut scheduler =
         CounterScheduler::new(cperiod, plan.counter_stride, READ_LEAD_NS, RELOCK_EVERY_NS);
     let read_ns = cost.min(u64::from(u32::MAX)) as u32;

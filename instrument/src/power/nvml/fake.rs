@@ -6,7 +6,7 @@ use super::backend::{
     FieldValue, NvmlBackend, NvmlCallError, NvmlIdentity, FIELD_ENERGY, FIELD_POWER_INSTANT,
     SCOPE_GPU, SCOPE_MEMORY,
 };
-use crate::clock::Clock;
+use crate::clock::{Clock, FakeClock};
 
 /// One fake GPU: constant power, a 20 ms sample ring, a 100 ms counter.
 #[derive(Debug, Clone)]
@@ -49,17 +49,23 @@ const FAKE_COUNTER_NS: u64 = 100_000_000;
 /// Entries the fake ring holds.
 const FAKE_RING: u64 = 119;
 
-/// A scripted NVML over a shared clock (trace clock = NVML's clock here).
+/// CPU time one fake field read takes, ns (as measured on an H100 host).
+pub const FAKE_FIELD_READ_NS: u64 = 3_900_000;
+/// CPU time one fake ring drain takes, ns.
+pub const FAKE_DRAIN_NS: u64 = 350_000;
+
+/// A scripted NVML over a shared fake clock (trace clock = NVML's clock here); each call
+/// moves the clock on by what the real call costs.
 pub struct FakeNvml {
     devices: Vec<FakeNvmlDevice>,
-    clock: Arc<dyn Clock + Send + Sync>,
+    clock: Arc<FakeClock>,
     /// Calls made so far, for tests that count reads.
     pub calls: u64,
 }
 
 impl FakeNvml {
-    /// A fake NVML with these GPUs, reading time from `clock`.
-    pub fn new(devices: Vec<FakeNvmlDevice>, clock: Arc<dyn Clock + Send + Sync>) -> Self {
+    /// A fake NVML with these GPUs, reading and advancing time on `clock`.
+    pub fn new(devices: Vec<FakeNvmlDevice>, clock: Arc<FakeClock>) -> Self {
         Self {
             devices,
             clock,
@@ -98,6 +104,7 @@ impl NvmlBackend for FakeNvml {
         since_us: u64,
     ) -> Result<Vec<(u64, u32)>, NvmlCallError> {
         self.calls += 1;
+        self.clock.advance(FAKE_DRAIN_NS);
         let now = self.clock.now_ns();
         let d = self.device(nvml_index)?;
         if !d.supports[0] {
@@ -124,10 +131,12 @@ impl NvmlBackend for FakeNvml {
         fields: &[(u32, u32)],
     ) -> Result<Vec<FieldValue>, NvmlCallError> {
         self.calls += 1;
+        self.clock.advance(FAKE_FIELD_READ_NS / 2);
         let now = self.clock.now_ns();
+        self.clock.advance(FAKE_FIELD_READ_NS / 2);
         let d = self.device(nvml_index)?;
         let last_update = now / FAKE_COUNTER_NS * FAKE_COUNTER_NS;
-        let energy_mj = u64::from(d.power_mw) * last_update / 1_000_000_000;
+        let energy_mj = (u128::from(d.power_mw) * u128::from(last_update) / 1_000_000_000) as u64;
         Ok(fields
             .iter()
             .map(|&(field, scope)| FieldValue {

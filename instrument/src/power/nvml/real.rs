@@ -3,10 +3,10 @@
 use std::mem;
 
 use nvml_wrapper::error::{nvml_try, NvmlError};
+use nvml_wrapper::Nvml;
 use nvml_wrapper_sys::bindings::{
     nvmlDevice_t, nvmlFieldValue_t, nvmlSample_t, nvmlValueType_t, nvmlValue_t,
 };
-use nvml_wrapper::Nvml;
 
 use super::backend::{FieldValue, NvmlBackend, NvmlCallError, NvmlIdentity};
 
@@ -129,7 +129,16 @@ impl NvmlBackend for RealNvml {
         let mut ty: nvmlValueType_t = 0;
         // SAFETY: `h` is a live handle, `buf` holds `count` entries, and the out-pointers are
         // valid for the duration of the call.
-        let code = unsafe { sym(h, TOTAL_POWER_SAMPLES, since_us, &mut ty, &mut count, buf.as_mut_ptr()) };
+        let code = unsafe {
+            sym(
+                h,
+                TOTAL_POWER_SAMPLES,
+                since_us,
+                &mut ty,
+                &mut count,
+                buf.as_mut_ptr(),
+            )
+        };
         nvml_try(code).map_err(map_error)?;
         Ok(buf
             .iter()
@@ -163,7 +172,8 @@ impl NvmlBackend for RealNvml {
                 v
             })
             .collect();
-        let n = i32::try_from(raw.len()).map_err(|_| NvmlCallError::Other("too many fields".into()))?;
+        let n =
+            i32::try_from(raw.len()).map_err(|_| NvmlCallError::Other("too many fields".into()))?;
         // SAFETY: `h` is a live handle and `raw` holds `n` initialised entries for NVML to fill.
         let code = unsafe { sym(h, n, raw.as_mut_ptr()) };
         nvml_try(code).map_err(map_error)?;
@@ -173,12 +183,10 @@ impl NvmlBackend for RealNvml {
                 field: v.fieldId,
                 scope: v.scopeId,
                 ts_us: v.timestamp,
-                value: nvml_try(v.nvmlReturn)
-                    .map_err(map_error)
-                    .and_then(|()| {
-                        value_u64(v.valueType, v.value)
-                            .ok_or_else(|| NvmlCallError::Other("unexpected value type".into()))
-                    }),
+                value: nvml_try(v.nvmlReturn).map_err(map_error).and_then(|()| {
+                    value_u64(v.valueType, v.value)
+                        .ok_or_else(|| NvmlCallError::Other("unexpected value type".into()))
+                }),
             })
             .collect())
     }
