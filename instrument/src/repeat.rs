@@ -87,6 +87,9 @@ pub struct RepeatResult {
     pub total_per_launch: EnergyEstimate,
     /// Mean launch duration, ns (kernel time when the batches carry it).
     pub launch_ns: f64,
+    /// Dynamic energy per GFLOP (median and 95% CI over batches), when the work per launch
+    /// was given.
+    pub dynamic_per_gflop: Option<EnergyEstimate>,
 }
 
 /// Why a repetition could not be analysed.
@@ -131,7 +134,8 @@ fn median_ci(v: &[f64]) -> (f64, f64) {
     )
 }
 
-/// Analyse batches run per [`plan`] from the device's power readings.
+/// Analyse batches run per [`plan`] from the device's power readings; `flops_per_launch`, when
+/// known, adds the energy per GFLOP.
 ///
 /// # Errors
 /// [`RepeatError`] when a batch is not covered by samples.
@@ -141,6 +145,7 @@ pub fn analyze(
     profile: &SensorProfile,
     batches: &[Batch],
     config: &RepeatConfig,
+    flops_per_launch: Option<f64>,
 ) -> Result<RepeatResult, RepeatError> {
     if batches.is_empty() {
         return Err(RepeatError::NoBatches);
@@ -203,5 +208,8 @@ pub fn analyze(
             e_half + i_half * launch_ns * 1e-9,
         ),
         launch_ns,
+        dynamic_per_gflop: flops_per_launch
+            .filter(|&f| f > 0.0)
+            .map(|f| EnergyEstimate::from_half_width(e * 1e9 / f, e_half * 1e9 / f)),
     })
 }

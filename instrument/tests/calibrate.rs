@@ -134,7 +134,16 @@ fn repetition_harness_matches_the_truth_per_launch() {
         });
         prev_end = end;
     }
-    let r = analyze(&run.trace.power, 0, &profile, &batches, &config).unwrap();
+    let flops = 1.0e9;
+    let r = analyze(
+        &run.trace.power,
+        0,
+        &profile,
+        &batches,
+        &config,
+        Some(flops),
+    )
+    .unwrap();
     let truth: f64 = spans
         .iter()
         .map(|&i| run.truth.span_above_idle_mj[i])

@@ -38,6 +38,19 @@ fn kernels() -> [(&'static str, Launch); 4] {
     ]
 }
 
+/// Floating-point operations of one launch (an FMA counts 2), where the kernel computes.
+fn flops_per_launch(l: Launch, sm_count: u32) -> Option<f64> {
+    let shape = GpuSession::shape_for(l, sm_count);
+    let threads =
+        f64::from(shape.grid.iter().product::<u32>() * shape.block.iter().product::<u32>());
+    match l {
+        // Two chains of 256 dependent FMAs per iteration.
+        Launch::SpinFma { iters, .. } => Some(threads * f64::from(iters) * 256.0 * 2.0 * 2.0),
+        Launch::Sgemm => Some(2.0 * 2048f64.powi(3)),
+        _ => None,
+    }
+}
+
 /// One kernel: alone vs in the mix.
 #[derive(Debug, Serialize)]
 pub struct KernelCheck {
@@ -120,7 +133,15 @@ fn measure_alone(
             })
         })
         .collect();
-    Ok(analyze(&trace.power, 0, &profile, &batches, &config)?)
+    let flops = flops_per_launch(l, trace.meta.devices.first().map_or(0, |d| d.sm_count));
+    Ok(analyze(
+        &trace.power,
+        0,
+        &profile,
+        &batches,
+        &config,
+        flops,
+    )?)
 }
 
 /// Run `wattlens validate`.
@@ -141,11 +162,15 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let r = measure_alone(args.device, label, l, args)?;
         writeln!(
             out,
-            "alone {label:<11} {:>10.1} µs/launch  {:>10.3} mJ dynamic/launch  [{:.3}, {:.3}]",
+            "alone {label:<11} {:>10.1} µs/launch  {:>10.3} mJ dynamic/launch  [{:.3}, {:.3}]{}",
             r.launch_ns / 1000.0,
             r.dynamic_per_launch.mj,
             r.dynamic_per_launch.low_mj,
-            r.dynamic_per_launch.high_mj
+            r.dynamic_per_launch.high_mj,
+            r.dynamic_per_gflop.map_or(String::new(), |g| format!(
+                "  {:.3} mJ/GFLOP [{:.3}, {:.3}]",
+                g.mj, g.low_mj, g.high_mj
+            ))
         )?;
         alone.push(r);
     }
