@@ -6,8 +6,17 @@ use wattlens_instrument::sim::{random_workload, simulate, GpuModel};
 use wattlens_instrument::SensorProfile;
 
 fn main() {
-    let seed: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(39);
-    let run = simulate(&random_workload(seed), &GpuModel::h200(), &SensorProfile::default(), seed, 1_790_000_000_000_000_000);
+    let seed: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(39);
+    let run = simulate(
+        &random_workload(seed),
+        &GpuModel::h200(),
+        &SensorProfile::default(),
+        seed,
+        1_790_000_000_000_000_000,
+    );
     let Ok(a) = attribute(&run.trace, 0) else {
         eprintln!("attribution failed");
         std::process::exit(1);
@@ -26,8 +35,20 @@ fn main() {
         let overlaps: Vec<String> = t
             .spans
             .iter()
-            .filter(|o| o.is_device_work() && o.id != span.id && o.start_ns < span.end_ns && o.end_ns > span.start_ns)
-            .map(|o| format!("{}({:.0}ms s{})", t.str(o.name), o.duration_ns() as f64 / 1e6, o.stream))
+            .filter(|o| {
+                o.is_device_work()
+                    && o.id != span.id
+                    && o.start_ns < span.end_ns
+                    && o.end_ns > span.start_ns
+            })
+            .map(|o| {
+                format!(
+                    "{}({:.0}ms s{})",
+                    t.str(o.name),
+                    o.duration_ns() as f64 / 1e6,
+                    o.stream
+                )
+            })
             .take(6)
             .collect();
         println!(

@@ -22,6 +22,16 @@ pub enum CudaError {
         "CUDA is not usable here ({0}); check `nvidia-smi`, or run `wattlens demo --simulate`"
     )]
     Unavailable(String),
+    /// The ordinal names no device.
+    #[error(
+        "there is no CUDA device {ordinal} (this machine has {count}); pick one with --device"
+    )]
+    NoSuchDevice {
+        /// The ordinal asked for.
+        ordinal: usize,
+        /// Devices CUDA sees.
+        count: i32,
+    },
     /// A driver call failed.
     #[error("CUDA call failed while {what}: {source}")]
     Driver {
@@ -62,6 +72,11 @@ impl CudaGpu {
             return Err(CudaError::Unavailable(
                 "libcuda.so (the NVIDIA driver) is not installed".into(),
             ));
+        }
+        let count =
+            CudaContext::device_count().map_err(|e| CudaError::Unavailable(e.to_string()))?;
+        if ordinal >= usize::try_from(count).unwrap_or(0) {
+            return Err(CudaError::NoSuchDevice { ordinal, count });
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| CudaError::Unavailable(e.to_string()))?;
         let name = ctx.name().map_err(ctx_err("reading the device name"))?;
