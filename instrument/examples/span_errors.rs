@@ -22,6 +22,25 @@ fn main() {
         std::process::exit(1);
     };
     let t = &run.trace;
+    let w = random_workload(seed);
+    for sig in &a.signatures {
+        let truth_mw = w.items.iter().find_map(|i| match i {
+            wattlens_instrument::sim::WorkItem::Kernel(k) if k.name == sig.name => {
+                Some(k.dynamic_mw)
+            }
+            _ => None,
+        });
+        if sig.name.contains("long") {
+            println!(
+                "{} fitted {:.1} W [{:.1}, {:.1}] vs spec {:.1} W",
+                sig.name,
+                sig.dynamic_power.mw / 1000.0,
+                sig.dynamic_power.low_mw / 1000.0,
+                sig.dynamic_power.high_mw / 1000.0,
+                truth_mw.map_or(f64::NAN, |m| f64::from(m) / 1000.0)
+            );
+        }
+    }
     for se in &a.spans {
         let span = &t.spans[se.span as usize];
         if span.duration_ns() < 100_000_000 {
