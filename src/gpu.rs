@@ -70,7 +70,6 @@ pub struct GpuSession {
     copy_in: CudaSlice<f32>,
     copy_out: CudaSlice<f32>,
     gemm: [CudaSlice<f32>; 3],
-    gemm_n: u32,
     /// Launches so far: (what, tag for the caller).
     launches: Vec<(Launch, usize)>,
     start_unix_ns: u64,
@@ -136,7 +135,6 @@ impl GpuSession {
             copy_in,
             copy_out,
             gemm,
-            gemm_n: GEMM_N,
             launches: Vec::new(),
             start_unix_ns,
             driver,
@@ -199,7 +197,7 @@ impl GpuSession {
         };
         let stream = self.gpu.stream().clone();
         let (funcs, scratch) = (&self.funcs, &self.scratch);
-        let (cin, cout, gemm, n) = (&self.copy_in, &mut self.copy_out, &self.gemm, self.gemm_n);
+        let (cin, cout, gemm, n) = (&self.copy_in, &mut self.copy_out, &self.gemm, GEMM_N);
         let n4 = (COPY_FLOATS / 4) as u64;
         let n_i32 = n as i32;
         let run = || -> Result<(), CudaError> {
@@ -281,7 +279,7 @@ impl GpuSession {
     pub fn finish(mut self, command: Vec<String>) -> Result<Finished, GpuError> {
         self.gpu.synchronize()?;
         let anchor_err = self.timeline.anchor_error_ns();
-        let times = std::mem::take(&mut self.timeline).finish(&self.gpu, &*self.clock)?;
+        let times = std::mem::take(&mut self.timeline).finish(&self.gpu)?;
         // Let the sensors see the tail before stopping.
         std::thread::sleep(std::time::Duration::from_millis(300));
         let (rest, report) = match self.sampler.take() {

@@ -1,10 +1,8 @@
 //! Attribution accuracy against the simulated GPU's ground truth, next to the naive method
 //! (sample power × duration), for tests and for the table in BENCHMARKS.md.
 
-use crate::attribution::{Attribution, Coverage};
-use crate::power::mean_power_samples_w;
+use crate::attribution::{samples_of, Attribution, Coverage};
 use crate::sim::{SimRun, LONG_MIN_NS, SHORT_MAX_NS, SHORT_MIN_NS};
-use crate::trace::PowerReading;
 
 /// Launches a short signature needs before its error is held to the target.
 pub const MIN_SHORT_LAUNCHES: u64 = 200;
@@ -56,26 +54,24 @@ impl Accuracy {
     }
 }
 
-fn nearest_sample_mw(readings: &[PowerReading], t: u64) -> Option<f64> {
-    readings
-        .iter()
-        .filter_map(|r| match *r {
-            PowerReading::Sample {
-                ts_ns, power_mw, ..
-            } => Some((ts_ns.abs_diff(t), f64::from(power_mw))),
-            _ => None,
-        })
-        .min_by(|a, b| a.0.cmp(&b.0))
-        .map(|x| x.1)
-}
-
 /// Naive dynamic energy of a span: the mean sample power inside it (the nearest sample when
-/// none falls inside) minus idle, times its duration, mJ.
-fn naive_mj(readings: &[PowerReading], idle_mw: f64, start_ns: u64, end_ns: u64) -> f64 {
-    let mw = mean_power_samples_w(readings, 0, start_ns, end_ns)
-        .map(|w| w * 1000.0)
-        .or_else(|| nearest_sample_mw(readings, start_ns / 2 + end_ns / 2))
-        .unwrap_or(idle_mw);
+/// none falls inside) minus idle, times its duration, mJ. `samples` are in time order.
+fn naive_mj(samples: &[(u64, f64)], idle_mw: f64, start_ns: u64, end_ns: u64) -> f64 {
+    let lo = samples.partition_point(|&(t, _)| t < start_ns);
+    let hi = samples.partition_point(|&(t, _)| t <= end_ns);
+    let mw = if hi > lo {
+        samples[lo..hi].iter().map(|&(_, p)| p).sum::<f64>() / (hi - lo) as f64
+    } else {
+        // None inside: the nearer of the neighbours of the midpoint (the earlier on a tie).
+        let mid = start_ns / 2 + end_ns / 2;
+        let k = samples.partition_point(|&(t, _)| t < mid);
+        [k.checked_sub(1), Some(k)]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| samples.get(i))
+            .min_by_key(|&&(t, _)| t.abs_diff(mid))
+            .map_or(idle_mw, |&(_, p)| p)
+    };
     (mw - idle_mw) * (end_ns - start_ns) as f64 * 1e-9
 }
 
@@ -86,12 +82,7 @@ pub fn evaluate(run: &SimRun, a: &Attribution) -> Accuracy {
     let idle_mw = a.idle_power.mw;
     let mut acc = Accuracy::default();
     // Samples sorted once for the naive method's lookups.
-    let samples: Vec<PowerReading> = trace
-        .power
-        .iter()
-        .filter(|r| matches!(r, PowerReading::Sample { .. }))
-        .copied()
-        .collect();
+    let samples = samples_of(trace, 0);
     for se in &a.spans {
         let Some(span) = trace.spans.get(se.span as usize) else {
             continue;

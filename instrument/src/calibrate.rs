@@ -24,8 +24,8 @@ pub struct CalibrationPhases {
     pub idle: (u64, u64),
     /// The load held on.
     pub step: (u64, u64),
-    /// The square wave: each on-interval.
-    pub square: Vec<(u64, u64)>,
+    /// The square wave, from its first on-interval's start to its last off-interval's end.
+    pub square: (u64, u64),
     /// Each short pulse.
     pub pulses: Vec<(u64, u64)>,
 }
@@ -224,10 +224,7 @@ pub fn fit_profile(
     let ring = samples.iter().filter(|s| s.0 < first_read).count() as u32;
 
     // Square wave: samples vs counter over the whole wave.
-    let (q0, q1) = (
-        phases.square.first().map_or(0, |q| q.0),
-        phases.square.last().map_or(0, |q| q.1),
-    );
+    let (q0, q1) = phases.square;
     let sq: Vec<f64> = in_range(q0, q1).iter().map(|s| s.1).collect();
     let square_samples_mw = sq.iter().sum::<f64>() / sq.len().max(1) as f64;
     let sq_windows: Vec<_> = windows
@@ -373,15 +370,16 @@ pub fn phases_from(executed: &[(PhaseKind, CalibrationStep, u64, u64)]) -> Calib
         match (kind, step) {
             (PhaseKind::Idle, _) => p.idle = (a, b),
             (PhaseKind::Step, _) => p.step = (a, b),
-            (PhaseKind::Square, CalibrationStep::On(_)) => p.square.push((a, b)),
+            (PhaseKind::Square, _) => {
+                p.square = if p.square == (0, 0) {
+                    (a, b)
+                } else {
+                    (p.square.0.min(a), p.square.1.max(b))
+                };
+            }
             (PhaseKind::Pulse, CalibrationStep::On(_)) => p.pulses.push((a, b)),
             _ => {}
         }
-    }
-    if let (Some(first), Some(last)) = (p.square.first().copied(), p.square.last().copied()) {
-        // The wave's span runs to the end of its last off-interval.
-        p.square = vec![first, (last.0, last.1 + (first.1 - first.0))];
-        p.square.sort_unstable();
     }
     p
 }

@@ -150,19 +150,7 @@ pub fn analyze(
     if batches.is_empty() {
         return Err(RepeatError::NoBatches);
     }
-    let mut samples: Vec<(u64, f64)> = readings
-        .iter()
-        .filter_map(|r| match *r {
-            PowerReading::Sample {
-                device: d,
-                ts_ns,
-                power_mw,
-                ..
-            } if d == device => Some((ts_ns, f64::from(power_mw))),
-            _ => None,
-        })
-        .collect();
-    samples.sort_by_key(|s| s.0);
+    let samples = crate::attribution::samples_in(readings, device);
     let tau = profile.sample_tau_ns as f64;
     let mut out = Vec::with_capacity(batches.len());
     for (k, b) in batches.iter().enumerate() {

@@ -2,7 +2,7 @@
 //! and its ground truth.
 
 use wattlens_instrument::calibrate::{
-    calibration_plan, fit_profile, phases_from, CalibrationStep, PhaseKind, CALIBRATION_CPU_BUDGET,
+    calibration_plan, fit_profile, phases_from, CalibrationStep, CALIBRATION_CPU_BUDGET,
 };
 use wattlens_instrument::repeat::{analyze, plan, Batch, RepeatConfig};
 use wattlens_instrument::sim::{
@@ -87,7 +87,6 @@ fn calibration_recovers_the_simulated_profile() {
     assert_eq!(p.counter_resolution_mj, 1);
     assert!(p.instant_lag_max_ns >= truth.instant_lag_min_ns);
     assert!(p.instant_lag_max_ns <= truth.instant_lag_max_ns + 2 * truth.instant_period_ns);
-    let _ = PhaseKind::Rest;
 }
 
 #[test]

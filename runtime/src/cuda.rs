@@ -233,19 +233,14 @@ impl Timeline {
         Ok(())
     }
 
-    /// Every timed launch as (tag, start, end) on the trace clock, in launch order; anchors
-    /// once more to resolve the pending ones.
+    /// Every timed launch as (tag, start, end) on the trace clock, in launch order, once the
+    /// stream has drained.
     ///
     /// # Errors
     /// [`CudaError`] from the driver.
-    pub fn finish(
-        mut self,
-        gpu: &CudaGpu,
-        clock: &dyn Clock,
-    ) -> Result<Vec<(usize, u64, u64)>, CudaError> {
+    pub fn finish(mut self, gpu: &CudaGpu) -> Result<Vec<(usize, u64, u64)>, CudaError> {
         gpu.synchronize()?;
         self.resolve()?;
-        let _ = clock;
         Ok(self.resolved)
     }
 

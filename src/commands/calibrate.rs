@@ -31,7 +31,7 @@ pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(out, "sampler read plan: {:?}", s.read_plans)?;
     let plan = calibration_plan();
     let mut host_steps = Vec::new();
-    for (i, &(kind, step)) in plan.iter().enumerate() {
+    for (i, &(_, step)) in plan.iter().enumerate() {
         match step {
             CalibrationStep::On(ns) => s.launch(Launch::SpinFor(ns), i)?,
             CalibrationStep::Idle(ns) if ns >= HOST_IDLE_NS => {
@@ -41,7 +41,6 @@ pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), CliError> {
             }
             CalibrationStep::Idle(ns) => s.launch(Launch::IdleFor(ns), i)?,
         }
-        let _ = kind;
     }
     let Finished {
         trace,
@@ -56,8 +55,7 @@ pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let mut executed: Vec<(PhaseKind, CalibrationStep, u64, u64)> = times
         .iter()
         .chain(host_steps.iter())
-        .filter_map(|&(i, a, b)| plan.get(i).map(|&(k, st)| (i, k, st, a, b)))
-        .map(|(_, k, st, a, b)| (k, st, a, b))
+        .filter_map(|&(i, a, b)| plan.get(i).map(|&(k, st)| (k, st, a, b)))
         .collect();
     executed.sort_by_key(|e| e.2);
     let cal = fit_profile(&trace, 0, &phases_from(&executed))?;

@@ -185,10 +185,8 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let t_end = s.now_ns() + 16_000_000_000;
     let ks = kernels();
     while s.now_ns() < t_end {
-        let (i, (_, l)) = {
-            let i = (rng.next_u64() % ks.len() as u64) as usize;
-            (i, ks[i])
-        };
+        let i = (rng.next_u64() % ks.len() as u64) as usize;
+        let l = ks[i].1;
         let n = match i {
             // Short kernels in bursts of 5–20 ms, so their total energy is resolvable.
             0 => 100 + rng.next_u64() % 300,

@@ -208,7 +208,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         .collect();
     let design = Design::build(trace, &work, &windows);
     let idle = idle::measure(trace, &work, &windows).ok_or(AttributionError::NoIdle(device))?;
-    let samples = samples::device_samples(trace, device);
+    let samples = samples_of(trace, device);
     let rows = samples::sample_rows(
         trace,
         &work,
@@ -487,7 +487,12 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
 
 /// The power samples of `device` in time order, as (trace ns, mW), duplicates dropped.
 pub fn samples_of(trace: &Trace, device: u32) -> Vec<(u64, f64)> {
-    samples::device_samples(trace, device)
+    samples_in(&trace.power, device)
+}
+
+/// [`samples_of`] over a list of readings.
+pub fn samples_in(readings: &[PowerReading], device: u32) -> Vec<(u64, f64)> {
+    samples::device_samples(readings, device)
 }
 
 /// The two-sided 95% quantile of Student's t with `df` degrees of freedom.

@@ -12,10 +12,9 @@ use crate::trace::{PowerReading, Trace};
 /// Spans further back than this many τ no longer affect a sample.
 const RESPONSE_TAUS: f64 = 8.0;
 
-/// The samples of one device, in time order: (trace ns, mW).
-pub(crate) fn device_samples(trace: &Trace, device: u32) -> Vec<(u64, f64)> {
-    let mut s: Vec<(u64, f64)> = trace
-        .power
+/// The samples of one device in `readings`, in time order: (trace ns, mW), duplicates dropped.
+pub(crate) fn device_samples(readings: &[PowerReading], device: u32) -> Vec<(u64, f64)> {
+    let mut s: Vec<(u64, f64)> = readings
         .iter()
         .filter_map(|r| match *r {
             PowerReading::Sample {

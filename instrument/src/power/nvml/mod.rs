@@ -38,6 +38,10 @@ pub const DRAIN_PERIOD_NS: u64 = 1_000_000_000;
 pub const READ_LEAD_NS: u64 = 50_000_000;
 /// Re-lock onto the counter's updates this often, ns.
 pub const RELOCK_EVERY_NS: u64 = 10_000_000_000;
+/// Clock-alignment points kept per GPU; past this they are thinned out evenly.
+const MAX_CLOCK_POINTS: usize = 1024;
+/// Points the NVML→trace offset is fitted on.
+const RECENT_CLOCK_POINTS: usize = 64;
 /// A jump between consecutive samples wider than this many periods means lost samples.
 pub const GAP_PERIODS: u64 = 3;
 
@@ -268,14 +272,21 @@ impl<B: NvmlBackend> NvmlSource<B> {
         let read_ns = u32::try_from(t1.saturating_sub(t0)).unwrap_or(u32::MAX);
         self.adapt_plan(k, t1.saturating_sub(t0));
         let device = self.gpus[k].info.index;
+        // One clock point per read: NVML stamps every field of a call alike.
+        if let Some(ts_us) = values.iter().map(|v| v.ts_us).find(|&t| t > 0) {
+            let points = &mut self.gpus[k].points;
+            if points.len() >= MAX_CLOCK_POINTS {
+                // Thin out evenly rather than grow: the evidence keeps its whole span.
+                let mut i = 0;
+                points.retain(|_| {
+                    i += 1;
+                    i % 2 == 0
+                });
+            }
+            points.push((ts_us as u64 * 1000, t0 / 2 + t1 / 2, (t1 - t0) / 2));
+        }
         for v in values {
             let Ok(value) = v.value else { continue };
-            if v.ts_us > 0 {
-                let mid = t0 / 2 + t1 / 2;
-                self.gpus[k]
-                    .points
-                    .push((v.ts_us as u64 * 1000, mid, (t1 - t0) / 2));
-            }
             match (v.field, v.scope) {
                 (FIELD_ENERGY, _) => {
                     out.push(PowerReading::Energy {
@@ -324,12 +335,13 @@ impl<B: NvmlBackend> NvmlSource<B> {
         g.scheduler.set_stride(g.plan.counter_stride);
     }
 
-    /// The NVML→trace offset: the median over the alignment points of all GPUs.
+    /// The NVML→trace offset: the median over the most recent alignment points of all GPUs
+    /// (the host clocks may be slewed; old points say less about now).
     fn refit_offset(&mut self) {
         let mut d: Vec<i64> = self
             .gpus
             .iter()
-            .flat_map(|g| g.points.iter())
+            .flat_map(|g| g.points[g.points.len().saturating_sub(RECENT_CLOCK_POINTS)..].iter())
             .map(|&(n, t, _)| t as i64 - n as i64)
             .collect();
         if d.is_empty() {
