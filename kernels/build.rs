@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SOURCES: &[&str] = &["calibration"];
+const SOURCES: &[&str] = &["calibration", "runtime_checks"];
 
 /// Run a tool; on failure stop the build with one clear message.
 fn run(cmd: &mut Command, what: &str) {

@@ -328,6 +328,7 @@ impl GpuSession {
                 writes: Vec::new(),
                 region: StrId::NONE,
                 site: StrId::NONE,
+                unknown_access: Vec::new(),
             });
             tagged.push((tag, s, e));
         }

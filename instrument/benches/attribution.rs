@@ -62,6 +62,7 @@ fn big_trace(spans: usize, samples: usize) -> Trace {
             writes: vec![],
             region: StrId::NONE,
             site: StrId::NONE,
+            unknown_access: Vec::new(),
         });
         bins[((t - T0) / 10_000_000) as usize] += power_mw[s] * dur as f64 / 10_000_000.0;
         t += each;

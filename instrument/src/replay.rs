@@ -128,6 +128,7 @@ impl Capture {
                 writes: Vec::new(),
                 region: StrId::NONE,
                 site: StrId::NONE,
+                unknown_access: Vec::new(),
             });
         }
         trace.meta.start_unix_ns = trace.power.first().map(PowerReading::ts_ns).unwrap_or(0);

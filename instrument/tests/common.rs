@@ -70,13 +70,19 @@ fn span(devices: u32, strings: u32) -> impl Strategy<Value = Span> {
             proptest::option::of((any::<[u32; 3]>(), any::<[u32; 3]>(), any::<u32>())),
             any::<u64>(),
         ),
-        (buffers(), buffers(), sid(), sid()),
+        (
+            buffers(),
+            buffers(),
+            sid(),
+            sid(),
+            proptest::collection::vec(any::<u64>(), 0..3),
+        ),
     )
         .prop_map(
             |(
                 (id, kind, device, stream, start_ns, len),
                 (name, launch, args_digest),
-                (reads, writes, region, site),
+                (reads, writes, region, site, unknown_access),
             )| Span {
                 id,
                 kind,
@@ -95,6 +101,7 @@ fn span(devices: u32, strings: u32) -> impl Strategy<Value = Span> {
                 writes,
                 region,
                 site,
+                unknown_access,
             },
         )
 }

@@ -24,6 +24,7 @@ fn one_span_trace() -> Trace {
             writes: vec![],
             region: StrId::NONE,
             site: StrId::NONE,
+            unknown_access: Vec::new(),
         });
     }
     t

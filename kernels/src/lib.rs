@@ -4,3 +4,4 @@
 //! demo inference pipeline. The simulated demo workload lives in `wattlens-instrument`.
 
 pub mod calibration;
+pub mod runtime_checks;

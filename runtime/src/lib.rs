@@ -1,9 +1,22 @@
-//! wattlens-runtime owns the CUDA side of wattlens: the profiling session, instrumented kernel
-//! launches through cudarc, CUDA-event timing and clock alignment, memcpy/memset capture,
-//! regions (also emitted as NVTX), buffer tracking, the C ABI for pass-instrumented code and
-//! the CUPTI injection library. Today it holds GPU discovery and a CUDA device with event-timed launches
-//! (enough for calibration and the accuracy checks); the full launch runtime arrives with its
-//! own issue, on top of the trace model in `wattlens-instrument`.
+//! wattlens-runtime owns the CUDA side of wattlens: the profiling session ([`Profiler`]),
+//! instrumented kernel launches through cudarc, GPU timing (CUPTI activity records, or pooled
+//! CUDA events where CUPTI is missing) with clock alignment, memcpy/memset capture with content
+//! digests, regions (also emitted as NVTX), buffer tracking, and the C ABI for
+//! pass-instrumented host code.
+//!
+//! Everything that does not touch the GPU (recording, buffer versions, regions, digests, clock
+//! fits, the timers' logic) sits above small traits with fakes and is tested on any machine.
 
+pub mod buffers;
+pub mod c_abi;
+pub mod clock_fit;
 pub mod cuda;
 pub mod detect;
+pub mod digest;
+pub mod recorder;
+pub mod timing;
+
+pub use cuda::{
+    Aborted, CudaError, CudaGpu, DeviceBuffer, Finished, Kernel, ProfiledArg, ProfiledLaunch,
+    Profiler, ProfilerConfig, RegionGuard, Scalar, TimingChoice,
+};

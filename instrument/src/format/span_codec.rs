@@ -4,8 +4,9 @@
 //! zigzag varint of its offset from the run's start; duration (end − start, wrapping) as a
 //! varint; name; launch (0, or 1 and seven varints); the args digest as 8 little-endian
 //! bytes (a hash: varints would make it longer); reads and writes (a count, then buffer and
-//! version varints); region and site as id + 1, with 0 for none. Trailing bytes are fields of
-//! a newer minor version and are ignored.
+//! version varints); region and site as id + 1, with 0 for none; since minor version 2, the
+//! buffers of unknown access mode (a count, then buffer varints), absent in older files.
+//! Trailing bytes are fields of a newer minor version and are ignored.
 
 use crate::trace::{BufferVersion, CopyDirection, LaunchShape, Span, SpanKind, StrId};
 
@@ -90,6 +91,10 @@ pub fn encode_span(span: &Span, base_ns: u64, out: &mut Vec<u8>) {
     put_buffers(out, &span.writes);
     put_str(out, span.region);
     put_str(out, span.site);
+    put(out, span.unknown_access.len() as u64);
+    for &b in &span.unknown_access {
+        put(out, b);
+    }
 }
 
 struct Cursor<'a> {
@@ -228,6 +233,15 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
     let writes = c.buffers()?;
     let region = c.str_id()?;
     let site = c.str_id()?;
+    let unknown_access = if c.i < c.b.len() {
+        let n = c.u64()?;
+        if n > (c.b.len() - c.i) as u64 {
+            return Err("an unknown-access list claims more entries than the record holds");
+        }
+        (0..n).map(|_| c.u64()).collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     Ok(Span {
         id,
         kind,
@@ -242,5 +256,6 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
         writes,
         region,
         site,
+        unknown_access,
     })
 }

@@ -154,6 +154,7 @@ pub fn simulate_with_budget(
             writes: Vec::new(),
             region,
             site: StrId::NONE,
+            unknown_access: Vec::new(),
         });
         span_dynamic_mj
             .push(f64::from(s.dynamic_mw) * s.end_ns.saturating_sub(s.start_ns) as f64 * 1e-9);
@@ -185,6 +186,7 @@ pub fn simulate_with_budget(
             writes: Vec::new(),
             region,
             site: StrId::NONE,
+            unknown_access: Vec::new(),
         });
         span_dynamic_mj.push(0.0);
         span_above_idle_mj.push(0.0);

@@ -114,6 +114,10 @@ pub struct Span {
     pub region: StrId,
     /// The launch site ("src/model.rs:120"), or none.
     pub site: StrId,
+    /// Buffers the span touched whose access mode is unknown (no kernel facts): they are listed
+    /// in both `reads` and `writes`, so that waste analysis can say it is guessing.
+    #[serde(default)]
+    pub unknown_access: Vec<u64>,
 }
 
 impl Span {

@@ -14,36 +14,10 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 use wattlens_instrument::clock::Clock;
 
-/// Why a CUDA operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CudaError {
-    /// The driver library is missing or no GPU is usable.
-    #[error(
-        "CUDA is not usable here ({0}); check `nvidia-smi`, or run `wattlens demo --simulate`"
-    )]
-    Unavailable(String),
-    /// The ordinal names no device.
-    #[error(
-        "there is no CUDA device {ordinal} (this machine has {count}); pick one with --device"
-    )]
-    NoSuchDevice {
-        /// The ordinal asked for.
-        ordinal: usize,
-        /// Devices CUDA sees.
-        count: i32,
-    },
-    /// A driver call failed.
-    #[error("CUDA call failed while {what}: {source}")]
-    Driver {
-        /// What was being done.
-        what: &'static str,
-        /// The driver's error.
-        source: DriverError,
-    },
-}
+use super::error::CudaError;
 
 /// Attach what was being done to a driver error: the one mapping point.
-fn ctx(what: &'static str) -> impl FnOnce(DriverError) -> CudaError {
+pub(crate) fn ctx(what: &'static str) -> impl FnOnce(DriverError) -> CudaError {
     move |source| CudaError::Driver { what, source }
 }
 
@@ -65,32 +39,14 @@ impl CudaGpu {
     /// # Errors
     /// [`CudaError::Unavailable`] without a driver or device.
     pub fn open(ordinal: usize) -> Result<Self, CudaError> {
-        // cudarc panics when the library cannot be loaded: look for it first.
-        // SAFETY: this only tries to open the library by its candidate names; loading libcuda
-        // runs no initialisation that could conflict with anything in this process.
-        if !unsafe { sys::is_culib_present() } {
-            return Err(CudaError::Unavailable(
-                "libcuda.so (the NVIDIA driver) is not installed".into(),
-            ));
-        }
-        let count =
-            CudaContext::device_count().map_err(|e| CudaError::Unavailable(e.to_string()))?;
-        if ordinal >= usize::try_from(count).unwrap_or(0) {
-            return Err(CudaError::NoSuchDevice { ordinal, count });
-        }
-        let ctx = CudaContext::new(ordinal).map_err(|e| CudaError::Unavailable(e.to_string()))?;
-        let name = ctx.name().map_err(ctx_err("reading the device name"))?;
-        let uuid = ctx.uuid().map_err(ctx_err("reading the device UUID"))?;
-        let sm_count = ctx
-            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-            .map_err(ctx_err("reading the SM count"))?;
+        let (ctx, name, uuid, sm_count) = open_context(ordinal)?;
         let stream = ctx.default_stream();
         Ok(Self {
             ctx,
             stream,
             name,
-            uuid: format_uuid(&uuid.bytes),
-            sm_count: u32::try_from(sm_count).unwrap_or(0),
+            uuid,
+            sm_count,
         })
     }
 
@@ -142,6 +98,39 @@ impl CudaGpu {
             .record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
             .map_err(ctx("recording an event"))
     }
+}
+
+/// Open CUDA device `ordinal`: its context, name, UUID (NVML's spelling) and SM count.
+///
+/// # Errors
+/// [`CudaError::Unavailable`] without a driver, [`CudaError::NoSuchDevice`] for a bad ordinal.
+pub(crate) fn open_context(
+    ordinal: usize,
+) -> Result<(Arc<CudaContext>, String, String, u32), CudaError> {
+    // cudarc panics when the library cannot be loaded: look for it first.
+    // SAFETY: this only tries to open the library by its candidate names; loading libcuda
+    // runs no initialisation that could conflict with anything in this process.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(CudaError::Unavailable(
+            "libcuda.so (the NVIDIA driver) is not installed".into(),
+        ));
+    }
+    let count = CudaContext::device_count().map_err(|e| CudaError::Unavailable(e.to_string()))?;
+    if ordinal >= usize::try_from(count).unwrap_or(0) {
+        return Err(CudaError::NoSuchDevice { ordinal, count });
+    }
+    let ctx = CudaContext::new(ordinal).map_err(|e| CudaError::Unavailable(e.to_string()))?;
+    let name = ctx.name().map_err(ctx_err("reading the device name"))?;
+    let uuid = ctx.uuid().map_err(ctx_err("reading the device UUID"))?;
+    let sm_count = ctx
+        .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .map_err(ctx_err("reading the SM count"))?;
+    Ok((
+        ctx,
+        name,
+        format_uuid(&uuid.bytes),
+        u32::try_from(sm_count).unwrap_or(0),
+    ))
 }
 
 fn ctx_err(what: &'static str) -> impl FnOnce(DriverError) -> CudaError {

@@ -1,0 +1,21 @@
+//! The CUDA side, through cudarc's driver API loaded at run time: a plain device handle for
+//! the calibration workloads ([`CudaGpu`]), and the profiling session ([`Profiler`]) with its
+//! instrumented launches, transfers, buffers and regions.
+
+mod cupti;
+mod device;
+mod error;
+mod events;
+mod launch;
+mod nvtx;
+mod profiler;
+mod scalar;
+mod transfer;
+
+pub use device::{format_uuid, CudaGpu, Timeline};
+pub use error::{Aborted, CudaError};
+pub use launch::{ProfiledArg, ProfiledLaunch};
+pub use profiler::{
+    DeviceBuffer, Finished, Kernel, Profiler, ProfilerConfig, RegionGuard, TimingChoice,
+};
+pub use scalar::Scalar;

@@ -1,0 +1,624 @@
+//! The profiling session: RAII start and finish, owning the power sampler, the span recorder
+//! and one timer per GPU, and producing a [`Trace`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream};
+use cudarc::nvrtc::Ptx;
+use wattlens_instrument::clock::{Clock, HostClock};
+use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection};
+use wattlens_instrument::power::{Sampler, SamplerReport};
+use wattlens_instrument::trace::{
+    AccessMode, DeviceInfo, KernelFacts, PowerReading, RunMeta, SpanKind, StrId, Trace,
+};
+use wattlens_instrument::SensorProfile;
+
+use super::cupti::Cupti;
+use super::device::{ctx as driver_err, open_context};
+use super::error::{Aborted, CudaError};
+use super::events::CudaEvents;
+use super::nvtx::{self, NvtxRange};
+use crate::c_abi;
+use crate::digest::ContentHash;
+use crate::recorder::{OpDesc, Recorder};
+use crate::timing::{CuptiTimer, EventTimer, Expect, OpTimer, StreamKey, TimerError};
+
+/// Which GPU timing method a session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimingChoice {
+    /// CUPTI activity records where libcupti loads, CUDA events otherwise.
+    #[default]
+    Auto,
+    /// CUPTI only (fails where it cannot be used).
+    Cupti,
+    /// CUDA event pairs.
+    Events,
+}
+
+/// How a session is set up.
+#[derive(Debug, Clone)]
+pub struct ProfilerConfig {
+    /// CUDA ordinals of the GPUs to profile; the trace's device `i` is `devices[i]`.
+    pub devices: Vec<usize>,
+    /// The GPU timing method.
+    pub timing: TimingChoice,
+    /// Run the NVML power sampler on the same GPUs (matched by UUID).
+    pub power: bool,
+    /// CPU budget of the sampler's NVML reads, share of a core.
+    pub cpu_budget: f64,
+    /// The sensor profile recorded in the trace and used by the sampler.
+    pub profile: SensorProfile,
+    /// How transferred content is hashed.
+    pub content_hash: ContentHash,
+    /// Kernel facts from the pass: access modes of each kernel's arguments.
+    pub facts: Vec<KernelFacts>,
+    /// The command line recorded in the trace.
+    pub command: Vec<String>,
+    /// Where an unfinished session writes its trace when dropped (a panic unwinding, say).
+    pub trace_path: Option<PathBuf>,
+}
+
+impl Default for ProfilerConfig {
+    fn default() -> Self {
+        Self {
+            devices: vec![0],
+            timing: TimingChoice::Auto,
+            power: true,
+            cpu_budget: 0.008,
+            profile: SensorProfile::default(),
+            content_hash: ContentHash::Sampled,
+            facts: Vec::new(),
+            command: std::env::args().collect(),
+            trace_path: None,
+        }
+    }
+}
+
+/// A kernel ready for instrumented launches: its function, name, parameter sizes and the
+/// access modes of its arguments.
+pub struct Kernel {
+    pub(crate) func: CudaFunction,
+    pub(crate) name: String,
+    pub(crate) name_id: StrId,
+    /// Size of each parameter in bytes, where the driver reports it.
+    pub(crate) params: Option<Vec<usize>>,
+    pub(crate) access: Vec<AccessMode>,
+}
+
+impl Kernel {
+    /// The kernel's symbol name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The underlying cudarc function, for plain (uninstrumented) launches.
+    pub fn function(&self) -> &CudaFunction {
+        &self.func
+    }
+
+    /// Access mode of argument `i`: from the kernel facts, or unknown.
+    pub(crate) fn access(&self, i: usize) -> AccessMode {
+        self.access.get(i).copied().unwrap_or(AccessMode::Unknown)
+    }
+}
+
+/// A device buffer with an identity the trace follows through versions.
+pub struct DeviceBuffer<T> {
+    pub(crate) slice: CudaSlice<T>,
+    pub(crate) id: u64,
+    pub(crate) device: u32,
+    pub(crate) address: u64,
+    pub(crate) rec: Weak<Mutex<Recorder>>,
+}
+
+impl<T> DeviceBuffer<T> {
+    /// The buffer's id in the trace.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Elements.
+    pub fn len(&self) -> usize {
+        self.slice.len()
+    }
+
+    /// True for an empty buffer.
+    pub fn is_empty(&self) -> bool {
+        self.slice.is_empty()
+    }
+
+    /// The cudarc slice, for work the session need not see.
+    pub fn slice(&self) -> &CudaSlice<T> {
+        &self.slice
+    }
+}
+
+impl<T> Drop for DeviceBuffer<T> {
+    fn drop(&mut self) {
+        if let Some(rec) = self.rec.upgrade() {
+            lock(&rec).buffers.release(self.device, self.address);
+        }
+    }
+}
+
+/// An open region; closes when dropped.
+pub struct RegionGuard {
+    rec: Arc<Mutex<Recorder>>,
+    _nvtx: NvtxRange,
+}
+
+impl Drop for RegionGuard {
+    fn drop(&mut self) {
+        lock(&self.rec).pop_region();
+    }
+}
+
+/// What a finished session hands over.
+#[derive(Debug)]
+pub struct Finished {
+    /// The trace.
+    pub trace: Trace,
+    /// The timing method of each device.
+    pub timing: Vec<&'static str>,
+    /// Issued operations the timer never saw complete (0 in a healthy run).
+    pub untimed: usize,
+    /// What the power sampler did and cost, when it ran.
+    pub sampler: Option<SamplerReport>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Device {
+    ctx: Arc<CudaContext>,
+    info: DeviceInfo,
+}
+
+pub(crate) struct Timers {
+    timers: Vec<Box<dyn OpTimer>>,
+    streams: HashMap<(u32, u64), u64>,
+    failure: Option<CudaError>,
+}
+
+/// A profiling session over one or more GPUs.
+pub struct Profiler {
+    clock: Arc<HostClock>,
+    pub(crate) rec: Arc<Mutex<Recorder>>,
+    pub(crate) timers: Mutex<Timers>,
+    devices: Vec<Device>,
+    sampler: Option<Sampler>,
+    start_unix_ns: u64,
+    driver: Option<String>,
+    pub(crate) config: ProfilerConfig,
+    facts: HashMap<String, KernelFacts>,
+    methods: Vec<&'static str>,
+    done: bool,
+}
+
+fn timer_for(
+    choice: TimingChoice,
+    ctx: &Arc<CudaContext>,
+    clock: Arc<HostClock>,
+    device: u32,
+) -> Result<Box<dyn OpTimer>, TimerError> {
+    let cupti = || -> Result<Box<dyn OpTimer>, TimerError> {
+        Ok(Box::new(CuptiTimer::new(
+            Cupti::new(ctx.clone())?,
+            clock.clone(),
+            device,
+        )?))
+    };
+    let events = || -> Result<Box<dyn OpTimer>, TimerError> {
+        Ok(Box::new(EventTimer::new(
+            CudaEvents::new(ctx.clone())?,
+            clock.clone(),
+            device,
+        )?))
+    };
+    match choice {
+        TimingChoice::Cupti => cupti(),
+        TimingChoice::Events => events(),
+        TimingChoice::Auto => cupti().or_else(|_| events()),
+    }
+}
+
+impl Profiler {
+    /// Start a session: open the GPUs, start their timers and the power sampler.
+    ///
+    /// # Errors
+    /// [`CudaError`] without a usable driver or device, when the timing method cannot be
+    /// used, or when power was asked for and NVML cannot read these GPUs.
+    pub fn start(config: ProfilerConfig) -> Result<Self, CudaError> {
+        if config.devices.is_empty() {
+            return Err(CudaError::Unavailable(
+                "the profiler was given no devices".into(),
+            ));
+        }
+        let clock = Arc::new(HostClock::new());
+        let start_unix_ns = clock.now_ns();
+        let mut devices = Vec::new();
+        let mut timers: Vec<Box<dyn OpTimer>> = Vec::new();
+        for (i, &ordinal) in config.devices.iter().enumerate() {
+            let (ctx, name, uuid, sm_count) = open_context(ordinal)?;
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            timers.push(timer_for(config.timing, &ctx, clock.clone(), index)?);
+            devices.push(Device {
+                ctx,
+                info: DeviceInfo {
+                    index,
+                    name,
+                    uuid,
+                    sm_count,
+                    power_limit_mw: 0,
+                },
+            });
+        }
+        let (sampler, mut driver) = if config.power {
+            let uuids = devices.iter().map(|d| d.info.uuid.clone()).collect();
+            let source = open_nvml(
+                &DeviceSelection::Uuids(uuids),
+                clock.clone(),
+                config.profile.clone(),
+                config.cpu_budget,
+            )
+            .map_err(|e| CudaError::Unavailable(format!("power readings: {e}")))?;
+            let driver = source.driver().map(str::to_owned);
+            let sampler = Sampler::start(source, clock.clone())
+                .map_err(|e| CudaError::Unavailable(format!("power readings: {e}")))?;
+            (Some(sampler), driver)
+        } else {
+            (None, None)
+        };
+        if driver.is_none() {
+            let mut v: std::ffi::c_int = 0;
+            // SAFETY: a valid out-pointer; the driver is loaded (devices were opened above).
+            if unsafe { sys::cuDriverGetVersion(&mut v) } == sys::CUresult::CUDA_SUCCESS {
+                driver = Some(format!("CUDA {}.{}", v / 1000, (v % 1000) / 10));
+            }
+        }
+        let rec = Arc::new(Mutex::new(Recorder::new(clock.clone())));
+        c_abi::activate(&rec);
+        let facts = config
+            .facts
+            .iter()
+            .map(|f| (f.name.clone(), f.clone()))
+            .collect();
+        let methods = timers.iter().map(|t| t.method()).collect();
+        Ok(Self {
+            clock,
+            rec,
+            timers: Mutex::new(Timers {
+                timers,
+                streams: HashMap::new(),
+                failure: None,
+            }),
+            devices,
+            sampler,
+            start_unix_ns,
+            driver,
+            config,
+            facts,
+            methods,
+            done: false,
+        })
+    }
+
+    /// The CUDA context of trace device `device`.
+    ///
+    /// # Errors
+    /// [`CudaError::ForeignDevice`] for an index the session does not have.
+    pub fn context(&self, device: usize) -> Result<&Arc<CudaContext>, CudaError> {
+        self.devices
+            .get(device)
+            .map(|d| &d.ctx)
+            .ok_or_else(|| CudaError::ForeignDevice(format!("the session has no device {device}")))
+    }
+
+    /// The timing method of each device (`"cupti"` or `"events"`).
+    pub fn timing(&self) -> &[&'static str] {
+        &self.methods
+    }
+
+    /// The trace clock, ns since the Unix epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    /// Load a PTX module on trace device `device`.
+    ///
+    /// # Errors
+    /// [`CudaError::Driver`] when the driver rejects the PTX.
+    pub fn load_ptx(&self, device: usize, ptx: &str) -> Result<Arc<CudaModule>, CudaError> {
+        self.context(device)?
+            .load_module(Ptx::from_src(ptx))
+            .map_err(driver_err("loading PTX"))
+    }
+
+    /// A kernel of a loaded module, with its parameter sizes and its facts (when given).
+    ///
+    /// # Errors
+    /// [`CudaError::Driver`] when the module has no such kernel.
+    pub fn kernel(&self, module: &Arc<CudaModule>, name: &str) -> Result<Kernel, CudaError> {
+        if name.contains('\0') {
+            return Err(CudaError::Arguments {
+                kernel: name.replace('\0', "\\0"),
+                site: String::new(),
+                problem: "a kernel name cannot contain a NUL byte".into(),
+            });
+        }
+        let func = module
+            .load_function(name)
+            .map_err(driver_err("looking up a kernel"))?;
+        let params = param_sizes(&func);
+        let access = self
+            .facts
+            .get(name)
+            .map(|f| f.arg_access.clone())
+            .unwrap_or_default();
+        let name_id = lock(&self.rec).intern(name);
+        Ok(Kernel {
+            func,
+            name: name.to_owned(),
+            name_id,
+            params,
+            access,
+        })
+    }
+
+    /// Open a region named `name` (nested inside the current one) until the guard drops;
+    /// also an NVTX range where NVTX is available.
+    pub fn region(&self, name: &str) -> RegionGuard {
+        lock(&self.rec).push_region(name);
+        RegionGuard {
+            rec: self.rec.clone(),
+            _nvtx: nvtx::range(name),
+        }
+    }
+
+    /// Whether regions are also emitted as NVTX ranges (libnvToolsExt loaded).
+    pub fn nvtx_enabled(&self) -> bool {
+        nvtx::available()
+    }
+
+    /// Trace index of the device `stream` belongs to.
+    pub(crate) fn device_of(&self, stream: &CudaStream) -> Result<u32, CudaError> {
+        let ordinal = stream.context().ordinal();
+        self.devices
+            .iter()
+            .position(|d| d.ctx.ordinal() == ordinal)
+            .map(|i| i as u32)
+            .ok_or_else(|| {
+                CudaError::ForeignDevice(format!(
+                    "a stream of CUDA device {ordinal} was used, which this session does not profile"
+                ))
+            })
+    }
+
+    /// Run one operation: timer before, `run`, timer after, then record it.
+    pub(crate) fn issue<R, B>(
+        &self,
+        stream: &CudaStream,
+        expect: Expect,
+        run: R,
+        build: B,
+    ) -> Result<u64, CudaError>
+    where
+        R: FnOnce() -> Result<(), CudaError>,
+        B: FnOnce(&mut Recorder, u32, u64) -> OpDesc,
+    {
+        let device = self.device_of(stream)?;
+        let mut t = lock(&self.timers);
+        let raw = stream.cu_stream() as u64;
+        let next = t.streams.len() as u64;
+        let ordinal = *t.streams.entry((device, raw)).or_insert(next);
+        let key = StreamKey {
+            device,
+            ordinal,
+            raw,
+        };
+        let seq = lock(&self.rec).issued() as u64;
+        let Some(timer) = t.timers.get_mut(device as usize) else {
+            return Err(CudaError::ForeignDevice(format!(
+                "no timer for device {device}"
+            )));
+        };
+        timer.before(&key, seq).map_err(CudaError::Timer)?;
+        run()?;
+        timer.after(&key, seq, expect).map_err(CudaError::Timer)?;
+        let mut rec = lock(&self.rec);
+        let desc = build(&mut rec, device, ordinal);
+        Ok(rec.issue(desc))
+    }
+
+    /// Wait for all work on `stream`.
+    ///
+    /// # Errors
+    /// [`CudaError::Kernel`] naming the most recent kernel issued, when a kernel faulted.
+    pub fn synchronize(&self, stream: &CudaStream) -> Result<(), CudaError> {
+        stream.synchronize().map_err(|e| self.fault(e))
+    }
+
+    /// A fault reported by the driver, attributed to the most recently issued kernel.
+    pub(crate) fn fault(&self, e: result::DriverError) -> CudaError {
+        let rec = lock(&self.rec);
+        let last = (0..rec.issued() as u64)
+            .rev()
+            .filter_map(|s| rec.op(s))
+            .find(|s| s.kind == SpanKind::Kernel);
+        match last {
+            Some(s) => CudaError::Kernel {
+                kernel: format!(
+                    "{} (the most recent kernel issued; the fault may be in an earlier one still running)",
+                    rec.strings.get(s.name).unwrap_or("?")
+                ),
+                site: rec.strings.get(s.site).unwrap_or("unknown site").to_owned(),
+                message: e.to_string(),
+            },
+            None => CudaError::Driver {
+                what: "synchronising",
+                source: e,
+            },
+        }
+    }
+
+    /// Stop the session and build the trace.
+    ///
+    /// # Errors
+    /// [`Aborted`] when the GPU reported a fault or timing failed; it holds the trace
+    /// recorded up to then.
+    pub fn finish(mut self) -> Result<Finished, Aborted> {
+        self.done = true;
+        let (finished, error) = self.conclude();
+        match error {
+            None => Ok(finished),
+            Some(error) => Err(Aborted {
+                trace: Box::new(finished.trace),
+                error,
+            }),
+        }
+    }
+
+    fn conclude(&mut self) -> (Finished, Option<CudaError>) {
+        c_abi::deactivate(&self.rec);
+        let mut error = lock(&self.timers).failure.take();
+        for d in &self.devices {
+            if let Err(e) = d.ctx.synchronize() {
+                error.get_or_insert_with(|| self.fault(e));
+            }
+        }
+        let mut reports = Vec::new();
+        {
+            let mut t = lock(&self.timers);
+            for timer in &mut t.timers {
+                match timer.finish() {
+                    Ok(r) => reports.push(r),
+                    Err(e) => {
+                        error.get_or_insert(CudaError::Timer(e));
+                        reports.push(timer.salvage());
+                    }
+                }
+            }
+        }
+        // Let the power sensors see the tail before stopping.
+        let (readings, sampler) = match self.sampler.take() {
+            Some(s) => {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let (r, report) = s.stop();
+                (r, Some(report))
+            }
+            None => (Vec::new(), None),
+        };
+        let mut rec = lock(&self.rec);
+        let mut alignments = Vec::new();
+        for report in reports {
+            for t in report.times {
+                rec.set_times(t.seq, t.start_ns, t.end_ns);
+            }
+            for (mut span, name) in report.foreign {
+                span.name = rec.intern(&format!("{name} (not issued through wattlens)"));
+                rec.add_foreign(span);
+            }
+            alignments.extend(report.alignments);
+        }
+        if let Some(CudaError::Kernel { .. }) | Some(CudaError::Timer(_)) = &error {
+            // Name the first kernel that never completed: the earliest candidate for a fault.
+            if let Some((name, site)) = first_untimed_kernel(&rec) {
+                if let Some(CudaError::Kernel {
+                    kernel, site: s, ..
+                }) = &mut error
+                {
+                    *kernel = format!("{name} (the first kernel that did not complete)");
+                    *s = site;
+                }
+            }
+        }
+        let (spans, untimed) = rec.take_spans();
+        let strings = std::mem::take(&mut rec.strings);
+        drop(rec);
+        let meta = RunMeta {
+            tool_version: concat!("wattlens-runtime ", env!("CARGO_PKG_VERSION")).to_owned(),
+            simulated: false,
+            host: std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
+            command: self.config.command.clone(),
+            start_unix_ns: self.start_unix_ns,
+            driver: self.driver.clone(),
+            devices: self.devices.iter().map(|d| d.info.clone()).collect(),
+            sensor_profile: self.config.profile.clone(),
+        };
+        let mut trace = Trace::new(meta);
+        trace.strings = strings;
+        trace.spans = spans;
+        let mut readings: Vec<PowerReading> = readings;
+        readings.sort_by_key(PowerReading::ts_ns);
+        trace.power = readings;
+        trace.kernel_facts = self.config.facts.clone();
+        trace.alignments = alignments;
+        if let Some(s) = &sampler {
+            trace.alignments.extend(s.alignments.iter().cloned());
+        }
+        (
+            Finished {
+                trace,
+                timing: self.methods.clone(),
+                untimed,
+                sampler,
+            },
+            error,
+        )
+    }
+}
+
+fn first_untimed_kernel(rec: &Recorder) -> Option<(String, String)> {
+    (0..rec.issued() as u64)
+        .filter_map(|s| rec.op(s))
+        .find(|s| s.kind == SpanKind::Kernel && s.end_ns == 0)
+        .map(|s| {
+            (
+                rec.strings.get(s.name).unwrap_or("?").to_owned(),
+                rec.strings.get(s.site).unwrap_or("unknown site").to_owned(),
+            )
+        })
+}
+
+impl Drop for Profiler {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let (finished, _) = self.conclude();
+        if let Some(path) = self.config.trace_path.clone() {
+            if let Ok(file) = std::fs::File::create(&path) {
+                let _ = wattlens_instrument::TraceWriter::write_trace(
+                    std::io::BufWriter::new(file),
+                    &finished.trace,
+                );
+            }
+        }
+    }
+}
+
+/// Parameter sizes of `func`, where the driver can report them (CUDA 12.4 and later).
+fn param_sizes(func: &CudaFunction) -> Option<Vec<usize>> {
+    let mut sizes = Vec::new();
+    for i in 0..4096usize {
+        let (mut offset, mut size) = (0usize, 0usize);
+        // SAFETY: a live function handle and valid out-pointers; an index past the last
+        // parameter returns an error, which ends the loop.
+        let r = unsafe { sys::cuFuncGetParamInfo(func.cu_function(), i, &mut offset, &mut size) };
+        if r != sys::CUresult::CUDA_SUCCESS {
+            return if i == 0 && r != sys::CUresult::CUDA_ERROR_INVALID_VALUE {
+                None
+            } else {
+                Some(sizes)
+            };
+        }
+        sizes.push(size);
+    }
+    Some(sizes)
+}

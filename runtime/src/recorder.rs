@@ -1,0 +1,376 @@
+//! The span recorder: what each operation was (name, shape, stream, args digest, buffer
+//! versions, region path, launch site), in issue order, with GPU times filled in as the timer
+//! resolves them. It knows nothing of CUDA, so all of it is tested on any machine.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wattlens_instrument::clock::Clock;
+use wattlens_instrument::trace::{LaunchShape, Span, SpanKind, StrId, StringTable};
+
+use crate::buffers::{BufferTable, Touches};
+
+/// Deepest region nesting recorded; deeper pushes are counted, not recorded.
+pub const MAX_REGION_DEPTH: usize = 64;
+
+/// One operation as issued, before its GPU times are known.
+#[derive(Debug, Clone)]
+pub struct OpDesc {
+    /// Device index in the trace.
+    pub device: u32,
+    /// Stream ordinal within the session.
+    pub stream: u64,
+    /// Kernel, memcpy or memset, with its payload.
+    pub kind: SpanKind,
+    /// Kernel name or copy label.
+    pub name: StrId,
+    /// Launch shape of a kernel.
+    pub launch: Option<LaunchShape>,
+    /// Digest of the scalar arguments (0 for none).
+    pub args_digest: u64,
+    /// Buffers read and written.
+    pub touches: Touches,
+    /// The launch site, or none.
+    pub site: StrId,
+}
+
+struct OpenRegion {
+    name: StrId,
+    path: StrId,
+    start_ns: u64,
+}
+
+/// The session's record of operations, regions, buffers and strings.
+pub struct Recorder {
+    /// Interned strings of the trace.
+    pub strings: StringTable,
+    /// Buffer ids and versions.
+    pub buffers: BufferTable,
+    ops: Vec<Span>,
+    timed: Vec<bool>,
+    regions: Vec<Span>,
+    stack: Vec<OpenRegion>,
+    overflowed_pushes: usize,
+    pending_site: Option<StrId>,
+    sites: HashMap<(usize, u32), StrId>,
+    next_region_id: u64,
+    clock: Arc<dyn Clock + Send + Sync>,
+}
+
+/// Span ids of regions start here, so they never collide with operation ids.
+const REGION_ID_BASE: u64 = 1 << 62;
+
+impl Recorder {
+    /// An empty recorder on `clock` (the trace clock).
+    pub fn new(clock: Arc<dyn Clock + Send + Sync>) -> Self {
+        Self {
+            strings: StringTable::default(),
+            buffers: BufferTable::new(),
+            ops: Vec::new(),
+            timed: Vec::new(),
+            regions: Vec::new(),
+            stack: Vec::new(),
+            overflowed_pushes: 0,
+            pending_site: None,
+            sites: HashMap::new(),
+            next_region_id: REGION_ID_BASE,
+            clock,
+        }
+    }
+
+    /// Intern `text` in the trace's string table.
+    pub fn intern(&mut self, text: &str) -> StrId {
+        self.strings.id(text)
+    }
+
+    /// The site of the next operation: a site set through the C ABI if one is pending,
+    /// otherwise `file:line` of the Rust caller.
+    pub fn site(&mut self, caller: &'static std::panic::Location<'static>) -> StrId {
+        if let Some(site) = self.pending_site.take() {
+            return site;
+        }
+        let key = (caller.file().as_ptr() as usize, caller.line());
+        if let Some(&id) = self.sites.get(&key) {
+            return id;
+        }
+        let id = self
+            .strings
+            .id(&format!("{}:{}", caller.file(), caller.line()));
+        self.sites.insert(key, id);
+        id
+    }
+
+    /// Set the site of the next operation (the C ABI's `wattlens_launch_site`).
+    pub fn set_pending_site(&mut self, site: &str) {
+        let id = self.strings.id(site);
+        self.pending_site = Some(id);
+    }
+
+    /// Open a region named `name` inside the current one.
+    pub fn push_region(&mut self, name: &str) {
+        if self.stack.len() >= MAX_REGION_DEPTH {
+            self.overflowed_pushes += 1;
+            return;
+        }
+        let path = match self.stack.last() {
+            Some(parent) => {
+                let parent = self.strings.get(parent.path).unwrap_or_default().to_owned();
+                self.strings.id(&format!("{parent}/{name}"))
+            }
+            None => self.strings.id(name),
+        };
+        let name = self.strings.id(name);
+        let start_ns = self.clock.now_ns();
+        self.stack.push(OpenRegion {
+            name,
+            path,
+            start_ns,
+        });
+    }
+
+    /// Close the innermost region; false when none is open.
+    pub fn pop_region(&mut self) -> bool {
+        if self.overflowed_pushes > 0 {
+            self.overflowed_pushes -= 1;
+            return true;
+        }
+        let Some(open) = self.stack.pop() else {
+            return false;
+        };
+        let end_ns = self.clock.now_ns().max(open.start_ns);
+        self.regions.push(Span {
+            id: self.next_region_id,
+            kind: SpanKind::Region {
+                depth: self.stack.len() as u32,
+            },
+            device: 0,
+            stream: 0,
+            start_ns: open.start_ns,
+            end_ns,
+            name: open.name,
+            launch: None,
+            args_digest: 0,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            region: open.path,
+            site: StrId::NONE,
+            unknown_access: Vec::new(),
+        });
+        self.next_region_id += 1;
+        true
+    }
+
+    /// The current region path, or none.
+    pub fn region_path(&self) -> StrId {
+        self.stack.last().map_or(StrId::NONE, |r| r.path)
+    }
+
+    /// Record an operation as issued; returns its sequence number (its span id).
+    pub fn issue(&mut self, op: OpDesc) -> u64 {
+        let seq = self.ops.len() as u64;
+        let region = self.region_path();
+        self.ops.push(Span {
+            id: seq,
+            kind: op.kind,
+            device: op.device,
+            stream: op.stream,
+            start_ns: 0,
+            end_ns: 0,
+            name: op.name,
+            launch: op.launch,
+            args_digest: op.args_digest,
+            reads: op.touches.reads,
+            writes: op.touches.writes,
+            region,
+            site: op.site,
+            unknown_access: op.touches.unknown,
+        });
+        self.timed.push(false);
+        seq
+    }
+
+    /// Operations issued so far.
+    pub fn issued(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The issued operation `seq`, if any.
+    pub fn op(&self, seq: u64) -> Option<&Span> {
+        self.ops.get(usize::try_from(seq).ok()?)
+    }
+
+    /// Fill in the trace-clock times of operation `seq`; false for an unknown sequence.
+    pub fn set_times(&mut self, seq: u64, start_ns: u64, end_ns: u64) -> bool {
+        let Ok(i) = usize::try_from(seq) else {
+            return false;
+        };
+        match (self.ops.get_mut(i), self.timed.get_mut(i)) {
+            (Some(span), Some(t)) => {
+                span.start_ns = start_ns;
+                span.end_ns = end_ns.max(start_ns);
+                *t = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Set the content digest of a recorded copy (known only once its data has arrived).
+    pub fn set_content_digest(&mut self, seq: u64, digest: Option<u64>) {
+        let span = usize::try_from(seq).ok().and_then(|i| self.ops.get_mut(i));
+        if let Some(Span {
+            kind: SpanKind::Memcpy { content_digest, .. },
+            ..
+        }) = span
+        {
+            *content_digest = digest;
+        }
+    }
+
+    /// Add a span the session did not issue (seen by CUPTI: a library's kernel, say).
+    pub fn add_foreign(&mut self, mut span: Span) {
+        span.id = self.next_region_id;
+        self.next_region_id += 1;
+        self.regions.push(span);
+    }
+
+    /// All spans with known times (operations, then closed regions; open regions are closed
+    /// now), sorted by start, and the number of issued operations whose times never came.
+    pub fn take_spans(&mut self) -> (Vec<Span>, usize) {
+        while !self.stack.is_empty() {
+            self.pop_region();
+        }
+        let mut untimed = 0;
+        let mut spans = Vec::with_capacity(self.ops.len() + self.regions.len());
+        for (span, timed) in self.ops.drain(..).zip(self.timed.drain(..)) {
+            if timed {
+                spans.push(span);
+            } else {
+                untimed += 1;
+            }
+        }
+        spans.append(&mut self.regions);
+        spans.sort_by_key(|s| (s.start_ns, s.id));
+        (spans, untimed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattlens_instrument::clock::FakeClock;
+    use wattlens_instrument::trace::AccessMode;
+
+    fn recorder() -> (Arc<FakeClock>, Recorder) {
+        let clock = Arc::new(FakeClock::new(1_000));
+        (clock.clone(), Recorder::new(clock))
+    }
+
+    fn kernel(r: &mut Recorder, name: &str) -> OpDesc {
+        let name = r.intern(name);
+        OpDesc {
+            device: 0,
+            stream: 0,
+            kind: SpanKind::Kernel,
+            name,
+            launch: None,
+            args_digest: 0,
+            touches: Touches::default(),
+            site: StrId::NONE,
+        }
+    }
+
+    #[test]
+    fn regions_nest_into_paths_and_tag_the_ops_inside() {
+        let (clock, mut r) = recorder();
+        r.push_region("decoder");
+        r.push_region("attention");
+        let op = kernel(&mut r, "qk");
+        let seq = r.issue(op);
+        clock.advance(500);
+        assert!(r.pop_region());
+        let op = kernel(&mut r, "norm");
+        let seq2 = r.issue(op);
+        assert!(r.pop_region());
+        assert!(!r.pop_region());
+        assert!(r.set_times(seq, 1_100, 1_300));
+        assert!(r.set_times(seq2, 1_400, 1_350));
+        let (spans, untimed) = r.take_spans();
+        assert_eq!(untimed, 0);
+        let path = |s: &Span| r.strings.get(s.region).unwrap_or("").to_owned();
+        let qk = spans.iter().find(|s| s.id == seq).unwrap();
+        assert_eq!(path(qk), "decoder/attention");
+        let norm = spans.iter().find(|s| s.id == seq2).unwrap();
+        assert_eq!(path(norm), "decoder");
+        assert_eq!(
+            norm.end_ns, norm.start_ns,
+            "an inverted interval is clamped"
+        );
+        let regions: Vec<_> = spans
+            .iter()
+            .filter(|s| matches!(s.kind, SpanKind::Region { .. }))
+            .collect();
+        assert_eq!(regions.len(), 2);
+        let inner = regions
+            .iter()
+            .find(|s| s.kind == SpanKind::Region { depth: 1 })
+            .unwrap();
+        assert_eq!(r.strings.get(inner.name), Some("attention"));
+        assert_eq!(inner.duration_ns(), 500);
+    }
+
+    #[test]
+    fn untimed_ops_are_counted_not_kept_and_open_regions_close() {
+        let (_, mut r) = recorder();
+        r.push_region("left-open");
+        let a = kernel(&mut r, "a");
+        let seq = r.issue(a);
+        let b = kernel(&mut r, "b");
+        r.issue(b);
+        r.set_times(seq, 10, 20);
+        let (spans, untimed) = r.take_spans();
+        assert_eq!(untimed, 1);
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        assert!(!r.set_times(99, 1, 2));
+    }
+
+    #[test]
+    fn sites_come_from_the_caller_unless_the_c_abi_set_one() {
+        let (_, mut r) = recorder();
+        let here = std::panic::Location::caller();
+        let a = r.site(here);
+        assert!(r.strings.get(a).unwrap().contains("recorder.rs:"));
+        assert_eq!(r.site(here), a, "cached");
+        r.set_pending_site("model.cu:42");
+        let b = r.site(here);
+        assert_eq!(r.strings.get(b), Some("model.cu:42"));
+        assert_eq!(r.site(here), a, "a pending site is used once");
+    }
+
+    #[test]
+    fn kernels_with_unknown_modes_carry_them_into_the_span() {
+        let (_, mut r) = recorder();
+        let buf = r.buffers.register(0, 0xdead);
+        let mut op = kernel(&mut r, "k");
+        r.buffers.touch(buf, AccessMode::Unknown, &mut op.touches);
+        let seq = r.issue(op);
+        r.set_times(seq, 1, 2);
+        let (spans, _) = r.take_spans();
+        assert_eq!(spans[0].unknown_access, vec![buf]);
+        assert_eq!(spans[0].writes[0].version, 1);
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded_and_balanced() {
+        let (_, mut r) = recorder();
+        for _ in 0..MAX_REGION_DEPTH + 10 {
+            r.push_region("x");
+        }
+        for _ in 0..MAX_REGION_DEPTH + 10 {
+            assert!(r.pop_region());
+        }
+        assert!(!r.pop_region());
+        let (spans, _) = r.take_spans();
+        assert_eq!(spans.len(), MAX_REGION_DEPTH);
+    }
+}

@@ -1,0 +1,291 @@
+//! Timing from CUPTI activity records, matched to issued operations per stream in order.
+//!
+//! CUPTI stamps each kernel, copy and memset on the GPU and reports them in its own
+//! timestamp domain (`cuptiGetTimestamp`), which is mapped onto the trace clock from
+//! bracketed reads. Records arrive per stream in stream order, so the n-th issued operation
+//! on a stream is the n-th record of that stream, checked by kind, shape and size; a record
+//! that matches nothing issued is an operation the session did not issue (a library kernel on
+//! a profiled stream) and is kept as such, never guessed into a span.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use wattlens_instrument::clock::Clock;
+use wattlens_instrument::trace::{ClockSource, CopyDirection, LaunchShape, Span, SpanKind, StrId};
+
+use super::{Expect, OpTime, OpTimer, StreamKey, TimerError, TimingReport, CALIBRATION_PERIOD_NS};
+use crate::clock_fit::{ClockMap, ClockPoint};
+
+/// How far ahead in a stream's queue a record may match (records CUPTI dropped are skipped).
+const LOOKAHEAD: usize = 8;
+
+/// What kind of work one activity record describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivityKind {
+    /// A kernel.
+    Kernel {
+        /// Symbol name.
+        name: String,
+        /// Grid and block (dynamic shared memory as reported).
+        shape: LaunchShape,
+    },
+    /// A copy.
+    Memcpy {
+        /// Bytes.
+        bytes: u64,
+        /// Direction, where CUPTI's copy kind maps onto one.
+        direction: Option<CopyDirection>,
+    },
+    /// A memset.
+    Memset {
+        /// Bytes.
+        bytes: u64,
+    },
+}
+
+/// One CUPTI activity record, reduced to what matching needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activity {
+    /// What ran.
+    pub kind: ActivityKind,
+    /// CUPTI's stream id.
+    pub stream_id: u32,
+    /// Start, CUPTI timestamp ns.
+    pub start_ns: u64,
+    /// End, CUPTI timestamp ns.
+    pub end_ns: u64,
+}
+
+/// The CUPTI calls the timer needs (a fake stands in for tests).
+pub trait CuptiApi: Send {
+    /// CUPTI's current timestamp, ns.
+    ///
+    /// # Errors
+    /// [`TimerError`] from CUPTI.
+    fn timestamp_ns(&self) -> Result<u64, TimerError>;
+
+    /// CUPTI's id of `stream`.
+    ///
+    /// # Errors
+    /// [`TimerError`] from CUPTI.
+    fn stream_id(&self, stream: &StreamKey) -> Result<u32, TimerError>;
+
+    /// Flush CUPTI's buffers and take every record delivered so far.
+    ///
+    /// # Errors
+    /// [`TimerError`] from CUPTI.
+    fn take(&self) -> Result<Vec<Activity>, TimerError>;
+}
+
+/// Times operations on one device from CUPTI records.
+pub struct CuptiTimer<A: CuptiApi> {
+    api: A,
+    clock: Arc<dyn Clock + Send + Sync>,
+    device: u32,
+    points: Vec<ClockPoint>,
+    stream_ids: HashMap<u64, (u32, StreamKey)>,
+    queues: HashMap<u32, VecDeque<(u64, Expect)>>,
+    records: Vec<Activity>,
+    last_calibration_ns: u64,
+}
+
+impl<A: CuptiApi> CuptiTimer<A> {
+    /// A timer for `device`, calibrated once now.
+    ///
+    /// # Errors
+    /// [`TimerError`] when CUPTI's clock cannot be read.
+    pub fn new(
+        api: A,
+        clock: Arc<dyn Clock + Send + Sync>,
+        device: u32,
+    ) -> Result<Self, TimerError> {
+        let mut t = Self {
+            api,
+            clock,
+            device,
+            points: Vec::new(),
+            stream_ids: HashMap::new(),
+            queues: HashMap::new(),
+            records: Vec::new(),
+            last_calibration_ns: 0,
+        };
+        t.calibrate()?;
+        Ok(t)
+    }
+
+    fn calibrate(&mut self) -> Result<(), TimerError> {
+        // Keep the tightest of a few brackets: a preempted read only widens its own.
+        let mut best: Option<ClockPoint> = None;
+        for _ in 0..5 {
+            let t0 = self.clock.now_ns();
+            let x = self.api.timestamp_ns()?;
+            let t1 = self.clock.now_ns();
+            let p = ClockPoint {
+                foreign_ns: x,
+                trace_ns: t0 / 2 + t1 / 2,
+                half_width_ns: t1.saturating_sub(t0).div_ceil(2),
+            };
+            if best.is_none_or(|b| p.half_width_ns < b.half_width_ns) {
+                best = Some(p);
+            }
+        }
+        if let Some(p) = best {
+            self.points.push(p);
+        }
+        self.last_calibration_ns = self.clock.now_ns();
+        Ok(())
+    }
+
+    fn matches(expect: &Expect, kind: &ActivityKind) -> bool {
+        match (expect, kind) {
+            (Expect::Kernel { name, shape }, ActivityKind::Kernel { name: n, shape: s }) => {
+                name == n && shape.grid == s.grid && shape.block == s.block
+            }
+            (Expect::Memcpy { bytes }, ActivityKind::Memcpy { bytes: b, .. })
+            | (Expect::Memset { bytes }, ActivityKind::Memset { bytes: b }) => bytes == b,
+            _ => false,
+        }
+    }
+
+    fn report(&mut self, records: Vec<Activity>) -> TimingReport {
+        let Some(map) = ClockMap::fit(&self.points) else {
+            return TimingReport::default();
+        };
+        let mut by_stream: HashMap<u32, Vec<Activity>> = HashMap::new();
+        for r in records {
+            by_stream.entry(r.stream_id).or_default().push(r);
+        }
+        let ordinal_of: HashMap<u32, u64> = self
+            .stream_ids
+            .values()
+            .map(|(id, key)| (*id, key.ordinal))
+            .collect();
+        let mut report = TimingReport::default();
+        for (stream_id, mut recs) in by_stream {
+            recs.sort_by_key(|r| (r.start_ns, r.end_ns));
+            let queue = self.queues.entry(stream_id).or_default();
+            for r in recs {
+                let hit = queue
+                    .iter()
+                    .take(LOOKAHEAD)
+                    .position(|(_, e)| Self::matches(e, &r.kind));
+                let (start_ns, end_ns) = (map.map_ns(r.start_ns), map.map_ns(r.end_ns));
+                match hit {
+                    Some(k) => {
+                        queue.drain(..k);
+                        if let Some((seq, _)) = queue.pop_front() {
+                            report.times.push(OpTime {
+                                seq,
+                                start_ns,
+                                end_ns,
+                            });
+                        }
+                    }
+                    None => report.foreign.push(foreign_span(
+                        &r,
+                        self.device,
+                        ordinal_of
+                            .get(&stream_id)
+                            .copied()
+                            .unwrap_or(u64::from(stream_id)),
+                        start_ns,
+                        end_ns,
+                    )),
+                }
+            }
+        }
+        report.alignments = vec![map.alignment(ClockSource::Cupti, self.device, &self.points)];
+        report
+    }
+}
+
+fn foreign_span(
+    r: &Activity,
+    device: u32,
+    stream: u64,
+    start_ns: u64,
+    end_ns: u64,
+) -> (Span, String) {
+    let (kind, launch, name) = match &r.kind {
+        ActivityKind::Kernel { name, shape } => (SpanKind::Kernel, Some(*shape), name.clone()),
+        ActivityKind::Memcpy { bytes, direction } => (
+            SpanKind::Memcpy {
+                direction: direction.unwrap_or(CopyDirection::DeviceToDevice),
+                bytes: *bytes,
+                content_digest: None,
+            },
+            None,
+            "memcpy (not issued by wattlens)".to_owned(),
+        ),
+        ActivityKind::Memset { bytes } => (
+            SpanKind::Memset {
+                bytes: *bytes,
+                value: 0,
+            },
+            None,
+            "memset (not issued by wattlens)".to_owned(),
+        ),
+    };
+    let span = Span {
+        id: 0,
+        kind,
+        device,
+        stream,
+        start_ns,
+        end_ns: end_ns.max(start_ns),
+        name: StrId::NONE,
+        launch,
+        args_digest: 0,
+        reads: Vec::new(),
+        writes: Vec::new(),
+        region: StrId::NONE,
+        site: StrId::NONE,
+        unknown_access: Vec::new(),
+    };
+    (span, name)
+}
+
+impl<A: CuptiApi> OpTimer for CuptiTimer<A> {
+    fn method(&self) -> &'static str {
+        "cupti"
+    }
+
+    fn before(&mut self, _stream: &StreamKey, _seq: u64) -> Result<(), TimerError> {
+        if self.clock.now_ns().saturating_sub(self.last_calibration_ns) >= CALIBRATION_PERIOD_NS {
+            self.calibrate()?;
+        }
+        Ok(())
+    }
+
+    fn after(&mut self, stream: &StreamKey, seq: u64, expect: Expect) -> Result<(), TimerError> {
+        let id = match self.stream_ids.get(&stream.raw) {
+            Some((id, _)) => *id,
+            None => {
+                let id = self.api.stream_id(stream)?;
+                self.stream_ids.insert(stream.raw, (id, *stream));
+                id
+            }
+        };
+        self.queues.entry(id).or_default().push_back((seq, expect));
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Result<(), TimerError> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<TimingReport, TimerError> {
+        self.calibrate()?;
+        let mut records = std::mem::take(&mut self.records);
+        records.extend(self.api.take()?);
+        Ok(self.report(records))
+    }
+
+    fn salvage(&mut self) -> TimingReport {
+        let mut records = std::mem::take(&mut self.records);
+        if let Ok(more) = self.api.take() {
+            records.extend(more);
+        }
+        self.report(records)
+    }
+}
