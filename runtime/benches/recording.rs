@@ -41,7 +41,7 @@ fn record_launch(c: &mut Criterion) {
         ordinal: 0,
         raw: 7,
     };
-    let kernel_name = String::from("saxpy");
+    let kernel_name: Arc<str> = "saxpy".into();
     c.bench_function("record one launch (3 buffers, 2 scalars)", |bench| {
         bench.iter(|| {
             let here = std::panic::Location::caller();

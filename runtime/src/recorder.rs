@@ -199,6 +199,15 @@ impl Recorder {
         self.ops.get(usize::try_from(seq).ok()?)
     }
 
+    /// The first issued operation of `kind` whose times never came (a fault's first suspect).
+    pub fn first_untimed(&self, kind: SpanKind) -> Option<&Span> {
+        self.ops
+            .iter()
+            .zip(&self.timed)
+            .find(|(s, t)| !**t && s.kind == kind)
+            .map(|(s, _)| s)
+    }
+
     /// Fill in the trace-clock times of operation `seq`; false for an unknown sequence.
     pub fn set_times(&mut self, seq: u64, start_ns: u64, end_ns: u64) -> bool {
         let Ok(i) = usize::try_from(seq) else {

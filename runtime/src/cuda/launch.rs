@@ -142,7 +142,7 @@ impl ProfiledLaunch<'_> {
         };
         if let Some(problem) = self.check_args() {
             return Err(CudaError::Arguments {
-                kernel: kernel.name.clone(),
+                kernel: kernel.name.to_string(),
                 site: site_text(),
                 problem,
             });
@@ -167,7 +167,7 @@ impl ProfiledLaunch<'_> {
                 unsafe { inner.launch(cfg) }
                     .map(|_| ())
                     .map_err(|e| CudaError::Kernel {
-                        kernel: kernel.name.clone(),
+                        kernel: kernel.name.to_string(),
                         site: site_text(),
                         message: e.to_string(),
                     })

@@ -80,7 +80,7 @@ impl Default for ProfilerConfig {
 /// access modes of its arguments.
 pub struct Kernel {
     pub(crate) func: CudaFunction,
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) name_id: StrId,
     /// Size of each parameter in bytes, where the driver reports it.
     pub(crate) params: Option<Vec<usize>>,
@@ -361,7 +361,7 @@ impl Profiler {
         let name_id = lock(&self.rec).intern(name);
         Ok(Kernel {
             func,
-            name: name.to_owned(),
+            name: name.into(),
             name_id,
             params,
             access,
@@ -523,17 +523,17 @@ impl Profiler {
             }
             alignments.extend(report.alignments);
         }
-        if let Some(CudaError::Kernel { .. }) | Some(CudaError::Timer(_)) = &error {
-            // Name the first kernel that never completed: the earliest candidate for a fault.
-            if let Some((name, site)) = first_untimed_kernel(&rec) {
-                if let Some(CudaError::Kernel {
-                    kernel, site: s, ..
-                }) = &mut error
-                {
-                    *kernel = format!("{name} (the first kernel that did not complete)");
-                    *s = site;
-                }
-            }
+        // Name the first kernel that never completed: the earliest candidate for a fault.
+        if let (Some(first), Some(CudaError::Kernel { kernel, site, .. })) =
+            (rec.first_untimed(SpanKind::Kernel), &mut error)
+        {
+            let name = rec.strings.get(first.name).unwrap_or("?");
+            *kernel = format!("{name} (the first kernel that did not complete)");
+            *site = rec
+                .strings
+                .get(first.site)
+                .unwrap_or("unknown site")
+                .to_owned();
         }
         let (spans, untimed) = rec.take_spans();
         let strings = std::mem::take(&mut rec.strings);
@@ -571,18 +571,6 @@ impl Profiler {
             error,
         )
     }
-}
-
-fn first_untimed_kernel(rec: &Recorder) -> Option<(String, String)> {
-    (0..rec.issued() as u64)
-        .filter_map(|s| rec.op(s))
-        .find(|s| s.kind == SpanKind::Kernel && s.end_ns == 0)
-        .map(|s| {
-            (
-                rec.strings.get(s.name).unwrap_or("?").to_owned(),
-                rec.strings.get(s.site).unwrap_or("unknown site").to_owned(),
-            )
-        })
 }
 
 impl Drop for Profiler {

@@ -24,6 +24,18 @@ fn transfer_err(what: &'static str, site: String) -> impl FnOnce(result::DriverE
     }
 }
 
+/// An error unless `len` elements fit a destination of `room`.
+fn fits(what: &'static str, site: &str, len: usize, room: usize) -> Result<(), CudaError> {
+    if len <= room {
+        return Ok(());
+    }
+    Err(CudaError::Transfer {
+        what,
+        site: site.to_owned(),
+        problem: format!("{len} elements do not fit a destination of {room}"),
+    })
+}
+
 impl Profiler {
     fn site_of(&self, caller: &'static Location<'static>) -> (StrId, String) {
         let mut rec = lock(&self.rec);
@@ -133,17 +145,7 @@ impl Profiler {
         dst: &mut DeviceBuffer<T>,
     ) -> Result<(), CudaError> {
         let (site, site_text) = self.site_of(Location::caller());
-        if src.len() > dst.len() {
-            return Err(CudaError::Transfer {
-                what: "host-to-device copy",
-                site: site_text,
-                problem: format!(
-                    "{} elements do not fit a buffer of {}",
-                    src.len(),
-                    dst.len()
-                ),
-            });
-        }
+        fits("host-to-device copy", &site_text, src.len(), dst.len())?;
         let bytes = std::mem::size_of_val(src) as u64;
         let digest = content_digest(slice_bytes(src), self.config.content_hash);
         let id = dst.id;
@@ -188,17 +190,7 @@ impl Profiler {
         dst: &mut [T],
     ) -> Result<(), CudaError> {
         let (site, site_text) = self.site_of(Location::caller());
-        if dst.len() < src.len() {
-            return Err(CudaError::Transfer {
-                what: "device-to-host copy",
-                site: site_text,
-                problem: format!(
-                    "a buffer of {} elements does not fit a host slice of {}",
-                    src.len(),
-                    dst.len()
-                ),
-            });
-        }
+        fits("device-to-host copy", &site_text, src.len(), dst.len())?;
         let bytes = src.slice.num_bytes() as u64;
         let id = src.id;
         let dst_view = &mut dst[..src.len()];
@@ -248,17 +240,7 @@ impl Profiler {
         dst: &mut DeviceBuffer<T>,
     ) -> Result<(), CudaError> {
         let (site, site_text) = self.site_of(Location::caller());
-        if src.len() > dst.len() {
-            return Err(CudaError::Transfer {
-                what: "device-to-device copy",
-                site: site_text,
-                problem: format!(
-                    "{} elements do not fit a buffer of {}",
-                    src.len(),
-                    dst.len()
-                ),
-            });
-        }
+        fits("device-to-device copy", &site_text, src.len(), dst.len())?;
         let bytes = src.slice.num_bytes() as u64;
         let (src_id, dst_id) = (src.id, dst.id);
         let slice = &mut dst.slice;

@@ -85,7 +85,6 @@ pub struct CuptiTimer<A: CuptiApi> {
     points: Vec<ClockPoint>,
     stream_ids: HashMap<u64, (u32, StreamKey)>,
     queues: HashMap<u32, VecDeque<(u64, Expect)>>,
-    records: Vec<Activity>,
     last_calibration_ns: u64,
 }
 
@@ -106,7 +105,6 @@ impl<A: CuptiApi> CuptiTimer<A> {
             points: Vec::new(),
             stream_ids: HashMap::new(),
             queues: HashMap::new(),
-            records: Vec::new(),
             last_calibration_ns: 0,
         };
         t.calibrate()?;
@@ -139,7 +137,7 @@ impl<A: CuptiApi> CuptiTimer<A> {
     fn matches(expect: &Expect, kind: &ActivityKind) -> bool {
         match (expect, kind) {
             (Expect::Kernel { name, shape }, ActivityKind::Kernel { name: n, shape: s }) => {
-                name == n && shape.grid == s.grid && shape.block == s.block
+                **name == **n && shape.grid == s.grid && shape.block == s.block
             }
             (Expect::Memcpy { bytes }, ActivityKind::Memcpy { bytes: b, .. })
             | (Expect::Memset { bytes }, ActivityKind::Memset { bytes: b }) => bytes == b,
@@ -276,16 +274,12 @@ impl<A: CuptiApi> OpTimer for CuptiTimer<A> {
 
     fn finish(&mut self) -> Result<TimingReport, TimerError> {
         self.calibrate()?;
-        let mut records = std::mem::take(&mut self.records);
-        records.extend(self.api.take()?);
+        let records = self.api.take()?;
         Ok(self.report(records))
     }
 
     fn salvage(&mut self) -> TimingReport {
-        let mut records = std::mem::take(&mut self.records);
-        if let Ok(more) = self.api.take() {
-            records.extend(more);
-        }
+        let records = self.api.take().unwrap_or_default();
         self.report(records)
     }
 }

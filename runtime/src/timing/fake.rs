@@ -99,7 +99,10 @@ impl FakeGpu {
         s.enqueued += 1;
         if !s.drop_records.contains(&index) {
             let kind = match expect.clone() {
-                Expect::Kernel { name, shape } => ActivityKind::Kernel { name, shape },
+                Expect::Kernel { name, shape } => ActivityKind::Kernel {
+                    name: name.to_string(),
+                    shape,
+                },
                 Expect::Memcpy { bytes } => ActivityKind::Memcpy {
                     bytes,
                     direction: None,

@@ -18,6 +18,8 @@ pub mod fake;
 pub use cupti::{Activity, ActivityKind, CuptiApi, CuptiTimer};
 pub use events::{EventApi, EventTimer};
 
+use std::sync::Arc;
+
 use wattlens_instrument::trace::{ClockAlignment, LaunchShape, Span};
 
 /// Seconds between calibration points while operations are issued, ns.
@@ -39,8 +41,8 @@ pub struct StreamKey {
 pub enum Expect {
     /// A kernel: its name and shape.
     Kernel {
-        /// Symbol name.
-        name: String,
+        /// Symbol name (shared with the kernel handle: no copy per launch).
+        name: Arc<str>,
         /// Grid and block.
         shape: LaunchShape,
     },
