@@ -1,9 +1,19 @@
-//! Compile the CUDA C sources in `cuda/` to PTX with clang-19 and llc-19 (no CUDA toolkit).
+//! Compile the CUDA C sources to PTX with no CUDA toolkit: clang-19 to NVPTX IR, the wattlens
+//! pass (kernel facts and `!wattlens.*` tags), then llc-19. The kernel-facts manifest of every
+//! source goes to `OUT_DIR/manifest.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SOURCES: &[&str] = &["calibration", "runtime_checks"];
+use wattlens_instrument::Manifest;
+
+/// Sources: (name, path relative to this crate).
+const SOURCES: &[(&str, &str)] = &[
+    ("calibration", "cuda/calibration.cu"),
+    ("runtime_checks", "cuda/runtime_checks.cu"),
+    // The pass's hard fixtures, built so the GPU check can confirm their access modes.
+    ("pass_fixtures", "../passes/tests/fixtures/cuda/hard.cu"),
+];
 
 /// Run a tool; on failure stop the build with one clear message.
 fn run(cmd: &mut Command, what: &str) {
@@ -23,10 +33,12 @@ fn fail(message: &str) -> ! {
 
 fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
-    for name in SOURCES {
-        let src = Path::new("cuda").join(format!("{name}.cu"));
+    let mut manifest = Manifest::new();
+    for (name, src) in SOURCES {
+        let src = Path::new(src);
         println!("cargo::rerun-if-changed={}", src.display());
         let ll = out.join(format!("{name}.ll"));
+        let tagged = out.join(format!("{name}.tagged.ll"));
         let ptx = out.join(format!("{name}.ptx"));
         run(
             Command::new("clang-19")
@@ -37,20 +49,89 @@ fn main() {
                     "-nocudainc",
                     "-nocudalib",
                 ])
-                .args(["--cuda-gpu-arch=sm_90", "-O3", "-S", "-emit-llvm"])
+                .args([
+                    "--cuda-gpu-arch=sm_90",
+                    "-O3",
+                    "-S",
+                    "-emit-llvm",
+                    "-fno-discard-value-names",
+                ])
                 .args(["-Xclang", "-target-feature", "-Xclang", "+ptx80"])
-                .arg(&src)
+                .arg(src)
                 .arg("-o")
                 .arg(&ll),
             "clang-19",
         );
+        match wattlens_passes::tag_file(&ll, &tagged) {
+            Ok(reports) => manifest.merge(wattlens_passes::manifest_of(&reports)),
+            Err(e) => fail(&format!("wattlens-pass on {}: {e}", src.display())),
+        }
         run(
             Command::new("llc-19")
                 .args(["-march=nvptx64", "-mcpu=sm_90", "-mattr=+ptx80"])
-                .arg(&ll)
+                .arg(&tagged)
                 .arg("-o")
                 .arg(&ptx),
             "llc-19",
         );
     }
+    if let Err(e) = std::fs::write(out.join("manifest.json"), manifest.to_json()) {
+        fail(&format!("cannot write the kernel manifest: {e}"));
+    }
+    host_demo(&out);
+}
+
+/// The pass's host fixture, a C program driving the driver API through dlopen: compiled with
+/// clang-19, instrumented by the pass (regions, launch sites), compiled by llc-19 and archived
+/// for the GPU end-to-end test.
+fn host_demo(out: &Path) {
+    let src = Path::new("../passes/tests/fixtures/host/launch_demo.c");
+    let patterns = Path::new("../passes/tests/fixtures/host/regions.txt");
+    println!("cargo::rerun-if-changed={}", src.display());
+    println!("cargo::rerun-if-changed={}", patterns.display());
+    let ll = out.join("launch_demo.ll");
+    let inst = out.join("launch_demo.inst.ll");
+    let obj = out.join("launch_demo.o");
+    let lib = out.join("liblaunch_demo.a");
+    run(
+        Command::new("clang-19")
+            .args([
+                "-g",
+                "-O1",
+                "-Xclang",
+                "-disable-llvm-passes",
+                "-S",
+                "-emit-llvm",
+                "-fPIC",
+            ])
+            .arg(src)
+            .arg("-o")
+            .arg(&ll),
+        "clang-19",
+    );
+    match wattlens_passes::instrument_host_file(&ll, &inst, Some(patterns)) {
+        Ok(m) => {
+            if let Err(e) = std::fs::write(out.join("host_manifest.json"), m.to_json()) {
+                fail(&format!("cannot write the host manifest: {e}"));
+            }
+        }
+        Err(e) => fail(&format!(
+            "wattlens-pass instrument-host on {}: {e}",
+            src.display()
+        )),
+    }
+    run(
+        Command::new("llc-19")
+            .args(["-O2", "-filetype=obj", "-relocation-model=pic"])
+            .arg(&inst)
+            .arg("-o")
+            .arg(&obj),
+        "llc-19",
+    );
+    let _ = std::fs::remove_file(&lib);
+    run(
+        Command::new("llvm-ar-19").arg("crs").arg(&lib).arg(&obj),
+        "llvm-ar-19",
+    );
+    println!("cargo::rustc-link-search=native={}", out.display());
 }

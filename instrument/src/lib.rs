@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod calibrate;
 pub mod clock;
 pub mod format;
+pub mod manifest;
 pub mod perfetto;
 pub mod power;
 pub mod repeat;
@@ -21,6 +22,7 @@ pub use attribution::{
     attribute, op_class_of, Attribution, AttributionError, Coverage, EnergyEstimate, PowerEstimate,
 };
 pub use format::{read_trace, read_trace_file, read_trace_prefix, TraceError, TraceWriter};
+pub use manifest::{LaunchSite, Manifest, ManifestError};
 pub use power::{PowerError, PowerSource};
 pub use sensor_profile::SensorProfile;
 pub use trace::*;

@@ -146,28 +146,31 @@ fn facts() -> impl Strategy<Value = KernelFacts> {
     (
         "[a-z_]{1,12}",
         0usize..9,
-        proptest::collection::vec(access, 0..5),
+        proptest::collection::vec(access.clone(), 0..5),
         proptest::option::of(("[0-9K*+]{1,6}", "[0-9K*+]{1,6}")),
+        proptest::collection::vec((0u32..4, 0u64..64, access), 0..3),
+        any::<bool>(),
     )
-        .prop_map(|(name, op, arg_access, cost)| KernelFacts {
-            name,
-            op_class: [
-                OpClass::Matmul,
-                OpClass::Attention,
-                OpClass::Softmax,
-                OpClass::Elementwise,
-                OpClass::Norm,
-                OpClass::GatherScatter,
-                OpClass::Copy,
-                OpClass::Communication,
-                OpClass::Unknown,
-            ][op],
-            arg_access,
-            cost: cost.map(|(f, b)| StaticCost {
-                flops_per_thread: f,
-                global_bytes_per_thread: b,
-            }),
-        })
+        .prop_map(
+            |(name, op, arg_access, cost, fields, writes_outside_args)| KernelFacts {
+                name,
+                op_class: OpClass::ALL[op],
+                arg_access,
+                cost: cost.map(|(f, b)| StaticCost {
+                    flops_per_thread: f,
+                    global_bytes_per_thread: b,
+                }),
+                fields: fields
+                    .into_iter()
+                    .map(|(arg, offset_bytes, mode)| FieldAccess {
+                        arg,
+                        offset_bytes,
+                        mode,
+                    })
+                    .collect(),
+                writes_outside_args,
+            },
+        )
 }
 
 /// Arbitrary valid traces: every reference resolves.

@@ -4,6 +4,36 @@
 use wattlens_kernels::calibration::{KERNELS, PTX};
 
 #[test]
+fn the_manifest_holds_the_pass_facts_of_every_shipped_kernel() {
+    use wattlens_instrument::{AccessMode, OpClass};
+    let m = wattlens_kernels::manifest().unwrap();
+    for k in KERNELS
+        .iter()
+        .chain(wattlens_kernels::runtime_checks::KERNELS)
+    {
+        assert!(m.kernels.contains_key(*k), "{k} has no facts");
+    }
+    let saxpy = &m.kernels[wattlens_kernels::runtime_checks::SAXPY];
+    assert_eq!(saxpy.op_class, OpClass::Elementwise);
+    assert_eq!(
+        saxpy.arg_access,
+        [
+            AccessMode::None,
+            AccessMode::Read,
+            AccessMode::ReadWrite,
+            AccessMode::None
+        ]
+    );
+    assert_eq!(m.kernels["sgemm_tiled"].op_class, OpClass::Matmul);
+    assert_eq!(m.kernels["attn_fused"].op_class, OpClass::Attention);
+    // The tagged IR reached llc: the PTX still defines the fixtures.
+    assert!(wattlens_kernels::pass_fixtures::PTX.contains(".entry attn_fused("));
+    let host = wattlens_kernels::host_demo::manifest().unwrap();
+    assert_eq!(host.sites.len(), 2);
+    assert_eq!(host.regions.len(), 2);
+}
+
+#[test]
 fn ptx_targets_sm90_and_defines_every_kernel() {
     assert!(PTX.contains(".target sm_90"), "PTX is not for sm_90");
     for k in KERNELS {
@@ -20,34 +50,19 @@ mod runtime_gpu {
     //! The runtime on a real GPU: recorded spans, versions, digests, regions, errors.
 
     use cudarc::driver::LaunchConfig;
-    use wattlens_instrument::trace::{
-        AccessMode, CopyDirection, KernelFacts, OpClass, SpanKind, Trace,
-    };
+    use wattlens_instrument::trace::{CopyDirection, SpanKind, Trace};
     use wattlens_kernels::runtime_checks as k;
     use wattlens_runtime::digest::{content_digest, ContentHash};
     use wattlens_runtime::{CudaError, ProfiledArg, Profiler, ProfilerConfig, TimingChoice};
 
-    fn saxpy_facts() -> KernelFacts {
-        KernelFacts {
-            name: k::SAXPY.into(),
-            op_class: OpClass::Elementwise,
-            arg_access: vec![
-                AccessMode::None,
-                AccessMode::Read,
-                AccessMode::ReadWrite,
-                AccessMode::None,
-            ],
-            cost: None,
-        }
-    }
-
     fn config(timing: TimingChoice) -> ProfilerConfig {
+        // Facts come from the manifest the pass wrote at build time.
         ProfilerConfig {
             timing,
             power: false,
-            facts: vec![saxpy_facts()],
             ..ProfilerConfig::default()
         }
+        .with_manifest(&wattlens_kernels::manifest().unwrap())
     }
 
     const N: usize = 1 << 20;
@@ -280,6 +295,110 @@ mod runtime_gpu {
         assert!(
             line.contains("\"saxpy\""),
             "the kernel before the fault is kept: {line}"
+        );
+    }
+}
+
+mod access_gpu {
+    //! Access modes confirmed on the GPU: poison every buffer, run the kernel, and check that
+    //! no buffer the pass called read-only or unused changed.
+
+    use std::sync::Arc;
+
+    use cudarc::driver::CudaContext;
+    use cudarc::nvrtc::Ptx;
+    use wattlens_kernels::access_check::{check, LaunchSpec};
+    use wattlens_kernels::pass_fixtures::{PTX, SOURCE};
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn no_buffer_the_pass_called_read_only_changes() {
+        let ctx: Arc<CudaContext> = CudaContext::new(0).unwrap();
+        let module = ctx.load_module(Ptx::from_src(PTX)).unwrap();
+        let manifest = wattlens_kernels::manifest().unwrap();
+        let specs = LaunchSpec::all_in(SOURCE).unwrap();
+        assert_eq!(specs.len(), 21);
+        let mut violations = Vec::new();
+        let (mut changed, mut loose) = (0, 0);
+        for spec in &specs {
+            let out = check(&ctx, &module, spec, manifest.kernels.get(&spec.kernel)).unwrap();
+            println!(
+                "access-check {}: changed {:?}, writable but unchanged {:?}, violations {:?}",
+                out.kernel, out.changed, out.unchanged_writable, out.violations
+            );
+            changed += out.changed.len();
+            loose += out.unchanged_writable.len();
+            if !out.violations.is_empty() {
+                violations.push(format!("{}: {:?}", out.kernel, out.violations));
+            }
+        }
+        println!("access-check summary: {} kernels, {changed} buffers changed as allowed, {loose} writable buffers unchanged, {} violations", specs.len(), violations.len());
+        assert!(
+            changed >= 21,
+            "every kernel writes something: the check must see changes"
+        );
+        assert!(
+            violations.is_empty(),
+            "buffers changed against the facts: {violations:?}"
+        );
+    }
+}
+
+mod host_gpu {
+    //! The pass-instrumented C host program on a real GPU, inside a profiling session.
+
+    use wattlens_instrument::trace::SpanKind;
+    use wattlens_kernels::{host_demo, runtime_checks};
+    use wattlens_runtime::{Profiler, ProfilerConfig, TimingChoice};
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn the_trace_shows_the_programs_regions_and_launch_sites() {
+        let config = ProfilerConfig {
+            timing: TimingChoice::Cupti,
+            power: false,
+            ..ProfilerConfig::default()
+        }
+        .with_manifest(&host_demo::manifest().unwrap());
+        let prof = Profiler::start(config).unwrap();
+        assert_eq!(
+            host_demo::run(runtime_checks::PTX),
+            0,
+            "the C program failed"
+        );
+        let trace = prof.finish().unwrap().trace;
+        let text = |id| trace.strings.get(id).unwrap_or("").to_owned();
+        let regions: Vec<String> = trace
+            .spans
+            .iter()
+            .filter(|s| matches!(s.kind, SpanKind::Region { .. }))
+            .map(|s| text(s.name))
+            .collect();
+        println!("host-e2e regions: {regions:?}");
+        assert_eq!(regions.iter().filter(|r| *r == "prefill").count(), 1);
+        assert_eq!(regions.iter().filter(|r| *r == "decode").count(), 4);
+        let kernels: Vec<(String, String, String)> = trace
+            .spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Kernel)
+            .map(|s| (text(s.name), text(s.region), text(s.site)))
+            .collect();
+        for k in &kernels {
+            println!("host-e2e kernel: {k:?}");
+        }
+        assert_eq!(
+            kernels.len(),
+            5,
+            "two launches in prefill, three decode steps"
+        );
+        assert!(kernels.iter().all(|(n, _, _)| n.starts_with("saxpy")));
+        assert_eq!(kernels.iter().filter(|(_, r, _)| r == "prefill").count(), 2);
+        assert_eq!(kernels.iter().filter(|(_, r, _)| r == "decode").count(), 3);
+        assert!(
+            kernels
+                .iter()
+                .all(|(_, _, site)| site.contains("launch_demo.c:")),
+            "every launch carries its file:line"
         );
     }
 }

@@ -1,8 +1,9 @@
 //! The C ABI that pass-instrumented host code calls: region push/pop and launch sites, routed
 //! to the process's active [`crate::Profiler`].
 //!
-//! Site ids are assigned by the pass; until its site table is in the trace, a site is
-//! recorded as `site#<16 hex digits>`. Each call returns 0 when recorded, 1 when no session
+//! Site ids are assigned by the pass; a site is recorded as its `file:line` when the session's
+//! [`crate::ProfilerConfig::with_manifest`] gave it the pass's site table, as
+//! `site#<16 hex digits>` otherwise. Each call returns 0 when recorded, 1 when no session
 //! is active (the call is then a no-op), and -1 for a null or non-UTF-8 name.
 
 use std::ffi::{c_char, c_int, CStr};
@@ -71,7 +72,7 @@ pub extern "C" fn wattlens_region_pop() -> c_int {
 /// Set the launch site of the next operation of the active session.
 #[no_mangle]
 pub extern "C" fn wattlens_launch_site(site: u64) -> c_int {
-    with_active(|r| r.set_pending_site(&format!("site#{site:016x}")))
+    with_active(|r| r.set_pending_site_id(site))
 }
 
 #[cfg(test)]

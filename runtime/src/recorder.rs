@@ -52,6 +52,13 @@ pub struct Recorder {
     stack: Vec<OpenRegion>,
     overflowed_pushes: usize,
     pending_site: Option<StrId>,
+    /// Region path when the pending site was set.
+    pending_region: StrId,
+    /// Sites set through the C ABI that no wattlens-issued operation took, with their region.
+    unclaimed_sites: Vec<(StrId, StrId)>,
+    /// Indices in `regions` of spans the session did not issue.
+    foreign: Vec<usize>,
+    site_labels: std::collections::BTreeMap<u64, String>,
     sites: HashMap<(usize, u32), StrId>,
     next_region_id: u64,
     clock: Arc<dyn Clock + Send + Sync>,
@@ -72,6 +79,10 @@ impl Recorder {
             stack: Vec::new(),
             overflowed_pushes: 0,
             pending_site: None,
+            pending_region: StrId::NONE,
+            unclaimed_sites: Vec::new(),
+            foreign: Vec::new(),
+            site_labels: std::collections::BTreeMap::new(),
             sites: HashMap::new(),
             next_region_id: REGION_ID_BASE,
             clock,
@@ -100,10 +111,57 @@ impl Recorder {
         id
     }
 
-    /// Set the site of the next operation (the C ABI's `wattlens_launch_site`).
+    /// Set the site of the next operation (the C ABI's `wattlens_launch_site`). A previous
+    /// site that no operation took belonged to a launch the session did not issue.
     pub fn set_pending_site(&mut self, site: &str) {
         let id = self.strings.id(site);
-        self.pending_site = Some(id);
+        if let Some(old) = self.pending_site.replace(id) {
+            self.unclaimed_sites.push((old, self.pending_region));
+        }
+        self.pending_region = self.stack.last().map_or(StrId::NONE, |o| o.path);
+    }
+
+    /// Labels (`file:line`) for the launch-site ids of the pass's manifest.
+    pub fn set_site_labels(&mut self, labels: std::collections::BTreeMap<u64, String>) {
+        self.site_labels = labels;
+    }
+
+    /// Set the site of the next operation by the id the pass gave it: its `file:line` label
+    /// when the manifest has it, `site#<16 hex digits>` otherwise.
+    pub fn set_pending_site_id(&mut self, id: u64) {
+        let label = self
+            .site_labels
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("site#{id:016x}"));
+        self.set_pending_site(&label);
+    }
+
+    /// Give launches the session did not issue (a pass-instrumented C program's own
+    /// `cuLaunchKernel` calls) the sites and regions set for them, in launch order. Done only
+    /// when the counts match: with uninstrumented launches in the mix (a library's), order
+    /// alone cannot pair them, and the spans keep no site rather than a wrong one.
+    pub fn attach_unclaimed_sites(&mut self) {
+        if let Some(last) = self.pending_site.take() {
+            self.unclaimed_sites.push((last, self.pending_region));
+        }
+        let mut kernels: Vec<usize> = self
+            .foreign
+            .iter()
+            .copied()
+            .filter(|&i| matches!(self.regions[i].kind, SpanKind::Kernel))
+            .collect();
+        if kernels.is_empty() || kernels.len() != self.unclaimed_sites.len() {
+            return;
+        }
+        kernels.sort_by_key(|&i| (self.regions[i].start_ns, self.regions[i].id));
+        for (i, (site, region)) in kernels.into_iter().zip(self.unclaimed_sites.drain(..)) {
+            let span = &mut self.regions[i];
+            span.site = site;
+            if span.region == StrId::NONE {
+                span.region = region;
+            }
+        }
     }
 
     /// Open a region named `name` inside the current one.
@@ -240,6 +298,7 @@ impl Recorder {
     pub fn add_foreign(&mut self, mut span: Span) {
         span.id = self.next_region_id;
         self.next_region_id += 1;
+        self.foreign.push(self.regions.len());
         self.regions.push(span);
     }
 
@@ -259,6 +318,7 @@ impl Recorder {
             }
         }
         spans.append(&mut self.regions);
+        self.foreign.clear();
         spans.sort_by_key(|s| (s.start_ns, s.id));
         (spans, untimed)
     }
@@ -381,5 +441,73 @@ mod tests {
         assert!(!r.pop_region());
         let (spans, _) = r.take_spans();
         assert_eq!(spans.len(), MAX_REGION_DEPTH);
+    }
+
+    /// A kernel span the session did not issue, starting at `start_ns`.
+    fn foreign(start_ns: u64) -> Span {
+        Span {
+            id: 0,
+            kind: SpanKind::Kernel,
+            device: 0,
+            stream: 0,
+            start_ns,
+            end_ns: start_ns + 5,
+            name: StrId::NONE,
+            launch: None,
+            args_digest: 0,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            region: StrId::NONE,
+            site: StrId::NONE,
+            unknown_access: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sites_no_issued_operation_took_go_to_foreign_kernels_in_launch_order() {
+        let (_clock, mut r) = recorder();
+        r.set_site_labels([(1u64, "host.c:10".to_owned()), (2, "host.c:20".to_owned())].into());
+        r.push_region("prefill");
+        r.set_pending_site_id(1);
+        r.pop_region();
+        r.set_pending_site_id(2);
+        r.set_pending_site_id(3);
+        // Records arrive out of order; launch order is start order.
+        r.add_foreign(foreign(300));
+        r.add_foreign(foreign(100));
+        r.add_foreign(foreign(200));
+        r.attach_unclaimed_sites();
+        let (spans, _) = r.take_spans();
+        let kernels: Vec<(u64, &str, &str)> = spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Kernel)
+            .map(|s| {
+                (
+                    s.start_ns,
+                    r.strings.get(s.site).unwrap_or(""),
+                    r.strings.get(s.region).unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kernels,
+            vec![
+                (100, "host.c:10", "prefill"),
+                (200, "host.c:20", ""),
+                (300, "site#0000000000000003", "")
+            ]
+        );
+    }
+
+    #[test]
+    fn sites_are_not_guessed_when_launches_outnumber_them() {
+        let (_clock, mut r) = recorder();
+        r.set_pending_site_id(1);
+        for start_ns in [10, 20] {
+            r.add_foreign(foreign(start_ns));
+        }
+        r.attach_unclaimed_sites();
+        let (spans, _) = r.take_spans();
+        assert!(spans.iter().all(|s| s.site == StrId::NONE));
     }
 }

@@ -30,7 +30,7 @@ pub const MAGIC: &[u8; 8] = b"WATTLENS";
 /// The format major version this build writes and reads.
 pub const FORMAT_MAJOR: u16 = 1;
 /// The format minor version this build writes.
-pub const FORMAT_MINOR: u16 = 2;
+pub const FORMAT_MINOR: u16 = 3;
 /// Largest record payload accepted, bytes.
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Length of the file header, bytes.

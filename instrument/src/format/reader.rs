@@ -232,7 +232,7 @@ impl State {
                 self.strings += 1;
                 Record::Str(StrId(id), text)
             }
-            tag::FACTS => Record::Facts(decode(payload, at)?),
+            tag::FACTS => Record::Facts(decode_facts(payload, at)?),
             tag::ALIGNMENT => Record::Alignment(decode(payload, at)?),
             tag::END => {
                 let end: EndMarker = decode(payload, at)?;
@@ -394,6 +394,31 @@ fn varint_in(b: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// Facts as written by format 1.2 and earlier, before `fields` and `writes_outside_args`.
+#[derive(serde::Deserialize)]
+struct FactsV1_2 {
+    name: String,
+    op_class: crate::trace::OpClass,
+    arg_access: Vec<crate::trace::AccessMode>,
+    cost: Option<crate::trace::StaticCost>,
+}
+
+/// Decode a facts record of any 1.x minor version.
+fn decode_facts(payload: &[u8], at: Location) -> Result<KernelFacts, TraceError> {
+    if let Ok((facts, _rest)) = postcard::take_from_bytes::<KernelFacts>(payload) {
+        return Ok(facts);
+    }
+    let old: FactsV1_2 = decode(payload, at)?;
+    Ok(KernelFacts {
+        name: old.name,
+        op_class: old.op_class,
+        arg_access: old.arg_access,
+        cost: old.cost,
+        fields: Vec::new(),
+        writes_outside_args: false,
+    })
+}
+
 fn decode<T: DeserializeOwned>(payload: &[u8], at: Location) -> Result<T, TraceError> {
     // Trailing bytes are fields appended by a newer minor version: ignored by design.
     postcard::take_from_bytes(payload)
@@ -426,4 +451,50 @@ const KNOWN_READING_KINDS: u8 = 5;
 /// variant index, the first byte, is past the ones this build knows), which readers skip.
 fn is_known_reading(payload: &[u8]) -> bool {
     payload.first().is_none_or(|&v| v < KNOWN_READING_KINDS)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::trace::{AccessMode, FieldAccess, OpClass, StaticCost};
+
+    #[derive(serde::Serialize)]
+    struct OldFacts {
+        name: String,
+        op_class: OpClass,
+        arg_access: Vec<AccessMode>,
+        cost: Option<StaticCost>,
+    }
+
+    #[test]
+    fn facts_written_by_format_1_2_still_decode() {
+        let at = Location {
+            record: 0,
+            offset: 0,
+        };
+        let old = OldFacts {
+            name: "k".into(),
+            op_class: OpClass::Norm,
+            arg_access: vec![AccessMode::Read, AccessMode::Write],
+            cost: None,
+        };
+        let facts = decode_facts(&postcard::to_stdvec(&old).unwrap(), at).unwrap();
+        assert_eq!(facts.op_class, OpClass::Norm);
+        assert_eq!(facts.arg_access, vec![AccessMode::Read, AccessMode::Write]);
+        assert!(facts.fields.is_empty() && !facts.writes_outside_args);
+        let new = KernelFacts {
+            fields: vec![FieldAccess {
+                arg: 0,
+                offset_bytes: 8,
+                mode: AccessMode::Write,
+            }],
+            writes_outside_args: true,
+            ..facts
+        };
+        assert_eq!(
+            decode_facts(&postcard::to_stdvec(&new).unwrap(), at).unwrap(),
+            new
+        );
+    }
 }

@@ -134,10 +134,8 @@ pub fn simulate_with_budget(
         let name = trace.strings.id(&s.name);
         if let Some(op_class) = s.op_class {
             facts.entry(s.name.clone()).or_insert_with(|| KernelFacts {
-                name: s.name.clone(),
                 op_class,
-                arg_access: Vec::new(),
-                cost: None,
+                ..KernelFacts::unknown(&s.name, 0)
             });
         }
         trace.spans.push(Span {

@@ -318,6 +318,31 @@ pub enum OpClass {
 }
 
 impl OpClass {
+    /// Every class, in declaration order.
+    pub const ALL: [OpClass; 9] = [
+        OpClass::Matmul,
+        OpClass::Attention,
+        OpClass::Softmax,
+        OpClass::Elementwise,
+        OpClass::Norm,
+        OpClass::GatherScatter,
+        OpClass::Copy,
+        OpClass::Communication,
+        OpClass::Unknown,
+    ];
+
+    /// The class a label names: any [`OpClass::label`], or `gather`, `scatter`, `reduction`,
+    /// `transfer`; case-insensitive.
+    pub fn from_label(label: &str) -> Option<OpClass> {
+        let label = label.trim().to_ascii_lowercase();
+        match label.as_str() {
+            "gather" | "scatter" | "gatherscatter" => Some(OpClass::GatherScatter),
+            "reduction" => Some(OpClass::Softmax),
+            "transfer" => Some(OpClass::Copy),
+            _ => OpClass::ALL.into_iter().find(|c| c.label() == label),
+        }
+    }
+
     /// Short lower-case label used in reports.
     pub fn label(&self) -> &'static str {
         match self {
@@ -349,6 +374,40 @@ pub enum AccessMode {
     Unknown,
 }
 
+impl AccessMode {
+    /// The mode of an argument used both ways: `Read` joined with `Write` is `ReadWrite`,
+    /// anything joined with `Unknown` is `Unknown`, `None` is the identity.
+    pub fn join(self, other: AccessMode) -> AccessMode {
+        use AccessMode::*;
+        match (self, other) {
+            (Unknown, _) | (_, Unknown) => Unknown,
+            (None, m) | (m, None) => m,
+            (Read, Read) => Read,
+            (Write, Write) => Write,
+            _ => ReadWrite,
+        }
+    }
+
+    /// Lower-case label used in manifests and metadata (`read`, `write`, `readwrite`, `none`, `unknown`).
+    pub fn label(self) -> &'static str {
+        match self {
+            AccessMode::Read => "read",
+            AccessMode::Write => "write",
+            AccessMode::ReadWrite => "readwrite",
+            AccessMode::None => "none",
+            AccessMode::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the kernel may change the memory (`Write`, `ReadWrite` or `Unknown`).
+    pub fn may_write(self) -> bool {
+        matches!(
+            self,
+            AccessMode::Write | AccessMode::ReadWrite | AccessMode::Unknown
+        )
+    }
+}
+
 /// Facts about one kernel that only static analysis can give.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KernelFacts {
@@ -360,6 +419,39 @@ pub struct KernelFacts {
     pub arg_access: Vec<AccessMode>,
     /// Static cost per thread, where derivable.
     pub cost: Option<StaticCost>,
+    /// Accesses through pointers held in by-value struct arguments (format 1.3).
+    #[serde(default)]
+    pub fields: Vec<FieldAccess>,
+    /// True when the kernel may store through pointers derived from no argument (pointer
+    /// tables, integers made into pointers): buffers that are not arguments may change, and
+    /// every argument not marked `noalias` is [`AccessMode::Unknown`] unless it is written (format 1.3).
+    #[serde(default)]
+    pub writes_outside_args: bool,
+}
+
+impl KernelFacts {
+    /// Facts that claim nothing: every argument unknown, class unknown, no cost.
+    pub fn unknown(name: &str, args: usize) -> Self {
+        KernelFacts {
+            name: name.to_owned(),
+            op_class: OpClass::Unknown,
+            arg_access: vec![AccessMode::Unknown; args],
+            cost: None,
+            fields: Vec::new(),
+            writes_outside_args: false,
+        }
+    }
+}
+
+/// How a kernel uses a pointer stored inside one of its by-value struct arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldAccess {
+    /// Index of the struct argument.
+    pub arg: u32,
+    /// Byte offset of the pointer field inside the struct.
+    pub offset_bytes: u64,
+    /// How the memory the field points to is used.
+    pub mode: AccessMode,
 }
 
 /// Static cost of one thread of a kernel, as expressions over its scalar arguments.

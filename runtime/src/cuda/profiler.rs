@@ -58,6 +58,21 @@ pub struct ProfilerConfig {
     pub command: Vec<String>,
     /// Where an unfinished session writes its trace when dropped (a panic unwinding, say).
     pub trace_path: Option<PathBuf>,
+    /// Launch-site labels (`file:line`) by the id the pass gave each site.
+    pub site_labels: std::collections::BTreeMap<u64, String>,
+}
+
+impl ProfilerConfig {
+    /// Take kernel facts and launch-site labels from a manifest the pass wrote.
+    pub fn with_manifest(mut self, manifest: &wattlens_instrument::Manifest) -> Self {
+        self.facts.extend(manifest.facts());
+        for (key, site) in &manifest.sites {
+            if let Ok(id) = u64::from_str_radix(key, 16) {
+                self.site_labels.insert(id, site.label());
+            }
+        }
+        self
+    }
 }
 
 impl Default for ProfilerConfig {
@@ -72,6 +87,7 @@ impl Default for ProfilerConfig {
             facts: Vec::new(),
             command: std::env::args().collect(),
             trace_path: None,
+            site_labels: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -279,7 +295,9 @@ impl Profiler {
                 driver = Some(format!("CUDA {}.{}", v / 1000, (v % 1000) / 10));
             }
         }
-        let rec = Arc::new(Mutex::new(Recorder::new(clock.clone())));
+        let mut recorder = Recorder::new(clock.clone());
+        recorder.set_site_labels(config.site_labels.clone());
+        let rec = Arc::new(Mutex::new(recorder));
         c_abi::activate(&rec);
         let facts = config
             .facts
@@ -523,6 +541,7 @@ impl Profiler {
             }
             alignments.extend(report.alignments);
         }
+        rec.attach_unclaimed_sites();
         // Name the first kernel that never completed: the earliest candidate for a fault.
         if let (Some(first), Some(CudaError::Kernel { kernel, site, .. })) =
             (rec.first_untimed(SpanKind::Kernel), &mut error)

@@ -3,9 +3,8 @@
 use std::path::Path;
 
 use inkwell::context::Context;
-use inkwell::memory_buffer::MemoryBuffer;
 use inkwell::module::Module;
-use inkwell::values::BasicMetadataValueEnum;
+use inkwell::values::{BasicMetadataValueEnum, FunctionValue};
 
 use crate::PassError;
 
@@ -17,21 +16,22 @@ const PTX_KERNEL_CC: u32 = 71;
 /// # Errors
 /// [`PassError::Load`] when LLVM cannot read or parse the file.
 pub fn kernels_in_file(path: &Path) -> Result<Vec<String>, PassError> {
-    let load = |reason: String| PassError::Load {
-        path: path.to_owned(),
-        reason,
-    };
-    let buffer = MemoryBuffer::create_from_file(path).map_err(|e| load(e.to_string()))?;
     let context = Context::create();
-    let module = context
-        .create_module_from_ir(buffer)
-        .map_err(|e| load(e.to_string()))?;
+    let module = crate::load_module(&context, path)?;
     Ok(kernels_in_module(&module))
 }
 
 /// Names of the kernels in `module`: functions with the `ptx_kernel` calling convention or
 /// marked `"kernel"` in `!nvvm.annotations`.
 pub fn kernels_in_module(module: &Module<'_>) -> Vec<String> {
+    kernel_functions(module)
+        .into_iter()
+        .map(|f| f.get_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The kernel functions of `module` that have a body, in module order.
+pub(crate) fn kernel_functions<'ctx>(module: &Module<'ctx>) -> Vec<FunctionValue<'ctx>> {
     let mut annotated: Vec<String> = Vec::new();
     for node in module.get_global_metadata("nvvm.annotations") {
         let ops = node.get_node_values().unwrap_or_default();
@@ -48,13 +48,11 @@ pub fn kernels_in_module(module: &Module<'_>) -> Vec<String> {
     module
         .get_functions()
         .filter(|f| f.count_basic_blocks() > 0)
-        .map(|f| {
-            (
-                f.get_call_conventions(),
-                f.get_name().to_string_lossy().into_owned(),
-            )
+        .filter(|f| {
+            f.get_call_conventions() == PTX_KERNEL_CC
+                || annotated
+                    .iter()
+                    .any(|a| a.as_bytes() == f.get_name().to_bytes())
         })
-        .filter(|(cc, name)| *cc == PTX_KERNEL_CC || annotated.contains(name))
-        .map(|(_, name)| name)
         .collect()
 }
