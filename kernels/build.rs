@@ -11,6 +11,7 @@ use wattlens_instrument::Manifest;
 const SOURCES: &[(&str, &str)] = &[
     ("calibration", "cuda/calibration.cu"),
     ("runtime_checks", "cuda/runtime_checks.cu"),
+    ("ops", "cuda/ops.cu"),
     // The pass's hard fixtures, built so the GPU check can confirm their access modes.
     ("pass_fixtures", "../passes/tests/fixtures/cuda/hard.cu"),
 ];

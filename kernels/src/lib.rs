@@ -7,7 +7,9 @@
 pub mod access_check;
 pub mod calibration;
 pub mod host_demo;
+pub mod ops;
 pub mod pass_fixtures;
+pub mod reference;
 pub mod runtime_checks;
 
 use wattlens_instrument::{Manifest, ManifestError};

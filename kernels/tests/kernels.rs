@@ -402,3 +402,338 @@ mod host_gpu {
         );
     }
 }
+
+mod ops_gpu {
+    //! Every operator kernel against its CPU reference on fresh random inputs:
+    //! ‖out − ref‖ / ‖ref‖ under a threshold per precision.
+
+    use std::sync::Arc;
+
+    use cudarc::driver::CudaStream;
+    use wattlens_kernels::ops::{AttnShape, MatmulF32, Ops};
+    use wattlens_kernels::reference as r;
+    use wattlens_runtime::{DeviceBuffer, Profiler, ProfilerConfig, TimingChoice};
+
+    struct Rng(u64);
+    impl Rng {
+        fn f32(&mut self) -> f32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+        fn vec(&mut self, n: usize) -> Vec<f32> {
+            (0..n).map(|_| self.f32()).collect()
+        }
+    }
+
+    fn up<
+        T: wattlens_runtime::Scalar + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits,
+    >(
+        prof: &Profiler,
+        s: &Arc<CudaStream>,
+        v: &[T],
+    ) -> DeviceBuffer<T> {
+        let mut b = prof.alloc_zeros::<T>(s, v.len()).unwrap();
+        prof.htod(s, v, &mut b).unwrap();
+        b
+    }
+
+    fn down(prof: &Profiler, s: &Arc<CudaStream>, b: &DeviceBuffer<f32>) -> Vec<f32> {
+        let mut out = vec![0f32; b.len()];
+        prof.dtoh(s, b, &mut out).unwrap();
+        out
+    }
+
+    fn expect(name: &str, out: &[f32], reference: &[f64], bound: f64, errors: &mut Vec<String>) {
+        let e = r::relative_error(out, reference);
+        println!("ops-check {name}: relative error {e:.3e} (bound {bound:.0e})");
+        if e.is_nan() || e > bound {
+            errors.push(format!("{name}: {e:.3e} > {bound:.0e}"));
+        }
+    }
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn every_operator_matches_its_cpu_reference() {
+        let config = ProfilerConfig {
+            timing: TimingChoice::Cupti,
+            power: false,
+            ..ProfilerConfig::default()
+        }
+        .with_manifest(&wattlens_kernels::manifest().unwrap());
+        let prof = Profiler::start(config).unwrap();
+        let s = prof.context(0).unwrap().default_stream();
+        let ops = Ops::load(&prof, 0).unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64);
+        let mut errors = Vec::new();
+
+        // fp32 matmuls on a shape that is no multiple of any tile.
+        let (m, n, k) = (131, 97, 203);
+        let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+        let reference = r::matmul(&a, &b, m, n, k);
+        let (da, db) = (up(&prof, &s, &a), up(&prof, &s, &b));
+        for kind in [MatmulF32::Naive, MatmulF32::Tiled] {
+            let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
+            ops.matmul_f32(&prof, &s, kind, &da, &db, &mut dc, (m, n, k))
+                .unwrap();
+            expect(
+                &format!("matmul fp32 {kind:?}"),
+                &down(&prof, &s, &dc),
+                &reference,
+                1e-5,
+                &mut errors,
+            );
+        }
+        // A wrong shape is refused before launching.
+        let mut small = prof.alloc_zeros::<f32>(&s, 3).unwrap();
+        assert!(ops
+            .matmul_f32(&prof, &s, MatmulF32::Naive, &da, &db, &mut small, (m, n, k))
+            .is_err());
+
+        // bf16 on tensor cores: the reference uses the same bf16-rounded inputs.
+        let (m, n, k) = (128, 96, 256);
+        let a: Vec<u16> = rng.vec(m * k).into_iter().map(r::bf16_bits).collect();
+        let bt: Vec<u16> = rng.vec(n * k).into_iter().map(r::bf16_bits).collect();
+        let af: Vec<f32> = a.iter().map(|&x| r::bf16_value(x)).collect();
+        let bf: Vec<f32> = (0..k * n)
+            .map(|i| r::bf16_value(bt[(i % n) * k + i / n]))
+            .collect();
+        let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
+        ops.matmul_bf16(
+            &prof,
+            &s,
+            &up(&prof, &s, &a),
+            &up(&prof, &s, &bt),
+            &mut dc,
+            (m, n, k),
+        )
+        .unwrap();
+        expect(
+            "matmul bf16 mma",
+            &down(&prof, &s, &dc),
+            &r::matmul(&af, &bf, m, n, k),
+            1e-5,
+            &mut errors,
+        );
+
+        // int8 with per-channel scales: exact integer sums, scaled.
+        let (m, n, k) = (64, 48, 128);
+        let ai: Vec<i8> = (0..m * k).map(|_| (rng.f32() * 127.0) as i8).collect();
+        let bi: Vec<i8> = (0..n * k).map(|_| (rng.f32() * 127.0) as i8).collect();
+        let (sa, sb): (Vec<f32>, Vec<f32>) = (
+            rng.vec(m).iter().map(|x| 0.01 + x.abs() / 50.0).collect(),
+            rng.vec(n).iter().map(|x| 0.01 + x.abs() / 50.0).collect(),
+        );
+        let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
+        ops.matmul_int8(
+            &prof,
+            &s,
+            &up(&prof, &s, &r::pack_int8(&ai)),
+            &up(&prof, &s, &r::pack_int8(&bi)),
+            &up(&prof, &s, &sa),
+            &up(&prof, &s, &sb),
+            &mut dc,
+            (m, n, k),
+        )
+        .unwrap();
+        expect(
+            "matmul int8 dp4a",
+            &down(&prof, &s, &dc),
+            &r::matmul_int8(&ai, &bi, &sa, &sb, m, n, k),
+            1e-6,
+            &mut errors,
+        );
+
+        // Attention, unfused and fused, causal and not, with a padded batch row.
+        for causal in [true, false] {
+            let shape = AttnShape {
+                b: 2,
+                h: 3,
+                l: 37,
+                d: 32,
+                causal,
+            };
+            let len = shape.b * shape.h * shape.l * shape.d;
+            let (q, kk, v) = (rng.vec(len), rng.vec(len), rng.vec(len));
+            let lens = [37, 20];
+            let scale = 1.0 / (shape.d as f32).sqrt();
+            let reference = r::attention(&q, &kk, &v, &lens, shape, scale);
+            let (dq, dk, dv, dl) = (
+                up(&prof, &s, &q),
+                up(&prof, &s, &kk),
+                up(&prof, &s, &v),
+                up(&prof, &s, &lens),
+            );
+            let mut o = prof.alloc_zeros::<f32>(&s, len).unwrap();
+            let mut scores = prof
+                .alloc_zeros::<f32>(&s, shape.b * shape.h * shape.l * shape.l)
+                .unwrap();
+            ops.attention_unfused(
+                &prof,
+                &s,
+                &dq,
+                &dk,
+                &dv,
+                &mut o,
+                &dl,
+                &mut scores,
+                shape,
+                scale,
+            )
+            .unwrap();
+            expect(
+                &format!("attention unfused causal={causal}"),
+                &down(&prof, &s, &o),
+                &reference,
+                1e-5,
+                &mut errors,
+            );
+            let mut o = prof.alloc_zeros::<f32>(&s, len).unwrap();
+            ops.attention_fused(&prof, &s, &dq, &dk, &dv, &mut o, &dl, shape, scale)
+                .unwrap();
+            expect(
+                &format!("attention fused causal={causal}"),
+                &down(&prof, &s, &o),
+                &reference,
+                1e-5,
+                &mut errors,
+            );
+        }
+
+        // Softmax, norms, activations, residual add.
+        let (rows, d) = (64, 257);
+        let x = rng.vec(rows * d);
+        let dx = up(&prof, &s, &x);
+        let mut sm = up(&prof, &s, &x);
+        ops.softmax(&prof, &s, &mut sm, rows, d).unwrap();
+        expect(
+            "softmax",
+            &down(&prof, &s, &sm),
+            &r::softmax_rows(&x, rows, d),
+            1e-5,
+            &mut errors,
+        );
+        let (g, bta) = (rng.vec(d), rng.vec(d));
+        let mut y = prof.alloc_zeros::<f32>(&s, rows * d).unwrap();
+        ops.layernorm(
+            &prof,
+            &s,
+            &dx,
+            &up(&prof, &s, &g),
+            &up(&prof, &s, &bta),
+            &mut y,
+            rows,
+            d,
+        )
+        .unwrap();
+        expect(
+            "layernorm",
+            &down(&prof, &s, &y),
+            &r::layernorm(&x, &g, &bta, rows, d, 1e-5),
+            1e-5,
+            &mut errors,
+        );
+        ops.rmsnorm(&prof, &s, &dx, &up(&prof, &s, &g), &mut y, rows, d)
+            .unwrap();
+        expect(
+            "rmsnorm",
+            &down(&prof, &s, &y),
+            &r::rmsnorm(&x, &g, rows, d, 1e-5),
+            1e-5,
+            &mut errors,
+        );
+        let x4: Vec<f32> = x.iter().map(|v| v * 4.0).collect();
+        let dx4 = up(&prof, &s, &x4);
+        ops.gelu(&prof, &s, &dx4, &mut y).unwrap();
+        expect(
+            "gelu",
+            &down(&prof, &s, &y),
+            &r::gelu(&x4),
+            1e-5,
+            &mut errors,
+        );
+        ops.silu(&prof, &s, &dx4, &mut y).unwrap();
+        expect(
+            "silu",
+            &down(&prof, &s, &y),
+            &r::silu(&x4),
+            1e-5,
+            &mut errors,
+        );
+        ops.residual_add(&prof, &s, &dx, &dx4, &mut y).unwrap();
+        let sum: Vec<f64> = x.iter().zip(&x4).map(|(a, b)| f64::from(*a + *b)).collect();
+        expect("residual add", &down(&prof, &s, &y), &sum, 0.0, &mut errors);
+
+        // Data movement: exact.
+        let (vocab, d) = (50, 96);
+        let table = rng.vec(vocab * d);
+        let ids: Vec<i32> = (0..17).map(|i| (i * 7 % vocab) as i32).collect();
+        let mut out = prof.alloc_zeros::<f32>(&s, ids.len() * d).unwrap();
+        ops.embedding(
+            &prof,
+            &s,
+            &up(&prof, &s, &ids),
+            &up(&prof, &s, &table),
+            &mut out,
+            d,
+        )
+        .unwrap();
+        expect(
+            "embedding gather",
+            &down(&prof, &s, &out),
+            &r::embedding(&ids, &table, d),
+            0.0,
+            &mut errors,
+        );
+        let (b, h, hd, max_len) = (2, 3, 64, 10);
+        let knew = rng.vec(b * h * hd);
+        let pos = [4, 9];
+        let mut cache = prof.alloc_zeros::<f32>(&s, b * h * max_len * hd).unwrap();
+        ops.kv_append(
+            &prof,
+            &s,
+            &up(&prof, &s, &knew),
+            &mut cache,
+            &up(&prof, &s, &pos),
+            (b, h, hd),
+            max_len,
+        )
+        .unwrap();
+        let mut want = vec![0.0f64; b * h * max_len * hd];
+        for bh in 0..b * h {
+            for x in 0..hd {
+                want[(bh * max_len + pos[bh / h] as usize) * hd + x] = f64::from(knew[bh * hd + x]);
+            }
+        }
+        expect(
+            "kv append",
+            &down(&prof, &s, &cache),
+            &want,
+            0.0,
+            &mut errors,
+        );
+        let (tr, tc) = (100, 37);
+        let t = rng.vec(tr * tc);
+        let mut out = prof.alloc_zeros::<f32>(&s, tr * tc).unwrap();
+        ops.transpose(&prof, &s, &up(&prof, &s, &t), &mut out, tr, tc)
+            .unwrap();
+        expect(
+            "transpose",
+            &down(&prof, &s, &out),
+            &r::transpose(&t, tr, tc),
+            0.0,
+            &mut errors,
+        );
+
+        let finished = prof.finish().unwrap();
+        let kernels = finished
+            .trace
+            .spans
+            .iter()
+            .filter(|sp| sp.kind == wattlens_instrument::trace::SpanKind::Kernel)
+            .count();
+        println!("ops-check: {kernels} kernel spans in the trace");
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+}

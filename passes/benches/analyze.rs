@@ -16,7 +16,7 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 fn analyze(c: &mut Criterion) {
     let context = Context::create();
-    let modules: Vec<_> = ["hard.ll", "calibration.ll", "runtime_checks.ll"]
+    let modules: Vec<_> = ["hard.ll", "calibration.ll", "runtime_checks.ll", "ops.ll"]
         .iter()
         .map(|f| wattlens_passes::load_module(&context, &fixture(f)).expect("fixture loads"))
         .collect();

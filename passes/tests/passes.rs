@@ -112,6 +112,7 @@ mod facts {
             ("hard.ll", "cuda/hard.cu"),
             ("calibration.ll", "shipped.expect"),
             ("runtime_checks.ll", "shipped.expect"),
+            ("ops.ll", "shipped.expect"),
         ] {
             let got = reports(ll);
             let text = std::fs::read_to_string(fixture(truth)).unwrap();
@@ -127,7 +128,7 @@ mod facts {
     #[test]
     fn every_fixture_has_ground_truth_and_is_classified_correctly() {
         let cases = all_cases();
-        assert_eq!(cases.len(), 30, "21 hard fixtures and 9 shipped kernels");
+        assert_eq!(cases.len(), 46, "21 hard fixtures and 25 shipped kernels");
         // Confusion table: truth → predicted.
         let mut table: BTreeMap<(String, String), u32> = BTreeMap::new();
         let mut wrong = Vec::new();

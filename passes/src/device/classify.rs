@@ -286,6 +286,28 @@ pub(crate) fn features(f: &Func, cfg: &Cfg, roots: &[Vec<Root>]) -> Features {
             }
         }
     }
+    // Pointers whose address depends on a loaded integer.
+    let mut indirect = vec![false; n];
+    for _ in 0..3 {
+        for i in 0..n {
+            let inst = &f.insts[i];
+            let from = |v: &Val| matches!(v, Val::Inst(j) if indirect[*j as usize]);
+            indirect[i] = match inst.op {
+                Op::LLVMGetElementPtr => {
+                    inst.ops.first().is_some_and(from)
+                        || inst
+                            .ops
+                            .iter()
+                            .skip(1)
+                            .any(|o| matches!(o, Val::Inst(j) if int_from_load[*j as usize]))
+                }
+                Op::LLVMBitCast | Op::LLVMAddrSpaceCast | Op::LLVMPHI | Op::LLVMSelect => {
+                    inst.ops.iter().any(from)
+                }
+                _ => false,
+            };
+        }
+    }
     let ctx = Ctx { f, load_of };
     let mut ft = Features::default();
     for (i, inst) in f.insts.iter().enumerate() {
@@ -345,7 +367,8 @@ pub(crate) fn features(f: &Func, cfg: &Cfg, roots: &[Vec<Root>]) -> Features {
                 }
             }
         }
-        // Data-dependent addressing.
+        // Data-dependent addressing: an address built (through any chain of GEPs, casts, phis
+        // and selects) from an integer loaded from memory.
         if matches!(inst.op, Op::LLVMLoad | Op::LLVMStore) {
             let ptr = if inst.op == Op::LLVMLoad {
                 inst.ops.first()
@@ -353,14 +376,7 @@ pub(crate) fn features(f: &Func, cfg: &Cfg, roots: &[Vec<Root>]) -> Features {
                 inst.ops.get(1)
             };
             if let Some(Val::Inst(p)) = ptr {
-                let gep = &f.insts[*p as usize];
-                if gep.op == Op::LLVMGetElementPtr
-                    && gep
-                        .ops
-                        .iter()
-                        .skip(1)
-                        .any(|o| matches!(o, Val::Inst(j) if int_from_load[*j as usize]))
-                {
+                if indirect[*p as usize] {
                     ft.indirect_accesses += 1;
                 }
             }

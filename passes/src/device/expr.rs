@@ -32,12 +32,15 @@ impl Expr {
             }
             (Expr::Const(0), e) | (e, Expr::Const(0)) => e,
             (Expr::Const(x), Expr::Const(y)) => Expr::Const(x.saturating_add(y)),
+            // (x - c) + c = x
+            (Expr::Sub(x, c), d) if *c == d => *x,
             (a, b) => Expr::Add(Box::new(a), Box::new(b)),
         }
     }
     pub fn sub(a: Expr, b: Expr) -> Expr {
         match (a, b) {
             (e, Expr::Const(0)) => e,
+            (a, b) if a == b => Expr::Const(0),
             (Expr::Const(x), Expr::Const(y)) => Expr::Const(x.saturating_sub(y)),
             (a, b) => Expr::Sub(Box::new(a), Box::new(b)),
         }
@@ -53,20 +56,28 @@ impl Expr {
     pub fn div(a: Expr, b: Expr) -> Expr {
         match (a, b) {
             (e, Expr::Const(1)) => e,
+            (Expr::Const(x), Expr::Const(y)) if y != 0 => Expr::Const(x.div_euclid(y)),
             (a, b) => Expr::Div(Box::new(a), Box::new(b)),
         }
     }
     pub fn ceil_div(a: Expr, b: Expr) -> Expr {
         match (a, b) {
             (e, Expr::Const(1)) => e,
+            (Expr::Const(x), Expr::Const(y)) if y != 0 => Expr::Const(-((-x).div_euclid(y))),
             (a, b) => Expr::CeilDiv(Box::new(a), Box::new(b)),
         }
     }
     pub fn rem(a: Expr, b: Expr) -> Expr {
-        Expr::Rem(Box::new(a), Box::new(b))
+        match (a, b) {
+            (Expr::Const(x), Expr::Const(y)) if y != 0 => Expr::Const(x.rem_euclid(y)),
+            (a, b) => Expr::Rem(Box::new(a), Box::new(b)),
+        }
     }
     pub fn max(a: Expr, b: Expr) -> Expr {
-        Expr::Max(Box::new(a), Box::new(b))
+        match (a, b) {
+            (Expr::Const(x), Expr::Const(y)) => Expr::Const(x.max(y)),
+            (a, b) => Expr::Max(Box::new(a), Box::new(b)),
+        }
     }
 
     /// The symbols the expression mentions.

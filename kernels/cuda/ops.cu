@@ -1,0 +1,297 @@
+// Operator kernels wattlens profiles: matmuls in fp32, bf16 (tensor cores) and int8, attention
+// unfused and fused (causal and padding masks), softmax, norms, activations, residual add,
+// embedding gather, KV-cache append and transpose. Workloads, not tuned libraries: each is a
+// plain, correct implementation whose CPU reference lives in src/reference.rs.
+// Built by build.rs: clang-19 → wattlens pass → llc-19, no CUDA toolkit.
+#include <__clang_cuda_builtin_vars.h>
+
+#define WL_GLOBAL extern "C" __attribute__((global))
+#define WL_DEVICE static __attribute__((device)) __inline__ __attribute__((always_inline))
+#define WL_SHARED __attribute__((shared))
+
+typedef unsigned short bf16;
+typedef unsigned long long u64;
+
+WL_DEVICE void sync() { __nvvm_bar_sync(0); }
+WL_DEVICE float exp_(float x) { return __nvvm_ex2_approx_f(x * 1.4426950408889634f); }
+WL_DEVICE float fmax_(float a, float b) { return __builtin_fmaxf(a, b); }
+WL_DEVICE float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __nvvm_shfl_sync_bfly_f32(0xffffffff, v, o, 31);
+  return v;
+}
+WL_DEVICE float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmax_(v, __nvvm_shfl_sync_bfly_f32(0xffffffff, v, o, 31));
+  return v;
+}
+#define NEG_INF (-__builtin_inff())
+
+// ---------------------------------------------------------------------------------------------
+// Matmul: C (M×N) = A (M×K) · B (K×N), row-major fp32.
+
+// One thread per element of C; block 16×16.
+WL_GLOBAL void matmul_f32_naive(const float *A, const float *B, float *C, int M, int N, int K) {
+  int r = blockIdx.y * blockDim.y + threadIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= M || c >= N) return;
+  float acc = 0.f;
+  for (int k = 0; k < K; ++k) acc = __builtin_fmaf(A[r * K + k], B[k * N + c], acc);
+  C[r * N + c] = acc;
+}
+
+#define TILE 32
+// 32×32 tiles in shared memory; block 32×8, each thread computes 4 rows of its column.
+WL_GLOBAL void matmul_f32_tiled(const float *A, const float *B, float *C, int M, int N, int K) {
+  WL_SHARED float As[TILE][TILE + 1];
+  WL_SHARED float Bs[TILE][TILE + 1];
+  int tx = threadIdx.x, ty = threadIdx.y;
+  int row0 = blockIdx.y * TILE, col = blockIdx.x * TILE + tx;
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int t = 0; t < K; t += TILE) {
+    for (int i = 0; i < 4; ++i) {
+      int r = ty + 8 * i;
+      int ar = row0 + r, ak = t + tx, bk = t + r;
+      As[r][tx] = (ar < M && ak < K) ? A[ar * K + ak] : 0.f;
+      Bs[r][tx] = (bk < K && col < N) ? B[bk * N + col] : 0.f;
+    }
+    sync();
+    for (int k = 0; k < TILE; ++k) {
+      float b = Bs[k][tx];
+      for (int i = 0; i < 4; ++i) acc[i] = __builtin_fmaf(As[ty + 8 * i][k], b, acc[i]);
+    }
+    sync();
+  }
+  for (int i = 0; i < 4; ++i) {
+    int r = row0 + ty + 8 * i;
+    if (r < M && col < N) C[r * N + col] = acc[i];
+  }
+}
+
+// bf16 on tensor cores: C (M×N, fp32) = A (M×K, bf16, row-major) · B, with B given transposed
+// as Bt (N×K, bf16, row-major). M a multiple of 16, N of 8, K of 16. One warp per 16×8 tile of
+// C with mma.sync.m16n8k16; block of 4 warps.
+WL_GLOBAL void matmul_bf16_mma(const bf16 *A, const bf16 *Bt, float *C, int M, int N, int K) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int tile = blockIdx.x * 4 + warp;
+  int tiles_n = N / 8;
+  if (tile >= (M / 16) * tiles_n) return;
+  int tm = tile / tiles_n, tn = tile % tiles_n;
+  int g = lane >> 2, t = lane & 3;
+  const bf16 *a_lo = A + (tm * 16 + g) * K + t * 2;
+  const bf16 *a_hi = a_lo + 8 * K;
+  const bf16 *b = Bt + (tn * 8 + g) * K + t * 2;
+  float c0 = 0.f, c1 = 0.f, c2 = 0.f, c3 = 0.f;
+  for (int k = 0; k < K; k += 16) {
+    unsigned a0 = *(const unsigned *)(a_lo + k), a1 = *(const unsigned *)(a_hi + k);
+    unsigned a2 = *(const unsigned *)(a_lo + k + 8), a3 = *(const unsigned *)(a_hi + k + 8);
+    unsigned b0 = *(const unsigned *)(b + k), b1 = *(const unsigned *)(b + k + 8);
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c0), "+f"(c1), "+f"(c2), "+f"(c3)
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+  float *c_lo = C + (tm * 16 + g) * N + tn * 8 + t * 2;
+  c_lo[0] = c0;
+  c_lo[1] = c1;
+  c_lo[8 * N] = c2;
+  c_lo[8 * N + 1] = c3;
+}
+
+// int8 with per-channel scales: C[m][n] = sa[m]·sb[n]·Σ_k A[m][k]·B[k][n], with A (M×K) and
+// Bt (N×K) packed 4 int8 per int (K4 = K/4 ints per row). One thread per element; dp4a.
+WL_GLOBAL void matmul_int8_dp4a(const int *A4, const int *Bt4, const float *sa, const float *sb,
+                                float *C, int M, int N, int K4) {
+  int r = blockIdx.y * blockDim.y + threadIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= M || c >= N) return;
+  int acc = 0;
+  for (int k = 0; k < K4; ++k) {
+    int out;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(out) : "r"(A4[r * K4 + k]), "r"(Bt4[c * K4 + k]), "r"(acc));
+    acc = out;
+  }
+  C[r * N + c] = (float)acc * sa[r] * sb[c];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention over Q, K, V, O laid out [B][H][L][D]. Keys j ≥ lens[b] are padding; queries
+// i ≥ lens[b] produce zeros; with `causal`, query i sees keys j ≤ i.
+
+WL_DEVICE bool visible(int i, int j, int len, int causal) {
+  return j < len && i < len && (!causal || j <= i);
+}
+
+// Unfused, step 1: S[bh][i][j] = scale·Q_i·K_j, or -inf where masked. One thread per score.
+WL_GLOBAL void attn_scores(const float *Q, const float *K, float *S, const int *lens, int B, int H,
+                           int L, int D, int causal, float scale) {
+  u64 total = (u64)B * H * L * L;
+  for (u64 e = (u64)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (u64)gridDim.x * blockDim.x) {
+    int j = e % L, i = (e / L) % L;
+    u64 bh = e / ((u64)L * L);
+    int b = bh / H;
+    float s = NEG_INF;
+    if (visible(i, j, lens[b], causal)) {
+      const float *q = Q + (bh * L + i) * D, *k = K + (bh * L + j) * D;
+      float acc = 0.f;
+      for (int d = 0; d < D; ++d) acc = __builtin_fmaf(q[d], k[d], acc);
+      s = acc * scale;
+    }
+    S[e] = s;
+  }
+}
+
+// Row softmax in place over `rows` rows of n; one warp per row. A row with every entry -inf
+// (a padding query) becomes zeros.
+WL_GLOBAL void softmax_rows(float *X, int rows, int n) {
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  float *x = X + (u64)row * n;
+  float m = NEG_INF;
+  for (int j = lane; j < n; j += 32) m = fmax_(m, x[j]);
+  m = warp_max(m);
+  if (m == NEG_INF) {
+    for (int j = lane; j < n; j += 32) x[j] = 0.f;
+    return;
+  }
+  float s = 0.f;
+  for (int j = lane; j < n; j += 32) s += exp_(x[j] - m);
+  s = warp_sum(s);
+  for (int j = lane; j < n; j += 32) x[j] = exp_(x[j] - m) / s;
+}
+
+// Unfused, step 3: O[bh][i][d] = Σ_j P[bh][i][j]·V[bh][j][d]. One thread per output element.
+WL_GLOBAL void attn_pv(const float *P, const float *V, float *O, int BH, int L, int D) {
+  u64 total = (u64)BH * L * D;
+  for (u64 e = (u64)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (u64)gridDim.x * blockDim.x) {
+    int d = e % D, i = (e / D) % L;
+    u64 bh = e / ((u64)L * D);
+    const float *p = P + (bh * L + i) * L, *v = V + bh * L * D + d;
+    float acc = 0.f;
+    for (int j = 0; j < L; ++j) acc = __builtin_fmaf(p[j], v[(u64)j * D], acc);
+    O[e] = acc;
+  }
+}
+
+#define MAX_D 128
+// Fused, flash-style: one thread per query row, online softmax over the visible keys. D ≤ 128.
+WL_GLOBAL void attn_fused(const float *Q, const float *K, const float *V, float *O, const int *lens,
+                          int B, int H, int L, int D, int causal, float scale) {
+  u64 rows = (u64)B * H * L;
+  u64 r = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  int i = r % L;
+  u64 bh = r / L;
+  int len = lens[bh / H];
+  float *o = O + r * D;
+  if (i >= len) {
+    for (int d = 0; d < D; ++d) o[d] = 0.f;
+    return;
+  }
+  const float *q = Q + r * D;
+  float acc[MAX_D];
+  for (int d = 0; d < D; ++d) acc[d] = 0.f;
+  float m = NEG_INF, l = 0.f;
+  int last = causal ? (i + 1 < len ? i + 1 : len) : len;
+  for (int j = 0; j < last; ++j) {
+    const float *k = K + (bh * L + j) * D, *v = V + (bh * L + j) * D;
+    float s = 0.f;
+    for (int d = 0; d < D; ++d) s = __builtin_fmaf(q[d], k[d], s);
+    s *= scale;
+    float mn = fmax_(m, s);
+    float corr = exp_(m - mn), p = exp_(s - mn);
+    l = l * corr + p;
+    for (int d = 0; d < D; ++d) acc[d] = __builtin_fmaf(p, v[d], acc[d] * corr);
+    m = mn;
+  }
+  for (int d = 0; d < D; ++d) o[d] = acc[d] / l;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Norms over rows of d: one warp per row.
+
+WL_GLOBAL void layernorm(const float *X, const float *gamma, const float *beta, float *Y, int rows,
+                         int d, float eps) {
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *x = X + (u64)row * d;
+  float s = 0.f;
+  for (int j = lane; j < d; j += 32) s += x[j];
+  float mean = warp_sum(s) / d;
+  float v = 0.f;
+  for (int j = lane; j < d; j += 32) v += (x[j] - mean) * (x[j] - mean);
+  float rstd = __nvvm_rsqrt_approx_f(warp_sum(v) / d + eps);
+  for (int j = lane; j < d; j += 32) Y[(u64)row * d + j] = (x[j] - mean) * rstd * gamma[j] + beta[j];
+}
+
+WL_GLOBAL void rmsnorm(const float *X, const float *w, float *Y, int rows, int d, float eps) {
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const float *x = X + (u64)row * d;
+  float ss = 0.f;
+  for (int j = lane; j < d; j += 32) ss += x[j] * x[j];
+  float r = __nvvm_rsqrt_approx_f(warp_sum(ss) / d + eps);
+  for (int j = lane; j < d; j += 32) Y[(u64)row * d + j] = x[j] * r * w[j];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise, grid-stride over n.
+
+// GELU, tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+WL_GLOBAL void gelu(const float *X, float *Y, u64 n) {
+  for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+    float x = X[i];
+    float u = 0.7978845608f * (x + 0.044715f * x * x * x);
+    float e = exp_(-2.f * __builtin_fabsf(u));
+    float t = (1.f - e) / (1.f + e);
+    Y[i] = 0.5f * x * (1.f + (u < 0.f ? -t : t));
+  }
+}
+
+// SiLU: x·σ(x).
+WL_GLOBAL void silu(const float *X, float *Y, u64 n) {
+  for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+    float x = X[i];
+    Y[i] = x / (1.f + exp_(-x));
+  }
+}
+
+// Y = X + R.
+WL_GLOBAL void residual_add(const float *X, const float *R, float *Y, u64 n) {
+  for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x)
+    Y[i] = X[i] + R[i];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data movement.
+
+// out[t][:] = table[ids[t]][:], for ntok tokens of width d. One block per token.
+WL_GLOBAL void embedding_gather(const int *ids, const float *table, float *out, int ntok, int d) {
+  int t = blockIdx.x;
+  if (t >= ntok) return;
+  const float *row = table + (u64)ids[t] * d;
+  for (int j = threadIdx.x; j < d; j += blockDim.x) out[(u64)t * d + j] = row[j];
+}
+
+// Append one token per batch row: cache[b][h][pos[b]][:] = knew[b][h][:], with cache laid out
+// [B][H][max_len][D]. One block per (b, h).
+WL_GLOBAL void kv_append(const float *knew, float *cache, const int *pos, int B, int H, int D,
+                         int max_len) {
+  int bh = blockIdx.x;
+  if (bh >= B * H) return;
+  int p = pos[bh / H];
+  if (p < 0 || p >= max_len) return;
+  for (int d = threadIdx.x; d < D; d += blockDim.x)
+    cache[((u64)bh * max_len + p) * D + d] = knew[(u64)bh * D + d];
+}
+
+// out (cols×rows) = inᵀ for in (rows×cols); 32×32 tiles, block 32×8.
+WL_GLOBAL void transpose(const float *in, float *out, int rows, int cols) {
+  WL_SHARED float tile[TILE][TILE + 1];
+  int bx = blockIdx.x * TILE, by = blockIdx.y * TILE;
+  for (int i = threadIdx.y; i < TILE; i += 8) {
+    int r = by + i, c = bx + threadIdx.x;
+    if (r < rows && c < cols) tile[i][threadIdx.x] = in[(u64)r * cols + c];
+  }
+  sync();
+  for (int i = threadIdx.y; i < TILE; i += 8) {
+    int r = bx + i, c = by + threadIdx.x; // out row = in column
+    if (r < cols && c < rows) out[(u64)r * rows + c] = tile[threadIdx.x][i];
+  }
+}

@@ -1,0 +1,726 @@
+//! The operator kernels (`cuda/ops.cu`) with typed launchers that check every buffer's length
+//! before anything is launched, so a wrong shape is an `Err`, never an out-of-bounds kernel.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaStream, LaunchConfig};
+use wattlens_runtime::{CudaError, DeviceBuffer, Kernel, ProfiledArg, Profiler};
+
+/// PTX of `cuda/ops.cu` for sm_90 (clang-19 → wattlens pass → llc-19).
+pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/ops.ptx"));
+
+/// Largest head dimension `attn_fused` supports.
+pub const MAX_HEAD_DIM: usize = 128;
+
+/// The operator kernels of one device, loaded once.
+pub struct Ops {
+    matmul_f32_naive: Kernel,
+    matmul_f32_tiled: Kernel,
+    matmul_bf16_mma: Kernel,
+    matmul_int8_dp4a: Kernel,
+    attn_scores: Kernel,
+    softmax_rows: Kernel,
+    attn_pv: Kernel,
+    attn_fused: Kernel,
+    layernorm: Kernel,
+    rmsnorm: Kernel,
+    gelu: Kernel,
+    silu: Kernel,
+    residual_add: Kernel,
+    embedding_gather: Kernel,
+    kv_append: Kernel,
+    transpose: Kernel,
+}
+
+/// Which fp32 matmul kernel to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulF32 {
+    /// One thread per output, no reuse.
+    Naive,
+    /// 32×32 shared-memory tiles.
+    Tiled,
+}
+
+/// The shape of an attention call over `[b][h][l][d]` tensors.
+pub use crate::reference::AttnShape;
+
+fn check<T>(
+    kernel: &str,
+    what: &str,
+    buf: &DeviceBuffer<T>,
+    needed: usize,
+) -> Result<(), CudaError> {
+    if buf.len() >= needed {
+        return Ok(());
+    }
+    Err(CudaError::Arguments {
+        kernel: kernel.to_owned(),
+        site: "wattlens_kernels::ops".to_owned(),
+        problem: format!(
+            "{what} holds {} elements but the shape needs {needed}",
+            buf.len()
+        ),
+    })
+}
+
+fn shape_error(kernel: &str, problem: String) -> CudaError {
+    CudaError::Arguments {
+        kernel: kernel.to_owned(),
+        site: "wattlens_kernels::ops".to_owned(),
+        problem,
+    }
+}
+
+fn blocks(n: usize, per: usize) -> u32 {
+    n.div_ceil(per).clamp(1, 1 << 20) as u32
+}
+
+fn i32_of(kernel: &str, what: &str, v: usize) -> Result<i32, CudaError> {
+    i32::try_from(v).map_err(|_| shape_error(kernel, format!("{what} = {v} exceeds i32")))
+}
+
+impl Ops {
+    /// Load the kernels on `device` of `prof`.
+    ///
+    /// # Errors
+    /// [`CudaError`] when the PTX does not load or a kernel is missing.
+    pub fn load(prof: &Profiler, device: usize) -> Result<Self, CudaError> {
+        let m = prof.load_ptx(device, PTX)?;
+        let k = |name: &str| prof.kernel(&m, name);
+        Ok(Ops {
+            matmul_f32_naive: k("matmul_f32_naive")?,
+            matmul_f32_tiled: k("matmul_f32_tiled")?,
+            matmul_bf16_mma: k("matmul_bf16_mma")?,
+            matmul_int8_dp4a: k("matmul_int8_dp4a")?,
+            attn_scores: k("attn_scores")?,
+            softmax_rows: k("softmax_rows")?,
+            attn_pv: k("attn_pv")?,
+            attn_fused: k("attn_fused")?,
+            layernorm: k("layernorm")?,
+            rmsnorm: k("rmsnorm")?,
+            gelu: k("gelu")?,
+            silu: k("silu")?,
+            residual_add: k("residual_add")?,
+            embedding_gather: k("embedding_gather")?,
+            kv_append: k("kv_append")?,
+            transpose: k("transpose")?,
+        })
+    }
+
+    /// C (m×n) = A (m×k) · B (k×n), row-major fp32.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small for the shape; launch errors.
+    #[allow(clippy::too_many_arguments)] // a matmul has three buffers and three sizes
+    pub fn matmul_f32(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        kind: MatmulF32,
+        a: &DeviceBuffer<f32>,
+        b: &DeviceBuffer<f32>,
+        c: &mut DeviceBuffer<f32>,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<(), CudaError> {
+        let (kernel, cfg) = match kind {
+            MatmulF32::Naive => (
+                &self.matmul_f32_naive,
+                LaunchConfig {
+                    grid_dim: (blocks(n, 16), blocks(m, 16), 1),
+                    block_dim: (16, 16, 1),
+                    shared_mem_bytes: 0,
+                },
+            ),
+            MatmulF32::Tiled => (
+                &self.matmul_f32_tiled,
+                LaunchConfig {
+                    grid_dim: (blocks(n, 32), blocks(m, 32), 1),
+                    block_dim: (32, 8, 1),
+                    shared_mem_bytes: 0,
+                },
+            ),
+        };
+        let name = kernel.name().to_owned();
+        check(&name, "A", a, m * k)?;
+        check(&name, "B", b, k * n)?;
+        check(&name, "C", c, m * n)?;
+        let (mi, ni, ki) = (
+            i32_of(&name, "m", m)?,
+            i32_of(&name, "n", n)?,
+            i32_of(&name, "k", k)?,
+        );
+        // SAFETY: the buffers hold m·k, k·n and m·n elements (checked above), and the kernel's
+        // signature is (const float*, const float*, float*, int, int, int).
+        unsafe {
+            prof.launch(stream, kernel)
+                .arg(a)
+                .arg(b)
+                .arg(c)
+                .arg(&mi)
+                .arg(&ni)
+                .arg(&ki)
+                .launch(cfg)
+        }
+    }
+
+    /// C (m×n, fp32) = A (m×k, bf16 bits) · B on tensor cores, with B given transposed as Bt
+    /// (n×k, bf16 bits). m a multiple of 16, n of 8, k of 16.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] for a shape that is not a multiple of the tile or a buffer too small.
+    pub fn matmul_bf16(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        a: &DeviceBuffer<u16>,
+        bt: &DeviceBuffer<u16>,
+        c: &mut DeviceBuffer<f32>,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<(), CudaError> {
+        let name = "matmul_bf16_mma";
+        if m % 16 != 0 || n % 8 != 0 || k % 16 != 0 {
+            return Err(shape_error(
+                name,
+                format!("m={m}, n={n}, k={k} must be multiples of 16, 8 and 16"),
+            ));
+        }
+        check(name, "A", a, m * k)?;
+        check(name, "Bt", bt, n * k)?;
+        check(name, "C", c, m * n)?;
+        let tiles = (m / 16) * (n / 8);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks(tiles, 4), 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (mi, ni, ki) = (
+            i32_of(name, "m", m)?,
+            i32_of(name, "n", n)?,
+            i32_of(name, "k", k)?,
+        );
+        // SAFETY: shapes are tile multiples and the buffers hold m·k, n·k and m·n elements.
+        unsafe {
+            prof.launch(stream, &self.matmul_bf16_mma)
+                .arg(a)
+                .arg(bt)
+                .arg(c)
+                .arg(&mi)
+                .arg(&ni)
+                .arg(&ki)
+                .launch(cfg)
+        }
+    }
+
+    /// C (m×n) = diag(sa)·(A·B)·diag(sb) in int8: A (m×k) and Bt (n×k) packed four per i32
+    /// (see [`crate::reference::pack_int8`]); k a multiple of 4.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] for k not a multiple of 4 or a buffer too small.
+    #[allow(clippy::too_many_arguments)] // two operands, two scale vectors, the output, the shape
+    pub fn matmul_int8(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        a4: &DeviceBuffer<i32>,
+        bt4: &DeviceBuffer<i32>,
+        sa: &DeviceBuffer<f32>,
+        sb: &DeviceBuffer<f32>,
+        c: &mut DeviceBuffer<f32>,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<(), CudaError> {
+        let name = "matmul_int8_dp4a";
+        if k % 4 != 0 {
+            return Err(shape_error(name, format!("k={k} must be a multiple of 4")));
+        }
+        let k4 = k / 4;
+        check(name, "A", a4, m * k4)?;
+        check(name, "Bt", bt4, n * k4)?;
+        check(name, "sa", sa, m)?;
+        check(name, "sb", sb, n)?;
+        check(name, "C", c, m * n)?;
+        let cfg = LaunchConfig {
+            grid_dim: (blocks(n, 16), blocks(m, 16), 1),
+            block_dim: (16, 16, 1),
+            shared_mem_bytes: 0,
+        };
+        let (mi, ni, ki) = (
+            i32_of(name, "m", m)?,
+            i32_of(name, "n", n)?,
+            i32_of(name, "k4", k4)?,
+        );
+        // SAFETY: the buffers hold the elements the shape needs (checked above).
+        unsafe {
+            prof.launch(stream, &self.matmul_int8_dp4a)
+                .arg(a4)
+                .arg(bt4)
+                .arg(sa)
+                .arg(sb)
+                .arg(c)
+                .arg(&mi)
+                .arg(&ni)
+                .arg(&ki)
+                .launch(cfg)
+        }
+    }
+
+    fn attn_check(
+        &self,
+        name: &str,
+        s: AttnShape,
+        bufs: &[(&str, usize)],
+        lens: &DeviceBuffer<i32>,
+    ) -> Result<(i32, i32, i32, i32, i32), CudaError> {
+        let n = s.b * s.h * s.l * s.d;
+        for (what, len) in bufs {
+            if *len < n {
+                return Err(shape_error(
+                    name,
+                    format!("{what} holds {len} elements but the shape needs {n}"),
+                ));
+            }
+        }
+        check(name, "lens", lens, s.b)?;
+        Ok((
+            i32_of(name, "b", s.b)?,
+            i32_of(name, "h", s.h)?,
+            i32_of(name, "l", s.l)?,
+            i32_of(name, "d", s.d)?,
+            i32::from(s.causal),
+        ))
+    }
+
+    /// Unfused attention: scores = scale·QKᵀ (masked) into `scores` (b·h·l·l), softmax in
+    /// place, then O = P·V. Three kernels.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
+    #[allow(clippy::too_many_arguments)] // Q, K, V, O, lens, the scratch scores, the shape
+    pub fn attention_unfused(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        q: &DeviceBuffer<f32>,
+        k: &DeviceBuffer<f32>,
+        v: &DeviceBuffer<f32>,
+        o: &mut DeviceBuffer<f32>,
+        lens: &DeviceBuffer<i32>,
+        scores: &mut DeviceBuffer<f32>,
+        s: AttnShape,
+        scale: f32,
+    ) -> Result<(), CudaError> {
+        let (b, h, l, d, causal) = self.attn_check(
+            "attn_scores",
+            s,
+            &[
+                ("Q", q.len()),
+                ("K", k.len()),
+                ("V", v.len()),
+                ("O", o.len()),
+            ],
+            lens,
+        )?;
+        let rows = s.b * s.h * s.l;
+        check("attn_scores", "scores", scores, rows * s.l)?;
+        let cfg = |n: usize| LaunchConfig {
+            grid_dim: (blocks(n, 256), 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let rows_i = i32_of("softmax_rows", "rows", rows)?;
+        let bh = b * h;
+        // SAFETY (three launches): every buffer holds what the shape needs (checked above) and
+        // the arguments follow the kernels' signatures in ops.cu.
+        unsafe {
+            prof.launch(stream, &self.attn_scores)
+                .arg(q)
+                .arg(k)
+                .arg(&mut *scores)
+                .arg(lens)
+                .arg(&b)
+                .arg(&h)
+                .arg(&l)
+                .arg(&d)
+                .arg(&causal)
+                .arg(&scale)
+                .launch(cfg(rows * s.l))?;
+            let sm = LaunchConfig {
+                grid_dim: (blocks(rows, 4), 1, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            prof.launch(stream, &self.softmax_rows)
+                .arg(&mut *scores)
+                .arg(&rows_i)
+                .arg(&l)
+                .launch(sm)?;
+            prof.launch(stream, &self.attn_pv)
+                .arg(&*scores)
+                .arg(v)
+                .arg(o)
+                .arg(&bh)
+                .arg(&l)
+                .arg(&d)
+                .launch(cfg(rows * s.d))
+        }
+    }
+
+    /// Fused, flash-style attention (online softmax), one kernel; d ≤ [`MAX_HEAD_DIM`].
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when d is too large or a buffer too small; launch errors.
+    #[allow(clippy::too_many_arguments)] // Q, K, V, O, lens, the shape and the scale
+    pub fn attention_fused(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        q: &DeviceBuffer<f32>,
+        k: &DeviceBuffer<f32>,
+        v: &DeviceBuffer<f32>,
+        o: &mut DeviceBuffer<f32>,
+        lens: &DeviceBuffer<i32>,
+        s: AttnShape,
+        scale: f32,
+    ) -> Result<(), CudaError> {
+        if s.d > MAX_HEAD_DIM {
+            return Err(shape_error(
+                "attn_fused",
+                format!("head dimension {} exceeds {MAX_HEAD_DIM}", s.d),
+            ));
+        }
+        let (b, h, l, d, causal) = self.attn_check(
+            "attn_fused",
+            s,
+            &[
+                ("Q", q.len()),
+                ("K", k.len()),
+                ("V", v.len()),
+                ("O", o.len()),
+            ],
+            lens,
+        )?;
+        let cfg = LaunchConfig {
+            grid_dim: (blocks(s.b * s.h * s.l, 64), 1, 1),
+            block_dim: (64, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the buffers hold the shape (checked above); d ≤ MAX_D of the kernel.
+        unsafe {
+            prof.launch(stream, &self.attn_fused)
+                .arg(q)
+                .arg(k)
+                .arg(v)
+                .arg(o)
+                .arg(lens)
+                .arg(&b)
+                .arg(&h)
+                .arg(&l)
+                .arg(&d)
+                .arg(&causal)
+                .arg(&scale)
+                .launch(cfg)
+        }
+    }
+
+    /// Row softmax in place over `rows` rows of `n`.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when the buffer is too small; launch errors.
+    pub fn softmax(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        x: &mut DeviceBuffer<f32>,
+        rows: usize,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        check("softmax_rows", "X", x, rows * n)?;
+        let (r, ni) = (
+            i32_of("softmax_rows", "rows", rows)?,
+            i32_of("softmax_rows", "n", n)?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: (blocks(rows, 4), 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: X holds rows·n elements.
+        unsafe {
+            prof.launch(stream, &self.softmax_rows)
+                .arg(x)
+                .arg(&r)
+                .arg(&ni)
+                .launch(cfg)
+        }
+    }
+
+    /// LayerNorm over rows of `d`: Y = (X − mean)/σ · gamma + beta.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
+    #[allow(clippy::too_many_arguments)] // X, gamma, beta, Y and the shape
+    pub fn layernorm(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        x: &DeviceBuffer<f32>,
+        gamma: &DeviceBuffer<f32>,
+        beta: &DeviceBuffer<f32>,
+        y: &mut DeviceBuffer<f32>,
+        rows: usize,
+        d: usize,
+    ) -> Result<(), CudaError> {
+        let name = "layernorm";
+        check(name, "X", x, rows * d)?;
+        check(name, "gamma", gamma, d)?;
+        check(name, "beta", beta, d)?;
+        check(name, "Y", y, rows * d)?;
+        let (r, di) = (i32_of(name, "rows", rows)?, i32_of(name, "d", d)?);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks(rows, 4), 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the buffers hold the shape (checked above).
+        unsafe {
+            prof.launch(stream, &self.layernorm)
+                .arg(x)
+                .arg(gamma)
+                .arg(beta)
+                .arg(y)
+                .arg(&r)
+                .arg(&di)
+                .arg(&1e-5f32)
+                .launch(cfg)
+        }
+    }
+
+    /// RMSNorm over rows of `d`: Y = X / rms(X) · w.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
+    #[allow(clippy::too_many_arguments)] // X, w, Y and the shape
+    pub fn rmsnorm(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        x: &DeviceBuffer<f32>,
+        w: &DeviceBuffer<f32>,
+        y: &mut DeviceBuffer<f32>,
+        rows: usize,
+        d: usize,
+    ) -> Result<(), CudaError> {
+        let name = "rmsnorm";
+        check(name, "X", x, rows * d)?;
+        check(name, "w", w, d)?;
+        check(name, "Y", y, rows * d)?;
+        let (r, di) = (i32_of(name, "rows", rows)?, i32_of(name, "d", d)?);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks(rows, 4), 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the buffers hold the shape (checked above).
+        unsafe {
+            prof.launch(stream, &self.rmsnorm)
+                .arg(x)
+                .arg(w)
+                .arg(y)
+                .arg(&r)
+                .arg(&di)
+                .arg(&1e-5f32)
+                .launch(cfg)
+        }
+    }
+
+    fn unary(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        kernel: &Kernel,
+        x: &DeviceBuffer<f32>,
+        y: &mut DeviceBuffer<f32>,
+    ) -> Result<(), CudaError> {
+        let n = x.len();
+        check(kernel.name(), "Y", y, n)?;
+        // SAFETY: X and Y hold n elements.
+        unsafe {
+            prof.launch(stream, kernel)
+                .arg(x)
+                .arg(y)
+                .arg(&(n as u64))
+                .launch(LaunchConfig::for_num_elems(n as u32))
+        }
+    }
+
+    /// Y = GELU(X) (tanh form), over all of X.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when Y is smaller than X; launch errors.
+    pub fn gelu(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        x: &DeviceBuffer<f32>,
+        y: &mut DeviceBuffer<f32>,
+    ) -> Result<(), CudaError> {
+        self.unary(prof, stream, &self.gelu, x, y)
+    }
+
+    /// Y = SiLU(X), over all of X.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when Y is smaller than X; launch errors.
+    pub fn silu(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        x: &DeviceBuffer<f32>,
+        y: &mut DeviceBuffer<f32>,
+    ) -> Result<(), CudaError> {
+        self.unary(prof, stream, &self.silu, x, y)
+    }
+
+    /// Y = X + R, over all of X.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when R or Y is smaller than X; launch errors.
+    pub fn residual_add(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        x: &DeviceBuffer<f32>,
+        r: &DeviceBuffer<f32>,
+        y: &mut DeviceBuffer<f32>,
+    ) -> Result<(), CudaError> {
+        let n = x.len();
+        check("residual_add", "R", r, n)?;
+        check("residual_add", "Y", y, n)?;
+        // SAFETY: X, R and Y hold n elements.
+        unsafe {
+            prof.launch(stream, &self.residual_add)
+                .arg(x)
+                .arg(r)
+                .arg(y)
+                .arg(&(n as u64))
+                .launch(LaunchConfig::for_num_elems(n as u32))
+        }
+    }
+
+    /// out[t] = table[ids[t]] for every id, rows of `d`. Ids must be valid rows of the table.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
+    pub fn embedding(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        ids: &DeviceBuffer<i32>,
+        table: &DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+        d: usize,
+    ) -> Result<(), CudaError> {
+        let ntok = ids.len();
+        check("embedding_gather", "out", out, ntok * d)?;
+        check("embedding_gather", "table", table, d)?;
+        let (t, di) = (
+            i32_of("embedding_gather", "tokens", ntok)?,
+            i32_of("embedding_gather", "d", d)?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: (ntok.max(1) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: out holds ntok·d elements; the ids index rows of the table (the caller's
+        // contract, as in every embedding lookup).
+        unsafe {
+            prof.launch(stream, &self.embedding_gather)
+                .arg(ids)
+                .arg(table)
+                .arg(out)
+                .arg(&t)
+                .arg(&di)
+                .launch(cfg)
+        }
+    }
+
+    /// cache[b][h][pos[b]] = knew[b][h] for a cache laid out `[b][h][max_len][d]`; positions
+    /// outside 0..max_len are skipped by the kernel.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
+    #[allow(clippy::too_many_arguments)] // the new keys, the cache, the positions and the shape
+    pub fn kv_append(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        knew: &DeviceBuffer<f32>,
+        cache: &mut DeviceBuffer<f32>,
+        pos: &DeviceBuffer<i32>,
+        (b, h, d): (usize, usize, usize),
+        max_len: usize,
+    ) -> Result<(), CudaError> {
+        let name = "kv_append";
+        check(name, "knew", knew, b * h * d)?;
+        check(name, "cache", cache, b * h * max_len * d)?;
+        check(name, "pos", pos, b)?;
+        let (bi, hi, di, li) = (
+            i32_of(name, "b", b)?,
+            i32_of(name, "h", h)?,
+            i32_of(name, "d", d)?,
+            i32_of(name, "max_len", max_len)?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: ((b * h).max(1) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the buffers hold the shape (checked above); the kernel skips bad positions.
+        unsafe {
+            prof.launch(stream, &self.kv_append)
+                .arg(knew)
+                .arg(cache)
+                .arg(pos)
+                .arg(&bi)
+                .arg(&hi)
+                .arg(&di)
+                .arg(&li)
+                .launch(cfg)
+        }
+    }
+
+    /// out (cols×rows) = inᵀ for in (rows×cols).
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
+    pub fn transpose(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        x: &DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(), CudaError> {
+        check("transpose", "in", x, rows * cols)?;
+        check("transpose", "out", out, rows * cols)?;
+        let (r, c) = (
+            i32_of("transpose", "rows", rows)?,
+            i32_of("transpose", "cols", cols)?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: (blocks(cols, 32), blocks(rows, 32), 1),
+            block_dim: (32, 8, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: both buffers hold rows·cols elements.
+        unsafe {
+            prof.launch(stream, &self.transpose)
+                .arg(x)
+                .arg(out)
+                .arg(&r)
+                .arg(&c)
+                .launch(cfg)
+        }
+    }
+}
