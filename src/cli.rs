@@ -31,6 +31,23 @@ pub enum Command {
     Validate(ValidateArgs),
 }
 
+/// A kind of waste `wattlens demo` can plant in its GPU pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WasteSwitch {
+    /// Recompute every earlier token at each decode step instead of using the KV cache.
+    NoKvCache,
+    /// Upload the weights again before every decode step.
+    ReuploadWeights,
+    /// An extra kernel per layer whose output is overwritten unread.
+    DeadKernel,
+    /// The pre-MLP LayerNorm run twice on the same input.
+    DuplicateLayernorm,
+    /// One long prompt among short ones: most of the prefill is padding.
+    PaddingHeavy,
+    /// A host synchronisation after every kernel.
+    SyncEveryKernel,
+}
+
 /// Arguments of `wattlens calibrate`.
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
@@ -74,6 +91,9 @@ pub struct DemoArgs {
     /// Use the simulated GPU even when a real one is present.
     #[arg(long, hide = true)]
     pub simulate: bool,
+    /// Plant waste in the GPU pipeline (comma-separated), for the waste detector to find.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub waste: Vec<WasteSwitch>,
 }
 
 /// Output formats of `wattlens report`.

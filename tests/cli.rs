@@ -63,6 +63,8 @@ fn fails(args: &[&str]) -> (i32, String) {
 #[test]
 fn demo_labels_everything_simulated_and_writes_both_files() {
     let (dir, stdout) = demo();
+    // Nested regions under several paths are also rolled up by name (the per-op view).
+    assert!(stdout.contains("*/attention"), "{stdout}");
     assert!(stdout.starts_with("SIMULATED GPU"), "{stdout}");
     for title in ["Energy per kernel", "Energy per op", "Closure"] {
         let line = stdout.lines().find(|l| l.starts_with(title)).unwrap();
@@ -128,6 +130,26 @@ fn export_writes_perfetto_json() {
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     assert!(doc["traceEvents"].as_array().unwrap().len() > 100);
+}
+
+#[test]
+fn planted_waste_is_named_and_refused_when_unknown() {
+    let dir = scratch("waste");
+    let out = wattlens(&[
+        "demo",
+        "--simulate",
+        "--steps",
+        "2",
+        "--waste",
+        "dead-kernel,no-kv-cache",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("--waste plants waste in the GPU pipeline"));
+    let (code, err) = fails(&["demo", "--simulate", "--waste", "lazy-kernel"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("lazy-kernel"), "{err}");
 }
 
 #[test]

@@ -295,3 +295,88 @@ WL_GLOBAL void transpose(const float *in, float *out, int rows, int cols) {
     if (r < cols && c < rows) out[(u64)r * rows + c] = tile[threadIdx.x][i];
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Decoder plumbing: token + position embeddings, head split into a KV cache, attention over
+// the cache, head merge. Tokens are rows b·T + t; caches are [B][H][max_len][D].
+
+// out[b·T+t] = wte[ids[b·T+t]] + wpe[pos0[b] + t]. One block per token.
+WL_GLOBAL void embed_tokens(const int *ids, const int *pos0, const float *wte, const float *wpe,
+                            float *out, int B, int T, int d) {
+  int row = blockIdx.x;
+  if (row >= B * T) return;
+  int p = pos0[row / T] + row % T;
+  const float *e = wte + (u64)ids[row] * d, *w = wpe + (u64)p * d;
+  for (int j = threadIdx.x; j < d; j += blockDim.x) out[(u64)row * d + j] = e[j] + w[j];
+}
+
+// qkv rows [B·T][3·H·D] → q [B][H][T][D]; k and v into the caches at positions pos0[b] + t
+// (skipped past max_len). One block per token.
+WL_GLOBAL void split_heads(const float *qkv, float *q, float *kc, float *vc, const int *pos0,
+                           int B, int T, int H, int D, int max_len) {
+  int row = blockIdx.x;
+  if (row >= B * T) return;
+  int b = row / T, t = row % T, p = pos0[b] + t, hd = H * D;
+  const float *src = qkv + (u64)row * 3 * hd;
+  for (int e = threadIdx.x; e < hd; e += blockDim.x) {
+    int h = e / D, x = e % D;
+    u64 bh = (u64)b * H + h;
+    q[(bh * T + t) * D + x] = src[e];
+    if (p < max_len) {
+      kc[(bh * max_len + p) * D + x] = src[hd + e];
+      vc[(bh * max_len + p) * D + x] = src[2 * hd + e];
+    }
+  }
+}
+
+// o [B][H][T][D] → rows [B·T][H·D]. One block per token.
+WL_GLOBAL void merge_heads(const float *o, float *out, int B, int T, int H, int D) {
+  int row = blockIdx.x;
+  if (row >= B * T) return;
+  int b = row / T, t = row % T;
+  for (int e = threadIdx.x; e < H * D; e += blockDim.x) {
+    int h = e / D, x = e % D;
+    out[(u64)row * H * D + e] = o[(((u64)b * H + h) * T + t) * D + x];
+  }
+}
+
+// Causal attention of T queries per (b, h) over a KV cache: query t sits at position
+// qpos0[b] + t and sees keys 0..=that position among the klen[b] valid ones; a query at or past
+// klen[b] (padding) gives zeros. One warp per query: each lane owns D/32 of the dimensions, the
+// warp reduces each score, and every lane keeps the same online softmax. D ≤ 128, a multiple
+// of 32; blocks of 4 warps.
+WL_GLOBAL void attn_cached(const float *Q, const float *Kc, const float *Vc, float *O,
+                           const int *qpos0, const int *klen, int B, int H, int T, int D,
+                           int max_len, float scale) {
+  u64 rows = (u64)B * H * T;
+  u64 r = (u64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  int t = r % T;
+  u64 bh = r / T;
+  int b = bh / H;
+  int p = qpos0[b] + t, len = klen[b];
+  int per = D / 32;
+  float *o = O + r * D;
+  if (p >= len || p >= max_len) {
+    for (int x = 0; x < per; ++x) o[lane * per + x] = 0.f;
+    return;
+  }
+  const float *q = Q + r * D + lane * per;
+  float qv[4], acc[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int x = 0; x < per; ++x) qv[x] = q[x];
+  float m = NEG_INF, l = 0.f;
+  for (int j = 0; j <= p; ++j) {
+    const float *k = Kc + (bh * max_len + j) * D + lane * per;
+    const float *v = Vc + (bh * max_len + j) * D + lane * per;
+    float part = 0.f;
+    for (int x = 0; x < per; ++x) part = __builtin_fmaf(qv[x], k[x], part);
+    float s = warp_sum(part) * scale;
+    float mn = fmax_(m, s);
+    float corr = exp_(m - mn), pr = exp_(s - mn);
+    l = l * corr + pr;
+    for (int x = 0; x < per; ++x) acc[x] = __builtin_fmaf(pr, v[x], acc[x] * corr);
+    m = mn;
+  }
+  for (int x = 0; x < per; ++x) o[lane * per + x] = acc[x] / l;
+}

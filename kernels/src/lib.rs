@@ -9,6 +9,7 @@ pub mod calibration;
 pub mod host_demo;
 pub mod ops;
 pub mod pass_fixtures;
+pub mod pipeline;
 pub mod reference;
 pub mod runtime_checks;
 

@@ -30,7 +30,14 @@ pub struct Ops {
     embedding_gather: Kernel,
     kv_append: Kernel,
     transpose: Kernel,
+    embed_tokens: Kernel,
+    split_heads: Kernel,
+    merge_heads: Kernel,
+    attn_cached: Kernel,
 }
+
+/// `(batch, heads, tokens, head_dim)` of the decoder plumbing.
+pub type HeadShape = (usize, usize, usize, usize);
 
 /// Which fp32 matmul kernel to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +111,10 @@ impl Ops {
             embedding_gather: k("embedding_gather")?,
             kv_append: k("kv_append")?,
             transpose: k("transpose")?,
+            embed_tokens: k("embed_tokens")?,
+            split_heads: k("split_heads")?,
+            merge_heads: k("merge_heads")?,
+            attn_cached: k("attn_cached")?,
         })
     }
 
@@ -720,6 +731,211 @@ impl Ops {
                 .arg(out)
                 .arg(&r)
                 .arg(&c)
+                .launch(cfg)
+        }
+    }
+
+    /// x[b·T+t] = wte[ids[b·T+t]] + wpe[pos0[b] + t], rows of `d`.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
+    #[allow(clippy::too_many_arguments)] // ids, positions, two tables, the output, the shape
+    pub fn embed_tokens(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        ids: &DeviceBuffer<i32>,
+        pos0: &DeviceBuffer<i32>,
+        wte: &DeviceBuffer<f32>,
+        wpe: &DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+        (b, t, d): (usize, usize, usize),
+    ) -> Result<(), CudaError> {
+        let name = "embed_tokens";
+        check(name, "ids", ids, b * t)?;
+        check(name, "pos0", pos0, b)?;
+        check(name, "wte", wte, d)?;
+        check(name, "wpe", wpe, t * d)?;
+        check(name, "out", out, b * t * d)?;
+        let (bi, ti, di) = (
+            i32_of(name, "b", b)?,
+            i32_of(name, "t", t)?,
+            i32_of(name, "d", d)?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: ((b * t).max(1) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the buffers hold the shape (checked above); ids and positions index the
+        // tables (the caller's contract).
+        unsafe {
+            prof.launch(stream, &self.embed_tokens)
+                .arg(ids)
+                .arg(pos0)
+                .arg(wte)
+                .arg(wpe)
+                .arg(out)
+                .arg(&bi)
+                .arg(&ti)
+                .arg(&di)
+                .launch(cfg)
+        }
+    }
+
+    /// Split rows `[b·t][3·h·hd]` into q `[b][h][t][hd]` and the caches at `pos0[b] + t`.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
+    #[allow(clippy::too_many_arguments)] // qkv, q, two caches, positions, the shape
+    pub fn split_heads(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        qkv: &DeviceBuffer<f32>,
+        q: &mut DeviceBuffer<f32>,
+        k_cache: &mut DeviceBuffer<f32>,
+        v_cache: &mut DeviceBuffer<f32>,
+        pos0: &DeviceBuffer<i32>,
+        (b, h, t, hd): HeadShape,
+        max_len: usize,
+    ) -> Result<(), CudaError> {
+        let name = "split_heads";
+        check(name, "qkv", qkv, b * t * 3 * h * hd)?;
+        check(name, "q", q, b * h * t * hd)?;
+        check(name, "k_cache", k_cache, b * h * max_len * hd)?;
+        check(name, "v_cache", v_cache, b * h * max_len * hd)?;
+        check(name, "pos0", pos0, b)?;
+        let v = [
+            i32_of(name, "b", b)?,
+            i32_of(name, "t", t)?,
+            i32_of(name, "h", h)?,
+            i32_of(name, "hd", hd)?,
+            i32_of(name, "max_len", max_len)?,
+        ];
+        let cfg = LaunchConfig {
+            grid_dim: ((b * t).max(1) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the buffers hold the shape (checked above); positions past max_len are skipped.
+        unsafe {
+            prof.launch(stream, &self.split_heads)
+                .arg(qkv)
+                .arg(q)
+                .arg(k_cache)
+                .arg(v_cache)
+                .arg(pos0)
+                .arg(&v[0])
+                .arg(&v[1])
+                .arg(&v[2])
+                .arg(&v[3])
+                .arg(&v[4])
+                .launch(cfg)
+        }
+    }
+
+    /// Causal attention of q `[b][h][t][hd]` over the caches: query t at position
+    /// `qpos0[b] + t` sees keys up to it among the `klen[b]` valid ones.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when hd exceeds [`MAX_HEAD_DIM`] or a buffer is too small.
+    #[allow(clippy::too_many_arguments)] // q, two caches, the output, positions, lengths, the shape
+    pub fn attention_cached(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        q: &DeviceBuffer<f32>,
+        k_cache: &DeviceBuffer<f32>,
+        v_cache: &DeviceBuffer<f32>,
+        o: &mut DeviceBuffer<f32>,
+        qpos0: &DeviceBuffer<i32>,
+        klen: &DeviceBuffer<i32>,
+        (b, h, t, hd): HeadShape,
+        max_len: usize,
+    ) -> Result<(), CudaError> {
+        let name = "attn_cached";
+        if hd > MAX_HEAD_DIM || hd % 32 != 0 {
+            return Err(shape_error(
+                name,
+                format!("head dimension {hd} must be a multiple of 32 up to {MAX_HEAD_DIM}"),
+            ));
+        }
+        check(name, "q", q, b * h * t * hd)?;
+        check(name, "k_cache", k_cache, b * h * max_len * hd)?;
+        check(name, "v_cache", v_cache, b * h * max_len * hd)?;
+        check(name, "o", o, b * h * t * hd)?;
+        check(name, "qpos0", qpos0, b)?;
+        check(name, "klen", klen, b)?;
+        let v = [
+            i32_of(name, "b", b)?,
+            i32_of(name, "h", h)?,
+            i32_of(name, "t", t)?,
+            i32_of(name, "hd", hd)?,
+            i32_of(name, "max_len", max_len)?,
+        ];
+        let scale = 1.0 / (hd as f32).sqrt();
+        // One warp per query, four per block.
+        let cfg = LaunchConfig {
+            grid_dim: (blocks(b * h * t, 4), 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the buffers hold the shape (checked above); the kernel bounds keys by
+        // max_len and the query's position.
+        unsafe {
+            prof.launch(stream, &self.attn_cached)
+                .arg(q)
+                .arg(k_cache)
+                .arg(v_cache)
+                .arg(o)
+                .arg(qpos0)
+                .arg(klen)
+                .arg(&v[0])
+                .arg(&v[1])
+                .arg(&v[2])
+                .arg(&v[3])
+                .arg(&v[4])
+                .arg(&scale)
+                .launch(cfg)
+        }
+    }
+
+    /// o `[b][h][t][hd]` → rows `[b·t][h·hd]`.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
+    pub fn merge_heads(
+        &self,
+        prof: &Profiler,
+        stream: &Arc<CudaStream>,
+        o: &DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+        (b, h, t, hd): HeadShape,
+    ) -> Result<(), CudaError> {
+        let name = "merge_heads";
+        check(name, "o", o, b * h * t * hd)?;
+        check(name, "out", out, b * h * t * hd)?;
+        let v = [
+            i32_of(name, "b", b)?,
+            i32_of(name, "t", t)?,
+            i32_of(name, "h", h)?,
+            i32_of(name, "hd", hd)?,
+        ];
+        let cfg = LaunchConfig {
+            grid_dim: ((b * t).max(1) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: both buffers hold b·h·t·hd elements.
+        unsafe {
+            prof.launch(stream, &self.merge_heads)
+                .arg(o)
+                .arg(out)
+                .arg(&v[0])
+                .arg(&v[1])
+                .arg(&v[2])
+                .arg(&v[3])
                 .launch(cfg)
         }
     }

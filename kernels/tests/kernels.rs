@@ -737,3 +737,68 @@ mod ops_gpu {
         assert!(errors.is_empty(), "{errors:?}");
     }
 }
+
+mod pipeline_gpu {
+    //! The inference pipeline on a real GPU against the CPU reference of the same model.
+
+    use wattlens_instrument::trace::SpanKind;
+    use wattlens_kernels::pipeline::{Decoder, ModelConfig, ReferenceRun, Weights};
+    use wattlens_kernels::reference::relative_error;
+    use wattlens_runtime::{Profiler, ProfilerConfig, TimingChoice};
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn gpt2_small_logits_match_the_cpu_reference_over_a_padded_batch() {
+        let cfg = ModelConfig::gpt2_small();
+        let weights = std::sync::Arc::new(Weights::random(&cfg));
+        let prompts = vec![
+            vec![464, 2068, 7586, 21831, 18045],
+            vec![40, 1842, 257],
+            vec![11, 12, 13, 14, 15, 16],
+        ];
+        let steps = 3;
+        let config = ProfilerConfig {
+            timing: TimingChoice::Cupti,
+            power: false,
+            ..ProfilerConfig::default()
+        }
+        .with_manifest(&wattlens_kernels::manifest().unwrap());
+        let prof = Profiler::start(config).unwrap();
+        let mut decoder = Decoder::new(&prof, cfg, weights.clone(), prompts.len()).unwrap();
+        let t0 = std::time::Instant::now();
+        let gen = decoder.generate(&prompts, steps).unwrap();
+        println!(
+            "pipeline: generated {:?} in {:.1} ms",
+            gen.tokens,
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        drop(decoder);
+        let trace = prof.finish().unwrap().trace;
+        let regions: std::collections::BTreeSet<String> = trace
+            .spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Kernel)
+            .filter_map(|s| trace.strings.get(s.region))
+            .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
+            .collect();
+        println!("pipeline: kernel regions {regions:?}");
+        for op in ["embedding", "attention", "mlp", "norm", "lm_head"] {
+            assert!(regions.contains(op), "no kernel in region {op}");
+        }
+        let t1 = std::time::Instant::now();
+        let reference = ReferenceRun::compute(&cfg, &weights, &prompts, &gen.tokens, steps);
+        println!(
+            "pipeline: CPU reference in {:.1} s",
+            t1.elapsed().as_secs_f64()
+        );
+        let mut worst = 0.0f64;
+        for step in 0..steps {
+            for row in 0..prompts.len() {
+                let e = relative_error(&gen.logits[step][row], &reference.logits[step][row]);
+                println!("pipeline: step {step} row {row}: logits relative error {e:.2e}");
+                worst = worst.max(e);
+            }
+        }
+        assert!(worst < 1e-4, "worst relative error {worst:.2e}");
+    }
+}

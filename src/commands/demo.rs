@@ -15,28 +15,20 @@ use crate::render::{self, Report, Truth};
 /// # Errors
 /// [`CliError`] when the output folder or files cannot be written.
 pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let gpus = wattlens_runtime::detect::nvidia_gpus();
-    if !gpus.is_empty() && !args.simulate {
-        let names: Vec<String> = gpus
-            .iter()
-            .map(|g| {
-                g.model
-                    .clone()
-                    .unwrap_or_else(|| format!("/dev/nvidia{}", g.minor))
-            })
-            .collect();
-        writeln!(
-            out,
-            "note: found {} NVIDIA GPU(s) ({}); this demo runs on the simulated GPU \
-             (`wattlens calibrate` measures this GPU's sensors).",
-            gpus.len(),
-            names.join(", ")
-        )?;
-    }
     std::fs::create_dir_all(&args.out_dir).map_err(|source| CliError::WriteFile {
         path: args.out_dir.clone(),
         source,
     })?;
+    let gpus = wattlens_runtime::detect::nvidia_gpus();
+    if !gpus.is_empty() && !args.simulate {
+        return super::demo_gpu::run(args, out);
+    }
+    if !args.waste.is_empty() {
+        writeln!(
+            out,
+            "note: --waste plants waste in the GPU pipeline; the simulated demo runs its own workload without it."
+        )?;
+    }
     let trace_path = args.out_dir.join("demo.wlt");
     let perfetto_path = args.out_dir.join("demo.perfetto.json");
 

@@ -2,6 +2,7 @@
 
 pub mod calibrate;
 pub mod demo;
+pub mod demo_gpu;
 pub mod export;
 pub mod report;
 pub mod validate;

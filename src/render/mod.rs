@@ -3,7 +3,7 @@
 pub mod csv;
 pub mod json;
 pub mod table;
-mod units;
+pub mod units;
 
 use std::collections::HashMap;
 

@@ -182,7 +182,8 @@ pub struct Attribution {
     pub signatures: Vec<SignatureEnergy>,
     /// Per operator class, most energy first.
     pub ops: Vec<OpEnergy>,
-    /// Per region path (each prefix included), most energy first.
+    /// Per region path (each prefix included), most energy first; a `*/NAME` entry sums every
+    /// nested region named NAME, when NAME occurs under two or more paths (the per-op view).
     pub regions: Vec<RegionEnergy>,
     /// Per work span, in trace order.
     pub spans: Vec<SpanEnergy>,
@@ -401,12 +402,24 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         .collect();
 
     let mut region_members: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    // Nested regions by their own name, with the distinct paths they occur under.
+    let mut leaf_members: BTreeMap<String, (std::collections::BTreeSet<String>, Vec<usize>)> =
+        BTreeMap::new();
     for (w, &i) in work.iter().enumerate() {
         let region = trace.spans[i].region;
         if region == StrId::NONE {
             continue;
         }
         let path = trace.str(region);
+        if let Some(leaf) = path
+            .rsplit('/')
+            .next()
+            .filter(|l| !l.is_empty() && path.contains('/'))
+        {
+            let e = leaf_members.entry(leaf.to_owned()).or_default();
+            e.0.insert(path.to_owned());
+            e.1.push(w);
+        }
         let mut end = 0;
         for (k, c) in path
             .char_indices()
@@ -421,6 +434,13 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             if c == '/' {
                 end = k + 1;
             }
+        }
+    }
+    // `*/NAME` gathers every nested region named NAME that occurs under two or more paths: the
+    // per-op view of a model whose layers each hold `attention`, `mlp`, … regions.
+    for (leaf, (paths, members)) in leaf_members {
+        if paths.len() >= 2 {
+            region_members.insert(format!("*/{leaf}"), members);
         }
     }
     let mut regions: Vec<RegionEnergy> = region_members

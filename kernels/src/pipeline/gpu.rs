@@ -1,0 +1,486 @@
+//! The pipeline on the GPU: prefill of a right-padded batch, then greedy decode with a KV cache.
+//! Every op runs in a region (`prefill`/`decode` → `layerN` → `norm`, `attention`, `mlp`;
+//! `embedding`, `lm_head`), so energy rolls up per op.
+
+use std::sync::Arc;
+
+use cudarc::driver::CudaStream;
+use wattlens_runtime::{CudaError, DeviceBuffer, Profiler};
+
+use super::{argmax, ModelConfig, Weights};
+
+use crate::ops::{MatmulF32, Ops};
+
+/// One block's weights on the device.
+struct DeviceLayer {
+    ln1: (DeviceBuffer<f32>, DeviceBuffer<f32>),
+    w_qkv: DeviceBuffer<f32>,
+    w_o: DeviceBuffer<f32>,
+    ln2: (DeviceBuffer<f32>, DeviceBuffer<f32>),
+    w_fc: DeviceBuffer<f32>,
+    w_proj: DeviceBuffer<f32>,
+    /// KV cache, `[batch][heads][max_len][head_dim]` each.
+    k_cache: DeviceBuffer<f32>,
+    v_cache: DeviceBuffer<f32>,
+}
+
+/// Activations for one phase (`rows` token rows), sized exactly so that whole-buffer kernels
+/// touch only live rows.
+struct Activations {
+    rows: usize,
+    x: DeviceBuffer<f32>,
+    x_alt: DeviceBuffer<f32>,
+    h: DeviceBuffer<f32>,
+    qkv: DeviceBuffer<f32>,
+    q: DeviceBuffer<f32>,
+    o: DeviceBuffer<f32>,
+    merged: DeviceBuffer<f32>,
+    a: DeviceBuffer<f32>,
+    f: DeviceBuffer<f32>,
+    g: DeviceBuffer<f32>,
+}
+
+impl Activations {
+    fn new(prof: &Profiler, s: &Arc<CudaStream>, rows: usize, d: usize) -> Result<Self, CudaError> {
+        let z = |n: usize| prof.alloc_zeros::<f32>(s, n);
+        Ok(Activations {
+            rows,
+            x: z(rows * d)?,
+            x_alt: z(rows * d)?,
+            h: z(rows * d)?,
+            qkv: z(rows * 3 * d)?,
+            q: z(rows * d)?,
+            o: z(rows * d)?,
+            merged: z(rows * d)?,
+            a: z(rows * d)?,
+            f: z(rows * 4 * d)?,
+            g: z(rows * 4 * d)?,
+        })
+    }
+}
+
+/// Planted waste: each switch adds one kind of waste the waste detector should find.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waste {
+    /// Recompute every earlier token at each decode step instead of using the KV cache.
+    pub no_kv_cache: bool,
+    /// Upload every weight again before each decode step.
+    pub reupload_weights: bool,
+    /// Run an extra up-projection per layer whose output is overwritten unread.
+    pub dead_kernel: bool,
+    /// Run the pre-MLP LayerNorm twice on the same input.
+    pub duplicate_layernorm: bool,
+    /// Synchronise the host with the GPU after every kernel.
+    pub sync_every_kernel: bool,
+}
+
+/// What a generation produced.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Generated tokens per row.
+    pub tokens: Vec<Vec<i32>>,
+    /// Logits per step and row (step 0 from the prefill).
+    pub logits: Vec<Vec<Vec<f32>>>,
+}
+
+/// The model on one GPU, ready to generate for batches of up to `batch` rows.
+pub struct Decoder<'p> {
+    prof: &'p Profiler,
+    stream: Arc<CudaStream>,
+    ops: Ops,
+    cfg: ModelConfig,
+    batch: usize,
+    wte: DeviceBuffer<f32>,
+    wpe: DeviceBuffer<f32>,
+    layers: Vec<DeviceLayer>,
+    ln_f: (DeviceBuffer<f32>, DeviceBuffer<f32>),
+    w_lm: DeviceBuffer<f32>,
+    waste: Waste,
+    host_weights: Arc<Weights>,
+}
+
+fn usage(problem: String) -> CudaError {
+    CudaError::Arguments {
+        kernel: "pipeline".into(),
+        site: "wattlens_kernels::pipeline".into(),
+        problem,
+    }
+}
+
+impl<'p> Decoder<'p> {
+    /// Upload `weights` (for `cfg`) to device 0 of `prof`, with KV caches for `batch` rows.
+    ///
+    /// # Errors
+    /// [`CudaError`] when an allocation or copy fails, or the head dimension exceeds 128.
+    pub fn new(
+        prof: &'p Profiler,
+        cfg: ModelConfig,
+        weights: Arc<Weights>,
+        batch: usize,
+    ) -> Result<Self, CudaError> {
+        if cfg.head_dim() > crate::ops::MAX_HEAD_DIM
+            || cfg.head_dim() % 32 != 0
+            || cfg.d_model % cfg.heads != 0
+        {
+            return Err(usage(format!(
+                "d_model {} and {} heads give an unsupported head dimension",
+                cfg.d_model, cfg.heads
+            )));
+        }
+        let stream = prof.context(0)?.default_stream();
+        let ops = Ops::load(prof, 0)?;
+        let _r = prof.region("load_weights");
+        let up = |v: &[f32]| -> Result<DeviceBuffer<f32>, CudaError> {
+            let mut b = prof.alloc_zeros::<f32>(&stream, v.len())?;
+            prof.htod(&stream, v, &mut b)?;
+            Ok(b)
+        };
+        let cache = batch * cfg.max_len * cfg.d_model;
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for l in &weights.layers {
+            layers.push(DeviceLayer {
+                ln1: (up(&l.ln1.0)?, up(&l.ln1.1)?),
+                w_qkv: up(&l.w_qkv)?,
+                w_o: up(&l.w_o)?,
+                ln2: (up(&l.ln2.0)?, up(&l.ln2.1)?),
+                w_fc: up(&l.w_fc)?,
+                w_proj: up(&l.w_proj)?,
+                k_cache: prof.alloc_zeros::<f32>(&stream, cache)?,
+                v_cache: prof.alloc_zeros::<f32>(&stream, cache)?,
+            });
+        }
+        Ok(Decoder {
+            wte: up(&weights.wte)?,
+            wpe: up(&weights.wpe)?,
+            ln_f: (up(&weights.ln_f.0)?, up(&weights.ln_f.1)?),
+            w_lm: up(&weights.w_lm)?,
+            layers,
+            prof,
+            stream,
+            ops,
+            cfg,
+            batch,
+            waste: Waste::default(),
+            host_weights: weights,
+        })
+    }
+
+    /// Plant waste in the next generations.
+    pub fn set_waste(&mut self, waste: Waste) {
+        self.waste = waste;
+    }
+
+    /// Upload every weight again (the `reupload_weights` waste).
+    fn reupload(&mut self) -> Result<(), CudaError> {
+        let _r = self.prof.region("load_weights");
+        let weights = self.host_weights.clone();
+        let (prof, s) = (self.prof, &self.stream);
+        for (l, w) in self.layers.iter_mut().zip(&weights.layers) {
+            for (dst, src) in [
+                (&mut l.ln1.0, &w.ln1.0),
+                (&mut l.ln1.1, &w.ln1.1),
+                (&mut l.w_qkv, &w.w_qkv),
+                (&mut l.w_o, &w.w_o),
+                (&mut l.ln2.0, &w.ln2.0),
+                (&mut l.ln2.1, &w.ln2.1),
+                (&mut l.w_fc, &w.w_fc),
+                (&mut l.w_proj, &w.w_proj),
+            ] {
+                prof.htod(s, src, dst)?;
+            }
+        }
+        prof.htod(s, &weights.wte, &mut self.wte)?;
+        prof.htod(s, &weights.wpe, &mut self.wpe)?;
+        prof.htod(s, &weights.w_lm, &mut self.w_lm)?;
+        Ok(())
+    }
+
+    fn ints(&self, v: &[i32]) -> Result<DeviceBuffer<i32>, CudaError> {
+        let mut b = self.prof.alloc_zeros::<i32>(&self.stream, v.len())?;
+        self.prof.htod(&self.stream, v, &mut b)?;
+        Ok(b)
+    }
+
+    /// One forward pass over `act.rows = batch·t` token rows at positions `pos0[b] + t`, with
+    /// `klen[b]` valid cache entries after it; returns the logits of rows `last[b]`.
+    fn forward(
+        &mut self,
+        act: &mut Activations,
+        ids: &[i32],
+        pos0: &[i32],
+        klen: &[i32],
+        last: &[i32],
+        t: usize,
+    ) -> Result<Vec<Vec<f32>>, CudaError> {
+        let (prof, ops) = (self.prof, &self.ops);
+        let s = &self.stream.clone();
+        let cfg = self.cfg;
+        let waste = self.waste;
+        let (b, d, rows) = (pos0.len(), cfg.d_model, act.rows);
+        let shape_bht = (b, cfg.heads, t, cfg.head_dim());
+        let (d_ids, d_pos0, d_klen, d_last) = (
+            self.ints(ids)?,
+            self.ints(pos0)?,
+            self.ints(klen)?,
+            self.ints(last)?,
+        );
+        let sync = || -> Result<(), CudaError> {
+            if waste.sync_every_kernel {
+                prof.synchronize(s)?;
+            }
+            Ok(())
+        };
+        {
+            let _r = prof.region("embedding");
+            ops.embed_tokens(
+                prof,
+                s,
+                &d_ids,
+                &d_pos0,
+                &self.wte,
+                &self.wpe,
+                &mut act.x,
+                (b, t, d),
+            )?;
+            sync()?;
+        }
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let _layer = prof.region(&format!("layer{i}"));
+            {
+                let _r = prof.region("norm");
+                ops.layernorm(prof, s, &act.x, &l.ln1.0, &l.ln1.1, &mut act.h, rows, d)?;
+                sync()?;
+            }
+            {
+                let _r = prof.region("attention");
+                ops.matmul_f32(
+                    prof,
+                    s,
+                    MatmulF32::Tiled,
+                    &act.h,
+                    &l.w_qkv,
+                    &mut act.qkv,
+                    (rows, 3 * d, d),
+                )?;
+                sync()?;
+                ops.split_heads(
+                    prof,
+                    s,
+                    &act.qkv,
+                    &mut act.q,
+                    &mut l.k_cache,
+                    &mut l.v_cache,
+                    &d_pos0,
+                    shape_bht,
+                    cfg.max_len,
+                )?;
+                sync()?;
+                ops.attention_cached(
+                    prof,
+                    s,
+                    &act.q,
+                    &l.k_cache,
+                    &l.v_cache,
+                    &mut act.o,
+                    &d_pos0,
+                    &d_klen,
+                    shape_bht,
+                    cfg.max_len,
+                )?;
+                sync()?;
+                ops.merge_heads(prof, s, &act.o, &mut act.merged, shape_bht)?;
+                sync()?;
+                ops.matmul_f32(
+                    prof,
+                    s,
+                    MatmulF32::Tiled,
+                    &act.merged,
+                    &l.w_o,
+                    &mut act.a,
+                    (rows, d, d),
+                )?;
+                sync()?;
+                ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt)?;
+                sync()?;
+                std::mem::swap(&mut act.x, &mut act.x_alt);
+            }
+            {
+                let _r = prof.region("norm");
+                ops.layernorm(prof, s, &act.x, &l.ln2.0, &l.ln2.1, &mut act.h, rows, d)?;
+                sync()?;
+                if waste.duplicate_layernorm {
+                    ops.layernorm(prof, s, &act.x, &l.ln2.0, &l.ln2.1, &mut act.h, rows, d)?;
+                    sync()?;
+                }
+            }
+            {
+                let _r = prof.region("mlp");
+                if waste.dead_kernel {
+                    // Written, then overwritten by the real up-projection before any read.
+                    ops.matmul_f32(
+                        prof,
+                        s,
+                        MatmulF32::Tiled,
+                        &act.x,
+                        &l.w_fc,
+                        &mut act.f,
+                        (rows, 4 * d, d),
+                    )?;
+                    sync()?;
+                }
+                ops.matmul_f32(
+                    prof,
+                    s,
+                    MatmulF32::Tiled,
+                    &act.h,
+                    &l.w_fc,
+                    &mut act.f,
+                    (rows, 4 * d, d),
+                )?;
+                sync()?;
+                ops.gelu(prof, s, &act.f, &mut act.g)?;
+                sync()?;
+                ops.matmul_f32(
+                    prof,
+                    s,
+                    MatmulF32::Tiled,
+                    &act.g,
+                    &l.w_proj,
+                    &mut act.a,
+                    (rows, d, 4 * d),
+                )?;
+                sync()?;
+                ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt)?;
+                sync()?;
+                std::mem::swap(&mut act.x, &mut act.x_alt);
+            }
+        }
+        let mut hn = prof.alloc_zeros::<f32>(s, b * d)?;
+        let mut logits = prof.alloc_zeros::<f32>(s, b * cfg.vocab)?;
+        {
+            let _r = prof.region("norm");
+            ops.layernorm(
+                prof,
+                s,
+                &act.x,
+                &self.ln_f.0,
+                &self.ln_f.1,
+                &mut act.h,
+                rows,
+                d,
+            )?;
+            sync()?;
+        }
+        {
+            let _r = prof.region("lm_head");
+            ops.embedding(prof, s, &d_last, &act.h, &mut hn, d)?;
+            sync()?;
+            ops.matmul_f32(
+                prof,
+                s,
+                MatmulF32::Tiled,
+                &hn,
+                &self.w_lm,
+                &mut logits,
+                (b, cfg.vocab, d),
+            )?;
+            sync()?;
+        }
+        let mut host = vec![0f32; b * cfg.vocab];
+        prof.dtoh(s, &logits, &mut host)?;
+        Ok(host.chunks(cfg.vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Prefill `prompts` (right-padded to the longest), then decode `steps − 1` more tokens
+    /// greedily; returns the `steps` chosen tokens and their logits per row.
+    ///
+    /// # Errors
+    /// [`CudaError::Arguments`] for an empty or oversized batch, an empty prompt, a token out of
+    /// the vocabulary or a sequence longer than `max_len`; any CUDA error.
+    pub fn generate(
+        &mut self,
+        prompts: &[Vec<i32>],
+        steps: usize,
+    ) -> Result<Generation, CudaError> {
+        let b = prompts.len();
+        let t = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if steps == 0 {
+            return Err(usage("at least one step is needed".into()));
+        }
+        if b == 0 || b > self.batch || prompts.iter().any(Vec::is_empty) {
+            return Err(usage(format!(
+                "a batch of 1..={} non-empty prompts is needed, got {b}",
+                self.batch
+            )));
+        }
+        if t + steps > self.cfg.max_len {
+            return Err(usage(format!(
+                "{t} prompt tokens + {steps} steps exceed max_len {}",
+                self.cfg.max_len
+            )));
+        }
+        if prompts
+            .iter()
+            .flatten()
+            .any(|&id| id < 0 || id as usize >= self.cfg.vocab)
+        {
+            return Err(usage(format!(
+                "a token is outside the vocabulary of {}",
+                self.cfg.vocab
+            )));
+        }
+        let d = self.cfg.d_model;
+        let mut lens: Vec<i32> = prompts.iter().map(|p| p.len() as i32).collect();
+        let mut out = Generation {
+            tokens: vec![Vec::new(); b],
+            logits: Vec::new(),
+        };
+        let mut next: Vec<i32>;
+        {
+            let _r = self.prof.region("prefill");
+            let mut ids = vec![0i32; b * t];
+            for (r, p) in prompts.iter().enumerate() {
+                ids[r * t..r * t + p.len()].copy_from_slice(p);
+            }
+            let last: Vec<i32> = (0..b).map(|r| (r * t) as i32 + lens[r] - 1).collect();
+            let mut act = Activations::new(self.prof, &self.stream, b * t, d)?;
+            let logits = self.forward(&mut act, &ids, &vec![0; b], &lens, &last, t)?;
+            next = logits.iter().map(|l| argmax(l)).collect();
+            out.logits.push(logits);
+        }
+        let mut act = Activations::new(self.prof, &self.stream, b, d)?;
+        for _ in 1..steps {
+            for (r, tok) in next.iter().enumerate() {
+                out.tokens[r].push(*tok);
+            }
+            let _r = self.prof.region("decode");
+            if self.waste.reupload_weights {
+                self.reupload()?;
+            }
+            let klen: Vec<i32> = lens.iter().map(|l| l + 1).collect();
+            let logits = if self.waste.no_kv_cache {
+                // Recompute the whole sequence, prompt and generated tokens, every step.
+                let t_now = klen.iter().copied().max().unwrap_or(1) as usize;
+                let mut ids = vec![0i32; b * t_now];
+                for (r, p) in prompts.iter().enumerate() {
+                    let row = &mut ids[r * t_now..(r + 1) * t_now];
+                    row[..p.len()].copy_from_slice(p);
+                    row[p.len()..p.len() + out.tokens[r].len()].copy_from_slice(&out.tokens[r]);
+                }
+                let last: Vec<i32> = (0..b).map(|r| (r * t_now) as i32 + klen[r] - 1).collect();
+                let mut full = Activations::new(self.prof, &self.stream, b * t_now, d)?;
+                self.forward(&mut full, &ids, &vec![0; b], &klen, &last, t_now)?
+            } else {
+                let last: Vec<i32> = (0..b as i32).collect();
+                self.forward(&mut act, &next, &lens, &klen, &last, 1)?
+            };
+            next = logits.iter().map(|l| argmax(l)).collect();
+            out.logits.push(logits);
+            lens = klen;
+        }
+        for (r, tok) in next.iter().enumerate() {
+            out.tokens[r].push(*tok);
+        }
+        Ok(out)
+    }
+}
