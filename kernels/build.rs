@@ -38,43 +38,46 @@ fn main() {
     for (name, src) in SOURCES {
         let src = Path::new(src);
         println!("cargo::rerun-if-changed={}", src.display());
-        let ll = out.join(format!("{name}.ll"));
-        let tagged = out.join(format!("{name}.tagged.ll"));
-        let ptx = out.join(format!("{name}.ptx"));
-        run(
-            Command::new("clang-19")
-                .args([
-                    "-x",
-                    "cuda",
-                    "--cuda-device-only",
-                    "-nocudainc",
-                    "-nocudalib",
-                ])
-                .args([
-                    "--cuda-gpu-arch=sm_90",
-                    "-O3",
-                    "-S",
-                    "-emit-llvm",
-                    "-fno-discard-value-names",
-                ])
-                .args(["-Xclang", "-target-feature", "-Xclang", "+ptx80"])
-                .arg(src)
-                .arg("-o")
-                .arg(&ll),
-            "clang-19",
-        );
-        match wattlens_passes::tag_file(&ll, &tagged) {
-            Ok(reports) => manifest.merge(wattlens_passes::manifest_of(&reports)),
-            Err(e) => fail(&format!("wattlens-pass on {}: {e}", src.display())),
+        // sm_90 is the main build; sm_80 the portable one (facts are the same, so the manifest
+        // comes from the first).
+        for (arch, suffix) in [("sm_90", ""), ("sm_80", "_sm80")] {
+            let ll = out.join(format!("{name}{suffix}.ll"));
+            let tagged = out.join(format!("{name}{suffix}.tagged.ll"));
+            let ptx = out.join(format!("{name}{suffix}.ptx"));
+            run(
+                Command::new("clang-19")
+                    .args([
+                        "-x",
+                        "cuda",
+                        "--cuda-device-only",
+                        "-nocudainc",
+                        "-nocudalib",
+                    ])
+                    .arg(format!("--cuda-gpu-arch={arch}"))
+                    .args(["-O3", "-S", "-emit-llvm", "-fno-discard-value-names"])
+                    .args(["-Xclang", "-target-feature", "-Xclang", "+ptx80"])
+                    .arg(src)
+                    .arg("-o")
+                    .arg(&ll),
+                "clang-19",
+            );
+            match wattlens_passes::tag_file(&ll, &tagged) {
+                Ok(reports) if suffix.is_empty() => {
+                    manifest.merge(wattlens_passes::manifest_of(&reports))
+                }
+                Ok(_) => {}
+                Err(e) => fail(&format!("wattlens-pass on {}: {e}", src.display())),
+            }
+            run(
+                Command::new("llc-19")
+                    .args(["-march=nvptx64", "-mattr=+ptx80"])
+                    .arg(format!("-mcpu={arch}"))
+                    .arg(&tagged)
+                    .arg("-o")
+                    .arg(&ptx),
+                "llc-19",
+            );
         }
-        run(
-            Command::new("llc-19")
-                .args(["-march=nvptx64", "-mcpu=sm_90", "-mattr=+ptx80"])
-                .arg(&tagged)
-                .arg("-o")
-                .arg(&ptx),
-            "llc-19",
-        );
     }
     if let Err(e) = std::fs::write(out.join("manifest.json"), manifest.to_json()) {
         fail(&format!("cannot write the kernel manifest: {e}"));

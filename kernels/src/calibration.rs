@@ -3,6 +3,8 @@
 
 /// PTX of `cuda/calibration.cu` for sm_90.
 pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/calibration.ptx"));
+/// The same kernels for sm_80 (A100 and later), PTX 8.0.
+pub const PTX_SM80: &str = include_str!(concat!(env!("OUT_DIR"), "/calibration_sm80.ptx"));
 
 /// `spin_for(float *out, u64 duration_ns)`: FMA chains on every thread until the time is up.
 pub const SPIN_FOR: &str = "spin_for";

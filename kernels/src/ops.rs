@@ -8,6 +8,8 @@ use wattlens_runtime::{CudaError, DeviceBuffer, Kernel, ProfiledArg, Profiler};
 
 /// PTX of `cuda/ops.cu` for sm_90 (clang-19 → wattlens pass → llc-19).
 pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/ops.ptx"));
+/// The same kernels for sm_80 (A100 and later), PTX 8.0.
+pub const PTX_SM80: &str = include_str!(concat!(env!("OUT_DIR"), "/ops_sm80.ptx"));
 
 /// Largest head dimension `attn_fused` supports.
 pub const MAX_HEAD_DIM: usize = 128;
@@ -92,7 +94,15 @@ impl Ops {
     /// # Errors
     /// [`CudaError`] when the PTX does not load or a kernel is missing.
     pub fn load(prof: &Profiler, device: usize) -> Result<Self, CudaError> {
-        let m = prof.load_ptx(device, PTX)?;
+        Self::load_from(prof, device, PTX)
+    }
+
+    /// Load the kernels from `ptx` (this module's [`PTX`] or [`PTX_SM80`]).
+    ///
+    /// # Errors
+    /// [`CudaError`] when the PTX does not load or a kernel is missing.
+    pub fn load_from(prof: &Profiler, device: usize, ptx: &str) -> Result<Self, CudaError> {
+        let m = prof.load_ptx(device, ptx)?;
         let k = |name: &str| prof.kernel(&m, name);
         Ok(Ops {
             matmul_f32_naive: k("matmul_f32_naive")?,

@@ -2,6 +2,8 @@
 
 /// PTX of `cuda/runtime_checks.cu` for sm_90.
 pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/runtime_checks.ptx"));
+/// The same kernels for sm_80 (A100 and later), PTX 8.0.
+pub const PTX_SM80: &str = include_str!(concat!(env!("OUT_DIR"), "/runtime_checks_sm80.ptx"));
 
 /// `stamped_spin(u64 *stamps, u64 duration_ns)`: spins, stamping first start and last end
 /// with `%globaltimer` into `stamps[0]` (min) and `stamps[1]` (max).

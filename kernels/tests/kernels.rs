@@ -3,6 +3,13 @@
 
 use wattlens_kernels::calibration::{KERNELS, PTX};
 
+/// GPU tests that open a profiling session take this lock: CUPTI's records carry no session, so
+/// the runtime refuses a second CUPTI session on one GPU while the first runs.
+pub fn gpu_session_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[test]
 fn the_manifest_holds_the_pass_facts_of_every_shipped_kernel() {
     use wattlens_instrument::{AccessMode, OpClass};
@@ -31,6 +38,26 @@ fn the_manifest_holds_the_pass_facts_of_every_shipped_kernel() {
     let host = wattlens_kernels::host_demo::manifest().unwrap();
     assert_eq!(host.sites.len(), 2);
     assert_eq!(host.regions.len(), 2);
+}
+
+#[test]
+fn the_portable_build_targets_sm80_with_the_same_kernels() {
+    use wattlens_kernels::{calibration, ops, runtime_checks};
+    for (sm90, sm80) in [
+        (calibration::PTX, calibration::PTX_SM80),
+        (runtime_checks::PTX, runtime_checks::PTX_SM80),
+        (ops::PTX, ops::PTX_SM80),
+    ] {
+        assert!(sm80.contains(".target sm_80"), "not an sm_80 build");
+        let entries = |p: &str| {
+            p.lines()
+                .filter(|l| l.contains(".entry "))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(entries(sm90), entries(sm80));
+    }
+    assert!(ops::PTX_SM80.contains("mma.sync.aligned.m16n8k16"));
 }
 
 #[test]
@@ -67,7 +94,28 @@ mod runtime_gpu {
 
     const N: usize = 1 << 20;
 
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn a_second_cupti_session_on_one_gpu_is_refused_and_auto_falls_back_to_events() {
+        let _gpu = super::gpu_session_lock();
+        let first = Profiler::start(config(TimingChoice::Cupti)).unwrap();
+        let err = Profiler::start(config(TimingChoice::Cupti))
+            .err()
+            .expect("a second CUPTI session must be refused");
+        assert!(
+            err.to_string().contains("another wattlens session"),
+            "{err}"
+        );
+        let auto = Profiler::start(config(TimingChoice::Auto)).unwrap();
+        assert_eq!(auto.timing(), &["events"]);
+        drop(auto);
+        drop(first);
+        let again = Profiler::start(config(TimingChoice::Cupti)).unwrap();
+        assert_eq!(again.timing(), &["cupti"]);
+    }
+
     fn saxpy_session(timing: TimingChoice) -> (Trace, Vec<f32>) {
+        let _gpu = super::gpu_session_lock();
         let prof = Profiler::start(config(timing)).unwrap();
         let stream = prof.context(0).unwrap().default_stream();
         let m = prof.load_ptx(0, k::PTX).unwrap();
@@ -170,6 +218,7 @@ mod runtime_gpu {
     #[test]
     #[ignore = "needs an NVIDIA GPU"]
     fn wrong_arguments_are_a_clear_error_not_a_launch() {
+        let _gpu = super::gpu_session_lock();
         let prof = Profiler::start(config(TimingChoice::Auto)).unwrap();
         let stream = prof.context(0).unwrap().default_stream();
         let m = prof.load_ptx(0, k::PTX).unwrap();
@@ -215,6 +264,7 @@ mod runtime_gpu {
             return;
         }
         let trace_path = std::env::temp_dir().join("wattlens-fault-child.trace");
+        let _gpu = super::gpu_session_lock();
         let prof = Profiler::start(ProfilerConfig {
             trace_path: Some(trace_path),
             ..config(TimingChoice::Auto)
@@ -360,6 +410,7 @@ mod host_gpu {
             ..ProfilerConfig::default()
         }
         .with_manifest(&host_demo::manifest().unwrap());
+        let _gpu = super::gpu_session_lock();
         let prof = Profiler::start(config).unwrap();
         assert_eq!(
             host_demo::run(runtime_checks::PTX),
@@ -462,6 +513,7 @@ mod ops_gpu {
             ..ProfilerConfig::default()
         }
         .with_manifest(&wattlens_kernels::manifest().unwrap());
+        let _gpu = super::gpu_session_lock();
         let prof = Profiler::start(config).unwrap();
         let s = prof.context(0).unwrap().default_stream();
         let ops = Ops::load(&prof, 0).unwrap();
@@ -511,6 +563,26 @@ mod ops_gpu {
         .unwrap();
         expect(
             "matmul bf16 mma",
+            &down(&prof, &s, &dc),
+            &r::matmul(&af, &bf, m, n, k),
+            1e-5,
+            &mut errors,
+        );
+        // The portable sm_80 build runs here too (PTX is JIT-compiled forward).
+        let ops80 = Ops::load_from(&prof, 0, wattlens_kernels::ops::PTX_SM80).unwrap();
+        let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
+        ops80
+            .matmul_bf16(
+                &prof,
+                &s,
+                &up(&prof, &s, &a),
+                &up(&prof, &s, &bt),
+                &mut dc,
+                (m, n, k),
+            )
+            .unwrap();
+        expect(
+            "matmul bf16 mma (sm_80 build)",
             &down(&prof, &s, &dc),
             &r::matmul(&af, &bf, m, n, k),
             1e-5,
@@ -763,6 +835,7 @@ mod pipeline_gpu {
             ..ProfilerConfig::default()
         }
         .with_manifest(&wattlens_kernels::manifest().unwrap());
+        let _gpu = super::gpu_session_lock();
         let prof = Profiler::start(config).unwrap();
         let mut decoder = Decoder::new(&prof, cfg, weights.clone(), prompts.len()).unwrap();
         let t0 = std::time::Instant::now();

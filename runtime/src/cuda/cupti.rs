@@ -20,6 +20,9 @@ const BUFFER_ALIGN: usize = 8;
 static RECORDS: Mutex<Vec<(u32, Activity)>> = Mutex::new(Vec::new());
 /// Live timers; CUPTI activity is enabled while this is above zero.
 static USERS: Mutex<usize> = Mutex::new(0);
+/// Devices a CUPTI session of this process is timing now: CUPTI's records carry no session, so
+/// two sessions on one device could not tell theirs apart.
+static ACTIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -176,8 +179,9 @@ impl Cupti {
     /// Enable CUPTI activity (once per process) for device `ctx`.
     ///
     /// # Errors
-    /// [`TimerError::Unavailable`] when libcupti cannot be loaded; [`TimerError::Api`] when
-    /// CUPTI refuses (another tool may own it).
+    /// [`TimerError::Unavailable`] when libcupti cannot be loaded or another session of this
+    /// process is timing the same GPU with CUPTI; [`TimerError::Api`] when CUPTI refuses
+    /// (another tool may own it).
     pub(crate) fn new(ctx: Arc<CudaContext>) -> Result<Self, TimerError> {
         // SAFETY: only probes for the library by name; cudarc panics on first use otherwise.
         if !unsafe { cupti::is_culib_present() } {
@@ -185,8 +189,18 @@ impl Cupti {
                 "libcupti.so is not on the library path (it ships with the CUDA toolkit, under extras/CUPTI/lib64)".into(),
             ));
         }
+        let ordinal = u32::try_from(ctx.ordinal()).unwrap_or(u32::MAX);
+        {
+            let mut active = lock(&ACTIVE);
+            if active.contains(&ordinal) {
+                return Err(TimerError::Unavailable(format!(
+                    "another wattlens session in this process is timing GPU {ordinal} with CUPTI, whose records cannot be split between sessions; finish that session first, or time this one with CUDA events"
+                )));
+            }
+            active.push(ordinal);
+        }
         let mut users = lock(&USERS);
-        if *users == 0 {
+        let enabled = if *users == 0 {
             // SAFETY: the callbacks match CUPTI's signatures and live for the whole process.
             unsafe {
                 check(
@@ -195,23 +209,31 @@ impl Cupti {
                         Some(buffer_requested),
                         Some(buffer_completed),
                     ),
-                )?;
-                for kind in KINDS {
-                    check(
-                        "enabling activity records",
-                        cupti::cuptiActivityEnable(kind),
-                    )?;
-                }
+                )
+                .and_then(|()| {
+                    KINDS.iter().try_for_each(|&kind| {
+                        check(
+                            "enabling activity records",
+                            cupti::cuptiActivityEnable(kind),
+                        )
+                    })
+                })
             }
+        } else {
+            Ok(())
+        };
+        if let Err(e) = enabled {
+            lock(&ACTIVE).retain(|&d| d != ordinal);
+            return Err(e);
         }
         *users += 1;
-        let ordinal = u32::try_from(ctx.ordinal()).unwrap_or(u32::MAX);
         Ok(Self { ctx, ordinal })
     }
 }
 
 impl Drop for Cupti {
     fn drop(&mut self) {
+        lock(&ACTIVE).retain(|&d| d != self.ordinal);
         let mut users = lock(&USERS);
         *users = users.saturating_sub(1);
         if *users == 0 {
