@@ -65,6 +65,50 @@ WL_GLOBAL void matmul_f32_tiled(const float *A, const float *B, float *C, int M,
   }
 }
 
+// 128×128 block tiles with 8×8 outputs per thread in registers (the classic SGEMM scheme):
+// 256 threads, K in steps of 8 through shared memory. Thread (ty, tx) owns rows ty + 16·i and
+// columns tx + 16·j, so shared-memory reads and global stores are conflict-free and coalesced.
+#define RT_BM 128
+#define RT_BN 128
+#define RT_BK 8
+WL_GLOBAL void matmul_f32_reg(const float *A, const float *B, float *C, int M, int N, int K) {
+  WL_SHARED float As[RT_BK][RT_BM];
+  WL_SHARED float Bs[RT_BK][RT_BN];
+  int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  int row0 = blockIdx.y * RT_BM, col0 = blockIdx.x * RT_BN;
+  float acc[8][8];
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  for (int k0 = 0; k0 < K; k0 += RT_BK) {
+    for (int x = 0; x < 4; ++x) {
+      int e = tid * 4 + x;
+      int ar = e / RT_BK, ac = e % RT_BK;
+      int gr = row0 + ar, gk = k0 + ac;
+      As[ac][ar] = (gr < M && gk < K) ? A[(u64)gr * K + gk] : 0.f;
+      int br = e / RT_BN, bc = e % RT_BN;
+      int bk = k0 + br, gc = col0 + bc;
+      Bs[br][bc] = (bk < K && gc < N) ? B[(u64)bk * N + gc] : 0.f;
+    }
+    sync();
+    for (int k = 0; k < RT_BK; ++k) {
+      float a[8], b[8];
+      for (int i = 0; i < 8; ++i) a[i] = As[k][ty + 16 * i];
+      for (int j = 0; j < 8; ++j) b[j] = Bs[k][tx + 16 * j];
+      for (int i = 0; i < 8; ++i)
+        for (int j = 0; j < 8; ++j) acc[i][j] = __builtin_fmaf(a[i], b[j], acc[i][j]);
+    }
+    sync();
+  }
+  for (int i = 0; i < 8; ++i) {
+    int r = row0 + ty + 16 * i;
+    if (r >= M) continue;
+    for (int j = 0; j < 8; ++j) {
+      int c = col0 + tx + 16 * j;
+      if (c < N) C[(u64)r * N + c] = acc[i][j];
+    }
+  }
+}
+
 // bf16 on tensor cores: C (M×N, fp32) = A (M×K, bf16, row-major) · B, with B given transposed
 // as Bt (N×K, bf16, row-major). M a multiple of 16, N of 8, K of 16. One warp per 16×8 tile of
 // C with mma.sync.m16n8k16; block of 4 warps.

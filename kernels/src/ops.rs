@@ -18,6 +18,7 @@ pub const MAX_HEAD_DIM: usize = 128;
 pub struct Ops {
     matmul_f32_naive: Kernel,
     matmul_f32_tiled: Kernel,
+    matmul_f32_reg: Kernel,
     matmul_bf16_mma: Kernel,
     matmul_int8_dp4a: Kernel,
     attn_scores: Kernel,
@@ -46,8 +47,10 @@ pub type HeadShape = (usize, usize, usize, usize);
 pub enum MatmulF32 {
     /// One thread per output, no reuse.
     Naive,
-    /// 32×32 shared-memory tiles.
+    /// 32×32 shared-memory tiles (good for few rows: decode).
     Tiled,
+    /// 128×128 block tiles with 8×8 register tiles per thread (good for many rows).
+    Register,
 }
 
 /// The shape of an attention call over `[b][h][l][d]` tensors.
@@ -107,6 +110,7 @@ impl Ops {
         Ok(Ops {
             matmul_f32_naive: k("matmul_f32_naive")?,
             matmul_f32_tiled: k("matmul_f32_tiled")?,
+            matmul_f32_reg: k("matmul_f32_reg")?,
             matmul_bf16_mma: k("matmul_bf16_mma")?,
             matmul_int8_dp4a: k("matmul_int8_dp4a")?,
             attn_scores: k("attn_scores")?,
@@ -157,6 +161,14 @@ impl Ops {
                 LaunchConfig {
                     grid_dim: (blocks(n, 32), blocks(m, 32), 1),
                     block_dim: (32, 8, 1),
+                    shared_mem_bytes: 0,
+                },
+            ),
+            MatmulF32::Register => (
+                &self.matmul_f32_reg,
+                LaunchConfig {
+                    grid_dim: (blocks(n, 128), blocks(m, 128), 1),
+                    block_dim: (256, 1, 1),
                     shared_mem_bytes: 0,
                 },
             ),

@@ -525,7 +525,7 @@ mod ops_gpu {
         let (a, b) = (rng.vec(m * k), rng.vec(k * n));
         let reference = r::matmul(&a, &b, m, n, k);
         let (da, db) = (up(&prof, &s, &a), up(&prof, &s, &b));
-        for kind in [MatmulF32::Naive, MatmulF32::Tiled] {
+        for kind in [MatmulF32::Naive, MatmulF32::Tiled, MatmulF32::Register] {
             let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
             ops.matmul_f32(&prof, &s, kind, &da, &db, &mut dc, (m, n, k))
                 .unwrap();

@@ -217,6 +217,13 @@ impl<'p> Decoder<'p> {
         let cfg = self.cfg;
         let waste = self.waste;
         let (b, d, rows) = (pos0.len(), cfg.d_model, act.rows);
+        // Register tiles pay off once there are enough rows to fill them (prefill); decode
+        // steps use the small tiles.
+        let mm = if rows >= 128 {
+            MatmulF32::Register
+        } else {
+            MatmulF32::Tiled
+        };
         let shape_bht = (b, cfg.heads, t, cfg.head_dim());
         let (d_ids, d_pos0, d_klen, d_last) = (
             self.ints(ids)?,
@@ -256,7 +263,7 @@ impl<'p> Decoder<'p> {
                 ops.matmul_f32(
                     prof,
                     s,
-                    MatmulF32::Tiled,
+                    mm,
                     &act.h,
                     &l.w_qkv,
                     &mut act.qkv,
@@ -290,15 +297,7 @@ impl<'p> Decoder<'p> {
                 sync()?;
                 ops.merge_heads(prof, s, &act.o, &mut act.merged, shape_bht)?;
                 sync()?;
-                ops.matmul_f32(
-                    prof,
-                    s,
-                    MatmulF32::Tiled,
-                    &act.merged,
-                    &l.w_o,
-                    &mut act.a,
-                    (rows, d, d),
-                )?;
+                ops.matmul_f32(prof, s, mm, &act.merged, &l.w_o, &mut act.a, (rows, d, d))?;
                 sync()?;
                 ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt)?;
                 sync()?;
@@ -317,38 +316,14 @@ impl<'p> Decoder<'p> {
                 let _r = prof.region("mlp");
                 if waste.dead_kernel {
                     // Written, then overwritten by the real up-projection before any read.
-                    ops.matmul_f32(
-                        prof,
-                        s,
-                        MatmulF32::Tiled,
-                        &act.x,
-                        &l.w_fc,
-                        &mut act.f,
-                        (rows, 4 * d, d),
-                    )?;
+                    ops.matmul_f32(prof, s, mm, &act.x, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
                     sync()?;
                 }
-                ops.matmul_f32(
-                    prof,
-                    s,
-                    MatmulF32::Tiled,
-                    &act.h,
-                    &l.w_fc,
-                    &mut act.f,
-                    (rows, 4 * d, d),
-                )?;
+                ops.matmul_f32(prof, s, mm, &act.h, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
                 sync()?;
                 ops.gelu(prof, s, &act.f, &mut act.g)?;
                 sync()?;
-                ops.matmul_f32(
-                    prof,
-                    s,
-                    MatmulF32::Tiled,
-                    &act.g,
-                    &l.w_proj,
-                    &mut act.a,
-                    (rows, d, 4 * d),
-                )?;
+                ops.matmul_f32(prof, s, mm, &act.g, &l.w_proj, &mut act.a, (rows, d, 4 * d))?;
                 sync()?;
                 ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt)?;
                 sync()?;
@@ -375,15 +350,7 @@ impl<'p> Decoder<'p> {
             let _r = prof.region("lm_head");
             ops.embedding(prof, s, &d_last, &act.h, &mut hn, d)?;
             sync()?;
-            ops.matmul_f32(
-                prof,
-                s,
-                MatmulF32::Tiled,
-                &hn,
-                &self.w_lm,
-                &mut logits,
-                (b, cfg.vocab, d),
-            )?;
+            ops.matmul_f32(prof, s, MatmulF32::Tiled, &hn, &self.w_lm, &mut logits, (b, cfg.vocab, d))?;
             sync()?;
         }
         let mut host = vec![0f32; b * cfg.vocab];

@@ -1,0 +1,290 @@
+//! `wattlens-kernel-bench`: how fast the operator kernels run, against the GPU's peak and
+//! against cuBLAS on the same shapes. Kernel times come from CUPTI activity records of a
+//! profiling session (the median over repetitions), so launch gaps do not count.
+//!
+//! Usage: `wattlens-kernel-bench [N]` (matmul size, default 4096).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::CudaStream;
+use wattlens_instrument::trace::SpanKind;
+use wattlens_kernels::ops::{AttnShape, MatmulF32, Ops};
+use wattlens_runtime::{CudaError, Profiler, ProfilerConfig, TimingChoice};
+
+/// Repetitions measured after two warm-up runs.
+const REPS: usize = 10;
+
+/// Peak throughputs of the device, TFLOP/s (dense tensor-core rates for bf16 and int8).
+struct Peaks {
+    fp32: f64,
+    bf16: f64,
+    int8: f64,
+}
+
+fn peaks(name: &str) -> Option<Peaks> {
+    // NVIDIA's H100 SXM5 / H200 SXM datasheets (the two share their compute rates).
+    (name.contains("H100") || name.contains("H200")).then_some(Peaks {
+        fp32: 66.9,
+        bf16: 989.4,
+        int8: 1978.9,
+    })
+}
+
+/// One repetition of a variant: launches its kernels on the stream.
+type Run<'a> = dyn FnMut(&Profiler, &Arc<CudaStream>) -> Result<(), CudaError> + 'a;
+
+/// One measured variant: median time of one repetition (all its kernels), ms.
+fn measure(label: &str, run: &mut Run<'_>) -> Result<f64, CudaError> {
+    let prof = Profiler::start(ProfilerConfig {
+        timing: TimingChoice::Cupti,
+        power: false,
+        ..ProfilerConfig::default()
+    })?;
+    let s = prof.context(0)?.default_stream();
+    // Each run ends with a synchronisation, so a repetition's kernels (ours, or a library's that
+    // CUPTI sees) all run between its region's start and the next one's.
+    run(&prof, &s)?;
+    run(&prof, &s)?;
+    prof.synchronize(&s)?;
+    for r in 0..REPS {
+        let _m = prof.region(&format!("rep{r}"));
+        run(&prof, &s)?;
+        prof.synchronize(&s)?;
+    }
+    let trace = prof.finish().map_err(|a| a.error)?.trace;
+    let mut starts: Vec<(u64, usize)> = trace
+        .spans
+        .iter()
+        .filter(|sp| matches!(sp.kind, SpanKind::Region { .. }))
+        .filter_map(|sp| {
+            let name = trace.strings.get(sp.name)?;
+            let r = name.strip_prefix("rep")?.parse::<usize>().ok()?;
+            Some((sp.start_ns, r))
+        })
+        .collect();
+    starts.sort_unstable();
+    let mut per_rep = [0u64; REPS];
+    for span in trace.spans.iter().filter(|sp| sp.kind == SpanKind::Kernel) {
+        let rep = starts
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= span.start_ns)
+            .map(|(_, r)| *r);
+        if let Some(slot) = rep.and_then(|r| per_rep.get_mut(r)) {
+            *slot += span.end_ns.saturating_sub(span.start_ns);
+        }
+    }
+    per_rep.sort_unstable();
+    let median_ms = per_rep[REPS / 2] as f64 * 1e-6;
+    if median_ms == 0.0 {
+        eprintln!("wattlens-kernel-bench: {label}: no kernel spans were timed");
+    }
+    Ok(median_ms)
+}
+
+fn row(label: &str, ms: f64, flops: f64, peak: Option<f64>, vs: Option<(f64, &str)>) {
+    let tflops = flops / (ms * 1e-3) / 1e12;
+    let of_peak = peak.map_or(String::new(), |p| {
+        format!("{:>6.1}% of peak", 100.0 * tflops / p)
+    });
+    let versus = vs.map_or(String::new(), |(other, what)| {
+        format!("  {:>6.1}% of {what}", 100.0 * other / ms)
+    });
+    println!("{label:<34} {ms:>9.3} ms {tflops:>9.2} TFLOP/s {of_peak}{versus}");
+}
+
+fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let name = {
+        let p = Profiler::start(ProfilerConfig {
+            power: false,
+            ..ProfilerConfig::default()
+        })?;
+        let ctx = p.context(0)?;
+        let name = ctx.name()?;
+        drop(p);
+        name
+    };
+    let peak = peaks(&name);
+    println!("{name}: matmuls at {n}³, median of {REPS} after 2 warm-ups (CUPTI kernel time)");
+    let flops = 2.0 * (n as f64).powi(3);
+    let cfg_f32 = GemmConfig {
+        transa: cublasOperation_t::CUBLAS_OP_N,
+        transb: cublasOperation_t::CUBLAS_OP_N,
+        m: n as i32,
+        n: n as i32,
+        k: n as i32,
+        alpha: 1.0f32,
+        lda: n as i32,
+        ldb: n as i32,
+        beta: 0.0f32,
+        ldc: n as i32,
+    };
+    let cublas_f32 = measure("cuBLAS sgemm", &mut |_p, s| {
+        let blas = CudaBlas::new(s.clone())
+            .map_err(|e| CudaError::Unavailable(format!("cuBLAS: {e:?}")))?;
+        let a = s
+            .alloc_zeros::<f32>(n * n)
+            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
+        let b = s
+            .alloc_zeros::<f32>(n * n)
+            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
+        let mut c = s
+            .alloc_zeros::<f32>(n * n)
+            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
+        // SAFETY: all three matrices hold n·n elements, as the config says.
+        unsafe { blas.gemm(cfg_f32, &a, &b, &mut c) }
+            .map_err(|e| CudaError::Unavailable(format!("cuBLAS: {e:?}")))
+    })?;
+    row(
+        "cuBLAS sgemm (fp32)",
+        cublas_f32,
+        flops,
+        peak.as_ref().map(|p| p.fp32),
+        None,
+    );
+    for (kind, label) in [
+        (MatmulF32::Naive, "matmul fp32 naive"),
+        (MatmulF32::Tiled, "matmul fp32 tiled 32×32"),
+        (MatmulF32::Register, "matmul fp32 tiled 128×128, 8×8/thread"),
+    ] {
+        let ms = measure(label, &mut |p, s| {
+            let ops = Ops::load(p, 0)?;
+            let a = p.alloc_zeros::<f32>(s, n * n)?;
+            let b = p.alloc_zeros::<f32>(s, n * n)?;
+            let mut c = p.alloc_zeros::<f32>(s, n * n)?;
+            ops.matmul_f32(p, s, kind, &a, &b, &mut c, (n, n, n))
+        })?;
+        row(
+            label,
+            ms,
+            flops,
+            peak.as_ref().map(|p| p.fp32),
+            Some((cublas_f32, "cuBLAS sgemm")),
+        );
+    }
+    let cfg_bf16 = GemmConfig {
+        transa: cublasOperation_t::CUBLAS_OP_T,
+        transb: cublasOperation_t::CUBLAS_OP_N,
+        m: n as i32,
+        n: n as i32,
+        k: n as i32,
+        alpha: half::bf16::ONE,
+        lda: n as i32,
+        ldb: n as i32,
+        beta: half::bf16::ZERO,
+        ldc: n as i32,
+    };
+    let cublas_bf16 = measure("cuBLAS bf16 gemm", &mut |_p, s| {
+        let blas = CudaBlas::new(s.clone())
+            .map_err(|e| CudaError::Unavailable(format!("cuBLAS: {e:?}")))?;
+        let a = s
+            .alloc_zeros::<half::bf16>(n * n)
+            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
+        let b = s
+            .alloc_zeros::<half::bf16>(n * n)
+            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
+        let mut c = s
+            .alloc_zeros::<half::bf16>(n * n)
+            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
+        // SAFETY: all three matrices hold n·n elements, as the config says.
+        unsafe { blas.gemm(cfg_bf16, &a, &b, &mut c) }
+            .map_err(|e| CudaError::Unavailable(format!("cuBLAS: {e:?}")))
+    })?;
+    row(
+        "cuBLAS bf16 gemm",
+        cublas_bf16,
+        flops,
+        peak.as_ref().map(|p| p.bf16),
+        None,
+    );
+    let ms = measure("matmul bf16 mma", &mut |p, s| {
+        let ops = Ops::load(p, 0)?;
+        let a = p.alloc_zeros::<u16>(s, n * n)?;
+        let bt = p.alloc_zeros::<u16>(s, n * n)?;
+        let mut c = p.alloc_zeros::<f32>(s, n * n)?;
+        ops.matmul_bf16(p, s, &a, &bt, &mut c, (n, n, n))
+    })?;
+    row(
+        "matmul bf16 mma.sync",
+        ms,
+        flops,
+        peak.as_ref().map(|p| p.bf16),
+        Some((cublas_bf16, "cuBLAS bf16")),
+    );
+    let ms = measure("matmul int8 dp4a", &mut |p, s| {
+        let ops = Ops::load(p, 0)?;
+        let a = p.alloc_zeros::<i32>(s, n * n / 4)?;
+        let bt = p.alloc_zeros::<i32>(s, n * n / 4)?;
+        let sa = p.alloc_zeros::<f32>(s, n)?;
+        let sb = p.alloc_zeros::<f32>(s, n)?;
+        let mut c = p.alloc_zeros::<f32>(s, n * n)?;
+        ops.matmul_int8(p, s, &a, &bt, &sa, &sb, &mut c, (n, n, n))
+    })?;
+    row(
+        "matmul int8 dp4a",
+        ms,
+        flops,
+        peak.as_ref().map(|p| p.int8),
+        None,
+    );
+
+    let shape = AttnShape {
+        b: 4,
+        h: 12,
+        l: 1024,
+        d: 64,
+        causal: true,
+    };
+    let len = shape.b * shape.h * shape.l * shape.d;
+    // QKᵀ and P·V over the causal half.
+    let attn_flops =
+        2.0 * 2.0 * (shape.b * shape.h) as f64 * (shape.l * shape.l) as f64 / 2.0 * shape.d as f64;
+    println!(
+        "attention b=4 h=12 l=1024 d=64 causal ({:.1} GFLOP useful)",
+        attn_flops / 1e9
+    );
+    for fused in [false, true] {
+        let label = if fused {
+            "attention fused (flash-style)"
+        } else {
+            "attention unfused (3 kernels)"
+        };
+        let ms = measure(label, &mut |p, s| {
+            let ops = Ops::load(p, 0)?;
+            let q = p.alloc_zeros::<f32>(s, len)?;
+            let k = p.alloc_zeros::<f32>(s, len)?;
+            let v = p.alloc_zeros::<f32>(s, len)?;
+            let mut o = p.alloc_zeros::<f32>(s, len)?;
+            let mut lens = p.alloc_zeros::<i32>(s, shape.b)?;
+            p.htod(s, &vec![shape.l as i32; shape.b], &mut lens)?;
+            if fused {
+                ops.attention_fused(p, s, &q, &k, &v, &mut o, &lens, shape, 0.125)
+            } else {
+                let mut scores = p.alloc_zeros::<f32>(s, shape.b * shape.h * shape.l * shape.l)?;
+                ops.attention_unfused(p, s, &q, &k, &v, &mut o, &lens, &mut scores, shape, 0.125)
+            }
+        })?;
+        row(label, ms, attn_flops, peak.as_ref().map(|p| p.fp32), None);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let n = match std::env::args().nth(1).map(|a| a.parse::<usize>()) {
+        None => 4096,
+        Some(Ok(n)) if n >= 64 && n % 64 == 0 => n,
+        Some(_) => {
+            eprintln!("wattlens-kernel-bench: the size must be a multiple of 64, at least 64");
+            return ExitCode::from(2);
+        }
+    };
+    match run(n) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wattlens-kernel-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
