@@ -139,6 +139,103 @@ WL_GLOBAL void matmul_bf16_mma(const bf16 *A, const bf16 *Bt, float *C, int M, i
   c_lo[8 * N + 1] = c3;
 }
 
+// bf16 on tensor cores, staged through shared memory: 128×128 block tiles, K in steps of 32,
+// 8 warps of 64×32 each (4×4 mma tiles of 16×8), fragments loaded with ldmatrix. M and N
+// multiples of 128, K of 32; same operand layout as matmul_bf16_mma.
+#define TC_BM 128
+#define TC_BN 128
+#define TC_BK 32
+#define TC_PAD 8
+WL_DEVICE unsigned smem_addr(const void *p) {
+  unsigned a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+WL_DEVICE void ldmatrix_x4(unsigned *r, unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+typedef unsigned u128 __attribute__((ext_vector_type(4)));
+WL_GLOBAL void matmul_bf16_tc(const bf16 *A, const bf16 *Bt, float *C, int M, int N, int K) {
+  // Rows of 40 bf16 (80 bytes) as five 16-byte vectors: aligned for ldmatrix, conflict-free.
+  WL_SHARED u128 As[TC_BM][(TC_BK + TC_PAD) / 8];
+  WL_SHARED u128 Bs[TC_BN][(TC_BK + TC_PAD) / 8];
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  int wm = (warp / 4) * 64, wn = (warp % 4) * 32;
+  int row0 = blockIdx.y * TC_BM, col0 = blockIdx.x * TC_BN;
+  float acc[4][4][4];
+  #pragma unroll
+  for (int i = 0; i < 4; ++i)
+    #pragma unroll
+    for (int j = 0; j < 4; ++j)
+      #pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
+  // The next tile's global loads are issued before the current tile's math (register double
+  // buffering), so their latency hides behind the tensor cores.
+  u128 ra[2], rb[2];
+#pragma unroll
+  for (int v = 0; v < 2; ++v) {
+    int e = tid * 2 + v, r = e / 4, c = (e % 4) * 8;
+    ra[v] = *(const u128 *)(A + (u64)(row0 + r) * K + c);
+    rb[v] = *(const u128 *)(Bt + (u64)(col0 + r) * K + c);
+  }
+  for (int k0 = 0; k0 < K; k0 += TC_BK) {
+#pragma unroll
+    for (int v = 0; v < 2; ++v) {
+      int e = tid * 2 + v, r = e / 4, c = (e % 4) * 8;
+      As[r][c / 8] = ra[v];
+      Bs[r][c / 8] = rb[v];
+    }
+    sync();
+    if (k0 + TC_BK < K) {
+#pragma unroll
+      for (int v = 0; v < 2; ++v) {
+        int e = tid * 2 + v, r = e / 4, c = (e % 4) * 8;
+        ra[v] = *(const u128 *)(A + (u64)(row0 + r) * K + k0 + TC_BK + c);
+        rb[v] = *(const u128 *)(Bt + (u64)(col0 + r) * K + k0 + TC_BK + c);
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < TC_BK; kk += 16) {
+      unsigned a[4][4], b[4][2];
+      #pragma unroll
+      for (int i = 0; i < 4; ++i)
+        ldmatrix_x4(a[i], smem_addr(&As[wm + i * 16 + (lane % 16)][(kk + (lane / 16) * 8) / 8]));
+      #pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        unsigned r[4];
+        int n = wn + j * 16 + (lane % 8) + (lane / 16) * 8;
+        ldmatrix_x4(r, smem_addr(&Bs[n][(kk + ((lane / 8) % 2) * 8) / 8]));
+        b[2 * j][0] = r[0];
+        b[2 * j][1] = r[1];
+        b[2 * j + 1][0] = r[2];
+        b[2 * j + 1][1] = r[3];
+      }
+      #pragma unroll
+      for (int i = 0; i < 4; ++i)
+        #pragma unroll
+        for (int j = 0; j < 4; ++j)
+          asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                       "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                       : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
+                       : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
+    }
+    sync();
+  }
+  int g = lane >> 2, t = lane & 3;
+  #pragma unroll
+  for (int i = 0; i < 4; ++i)
+    #pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float *c = C + (u64)(row0 + wm + i * 16 + g) * N + col0 + wn + j * 8 + t * 2;
+      c[0] = acc[i][j][0];
+      c[1] = acc[i][j][1];
+      c[(u64)8 * N] = acc[i][j][2];
+      c[(u64)8 * N + 1] = acc[i][j][3];
+    }
+}
+
 // int8 with per-channel scales: C[m][n] = sa[m]·sb[n]·Σ_k A[m][k]·B[k][n], with A (M×K) and
 // Bt (N×K) packed 4 int8 per int (K4 = K/4 ints per row). One thread per element; dp4a.
 WL_GLOBAL void matmul_int8_dp4a(const int *A4, const int *Bt4, const float *sa, const float *sb,

@@ -20,6 +20,7 @@ pub struct Ops {
     matmul_f32_tiled: Kernel,
     matmul_f32_reg: Kernel,
     matmul_bf16_mma: Kernel,
+    matmul_bf16_tc: Kernel,
     matmul_int8_dp4a: Kernel,
     attn_scores: Kernel,
     softmax_rows: Kernel,
@@ -112,6 +113,7 @@ impl Ops {
             matmul_f32_tiled: k("matmul_f32_tiled")?,
             matmul_f32_reg: k("matmul_f32_reg")?,
             matmul_bf16_mma: k("matmul_bf16_mma")?,
+            matmul_bf16_tc: k("matmul_bf16_tc")?,
             matmul_int8_dp4a: k("matmul_int8_dp4a")?,
             attn_scores: k("attn_scores")?,
             softmax_rows: k("softmax_rows")?,
@@ -220,20 +222,37 @@ impl Ops {
         check(name, "A", a, m * k)?;
         check(name, "Bt", bt, n * k)?;
         check(name, "C", c, m * n)?;
-        let tiles = (m / 16) * (n / 8);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(tiles, 4), 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
+        // Shapes that fill 128×128×32 block tiles take the shared-memory kernel.
+        let staged = m % 128 == 0 && n % 128 == 0 && k % 32 == 0;
+        let (kernel, cfg) = if staged {
+            (
+                &self.matmul_bf16_tc,
+                LaunchConfig {
+                    grid_dim: ((n / 128) as u32, (m / 128) as u32, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                },
+            )
+        } else {
+            let tiles = (m / 16) * (n / 8);
+            (
+                &self.matmul_bf16_mma,
+                LaunchConfig {
+                    grid_dim: (blocks(tiles, 4), 1, 1),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: 0,
+                },
+            )
         };
         let (mi, ni, ki) = (
             i32_of(name, "m", m)?,
             i32_of(name, "n", n)?,
             i32_of(name, "k", k)?,
         );
-        // SAFETY: shapes are tile multiples and the buffers hold m·k, n·k and m·n elements.
+        // SAFETY: shapes are tile multiples of the chosen kernel and the buffers hold m·k,
+        // n·k and m·n elements.
         unsafe {
-            prof.launch(stream, &self.matmul_bf16_mma)
+            prof.launch(stream, kernel)
                 .arg(a)
                 .arg(bt)
                 .arg(c)

@@ -568,6 +568,33 @@ mod ops_gpu {
             1e-5,
             &mut errors,
         );
+        // Shapes that fill 128×128×32 tiles take the shared-memory (ldmatrix) kernel.
+        {
+            let (m, n, k) = (256, 384, 512);
+            let a: Vec<u16> = rng.vec(m * k).into_iter().map(r::bf16_bits).collect();
+            let bt: Vec<u16> = rng.vec(n * k).into_iter().map(r::bf16_bits).collect();
+            let af: Vec<f32> = a.iter().map(|&x| r::bf16_value(x)).collect();
+            let bf: Vec<f32> = (0..k * n)
+                .map(|i| r::bf16_value(bt[(i % n) * k + i / n]))
+                .collect();
+            let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
+            ops.matmul_bf16(
+                &prof,
+                &s,
+                &up(&prof, &s, &a),
+                &up(&prof, &s, &bt),
+                &mut dc,
+                (m, n, k),
+            )
+            .unwrap();
+            expect(
+                "matmul bf16 staged (ldmatrix)",
+                &down(&prof, &s, &dc),
+                &r::matmul(&af, &bf, m, n, k),
+                1e-5,
+                &mut errors,
+            );
+        }
         // The portable sm_80 build runs here too (PTX is JIT-compiled forward).
         let ops80 = Ops::load_from(&prof, 0, wattlens_kernels::ops::PTX_SM80).unwrap();
         let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();

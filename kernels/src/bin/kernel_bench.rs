@@ -207,7 +207,7 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         ops.matmul_bf16(p, s, &a, &bt, &mut c, (n, n, n))
     })?;
     row(
-        "matmul bf16 mma.sync",
+        "matmul bf16 staged (ldmatrix + mma.sync)",
         ms,
         flops,
         peak.as_ref().map(|p| p.bf16),

@@ -350,7 +350,15 @@ impl<'p> Decoder<'p> {
             let _r = prof.region("lm_head");
             ops.embedding(prof, s, &d_last, &act.h, &mut hn, d)?;
             sync()?;
-            ops.matmul_f32(prof, s, MatmulF32::Tiled, &hn, &self.w_lm, &mut logits, (b, cfg.vocab, d))?;
+            ops.matmul_f32(
+                prof,
+                s,
+                MatmulF32::Tiled,
+                &hn,
+                &self.w_lm,
+                &mut logits,
+                (b, cfg.vocab, d),
+            )?;
             sync()?;
         }
         let mut host = vec![0f32; b * cfg.vocab];
