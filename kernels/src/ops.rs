@@ -84,6 +84,15 @@ fn shape_error(kernel: &str, problem: String) -> CudaError {
     }
 }
 
+/// A launch of `grid` blocks of `block` threads (x, y), no dynamic shared memory.
+fn grid(grid: (u32, u32), block: (u32, u32)) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (grid.0, grid.1, 1),
+        block_dim: (block.0, block.1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 fn blocks(n: usize, per: usize) -> u32 {
     n.div_ceil(per).clamp(1, 1 << 20) as u32
 }
@@ -152,27 +161,15 @@ impl Ops {
         let (kernel, cfg) = match kind {
             MatmulF32::Naive => (
                 &self.matmul_f32_naive,
-                LaunchConfig {
-                    grid_dim: (blocks(n, 16), blocks(m, 16), 1),
-                    block_dim: (16, 16, 1),
-                    shared_mem_bytes: 0,
-                },
+                grid((blocks(n, 16), blocks(m, 16)), (16, 16)),
             ),
             MatmulF32::Tiled => (
                 &self.matmul_f32_tiled,
-                LaunchConfig {
-                    grid_dim: (blocks(n, 32), blocks(m, 32), 1),
-                    block_dim: (32, 8, 1),
-                    shared_mem_bytes: 0,
-                },
+                grid((blocks(n, 32), blocks(m, 32)), (32, 8)),
             ),
             MatmulF32::Register => (
                 &self.matmul_f32_reg,
-                LaunchConfig {
-                    grid_dim: (blocks(n, 128), blocks(m, 128), 1),
-                    block_dim: (256, 1, 1),
-                    shared_mem_bytes: 0,
-                },
+                grid((blocks(n, 128), blocks(m, 128)), (256, 1)),
             ),
         };
         let name = kernel.name().to_owned();
@@ -227,22 +224,11 @@ impl Ops {
         let (kernel, cfg) = if staged {
             (
                 &self.matmul_bf16_tc,
-                LaunchConfig {
-                    grid_dim: ((n / 128) as u32, (m / 128) as u32, 1),
-                    block_dim: (256, 1, 1),
-                    shared_mem_bytes: 0,
-                },
+                grid(((n / 128) as u32, (m / 128) as u32), (256, 1)),
             )
         } else {
             let tiles = (m / 16) * (n / 8);
-            (
-                &self.matmul_bf16_mma,
-                LaunchConfig {
-                    grid_dim: (blocks(tiles, 4), 1, 1),
-                    block_dim: (128, 1, 1),
-                    shared_mem_bytes: 0,
-                },
-            )
+            (&self.matmul_bf16_mma, grid((blocks(tiles, 4), 1), (128, 1)))
         };
         let (mi, ni, ki) = (
             i32_of(name, "m", m)?,
@@ -290,11 +276,7 @@ impl Ops {
         check(name, "sa", sa, m)?;
         check(name, "sb", sb, n)?;
         check(name, "C", c, m * n)?;
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(n, 16), blocks(m, 16), 1),
-            block_dim: (16, 16, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((blocks(n, 16), blocks(m, 16)), (16, 16));
         let (mi, ni, ki) = (
             i32_of(name, "m", m)?,
             i32_of(name, "n", n)?,
@@ -373,11 +355,7 @@ impl Ops {
         )?;
         let rows = s.b * s.h * s.l;
         check("attn_scores", "scores", scores, rows * s.l)?;
-        let cfg = |n: usize| LaunchConfig {
-            grid_dim: (blocks(n, 256), 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = |n: usize| grid((blocks(n, 256), 1), (256, 1));
         let rows_i = i32_of("softmax_rows", "rows", rows)?;
         let bh = b * h;
         // SAFETY (three launches): every buffer holds what the shape needs (checked above) and
@@ -395,11 +373,7 @@ impl Ops {
                 .arg(&causal)
                 .arg(&scale)
                 .launch(cfg(rows * s.l))?;
-            let sm = LaunchConfig {
-                grid_dim: (blocks(rows, 4), 1, 1),
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let sm = grid((blocks(rows, 4), 1), (128, 1));
             prof.launch(stream, &self.softmax_rows)
                 .arg(&mut *scores)
                 .arg(&rows_i)
@@ -450,11 +424,7 @@ impl Ops {
             ],
             lens,
         )?;
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(s.b * s.h * s.l, 64), 1, 1),
-            block_dim: (64, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((blocks(s.b * s.h * s.l, 64), 1), (64, 1));
         // SAFETY: the buffers hold the shape (checked above); d ≤ MAX_D of the kernel.
         unsafe {
             prof.launch(stream, &self.attn_fused)
@@ -490,11 +460,7 @@ impl Ops {
             i32_of("softmax_rows", "rows", rows)?,
             i32_of("softmax_rows", "n", n)?,
         );
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(rows, 4), 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((blocks(rows, 4), 1), (128, 1));
         // SAFETY: X holds rows·n elements.
         unsafe {
             prof.launch(stream, &self.softmax_rows)
@@ -527,11 +493,7 @@ impl Ops {
         check(name, "beta", beta, d)?;
         check(name, "Y", y, rows * d)?;
         let (r, di) = (i32_of(name, "rows", rows)?, i32_of(name, "d", d)?);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(rows, 4), 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((blocks(rows, 4), 1), (128, 1));
         // SAFETY: the buffers hold the shape (checked above).
         unsafe {
             prof.launch(stream, &self.layernorm)
@@ -566,11 +528,7 @@ impl Ops {
         check(name, "w", w, d)?;
         check(name, "Y", y, rows * d)?;
         let (r, di) = (i32_of(name, "rows", rows)?, i32_of(name, "d", d)?);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(rows, 4), 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((blocks(rows, 4), 1), (128, 1));
         // SAFETY: the buffers hold the shape (checked above).
         unsafe {
             prof.launch(stream, &self.rmsnorm)
@@ -678,11 +636,7 @@ impl Ops {
             i32_of("embedding_gather", "tokens", ntok)?,
             i32_of("embedding_gather", "d", d)?,
         );
-        let cfg = LaunchConfig {
-            grid_dim: (ntok.max(1) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((ntok.max(1) as u32, 1), (128, 1));
         // SAFETY: out holds ntok·d elements; the ids index rows of the table (the caller's
         // contract, as in every embedding lookup).
         unsafe {
@@ -722,11 +676,7 @@ impl Ops {
             i32_of(name, "d", d)?,
             i32_of(name, "max_len", max_len)?,
         );
-        let cfg = LaunchConfig {
-            grid_dim: ((b * h).max(1) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid(((b * h).max(1) as u32, 1), (128, 1));
         // SAFETY: the buffers hold the shape (checked above); the kernel skips bad positions.
         unsafe {
             prof.launch(stream, &self.kv_append)
@@ -760,11 +710,7 @@ impl Ops {
             i32_of("transpose", "rows", rows)?,
             i32_of("transpose", "cols", cols)?,
         );
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(cols, 32), blocks(rows, 32), 1),
-            block_dim: (32, 8, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((blocks(cols, 32), blocks(rows, 32)), (32, 8));
         // SAFETY: both buffers hold rows·cols elements.
         unsafe {
             prof.launch(stream, &self.transpose)
@@ -803,11 +749,7 @@ impl Ops {
             i32_of(name, "t", t)?,
             i32_of(name, "d", d)?,
         );
-        let cfg = LaunchConfig {
-            grid_dim: ((b * t).max(1) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid(((b * t).max(1) as u32, 1), (128, 1));
         // SAFETY: the buffers hold the shape (checked above); ids and positions index the
         // tables (the caller's contract).
         unsafe {
@@ -854,11 +796,7 @@ impl Ops {
             i32_of(name, "hd", hd)?,
             i32_of(name, "max_len", max_len)?,
         ];
-        let cfg = LaunchConfig {
-            grid_dim: ((b * t).max(1) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid(((b * t).max(1) as u32, 1), (256, 1));
         // SAFETY: the buffers hold the shape (checked above); positions past max_len are skipped.
         unsafe {
             prof.launch(stream, &self.split_heads)
@@ -917,11 +855,7 @@ impl Ops {
         ];
         let scale = 1.0 / (hd as f32).sqrt();
         // One warp per query, four per block.
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(b * h * t, 4), 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((blocks(b * h * t, 4), 1), (128, 1));
         // SAFETY: the buffers hold the shape (checked above); the kernel bounds keys by
         // max_len and the query's position.
         unsafe {
@@ -963,11 +897,7 @@ impl Ops {
             i32_of(name, "h", h)?,
             i32_of(name, "hd", hd)?,
         ];
-        let cfg = LaunchConfig {
-            grid_dim: ((b * t).max(1) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid(((b * t).max(1) as u32, 1), (256, 1));
         // SAFETY: both buffers hold b·h·t·hd elements.
         unsafe {
             prof.launch(stream, &self.merge_heads)

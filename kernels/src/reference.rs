@@ -24,8 +24,12 @@ pub fn pack_int8(values: &[i8]) -> Vec<i32> {
         .collect()
 }
 
-/// ‖out − reference‖₂ / ‖reference‖₂ (or ‖out‖₂ when the reference is all zeros).
+/// ‖out − reference‖₂ / ‖reference‖₂ (or ‖out‖₂ when the reference is all zeros); infinite
+/// when the lengths differ, so a missing or short result never passes.
 pub fn relative_error(out: &[f32], reference: &[f64]) -> f64 {
+    if out.len() != reference.len() {
+        return f64::INFINITY;
+    }
     let (mut num, mut den) = (0.0f64, 0.0f64);
     for (o, r) in out.iter().zip(reference) {
         num += (f64::from(*o) - r).powi(2);
@@ -271,5 +275,9 @@ mod tests {
         );
         assert_eq!(&out[..2], &[3.0, 4.0]);
         assert!((relative_error(&[1.0, 1.0], &[1.0, 1.0])).abs() < 1e-12);
+        assert!(
+            relative_error(&[1.0], &[1.0, 2.0]).is_infinite(),
+            "a short result never passes"
+        );
     }
 }

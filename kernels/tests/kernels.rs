@@ -461,21 +461,14 @@ mod ops_gpu {
     use std::sync::Arc;
 
     use cudarc::driver::CudaStream;
+    use wattlens_instrument::sim::SimRng;
     use wattlens_kernels::ops::{AttnShape, MatmulF32, Ops};
     use wattlens_kernels::reference as r;
     use wattlens_runtime::{DeviceBuffer, Profiler, ProfilerConfig, TimingChoice};
 
-    struct Rng(u64);
-    impl Rng {
-        fn f32(&mut self) -> f32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-        fn vec(&mut self, n: usize) -> Vec<f32> {
-            (0..n).map(|_| self.f32()).collect()
-        }
+    /// `n` values uniform in [-1, 1).
+    fn uniform(rng: &mut SimRng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
     }
 
     fn up<
@@ -517,12 +510,12 @@ mod ops_gpu {
         let prof = Profiler::start(config).unwrap();
         let s = prof.context(0).unwrap().default_stream();
         let ops = Ops::load(&prof, 0).unwrap();
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64);
+        let mut rng = SimRng::new(std::process::id() as u64);
         let mut errors = Vec::new();
 
         // fp32 matmuls on a shape that is no multiple of any tile.
         let (m, n, k) = (131, 97, 203);
-        let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+        let (a, b) = (uniform(&mut rng, m * k), uniform(&mut rng, k * n));
         let reference = r::matmul(&a, &b, m, n, k);
         let (da, db) = (up(&prof, &s, &a), up(&prof, &s, &b));
         for kind in [MatmulF32::Naive, MatmulF32::Tiled, MatmulF32::Register] {
@@ -543,86 +536,64 @@ mod ops_gpu {
             .matmul_f32(&prof, &s, MatmulF32::Naive, &da, &db, &mut small, (m, n, k))
             .is_err());
 
-        // bf16 on tensor cores: the reference uses the same bf16-rounded inputs.
-        let (m, n, k) = (128, 96, 256);
-        let a: Vec<u16> = rng.vec(m * k).into_iter().map(r::bf16_bits).collect();
-        let bt: Vec<u16> = rng.vec(n * k).into_iter().map(r::bf16_bits).collect();
-        let af: Vec<f32> = a.iter().map(|&x| r::bf16_value(x)).collect();
-        let bf: Vec<f32> = (0..k * n)
-            .map(|i| r::bf16_value(bt[(i % n) * k + i / n]))
-            .collect();
-        let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
-        ops.matmul_bf16(
-            &prof,
-            &s,
-            &up(&prof, &s, &a),
-            &up(&prof, &s, &bt),
-            &mut dc,
-            (m, n, k),
-        )
-        .unwrap();
-        expect(
-            "matmul bf16 mma",
-            &down(&prof, &s, &dc),
-            &r::matmul(&af, &bf, m, n, k),
-            1e-5,
-            &mut errors,
-        );
-        // Shapes that fill 128×128×32 tiles take the shared-memory (ldmatrix) kernel.
-        {
-            let (m, n, k) = (256, 384, 512);
-            let a: Vec<u16> = rng.vec(m * k).into_iter().map(r::bf16_bits).collect();
-            let bt: Vec<u16> = rng.vec(n * k).into_iter().map(r::bf16_bits).collect();
+        // bf16 on tensor cores, against the same bf16-rounded inputs: a shape for the kernel
+        // that reads fragments from global memory, one that fills 128×128×32 tiles (the
+        // staged ldmatrix kernel), and the portable sm_80 build (PTX JIT-compiled forward).
+        let ops80 = Ops::load_from(&prof, 0, wattlens_kernels::ops::PTX_SM80).unwrap();
+        for (label, kernels, (m, n, k)) in [
+            ("matmul bf16 mma", &ops, (128, 96, 256)),
+            ("matmul bf16 staged (ldmatrix)", &ops, (256, 384, 512)),
+            ("matmul bf16 mma (sm_80 build)", &ops80, (128, 96, 256)),
+        ] {
+            let a: Vec<u16> = uniform(&mut rng, m * k)
+                .into_iter()
+                .map(r::bf16_bits)
+                .collect();
+            let bt: Vec<u16> = uniform(&mut rng, n * k)
+                .into_iter()
+                .map(r::bf16_bits)
+                .collect();
             let af: Vec<f32> = a.iter().map(|&x| r::bf16_value(x)).collect();
             let bf: Vec<f32> = (0..k * n)
                 .map(|i| r::bf16_value(bt[(i % n) * k + i / n]))
                 .collect();
             let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
-            ops.matmul_bf16(
-                &prof,
-                &s,
-                &up(&prof, &s, &a),
-                &up(&prof, &s, &bt),
-                &mut dc,
-                (m, n, k),
-            )
-            .unwrap();
+            kernels
+                .matmul_bf16(
+                    &prof,
+                    &s,
+                    &up(&prof, &s, &a),
+                    &up(&prof, &s, &bt),
+                    &mut dc,
+                    (m, n, k),
+                )
+                .unwrap();
             expect(
-                "matmul bf16 staged (ldmatrix)",
+                label,
                 &down(&prof, &s, &dc),
                 &r::matmul(&af, &bf, m, n, k),
                 1e-5,
                 &mut errors,
             );
         }
-        // The portable sm_80 build runs here too (PTX is JIT-compiled forward).
-        let ops80 = Ops::load_from(&prof, 0, wattlens_kernels::ops::PTX_SM80).unwrap();
-        let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
-        ops80
-            .matmul_bf16(
-                &prof,
-                &s,
-                &up(&prof, &s, &a),
-                &up(&prof, &s, &bt),
-                &mut dc,
-                (m, n, k),
-            )
-            .unwrap();
-        expect(
-            "matmul bf16 mma (sm_80 build)",
-            &down(&prof, &s, &dc),
-            &r::matmul(&af, &bf, m, n, k),
-            1e-5,
-            &mut errors,
-        );
 
         // int8 with per-channel scales: exact integer sums, scaled.
         let (m, n, k) = (64, 48, 128);
-        let ai: Vec<i8> = (0..m * k).map(|_| (rng.f32() * 127.0) as i8).collect();
-        let bi: Vec<i8> = (0..n * k).map(|_| (rng.f32() * 127.0) as i8).collect();
+        let ai: Vec<i8> = (0..m * k)
+            .map(|_| ((rng.uniform(-1.0, 1.0) as f32) * 127.0) as i8)
+            .collect();
+        let bi: Vec<i8> = (0..n * k)
+            .map(|_| ((rng.uniform(-1.0, 1.0) as f32) * 127.0) as i8)
+            .collect();
         let (sa, sb): (Vec<f32>, Vec<f32>) = (
-            rng.vec(m).iter().map(|x| 0.01 + x.abs() / 50.0).collect(),
-            rng.vec(n).iter().map(|x| 0.01 + x.abs() / 50.0).collect(),
+            uniform(&mut rng, m)
+                .iter()
+                .map(|x| 0.01 + x.abs() / 50.0)
+                .collect(),
+            uniform(&mut rng, n)
+                .iter()
+                .map(|x| 0.01 + x.abs() / 50.0)
+                .collect(),
         );
         let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
         ops.matmul_int8(
@@ -654,7 +625,11 @@ mod ops_gpu {
                 causal,
             };
             let len = shape.b * shape.h * shape.l * shape.d;
-            let (q, kk, v) = (rng.vec(len), rng.vec(len), rng.vec(len));
+            let (q, kk, v) = (
+                uniform(&mut rng, len),
+                uniform(&mut rng, len),
+                uniform(&mut rng, len),
+            );
             let lens = [37, 20];
             let scale = 1.0 / (shape.d as f32).sqrt();
             let reference = r::attention(&q, &kk, &v, &lens, shape, scale);
@@ -702,7 +677,7 @@ mod ops_gpu {
 
         // Softmax, norms, activations, residual add.
         let (rows, d) = (64, 257);
-        let x = rng.vec(rows * d);
+        let x = uniform(&mut rng, rows * d);
         let dx = up(&prof, &s, &x);
         let mut sm = up(&prof, &s, &x);
         ops.softmax(&prof, &s, &mut sm, rows, d).unwrap();
@@ -713,7 +688,7 @@ mod ops_gpu {
             1e-5,
             &mut errors,
         );
-        let (g, bta) = (rng.vec(d), rng.vec(d));
+        let (g, bta) = (uniform(&mut rng, d), uniform(&mut rng, d));
         let mut y = prof.alloc_zeros::<f32>(&s, rows * d).unwrap();
         ops.layernorm(
             &prof,
@@ -766,7 +741,7 @@ mod ops_gpu {
 
         // Data movement: exact.
         let (vocab, d) = (50, 96);
-        let table = rng.vec(vocab * d);
+        let table = uniform(&mut rng, vocab * d);
         let ids: Vec<i32> = (0..17).map(|i| (i * 7 % vocab) as i32).collect();
         let mut out = prof.alloc_zeros::<f32>(&s, ids.len() * d).unwrap();
         ops.embedding(
@@ -786,7 +761,7 @@ mod ops_gpu {
             &mut errors,
         );
         let (b, h, hd, max_len) = (2, 3, 64, 10);
-        let knew = rng.vec(b * h * hd);
+        let knew = uniform(&mut rng, b * h * hd);
         let pos = [4, 9];
         let mut cache = prof.alloc_zeros::<f32>(&s, b * h * max_len * hd).unwrap();
         ops.kv_append(
@@ -813,7 +788,7 @@ mod ops_gpu {
             &mut errors,
         );
         let (tr, tc) = (100, 37);
-        let t = rng.vec(tr * tc);
+        let t = uniform(&mut rng, tr * tc);
         let mut out = prof.alloc_zeros::<f32>(&s, tr * tc).unwrap();
         ops.transpose(&prof, &s, &up(&prof, &s, &t), &mut out, tr, tc)
             .unwrap();

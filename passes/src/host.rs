@@ -493,7 +493,7 @@ fn wrap_region(module: LLVMModuleRef, builder: LLVMBuilderRef, f: LLVMValueRef, 
                 build_pop();
                 LLVMBuildResume(builder, lp);
                 for call in candidates {
-                    to_invoke(ctx, builder, f, call, cleanup);
+                    to_invoke(ctx, builder, call, cleanup);
                 }
             }
         }
@@ -516,12 +516,11 @@ fn wrap_region(module: LLVMModuleRef, builder: LLVMBuilderRef, f: LLVMValueRef, 
 /// Replace `call` with an invoke that continues in a new block and unwinds to `cleanup`.
 ///
 /// # Safety
-/// All handles must be live and belong to function `f`; `call` must be a call instruction
+/// All handles must be live and belong to one function; `call` must be a call instruction
 /// that is not a terminator.
 unsafe fn to_invoke(
     ctx: LLVMContextRef,
     builder: LLVMBuilderRef,
-    f: LLVMValueRef,
     call: LLVMValueRef,
     cleanup: LLVMBasicBlockRef,
 ) {
@@ -536,7 +535,6 @@ unsafe fn to_invoke(
         if LLVMGetNextBasicBlock(bb).is_null() {
             LLVMMoveBasicBlockAfter(cont, bb);
         }
-        let _ = f;
         // Move everything after the call into the continuation block.
         let mut rest = Vec::new();
         let mut i = LLVMGetNextInstruction(call);

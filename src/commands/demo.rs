@@ -1,6 +1,7 @@
 //! `wattlens demo`: the built-in workload, end to end.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use wattlens_instrument::sim::{demo_workload, simulate, GpuModel};
 use wattlens_instrument::SensorProfile;
@@ -29,8 +30,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
             "note: --waste plants waste in the GPU pipeline; the simulated demo runs its own workload without it."
         )?;
     }
-    let trace_path = args.out_dir.join("demo.wlt");
-    let perfetto_path = args.out_dir.join("demo.perfetto.json");
+    let (trace_path, perfetto_path) = output_paths(args);
 
     let pb = progress::spinner("simulating GPU");
     let workload = demo_workload(args.steps);
@@ -53,6 +53,26 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let report = Report::build(&run.trace)?;
     let truth = Truth::from_sim(&run);
     render::table::write(out, &report, Some(&truth))?;
+    print_outputs(out, &trace_path, &perfetto_path)
+}
+
+/// Where the demo writes its trace and its Perfetto file.
+pub(super) fn output_paths(args: &DemoArgs) -> (PathBuf, PathBuf) {
+    (
+        args.out_dir.join("demo.wlt"),
+        args.out_dir.join("demo.perfetto.json"),
+    )
+}
+
+/// The closing lines: where the trace and the Perfetto file are.
+///
+/// # Errors
+/// [`CliError::Output`] when standard output fails.
+pub(super) fn print_outputs(
+    out: &mut dyn Write,
+    trace_path: &Path,
+    perfetto_path: &Path,
+) -> Result<(), CliError> {
     writeln!(out)?;
     writeln!(
         out,

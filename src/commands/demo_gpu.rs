@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use wattlens_instrument::sim::SimRng;
 use wattlens_instrument::{Attribution, SensorProfile};
 use wattlens_kernels::pipeline::{Decoder, ModelConfig, Waste, Weights};
 use wattlens_runtime::{CudaError, Profiler, ProfilerConfig};
@@ -27,13 +28,8 @@ fn cuda(e: CudaError) -> CliError {
 /// The demo's prompts: seeded lengths of 24–96 tokens, or (padding-heavy) one long prompt among
 /// short ones.
 pub fn prompts(seed: u64, padding_heavy: bool, vocab: usize) -> Vec<Vec<i32>> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = SimRng::new(seed);
+    let mut next = move || rng.next_u64();
     (0..BATCH)
         .map(|r| {
             let len = if padding_heavy {
@@ -95,8 +91,7 @@ fn per_op(out: &mut dyn Write, a: &Attribution, tokens: usize) -> std::io::Resul
 /// [`CliError::Gpu`] when CUDA or NVML fails (the trace recorded so far is still written);
 /// [`CliError`] when the output cannot be written.
 pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let trace_path = args.out_dir.join("demo.wlt");
-    let perfetto_path = args.out_dir.join("demo.perfetto.json");
+    let (trace_path, perfetto_path) = super::demo::output_paths(args);
     let manifest = wattlens_kernels::manifest().map_err(|e| {
         cuda(CudaError::Unavailable(format!(
             "the embedded kernel manifest is unreadable: {e}"
@@ -157,16 +152,5 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
             per_op(out, a, tokens)?;
         }
     }
-    writeln!(out)?;
-    writeln!(
-        out,
-        "trace:    {}  (wattlens report {0})",
-        trace_path.display()
-    )?;
-    writeln!(
-        out,
-        "perfetto: {}  (open at ui.perfetto.dev)",
-        perfetto_path.display()
-    )?;
-    Ok(())
+    super::demo::print_outputs(out, &trace_path, &perfetto_path)
 }

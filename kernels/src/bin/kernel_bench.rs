@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
-use cudarc::driver::CudaStream;
+use cudarc::driver::{CudaStream, DeviceRepr, ValidAsZeroBits};
 use wattlens_instrument::trace::SpanKind;
 use wattlens_kernels::ops::{AttnShape, MatmulF32, Ops};
 use wattlens_runtime::{CudaError, Profiler, ProfilerConfig, TimingChoice};
@@ -84,6 +84,23 @@ fn measure(label: &str, run: &mut Run<'_>) -> Result<f64, CudaError> {
     Ok(median_ms)
 }
 
+/// One cuBLAS GEMM on n×n operands of `T` (zeros), on stream `s`.
+fn cublas_gemm<T>(s: &Arc<CudaStream>, n: usize, cfg: GemmConfig<T>) -> Result<(), CudaError>
+where
+    T: DeviceRepr + ValidAsZeroBits,
+    CudaBlas: Gemm<T>,
+{
+    let cublas =
+        |e: cudarc::cublas::result::CublasError| CudaError::Unavailable(format!("cuBLAS: {e:?}"));
+    let driver = |e: cudarc::driver::DriverError| CudaError::Unavailable(e.to_string());
+    let blas = CudaBlas::new(s.clone()).map_err(cublas)?;
+    let a = s.alloc_zeros::<T>(n * n).map_err(driver)?;
+    let b = s.alloc_zeros::<T>(n * n).map_err(driver)?;
+    let mut c = s.alloc_zeros::<T>(n * n).map_err(driver)?;
+    // SAFETY: all three matrices hold n·n elements, as the config says.
+    unsafe { blas.gemm(cfg, &a, &b, &mut c) }.map_err(cublas)
+}
+
 fn row(label: &str, ms: f64, flops: f64, peak: Option<f64>, vs: Option<(f64, &str)>) {
     let tflops = flops / (ms * 1e-3) / 1e12;
     let of_peak = peak.map_or(String::new(), |p| {
@@ -122,20 +139,7 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         ldc: n as i32,
     };
     let cublas_f32 = measure("cuBLAS sgemm", &mut |_p, s| {
-        let blas = CudaBlas::new(s.clone())
-            .map_err(|e| CudaError::Unavailable(format!("cuBLAS: {e:?}")))?;
-        let a = s
-            .alloc_zeros::<f32>(n * n)
-            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
-        let b = s
-            .alloc_zeros::<f32>(n * n)
-            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
-        let mut c = s
-            .alloc_zeros::<f32>(n * n)
-            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
-        // SAFETY: all three matrices hold n·n elements, as the config says.
-        unsafe { blas.gemm(cfg_f32, &a, &b, &mut c) }
-            .map_err(|e| CudaError::Unavailable(format!("cuBLAS: {e:?}")))
+        cublas_gemm::<f32>(s, n, cfg_f32)
     })?;
     row(
         "cuBLAS sgemm (fp32)",
@@ -177,20 +181,7 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         ldc: n as i32,
     };
     let cublas_bf16 = measure("cuBLAS bf16 gemm", &mut |_p, s| {
-        let blas = CudaBlas::new(s.clone())
-            .map_err(|e| CudaError::Unavailable(format!("cuBLAS: {e:?}")))?;
-        let a = s
-            .alloc_zeros::<half::bf16>(n * n)
-            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
-        let b = s
-            .alloc_zeros::<half::bf16>(n * n)
-            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
-        let mut c = s
-            .alloc_zeros::<half::bf16>(n * n)
-            .map_err(|e| CudaError::Unavailable(e.to_string()))?;
-        // SAFETY: all three matrices hold n·n elements, as the config says.
-        unsafe { blas.gemm(cfg_bf16, &a, &b, &mut c) }
-            .map_err(|e| CudaError::Unavailable(format!("cuBLAS: {e:?}")))
+        cublas_gemm::<half::bf16>(s, n, cfg_bf16)
     })?;
     row(
         "cuBLAS bf16 gemm",

@@ -87,7 +87,11 @@ impl ReferenceRun {
                     })
                 })
                 .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            // A reference that panicked must not pass as an empty (error-free) one.
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         });
         for ((s, r), l) in results {
             out[s][r] = l;

@@ -38,12 +38,36 @@ struct Activations {
     a: DeviceBuffer<f32>,
     f: DeviceBuffer<f32>,
     g: DeviceBuffer<f32>,
+    /// Token ids, per row.
+    ids: DeviceBuffer<i32>,
+    /// First position, valid cache length and last row, per batch row.
+    pos0: DeviceBuffer<i32>,
+    klen: DeviceBuffer<i32>,
+    last: DeviceBuffer<i32>,
+    /// Final hidden state and logits of each batch row's last token.
+    hn: DeviceBuffer<f32>,
+    logits: DeviceBuffer<f32>,
 }
 
 impl Activations {
-    fn new(prof: &Profiler, s: &Arc<CudaStream>, rows: usize, d: usize) -> Result<Self, CudaError> {
+    /// Buffers for `rows` token rows of a batch of `batch`; allocated once per phase, so a
+    /// decode step only uploads its ids and positions.
+    fn new(
+        prof: &Profiler,
+        s: &Arc<CudaStream>,
+        (rows, batch): (usize, usize),
+        cfg: &ModelConfig,
+    ) -> Result<Self, CudaError> {
+        let d = cfg.d_model;
         let z = |n: usize| prof.alloc_zeros::<f32>(s, n);
+        let zi = |n: usize| prof.alloc_zeros::<i32>(s, n);
         Ok(Activations {
+            ids: zi(rows)?,
+            pos0: zi(batch)?,
+            klen: zi(batch)?,
+            last: zi(batch)?,
+            hn: z(batch * d)?,
+            logits: z(batch * cfg.vocab)?,
             rows,
             x: z(rows * d)?,
             x_alt: z(rows * d)?,
@@ -195,12 +219,6 @@ impl<'p> Decoder<'p> {
         Ok(())
     }
 
-    fn ints(&self, v: &[i32]) -> Result<DeviceBuffer<i32>, CudaError> {
-        let mut b = self.prof.alloc_zeros::<i32>(&self.stream, v.len())?;
-        self.prof.htod(&self.stream, v, &mut b)?;
-        Ok(b)
-    }
-
     /// One forward pass over `act.rows = batch·t` token rows at positions `pos0[b] + t`, with
     /// `klen[b]` valid cache entries after it; returns the logits of rows `last[b]`.
     fn forward(
@@ -225,12 +243,10 @@ impl<'p> Decoder<'p> {
             MatmulF32::Tiled
         };
         let shape_bht = (b, cfg.heads, t, cfg.head_dim());
-        let (d_ids, d_pos0, d_klen, d_last) = (
-            self.ints(ids)?,
-            self.ints(pos0)?,
-            self.ints(klen)?,
-            self.ints(last)?,
-        );
+        prof.htod(s, ids, &mut act.ids)?;
+        prof.htod(s, pos0, &mut act.pos0)?;
+        prof.htod(s, klen, &mut act.klen)?;
+        prof.htod(s, last, &mut act.last)?;
         let sync = || -> Result<(), CudaError> {
             if waste.sync_every_kernel {
                 prof.synchronize(s)?;
@@ -242,8 +258,8 @@ impl<'p> Decoder<'p> {
             ops.embed_tokens(
                 prof,
                 s,
-                &d_ids,
-                &d_pos0,
+                &act.ids,
+                &act.pos0,
                 &self.wte,
                 &self.wpe,
                 &mut act.x,
@@ -277,7 +293,7 @@ impl<'p> Decoder<'p> {
                     &mut act.q,
                     &mut l.k_cache,
                     &mut l.v_cache,
-                    &d_pos0,
+                    &act.pos0,
                     shape_bht,
                     cfg.max_len,
                 )?;
@@ -289,8 +305,8 @@ impl<'p> Decoder<'p> {
                     &l.k_cache,
                     &l.v_cache,
                     &mut act.o,
-                    &d_pos0,
-                    &d_klen,
+                    &act.pos0,
+                    &act.klen,
                     shape_bht,
                     cfg.max_len,
                 )?;
@@ -330,8 +346,6 @@ impl<'p> Decoder<'p> {
                 std::mem::swap(&mut act.x, &mut act.x_alt);
             }
         }
-        let mut hn = prof.alloc_zeros::<f32>(s, b * d)?;
-        let mut logits = prof.alloc_zeros::<f32>(s, b * cfg.vocab)?;
         {
             let _r = prof.region("norm");
             ops.layernorm(
@@ -348,21 +362,21 @@ impl<'p> Decoder<'p> {
         }
         {
             let _r = prof.region("lm_head");
-            ops.embedding(prof, s, &d_last, &act.h, &mut hn, d)?;
+            ops.embedding(prof, s, &act.last, &act.h, &mut act.hn, d)?;
             sync()?;
             ops.matmul_f32(
                 prof,
                 s,
                 MatmulF32::Tiled,
-                &hn,
+                &act.hn,
                 &self.w_lm,
-                &mut logits,
+                &mut act.logits,
                 (b, cfg.vocab, d),
             )?;
             sync()?;
         }
         let mut host = vec![0f32; b * cfg.vocab];
-        prof.dtoh(s, &logits, &mut host)?;
+        prof.dtoh(s, &act.logits, &mut host)?;
         Ok(host.chunks(cfg.vocab).map(<[f32]>::to_vec).collect())
     }
 
@@ -404,7 +418,6 @@ impl<'p> Decoder<'p> {
                 self.cfg.vocab
             )));
         }
-        let d = self.cfg.d_model;
         let mut lens: Vec<i32> = prompts.iter().map(|p| p.len() as i32).collect();
         let mut out = Generation {
             tokens: vec![Vec::new(); b],
@@ -418,12 +431,12 @@ impl<'p> Decoder<'p> {
                 ids[r * t..r * t + p.len()].copy_from_slice(p);
             }
             let last: Vec<i32> = (0..b).map(|r| (r * t) as i32 + lens[r] - 1).collect();
-            let mut act = Activations::new(self.prof, &self.stream, b * t, d)?;
+            let mut act = Activations::new(self.prof, &self.stream, (b * t, b), &self.cfg)?;
             let logits = self.forward(&mut act, &ids, &vec![0; b], &lens, &last, t)?;
             next = logits.iter().map(|l| argmax(l)).collect();
             out.logits.push(logits);
         }
-        let mut act = Activations::new(self.prof, &self.stream, b, d)?;
+        let mut act = Activations::new(self.prof, &self.stream, (b, b), &self.cfg)?;
         for _ in 1..steps {
             for (r, tok) in next.iter().enumerate() {
                 out.tokens[r].push(*tok);
@@ -443,7 +456,8 @@ impl<'p> Decoder<'p> {
                     row[p.len()..p.len() + out.tokens[r].len()].copy_from_slice(&out.tokens[r]);
                 }
                 let last: Vec<i32> = (0..b).map(|r| (r * t_now) as i32 + klen[r] - 1).collect();
-                let mut full = Activations::new(self.prof, &self.stream, b * t_now, d)?;
+                let mut full =
+                    Activations::new(self.prof, &self.stream, (b * t_now, b), &self.cfg)?;
                 self.forward(&mut full, &ids, &vec![0; b], &klen, &last, t_now)?
             } else {
                 let last: Vec<i32> = (0..b as i32).collect();

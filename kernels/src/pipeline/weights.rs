@@ -1,5 +1,7 @@
 //! Seeded random weights (GPT-2's initialisation scale), generated on the host.
 
+use wattlens_instrument::sim::SimRng;
+
 use super::ModelConfig;
 
 /// One transformer block's weights; matrices row-major `[in][out]`.
@@ -34,49 +36,42 @@ pub struct Weights {
     pub w_lm: Vec<f32>,
 }
 
-/// A small, fast, seeded generator (xorshift64*), uniform in [-1, 1).
-struct Rng(u64);
+/// Values for a weight matrix: uniform with GPT-2's standard deviation 0.02 (half-width
+/// 0.02·√3).
+fn matrix(rng: &mut SimRng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| rng.uniform(-0.0346, 0.0346) as f32)
+        .collect()
+}
 
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    /// `n` values uniform with GPT-2's standard deviation 0.02 (half-width 0.02·√3).
-    fn matrix(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next() * 0.0346).collect()
-    }
-
-    fn around(&mut self, centre: f32, n: usize) -> Vec<f32> {
-        (0..n).map(|_| centre + self.next() * 0.1).collect()
-    }
+/// Values within ±0.1 of `centre` (LayerNorm gains and biases).
+fn around(rng: &mut SimRng, centre: f32, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| centre + rng.uniform(-0.1, 0.1) as f32)
+        .collect()
 }
 
 impl Weights {
     /// Random weights for `cfg`, the same for the same seed.
     pub fn random(cfg: &ModelConfig) -> Self {
         let d = cfg.d_model;
-        let mut rng = Rng(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let rng = &mut SimRng::new(cfg.seed);
         let layers = (0..cfg.layers)
             .map(|_| LayerWeights {
-                ln1: (rng.around(1.0, d), rng.around(0.0, d)),
-                w_qkv: rng.matrix(d * 3 * d),
-                w_o: rng.matrix(d * d),
-                ln2: (rng.around(1.0, d), rng.around(0.0, d)),
-                w_fc: rng.matrix(d * 4 * d),
-                w_proj: rng.matrix(4 * d * d),
+                ln1: (around(rng, 1.0, d), around(rng, 0.0, d)),
+                w_qkv: matrix(rng, d * 3 * d),
+                w_o: matrix(rng, d * d),
+                ln2: (around(rng, 1.0, d), around(rng, 0.0, d)),
+                w_fc: matrix(rng, d * 4 * d),
+                w_proj: matrix(rng, 4 * d * d),
             })
             .collect();
         Weights {
-            wte: rng.matrix(cfg.vocab * d),
-            wpe: rng.matrix(cfg.max_len * d),
+            wte: matrix(rng, cfg.vocab * d),
+            wpe: matrix(rng, cfg.max_len * d),
             layers,
-            ln_f: (rng.around(1.0, d), rng.around(0.0, d)),
-            w_lm: rng.matrix(d * cfg.vocab),
+            ln_f: (around(rng, 1.0, d), around(rng, 0.0, d)),
+            w_lm: matrix(rng, d * cfg.vocab),
         }
     }
 }
