@@ -23,6 +23,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Convert a trace for other tools.
     Export(ExportArgs),
+    /// Compare kernel variants (fp32 vs bf16 vs int8 matmul, unfused vs fused attention):
+    /// energy, time, power and accuracy per variant with 95% CIs, and a verdict.
+    Compare(CompareArgs),
     /// Fit the power sensors' profile of a real GPU (about 15 s; needs an NVIDIA GPU).
     Calibrate(CalibrateArgs),
     /// Check attribution on a real GPU: a mixed run against each kernel measured alone, and
@@ -46,6 +49,52 @@ pub enum WasteSwitch {
     PaddingHeavy,
     /// A host synchronisation after every kernel.
     SyncEveryKernel,
+}
+
+/// Which variants `wattlens compare` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareSet {
+    /// fp32, bf16 (tensor cores) and int8 (dp4a) matmul.
+    Matmul,
+    /// Unfused (three kernels) and fused (flash-style) causal attention.
+    Attention,
+    /// Both sets.
+    All,
+}
+
+/// Arguments of `wattlens compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Which variants to measure.
+    #[arg(long, value_enum, default_value = "all")]
+    pub what: CompareSet,
+    /// Matmul size n (an n×n by n×n product), a multiple of 128.
+    #[arg(long, default_value_t = 4096, value_parser = parse_matmul_size)]
+    pub size: usize,
+    /// Batches per variant (each a confidence-interval sample).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub batches: u32,
+    /// Length of each batch, ms (several energy-counter periods).
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u64).range(300..=60_000))]
+    pub batch_ms: u64,
+    /// Folder for compare.wlt (the trace) and compare.json.
+    #[arg(long, default_value = "wattlens-out")]
+    pub out_dir: PathBuf,
+    /// Seed of the simulated GPU and of the inputs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Use the simulated GPU even when a real one is present.
+    #[arg(long, hide = true)]
+    pub simulate: bool,
+}
+
+fn parse_matmul_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 128 && n % 128 == 0 && n <= 16_384 => Ok(n),
+        _ => Err(format!(
+            "{s} is not a matmul size this command runs; give a multiple of 128 from 128 to 16384"
+        )),
+    }
 }
 
 /// Arguments of `wattlens calibrate`.
@@ -94,6 +143,9 @@ pub struct DemoArgs {
     /// Plant waste in the GPU pipeline (comma-separated), for the waste detector to find.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub waste: Vec<WasteSwitch>,
+    /// Run the GPU pipeline's matmuls through cuBLAS instead of wattlens' own kernels.
+    #[arg(long)]
+    pub cublas: bool,
 }
 
 /// Output formats of `wattlens report`.

@@ -43,6 +43,9 @@ pub enum CliError {
     /// The repetition harness could not measure a kernel.
     #[error("cannot measure a kernel alone: {0}")]
     Repeat(#[from] wattlens_instrument::repeat::RepeatError),
+    /// Variants could not be compared.
+    #[error("cannot compare the variants: {0}")]
+    Compare(#[from] wattlens_instrument::compare::CompareError),
     /// Writing the report to standard output failed.
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),

@@ -24,6 +24,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         cli::Command::Demo(args) => commands::demo::run(&args, out),
         cli::Command::Report(args) => commands::report::run(&args, out),
         cli::Command::Export(args) => commands::export::run(&args, out),
+        cli::Command::Compare(args) => commands::compare::run(&args, out),
         cli::Command::Calibrate(args) => commands::calibrate::run(&args, out),
         cli::Command::Validate(args) => commands::validate::run(&args, out),
     }

@@ -159,6 +159,57 @@ fn usage_errors_exit_2() {
     assert_eq!(fails(&["export", "x.wlt", "-o", "y.json"]).0, 2);
     assert_eq!(fails(&["report", "x.wlt", "--json", "--csv"]).0, 2);
     assert_eq!(fails(&["demo", "--steps", "0"]).0, 2);
+    let (code, err) = fails(&["compare", "--size", "1000"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("multiple of 128"), "{err}");
+    assert_eq!(fails(&["compare", "--batches", "1"]).0, 2);
+}
+
+#[test]
+fn compare_on_the_simulated_gpu_recovers_each_variants_true_energy_and_gives_verdicts() {
+    let dir = scratch("compare");
+    let out = wattlens(&[
+        "compare",
+        "--simulate",
+        "--batches",
+        "3",
+        "--batch-ms",
+        "600",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("Compare on the simulated GPU"),
+        "{stdout}"
+    );
+    let verdicts: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("verdict: "))
+        .collect();
+    assert_eq!(verdicts.len(), 3, "{stdout}");
+    assert!(verdicts
+        .iter()
+        .all(|v| v.ends_with("(simulated)") && v.contains("95% CI")));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(json["simulated"], true);
+    let variants = json["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 5);
+    for (v, truth) in variants.iter().zip(json["truth_mj"].as_array().unwrap()) {
+        let (est, truth) = (
+            v["energy_mj"]["median"].as_f64().unwrap(),
+            truth.as_f64().unwrap(),
+        );
+        assert!(
+            (est - truth).abs() / truth < 0.02,
+            "{}: {est} mJ vs true {truth} mJ",
+            v["name"]
+        );
+        assert!(v["energy_per_gflop_mj"]["median"].as_f64().unwrap() > 0.0);
+    }
+    assert!(dir.join("compare.wlt").exists());
 }
 
 #[test]

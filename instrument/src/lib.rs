@@ -8,6 +8,7 @@ pub mod accuracy;
 pub mod attribution;
 pub mod calibrate;
 pub mod clock;
+pub mod compare;
 pub mod format;
 pub mod manifest;
 pub mod perfetto;

@@ -140,12 +140,14 @@ WL_GLOBAL void matmul_bf16_mma(const bf16 *A, const bf16 *Bt, float *C, int M, i
 }
 
 // bf16 on tensor cores, staged through shared memory: 128×128 block tiles, K in steps of 32,
-// 8 warps of 64×32 each (4×4 mma tiles of 16×8), fragments loaded with ldmatrix. M and N
-// multiples of 128, K of 32; same operand layout as matmul_bf16_mma.
+// a three-stage cp.async pipeline (one barrier per step), 4 warps of 64×64 each (4×8 mma tiles
+// of 16×8), fragments loaded with ldmatrix from XOR-swizzled 64-byte rows (conflict-free for
+// both cp.async and ldmatrix). M and N multiples of 128, K of 32; same operand layout as
+// matmul_bf16_mma.
 #define TC_BM 128
 #define TC_BN 128
 #define TC_BK 32
-#define TC_PAD 8
+#define TC_STAGES 3
 WL_DEVICE unsigned smem_addr(const void *p) {
   unsigned a;
   asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
@@ -157,56 +159,69 @@ WL_DEVICE void ldmatrix_x4(unsigned *r, unsigned addr) {
                : "r"(addr));
 }
 typedef unsigned u128 __attribute__((ext_vector_type(4)));
+// 16 bytes global → shared, asynchronously.
+WL_DEVICE void cp_async16(unsigned dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+// Index of 16-byte chunk c (0..3) of row r in a tile of 64-byte rows, swizzled so that eight
+// consecutive rows at one logical chunk land in eight different bank groups.
+WL_DEVICE int swz(int r, int c) { return r * 4 + (c ^ ((r >> 1) & 3)); }
+// One stage: the 128×32 slices of A and Bt at k0, four 16-byte chunks of each per thread.
+WL_DEVICE void tc_load(u128 *as, u128 *bs, const bf16 *A, const bf16 *Bt, int row0, int col0,
+                       int K, int k0, int tid) {
+#pragma unroll
+  for (int v = 0; v < 4; ++v) {
+    int e = tid + v * 128, r = e >> 2, c = e & 3;
+    cp_async16(smem_addr(&as[swz(r, c)]), A + (u64)(row0 + r) * K + k0 + c * 8);
+    cp_async16(smem_addr(&bs[swz(r, c)]), Bt + (u64)(col0 + r) * K + k0 + c * 8);
+  }
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
 WL_GLOBAL void matmul_bf16_tc(const bf16 *A, const bf16 *Bt, float *C, int M, int N, int K) {
-  // Rows of 40 bf16 (80 bytes) as five 16-byte vectors: aligned for ldmatrix, conflict-free.
-  WL_SHARED u128 As[TC_BM][(TC_BK + TC_PAD) / 8];
-  WL_SHARED u128 Bs[TC_BN][(TC_BK + TC_PAD) / 8];
+  WL_SHARED u128 As[TC_STAGES][TC_BM * 4];
+  WL_SHARED u128 Bs[TC_STAGES][TC_BN * 4];
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  int wm = (warp / 4) * 64, wn = (warp % 4) * 32;
+  int wm = (warp / 2) * 64, wn = (warp % 2) * 64;
   int row0 = blockIdx.y * TC_BM, col0 = blockIdx.x * TC_BN;
-  float acc[4][4][4];
+  float acc[4][8][4];
   #pragma unroll
   for (int i = 0; i < 4; ++i)
     #pragma unroll
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < 8; ++j)
       #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
-  // The next tile's global loads are issued before the current tile's math (register double
-  // buffering), so their latency hides behind the tensor cores.
-  u128 ra[2], rb[2];
-#pragma unroll
-  for (int v = 0; v < 2; ++v) {
-    int e = tid * 2 + v, r = e / 4, c = (e % 4) * 8;
-    ra[v] = *(const u128 *)(A + (u64)(row0 + r) * K + c);
-    rb[v] = *(const u128 *)(Bt + (u64)(col0 + r) * K + c);
+  int steps = K / TC_BK;
+  // Prologue: the first STAGES-1 tiles in flight (an empty group where K is short, so the
+  // group count stays in step).
+  #pragma unroll
+  for (int s = 0; s < TC_STAGES - 1; ++s) {
+    if (s < steps)
+      tc_load(As[s], Bs[s], A, Bt, row0, col0, K, s * TC_BK, tid);
+    else
+      asm volatile("cp.async.commit_group;" ::: "memory");
   }
-  for (int k0 = 0; k0 < K; k0 += TC_BK) {
-#pragma unroll
-    for (int v = 0; v < 2; ++v) {
-      int e = tid * 2 + v, r = e / 4, c = (e % 4) * 8;
-      As[r][c / 8] = ra[v];
-      Bs[r][c / 8] = rb[v];
-    }
+  for (int kt = 0; kt < steps; ++kt) {
+    // Tile kt has landed once at most STAGES-2 groups are pending; the barrier also says every
+    // warp is done with tile kt-1, whose stage the next load reuses.
+    asm volatile("cp.async.wait_group 1;" ::: "memory");
     sync();
-    if (k0 + TC_BK < K) {
+    int next = kt + TC_STAGES - 1;
+    if (next < steps)
+      tc_load(As[next % TC_STAGES], Bs[next % TC_STAGES], A, Bt, row0, col0, K, next * TC_BK, tid);
+    else
+      asm volatile("cp.async.commit_group;" ::: "memory");
+    const u128 *as = As[kt % TC_STAGES], *bs = Bs[kt % TC_STAGES];
 #pragma unroll
-      for (int v = 0; v < 2; ++v) {
-        int e = tid * 2 + v, r = e / 4, c = (e % 4) * 8;
-        ra[v] = *(const u128 *)(A + (u64)(row0 + r) * K + k0 + TC_BK + c);
-        rb[v] = *(const u128 *)(Bt + (u64)(col0 + r) * K + k0 + TC_BK + c);
-      }
-    }
-#pragma unroll
-    for (int kk = 0; kk < TC_BK; kk += 16) {
-      unsigned a[4][4], b[4][2];
+    for (int kk = 0; kk < 2; ++kk) {
+      unsigned a[4][4], b[8][2];
       #pragma unroll
       for (int i = 0; i < 4; ++i)
-        ldmatrix_x4(a[i], smem_addr(&As[wm + i * 16 + (lane % 16)][(kk + (lane / 16) * 8) / 8]));
+        ldmatrix_x4(a[i], smem_addr(&as[swz(wm + i * 16 + (lane % 16), kk * 2 + lane / 16)]));
       #pragma unroll
-      for (int j = 0; j < 2; ++j) {
+      for (int j = 0; j < 4; ++j) {
         unsigned r[4];
         int n = wn + j * 16 + (lane % 8) + (lane / 16) * 8;
-        ldmatrix_x4(r, smem_addr(&Bs[n][(kk + ((lane / 8) % 2) * 8) / 8]));
+        ldmatrix_x4(r, smem_addr(&bs[swz(n, kk * 2 + (lane / 8) % 2)]));
         b[2 * j][0] = r[0];
         b[2 * j][1] = r[1];
         b[2 * j + 1][0] = r[2];
@@ -215,19 +230,19 @@ WL_GLOBAL void matmul_bf16_tc(const bf16 *A, const bf16 *Bt, float *C, int M, in
       #pragma unroll
       for (int i = 0; i < 4; ++i)
         #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < 8; ++j)
           asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
                        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                        : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
                        : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
     }
-    sync();
   }
+  asm volatile("cp.async.wait_group 0;" ::: "memory");
   int g = lane >> 2, t = lane & 3;
   #pragma unroll
   for (int i = 0; i < 4; ++i)
     #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < 8; ++j) {
       float *c = C + (u64)(row0 + wm + i * 16 + g) * N + col0 + wn + j * 8 + t * 2;
       c[0] = acc[i][j][0];
       c[1] = acc[i][j][1];

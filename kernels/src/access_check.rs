@@ -390,7 +390,7 @@ mod tests {
     #[test]
     fn every_fixture_has_a_launch_line_that_parses() {
         let specs = LaunchSpec::all_in(crate::pass_fixtures::SOURCE).unwrap();
-        assert_eq!(specs.len(), 21);
+        assert_eq!(specs.len(), 22);
         let s = specs.iter().find(|s| s.kernel == "via_struct").unwrap();
         assert!(matches!(&s.args[0], ArgSpec::Struct(f) if f.len() == 4));
     }

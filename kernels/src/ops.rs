@@ -224,7 +224,7 @@ impl Ops {
         let (kernel, cfg) = if staged {
             (
                 &self.matmul_bf16_tc,
-                grid(((n / 128) as u32, (m / 128) as u32), (256, 1)),
+                grid(((n / 128) as u32, (m / 128) as u32), (128, 1)),
             )
         } else {
             let tiles = (m / 16) * (n / 8);

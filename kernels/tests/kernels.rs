@@ -367,7 +367,7 @@ mod access_gpu {
         let module = ctx.load_module(Ptx::from_src(PTX)).unwrap();
         let manifest = wattlens_kernels::manifest().unwrap();
         let specs = LaunchSpec::all_in(SOURCE).unwrap();
-        assert_eq!(specs.len(), 21);
+        assert_eq!(specs.len(), 22);
         let mut violations = Vec::new();
         let (mut changed, mut loose) = (0, 0);
         for spec in &specs {
@@ -384,7 +384,7 @@ mod access_gpu {
         }
         println!("access-check summary: {} kernels, {changed} buffers changed as allowed, {loose} writable buffers unchanged, {} violations", specs.len(), violations.len());
         assert!(
-            changed >= 21,
+            changed >= 22,
             "every kernel writes something: the check must see changes"
         );
         assert!(
@@ -816,13 +816,23 @@ mod pipeline_gpu {
     //! The inference pipeline on a real GPU against the CPU reference of the same model.
 
     use wattlens_instrument::trace::SpanKind;
-    use wattlens_kernels::pipeline::{Decoder, ModelConfig, ReferenceRun, Weights};
+    use wattlens_kernels::pipeline::{Decoder, MatmulBackend, ModelConfig, ReferenceRun, Weights};
     use wattlens_kernels::reference::relative_error;
     use wattlens_runtime::{Profiler, ProfilerConfig, TimingChoice};
 
     #[test]
     #[ignore = "needs an NVIDIA GPU"]
     fn gpt2_small_logits_match_the_cpu_reference_over_a_padded_batch() {
+        check_pipeline(MatmulBackend::Own);
+    }
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn with_cublas_matmuls_the_logits_match_and_cublas_kernels_sit_in_their_regions() {
+        check_pipeline(MatmulBackend::Cublas);
+    }
+
+    fn check_pipeline(backend: MatmulBackend) {
         let cfg = ModelConfig::gpt2_small();
         let weights = std::sync::Arc::new(Weights::random(&cfg));
         let prompts = vec![
@@ -840,6 +850,7 @@ mod pipeline_gpu {
         let _gpu = super::gpu_session_lock();
         let prof = Profiler::start(config).unwrap();
         let mut decoder = Decoder::new(&prof, cfg, weights.clone(), prompts.len()).unwrap();
+        decoder.set_matmul_backend(backend).unwrap();
         let t0 = std::time::Instant::now();
         let gen = decoder.generate(&prompts, steps).unwrap();
         println!(
@@ -856,7 +867,36 @@ mod pipeline_gpu {
             .filter_map(|s| trace.strings.get(s.region))
             .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
             .collect();
-        println!("pipeline: kernel regions {regions:?}");
+        println!("pipeline ({backend:?}): kernel regions {regions:?}");
+        let library: Vec<_> = trace
+            .spans
+            .iter()
+            .filter(|s| {
+                trace
+                    .strings
+                    .get(s.name)
+                    .is_some_and(|n| n.ends_with("(in cublas_sgemm)"))
+            })
+            .collect();
+        // Per layer: qkv, out-projection, fc, proj; plus lm_head; per forward pass.
+        let forwards = steps;
+        if backend == MatmulBackend::Cublas {
+            let calls_with_output = library.iter().filter(|s| !s.writes.is_empty()).count();
+            println!(
+                "pipeline: {} cuBLAS kernels, {calls_with_output} carrying their call's output",
+                library.len()
+            );
+            assert_eq!(calls_with_output, forwards * (4 * cfg.layers + 1));
+            assert!(library
+                .iter()
+                .all(|s| s.region != wattlens_instrument::trace::StrId::NONE));
+            assert!(library.iter().all(|s| trace
+                .strings
+                .get(s.site)
+                .is_some_and(|site| site.contains("gpu.rs"))));
+        } else {
+            assert!(library.is_empty());
+        }
         for op in ["embedding", "attention", "mlp", "norm", "lm_head"] {
             assert!(regions.contains(op), "no kernel in region {op}");
         }

@@ -40,7 +40,7 @@ mod kernels {
         let names = kernels_in_file(&fixture("two_kernels.ll")).unwrap();
         assert_eq!(names, vec!["scale".to_owned(), "add_one".to_owned()]);
         let hard = kernels_in_file(&fixture("hard.ll")).unwrap();
-        assert_eq!(hard.len(), 21);
+        assert_eq!(hard.len(), 22);
         assert!(
             !hard.iter().any(|k| k.contains("axpy_row")),
             "a device helper is not a kernel"
@@ -128,7 +128,7 @@ mod facts {
     #[test]
     fn every_fixture_has_ground_truth_and_is_classified_correctly() {
         let cases = all_cases();
-        assert_eq!(cases.len(), 52, "21 hard fixtures and 31 shipped kernels");
+        assert_eq!(cases.len(), 53, "22 hard fixtures and 31 shipped kernels");
         // Confusion table: truth → predicted.
         let mut table: BTreeMap<(String, String), u32> = BTreeMap::new();
         let mut wrong = Vec::new();
@@ -225,7 +225,7 @@ mod tag {
     fn tagged_ir_carries_metadata_verifies_and_compiles_with_llc() {
         let out = scratch("hard.tagged.ll");
         let reports = tag_file(&fixture("hard.ll"), &out).unwrap();
-        assert_eq!(reports.len(), 21);
+        assert_eq!(reports.len(), 22);
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.contains("!wattlens.op"), "no op metadata");
         assert!(
@@ -370,7 +370,7 @@ mod cli {
         ]);
         assert_eq!(code, 0, "{err}");
         let manifest = wattlens_instrument::Manifest::read(&m).unwrap();
-        assert_eq!(manifest.kernels.len(), 21);
+        assert_eq!(manifest.kernels.len(), 22);
         assert_eq!(
             manifest.kernels["embed_gather"].op_class,
             wattlens_instrument::OpClass::GatherScatter

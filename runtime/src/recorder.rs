@@ -34,6 +34,17 @@ pub struct OpDesc {
     pub site: StrId,
 }
 
+/// A library call made through the session: its kernels, seen only by CUPTI, take its region,
+/// site and buffer touches.
+struct LibraryCall {
+    name: String,
+    region: StrId,
+    site: StrId,
+    touches: Touches,
+    /// Indices in `regions` of the spans that ran under it.
+    spans: Vec<usize>,
+}
+
 struct OpenRegion {
     name: StrId,
     path: StrId,
@@ -58,6 +69,8 @@ pub struct Recorder {
     unclaimed_sites: Vec<(StrId, StrId)>,
     /// Indices in `regions` of spans the session did not issue.
     foreign: Vec<usize>,
+    /// Library calls, id − 1 = index.
+    library: Vec<LibraryCall>,
     site_labels: std::collections::BTreeMap<u64, String>,
     sites: HashMap<(usize, u32), StrId>,
     next_region_id: u64,
@@ -82,6 +95,7 @@ impl Recorder {
             pending_region: StrId::NONE,
             unclaimed_sites: Vec::new(),
             foreign: Vec::new(),
+            library: Vec::new(),
             site_labels: std::collections::BTreeMap::new(),
             sites: HashMap::new(),
             next_region_id: REGION_ID_BASE,
@@ -294,11 +308,43 @@ impl Recorder {
         }
     }
 
-    /// Add a span the session did not issue (seen by CUPTI: a library's kernel, say).
-    pub fn add_foreign(&mut self, mut span: Span) {
+    /// Record a library call about to be made in the current region at `site`, touching
+    /// `touches`; returns its external correlation id (never 0).
+    pub fn begin_library(&mut self, name: &str, touches: Touches, site: StrId) -> u64 {
+        let region = self.region_path();
+        self.library.push(LibraryCall {
+            name: name.to_owned(),
+            region,
+            site,
+            touches,
+            spans: Vec::new(),
+        });
+        self.library.len() as u64
+    }
+
+    /// The name of library call `external`, if the session made it.
+    pub fn library_name(&self, external: u64) -> Option<&str> {
+        let i = usize::try_from(external).ok()?.checked_sub(1)?;
+        self.library.get(i).map(|c| c.name.as_str())
+    }
+
+    /// Add a span the session did not issue (seen by CUPTI: a library's kernel, say). One that
+    /// ran under a library call (`external`) takes the call's region and site; the last of a
+    /// call's spans also takes its buffer touches (see [`Recorder::take_spans`]).
+    pub fn add_foreign(&mut self, mut span: Span, external: Option<u64>) {
         span.id = self.next_region_id;
         self.next_region_id += 1;
-        self.foreign.push(self.regions.len());
+        let index = self.regions.len();
+        let call = external
+            .and_then(|e| usize::try_from(e).ok()?.checked_sub(1))
+            .and_then(|i| self.library.get_mut(i));
+        if let Some(call) = call {
+            span.region = call.region;
+            span.site = call.site;
+            call.spans.push(index);
+        } else {
+            self.foreign.push(index);
+        }
         self.regions.push(span);
     }
 
@@ -315,6 +361,19 @@ impl Recorder {
                 spans.push(span);
             } else {
                 untimed += 1;
+            }
+        }
+        // A library call's buffer touches go on its last kernel: its output is complete then.
+        for call in self.library.drain(..) {
+            let last = call
+                .spans
+                .iter()
+                .copied()
+                .max_by_key(|&i| self.regions.get(i).map_or(0, |s| s.end_ns));
+            if let Some(span) = last.and_then(|i| self.regions.get_mut(i)) {
+                span.reads = call.touches.reads;
+                span.writes = call.touches.writes;
+                span.unknown_access = call.touches.unknown;
             }
         }
         spans.append(&mut self.regions);
@@ -473,9 +532,9 @@ mod tests {
         r.set_pending_site_id(2);
         r.set_pending_site_id(3);
         // Records arrive out of order; launch order is start order.
-        r.add_foreign(foreign(300));
-        r.add_foreign(foreign(100));
-        r.add_foreign(foreign(200));
+        r.add_foreign(foreign(300), None);
+        r.add_foreign(foreign(100), None);
+        r.add_foreign(foreign(200), None);
         r.attach_unclaimed_sites();
         let (spans, _) = r.take_spans();
         let kernels: Vec<(u64, &str, &str)> = spans
@@ -504,10 +563,56 @@ mod tests {
         let (_clock, mut r) = recorder();
         r.set_pending_site_id(1);
         for start_ns in [10, 20] {
-            r.add_foreign(foreign(start_ns));
+            r.add_foreign(foreign(start_ns), None);
         }
         r.attach_unclaimed_sites();
         let (spans, _) = r.take_spans();
         assert!(spans.iter().all(|s| s.site == StrId::NONE));
+    }
+
+    #[test]
+    fn a_library_calls_kernels_take_its_region_site_and_touches_on_the_last_one() {
+        let (_clock, mut r) = recorder();
+        let (a, c) = (r.buffers.register(0, 0x1000), r.buffers.register(0, 0x2000));
+        r.push_region("decode");
+        r.push_region("mlp");
+        let mut touches = Touches::default();
+        r.buffers.touch(a, AccessMode::Read, &mut touches);
+        r.buffers.touch(c, AccessMode::Write, &mut touches);
+        let site = r.intern("pipeline.rs:42");
+        let id = r.begin_library("cublas_sgemm", touches, site);
+        r.pop_region();
+        r.pop_region();
+        assert_eq!(r.library_name(id), Some("cublas_sgemm"));
+        assert_eq!(r.library_name(id + 1), None);
+        // A split-K GEMM: the main kernel, then its reduction; records arrive out of order.
+        r.add_foreign(foreign(500), Some(id));
+        r.add_foreign(foreign(100), Some(id));
+        r.add_foreign(foreign(900), None);
+        r.set_pending_site_id(9);
+        r.attach_unclaimed_sites();
+        let (spans, _) = r.take_spans();
+        let kernels: Vec<&Span> = spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Kernel)
+            .collect();
+        assert_eq!(kernels.len(), 3);
+        for k in &kernels[..2] {
+            assert_eq!(r.strings.get(k.region), Some("decode/mlp"));
+            assert_eq!(r.strings.get(k.site), Some("pipeline.rs:42"));
+        }
+        assert!(kernels[0].writes.is_empty() && kernels[0].reads.is_empty());
+        assert_eq!(kernels[1].reads.len(), 1);
+        assert_eq!(kernels[1].reads[0].buffer, a);
+        assert_eq!(
+            (kernels[1].writes[0].buffer, kernels[1].writes[0].version),
+            (c, 1)
+        );
+        // The unrelated kernel is the only one the pending host site may go to.
+        assert_eq!(r.strings.get(kernels[2].region), None);
+        assert_eq!(
+            r.strings.get(kernels[2].site),
+            Some("site#0000000000000009")
+        );
     }
 }

@@ -153,14 +153,18 @@ mod timing {
         let gpu = FakeGpu::new(clock.clone(), -12e-6, 42_000);
         let mut timer = CuptiTimer::new(gpu.clone(), clock.clone(), 0).unwrap();
         let mut truth = workload(&gpu, &clock, &mut timer, 300);
-        // A library kernel on a profiled stream that the session never issued.
+        // A library kernel on a profiled stream that the session never issued, under an
+        // external correlation id (a `Profiler::library` call), and one outside any.
+        gpu.set_external(Some(7));
         let (fs, _) = gpu
             .enqueue(&key(0), &kernel("cublas_gemm", 8), 9_000)
             .unwrap();
+        gpu.set_external(None);
+        gpu.enqueue(&key(0), &kernel("stray", 8), 1_000).unwrap();
         // One issued kernel whose record CUPTI loses: a different kernel from its
         // neighbours, so order matching can tell (identical neighbours could not be told
         // apart without correlation ids; see the module docs).
-        gpu.drop_record(302);
+        gpu.drop_record(303);
         for seq in 300..303u64 {
             let e = kernel(if seq == 301 { "k2" } else { "k" }, 132);
             timer.before(&key(1), seq).unwrap();
@@ -170,9 +174,13 @@ mod timing {
         }
         gpu.drain();
         let report = timer.finish().unwrap();
-        assert_eq!(report.foreign.len(), 1);
-        assert_eq!(report.foreign[0].1, "cublas_gemm");
-        assert!((report.foreign[0].0.start_ns as i64 - fs as i64).abs() < 2_000);
+        assert_eq!(report.foreign.len(), 2);
+        let gemm = &report.foreign[0];
+        assert_eq!(gemm.name, "cublas_gemm");
+        assert_eq!(gemm.external, Some(7));
+        assert!((gemm.span.start_ns as i64 - fs as i64).abs() < 2_000);
+        assert_eq!(report.foreign[1].name, "stray");
+        assert_eq!(report.foreign[1].external, None);
         let lost: Vec<u64> = (0..303)
             .filter(|s| !report.times.iter().any(|t| t.seq == *s))
             .collect();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wattlens_instrument::sim::SimRng;
 use wattlens_instrument::{Attribution, SensorProfile};
-use wattlens_kernels::pipeline::{Decoder, ModelConfig, Waste, Weights};
+use wattlens_kernels::pipeline::{Decoder, MatmulBackend, ModelConfig, Waste, Weights};
 use wattlens_runtime::{CudaError, Profiler, ProfilerConfig};
 
 use crate::cli::{DemoArgs, WasteSwitch};
@@ -115,9 +115,10 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
         (args.steps as usize).min(cfg.max_len - prompts.iter().map(Vec::len).max().unwrap_or(0));
     writeln!(
         out,
-        "GPU demo: GPT-2-small shapes (12 layers, d=768), {BATCH} prompts of {}–{} tokens, {steps} tokens each{}",
+        "GPU demo: GPT-2-small shapes (12 layers, d=768), {BATCH} prompts of {}–{} tokens, {steps} tokens each, matmuls on {}{}",
         prompts.iter().map(Vec::len).min().unwrap_or(0),
         prompts.iter().map(Vec::len).max().unwrap_or(0),
+        if args.cublas { "cuBLAS" } else { "wattlens kernels" },
         if args.waste.is_empty() {
             String::new()
         } else {
@@ -130,6 +131,11 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let generated = {
         let mut decoder = Decoder::new(&prof, cfg, weights, BATCH).map_err(cuda)?;
         decoder.set_waste(waste);
+        if args.cublas {
+            decoder
+                .set_matmul_backend(MatmulBackend::Cublas)
+                .map_err(cuda)?;
+        }
         decoder.generate(&prompts, steps).map_err(cuda)?
     };
     let work_s = t0.elapsed().as_secs_f64();

@@ -1,6 +1,8 @@
 //! The subcommands, and the trace I/O they share.
 
 pub mod calibrate;
+pub mod compare;
+pub mod compare_gpu;
 pub mod demo;
 pub mod demo_gpu;
 pub mod export;

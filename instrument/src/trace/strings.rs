@@ -58,6 +58,11 @@ impl StringTable {
         self.intern(text).0
     }
 
+    /// The id of `text` if it is interned (without adding it).
+    pub fn find(&self, text: &str) -> Option<StrId> {
+        self.index.get(text).copied()
+    }
+
     /// The text of `id`, if defined.
     pub fn get(&self, id: StrId) -> Option<&str> {
         self.texts.get(id.0 as usize).map(String::as_str)

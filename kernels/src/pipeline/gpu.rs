@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::CudaStream;
 use wattlens_runtime::{CudaError, DeviceBuffer, Profiler};
 
@@ -98,6 +99,71 @@ pub struct Waste {
     pub sync_every_kernel: bool,
 }
 
+/// Which code runs the pipeline's matmuls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MatmulBackend {
+    /// wattlens' own kernels (register-tiled for prefill, 32×32 tiles for decode).
+    #[default]
+    Own,
+    /// cuBLAS `sgemm` (fp32), recorded through [`Profiler::library`]; needs CUPTI timing.
+    Cublas,
+}
+
+/// The pipeline's fp32 matmul, on either backend.
+struct Matmul<'a> {
+    ops: &'a Ops,
+    blas: Option<&'a CudaBlas>,
+}
+
+impl Matmul<'_> {
+    /// C (m×n) = A (m×k) · B (k×n), row-major, with `kind` choosing our own kernel.
+    #[allow(clippy::too_many_arguments)] // a matmul has three buffers and its shape
+    #[track_caller]
+    fn run(
+        &self,
+        prof: &Profiler,
+        s: &Arc<CudaStream>,
+        kind: MatmulF32,
+        a: &DeviceBuffer<f32>,
+        b: &DeviceBuffer<f32>,
+        c: &mut DeviceBuffer<f32>,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<(), CudaError> {
+        let Some(blas) = self.blas else {
+            return self.ops.matmul_f32(prof, s, kind, a, b, c, (m, n, k));
+        };
+        if a.len() < m * k || b.len() < k * n || c.len() < m * n {
+            return Err(usage(format!(
+                "cuBLAS sgemm of {m}×{k} by {k}×{n} got buffers of {}, {} and {} elements",
+                a.len(),
+                b.len(),
+                c.len()
+            )));
+        }
+        let dim = |v: usize| i32::try_from(v).map_err(|_| usage(format!("{v} exceeds i32")));
+        // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: B first, leading dimensions n, k, n.
+        let cfg = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_N,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: dim(n)?,
+            n: dim(m)?,
+            k: dim(k)?,
+            alpha: 1.0f32,
+            lda: dim(n)?,
+            ldb: dim(k)?,
+            beta: 0.0f32,
+            ldc: dim(n)?,
+        };
+        let touched = ([a.id(), b.id()], [c.id()]);
+        prof.library(s, "cublas_sgemm", (&touched.0, &touched.1), || {
+            // SAFETY: the buffers hold k·n, m·k and m·n elements (checked above), as the
+            // column-major config reads and writes them.
+            unsafe { blas.gemm(cfg, b.slice(), a.slice(), c.slice_mut()) }
+        })?
+        .map_err(|e| CudaError::Unavailable(format!("cuBLAS sgemm failed: {e:?}")))
+    }
+}
+
 /// What a generation produced.
 #[derive(Debug, Clone)]
 pub struct Generation {
@@ -121,6 +187,7 @@ pub struct Decoder<'p> {
     w_lm: DeviceBuffer<f32>,
     waste: Waste,
     host_weights: Arc<Weights>,
+    blas: Option<CudaBlas>,
 }
 
 fn usage(problem: String) -> CudaError {
@@ -186,7 +253,33 @@ impl<'p> Decoder<'p> {
             batch,
             waste: Waste::default(),
             host_weights: weights,
+            blas: None,
         })
+    }
+
+    /// Run the matmuls of the next generations on `backend`.
+    ///
+    /// # Errors
+    /// [`CudaError::Unavailable`] when cuBLAS cannot be loaded or initialised.
+    pub fn set_matmul_backend(&mut self, backend: MatmulBackend) -> Result<(), CudaError> {
+        self.blas = match backend {
+            MatmulBackend::Own => None,
+            MatmulBackend::Cublas => {
+                // SAFETY: only probes for the library by name; cudarc panics on first use
+                // otherwise.
+                if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+                    return Err(CudaError::Unavailable(
+                        "libcublas.so is not on the library path; it ships with the CUDA toolkit (targets/x86_64-linux/lib)".into(),
+                    ));
+                }
+                Some(CudaBlas::new(self.stream.clone()).map_err(|e| {
+                    CudaError::Unavailable(format!(
+                        "cuBLAS could not start ({e:?}); libcublas ships with the CUDA toolkit"
+                    ))
+                })?)
+            }
+        };
+        Ok(())
     }
 
     /// Plant waste in the next generations.
@@ -231,6 +324,10 @@ impl<'p> Decoder<'p> {
         t: usize,
     ) -> Result<Vec<Vec<f32>>, CudaError> {
         let (prof, ops) = (self.prof, &self.ops);
+        let mm_run = Matmul {
+            ops,
+            blas: self.blas.as_ref(),
+        };
         let s = &self.stream.clone();
         let cfg = self.cfg;
         let waste = self.waste;
@@ -276,7 +373,7 @@ impl<'p> Decoder<'p> {
             }
             {
                 let _r = prof.region("attention");
-                ops.matmul_f32(
+                mm_run.run(
                     prof,
                     s,
                     mm,
@@ -313,7 +410,7 @@ impl<'p> Decoder<'p> {
                 sync()?;
                 ops.merge_heads(prof, s, &act.o, &mut act.merged, shape_bht)?;
                 sync()?;
-                ops.matmul_f32(prof, s, mm, &act.merged, &l.w_o, &mut act.a, (rows, d, d))?;
+                mm_run.run(prof, s, mm, &act.merged, &l.w_o, &mut act.a, (rows, d, d))?;
                 sync()?;
                 ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt)?;
                 sync()?;
@@ -332,14 +429,14 @@ impl<'p> Decoder<'p> {
                 let _r = prof.region("mlp");
                 if waste.dead_kernel {
                     // Written, then overwritten by the real up-projection before any read.
-                    ops.matmul_f32(prof, s, mm, &act.x, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
+                    mm_run.run(prof, s, mm, &act.x, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
                     sync()?;
                 }
-                ops.matmul_f32(prof, s, mm, &act.h, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
+                mm_run.run(prof, s, mm, &act.h, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
                 sync()?;
                 ops.gelu(prof, s, &act.f, &mut act.g)?;
                 sync()?;
-                ops.matmul_f32(prof, s, mm, &act.g, &l.w_proj, &mut act.a, (rows, d, 4 * d))?;
+                mm_run.run(prof, s, mm, &act.g, &l.w_proj, &mut act.a, (rows, d, 4 * d))?;
                 sync()?;
                 ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt)?;
                 sync()?;
@@ -364,7 +461,7 @@ impl<'p> Decoder<'p> {
             let _r = prof.region("lm_head");
             ops.embedding(prof, s, &act.last, &act.h, &mut act.hn, d)?;
             sync()?;
-            ops.matmul_f32(
+            mm_run.run(
                 prof,
                 s,
                 MatmulF32::Tiled,

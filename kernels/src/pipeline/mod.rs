@@ -7,7 +7,7 @@ mod gpu;
 mod weights;
 
 pub use cpu::{logits_cpu, ReferenceRun};
-pub use gpu::{Decoder, Generation, Waste};
+pub use gpu::{Decoder, Generation, MatmulBackend, Waste};
 pub use weights::{LayerWeights, Weights};
 
 /// Shapes of the model.

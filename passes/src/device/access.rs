@@ -237,6 +237,11 @@ fn call_effects(
     let pointer_ops: Vec<usize> = (0..inst.ops.len()).filter(|&k| carries(k)).collect();
     let all = |e: Effect| pointer_ops.iter().map(|&k| (k, e)).collect::<Vec<_>>();
     match &inst.callee {
+        // `cp.async [dst], [src], size`: the first operand is written, the others read.
+        Callee::Asm(text) if text.contains("cp.async") => pointer_ops
+            .iter()
+            .map(|&k| (k, if k == 0 { Effect::Write } else { Effect::Read }))
+            .collect(),
         Callee::Asm(text) => {
             let stores = ["st.", "red.", "atom.", "cp.", "wgmma", "stmatrix"]
                 .iter()

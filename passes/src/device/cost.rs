@@ -53,8 +53,18 @@ fn tensor_flops(text: &str) -> i64 {
     }
 }
 
-/// Bytes an inline-asm global access moves, from its type suffix.
+/// Bytes an inline-asm global access moves, from its type suffix (or, for `cp.async`, its
+/// copy size).
 fn asm_bytes(text: &str) -> i64 {
+    if let Some(at) = text.find("cp.async") {
+        // `cp.async.{ca,cg}.shared.global [dst], [src], SIZE;`: the last operand is the size.
+        let rest = &text[at..];
+        let size = rest
+            .split([',', ';'])
+            .nth(2)
+            .and_then(|s| s.trim().parse::<i64>().ok());
+        return size.unwrap_or(0);
+    }
     let global = [
         "ld.global",
         "st.global",

@@ -2,6 +2,7 @@
 //! memsets, collected process-wide by CUPTI's buffer callbacks.
 
 use std::alloc::{alloc, dealloc, Layout};
+use std::collections::HashMap;
 use std::ffi::CStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -40,11 +41,51 @@ fn check(what: &'static str, r: cupti::CUptiResult) -> Result<(), TimerError> {
     }
 }
 
-const KINDS: [cupti::CUpti_ActivityKind; 3] = [
+/// Activity kinds recorded. Runtime-API records are read for nothing but are needed: CUPTI
+/// writes an external correlation record only beside an API record, and libraries (cuBLAS)
+/// launch through the runtime API. wattlens' own launches use the driver API, so they add no
+/// API records.
+const KINDS: [cupti::CUpti_ActivityKind; 5] = [
     cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
     cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY,
     cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMSET,
+    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION,
+    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_RUNTIME,
 ];
+
+/// External correlation ids CUPTI reported, by CUPTI correlation id (kept while any session
+/// lives, since an id's record and its kernels' records may come in different buffers).
+static EXTERNAL: Mutex<Option<HashMap<u32, u64>>> = Mutex::new(None);
+
+/// Mark the CUDA calls this thread makes from now on with external correlation id `id`, until
+/// [`pop_external`].
+///
+/// # Errors
+/// [`TimerError::Api`] when CUPTI refuses.
+pub(crate) fn push_external(id: u64) -> Result<(), TimerError> {
+    // SAFETY: a plain CUPTI call with a valid kind; CUPTI is loaded (a `Cupti` exists).
+    check("pushing an external correlation id", unsafe {
+        cupti::cuptiActivityPushExternalCorrelationId(
+            cupti::CUpti_ExternalCorrelationKind::CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0,
+            id,
+        )
+    })
+}
+
+/// End the marking [`push_external`] began.
+///
+/// # Errors
+/// [`TimerError::Api`] when CUPTI refuses.
+pub(crate) fn pop_external() -> Result<(), TimerError> {
+    let mut id = 0u64;
+    // SAFETY: as in `push_external`; the out-pointer is valid.
+    check("popping an external correlation id", unsafe {
+        cupti::cuptiActivityPopExternalCorrelationId(
+            cupti::CUpti_ExternalCorrelationKind::CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0,
+            &mut id,
+        )
+    })
+}
 
 unsafe extern "C" fn buffer_requested(
     buffer: *mut *mut u8,
@@ -128,8 +169,19 @@ unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<(u32, Activity)>
                 stream_id: k.streamId,
                 start_ns: k.start,
                 end_ns: k.end,
+                correlation_id: k.correlationId,
             },
         ));
+    }
+    if kind == cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION as u32 {
+        // SAFETY: external correlation records use this layout.
+        let x = unsafe {
+            std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityExternalCorrelation>())
+        };
+        lock(&EXTERNAL)
+            .get_or_insert_with(HashMap::new)
+            .insert(x.correlationId, x.externalId);
+        return None;
     }
     if kind == cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY as u32 {
         // SAFETY: memcpy records of this CUPTI use this layout.
@@ -150,6 +202,7 @@ unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<(u32, Activity)>
                 stream_id: m.streamId,
                 start_ns: m.start,
                 end_ns: m.end,
+                correlation_id: m.correlationId,
             },
         ));
     }
@@ -163,6 +216,7 @@ unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<(u32, Activity)>
                 stream_id: m.streamId,
                 start_ns: m.start,
                 end_ns: m.end,
+                correlation_id: m.correlationId,
             },
         ));
     }
@@ -245,6 +299,7 @@ impl Drop for Cupti {
                 }
             }
             lock(&RECORDS).clear();
+            *lock(&EXTERNAL) = None;
         }
     }
 }
@@ -278,5 +333,9 @@ impl CuptiApi for Cupti {
         let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(d, _)| *d == self.ordinal);
         *all = rest;
         Ok(mine.into_iter().map(|(_, a)| a).collect())
+    }
+
+    fn external_ids(&self) -> HashMap<u32, u64> {
+        lock(&EXTERNAL).clone().unwrap_or_default()
     }
 }

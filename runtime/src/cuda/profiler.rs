@@ -149,6 +149,12 @@ impl<T> DeviceBuffer<T> {
     pub fn slice(&self) -> &CudaSlice<T> {
         &self.slice
     }
+
+    /// The cudarc slice, writable: for a library call made through [`Profiler::library`],
+    /// which records the write (a write made any other way is invisible to the trace).
+    pub fn slice_mut(&mut self) -> &mut CudaSlice<T> {
+        &mut self.slice
+    }
 }
 
 impl<T> Drop for DeviceBuffer<T> {
@@ -451,6 +457,48 @@ impl Profiler {
         Ok(rec.issue(desc))
     }
 
+    /// Make a library call (cuBLAS, say) whose kernels the session should record: they run
+    /// under an external correlation id, so CUPTI's records of them take the current region,
+    /// the caller's site, and the buffer touches given here (`reads` and `writes` are buffer
+    /// ids, from [`DeviceBuffer::id`]). `call` must issue its work on `stream`.
+    ///
+    /// # Errors
+    /// [`CudaError::Unavailable`] when this GPU is not timed with CUPTI (only CUPTI sees a
+    /// library's kernels; `call` is not made then); [`CudaError::Timer`] when CUPTI refuses
+    /// the correlation id.
+    #[track_caller]
+    pub fn library<R>(
+        &self,
+        stream: &CudaStream,
+        name: &str,
+        (reads, writes): (&[u64], &[u64]),
+        call: impl FnOnce() -> R,
+    ) -> Result<R, CudaError> {
+        let caller = std::panic::Location::caller();
+        let device = self.device_of(stream)?;
+        if self.methods.get(device as usize) != Some(&"cupti") {
+            return Err(CudaError::Unavailable(format!(
+                "{name} runs library kernels that only CUPTI can see, and this session times GPU {device} with CUDA events; make libcupti loadable (it ships under extras/CUPTI/lib64) or call the library outside the session"
+            )));
+        }
+        let id = {
+            let mut rec = lock(&self.rec);
+            let site = rec.site(caller);
+            let mut touches = crate::buffers::Touches::default();
+            for &b in reads {
+                rec.buffers.touch(b, AccessMode::Read, &mut touches);
+            }
+            for &b in writes {
+                rec.buffers.touch(b, AccessMode::Write, &mut touches);
+            }
+            rec.begin_library(name, touches, site)
+        };
+        super::cupti::push_external(id).map_err(CudaError::Timer)?;
+        let out = call();
+        super::cupti::pop_external().map_err(CudaError::Timer)?;
+        Ok(out)
+    }
+
     /// Wait for all work on `stream`.
     ///
     /// # Errors
@@ -535,9 +583,14 @@ impl Profiler {
             for t in report.times {
                 rec.set_times(t.seq, t.start_ns, t.end_ns);
             }
-            for (mut span, name) in report.foreign {
-                span.name = rec.intern(&format!("{name} (not issued through wattlens)"));
-                rec.add_foreign(span);
+            for f in report.foreign {
+                let mut span = f.span;
+                let label = match f.external.and_then(|e| rec.library_name(e)) {
+                    Some(call) => format!("{} (in {call})", f.name),
+                    None => format!("{} (not issued through wattlens)", f.name),
+                };
+                span.name = rec.intern(&label);
+                rec.add_foreign(span, f.external);
             }
             alignments.extend(report.alignments);
         }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use wattlens_instrument::clock::Clock;
 use wattlens_instrument::trace::{ClockSource, CopyDirection, LaunchShape, Span, SpanKind, StrId};
 
-use super::{Expect, OpTime, OpTimer, StreamKey, TimerError, TimingReport, CALIBRATION_PERIOD_NS};
+use super::{
+    Expect, ForeignOp, OpTime, OpTimer, StreamKey, TimerError, TimingReport, CALIBRATION_PERIOD_NS,
+};
 use crate::clock_fit::{ClockMap, ClockPoint};
 
 /// How far ahead in a stream's queue a record may match (records CUPTI dropped are skipped).
@@ -54,6 +56,8 @@ pub struct Activity {
     pub start_ns: u64,
     /// End, CUPTI timestamp ns.
     pub end_ns: u64,
+    /// CUPTI's correlation id of the API call that issued it (0 when unknown).
+    pub correlation_id: u32,
 }
 
 /// The CUPTI calls the timer needs (a fake stands in for tests).
@@ -75,6 +79,9 @@ pub trait CuptiApi: Send {
     /// # Errors
     /// [`TimerError`] from CUPTI.
     fn take(&self) -> Result<Vec<Activity>, TimerError>;
+
+    /// External correlation ids seen so far, by CUPTI correlation id.
+    fn external_ids(&self) -> HashMap<u32, u64>;
 }
 
 /// Times operations on one device from CUPTI records.
@@ -158,6 +165,7 @@ impl<A: CuptiApi> CuptiTimer<A> {
             .values()
             .map(|(id, key)| (*id, key.ordinal))
             .collect();
+        let external = self.api.external_ids();
         let mut report = TimingReport::default();
         for (stream_id, mut recs) in by_stream {
             recs.sort_by_key(|r| (r.start_ns, r.end_ns));
@@ -179,16 +187,23 @@ impl<A: CuptiApi> CuptiTimer<A> {
                             });
                         }
                     }
-                    None => report.foreign.push(foreign_span(
-                        &r,
-                        self.device,
-                        ordinal_of
-                            .get(&stream_id)
-                            .copied()
-                            .unwrap_or(u64::from(stream_id)),
-                        start_ns,
-                        end_ns,
-                    )),
+                    None => {
+                        let (span, name) = foreign_span(
+                            &r,
+                            self.device,
+                            ordinal_of
+                                .get(&stream_id)
+                                .copied()
+                                .unwrap_or(u64::from(stream_id)),
+                            start_ns,
+                            end_ns,
+                        );
+                        report.foreign.push(ForeignOp {
+                            span,
+                            name,
+                            external: external.get(&r.correlation_id).copied(),
+                        });
+                    }
                 }
             }
         }

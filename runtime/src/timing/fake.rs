@@ -24,6 +24,9 @@ struct State {
     drop_records: Vec<usize>,
     fault_after: Option<usize>,
     enqueued: usize,
+    /// The external correlation id pushed now, and every id each correlation id ran under.
+    external_now: Option<u64>,
+    external: HashMap<u32, u64>,
 }
 
 /// The simulated device (cheap to clone; clones share state).
@@ -109,14 +112,25 @@ impl FakeGpu {
                 },
                 Expect::Memset { bytes } => ActivityKind::Memset { bytes },
             };
+            let correlation_id = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            if let Some(ext) = s.external_now {
+                s.external.insert(correlation_id, ext);
+            }
             s.activities.push(Activity {
                 kind,
                 stream_id: stream.raw as u32 + 100,
                 start_ns: start,
                 end_ns: end,
+                correlation_id,
             });
         }
         Ok((self.host_at(start), self.host_at(end)))
+    }
+
+    /// Push (`Some`) or pop (`None`) an external correlation id, as CUPTI's
+    /// `cuptiActivityPushExternalCorrelationId` does for the calls that follow.
+    pub fn set_external(&self, id: Option<u64>) {
+        self.state().external_now = id;
     }
 
     /// Let CUPTI lose the record of the `index`-th enqueued operation.
@@ -212,5 +226,9 @@ impl CuptiApi for FakeGpu {
         let (done, later): (Vec<_>, Vec<_>) = s.activities.drain(..).partition(|a| a.end_ns <= now);
         s.activities = later;
         Ok(done)
+    }
+
+    fn external_ids(&self) -> HashMap<u32, u64> {
+        self.state().external.clone()
     }
 }

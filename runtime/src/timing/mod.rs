@@ -69,14 +69,25 @@ pub struct OpTime {
     pub end_ns: u64,
 }
 
+/// An operation the session did not issue, as the timer saw it.
+#[derive(Debug, Clone)]
+pub struct ForeignOp {
+    /// The span, with its name not yet interned.
+    pub span: Span,
+    /// Its name.
+    pub name: String,
+    /// The external correlation id it ran under: a [`crate::Profiler::library`] call's id.
+    pub external: Option<u64>,
+}
+
 /// What a timer hands over at the end of a session.
 #[derive(Debug, Default)]
 pub struct TimingReport {
     /// Times of issued operations.
     pub times: Vec<OpTime>,
     /// Operations the GPU ran that the session did not issue (a library's kernels on a
-    /// profiled stream), as spans with a name string not yet interned.
-    pub foreign: Vec<(Span, String)>,
+    /// profiled stream).
+    pub foreign: Vec<ForeignOp>,
     /// Clock evidence.
     pub alignments: Vec<ClockAlignment>,
 }

@@ -1,0 +1,457 @@
+//! `wattlens compare`: kernel variants measured with the repetition harness — fp32 vs bf16 vs
+//! int8 matmul, unfused vs fused attention — each with energy, time, power, energy-delay
+//! product and accuracy (95% CIs), then one verdict line per pair. On a real GPU the variants
+//! are wattlens' own kernels ([`super::compare_gpu`]); without one, the simulated GPU runs a
+//! model of them and the true energies are printed beside the estimates.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+use wattlens_instrument::compare::{self, AccuracySample, VariantSummary};
+use wattlens_instrument::repeat::{analyze, plan, Batch, RepeatConfig};
+use wattlens_instrument::sim::{simulate, GpuModel, KernelSpec, WorkItem, Workload};
+use wattlens_instrument::trace::{LaunchShape, OpClass, SpanKind, Trace};
+use wattlens_instrument::SensorProfile;
+use wattlens_kernels::reference::AttnShape;
+
+use crate::cli::{CompareArgs, CompareSet};
+use crate::error::CliError;
+use crate::progress;
+
+/// The attention shape compared: GPT-2-small heads over 1024 tokens, causal.
+pub const ATTN: AttnShape = AttnShape {
+    b: 4,
+    h: 12,
+    l: 1024,
+    d: 64,
+    causal: true,
+};
+
+/// One kernel variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// fp32 matmul, 128×128 register tiles.
+    MatmulF32,
+    /// bf16 matmul on tensor cores (fp32 accumulate).
+    MatmulBf16,
+    /// int8 matmul (dp4a) with per-channel scales.
+    MatmulInt8,
+    /// Attention as three kernels (scores, softmax, P·V).
+    AttnUnfused,
+    /// Flash-style attention in one kernel.
+    AttnFused,
+}
+
+impl Variant {
+    /// The variants of `set`, in table order.
+    pub fn of(set: CompareSet) -> Vec<Variant> {
+        let matmul = [Variant::MatmulF32, Variant::MatmulBf16, Variant::MatmulInt8];
+        let attention = [Variant::AttnUnfused, Variant::AttnFused];
+        match set {
+            CompareSet::Matmul => matmul.to_vec(),
+            CompareSet::Attention => attention.to_vec(),
+            CompareSet::All => matmul.iter().chain(&attention).copied().collect(),
+        }
+    }
+
+    /// Label in tables, traces and verdicts.
+    pub fn label(self) -> &'static str {
+        match self {
+            Variant::MatmulF32 => "matmul fp32",
+            Variant::MatmulBf16 => "matmul bf16",
+            Variant::MatmulInt8 => "matmul int8",
+            Variant::AttnUnfused => "attention unfused",
+            Variant::AttnFused => "attention fused",
+        }
+    }
+
+    /// Operations of one launch: 2n³ for a matmul (int8 operations count as FLOPs), QKᵀ and
+    /// P·V over the causal half for attention.
+    pub fn flops(self, n: usize) -> f64 {
+        match self {
+            Variant::MatmulF32 | Variant::MatmulBf16 | Variant::MatmulInt8 => {
+                2.0 * (n as f64).powi(3)
+            }
+            Variant::AttnUnfused | Variant::AttnFused => {
+                let (bh, l, d) = ((ATTN.b * ATTN.h) as f64, ATTN.l as f64, ATTN.d as f64);
+                2.0 * 2.0 * bh * l * l / 2.0 * d
+            }
+        }
+    }
+
+    /// The pairs a verdict is given for: (variant, baseline).
+    pub fn pairs(set: &[Variant]) -> Vec<(Variant, Variant)> {
+        [
+            (Variant::MatmulBf16, Variant::MatmulF32),
+            (Variant::MatmulInt8, Variant::MatmulBf16),
+            (Variant::AttnFused, Variant::AttnUnfused),
+        ]
+        .into_iter()
+        .filter(|(a, b)| set.contains(a) && set.contains(b))
+        .collect()
+    }
+
+    /// The simulated GPU's model of one launch at size `n`: kernels as (name, duration ns,
+    /// dynamic mW). Workload parameters of the simulator, not measurements.
+    fn sim_kernels(self, n: usize) -> Vec<(&'static str, u64, u32)> {
+        let at = |tflops: f64| (self.flops(n) / (tflops * 1e12) * 1e9) as u64;
+        match self {
+            Variant::MatmulF32 => vec![("matmul_f32_reg", at(25.0), 330_000)],
+            Variant::MatmulBf16 => vec![("matmul_bf16_tc", at(350.0), 420_000)],
+            Variant::MatmulInt8 => vec![("matmul_int8_dp4a", at(40.0), 260_000)],
+            Variant::AttnUnfused => {
+                let t = at(4.0);
+                vec![
+                    ("attn_scores", t * 2 / 5, 250_000),
+                    ("softmax_rows", t / 5, 180_000),
+                    ("attn_pv", t * 2 / 5, 260_000),
+                ]
+            }
+            Variant::AttnFused => vec![("attn_fused", at(9.0), 300_000)],
+        }
+    }
+}
+
+/// One variant as run: its batches on the trace clock and its accuracy trials.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Which variant.
+    pub variant: Variant,
+    /// Batches, with the start of the idle gap before each.
+    pub batches: Vec<Batch>,
+    /// Accuracy against fp64, when measured.
+    pub accuracy: Option<AccuracySample>,
+    /// True energy of one launch per batch (simulated GPU only), mJ.
+    pub truth_mj: Option<f64>,
+}
+
+/// Region path of batch `k` of `variant`.
+pub fn batch_region(variant: Variant, k: usize) -> String {
+    format!("compare/{}/batch{k}", variant.label())
+}
+
+/// The batches of `variant` in `trace`: the kernel spans in each batch's region, `launches[k]`
+/// launches in batch k (a launch may be several kernels), the idle gap before each starting
+/// at `gap_starts[k]`. Batches with no timed kernel are left out.
+pub fn batches_in(
+    trace: &Trace,
+    variant: Variant,
+    launches: &[u64],
+    gap_starts: &[u64],
+) -> Vec<Batch> {
+    launches
+        .iter()
+        .zip(gap_starts)
+        .enumerate()
+        .filter_map(|(k, (&n, &gap_start_ns))| {
+            let region = trace.strings.find(&batch_region(variant, k))?;
+            let spans: Vec<_> = trace
+                .spans
+                .iter()
+                .filter(|s| s.kind == SpanKind::Kernel && s.region == region)
+                .collect();
+            Some(Batch {
+                start_ns: spans.iter().map(|s| s.start_ns).min()?,
+                end_ns: spans.iter().map(|s| s.end_ns).max()?,
+                launches: n,
+                gap_start_ns,
+                kernel_ns: Some(spans.iter().map(|s| s.end_ns - s.start_ns).sum()),
+            })
+        })
+        .collect()
+}
+
+/// Everything `compare` measured, as written to compare.json.
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    /// GPU name.
+    pub gpu: String,
+    /// True on the simulated GPU.
+    pub simulated: bool,
+    /// Matmul size n.
+    pub size: usize,
+    /// Per variant.
+    pub variants: Vec<VariantSummary>,
+    /// True energy per launch (simulated GPU only), mJ, same order.
+    pub truth_mj: Vec<Option<f64>>,
+    /// One line per pair.
+    pub verdicts: Vec<String>,
+}
+
+fn stat(s: &compare::Stat, scale: f64, digits: usize) -> String {
+    format!(
+        "{:.digits$} [{:.digits$}, {:.digits$}]",
+        s.median * scale,
+        s.low * scale,
+        s.high * scale
+    )
+}
+
+/// Analyse every variant from the trace's power readings, print the table and the verdicts,
+/// and write compare.json.
+///
+/// # Errors
+/// [`CliError`] when a batch is not covered by power samples, or output fails.
+pub fn report(
+    out: &mut dyn Write,
+    trace: &Trace,
+    measured: &[Measured],
+    (size, config): (usize, &RepeatConfig),
+    out_dir: &Path,
+) -> Result<Comparison, CliError> {
+    let profile = SensorProfile::h200_2026_11_22();
+    let simulated = trace.meta.simulated;
+    let mut variants = Vec::new();
+    for m in measured {
+        let flops = Some(m.variant.flops(size));
+        let r = analyze(&trace.power, 0, &profile, &m.batches, config, flops)?;
+        variants.push(compare::summarize(&compare::VariantInput {
+            name: m.variant.label(),
+            flops_per_launch: flops,
+            batches: &m.batches,
+            energies: &r.batches,
+            accuracy: m.accuracy.as_ref(),
+        })?);
+    }
+    let tag = if simulated { " (simulated)" } else { "" };
+    writeln!(
+        out,
+        "\nPer launch, median over batches [95% CI]{tag}; energy = dynamic + idle power over the launch's wall time"
+    )?;
+    writeln!(
+        out,
+        "{:<18} {:>8}  {:<28} {:<28} {:<26} {:<24} {:<26} {:<24} {:>8}",
+        "variant",
+        "launches",
+        "time (ms)",
+        "energy (mJ)",
+        "mJ per GFLOP",
+        "power (W)",
+        "EDP (mJ·ms)",
+        "rel. L2 error",
+        "max rel"
+    )?;
+    for (v, m) in variants.iter().zip(measured) {
+        writeln!(
+            out,
+            "{:<18} {:>8}  {:<28} {:<28} {:<26} {:<24} {:<26} {:<24} {:>8}{}",
+            v.name,
+            v.launches,
+            stat(&v.time_ns, 1e-6, 4),
+            stat(&v.energy_mj, 1.0, 2),
+            v.energy_per_gflop_mj
+                .as_ref()
+                .map_or("-".into(), |s| stat(s, 1.0, 3)),
+            stat(&v.power_w, 1.0, 1),
+            stat(&v.edp_mj_ms, 1.0, 2),
+            v.rel_l2.as_ref().map_or("not measured".into(), |s| format!(
+                "{:.2e} [{:.2e}, {:.2e}]",
+                s.median,
+                s.low.max(0.0),
+                s.high
+            )),
+            v.max_rel.map_or("-".into(), |e| format!("{e:.1e}")),
+            m.truth_mj
+                .map_or(String::new(), |t| format!("  truth {t:.2} mJ")),
+        )?;
+    }
+    let set: Vec<Variant> = measured.iter().map(|m| m.variant).collect();
+    let mut verdicts = Vec::new();
+    writeln!(out)?;
+    for (a, b) in Variant::pairs(&set) {
+        let find = |x: Variant| variants.iter().find(|v| v.name == x.label());
+        if let (Some(va), Some(vb)) = (find(a), find(b)) {
+            let line = format!("{}{tag}", compare::verdict(va, vb));
+            writeln!(out, "verdict: {line}")?;
+            verdicts.push(line);
+        }
+    }
+    let comparison = Comparison {
+        gpu: trace
+            .meta
+            .devices
+            .first()
+            .map_or_else(String::new, |d| d.name.clone()),
+        simulated,
+        size,
+        variants,
+        truth_mj: measured.iter().map(|m| m.truth_mj).collect(),
+        verdicts,
+    };
+    let json = out_dir.join("compare.json");
+    let text = serde_json::to_string_pretty(&comparison).map_err(|e| CliError::WriteFile {
+        path: json.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&json, text).map_err(|source| CliError::WriteFile {
+        path: json.clone(),
+        source,
+    })?;
+    writeln!(out, "\nresults:  {}", json.display())?;
+    Ok(comparison)
+}
+
+/// Run `wattlens compare`: on the GPU when there is one, else on the simulated GPU.
+///
+/// # Errors
+/// [`CliError`] when the GPU session fails (the trace recorded so far is still written), a
+/// batch cannot be analysed, or output fails.
+pub fn run(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    std::fs::create_dir_all(&args.out_dir).map_err(|source| CliError::WriteFile {
+        path: args.out_dir.clone(),
+        source,
+    })?;
+    let config = RepeatConfig {
+        batch_ns: args.batch_ms * 1_000_000,
+        batches: args.batches,
+        ..RepeatConfig::default()
+    };
+    if !args.simulate && !wattlens_runtime::detect::nvidia_gpus().is_empty() {
+        return super::compare_gpu::run(args, &config, out);
+    }
+    simulated(args, &config, out).map(|_| ())
+}
+
+/// The comparison on the simulated GPU, which knows each launch's true energy.
+///
+/// # Errors
+/// As [`run`].
+pub fn simulated(
+    args: &CompareArgs,
+    config: &RepeatConfig,
+    out: &mut dyn Write,
+) -> Result<Comparison, CliError> {
+    let profile = SensorProfile::h200_2026_11_22();
+    let variants = Variant::of(args.what);
+    writeln!(
+        out,
+        "Compare on the simulated GPU (no NVIDIA GPU in use): {} variants, {} batches of {} ms each; accuracy needs a real GPU",
+        variants.len(),
+        config.batches,
+        config.batch_ns / 1_000_000
+    )?;
+    let gaps = plan(config, profile.counter_period_ns);
+    let mut items = Vec::new();
+    let mut per_batch = Vec::new();
+    for &v in &variants {
+        let kernels = v.sim_kernels(args.size);
+        let launch_ns: u64 = kernels.iter().map(|k| k.1 + 2_000).sum();
+        let n = (config.batch_ns / launch_ns.max(1)).clamp(1, 200_000);
+        per_batch.push(n);
+        for (k, &gap) in gaps.iter().enumerate() {
+            items.push(WorkItem::Gap {
+                stream: 0,
+                duration_ns: gap,
+            });
+            let spec = |&(name, duration_ns, dynamic_mw): &(&str, u64, u32), count| {
+                WorkItem::Kernel(KernelSpec {
+                    name: name.to_owned(),
+                    op_class: OpClass::from_label(if name.contains("softmax") {
+                        "softmax"
+                    } else {
+                        "matmul"
+                    })
+                    .unwrap_or(OpClass::Unknown),
+                    stream: 0,
+                    duration_ns,
+                    dynamic_mw,
+                    launch: LaunchShape {
+                        grid: [1024, 1, 1],
+                        block: [128, 1, 1],
+                        shared_mem_bytes: 0,
+                    },
+                    region: batch_region(v, k),
+                    count,
+                    gap_ns: 2_000,
+                })
+            };
+            if kernels.len() == 1 {
+                items.push(spec(&kernels[0], u32::try_from(n).unwrap_or(u32::MAX)));
+            } else {
+                for _ in 0..n {
+                    items.extend(kernels.iter().map(|k| spec(k, 1)));
+                }
+            }
+        }
+    }
+    let workload = Workload {
+        name: "wattlens compare (simulated)".into(),
+        lead_idle_ns: 1_000_000_000,
+        tail_idle_ns: 1_000_000_000,
+        items,
+    };
+    let pb = progress::spinner("simulating GPU");
+    let start_unix_ns =
+        wattlens_instrument::clock::Clock::now_ns(&wattlens_instrument::clock::HostClock::new());
+    let mut run = simulate(
+        &workload,
+        &GpuModel::h200(),
+        &profile,
+        args.seed,
+        start_unix_ns,
+    );
+    pb.finish_and_clear();
+    run.trace.meta.command = std::env::args().collect();
+    super::save_trace(&args.out_dir.join("compare.wlt"), &run.trace)?;
+    let measured: Vec<Measured> = variants
+        .iter()
+        .zip(&per_batch)
+        .map(|(&v, &n)| {
+            // The idle gap before a batch starts where the previous work ended.
+            let starts = gap_starts(&run.trace, v, &gaps);
+            let batches = batches_in(&run.trace, v, &vec![n; starts.len()], &starts);
+            let truth = batches
+                .iter()
+                .map(|b| {
+                    let from = b.start_ns + config.rise_ns;
+                    let mean_mw = run.truth.energy_between_mj(from, b.end_ns)
+                        / ((b.end_ns - from) as f64 * 1e-9);
+                    mean_mw * (b.end_ns - b.start_ns) as f64 * 1e-9 / b.launches as f64
+                })
+                .collect::<Vec<_>>();
+            Measured {
+                variant: v,
+                truth_mj: compare::Stat::of(&truth).median.into(),
+                batches,
+                accuracy: None,
+            }
+        })
+        .collect();
+    report(
+        out,
+        &run.trace,
+        &measured,
+        (args.size, config),
+        &args.out_dir,
+    )
+}
+
+/// For each batch of `variant` in a simulated trace, the end of the work before it (or, for
+/// the first, the planned gap before it).
+fn gap_starts(trace: &Trace, variant: Variant, gaps: &[u64]) -> Vec<u64> {
+    gaps.iter()
+        .enumerate()
+        .map(|(k, &gap)| {
+            let first = trace
+                .strings
+                .find(&batch_region(variant, k))
+                .and_then(|r| {
+                    trace
+                        .spans
+                        .iter()
+                        .filter(|s| s.kind == SpanKind::Kernel && s.region == r)
+                        .map(|s| s.start_ns)
+                        .min()
+                })
+                .unwrap_or(0);
+            trace
+                .spans
+                .iter()
+                .filter(|s| s.kind == SpanKind::Kernel && s.end_ns <= first)
+                .map(|s| s.end_ns)
+                .max()
+                .unwrap_or(first.saturating_sub(gap))
+        })
+        .collect()
+}
