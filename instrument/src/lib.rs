@@ -18,6 +18,7 @@ pub mod replay;
 pub mod sensor_profile;
 pub mod sim;
 pub mod trace;
+pub mod waste;
 
 pub use attribution::{
     attribute, op_class_of, Attribution, AttributionError, Coverage, EnergyEstimate, PowerEstimate,

@@ -29,7 +29,29 @@ pub const MEMORY_TRACK: &str = "memory instant power (W)";
 ///
 /// # Errors
 /// The I/O error of `out`.
-pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
+pub fn export<W: Write>(trace: &Trace, out: W) -> std::io::Result<()> {
+    export_with_findings(trace, &[], out)
+}
+
+/// Name of the track that shows waste findings.
+pub const WASTE_TRACK: &str = "waste findings";
+
+/// [`export`], with the spans of `findings` marked (a `waste` argument naming the kind and the
+/// fix) and every wasted span and idle gap repeated on a "waste findings" track.
+///
+/// # Errors
+/// The I/O error of `out`.
+pub fn export_with_findings<W: Write>(
+    trace: &Trace,
+    findings: &[crate::waste::WasteReport],
+    mut out: W,
+) -> std::io::Result<()> {
+    let mut flagged: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    for f in findings.iter().flat_map(|r| &r.findings) {
+        for &id in &f.wasted_spans {
+            flagged.insert(id, format!("{}: {}", f.kind.label(), f.fix));
+        }
+    }
     let t0 = trace.meta.start_unix_ns;
     // Subtract in integers first: f64 cannot hold absolute epoch ns to the nanosecond.
     let us = |t: u64| (i128::from(t) - i128::from(t0)) as f64 / 1000.0;
@@ -98,6 +120,14 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
             args.insert("block".into(), json!(l.block));
             args.insert("shared_mem_bytes".into(), json!(l.shared_mem_bytes));
         }
+        if let Some(w) = flagged.get(&s.id) {
+            args.insert("waste".into(), json!(w));
+            emit(
+                &mut out,
+                json!({"ph":"X","name":trace.str(s.name),"cat":"waste","pid":s.device,"tid":WASTE_TRACK,
+                       "ts":us(s.start_ns),"dur":(s.duration_ns() as f64)/1000.0,"args":{"waste":w,"span_id":s.id}}),
+            )?;
+        }
         match s.kind {
             SpanKind::Memcpy {
                 direction, bytes, ..
@@ -115,6 +145,18 @@ pub fn export<W: Write>(trace: &Trace, mut out: W) -> std::io::Result<()> {
             json!({"ph":"X","name":trace.str(s.name),"cat":s.kind.label(),"pid":s.device,"tid":tid,
                    "ts":us(s.start_ns),"dur":(s.duration_ns() as f64)/1000.0,"args":args}),
         )?;
+    }
+    for r in findings {
+        for f in r.findings.iter().filter(|f| !f.idle_intervals.is_empty()) {
+            for &(a, b) in &f.idle_intervals {
+                emit(
+                    &mut out,
+                    json!({"ph":"X","name":f.what,"cat":"waste","pid":r.device,"tid":WASTE_TRACK,
+                           "ts":us(a),"dur":(b.saturating_sub(a) as f64)/1000.0,
+                           "args":{"waste":format!("{}: {}", f.kind.label(), f.fix),"site":f.site}}),
+                )?;
+            }
+        }
     }
     for r in &trace.power {
         let (track, ts, w) = match *r {

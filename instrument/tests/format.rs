@@ -212,3 +212,38 @@ fn a_text_defined_twice_keeps_both_ids() {
     assert_eq!(back, t);
     assert_eq!(back.str(back.spans[1].region), "layer0");
 }
+
+#[test]
+fn annotations_round_trip_and_an_unknown_kind_is_skipped() {
+    let mut t = one_span_trace();
+    t.annotations = vec![
+        Annotation::Buffer {
+            id: 3,
+            device: 0,
+            bytes: 4096,
+        },
+        Annotation::Padding {
+            span: 1,
+            padded: 3,
+            total: 8,
+        },
+        Annotation::Overhead {
+            device: 0,
+            from_ns: 10,
+            to_ns: 20,
+        },
+        Annotation::Freed { id: 3, at_ns: 30 },
+    ];
+    assert_eq!(
+        read_trace(&encode(&t)[..]).unwrap().annotations,
+        t.annotations
+    );
+    // A kind a newer minor version adds (variant 9) is skipped, not an error.
+    let full = encode(&one_span_trace());
+    let mut bytes = full[..HEADER_BYTES as usize].to_vec();
+    raw_record(&mut bytes, 1, &postcard::to_allocvec(&t.meta).unwrap());
+    raw_record(&mut bytes, 8, &[9, 1, 2, 3]);
+    raw_record(&mut bytes, 7, &postcard::to_allocvec(&2u64).unwrap());
+    let back = read_trace(&bytes[..]).unwrap();
+    assert!(back.annotations.is_empty());
+}

@@ -11,3 +11,4 @@ mod nvml;
 mod perfetto;
 mod replay;
 mod sim;
+mod waste;

@@ -868,6 +868,23 @@ mod pipeline_gpu {
             .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
             .collect();
         println!("pipeline ({backend:?}): kernel regions {regions:?}");
+        // The runtime recorded buffer sizes and frees, and the prefill's padding: prompts of
+        // 5, 3 and 6 tokens padded to 6 give 4 of 18 rows of padding per row-wise kernel.
+        use wattlens_instrument::trace::Annotation;
+        let count =
+            |f: &dyn Fn(&Annotation) -> bool| trace.annotations.iter().filter(|a| f(a)).count();
+        assert!(count(&|a| matches!(a, Annotation::Buffer { .. })) > 12 * 6);
+        assert!(count(&|a| matches!(a, Annotation::Freed { .. })) > 0);
+        let padding: Vec<(u64, u64)> = trace
+            .annotations
+            .iter()
+            .filter_map(|a| match *a {
+                Annotation::Padding { padded, total, .. } => Some((padded, total)),
+                _ => None,
+            })
+            .collect();
+        assert!(!padding.is_empty());
+        assert!(padding.contains(&(4, 18)), "{padding:?}");
         let library: Vec<_> = trace
             .spans
             .iter()

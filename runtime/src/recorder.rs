@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use wattlens_instrument::clock::Clock;
-use wattlens_instrument::trace::{LaunchShape, Span, SpanKind, StrId, StringTable};
+use wattlens_instrument::trace::{
+    Annotation, LaunchShape, OpClass, Span, SpanKind, StrId, StringTable,
+};
 
 use crate::buffers::{BufferTable, Touches};
 
@@ -51,12 +53,49 @@ struct OpenRegion {
     start_ns: u64,
 }
 
+/// The padding a program declared for the work it issues next: per batch row, the valid
+/// length out of `padded_len`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaddingMask {
+    /// Valid rows (tokens) of each batch row.
+    pub lens: Vec<u64>,
+    /// Rows each batch row is padded to.
+    pub padded_len: u64,
+}
+
+impl PaddingMask {
+    /// (padding units, all units) of one launch of a kernel of class `op`: query–key pairs for
+    /// attention, rows otherwise.
+    pub fn units(&self, op: OpClass) -> (u64, u64) {
+        let rows = self.lens.len() as u64;
+        let (useful, total) = if op == OpClass::Attention {
+            (
+                self.lens
+                    .iter()
+                    .map(|l| l.min(&self.padded_len).pow(2))
+                    .sum::<u64>(),
+                rows * self.padded_len.pow(2),
+            )
+        } else {
+            (
+                self.lens.iter().map(|l| *l.min(&self.padded_len)).sum(),
+                rows * self.padded_len,
+            )
+        };
+        (total.saturating_sub(useful), total)
+    }
+}
+
 /// The session's record of operations, regions, buffers and strings.
 pub struct Recorder {
     /// Interned strings of the trace.
     pub strings: StringTable,
     /// Buffer ids and versions.
     pub buffers: BufferTable,
+    /// Buffer sizes and frees, and padding shares of launches.
+    pub annotations: Vec<Annotation>,
+    /// The padding mask in force, if the program declared one.
+    pub padding: Option<PaddingMask>,
     ops: Vec<Span>,
     timed: Vec<bool>,
     regions: Vec<Span>,
@@ -86,6 +125,8 @@ impl Recorder {
         Self {
             strings: StringTable::default(),
             buffers: BufferTable::new(),
+            annotations: Vec::new(),
+            padding: None,
             ops: Vec::new(),
             timed: Vec::new(),
             regions: Vec::new(),
@@ -101,6 +142,11 @@ impl Recorder {
             next_region_id: REGION_ID_BASE,
             clock,
         }
+    }
+
+    /// Now on the trace clock, ns.
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
     }
 
     /// Intern `text` in the trace's string table.
@@ -237,6 +283,20 @@ impl Recorder {
         self.stack.last().map_or(StrId::NONE, |r| r.path)
     }
 
+    /// Note that operation `seq`, a kernel of class `op`, ran under the padding mask in force.
+    pub fn note_padding(&mut self, seq: u64, op: OpClass) {
+        if let Some(mask) = &self.padding {
+            let (padded, total) = mask.units(op);
+            if total > 0 {
+                self.annotations.push(Annotation::Padding {
+                    span: seq,
+                    padded,
+                    total,
+                });
+            }
+        }
+    }
+
     /// Record an operation as issued; returns its sequence number (its span id).
     pub fn issue(&mut self, op: OpDesc) -> u64 {
         let seq = self.ops.len() as u64;
@@ -306,6 +366,36 @@ impl Recorder {
         {
             *content_digest = digest;
         }
+    }
+
+    /// Record that the host waited on `stream` of `device` from `start_ns` to `end_ns`, at
+    /// `site`, in the current region.
+    pub fn add_sync(
+        &mut self,
+        device: u32,
+        stream: u64,
+        (start_ns, end_ns): (u64, u64),
+        site: StrId,
+    ) {
+        let region = self.region_path();
+        let name = self.intern("host synchronisation");
+        self.regions.push(Span {
+            id: self.next_region_id,
+            kind: SpanKind::Sync,
+            device,
+            stream,
+            start_ns,
+            end_ns: end_ns.max(start_ns),
+            name,
+            launch: None,
+            args_digest: 0,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            region,
+            site,
+            unknown_access: Vec::new(),
+        });
+        self.next_region_id += 1;
     }
 
     /// Record a library call about to be made in the current region at `site`, touching
@@ -613,6 +703,29 @@ mod tests {
         assert_eq!(
             r.strings.get(kernels[2].site),
             Some("site#0000000000000009")
+        );
+    }
+
+    #[test]
+    fn padding_counts_rows_or_query_key_pairs() {
+        let mask = PaddingMask {
+            lens: vec![4, 1],
+            padded_len: 4,
+        };
+        assert_eq!(mask.units(OpClass::Matmul), (3, 8));
+        assert_eq!(mask.units(OpClass::Attention), (15, 32));
+        let (_clock, mut r) = recorder();
+        r.note_padding(0, OpClass::Matmul);
+        assert!(r.annotations.is_empty());
+        r.padding = Some(mask);
+        r.note_padding(7, OpClass::Norm);
+        assert_eq!(
+            r.annotations,
+            vec![Annotation::Padding {
+                span: 7,
+                padded: 3,
+                total: 8
+            }]
         );
     }
 }

@@ -109,9 +109,7 @@ impl Gpu<'_> {
         &self,
         v: &[T],
     ) -> Result<DeviceBuffer<T>, CudaError> {
-        let mut b = self.prof.alloc_zeros::<T>(&self.s, v.len())?;
-        self.prof.htod(&self.s, v, &mut b)?;
-        Ok(b)
+        self.prof.upload(&self.s, v)
     }
 
     /// Buffers for `variant` on inputs A (m×k) and B (k×n) or on Q, K, V of `attn`.

@@ -49,10 +49,11 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
 
     // The trace goes to disk before any analysis, so nothing measured is lost if a later step fails.
     super::save_trace(&trace_path, &run.trace)?;
-    super::save_perfetto(&perfetto_path, &run.trace)?;
     let report = Report::build(&run.trace)?;
+    super::save_perfetto(&perfetto_path, &run.trace, &report.waste())?;
     let truth = Truth::from_sim(&run);
     render::table::write(out, &report, Some(&truth))?;
+    render::waste::write(out, &report)?;
     print_outputs(out, &trace_path, &perfetto_path)
 }
 

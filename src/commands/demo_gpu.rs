@@ -100,6 +100,9 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let config = ProfilerConfig {
         profile: SensorProfile::h200_2026_11_22(),
         trace_path: Some(trace_path.clone()),
+        // Every byte of every upload is hashed, so a repeated upload is proven redundant, not
+        // just likely (about 0.1 s per GB of host time).
+        content_hash: wattlens_runtime::digest::ContentHash::Full,
         ..ProfilerConfig::default()
     }
     .with_manifest(&manifest);
@@ -148,15 +151,16 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
     };
     super::save_trace(&trace_path, &trace)?;
-    super::save_perfetto(&perfetto_path, &trace)?;
     let tokens = generated.tokens.iter().map(Vec::len).sum::<usize>();
     writeln!(out, "generated {tokens} tokens in {work_s:.2} s")?;
     let report = Report::build(&trace)?;
+    super::save_perfetto(&perfetto_path, &trace, &report.waste())?;
     render::table::write(out, &report, None)?;
     for d in &report.devices {
         if let Some(a) = &d.attribution {
             per_op(out, a, tokens)?;
         }
     }
+    render::waste::write(out, &report)?;
     super::demo::print_outputs(out, &trace_path, &perfetto_path)
 }

@@ -11,7 +11,12 @@ use crate::error::CliError;
 /// [`CliError`] when the trace cannot be read or the output cannot be written.
 pub fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let trace = super::load_trace(&args.trace)?;
-    super::save_perfetto(&args.output, &trace)?;
+    // Waste findings are marked where the trace can be attributed; a trace that cannot still
+    // exports, unmarked.
+    let findings = crate::render::Report::build(&trace)
+        .map(|r| r.waste())
+        .unwrap_or_default();
+    super::save_perfetto(&args.output, &trace, &findings)?;
     writeln!(
         out,
         "wrote {} (Perfetto JSON: open it at ui.perfetto.dev)",

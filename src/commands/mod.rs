@@ -66,15 +66,23 @@ pub fn save_trace(path: &Path, trace: &Trace) -> Result<(), CliError> {
 ///
 /// # Errors
 /// [`CliError::WriteFile`] when the file cannot be written.
-pub fn save_perfetto(path: &Path, trace: &Trace) -> Result<(), CliError> {
+pub fn save_perfetto(
+    path: &Path,
+    trace: &Trace,
+    findings: &[wattlens_instrument::waste::WasteReport],
+) -> Result<(), CliError> {
     let err = |source| CliError::WriteFile {
         path: path.to_owned(),
         source,
     };
     let pb = progress::spinner("writing Perfetto JSON");
     let file = File::create(path).map_err(err)?;
-    let r = wattlens_instrument::perfetto::export(trace, BufWriter::with_capacity(1 << 16, file))
-        .map_err(err);
+    let r = wattlens_instrument::perfetto::export_with_findings(
+        trace,
+        findings,
+        BufWriter::with_capacity(1 << 16, file),
+    )
+    .map_err(err);
     pb.finish_and_clear();
     r
 }

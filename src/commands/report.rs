@@ -14,7 +14,10 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let trace = super::load_trace(&args.trace)?;
     let report = Report::build(&trace)?;
     match args.chosen_format() {
-        Format::Table => render::table::write(out, &report, None)?,
+        Format::Table => {
+            render::table::write(out, &report, None)?;
+            render::waste::write(out, &report)?;
+        }
         Format::Json => render::json::write(out, &report)?,
         Format::Csv => render::csv::write(out, &report)?,
     }

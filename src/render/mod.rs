@@ -4,11 +4,13 @@ pub mod csv;
 pub mod json;
 pub mod table;
 pub mod units;
+pub mod waste;
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 use wattlens_instrument::sim::SimRun;
+use wattlens_instrument::waste::{detect as detect_waste, WasteConfig, WasteReport};
 use wattlens_instrument::{
     attribute, op_class_of, Attribution, LaunchShape, OpClass, StrId, Trace,
 };
@@ -47,9 +49,19 @@ pub struct DeviceReport {
     pub attribution: Option<Attribution>,
     /// Why there is no attribution.
     pub problem: Option<String>,
+    /// Waste findings, when the device was attributed.
+    pub waste: Option<WasteReport>,
 }
 
 impl Report {
+    /// The waste reports of every attributed device.
+    pub fn waste(&self) -> Vec<WasteReport> {
+        self.devices
+            .iter()
+            .filter_map(|d| d.waste.clone())
+            .collect()
+    }
+
     /// Attribute every device of `trace`.
     ///
     /// # Errors
@@ -66,11 +78,15 @@ impl Report {
                     (None, Some(text))
                 }
             };
+            let waste = attribution
+                .as_ref()
+                .map(|a| detect_waste(trace, a, &WasteConfig::default()));
             devices.push(DeviceReport {
                 index: d.index,
                 name: d.name.clone(),
                 attribution,
                 problem,
+                waste,
             });
         }
         if devices.iter().all(|d| d.attribution.is_none()) {

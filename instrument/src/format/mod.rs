@@ -30,7 +30,7 @@ pub const MAGIC: &[u8; 8] = b"WATTLENS";
 /// The format major version this build writes and reads.
 pub const FORMAT_MAJOR: u16 = 1;
 /// The format minor version this build writes.
-pub const FORMAT_MINOR: u16 = 3;
+pub const FORMAT_MINOR: u16 = 4;
 /// Largest record payload accepted, bytes.
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Length of the file header, bytes.
@@ -45,6 +45,7 @@ pub(crate) mod tag {
     pub const FACTS: u8 = 5;
     pub const ALIGNMENT: u8 = 6;
     pub const END: u8 = 7;
+    pub const ANNOTATION: u8 = 8;
 }
 
 /// Payload of the end marker: counts that let a reader check it saw everything.

@@ -10,7 +10,9 @@ use super::span_codec::decode_span;
 use super::{
     tag, EndMarker, Location, TraceError, FORMAT_MAJOR, HEADER_BYTES, MAGIC, MAX_RECORD_BYTES,
 };
-use crate::trace::{ClockAlignment, KernelFacts, PowerReading, RunMeta, Span, StrId, Trace};
+use crate::trace::{
+    Annotation, ClockAlignment, KernelFacts, PowerReading, RunMeta, Span, StrId, Trace,
+};
 
 /// One decoded record.
 #[derive(Debug)]
@@ -25,6 +27,8 @@ pub enum Record {
     Facts(KernelFacts),
     /// A clock alignment.
     Alignment(ClockAlignment),
+    /// A buffer or padding annotation.
+    Annotation(Annotation),
     /// The end marker.
     End,
     /// A record of a kind this build does not know (skipped).
@@ -234,6 +238,11 @@ impl State {
             }
             tag::FACTS => Record::Facts(decode_facts(payload, at)?),
             tag::ALIGNMENT => Record::Alignment(decode(payload, at)?),
+            // A kind of annotation added by a newer minor version is skipped, not an error.
+            tag::ANNOTATION => match postcard::take_from_bytes::<Annotation>(payload) {
+                Ok((a, _rest)) => Record::Annotation(a),
+                Err(_) => Record::Unknown(tag::ANNOTATION),
+            },
             tag::END => {
                 let end: EndMarker = decode(payload, at)?;
                 if end.records != at.record {
@@ -358,6 +367,7 @@ pub fn read_trace_prefix<R: BufRead>(input: R) -> Result<Recovered, TraceError> 
             Ok(Some(Record::Power(p))) => trace.power.push(p),
             Ok(Some(Record::Facts(f))) => trace.kernel_facts.push(f),
             Ok(Some(Record::Alignment(a))) => trace.alignments.push(a),
+            Ok(Some(Record::Annotation(a))) => trace.annotations.push(a),
             Ok(Some(Record::Unknown(_))) => {}
             Ok(Some(Record::End)) | Ok(None) => break None,
             Err(e) => break Some(e),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::span_codec::encode_span;
 use super::{tag, EndMarker, TraceError, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
 use crate::trace::{
-    ClockAlignment, KernelFacts, PowerReading, RunMeta, Span, StrId, StringTable, Trace,
+    Annotation, ClockAlignment, KernelFacts, PowerReading, RunMeta, Span, StrId, StringTable, Trace,
 };
 
 /// Writes a trace record by record; whatever was flushed survives a crash as a readable prefix.
@@ -93,6 +93,14 @@ impl<W: Write> TraceWriter<W> {
         self.record(tag::FACTS, facts)
     }
 
+    /// Append one annotation.
+    ///
+    /// # Errors
+    /// [`TraceError::Stream`] when the output fails.
+    pub fn annotation(&mut self, annotation: &Annotation) -> Result<(), TraceError> {
+        self.record(tag::ANNOTATION, annotation)
+    }
+
     /// Append one clock alignment.
     ///
     /// # Errors
@@ -154,6 +162,9 @@ impl<W: Write> TraceWriter<W> {
         }
         for alignment in &trace.alignments {
             self.alignment(alignment)?;
+        }
+        for annotation in &trace.annotations {
+            self.annotation(annotation)?;
         }
         let (mut s, mut p) = (trace.spans.iter().peekable(), trace.power.iter().peekable());
         let mut done = 0u64;

@@ -27,6 +27,49 @@ pub struct Trace {
     pub kernel_facts: Vec<KernelFacts>,
     /// How each foreign clock was mapped onto the trace clock, with its error bound.
     pub alignments: Vec<ClockAlignment>,
+    /// Buffer sizes and frees, and padding shares of spans (format 1.4).
+    pub annotations: Vec<Annotation>,
+}
+
+/// A fact about buffers or spans that no single span record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Annotation {
+    /// A device buffer's size, recorded when it was allocated.
+    Buffer {
+        /// Buffer id (as in [`BufferVersion::buffer`]).
+        id: u64,
+        /// Device index.
+        device: u32,
+        /// Size, bytes.
+        bytes: u64,
+    },
+    /// A buffer was freed (trace clock, host side: after every operation issued before).
+    Freed {
+        /// Buffer id.
+        id: u64,
+        /// When, ns.
+        at_ns: u64,
+    },
+    /// Host time the profiler itself spent holding up the program (hashing copied content),
+    /// so idle time it caused is not charged to the program.
+    Overhead {
+        /// Device the held-up work was bound for.
+        device: u32,
+        /// Start, ns (trace clock).
+        from_ns: u64,
+        /// End, ns.
+        to_ns: u64,
+    },
+    /// Work span `span` computed `total` units (rows, or query-key pairs for attention), of
+    /// which `padded` were padding, per the padding mask the program declared.
+    Padding {
+        /// Span id.
+        span: u64,
+        /// Padding units.
+        padded: u64,
+        /// All units.
+        total: u64,
+    },
 }
 
 impl Trace {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::CudaStream;
+use wattlens_runtime::recorder::PaddingMask;
 use wattlens_runtime::{CudaError, DeviceBuffer, Profiler};
 
 use super::{argmax, ModelConfig, Weights};
@@ -45,6 +46,9 @@ struct Activations {
     pos0: DeviceBuffer<i32>,
     klen: DeviceBuffer<i32>,
     last: DeviceBuffer<i32>,
+    /// What `last` holds, so an unchanged value is not uploaded again (every decode step
+    /// gathers rows 0..b; the waste detector flagged the repeated upload).
+    last_host: Option<Vec<i32>>,
     /// Final hidden state and logits of each batch row's last token.
     hn: DeviceBuffer<f32>,
     logits: DeviceBuffer<f32>,
@@ -67,6 +71,7 @@ impl Activations {
             pos0: zi(batch)?,
             klen: zi(batch)?,
             last: zi(batch)?,
+            last_host: None,
             hn: z(batch * d)?,
             logits: z(batch * cfg.vocab)?,
             rows,
@@ -221,11 +226,7 @@ impl<'p> Decoder<'p> {
         let stream = prof.context(0)?.default_stream();
         let ops = Ops::load(prof, 0)?;
         let _r = prof.region("load_weights");
-        let up = |v: &[f32]| -> Result<DeviceBuffer<f32>, CudaError> {
-            let mut b = prof.alloc_zeros::<f32>(&stream, v.len())?;
-            prof.htod(&stream, v, &mut b)?;
-            Ok(b)
-        };
+        let up = |v: &[f32]| prof.upload(&stream, v);
         let cache = batch * cfg.max_len * cfg.d_model;
         let mut layers = Vec::with_capacity(cfg.layers);
         for l in &weights.layers {
@@ -343,7 +344,21 @@ impl<'p> Decoder<'p> {
         prof.htod(s, ids, &mut act.ids)?;
         prof.htod(s, pos0, &mut act.pos0)?;
         prof.htod(s, klen, &mut act.klen)?;
-        prof.htod(s, last, &mut act.last)?;
+        if act.last_host.as_deref() != Some(last) {
+            prof.htod(s, last, &mut act.last)?;
+            act.last_host = Some(last.to_vec());
+        }
+        // A multi-token pass runs over right-padded rows: declare them, so each kernel over
+        // them records its padding share (the lm_head below gathers only real rows).
+        prof.set_padding((t > 1).then(|| {
+            PaddingMask {
+                lens: klen
+                    .iter()
+                    .map(|&l| u64::try_from(l).unwrap_or(0))
+                    .collect(),
+                padded_len: t as u64,
+            }
+        }));
         let sync = || -> Result<(), CudaError> {
             if waste.sync_every_kernel {
                 prof.synchronize(s)?;
@@ -457,6 +472,7 @@ impl<'p> Decoder<'p> {
             )?;
             sync()?;
         }
+        prof.set_padding(None);
         {
             let _r = prof.region("lm_head");
             ops.embedding(prof, s, &act.last, &act.h, &mut act.hn, d)?;

@@ -159,7 +159,7 @@ impl ProfiledLaunch<'_> {
         let inner = &mut self.inner;
         let args = &self.args;
         let digest = self.digest.finish();
-        prof.issue(
+        let seq = prof.issue(
             self.stream,
             expect,
             || {
@@ -192,6 +192,7 @@ impl ProfiledLaunch<'_> {
                 }
             },
         )?;
+        super::profiler::lock(&prof.rec).note_padding(seq, kernel.op_class);
         Ok(())
     }
 

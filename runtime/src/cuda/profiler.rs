@@ -11,7 +11,7 @@ use wattlens_instrument::clock::{Clock, HostClock};
 use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection};
 use wattlens_instrument::power::{Sampler, SamplerReport};
 use wattlens_instrument::trace::{
-    AccessMode, DeviceInfo, KernelFacts, PowerReading, RunMeta, SpanKind, StrId, Trace,
+    AccessMode, DeviceInfo, KernelFacts, OpClass, PowerReading, RunMeta, SpanKind, StrId, Trace,
 };
 use wattlens_instrument::SensorProfile;
 
@@ -101,6 +101,7 @@ pub struct Kernel {
     /// Size of each parameter in bytes, where the driver reports it.
     pub(crate) params: Option<Vec<usize>>,
     pub(crate) access: Vec<AccessMode>,
+    pub(crate) op_class: OpClass,
 }
 
 impl Kernel {
@@ -160,7 +161,11 @@ impl<T> DeviceBuffer<T> {
 impl<T> Drop for DeviceBuffer<T> {
     fn drop(&mut self) {
         if let Some(rec) = self.rec.upgrade() {
-            lock(&rec).buffers.release(self.device, self.address);
+            let mut rec = lock(&rec);
+            rec.buffers.release(self.device, self.address);
+            let at_ns = rec.now_ns();
+            rec.annotations
+                .push(wattlens_instrument::trace::Annotation::Freed { id: self.id, at_ns });
         }
     }
 }
@@ -382,6 +387,10 @@ impl Profiler {
             .get(name)
             .map(|f| f.arg_access.clone())
             .unwrap_or_default();
+        let op_class = self
+            .facts
+            .get(name)
+            .map_or(OpClass::Unknown, |f| f.op_class);
         let name_id = lock(&self.rec).intern(name);
         Ok(Kernel {
             func,
@@ -389,7 +398,16 @@ impl Profiler {
             name_id,
             params,
             access,
+            op_class,
         })
+    }
+
+    /// Declare the padding of the work issued from now on (`None` to clear): per batch row, its
+    /// valid length out of `padded_len`. Each kernel launched meanwhile records the share of its
+    /// rows (query–key pairs, for attention) that is padding, which the waste analysis prices.
+    /// Declare it only around work that runs over the padded rows.
+    pub fn set_padding(&self, mask: Option<crate::recorder::PaddingMask>) {
+        lock(&self.rec).padding = mask;
     }
 
     /// Open a region named `name` (nested inside the current one) until the guard drops;
@@ -503,8 +521,26 @@ impl Profiler {
     ///
     /// # Errors
     /// [`CudaError::Kernel`] naming the most recent kernel issued, when a kernel faulted.
+    #[track_caller]
     pub fn synchronize(&self, stream: &CudaStream) -> Result<(), CudaError> {
-        stream.synchronize().map_err(|e| self.fault(e))
+        let caller = std::panic::Location::caller();
+        let start_ns = self.clock.now_ns();
+        stream.synchronize().map_err(|e| self.fault(e))?;
+        let end_ns = self.clock.now_ns();
+        // The wait goes into the trace: idle-gap analysis names it as the cause of the gap
+        // that follows.
+        let device = self.device_of(stream)?;
+        let ordinal = {
+            let t = lock(&self.timers);
+            t.streams
+                .get(&(device, stream.cu_stream() as u64))
+                .copied()
+                .unwrap_or(u64::MAX)
+        };
+        let mut rec = lock(&self.rec);
+        let site = rec.site(caller);
+        rec.add_sync(device, ordinal, (start_ns, end_ns), site);
+        Ok(())
     }
 
     /// A fault reported by the driver, attributed to the most recently issued kernel.
@@ -609,6 +645,7 @@ impl Profiler {
         }
         let (spans, untimed) = rec.take_spans();
         let strings = std::mem::take(&mut rec.strings);
+        let annotations = std::mem::take(&mut rec.annotations);
         drop(rec);
         let meta = RunMeta {
             tool_version: concat!("wattlens-runtime ", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -630,6 +667,7 @@ impl Profiler {
         trace.power = readings;
         trace.kernel_facts = self.config.facts.clone();
         trace.alignments = alignments;
+        trace.annotations = annotations;
         if let Some(s) = &sampler {
             trace.alignments.extend(s.alignments.iter().cloned());
         }

@@ -6,7 +6,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use cudarc::driver::{result, CudaStream, DevicePtr, DeviceRepr, ValidAsZeroBits};
-use wattlens_instrument::trace::{AccessMode, CopyDirection, SpanKind, StrId};
+use wattlens_instrument::trace::{AccessMode, Annotation, CopyDirection, SpanKind, StrId};
 
 use super::error::CudaError;
 use super::profiler::{lock, DeviceBuffer, Profiler};
@@ -37,6 +37,37 @@ fn fits(what: &'static str, site: &str, len: usize, room: usize) -> Result<(), C
 }
 
 impl Profiler {
+    /// Record the host time since `from_ns` as the profiler's own overhead (over 2 µs).
+    fn note_overhead(&self, stream: &CudaStream, from_ns: u64) {
+        let to_ns = self.now_ns();
+        if to_ns.saturating_sub(from_ns) > 2_000 {
+            if let Ok(device) = self.device_of(stream) {
+                lock(&self.rec).annotations.push(Annotation::Overhead {
+                    device,
+                    from_ns,
+                    to_ns,
+                });
+            }
+        }
+    }
+
+    /// A buffer holding a copy of `src`, allocated without the zero-fill of
+    /// [`Profiler::alloc_zeros`] (which a full upload would overwrite unread: a dead write).
+    ///
+    /// # Errors
+    /// [`CudaError::Transfer`] when the allocation or the copy fails.
+    #[track_caller]
+    pub fn upload<T: Scalar + DeviceRepr>(
+        &self,
+        stream: &Arc<CudaStream>,
+        src: &[T],
+    ) -> Result<DeviceBuffer<T>, CudaError> {
+        let caller = Location::caller();
+        let mut buf = self.alloc_uninit(stream, src.len(), caller)?;
+        self.htod_at(stream, src, &mut buf, caller)?;
+        Ok(buf)
+    }
+
     fn site_of(&self, caller: &'static Location<'static>) -> (StrId, String) {
         let mut rec = lock(&self.rec);
         let id = rec.site(caller);
@@ -55,9 +86,23 @@ impl Profiler {
         stream: &Arc<CudaStream>,
         len: usize,
     ) -> Result<DeviceBuffer<T>, CudaError> {
-        let (_, site_text) = self.site_of(Location::caller());
+        let mut buf = self.alloc_uninit(stream, len, Location::caller())?;
+        self.memset_at(stream, &mut buf, 0, Location::caller())?;
+        Ok(buf)
+    }
+
+    /// A registered buffer of `len` elements whose content is undefined until written; every
+    /// caller writes all of it before the buffer is handed out.
+    fn alloc_uninit<T: DeviceRepr>(
+        &self,
+        stream: &Arc<CudaStream>,
+        len: usize,
+        caller: &'static Location<'static>,
+    ) -> Result<DeviceBuffer<T>, CudaError> {
+        let (_, site_text) = self.site_of(caller);
         let device = self.device_of(stream)?;
-        // SAFETY: the memory is zeroed (by the memset below) before anything can read it.
+        // SAFETY: the callers (alloc_zeros, upload) write every element before returning the
+        // buffer, so nothing can read it uninitialised.
         let slice = unsafe { stream.alloc::<T>(len) }.map_err(transfer_err(
             "allocating a device buffer",
             format!(
@@ -69,16 +114,24 @@ impl Profiler {
             let (address, _sync) = slice.device_ptr(stream);
             address
         };
-        let id = lock(&self.rec).buffers.register(device, address);
-        let mut buf = DeviceBuffer {
+        let id = {
+            let mut rec = lock(&self.rec);
+            let id = rec.buffers.register(device, address);
+            rec.annotations
+                .push(wattlens_instrument::trace::Annotation::Buffer {
+                    id,
+                    device,
+                    bytes: (len * std::mem::size_of::<T>()) as u64,
+                });
+            id
+        };
+        Ok(DeviceBuffer {
             slice,
             id,
             device,
             address,
             rec: Arc::downgrade(&self.rec),
-        };
-        self.memset_at(stream, &mut buf, 0, Location::caller())?;
-        Ok(buf)
+        })
     }
 
     /// Set every byte of `dst` to `value`.
@@ -144,10 +197,22 @@ impl Profiler {
         src: &[T],
         dst: &mut DeviceBuffer<T>,
     ) -> Result<(), CudaError> {
-        let (site, site_text) = self.site_of(Location::caller());
+        self.htod_at(stream, src, dst, Location::caller())
+    }
+
+    fn htod_at<T: Scalar>(
+        &self,
+        stream: &Arc<CudaStream>,
+        src: &[T],
+        dst: &mut DeviceBuffer<T>,
+        caller: &'static Location<'static>,
+    ) -> Result<(), CudaError> {
+        let (site, site_text) = self.site_of(caller);
         fits("host-to-device copy", &site_text, src.len(), dst.len())?;
         let bytes = std::mem::size_of_val(src) as u64;
+        let hash_from_ns = self.now_ns();
         let digest = content_digest(slice_bytes(src), self.config.content_hash);
+        self.note_overhead(stream, hash_from_ns);
         let id = dst.id;
         let slice = &mut dst.slice;
         self.issue(

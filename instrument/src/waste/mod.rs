@@ -1,0 +1,539 @@
+//! Waste detection: work a program could stop doing, proven from the trace and priced in
+//! joules. Each detector looks for one kind of waste; a finding carries its energy (with a
+//! CI, from the attribution), the time it took, the spans and buffer versions that prove it,
+//! where it happened, and a one-line fix. Where the trace cannot prove something (unknown
+//! access modes, work the session did not see, sampled digests), nothing is flagged and the
+//! report says what it could not check.
+//!
+//! Definitions are in ARCHITECTURE.md ("What wasted means").
+
+mod dead_write;
+mod idle;
+mod padding;
+mod recompute;
+mod transfer;
+mod underfill;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::attribution::{Attribution, EnergyEstimate, SpanEnergy};
+use crate::trace::{Annotation, BufferVersion, Span, Trace};
+
+/// A kind of waste.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum WasteKind {
+    /// A write overwritten or freed before anything read it.
+    DeadWrite,
+    /// The same kernel on the same inputs while its earlier output was intact.
+    Recomputation,
+    /// A host-to-device copy of content the device already held.
+    RedundantTransfer,
+    /// The GPU idle between dependent work.
+    IdleGap,
+    /// A long launch with fewer blocks than the GPU has SMs.
+    UnderfilledLaunch,
+    /// Work spent on padding rows.
+    PaddingCompute,
+}
+
+impl WasteKind {
+    /// Label in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            WasteKind::DeadWrite => "dead write",
+            WasteKind::Recomputation => "recomputation",
+            WasteKind::RedundantTransfer => "redundant transfer",
+            WasteKind::IdleGap => "idle gap",
+            WasteKind::UnderfilledLaunch => "under-filled launch",
+            WasteKind::PaddingCompute => "padding compute",
+        }
+    }
+}
+
+/// One finding: one kind of waste at one place (every occurrence there together).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// What kind.
+    pub kind: WasteKind,
+    /// Energy wasted, with its 95% CI.
+    pub energy: EnergyEstimate,
+    /// Device time wasted, ns.
+    pub time_ns: u64,
+    /// Occurrences grouped here.
+    pub occurrences: u64,
+    /// What was wasted (a kernel or copy name, or the cause of an idle gap).
+    pub what: String,
+    /// Region path, with layer-like numbers folded to `*` when occurrences span several.
+    pub region: String,
+    /// Launch site (`file:line`), or empty.
+    pub site: String,
+    /// The evidence: spans (the wasted one first in each occurrence, then the one proving it).
+    pub spans: Vec<u64>,
+    /// The evidence: buffer versions involved.
+    pub buffers: Vec<BufferVersion>,
+    /// The spans that are the waste (empty for idle gaps).
+    pub wasted_spans: Vec<u64>,
+    /// The idle intervals, (from, to) ns on the trace clock (idle gaps only).
+    pub idle_intervals: Vec<(u64, u64)>,
+    /// Why it is waste, for one occurrence.
+    pub proof: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+/// Everything found on one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WasteReport {
+    /// Device index.
+    pub device: u32,
+    /// Findings, most energy first.
+    pub findings: Vec<Finding>,
+    /// What could not be checked, one line each.
+    pub unchecked: Vec<String>,
+    /// Device idle time caused by the profiler's own overhead (content hashing), ns: not
+    /// charged to the program.
+    pub profiler_idle_ns: u64,
+}
+
+impl WasteReport {
+    /// Total energy of all findings, mJ (they do not overlap by construction, except padding
+    /// and under-fill, which price different parts of a span).
+    pub fn total_mj(&self) -> f64 {
+        self.findings.iter().map(|f| f.energy.mj).sum()
+    }
+}
+
+/// Thresholds of the detectors.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WasteConfig {
+    /// Shortest idle gap flagged, ns (launch latency alone is a few µs).
+    pub min_idle_gap_ns: u64,
+    /// Shortest launch whose under-fill is flagged, ns.
+    pub min_underfilled_ns: u64,
+    /// Longest idle wait before a wasted launch that is charged to it, ns: in a launch-bound
+    /// stream the device waits for each launch to arrive, and a launch not made is a wait not
+    /// taken. Waits after a synchronisation or a read-back are idle-gap findings instead.
+    pub max_charged_wait_ns: u64,
+}
+
+impl Default for WasteConfig {
+    fn default() -> Self {
+        Self {
+            min_idle_gap_ns: 5_000,
+            min_underfilled_ns: 20_000,
+            max_charged_wait_ns: 100_000,
+        }
+    }
+}
+
+/// One occurrence before grouping.
+#[derive(Debug, Clone)]
+pub(crate) struct Occurrence {
+    kind: WasteKind,
+    what: String,
+    region: String,
+    site: String,
+    energy: (f64, f64, f64),
+    time_ns: u64,
+    spans: Vec<u64>,
+    buffers: Vec<BufferVersion>,
+    /// The wasted span, or the idle interval.
+    wasted: Wasted,
+    proof: String,
+    fix: String,
+}
+
+/// What exactly an occurrence wasted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wasted {
+    /// A span (wholly or in part).
+    Span(u64),
+    /// Device time between spans, (from, to) ns.
+    Interval(u64, u64),
+}
+
+/// What the detectors share: the trace, span energies and buffer facts.
+pub(crate) struct Context<'a> {
+    trace: &'a Trace,
+    device: u32,
+    /// Work spans of the device, by start.
+    work: Vec<&'a Span>,
+    /// The same, by id.
+    by_id: HashMap<u64, &'a Span>,
+    energy: HashMap<u64, &'a SpanEnergy>,
+    /// Buffer sizes, bytes.
+    sizes: HashMap<u64, u64>,
+    /// Freed buffers.
+    freed: HashMap<u64, u64>,
+    /// Spans that read each buffer version.
+    readers: HashMap<(u64, u32), Vec<u64>>,
+    /// Idle power (mW) and its CI.
+    idle_mw: (f64, f64, f64),
+    /// Dynamic power per busy ns of each top-level region, as (mJ, low, high) per ns: the price
+    /// of a span whose own signature the sensors could not resolve.
+    region_rate: HashMap<String, (f64, f64, f64)>,
+    /// The idle wait before each work span, (from, to) ns, where there is one.
+    waits: HashMap<u64, (u64, u64)>,
+    /// Spans whose wait a wasted launch has taken, so no idle-gap finding counts it again.
+    charged: std::cell::RefCell<std::collections::HashSet<u64>>,
+    config: WasteConfig,
+    /// Ends of host synchronisations on the device.
+    sync_ends: Vec<u64>,
+    /// Host time the profiler itself spent holding up the program, (from, to) ns, sorted.
+    overhead: Vec<(u64, u64)>,
+}
+
+impl<'a> Context<'a> {
+    fn new(trace: &'a Trace, attribution: &'a Attribution, config: WasteConfig) -> Self {
+        let device = attribution.device;
+        let mut work: Vec<&Span> = trace
+            .spans
+            .iter()
+            .filter(|s| s.device == device && s.is_device_work())
+            .collect();
+        work.sort_by_key(|s| (s.start_ns, s.id));
+        let mut sizes = HashMap::new();
+        let mut freed = HashMap::new();
+        let mut overhead = Vec::new();
+        for a in &trace.annotations {
+            match *a {
+                Annotation::Buffer { id, bytes, .. } => {
+                    sizes.insert(id, bytes);
+                }
+                Annotation::Freed { id, at_ns } => {
+                    freed.insert(id, at_ns);
+                }
+                Annotation::Overhead {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } if d == device => overhead.push((from_ns, to_ns)),
+                Annotation::Padding { .. } | Annotation::Overhead { .. } => {}
+            }
+        }
+        let mut readers: HashMap<(u64, u32), Vec<u64>> = HashMap::new();
+        for s in &work {
+            for r in &s.reads {
+                readers.entry((r.buffer, r.version)).or_default().push(s.id);
+            }
+        }
+        let mut waits = HashMap::new();
+        let mut busy_until: Option<u64> = None;
+        for s in &work {
+            if let Some(b) = busy_until {
+                if s.start_ns > b {
+                    waits.insert(s.id, (b, s.start_ns));
+                }
+            }
+            busy_until = Some(busy_until.map_or(s.end_ns, |b| b.max(s.end_ns)));
+        }
+        let mut sync_ends: Vec<u64> = trace
+            .spans
+            .iter()
+            .filter(|s| s.device == device && s.kind == crate::trace::SpanKind::Sync)
+            .map(|s| s.end_ns)
+            .collect();
+        sync_ends.sort_unstable();
+        overhead.sort_unstable();
+        // A top-level region's dynamic energy is resolved even where the kernels inside it,
+        // launched in lockstep, cannot be told apart.
+        let region_rate = attribution
+            .regions
+            .iter()
+            .filter(|r| !r.path.contains('/') && r.busy_ns > 0)
+            .map(|r| {
+                let ns = r.busy_ns as f64;
+                (
+                    r.path.clone(),
+                    (
+                        r.dynamic.mj / ns,
+                        r.dynamic.low_mj / ns,
+                        r.dynamic.high_mj / ns,
+                    ),
+                )
+            })
+            .collect();
+        let p = attribution.idle_power;
+        Self {
+            by_id: work.iter().map(|s| (s.id, *s)).collect(),
+            region_rate,
+            waits,
+            charged: std::cell::RefCell::default(),
+            config,
+            sync_ends,
+            overhead,
+            trace,
+            device,
+            work,
+            energy: attribution.spans.iter().map(|e| (e.span, e)).collect(),
+            sizes,
+            freed,
+            readers,
+            idle_mw: (p.mw, p.low_mw, p.high_mw),
+        }
+    }
+
+    /// Energy of span `id`: dynamic plus its static share, as (mJ, low, high). Where the
+    /// span's own dynamic energy is unresolved, its top-level region's dynamic power per busy
+    /// ns prices it instead (each busy ns there costs alike, as far as the sensors can tell).
+    fn span_mj(&self, id: u64) -> (f64, f64, f64) {
+        let Some(e) = self.energy.get(&id) else {
+            return (0.0, 0.0, 0.0);
+        };
+        let own = (e.dynamic.mj, e.dynamic.low_mj, e.dynamic.high_mj);
+        let (mj, low, high) = match (e.dynamic.coverage, self.span_rate(id)) {
+            (crate::attribution::Coverage::Unresolved, Some(((r, rl, rh), ns))) => {
+                (r * ns, rl * ns, rh * ns)
+            }
+            _ => own,
+        };
+        (mj + e.static_mj, low + e.static_mj, high + e.static_mj)
+    }
+
+    /// The rate of span `id`'s top-level region and the span's duration, ns.
+    fn span_rate(&self, id: u64) -> Option<((f64, f64, f64), f64)> {
+        let s = self.by_id.get(&id)?;
+        let top = self.trace.str(s.region).split('/').next()?;
+        let rate = self.region_rate.get(top)?;
+        Some((*rate, s.duration_ns() as f64))
+    }
+
+    /// The idle wait before span `s` that a wasted launch is charged for: (mJ, low, high) and
+    /// ns, or zeros. Only a short wait with no synchronisation ending in it, after work that
+    /// was not a read-back.
+    fn charge_wait(&self, s: &Span) -> ((f64, f64, f64), u64) {
+        let none = ((0.0, 0.0, 0.0), 0);
+        let Some(&(from, to)) = self.waits.get(&s.id) else {
+            return none;
+        };
+        let synced = self.sync_ends.iter().any(|&e| e >= from && e <= to);
+        let ns = (to - from).saturating_sub(self.overhead_within(from, to));
+        if synced || ns > self.config.max_charged_wait_ns {
+            return none;
+        }
+        self.charged.borrow_mut().insert(s.id);
+        let (mw, low, high) = self.idle_mw;
+        let j = |p: f64| p * ns as f64 * 1e-9;
+        ((j(mw), j(low), j(high)), ns)
+    }
+
+    /// How much of `(from, to)` the profiler's own overhead covers, ns.
+    fn overhead_within(&self, from: u64, to: u64) -> u64 {
+        self.overhead
+            .iter()
+            .take_while(|(a, _)| *a < to)
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum()
+    }
+
+    /// Whether the wait before span `id` was charged to a wasted launch.
+    fn is_charged(&self, id: u64) -> bool {
+        self.charged.borrow().contains(&id)
+    }
+
+    /// Static share of span `id`, mJ.
+    fn static_mj(&self, id: u64) -> f64 {
+        self.energy.get(&id).map_or(0.0, |e| e.static_mj)
+    }
+
+    fn name(&self, s: &Span) -> String {
+        self.trace.str(s.name).to_owned()
+    }
+
+    /// An occurrence about span `s` with the given kind, energy and text.
+    #[allow(clippy::too_many_arguments)] // the parts of a finding
+    fn occurrence(
+        &self,
+        kind: WasteKind,
+        s: &Span,
+        energy: (f64, f64, f64),
+        time_ns: u64,
+        (spans, buffers): (Vec<u64>, Vec<BufferVersion>),
+        proof: String,
+        fix: String,
+    ) -> Occurrence {
+        // A launch wasted whole also wasted the wait for it to arrive.
+        let (energy, time_ns) = match kind {
+            WasteKind::DeadWrite | WasteKind::Recomputation | WasteKind::RedundantTransfer => {
+                let ((a, b, c), ns) = self.charge_wait(s);
+                ((energy.0 + a, energy.1 + b, energy.2 + c), time_ns + ns)
+            }
+            _ => (energy, time_ns),
+        };
+        Occurrence {
+            kind,
+            what: self.name(s),
+            region: self.trace.str(s.region).to_owned(),
+            site: self.trace.str(s.site).to_owned(),
+            energy,
+            time_ns,
+            spans,
+            buffers,
+            wasted: Wasted::Span(s.id),
+            proof,
+            fix,
+        }
+    }
+
+    /// Work the session did not issue (no buffer information) between `from` and `to` ns.
+    fn unseen_work_between(&self, from: u64, to: u64) -> bool {
+        self.work.iter().any(|s| {
+            s.start_ns < to
+                && s.end_ns > from
+                && s.reads.is_empty()
+                && s.writes.is_empty()
+                && self
+                    .trace
+                    .str(s.name)
+                    .contains("not issued through wattlens")
+        })
+    }
+}
+
+/// `path` with every run of digits replaced by `*` (layer3 → layer*).
+fn fold_digits(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_digits = false;
+    for c in path.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('*');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+/// The leading path components `a` and `b` share.
+fn common_prefix(a: &str, b: &str) -> String {
+    a.split('/')
+        .zip(b.split('/'))
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Group occurrences by kind, what, site and folded region; sum their energy (the CI bounds
+/// add, since span estimates of one signature move together) and time.
+fn group(occurrences: Vec<Occurrence>) -> Vec<Finding> {
+    let mut groups: BTreeMap<(WasteKind, String, String, String), Finding> = BTreeMap::new();
+    for o in occurrences {
+        // Idle gaps group by cause and site alone: the work that waited varies.
+        let region_key = if o.kind == WasteKind::IdleGap {
+            String::new()
+        } else {
+            fold_digits(&o.region)
+        };
+        let key = (o.kind, o.what.clone(), o.site.clone(), region_key);
+        let f = groups.entry(key).or_insert_with(|| Finding {
+            kind: o.kind,
+            energy: EnergyEstimate::from_half_width(0.0, 0.0),
+            time_ns: 0,
+            occurrences: 0,
+            what: o.what.clone(),
+            region: o.region.clone(),
+            site: o.site.clone(),
+            spans: Vec::new(),
+            buffers: Vec::new(),
+            wasted_spans: Vec::new(),
+            idle_intervals: Vec::new(),
+            proof: o.proof.clone(),
+            fix: o.fix.clone(),
+        });
+        if f.region != o.region {
+            f.region = if o.kind == WasteKind::IdleGap {
+                common_prefix(&f.region, &o.region)
+            } else {
+                fold_digits(&o.region)
+            };
+        }
+        let (mj, low, high) = (
+            f.energy.mj + o.energy.0,
+            f.energy.low_mj + o.energy.1,
+            f.energy.high_mj + o.energy.2,
+        );
+        f.energy = EnergyEstimate {
+            mj,
+            low_mj: low,
+            high_mj: high,
+            coverage: crate::attribution::Coverage::classify(mj, low, high),
+        };
+        f.time_ns += o.time_ns;
+        f.occurrences += 1;
+        f.spans.extend(o.spans);
+        f.buffers.extend(o.buffers);
+        match o.wasted {
+            Wasted::Span(id) => f.wasted_spans.push(id),
+            Wasted::Interval(a, b) => f.idle_intervals.push((a, b)),
+        }
+    }
+    let mut findings: Vec<Finding> = groups.into_values().collect();
+    findings.sort_by(|a, b| b.energy.mj.total_cmp(&a.energy.mj));
+    findings
+}
+
+/// Find the waste on `attribution.device` of `trace`.
+pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) -> WasteReport {
+    let cx = Context::new(trace, attribution, *config);
+    let mut occurrences = Vec::new();
+    let mut unchecked = Vec::new();
+    dead_write::detect(&cx, &mut occurrences, &mut unchecked);
+    recompute::detect(&cx, &mut occurrences, &mut unchecked);
+    transfer::detect(&cx, &mut occurrences, &mut unchecked);
+    // After the launch detectors: the waits they were charged are not idle findings again.
+    idle::detect(&cx, config, &mut occurrences);
+    underfill::detect(&cx, config, &mut occurrences);
+    padding::detect(&cx, &mut occurrences, &mut unchecked);
+    let unknown: usize = cx
+        .work
+        .iter()
+        .filter(|s| !s.unknown_access.is_empty())
+        .count();
+    if unknown > 0 {
+        unchecked.push(format!(
+            "{unknown} launches had buffers with unknown access modes (no kernel facts); they were taken to read and write them, so no write they made was called dead and nothing they read was called unread"
+        ));
+    }
+    let profiler_idle_ns = idle::profiler_idle_ns(&cx);
+    if profiler_idle_ns > 0 {
+        unchecked.push(format!(
+            "{:.1} ms of device idle time was wattlens' own content hashing, not the program's; it is not counted",
+            profiler_idle_ns as f64 / 1e6
+        ));
+    }
+    WasteReport {
+        device: cx.device,
+        findings: group(occurrences),
+        unchecked,
+        profiler_idle_ns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_fold_to_one_star_per_run() {
+        assert_eq!(fold_digits("decode/layer11/mlp"), "decode/layer*/mlp");
+        assert_eq!(fold_digits("a1b22c"), "a*b*c");
+        assert_eq!(fold_digits(""), "");
+    }
+
+    #[test]
+    fn common_prefixes_stop_at_the_first_different_component() {
+        assert_eq!(
+            common_prefix("decode/layer1/mlp", "decode/layer2/mlp"),
+            "decode"
+        );
+        assert_eq!(common_prefix("a/b", "a/b"), "a/b");
+        assert_eq!(common_prefix("a", "b"), "");
+    }
+}

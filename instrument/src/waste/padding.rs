@@ -1,0 +1,46 @@
+//! Padding compute: the share of a launch's rows (query–key pairs, for attention) that the
+//! program's declared padding mask marks as padding, priced at that share of the launch's
+//! energy.
+
+use std::collections::HashMap;
+
+use super::{Context, Occurrence, WasteKind};
+use crate::trace::Annotation;
+
+pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mut Vec<String>) {
+    let shares: HashMap<u64, (u64, u64)> = cx
+        .trace
+        .annotations
+        .iter()
+        .filter_map(|a| match *a {
+            Annotation::Padding {
+                span,
+                padded,
+                total,
+            } if total > 0 && padded > 0 => Some((span, (padded, total))),
+            _ => None,
+        })
+        .collect();
+    if shares.is_empty() {
+        unchecked.push(
+            "no padding mask was declared (Profiler::set_padding), so compute on padding rows was not priced".into(),
+        );
+        return;
+    }
+    for s in &cx.work {
+        let Some(&(padded, total)) = shares.get(&s.id) else {
+            continue;
+        };
+        let f = padded as f64 / total as f64;
+        let (mj, low, high) = cx.span_mj(s.id);
+        out.push(cx.occurrence(
+            WasteKind::PaddingCompute,
+            s,
+            (mj * f, low * f, high * f),
+            (s.duration_ns() as f64 * f) as u64,
+            (vec![s.id], Vec::new()),
+            format!("{padded} of its {total} rows (or query–key pairs) are padding"),
+            "batch sequences of similar length, or skip padding (packed or variable-length kernels)".into(),
+        ));
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The waste detector's real-GPU check: interleaved pairs of `wattlens demo` runs, clean and with
+# one planted waste, each reported as JSON; then scripts/waste_ab.py compares the energy
+# difference of each pair with what the detector priced. Run on a GPU machine from the
+# repository root with the bundle built (bash .gpu-bundle/...): 
+#   bash scripts/waste-ab.sh OUTDIR PAIRS STEPS SWITCH...
+set -u
+out=$1 pairs=$2 steps=$3; shift 3
+bin=${WATTLENS:-.gpu-bundle/bin/wattlens}
+for sw in "$@"; do
+  for k in $(seq 1 "$pairs"); do
+    # Alternate the order so drift (warm-up, temperature) falls on both sides alike.
+    if [ $((k % 2)) -eq 1 ]; then order="clean waste"; else order="waste clean"; fi
+    for which in $order; do
+      d="$out/$sw/$which-$k"; mkdir -p "$d"
+      if [ "$which" = waste ]; then extra="--waste $sw"; else extra=""; fi
+      if [ "$sw" = padding-heavy ] && [ "$which" = clean ]; then extra=""; fi
+      "$bin" demo --steps "$steps" $extra --out-dir "$d" > "$d/stdout.txt" 2>&1 || echo "run $d failed: $(tail -1 "$d/stdout.txt")"
+      "$bin" report "$d/demo.wlt" --json > "$d/report.json" 2>/dev/null
+      rm -f "$d/demo.wlt" "$d/demo.perfetto.json"
+    done
+  done
+done
+python3 "$(dirname "$0")/waste_ab.py" "$out"

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Summarise interleaved A/B runs of `wattlens demo` for the waste detector's real-GPU check.
+
+Usage: waste_ab.py DIR   (DIR/<switch>/<clean|waste>-<k>/{report.json,stdout.txt})
+
+For each run, the energy the run cost is the counter energy of its session minus the idle
+power over the session's idle padding (window - work time), so runs of different lengths
+compare on the energy their work took (dynamic + idle over the work), less idle power over the device
+idle time wattlens' own content hashing caused. The difference between
+a waste run and its clean partner is compared with what the detector priced for the planted
+kind (findings of that kind in the waste run minus those in the clean run).
+"""
+import json
+import os
+import re
+import statistics
+import sys
+
+PLANTED = {
+    "no-kv-cache": ("Recomputation", None),
+    "reupload-weights": ("RedundantTransfer", None),
+    "dead-kernel": ("DeadWrite", None),
+    "duplicate-layernorm": ("Recomputation", None),
+    "padding-heavy": ("PaddingCompute", None),
+    "sync-every-kernel": ("IdleGap", "idle after a host synchronisation"),
+}
+
+
+def run_summary(d):
+    with open(os.path.join(d, "report.json")) as f:
+        r = json.load(f)
+    with open(os.path.join(d, "stdout.txt")) as f:
+        out = f.read()
+    m = re.search(r"generated \d+ tokens in ([0-9.]+) s", out)
+    work_s = float(m.group(1)) if m else 0.0
+    dev = r["devices"][0]
+    a = dev["attribution"]
+    c = a["closure"]
+    idle_mw = a["idle_power"]["mw"]
+    window_s = c["window_ns"] * 1e-9
+    waste = dev.get("waste") or {}
+    # Idle time wattlens' own content hashing caused is not the program's: take it out too.
+    profiler_idle_s = waste.get("profiler_idle_ns", 0) * 1e-9
+    cost_mj = c["counter_mj"] - idle_mw * (max(window_s - work_s, 0.0) + profiler_idle_s)
+    findings = waste.get("findings", [])
+    return cost_mj, work_s, findings, idle_mw
+
+
+def priced_time(findings, kind, what):
+    return sum(
+        f["time_ns"]
+        for f in findings
+        if f["kind"] == kind and (what is None or f["what"] == what)
+    ) * 1e-9
+
+
+def priced(findings, kind, what):
+    return sum(
+        f["energy"]["mj"]
+        for f in findings
+        if f["kind"] == kind and (what is None or f["what"] == what)
+    )
+
+
+def main(root):
+    for switch in sorted(os.listdir(root)):
+        base = os.path.join(root, switch)
+        if switch not in PLANTED or not os.path.isdir(base):
+            continue
+        kind, what = PLANTED[switch]
+        ks = sorted({n.split("-")[1] for n in os.listdir(base) if "-" in n})
+        diffs, prices, lines = [], [], []
+        for k in ks:
+            try:
+                cc, cw, cf, _ = run_summary(os.path.join(base, f"clean-{k}"))
+                wc, ww, wf, idle_mw = run_summary(os.path.join(base, f"waste-{k}"))
+            except (OSError, KeyError, ValueError, json.JSONDecodeError) as e:
+                lines.append(f"  pair {k}: unreadable ({e})")
+                continue
+            d = wc - cc
+            p = priced(wf, kind, what) - priced(cf, kind, what)
+            diffs.append(d)
+            prices.append(p)
+            lines.append(
+                f"  pair {k}: clean {cc/1e3:.2f} J ({cw:.2f} s), waste {wc/1e3:.2f} J ({ww:.2f} s): "
+                f"difference {d/1e3:.3f} J, detector {p/1e3:.3f} J "
+                f"(waste run {priced(wf, kind, what)/1e3:.3f} J, clean run {priced(cf, kind, what)/1e3:.3f} J); "
+                f"work {1e3*(ww-cw):+.0f} ms, detector time {1e3*(priced_time(wf, kind, what)-priced_time(cf, kind, what)):.0f} ms, "
+                f"idle power {idle_mw/1e3:.1f} W"
+            )
+        print(f"{switch} -> {kind}{' / ' + what if what else ''}")
+        for l in lines:
+            print(l)
+        if diffs:
+            md, mp = statistics.median(diffs), statistics.median(prices)
+            sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+            rel = (mp - md) / md if md else float("nan")
+            print(
+                f"  median difference {md/1e3:.3f} J (sd {sd/1e3:.3f} J over {len(diffs)} pairs), "
+                f"median detector {mp/1e3:.3f} J, detector/difference - 1 = {rel*100:+.1f}%"
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

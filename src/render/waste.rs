@@ -1,0 +1,95 @@
+//! The waste findings table: after the per-op table in `demo` and `report`.
+
+use std::io::{self, Write};
+
+use super::units::{energy, joules};
+use super::Report;
+
+/// Findings shown per device; the JSON report has them all.
+const MAX_FINDINGS: usize = 12;
+
+/// Write every device's findings, most energy first, with each one's fix and what could not be
+/// checked.
+///
+/// # Errors
+/// The I/O error of `out`.
+pub fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
+    let sim = if report.simulated { " [simulated]" } else { "" };
+    for d in &report.devices {
+        let Some(w) = &d.waste else {
+            continue;
+        };
+        writeln!(out)?;
+        if w.findings.is_empty() {
+            writeln!(out, "Waste{sim} (GPU {}): no finding.", d.index)?;
+        } else {
+            let attributed = d.attribution.as_ref().map_or(0.0, |a| a.closure.counter_mj);
+            writeln!(
+                out,
+                "Waste{sim} (GPU {}): {} findings, {} in all ({:.1}% of the {} the counter measured), most first",
+                d.index,
+                w.findings.len(),
+                joules(w.total_mj()),
+                100.0 * w.total_mj() / attributed.max(f64::MIN_POSITIVE),
+                joules(attributed)
+            )?;
+            writeln!(
+                out,
+                "{:<20} {:<34} {:<24} {:<22} {:>6} {:<22} {:>10}",
+                "kind", "what", "where", "site", "times", "energy wasted", "time"
+            )?;
+            for f in w.findings.iter().take(MAX_FINDINGS) {
+                writeln!(
+                    out,
+                    "{:<20} {:<34} {:<24} {:<22} {:>6} {:<22} {:>7.2} ms",
+                    f.kind.label(),
+                    clip_end(&f.what, 34),
+                    clip_start(&f.region, 24),
+                    clip_start(&f.site, 22),
+                    f.occurrences,
+                    energy(&f.energy),
+                    f.time_ns as f64 / 1e6
+                )?;
+                writeln!(out, "    fix: {}", f.fix)?;
+            }
+            if w.findings.len() > MAX_FINDINGS {
+                writeln!(
+                    out,
+                    "  ({} more in the JSON report)",
+                    w.findings.len() - MAX_FINDINGS
+                )?;
+            }
+        }
+        for u in &w.unchecked {
+            writeln!(out, "  not checked: {u}")?;
+        }
+    }
+    Ok(())
+}
+
+fn clip_end(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('~');
+        t
+    }
+}
+
+fn clip_start(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        // Keep the end: a site's line number and a region's leaf say the most.
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(n - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("~{tail}")
+    }
+}
