@@ -16,13 +16,15 @@ import re
 import statistics
 import sys
 
+# The finding kinds each switch plants (a no-cache decoder recomputes its prefix and pads every
+# step's rows), and the idle cause that marks a planted idle gap.
 PLANTED = {
-    "no-kv-cache": ("Recomputation", None),
-    "reupload-weights": ("RedundantTransfer", None),
-    "dead-kernel": ("DeadWrite", None),
-    "duplicate-layernorm": ("Recomputation", None),
-    "padding-heavy": ("PaddingCompute", None),
-    "sync-every-kernel": ("IdleGap", "idle after a host synchronisation"),
+    "no-kv-cache": (("Recomputation", "PaddingCompute"), None),
+    "reupload-weights": (("RedundantTransfer",), None),
+    "dead-kernel": (("DeadWrite",), None),
+    "duplicate-layernorm": (("Recomputation",), None),
+    "padding-heavy": (("PaddingCompute",), None),
+    "sync-every-kernel": (("IdleGap",), "idle after a host synchronisation"),
 }
 
 
@@ -46,19 +48,19 @@ def run_summary(d):
     return cost_mj, work_s, findings, idle_mw
 
 
-def priced_time(findings, kind, what):
+def priced_time(findings, kinds, what):
     return sum(
         f["time_ns"]
         for f in findings
-        if f["kind"] == kind and (what is None or f["what"] == what)
+        if f["kind"] in kinds and (what is None or f["what"] == what)
     ) * 1e-9
 
 
-def priced(findings, kind, what):
+def priced(findings, kinds, what):
     return sum(
         f["energy"]["mj"]
         for f in findings
-        if f["kind"] == kind and (what is None or f["what"] == what)
+        if f["kind"] in kinds and (what is None or f["what"] == what)
     )
 
 
@@ -88,7 +90,7 @@ def main(root):
                 f"work {1e3*(ww-cw):+.0f} ms, detector time {1e3*(priced_time(wf, kind, what)-priced_time(cf, kind, what)):.0f} ms, "
                 f"idle power {idle_mw/1e3:.1f} W"
             )
-        print(f"{switch} -> {kind}{' / ' + what if what else ''}")
+        print(f"{switch} -> {' + '.join(kind)}{' / ' + what if what else ''}")
         for l in lines:
             print(l)
         if diffs:

@@ -222,8 +222,15 @@ fn annotations_round_trip_and_an_unknown_kind_is_skipped() {
             device: 0,
             bytes: 4096,
         },
+        Annotation::Pass {
+            pass: 1,
+            padded_len: 4,
+            causal: true,
+            rows: vec![vec![1, 2, 3], vec![4]],
+        },
         Annotation::Padding {
             span: 1,
+            pass: 1,
             padded: 3,
             total: 8,
         },

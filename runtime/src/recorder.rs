@@ -53,14 +53,20 @@ struct OpenRegion {
     start_ns: u64,
 }
 
-/// The padding a program declared for the work it issues next: per batch row, the valid
-/// length out of `padded_len`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The padding a program declared for the work it issues next (one pass over a batch of
+/// sequences): per batch row, the valid length out of `padded_len`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PaddingMask {
     /// Valid rows (tokens) of each batch row.
     pub lens: Vec<u64>,
     /// Rows each batch row is padded to.
     pub padded_len: u64,
+    /// Each batch row's token ids, where the program gives them (empty otherwise). With
+    /// `causal`, they let the waste analysis find positions a pass recomputed from tokens an
+    /// earlier pass already ran.
+    pub tokens: Vec<Vec<u32>>,
+    /// Whether the model is causal: position i's outputs depend on tokens 0..=i only.
+    pub causal: bool,
 }
 
 impl PaddingMask {
@@ -94,8 +100,9 @@ pub struct Recorder {
     pub buffers: BufferTable,
     /// Buffer sizes and frees, and padding shares of launches.
     pub annotations: Vec<Annotation>,
-    /// The padding mask in force, if the program declared one.
-    pub padding: Option<PaddingMask>,
+    /// The padding mask in force, if the program declared one, and its pass number.
+    padding: Option<(PaddingMask, u32)>,
+    passes: u32,
     ops: Vec<Span>,
     timed: Vec<bool>,
     regions: Vec<Span>,
@@ -127,6 +134,7 @@ impl Recorder {
             buffers: BufferTable::new(),
             annotations: Vec::new(),
             padding: None,
+            passes: 0,
             ops: Vec::new(),
             timed: Vec::new(),
             regions: Vec::new(),
@@ -283,13 +291,31 @@ impl Recorder {
         self.stack.last().map_or(StrId::NONE, |r| r.path)
     }
 
+    /// Declare the padding mask of the work issued from now on (`None` to clear); each mask
+    /// starts a new pass, recorded with its tokens when the program gave them.
+    pub fn set_padding(&mut self, mask: Option<PaddingMask>) {
+        self.padding = mask.map(|m| {
+            self.passes += 1;
+            if !m.tokens.is_empty() {
+                self.annotations.push(Annotation::Pass {
+                    pass: self.passes,
+                    padded_len: m.padded_len,
+                    causal: m.causal,
+                    rows: m.tokens.clone(),
+                });
+            }
+            (m, self.passes)
+        });
+    }
+
     /// Note that operation `seq`, a kernel of class `op`, ran under the padding mask in force.
     pub fn note_padding(&mut self, seq: u64, op: OpClass) {
-        if let Some(mask) = &self.padding {
+        if let Some((mask, pass)) = &self.padding {
             let (padded, total) = mask.units(op);
             if total > 0 {
                 self.annotations.push(Annotation::Padding {
                     span: seq,
+                    pass: *pass,
                     padded,
                     total,
                 });
@@ -711,21 +737,35 @@ mod tests {
         let mask = PaddingMask {
             lens: vec![4, 1],
             padded_len: 4,
+            tokens: vec![vec![5, 6, 7, 8], vec![9]],
+            causal: true,
         };
         assert_eq!(mask.units(OpClass::Matmul), (3, 8));
         assert_eq!(mask.units(OpClass::Attention), (15, 32));
         let (_clock, mut r) = recorder();
         r.note_padding(0, OpClass::Matmul);
         assert!(r.annotations.is_empty());
-        r.padding = Some(mask);
+        r.set_padding(Some(mask));
         r.note_padding(7, OpClass::Norm);
         assert_eq!(
             r.annotations,
-            vec![Annotation::Padding {
-                span: 7,
-                padded: 3,
-                total: 8
-            }]
+            vec![
+                Annotation::Pass {
+                    pass: 1,
+                    padded_len: 4,
+                    causal: true,
+                    rows: vec![vec![5, 6, 7, 8], vec![9]]
+                },
+                Annotation::Padding {
+                    span: 7,
+                    pass: 1,
+                    padded: 3,
+                    total: 8
+                }
+            ]
         );
+        r.set_padding(None);
+        r.note_padding(8, OpClass::Norm);
+        assert_eq!(r.annotations.len(), 2);
     }
 }

@@ -520,12 +520,15 @@ pub fn t_quantile_95(df: usize) -> f64 {
     linalg::t95(df)
 }
 
-/// Operator class of a signature (name and span-kind label): from the kernel facts, else
-/// unknown for kernels and copy for copies and memsets.
+/// Operator class of a signature (name and span-kind label): from the kernel facts, else from
+/// the kernel's name ([`crate::names`]: cuBLAS, CUTLASS, flash attention, PyTorch, NCCL),
+/// else unknown for kernels; copy for copies and memsets.
 pub fn op_class_of(trace: &Trace, name: &str, kind: &str) -> OpClass {
     match trace.facts_for(name) {
         Some(f) => f.op_class,
-        None if kind == SpanKind::Kernel.label() => OpClass::Unknown,
+        None if kind == SpanKind::Kernel.label() => {
+            crate::names::class_from_name(name).unwrap_or(OpClass::Unknown)
+        }
         None => OpClass::Copy,
     }
 }

@@ -32,7 +32,7 @@ pub struct Trace {
 }
 
 /// A fact about buffers or spans that no single span record carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Annotation {
     /// A device buffer's size, recorded when it was allocated.
     Buffer {
@@ -65,10 +65,25 @@ pub enum Annotation {
     Padding {
         /// Span id.
         span: u64,
+        /// The sequence pass it ran in (see [`Annotation::Pass`]).
+        pass: u32,
         /// Padding units.
         padded: u64,
         /// All units.
         total: u64,
+    },
+    /// A pass over a batch of token sequences, as the program declared it: each row's tokens
+    /// (padding left out), the length rows are padded to, and whether the model is causal
+    /// (position i's outputs depend on tokens 0..=i only).
+    Pass {
+        /// Pass number, from 1, in issue order.
+        pass: u32,
+        /// Rows are padded to this length.
+        padded_len: u64,
+        /// Causal model.
+        causal: bool,
+        /// Token ids of each row.
+        rows: Vec<Vec<u32>>,
     },
 }
 

@@ -6,8 +6,6 @@
 //! arguments writing through its only written argument, with addresses that do not depend on
 //! loaded data (not a gather/scatter, no pointer table).
 
-use std::collections::HashMap;
-
 use super::{Context, Occurrence, WasteKind};
 use crate::trace::{AccessMode, OpClass, Span, SpanKind};
 
@@ -63,12 +61,7 @@ fn same_inputs(first: &Span, second: &Span) -> bool {
 }
 
 pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mut Vec<String>) {
-    let mut writer: HashMap<(u64, u32), &Span> = HashMap::new();
-    for s in &cx.work {
-        for w in &s.writes {
-            writer.insert((w.buffer, w.version), s);
-        }
-    }
+    let writer = &cx.writer;
     let (mut uncovered, mut at_end, mut unseen) = (0usize, 0usize, 0usize);
     for first in &cx.work {
         for w in &first.writes {

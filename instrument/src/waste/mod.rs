@@ -10,6 +10,7 @@
 mod dead_write;
 mod idle;
 mod padding;
+mod prefix;
 mod recompute;
 mod transfer;
 mod underfill;
@@ -162,6 +163,12 @@ pub(crate) struct Context<'a> {
     work: Vec<&'a Span>,
     /// The same, by id.
     by_id: HashMap<u64, &'a Span>,
+    /// The span that wrote each buffer version.
+    writer: HashMap<(u64, u32), &'a Span>,
+    /// Per kernel name, energy = fixed + per-unit × units, fitted over its launches under
+    /// declared passes of different sizes: what one unit (row or query–key pair) costs at the
+    /// margin.
+    unit_cost: HashMap<String, (f64, f64)>,
     energy: HashMap<u64, &'a SpanEnergy>,
     /// Buffer sizes, bytes.
     sizes: HashMap<u64, u64>,
@@ -210,7 +217,9 @@ impl<'a> Context<'a> {
                     from_ns,
                     to_ns,
                 } if d == device => overhead.push((from_ns, to_ns)),
-                Annotation::Padding { .. } | Annotation::Overhead { .. } => {}
+                Annotation::Padding { .. }
+                | Annotation::Overhead { .. }
+                | Annotation::Pass { .. } => {}
             }
         }
         let mut readers: HashMap<(u64, u32), Vec<u64>> = HashMap::new();
@@ -256,7 +265,14 @@ impl<'a> Context<'a> {
             })
             .collect();
         let p = attribution.idle_power;
-        Self {
+        let unit_cost = HashMap::new();
+        let writer = work
+            .iter()
+            .flat_map(|s| s.writes.iter().map(move |w| ((w.buffer, w.version), *s)))
+            .collect();
+        let mut cx = Self {
+            unit_cost,
+            writer,
             by_id: work.iter().map(|s| (s.id, *s)).collect(),
             region_rate,
             waits,
@@ -272,6 +288,58 @@ impl<'a> Context<'a> {
             freed,
             readers,
             idle_mw: (p.mw, p.low_mw, p.high_mw),
+        };
+        cx.unit_cost = cx.fit_unit_costs();
+        cx
+    }
+
+    /// Fit each kernel's energy against the units it computed, over its launches under
+    /// declared passes; kept where at least three sizes occur and the fit says a unit costs
+    /// something and a launch costs nothing negative.
+    fn fit_unit_costs(&self) -> HashMap<String, (f64, f64)> {
+        let mut points: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+        for a in &self.trace.annotations {
+            if let Annotation::Padding { span, total, .. } = a {
+                if let Some(s) = self.by_id.get(span) {
+                    points
+                        .entry(self.name(s))
+                        .or_default()
+                        .push((*total as f64, self.span_mj(*span).0));
+                }
+            }
+        }
+        points
+            .into_iter()
+            .filter_map(|(name, p)| {
+                let mut xs: Vec<f64> = p.iter().map(|q| q.0).collect();
+                xs.sort_by(f64::total_cmp);
+                xs.dedup();
+                if xs.len() < 3 {
+                    return None;
+                }
+                let n = p.len() as f64;
+                let (mx, my) = (
+                    p.iter().map(|q| q.0).sum::<f64>() / n,
+                    p.iter().map(|q| q.1).sum::<f64>() / n,
+                );
+                let sxx: f64 = p.iter().map(|q| (q.0 - mx).powi(2)).sum();
+                let sxy: f64 = p.iter().map(|q| (q.0 - mx) * (q.1 - my)).sum();
+                let slope = sxy / sxx;
+                let fixed = my - slope * mx;
+                (slope > 0.0 && fixed >= 0.0).then_some((name, (fixed, slope)))
+            })
+            .collect()
+    }
+
+    /// The share of span `s`'s energy that `wasted` of its `total` units cost: at the margin
+    /// where its kernel's energy was fitted against size, else in proportion.
+    fn unit_share(&self, s: &Span, wasted: f64, total: f64) -> f64 {
+        if total <= 0.0 {
+            return 0.0;
+        }
+        match self.unit_cost.get(&self.name(s)) {
+            Some(&(fixed, per_unit)) => (per_unit * wasted / (fixed + per_unit * total)).min(1.0),
+            None => wasted / total,
         }
     }
 
@@ -486,6 +554,7 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
     let mut unchecked = Vec::new();
     dead_write::detect(&cx, &mut occurrences, &mut unchecked);
     recompute::detect(&cx, &mut occurrences, &mut unchecked);
+    prefix::detect(&cx, &mut occurrences, &mut unchecked);
     transfer::detect(&cx, &mut occurrences, &mut unchecked);
     // After the launch detectors: the waits they were charged are not idle findings again.
     idle::detect(&cx, config, &mut occurrences);

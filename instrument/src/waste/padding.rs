@@ -17,6 +17,7 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
                 span,
                 padded,
                 total,
+                ..
             } if total > 0 && padded > 0 => Some((span, (padded, total))),
             _ => None,
         })
@@ -31,7 +32,7 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
         let Some(&(padded, total)) = shares.get(&s.id) else {
             continue;
         };
-        let f = padded as f64 / total as f64;
+        let f = cx.unit_share(s, padded as f64, total as f64);
         let (mj, low, high) = cx.span_mj(s.id);
         out.push(cx.occurrence(
             WasteKind::PaddingCompute,

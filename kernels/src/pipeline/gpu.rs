@@ -357,6 +357,17 @@ impl<'p> Decoder<'p> {
                     .map(|&l| u64::try_from(l).unwrap_or(0))
                     .collect(),
                 padded_len: t as u64,
+                tokens: ids
+                    .chunks(t)
+                    .zip(klen)
+                    .map(|(row, &len)| {
+                        row.iter()
+                            .take(usize::try_from(len).unwrap_or(0))
+                            .map(|&id| u32::try_from(id).unwrap_or(u32::MAX))
+                            .collect()
+                    })
+                    .collect(),
+                causal: true,
             }
         }));
         let sync = || -> Result<(), CudaError> {

@@ -407,7 +407,7 @@ impl Profiler {
     /// rows (query–key pairs, for attention) that is padding, which the waste analysis prices.
     /// Declare it only around work that runs over the padded rows.
     pub fn set_padding(&self, mask: Option<crate::recorder::PaddingMask>) {
-        lock(&self.rec).padding = mask;
+        lock(&self.rec).set_padding(mask);
     }
 
     /// Open a region named `name` (nested inside the current one) until the guard drops;
