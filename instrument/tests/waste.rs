@@ -560,3 +560,51 @@ fn check_prefix(fixed_ns: u64) {
         .filter(|f| f.kind == WasteKind::Recomputation)
         .all(|f| f.fix.contains("KV cache")));
 }
+
+#[test]
+fn absurd_versions_and_pass_sizes_in_a_trace_file_do_not_panic() {
+    let ops = program(
+        Plant {
+            all: true,
+            ..Plant::default()
+        },
+        10,
+    );
+    let mut run = run(&ops, 8);
+    for s in run
+        .trace
+        .spans
+        .iter_mut()
+        .filter(|s| s.kind == SpanKind::Kernel)
+    {
+        for w in &mut s.writes {
+            w.version = u32::MAX;
+        }
+        for r in &mut s.reads {
+            r.version = u32::MAX;
+        }
+    }
+    let first = run
+        .trace
+        .spans
+        .iter()
+        .find(|s| s.is_device_work())
+        .unwrap()
+        .id;
+    for pass in [1, 2] {
+        run.trace.annotations.push(Annotation::Pass {
+            pass,
+            padded_len: u64::MAX,
+            causal: true,
+            rows: vec![vec![1, 2, 3]; 4],
+        });
+        run.trace.annotations.push(Annotation::Padding {
+            span: first,
+            pass,
+            padded: u64::MAX,
+            total: u64::MAX,
+        });
+    }
+    let report = findings(&run);
+    assert!(report.findings.iter().all(|f| f.energy.mj.is_finite()));
+}

@@ -73,20 +73,22 @@ impl PaddingMask {
     /// (padding units, all units) of one launch of a kernel of class `op`: query–key pairs for
     /// attention, rows otherwise.
     pub fn units(&self, op: OpClass) -> (u64, u64) {
+        // Saturating: the lengths are the program's word, and absurd ones must not panic.
         let rows = self.lens.len() as u64;
+        let len = self.padded_len;
+        let sum = |f: &dyn Fn(u64) -> u64| {
+            self.lens
+                .iter()
+                .map(|&l| f(l.min(len)))
+                .fold(0u64, u64::saturating_add)
+        };
         let (useful, total) = if op == OpClass::Attention {
             (
-                self.lens
-                    .iter()
-                    .map(|l| l.min(&self.padded_len).pow(2))
-                    .sum::<u64>(),
-                rows * self.padded_len.pow(2),
+                sum(&|l| l.saturating_mul(l)),
+                rows.saturating_mul(len.saturating_mul(len)),
             )
         } else {
-            (
-                self.lens.iter().map(|l| *l.min(&self.padded_len)).sum(),
-                rows * self.padded_len,
-            )
+            (sum(&|l| l), rows.saturating_mul(len))
         };
         (total.saturating_sub(useful), total)
     }

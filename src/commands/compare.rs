@@ -404,9 +404,9 @@ pub fn simulated(
             let truth = batches
                 .iter()
                 .map(|b| {
-                    let from = b.start_ns + config.rise_ns;
+                    let from = (b.start_ns + config.rise_ns).min(b.end_ns.saturating_sub(1));
                     let mean_mw = run.truth.energy_between_mj(from, b.end_ns)
-                        / ((b.end_ns - from) as f64 * 1e-9);
+                        / (b.end_ns.saturating_sub(from).max(1) as f64 * 1e-9);
                     mean_mw * (b.end_ns - b.start_ns) as f64 * 1e-9 / b.launches as f64
                 })
                 .collect::<Vec<_>>();

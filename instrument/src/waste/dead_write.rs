@@ -70,7 +70,11 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             {
                 continue;
             }
-            let next = writer.get(&(w.buffer, w.version + 1));
+            // Versions come from a trace file: the last one has no successor.
+            let Some(next_version) = w.version.checked_add(1) else {
+                continue;
+            };
+            let next = writer.get(&(w.buffer, next_version));
             let (proof_end, proof, evidence) = match next {
                 Some(second) if second.unknown_access.contains(&w.buffer) => continue,
                 // The same launch on the same inputs: the second one is the waste, and the
@@ -84,7 +88,7 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
                         w.buffer,
                         w.version,
                         cx.name(second),
-                        w.version + 1,
+                        next_version,
                         w.version
                     ),
                     vec![first.id, second.id],
@@ -118,7 +122,7 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             if evidence.len() == 2 {
                 buffers.push(crate::trace::BufferVersion {
                     buffer: w.buffer,
-                    version: w.version + 1,
+                    version: next_version,
                 });
             }
             let fix = match first.kind {

@@ -78,10 +78,12 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
         }
         let b = p2.rows.len() as u64;
         let len = p2.padded_len.max(1);
-        let rows = (shared.iter().sum::<u64>() as f64, (b * len) as f64);
+        // In f64: the counts come from a trace file and may be absurd, never an overflow.
+        let (bf, lf) = (b as f64, len as f64);
+        let rows = (shared.iter().map(|&c| c as f64).sum::<f64>(), bf * lf);
         let pairs = (
-            shared.iter().map(|c| c * c).sum::<u64>() as f64,
-            (b * len * len) as f64,
+            shared.iter().map(|&c| (c as f64).powi(2)).sum::<f64>(),
+            bf * lf * lf,
         );
         for &sid in &p2.spans {
             let Some(s) = cx.by_id.get(&sid) else {
@@ -103,8 +105,8 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
                 (vec![sid], s.reads.clone()),
                 format!(
                     "a causal pass over tokens that pass {prev_id} already ran: {} of its {} rows recompute positions computed before, with the same weights",
-                    shared.iter().sum::<u64>(),
-                    b * len
+                    rows.0,
+                    rows.1
                 ),
                 "keep the earlier positions' keys and values (a KV cache) and run only the new tokens".into(),
             ));

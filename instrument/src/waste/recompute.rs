@@ -44,7 +44,7 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
                 first
                     .writes
                     .iter()
-                    .any(|f| f.buffer == w.buffer && f.version + 1 == w.version)
+                    .any(|f| f.buffer == w.buffer && f.version.checked_add(1) == Some(w.version))
             });
             if intact {
                 let inputs: Vec<String> = s
