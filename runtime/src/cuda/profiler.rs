@@ -512,8 +512,18 @@ impl Profiler {
             rec.begin_library(name, touches, site)
         };
         super::cupti::push_external(id).map_err(CudaError::Timer)?;
+        // Popped on every exit, a panic in `call` included, so later work is not marked.
+        struct Pop;
+        impl Drop for Pop {
+            fn drop(&mut self) {
+                if let Err(e) = super::cupti::pop_external() {
+                    eprintln!("wattlens: {e}");
+                }
+            }
+        }
+        let pop = Pop;
         let out = call();
-        super::cupti::pop_external().map_err(CudaError::Timer)?;
+        drop(pop);
         Ok(out)
     }
 
@@ -528,8 +538,10 @@ impl Profiler {
         stream.synchronize().map_err(|e| self.fault(e))?;
         let end_ns = self.clock.now_ns();
         // The wait goes into the trace: idle-gap analysis names it as the cause of the gap
-        // that follows.
-        let device = self.device_of(stream)?;
+        // that follows. A stream of a device the session does not profile is only waited on.
+        let Ok(device) = self.device_of(stream) else {
+            return Ok(());
+        };
         let ordinal = {
             let t = lock(&self.timers);
             t.streams

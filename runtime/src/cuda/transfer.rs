@@ -287,8 +287,11 @@ impl Profiler {
                 )
             },
         )?;
-        // The content is on the host now: digest it into the recorded span.
+        // The content is on the host now: digest it into the recorded span. The GPU may idle
+        // meanwhile; that time is the profiler's, recorded as such.
+        let hash_from_ns = self.now_ns();
         let digest = content_digest(slice_bytes(&dst[..src.len()]), self.config.content_hash);
+        self.note_overhead(stream, hash_from_ns);
         lock(&self.rec).set_content_digest(seq, digest);
         Ok(())
     }
