@@ -162,8 +162,9 @@ pub enum Format {
 /// Arguments of `wattlens report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The trace file (.wlt).
-    pub trace: PathBuf,
+    /// The trace file (.wlt); several (one per process) are merged per GPU.
+    #[arg(required = true, num_args = 1..)]
+    pub traces: Vec<PathBuf>,
     /// Output as JSON (same as --format json).
     #[arg(long, conflicts_with_all = ["csv", "format"])]
     pub json: bool,

@@ -43,6 +43,9 @@ pub enum CliError {
     /// The repetition harness could not measure a kernel.
     #[error("cannot measure a kernel alone: {0}")]
     Repeat(#[from] wattlens_instrument::repeat::RepeatError),
+    /// Traces could not be merged.
+    #[error("cannot merge the traces: {0}")]
+    Merge(#[from] wattlens_instrument::merge::MergeError),
     /// Variants could not be compared.
     #[error("cannot compare the variants: {0}")]
     Compare(#[from] wattlens_instrument::compare::CompareError),

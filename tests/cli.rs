@@ -86,6 +86,14 @@ fn report_prints_a_table_json_and_csv() {
     let table = wattlens(&["report", t]);
     assert!(table.status.success());
     assert!(text(&table.stdout).contains("Energy per op [simulated]"));
+    assert!(text(&table.stdout).contains("Waste [simulated] (GPU 0)"));
+
+    // Two processes' traces of one GPU (here the same trace twice) merge into one report.
+    let merged = wattlens(&["report", t, t]);
+    let merged_text = text(&merged.stdout);
+    assert!(merged.status.success(), "{}", text(&merged.stderr));
+    assert!(merged_text.starts_with("Merged 2 traces (one per process) on 1 GPU(s)"));
+    assert_eq!(merged_text.matches("GPU 0 (").count(), 1, "{merged_text}");
 
     let json = wattlens(&["report", t, "--json"]);
     assert!(json.status.success());

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod compare;
 pub mod format;
 pub mod manifest;
+pub mod merge;
 pub mod names;
 pub mod perfetto;
 pub mod power;

@@ -7,6 +7,7 @@ mod attribution;
 mod calibrate;
 mod common;
 mod format;
+mod merge;
 mod nvml;
 mod perfetto;
 mod replay;

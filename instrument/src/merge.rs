@@ -1,0 +1,272 @@
+//! Merging the traces of several processes (torchrun ranks, say) into one trace per GPU, so
+//! one attribution sees every process's work on each device.
+//!
+//! - **Devices** are matched by UUID; indices are renumbered in order of first appearance.
+//! - **Spans** keep their times. Ids are renumbered, streams are made distinct per process
+//!   (process k's stream s becomes `k << 32 | s`), and buffer ids likewise (`k << 40 | id`),
+//!   so no two processes' streams or buffers are confused.
+//! - **Power:** every process's sampler read the same sensors. Per device, the readings of the
+//!   process that covered the longest time are kept whole, and the others' readings only
+//!   outside that interval, so the energy counter stays one consistent series.
+//! - **Clocks:** each process's trace clock is the host's; processes on one host agree to the
+//!   host clock's precision.
+
+use std::collections::HashMap;
+
+use crate::trace::{Annotation, BufferVersion, DeviceInfo, PowerReading, Span, StrId, Trace};
+
+/// Why traces could not be merged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    /// Nothing to merge.
+    #[error("no traces were given; pass one or more .wlt files")]
+    Empty,
+    /// Traces from simulated and real GPUs.
+    #[error("trace {0} comes from the simulated GPU and another from a real one; merge traces of one kind")]
+    MixedKinds(usize),
+}
+
+/// Merge `traces` (one per process) into one.
+///
+/// # Errors
+/// [`MergeError`] for no traces, or a mix of simulated and real ones.
+pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
+    let mut it = traces.into_iter();
+    let Some(first) = it.next() else {
+        return Err(MergeError::Empty);
+    };
+    let rest: Vec<Trace> = it.collect();
+    if rest.is_empty() {
+        return Ok(first);
+    }
+    if let Some(k) = rest
+        .iter()
+        .position(|t| t.meta.simulated != first.meta.simulated)
+    {
+        return Err(MergeError::MixedKinds(k + 1));
+    }
+    let all: Vec<Trace> = std::iter::once(first).chain(rest).collect();
+    let mut out = Trace::new(all[0].meta.clone());
+    out.meta.devices.clear();
+    out.meta.command = all
+        .iter()
+        .map(|t| t.meta.command.join(" "))
+        .collect::<Vec<_>>();
+    out.meta.start_unix_ns = all.iter().map(|t| t.meta.start_unix_ns).min().unwrap_or(0);
+    let mut device_of_uuid: HashMap<String, u32> = HashMap::new();
+    let mut next_id = 0u64;
+    // Per device: (process, covered interval) of the readings kept whole.
+    let mut primary: HashMap<String, (usize, u64, u64)> = HashMap::new();
+    for (k, t) in all.iter().enumerate() {
+        for d in &t.meta.devices {
+            let readings: Vec<u64> = t
+                .power
+                .iter()
+                .filter(|r| r.device() == d.index)
+                .map(PowerReading::ts_ns)
+                .collect();
+            let (lo, hi) = (
+                readings.iter().copied().min().unwrap_or(0),
+                readings.iter().copied().max().unwrap_or(0),
+            );
+            let better = primary
+                .get(&d.uuid)
+                .is_none_or(|&(_, a, b)| hi.saturating_sub(lo) > b.saturating_sub(a));
+            if better && !readings.is_empty() {
+                primary.insert(d.uuid.clone(), (k, lo, hi));
+            }
+        }
+    }
+    for (k, t) in all.iter().enumerate() {
+        let k64 = k as u64;
+        let mut dev: HashMap<u32, u32> = HashMap::new();
+        for d in &t.meta.devices {
+            let n = out.meta.devices.len() as u32;
+            let index = *device_of_uuid.entry(d.uuid.clone()).or_insert_with(|| {
+                out.meta.devices.push(DeviceInfo {
+                    index: n,
+                    ..d.clone()
+                });
+                n
+            });
+            dev.insert(d.index, index);
+        }
+        let device = |d: u32| dev.get(&d).copied().unwrap_or(d);
+        let mut strings: HashMap<StrId, StrId> = HashMap::new();
+        let mut string = |out: &mut Trace, id: StrId| -> StrId {
+            if id == StrId::NONE {
+                return id;
+            }
+            *strings
+                .entry(id)
+                .or_insert_with(|| out.strings.id(t.str(id)))
+        };
+        let buffer = |b: BufferVersion| BufferVersion {
+            buffer: k64 << 40 | b.buffer,
+            version: b.version,
+        };
+        let mut span_ids: HashMap<u64, u64> = HashMap::new();
+        for s in &t.spans {
+            let id = next_id;
+            next_id += 1;
+            span_ids.insert(s.id, id);
+            let span = Span {
+                id,
+                device: device(s.device),
+                stream: k64 << 32 | s.stream,
+                name: string(&mut out, s.name),
+                region: string(&mut out, s.region),
+                site: string(&mut out, s.site),
+                reads: s.reads.iter().copied().map(buffer).collect(),
+                writes: s.writes.iter().copied().map(buffer).collect(),
+                unknown_access: s.unknown_access.iter().map(|b| k64 << 40 | b).collect(),
+                ..s.clone()
+            };
+            out.spans.push(span);
+        }
+        for r in &t.power {
+            let Some(uuid) = t
+                .meta
+                .devices
+                .iter()
+                .find(|d| d.index == r.device())
+                .map(|d| &d.uuid)
+            else {
+                continue;
+            };
+            let keep = match primary.get(uuid) {
+                Some(&(p, lo, hi)) => p == k || r.ts_ns() < lo || r.ts_ns() > hi,
+                None => true,
+            };
+            if keep {
+                out.power.push(with_device(*r, device(r.device())));
+            }
+        }
+        for f in &t.kernel_facts {
+            if out.facts_for(&f.name).is_none() {
+                out.kernel_facts.push(f.clone());
+            }
+        }
+        for a in &t.alignments {
+            let mut a = a.clone();
+            a.device = device(a.device);
+            out.alignments.push(a);
+        }
+        for a in &t.annotations {
+            out.annotations.push(match a.clone() {
+                Annotation::Buffer {
+                    id,
+                    device: d,
+                    bytes,
+                } => Annotation::Buffer {
+                    id: k64 << 40 | id,
+                    device: device(d),
+                    bytes,
+                },
+                Annotation::Freed { id, at_ns } => Annotation::Freed {
+                    id: k64 << 40 | id,
+                    at_ns,
+                },
+                Annotation::Overhead {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } => Annotation::Overhead {
+                    device: device(d),
+                    from_ns,
+                    to_ns,
+                },
+                Annotation::Padding {
+                    span,
+                    pass,
+                    padded,
+                    total,
+                } => match span_ids.get(&span) {
+                    Some(&span) => Annotation::Padding {
+                        span,
+                        pass: pass_id(k, pass),
+                        padded,
+                        total,
+                    },
+                    None => continue,
+                },
+                Annotation::Pass {
+                    pass,
+                    padded_len,
+                    causal,
+                    rows,
+                } => Annotation::Pass {
+                    pass: pass_id(k, pass),
+                    padded_len,
+                    causal,
+                    rows,
+                },
+            });
+        }
+    }
+    out.spans.sort_by_key(|s| (s.start_ns, s.id));
+    out.power.sort_by_key(PowerReading::ts_ns);
+    Ok(out)
+}
+
+/// A pass number unique across processes (process k's passes in their own range).
+fn pass_id(k: usize, pass: u32) -> u32 {
+    u32::try_from(k)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(1 << 20)
+        .saturating_add(pass)
+}
+
+fn with_device(r: PowerReading, device: u32) -> PowerReading {
+    match r {
+        PowerReading::Sample {
+            ts_ns,
+            raw_ts_us,
+            power_mw,
+            ..
+        } => PowerReading::Sample {
+            device,
+            ts_ns,
+            raw_ts_us,
+            power_mw,
+        },
+        PowerReading::Energy {
+            ts_ns,
+            read_ns,
+            energy_mj,
+            ..
+        } => PowerReading::Energy {
+            device,
+            ts_ns,
+            read_ns,
+            energy_mj,
+        },
+        PowerReading::Instant {
+            ts_ns,
+            read_ns,
+            power_mw,
+            ..
+        } => PowerReading::Instant {
+            device,
+            ts_ns,
+            read_ns,
+            power_mw,
+        },
+        PowerReading::MemoryInstant {
+            ts_ns,
+            read_ns,
+            power_mw,
+            ..
+        } => PowerReading::MemoryInstant {
+            device,
+            ts_ns,
+            read_ns,
+            power_mw,
+        },
+        PowerReading::Lost { from_ns, to_ns, .. } => PowerReading::Lost {
+            device,
+            from_ns,
+            to_ns,
+        },
+    }
+}

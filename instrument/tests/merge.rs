@@ -1,0 +1,83 @@
+//! Merging per-process traces: one GPU's work split over two processes merges back into a
+//! trace that attributes like the whole.
+
+use wattlens_instrument::merge::{merge, MergeError};
+use wattlens_instrument::sim::{demo_workload, simulate, GpuModel};
+use wattlens_instrument::trace::{Annotation, Trace};
+use wattlens_instrument::{attribute, SensorProfile};
+
+/// The demo workload (a compute stream and a copy stream) as one process, and as two: one per
+/// stream, each with its own sampler's readings of the same GPU (the second sampler started
+/// later).
+fn split() -> (Trace, Trace, Trace) {
+    let run = simulate(
+        &demo_workload(20),
+        &GpuModel::h200(),
+        &SensorProfile::h200_2026_11_22(),
+        3,
+        1_700_000_000_000_000_000,
+    );
+    let whole = run.trace;
+    let part = |stream: u64, from_ns: u64| {
+        let mut t = whole.clone();
+        t.spans.retain(|s| s.stream == stream);
+        t.power.retain(|r| r.ts_ns() >= from_ns);
+        t.annotations = vec![Annotation::Buffer {
+            id: 1,
+            device: 0,
+            bytes: 64,
+        }];
+        t
+    };
+    let later = whole.meta.start_unix_ns + 2_000_000_000;
+    let a = part(0, 0);
+    let b = part(1, later);
+    assert!(!a.spans.is_empty() && !b.spans.is_empty());
+    (whole, a, b)
+}
+
+#[test]
+fn two_processes_on_one_gpu_merge_into_one_attribution_like_the_whole() {
+    let (whole, a, b) = split();
+    let merged = merge(vec![a.clone(), b.clone()]).unwrap();
+    assert_eq!(merged.meta.devices.len(), 1);
+    assert_eq!(merged.spans.len(), a.spans.len() + b.spans.len());
+    let streams: std::collections::BTreeSet<u64> = merged.spans.iter().map(|s| s.stream).collect();
+    assert!(
+        streams.contains(&0) && streams.contains(&(1 << 32 | 1)),
+        "{streams:?}"
+    );
+    let ids: std::collections::BTreeSet<u64> = merged.spans.iter().map(|s| s.id).collect();
+    assert_eq!(ids.len(), merged.spans.len());
+    // The longer sampler's readings are kept whole; nothing is duplicated.
+    assert_eq!(merged.power.len(), whole.power.len());
+    let buffers: Vec<u64> = merged
+        .annotations
+        .iter()
+        .filter_map(|a| match a {
+            Annotation::Buffer { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(buffers, vec![1, 1 << 40 | 1]);
+    let (w, m) = (
+        attribute(&whole, 0).unwrap(),
+        attribute(&merged, 0).unwrap(),
+    );
+    assert_eq!(w.closure.counter_mj, m.closure.counter_mj);
+    let rel = (m.closure.dynamic_mj - w.closure.dynamic_mj).abs() / w.closure.dynamic_mj;
+    assert!(
+        rel < 0.01,
+        "dynamic {} vs {}",
+        m.closure.dynamic_mj,
+        w.closure.dynamic_mj
+    );
+}
+
+#[test]
+fn nothing_or_a_mix_of_simulated_and_real_traces_is_refused() {
+    assert_eq!(merge(Vec::new()).unwrap_err(), MergeError::Empty);
+    let (_, a, mut b) = split();
+    b.meta.simulated = false;
+    assert_eq!(merge(vec![a, b]).unwrap_err(), MergeError::MixedKinds(1));
+}
