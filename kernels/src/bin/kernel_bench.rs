@@ -84,8 +84,20 @@ fn measure(label: &str, run: &mut Run<'_>) -> Result<f64, CudaError> {
     Ok(median_ms)
 }
 
-/// One cuBLAS GEMM on n×n operands of `T` (zeros), on stream `s`.
-fn cublas_gemm<T>(s: &Arc<CudaStream>, n: usize, cfg: GemmConfig<T>) -> Result<(), CudaError>
+/// Uniform values in [-1, 1): inputs with real bit patterns (zeros would flatter every kernel's
+/// clocks, cuBLAS's included).
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = wattlens_instrument::sim::SimRng::new(seed);
+    (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
+}
+
+/// One cuBLAS GEMM on n×n random operands of `T`, on stream `s`.
+fn cublas_gemm<T>(
+    s: &Arc<CudaStream>,
+    n: usize,
+    cfg: GemmConfig<T>,
+    from_f32: fn(f32) -> T,
+) -> Result<(), CudaError>
 where
     T: DeviceRepr + ValidAsZeroBits,
     CudaBlas: Gemm<T>,
@@ -94,8 +106,9 @@ where
         |e: cudarc::cublas::result::CublasError| CudaError::Unavailable(format!("cuBLAS: {e:?}"));
     let driver = |e: cudarc::driver::DriverError| CudaError::Unavailable(e.to_string());
     let blas = CudaBlas::new(s.clone()).map_err(cublas)?;
-    let a = s.alloc_zeros::<T>(n * n).map_err(driver)?;
-    let b = s.alloc_zeros::<T>(n * n).map_err(driver)?;
+    let host = |seed| -> Vec<T> { random(n * n, seed).into_iter().map(from_f32).collect() };
+    let a = s.clone_htod(&host(1)).map_err(driver)?;
+    let b = s.clone_htod(&host(2)).map_err(driver)?;
     let mut c = s.alloc_zeros::<T>(n * n).map_err(driver)?;
     // SAFETY: all three matrices hold n·n elements, as the config says.
     unsafe { blas.gemm(cfg, &a, &b, &mut c) }.map_err(cublas)
@@ -139,7 +152,7 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         ldc: n as i32,
     };
     let cublas_f32 = measure("cuBLAS sgemm", &mut |_p, s| {
-        cublas_gemm::<f32>(s, n, cfg_f32)
+        cublas_gemm::<f32>(s, n, cfg_f32, |x| x)
     })?;
     row(
         "cuBLAS sgemm (fp32)",
@@ -155,8 +168,8 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     ] {
         let ms = measure(label, &mut |p, s| {
             let ops = Ops::load(p, 0)?;
-            let a = p.alloc_zeros::<f32>(s, n * n)?;
-            let b = p.alloc_zeros::<f32>(s, n * n)?;
+            let a = p.upload(s, &random(n * n, 1))?;
+            let b = p.upload(s, &random(n * n, 2))?;
             let mut c = p.alloc_zeros::<f32>(s, n * n)?;
             ops.matmul_f32(p, s, kind, &a, &b, &mut c, (n, n, n))
         })?;
@@ -181,7 +194,7 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         ldc: n as i32,
     };
     let cublas_bf16 = measure("cuBLAS bf16 gemm", &mut |_p, s| {
-        cublas_gemm::<half::bf16>(s, n, cfg_bf16)
+        cublas_gemm::<half::bf16>(s, n, cfg_bf16, half::bf16::from_f32)
     })?;
     row(
         "cuBLAS bf16 gemm",
@@ -192,8 +205,14 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     );
     let ms = measure("matmul bf16 mma", &mut |p, s| {
         let ops = Ops::load(p, 0)?;
-        let a = p.alloc_zeros::<u16>(s, n * n)?;
-        let bt = p.alloc_zeros::<u16>(s, n * n)?;
+        let bits = |seed| -> Vec<u16> {
+            random(n * n, seed)
+                .into_iter()
+                .map(wattlens_kernels::reference::bf16_bits)
+                .collect()
+        };
+        let a = p.upload(s, &bits(1))?;
+        let bt = p.upload(s, &bits(2))?;
         let mut c = p.alloc_zeros::<f32>(s, n * n)?;
         ops.matmul_bf16(p, s, &a, &bt, &mut c, (n, n, n))
     })?;
@@ -206,10 +225,17 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     );
     let ms = measure("matmul int8 dp4a", &mut |p, s| {
         let ops = Ops::load(p, 0)?;
-        let a = p.alloc_zeros::<i32>(s, n * n / 4)?;
-        let bt = p.alloc_zeros::<i32>(s, n * n / 4)?;
-        let sa = p.alloc_zeros::<f32>(s, n)?;
-        let sb = p.alloc_zeros::<f32>(s, n)?;
+        let packed = |seed| -> Vec<i32> {
+            let q: Vec<i8> = random(n * n, seed)
+                .into_iter()
+                .map(|x| (x * 127.0) as i8)
+                .collect();
+            wattlens_kernels::reference::pack_int8(&q)
+        };
+        let a = p.upload(s, &packed(1))?;
+        let bt = p.upload(s, &packed(2))?;
+        let sa = p.upload(s, &vec![1.0f32 / 127.0; n])?;
+        let sb = p.upload(s, &vec![1.0f32 / 127.0; n])?;
         let mut c = p.alloc_zeros::<f32>(s, n * n)?;
         ops.matmul_int8(p, s, &a, &bt, &sa, &sb, &mut c, (n, n, n))
     })?;
@@ -244,9 +270,9 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         };
         let ms = measure(label, &mut |p, s| {
             let ops = Ops::load(p, 0)?;
-            let q = p.alloc_zeros::<f32>(s, len)?;
-            let k = p.alloc_zeros::<f32>(s, len)?;
-            let v = p.alloc_zeros::<f32>(s, len)?;
+            let q = p.upload(s, &random(len, 1))?;
+            let k = p.upload(s, &random(len, 2))?;
+            let v = p.upload(s, &random(len, 3))?;
             let mut o = p.alloc_zeros::<f32>(s, len)?;
             let mut lens = p.alloc_zeros::<i32>(s, shape.b)?;
             p.htod(s, &vec![shape.l as i32; shape.b], &mut lens)?;
