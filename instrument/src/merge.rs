@@ -139,7 +139,7 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
                 None => true,
             };
             if keep {
-                out.power.push(with_device(*r, device(r.device())));
+                out.power.push(r.with_device(device(r.device())));
             }
         }
         for f in &t.kernel_facts {
@@ -215,58 +215,4 @@ fn pass_id(k: usize, pass: u32) -> u32 {
         .unwrap_or(u32::MAX)
         .saturating_mul(1 << 20)
         .saturating_add(pass)
-}
-
-fn with_device(r: PowerReading, device: u32) -> PowerReading {
-    match r {
-        PowerReading::Sample {
-            ts_ns,
-            raw_ts_us,
-            power_mw,
-            ..
-        } => PowerReading::Sample {
-            device,
-            ts_ns,
-            raw_ts_us,
-            power_mw,
-        },
-        PowerReading::Energy {
-            ts_ns,
-            read_ns,
-            energy_mj,
-            ..
-        } => PowerReading::Energy {
-            device,
-            ts_ns,
-            read_ns,
-            energy_mj,
-        },
-        PowerReading::Instant {
-            ts_ns,
-            read_ns,
-            power_mw,
-            ..
-        } => PowerReading::Instant {
-            device,
-            ts_ns,
-            read_ns,
-            power_mw,
-        },
-        PowerReading::MemoryInstant {
-            ts_ns,
-            read_ns,
-            power_mw,
-            ..
-        } => PowerReading::MemoryInstant {
-            device,
-            ts_ns,
-            read_ns,
-            power_mw,
-        },
-        PowerReading::Lost { from_ns, to_ns, .. } => PowerReading::Lost {
-            device,
-            from_ns,
-            to_ns,
-        },
-    }
 }

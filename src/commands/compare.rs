@@ -131,31 +131,29 @@ pub fn batch_region(variant: Variant, k: usize) -> String {
     format!("compare/{}/batch{k}", variant.label())
 }
 
-/// The batches of `variant` in `trace`: the kernel spans in each batch's region, `launches[k]`
-/// launches in batch k (a launch may be several kernels), the idle gap before each starting
-/// at `gap_starts[k]`. Batches with no timed kernel are left out.
+/// The batches of `variant` in `trace`: the kernel spans in each batch's region, `launches`
+/// launches per batch (a launch may be several kernels), the idle gap before batch k starting
+/// at `gap_start(k, first kernel's start)`. Batches with no timed kernel are left out.
 pub fn batches_in(
     trace: &Trace,
     variant: Variant,
-    launches: &[u64],
-    gap_starts: &[u64],
+    (batches, launches): (usize, u64),
+    gap_start: impl Fn(usize, u64) -> u64,
 ) -> Vec<Batch> {
-    launches
-        .iter()
-        .zip(gap_starts)
-        .enumerate()
-        .filter_map(|(k, (&n, &gap_start_ns))| {
+    (0..batches)
+        .filter_map(|k| {
             let region = trace.strings.find(&batch_region(variant, k))?;
             let spans: Vec<_> = trace
                 .spans
                 .iter()
                 .filter(|s| s.kind == SpanKind::Kernel && s.region == region)
                 .collect();
+            let start_ns = spans.iter().map(|s| s.start_ns).min()?;
             Some(Batch {
-                start_ns: spans.iter().map(|s| s.start_ns).min()?,
+                start_ns,
                 end_ns: spans.iter().map(|s| s.end_ns).max()?,
-                launches: n,
-                gap_start_ns,
+                launches,
+                gap_start_ns: gap_start(k, start_ns),
                 kernel_ns: Some(spans.iter().map(|s| s.end_ns - s.start_ns).sum()),
             })
         })
@@ -398,9 +396,17 @@ pub fn simulated(
         .iter()
         .zip(&per_batch)
         .map(|(&v, &n)| {
-            // The idle gap before a batch starts where the previous work ended.
-            let starts = gap_starts(&run.trace, v, &gaps);
-            let batches = batches_in(&run.trace, v, &vec![n; starts.len()], &starts);
+            // The idle gap before a batch starts where the previous work ended (the planned
+            // gap before the very first).
+            let batches = batches_in(&run.trace, v, (gaps.len(), n), |k, start| {
+                run.trace
+                    .spans
+                    .iter()
+                    .filter(|s| s.kind == SpanKind::Kernel && s.end_ns <= start)
+                    .map(|s| s.end_ns)
+                    .max()
+                    .unwrap_or(start.saturating_sub(gaps.get(k).copied().unwrap_or(0)))
+            });
             let truth = batches
                 .iter()
                 .map(|b| {
@@ -425,33 +431,4 @@ pub fn simulated(
         (args.size, config),
         &args.out_dir,
     )
-}
-
-/// For each batch of `variant` in a simulated trace, the end of the work before it (or, for
-/// the first, the planned gap before it).
-fn gap_starts(trace: &Trace, variant: Variant, gaps: &[u64]) -> Vec<u64> {
-    gaps.iter()
-        .enumerate()
-        .map(|(k, &gap)| {
-            let first = trace
-                .strings
-                .find(&batch_region(variant, k))
-                .and_then(|r| {
-                    trace
-                        .spans
-                        .iter()
-                        .filter(|s| s.kind == SpanKind::Kernel && s.region == r)
-                        .map(|s| s.start_ns)
-                        .min()
-                })
-                .unwrap_or(0);
-            trace
-                .spans
-                .iter()
-                .filter(|s| s.kind == SpanKind::Kernel && s.end_ns <= first)
-                .map(|s| s.end_ns)
-                .max()
-                .unwrap_or(first.saturating_sub(gap))
-        })
-        .collect()
 }

@@ -377,7 +377,9 @@ pub fn run(args: &CompareArgs, config: &RepeatConfig, out: &mut dyn Write) -> Re
         .into_iter()
         .map(|(v, per_batch, starts, accuracy)| Measured {
             variant: v,
-            batches: batches_in(&trace, v, &vec![per_batch; starts.len()], &starts),
+            batches: batches_in(&trace, v, (starts.len(), per_batch), |k, _| {
+                starts.get(k).copied().unwrap_or(0)
+            }),
             accuracy: Some(accuracy),
             truth_mj: None,
         })

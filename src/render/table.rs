@@ -198,7 +198,8 @@ fn shape(launch: Option<LaunchShape>, kind: &str) -> String {
     }
 }
 
-fn clip(s: &str, n: usize) -> String {
+/// `s` cut to `n` characters, its end marked `~`.
+pub(super) fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_owned()
     } else {

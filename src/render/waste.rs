@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use super::table::clip;
 use super::units::{energy, joules};
 use super::Report;
 
@@ -23,15 +24,15 @@ pub fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
         if w.findings.is_empty() {
             writeln!(out, "Waste{sim} (GPU {}): no finding.", d.index)?;
         } else {
-            let attributed = d.attribution.as_ref().map_or(0.0, |a| a.closure.counter_mj);
+            let counter_mj = d.attribution.as_ref().map_or(0.0, |a| a.closure.counter_mj);
             writeln!(
                 out,
                 "Waste{sim} (GPU {}): {} findings, {} in all ({:.1}% of the {} the counter measured), most first",
                 d.index,
                 w.findings.len(),
                 joules(w.total_mj()),
-                100.0 * w.total_mj() / attributed.max(f64::MIN_POSITIVE),
-                joules(attributed)
+                100.0 * w.total_mj() / counter_mj.max(f64::MIN_POSITIVE),
+                joules(counter_mj)
             )?;
             writeln!(
                 out,
@@ -43,7 +44,7 @@ pub fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
                     out,
                     "{:<20} {:<34} {:<24} {:<22} {:>6} {:<22} {:>7.2} ms",
                     f.kind.label(),
-                    clip_end(&f.what, 34),
+                    clip(&f.what, 34),
                     clip_start(&f.region, 24),
                     clip_start(&f.site, 22),
                     f.occurrences,
@@ -65,16 +66,6 @@ pub fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn clip_end(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('~');
-        t
-    }
 }
 
 fn clip_start(s: &str, n: usize) -> String {

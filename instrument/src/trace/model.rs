@@ -340,6 +340,18 @@ impl PowerReading {
         }
     }
 
+    /// The same reading, of device index `device` (when traces are merged and renumbered).
+    pub fn with_device(mut self, device: u32) -> Self {
+        match &mut self {
+            PowerReading::Sample { device: d, .. }
+            | PowerReading::Energy { device: d, .. }
+            | PowerReading::Instant { device: d, .. }
+            | PowerReading::MemoryInstant { device: d, .. }
+            | PowerReading::Lost { device: d, .. } => *d = device,
+        }
+        self
+    }
+
     /// Timestamp of the reading on the trace clock.
     pub fn ts_ns(&self) -> u64 {
         match *self {

@@ -155,6 +155,16 @@ pub(crate) enum Wasted {
     Interval(u64, u64),
 }
 
+/// The device idle from `from` to `to` (ns), after `prev` (the work that ended last) and
+/// before `next`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gap<'a> {
+    from: u64,
+    to: u64,
+    prev: &'a Span,
+    next: &'a Span,
+}
+
 /// What the detectors share: the trace, span energies and buffer facts.
 pub(crate) struct Context<'a> {
     trace: &'a Trace,
@@ -168,7 +178,7 @@ pub(crate) struct Context<'a> {
     /// Per kernel name, energy = fixed + per-unit × units, fitted over its launches under
     /// declared passes of different sizes: what one unit (row or query–key pair) costs at the
     /// margin.
-    unit_cost: HashMap<String, (f64, f64)>,
+    unit_cost: HashMap<&'a str, (f64, f64)>,
     energy: HashMap<u64, &'a SpanEnergy>,
     /// Buffer sizes, bytes.
     sizes: HashMap<u64, u64>,
@@ -181,13 +191,15 @@ pub(crate) struct Context<'a> {
     /// Dynamic power per busy ns of each top-level region, as (mJ, low, high) per ns: the price
     /// of a span whose own signature the sensors could not resolve.
     region_rate: HashMap<String, (f64, f64, f64)>,
-    /// The idle wait before each work span, (from, to) ns, where there is one.
-    waits: HashMap<u64, (u64, u64)>,
+    /// Every stretch the device ran nothing between two pieces of work, in time order.
+    gaps: Vec<Gap<'a>>,
+    /// Index in `gaps` of the gap before each work span that has one.
+    gap_before: HashMap<u64, usize>,
     /// Spans whose wait a wasted launch has taken, so no idle-gap finding counts it again.
     charged: std::cell::RefCell<std::collections::HashSet<u64>>,
     config: WasteConfig,
-    /// Ends of host synchronisations on the device.
-    sync_ends: Vec<u64>,
+    /// Host synchronisations on the device.
+    syncs: Vec<&'a Span>,
     /// Host time the profiler itself spent holding up the program, (from, to) ns, sorted.
     overhead: Vec<(u64, u64)>,
 }
@@ -228,23 +240,32 @@ impl<'a> Context<'a> {
                 readers.entry((r.buffer, r.version)).or_default().push(s.id);
             }
         }
-        let mut waits = HashMap::new();
-        let mut busy_until: Option<u64> = None;
-        for s in &work {
-            if let Some(b) = busy_until {
-                if s.start_ns > b {
-                    waits.insert(s.id, (b, s.start_ns));
-                }
+        let mut gaps = Vec::new();
+        let mut last: Option<&Span> = None;
+        for &s in &work {
+            match last {
+                Some(prev) if s.start_ns > prev.end_ns => gaps.push(Gap {
+                    from: prev.end_ns,
+                    to: s.start_ns,
+                    prev,
+                    next: s,
+                }),
+                _ => {}
             }
-            busy_until = Some(busy_until.map_or(s.end_ns, |b| b.max(s.end_ns)));
+            if last.is_none_or(|l| s.end_ns >= l.end_ns) {
+                last = Some(s);
+            }
         }
-        let mut sync_ends: Vec<u64> = trace
+        let gap_before = gaps
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.next.id, i))
+            .collect();
+        let syncs: Vec<&Span> = trace
             .spans
             .iter()
             .filter(|s| s.device == device && s.kind == crate::trace::SpanKind::Sync)
-            .map(|s| s.end_ns)
             .collect();
-        sync_ends.sort_unstable();
         overhead.sort_unstable();
         // A top-level region's dynamic energy is resolved even where the kernels inside it,
         // launched in lockstep, cannot be told apart.
@@ -275,10 +296,11 @@ impl<'a> Context<'a> {
             writer,
             by_id: work.iter().map(|s| (s.id, *s)).collect(),
             region_rate,
-            waits,
+            gaps,
+            gap_before,
             charged: std::cell::RefCell::default(),
             config,
-            sync_ends,
+            syncs,
             overhead,
             trace,
             device,
@@ -296,13 +318,13 @@ impl<'a> Context<'a> {
     /// Fit each kernel's energy against the units it computed, over its launches under
     /// declared passes; kept where at least three sizes occur and the fit says a unit costs
     /// something and a launch costs nothing negative.
-    fn fit_unit_costs(&self) -> HashMap<String, (f64, f64)> {
-        let mut points: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+    fn fit_unit_costs(&self) -> HashMap<&'a str, (f64, f64)> {
+        let mut points: HashMap<&'a str, Vec<(f64, f64)>> = HashMap::new();
         for a in &self.trace.annotations {
             if let Annotation::Padding { span, total, .. } = a {
                 if let Some(s) = self.by_id.get(span) {
                     points
-                        .entry(self.name(s))
+                        .entry(self.trace.str(s.name))
                         .or_default()
                         .push((*total as f64, self.span_mj(*span).0));
                 }
@@ -337,7 +359,7 @@ impl<'a> Context<'a> {
         if total <= 0.0 {
             return 0.0;
         }
-        match self.unit_cost.get(&self.name(s)) {
+        match self.unit_cost.get(self.trace.str(s.name)) {
             Some(&(fixed, per_unit)) => (per_unit * wasted / (fixed + per_unit * total)).min(1.0),
             None => wasted / total,
         }
@@ -373,18 +395,32 @@ impl<'a> Context<'a> {
     /// was not a read-back.
     fn charge_wait(&self, s: &Span) -> ((f64, f64, f64), u64) {
         let none = ((0.0, 0.0, 0.0), 0);
-        let Some(&(from, to)) = self.waits.get(&s.id) else {
+        let Some(g) = self.gap_before.get(&s.id).and_then(|&i| self.gaps.get(i)) else {
             return none;
         };
-        let synced = self.sync_ends.iter().any(|&e| e >= from && e <= to);
-        let ns = (to - from).saturating_sub(self.overhead_within(from, to));
-        if synced || ns > self.config.max_charged_wait_ns {
+        let ns = self.program_idle_ns(g);
+        if self.sync_in(g).is_some() || is_readback(g.prev) || ns > self.config.max_charged_wait_ns
+        {
             return none;
         }
         self.charged.borrow_mut().insert(s.id);
         let (mw, low, high) = self.idle_mw;
         let j = |p: f64| p * ns as f64 * 1e-9;
         ((j(mw), j(low), j(high)), ns)
+    }
+
+    /// The last host synchronisation that ended inside gap `g`, if any.
+    fn sync_in(&self, g: &Gap<'_>) -> Option<&'a Span> {
+        self.syncs
+            .iter()
+            .filter(|s| s.end_ns >= g.from && s.end_ns <= g.to)
+            .max_by_key(|s| s.end_ns)
+            .copied()
+    }
+
+    /// The program's share of gap `g`, ns: its length less the profiler's overhead inside it.
+    fn program_idle_ns(&self, g: &Gap<'_>) -> u64 {
+        (g.to - g.from).saturating_sub(self.overhead_within(g.from, g.to))
     }
 
     /// How much of `(from, to)` the profiler's own overhead covers, ns.
@@ -458,6 +494,17 @@ impl<'a> Context<'a> {
                     .contains("not issued through wattlens")
         })
     }
+}
+
+/// Whether `s` is a copy to the host (after which the host works on what it read).
+fn is_readback(s: &Span) -> bool {
+    matches!(
+        s.kind,
+        crate::trace::SpanKind::Memcpy {
+            direction: crate::trace::CopyDirection::DeviceToHost,
+            ..
+        }
+    )
 }
 
 /// `path` with every run of digits replaced by `*` (layer3 → layer*).

@@ -41,28 +41,20 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
                             **b != dst.buffer && d0 == d && b0 == bytes && src == Source::Readback
                         })
                         .map(|(b, _)| *b);
-                    if (same || readback.is_some()) && d & 1 == 1 {
-                        sampled += 1;
-                    } else if same {
-                        out.push(cx.occurrence(
-                            WasteKind::RedundantTransfer,
-                            s,
-                            cx.span_mj(s.id),
-                            s.duration_ns(),
-                            (vec![s.id], vec![*dst]),
+                    let why = match (same, readback) {
+                        (false, None) => None,
+                        _ if d & 1 == 1 => {
+                            sampled += 1;
+                            None
+                        }
+                        (true, _) => Some((
                             format!(
                                 "{bytes} bytes copied to buffer {} (v{}), which already held exactly this content",
                                 dst.buffer, dst.version
                             ),
-                            "skip this upload: the buffer already holds the same content".into(),
-                        ));
-                    } else if let Some(src) = readback {
-                        out.push(cx.occurrence(
-                            WasteKind::RedundantTransfer,
-                            s,
-                            cx.span_mj(s.id),
-                            s.duration_ns(),
-                            (vec![s.id], vec![*dst]),
+                            "skip this upload: the buffer already holds the same content".to_owned(),
+                        )),
+                        (false, Some(src)) => Some((
                             format!(
                                 "{bytes} bytes uploaded to buffer {} that were read back from buffer {src}, which still holds them",
                                 dst.buffer
@@ -70,6 +62,17 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
                             format!(
                                 "use buffer {src} on the device (or copy device-to-device) instead of the round trip through the host"
                             ),
+                        )),
+                    };
+                    if let Some((proof, fix)) = why {
+                        out.push(cx.occurrence(
+                            WasteKind::RedundantTransfer,
+                            s,
+                            cx.span_mj(s.id),
+                            s.duration_ns(),
+                            (vec![s.id], vec![*dst]),
+                            proof,
+                            fix,
                         ));
                     }
                     content.insert(dst.buffer, (d, bytes, Source::Upload));
