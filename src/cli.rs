@@ -19,6 +19,9 @@ pub enum Command {
     /// Run the built-in workload, print energy per kernel and per op, and write the trace and a
     /// Perfetto file.
     Demo(DemoArgs),
+    /// Run an unmodified program (PyTorch, a CUDA binary) with wattlens attached through CUPTI,
+    /// then print the energy report of its kernels and NVTX ranges.
+    Run(RunArgs),
     /// Print the energy report of a trace.
     Report(ReportArgs),
     /// Convert a trace for other tools.
@@ -186,6 +189,31 @@ impl ReportArgs {
             _ => Format::Table,
         }
     }
+}
+
+/// Arguments of `wattlens run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The trace. Each CUDA process writes OUTPUT's stem + `.[rankR.]pidP.wlt` beside it; when
+    /// only one process used CUDA, its trace is renamed to OUTPUT.
+    #[arg(short, long, default_value = "wattlens-run.wlt")]
+    pub output: PathBuf,
+    /// The libcupti to attach with (default: searched in LD_LIBRARY_PATH, $CUDA_HOME and
+    /// /usr/local/cuda).
+    #[arg(long)]
+    pub cupti: Option<PathBuf>,
+    /// The injection library (default: libwattlens_inject.so beside this binary).
+    #[arg(long, hide = true)]
+    pub inject_lib: Option<PathBuf>,
+    /// Only record the traces; print no report.
+    #[arg(long)]
+    pub no_report: bool,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// The command to run, and its arguments (after `--`).
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 /// Arguments of `wattlens export`.

@@ -49,15 +49,29 @@ pub enum CliError {
     /// Variants could not be compared.
     #[error("cannot compare the variants: {0}")]
     Compare(#[from] wattlens_instrument::compare::CompareError),
+    /// Something wattlens needs is missing from this installation.
+    #[error("{0}")]
+    Setup(String),
+    /// The command line asked for something impossible (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The profiled command exited unsuccessfully; wattlens exits with its code.
+    #[error("the profiled command exited with code {0}")]
+    ChildExit(u8),
     /// Writing the report to standard output failed.
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
 }
 
 impl CliError {
-    /// The process exit code: 1, since usage errors never get this far (clap exits with 2).
+    /// The process exit code: 2 for usage errors, the child's own code for a profiled command
+    /// that failed, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        1
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::ChildExit(code) => *code,
+            _ => 1,
+        }
     }
 
     /// True when standard output was closed by the reader (e.g. `| head`): not an error.

@@ -3,10 +3,13 @@
 //! `wattlens-instrument` (trace, power, attribution), `wattlens-runtime` (CUDA) and
 //! `wattlens-kernels` (workloads).
 
+pub mod baseline;
+pub mod child;
 pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod gpu;
+pub mod locate;
 pub mod progress;
 pub mod render;
 
@@ -22,6 +25,7 @@ use std::io::Write;
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         cli::Command::Demo(args) => commands::demo::run(&args, out),
+        cli::Command::Run(args) => commands::run::run(&args, out),
         cli::Command::Report(args) => commands::report::run(&args, out),
         cli::Command::Export(args) => commands::export::run(&args, out),
         cli::Command::Compare(args) => commands::compare::run(&args, out),

@@ -18,6 +18,10 @@ fn main() -> ExitCode {
     match wattlens::run(cli, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e @ wattlens::CliError::ChildExit(_)) => {
+            eprintln!("wattlens: {e}");
+            ExitCode::from(e.exit_code())
+        }
         Err(e) => {
             eprintln!("wattlens: error: {e}");
             ExitCode::from(e.exit_code())

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+mod run;
+
 /// The binary cargo built; on a GPU machine running the gpu-bundle, the bundled one on PATH.
 fn exe() -> PathBuf {
     let built = PathBuf::from(env!("CARGO_BIN_EXE_wattlens"));

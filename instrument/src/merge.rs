@@ -59,20 +59,13 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
     let mut primary: HashMap<String, (usize, u64, u64)> = HashMap::new();
     for (k, t) in all.iter().enumerate() {
         for d in &t.meta.devices {
-            let readings: Vec<u64> = t
-                .power
-                .iter()
-                .filter(|r| r.device() == d.index)
-                .map(PowerReading::ts_ns)
-                .collect();
-            let (lo, hi) = (
-                readings.iter().copied().min().unwrap_or(0),
-                readings.iter().copied().max().unwrap_or(0),
-            );
+            let Some((lo, hi)) = covered(t, d.index) else {
+                continue;
+            };
             let better = primary
                 .get(&d.uuid)
                 .is_none_or(|&(_, a, b)| hi.saturating_sub(lo) > b.saturating_sub(a));
-            if better && !readings.is_empty() {
+            if better {
                 primary.insert(d.uuid.clone(), (k, lo, hi));
             }
         }
@@ -207,6 +200,43 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
     out.spans.sort_by_key(|s| (s.start_ns, s.id));
     out.power.sort_by_key(PowerReading::ts_ns);
     Ok(out)
+}
+
+/// The interval trace `t`'s own readings of device `index` cover, if it has any.
+fn covered(t: &Trace, index: u32) -> Option<(u64, u64)> {
+    let mut ts = t
+        .power
+        .iter()
+        .filter(|r| r.device() == index)
+        .map(PowerReading::ts_ns);
+    let first = ts.next()?;
+    Some(ts.fold((first, first), |(lo, hi), x| (lo.min(x), hi.max(x))))
+}
+
+/// Add the power readings of `extra` (another reader of the same GPUs, such as `wattlens run`
+/// watching them idle before and after its command) to `trace`. Per device, matched by UUID,
+/// only the readings outside the interval the trace's own readings cover are added (all of
+/// them for a device the trace has no readings of), so each device keeps one consistent
+/// series. Returns how many readings were added.
+pub fn add_power_outside(trace: &mut Trace, extra: &Trace) -> usize {
+    let mut added = 0;
+    for d in &trace.meta.devices {
+        let Some(theirs) = extra.meta.devices.iter().find(|e| e.uuid == d.uuid) else {
+            continue;
+        };
+        let mine = covered(trace, d.index);
+        let outside = |ts: u64| mine.is_none_or(|(lo, hi)| ts < lo || ts > hi);
+        let new: Vec<PowerReading> = extra
+            .power
+            .iter()
+            .filter(|r| r.device() == theirs.index && outside(r.ts_ns()))
+            .map(|r| r.with_device(d.index))
+            .collect();
+        added += new.len();
+        trace.power.extend(new);
+    }
+    trace.power.sort_by_key(PowerReading::ts_ns);
+    added
 }
 
 /// A pass number unique across processes (process k's passes in their own range).

@@ -32,6 +32,8 @@ const TABLE: &[(&[&str], OpClass)] = &[
     (&["xmma"], OpClass::Matmul),
     (&["cutlass"], OpClass::Matmul),
     (&["wgmma"], OpClass::Matmul),
+    // cuBLAS' JIT-generated GEMMs (CUDA 12.8 and later on Hopper and Blackwell).
+    (&["nvjet"], OpClass::Matmul),
     (&["sm90_", "tensorop"], OpClass::Matmul),
     (&["matmul"], OpClass::Matmul),
     (&["conv2d"], OpClass::Matmul),
@@ -74,6 +76,8 @@ mod tests {
             ("_ZN7cutlass7Kernel2I42cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4EEvNT_6ParamsE", OpClass::Matmul),
             ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1", OpClass::Matmul),
             ("ampere_sgemm_128x64_nn", OpClass::Matmul),
+            ("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_bias_TNT", OpClass::Matmul),
+            ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7_64x128x64_4x1x1_cga1x1x1_kernel0_0", OpClass::Attention),
             ("flash_fwd_kernel<Flash_fwd_kernel_traits<128, 128, 64, 4>>", OpClass::Attention),
             ("fmha_cutlassF_f16_aligned_64x64_rf_sm80", OpClass::Attention),
             ("void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<float>", OpClass::Norm),

@@ -137,3 +137,67 @@ fn missing_idle_or_counter_data_is_a_clear_error() {
         Err(AttributionError::NoSuchDevice(4))
     ));
 }
+
+/// An unmodified program's steady mix: two kernels that always run together, so the sensors
+/// cannot tell them apart, but the counter pins their sum.
+#[test]
+fn a_steady_mix_is_resolved_as_a_whole_though_not_kernel_by_kernel() {
+    let kernel = |name: &str, duration_ns: u64, dynamic_mw: u32| {
+        WorkItem::Kernel(KernelSpec {
+            name: name.into(),
+            op_class: OpClass::Elementwise,
+            stream: 0,
+            duration_ns,
+            dynamic_mw,
+            launch: LaunchShape {
+                grid: [132, 1, 1],
+                block: [256, 1, 1],
+                shared_mem_bytes: 0,
+            },
+            region: format!("step/{name}"),
+            count: 1,
+            gap_ns: 5_000,
+        })
+    };
+    let mut items = Vec::new();
+    for _ in 0..6000 {
+        items.push(kernel("gemm", 300_000, 400_000));
+        items.push(kernel("relu", 30_000, 150_000));
+    }
+    let workload = Workload {
+        name: "steady mix".into(),
+        lead_idle_ns: 1_000_000_000,
+        tail_idle_ns: 1_000_000_000,
+        items,
+    };
+    for seed in [1, 2, 3] {
+        let run = simulate(
+            &workload,
+            &GpuModel::h200(),
+            &SensorProfile::default(),
+            seed,
+            T0,
+        );
+        let a = attribute(&run.trace, 0).unwrap();
+        let truth = truth_by_signature(&run, "gemm") + truth_by_signature(&run, "relu");
+        let step = a.regions.iter().find(|r| r.path == "step").unwrap();
+        assert!(
+            step.dynamic.low_mj <= truth && truth <= step.dynamic.high_mj,
+            "seed {seed}: truth {truth} mJ outside {:?}",
+            step.dynamic
+        );
+        assert_eq!(
+            step.dynamic.coverage,
+            Coverage::Measured,
+            "{:?}",
+            step.dynamic
+        );
+        let half = |e: &EnergyEstimate| (e.high_mj - e.low_mj) / 2.0;
+        let kernels: f64 = a.signatures.iter().map(|s| half(&s.dynamic)).sum();
+        assert!(
+            half(&step.dynamic) < kernels,
+            "the sum is tighter than its parts: {} vs {kernels}",
+            half(&step.dynamic)
+        );
+    }
+}

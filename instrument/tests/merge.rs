@@ -1,7 +1,7 @@
 //! Merging per-process traces: one GPU's work split over two processes merges back into a
 //! trace that attributes like the whole.
 
-use wattlens_instrument::merge::{merge, MergeError};
+use wattlens_instrument::merge::{add_power_outside, merge, MergeError};
 use wattlens_instrument::sim::{demo_workload, simulate, GpuModel};
 use wattlens_instrument::trace::{Annotation, Trace};
 use wattlens_instrument::{attribute, SensorProfile};
@@ -80,4 +80,45 @@ fn nothing_or_a_mix_of_simulated_and_real_traces_is_refused() {
     let (_, a, mut b) = split();
     b.meta.simulated = false;
     assert_eq!(merge(vec![a, b]).unwrap_err(), MergeError::MixedKinds(1));
+}
+
+#[test]
+fn a_baseline_reader_fills_in_the_power_a_process_did_not_read() {
+    let (whole, _, _) = split();
+    let work_from = whole.spans.iter().map(|s| s.start_ns).min().unwrap();
+    let work_to = whole.spans.iter().map(|s| s.end_ns).max().unwrap();
+    // The process read power only while it had CUDA up: no quiet window for idle power.
+    let mut process = whole.clone();
+    process
+        .power
+        .retain(|r| (work_from..=work_to).contains(&r.ts_ns()));
+    assert!(process.power.len() < whole.power.len());
+    assert!(
+        attribute(&process, 0).is_err(),
+        "no idle baseline without the extra readings"
+    );
+    // The baseline reader saw the same GPU (by UUID) as its device 1, before, during and after.
+    let mut extra = Trace::new(whole.meta.clone());
+    let mut other = whole.meta.devices[0].clone();
+    other.uuid = "GPU-another".into();
+    let mut same = whole.meta.devices[0].clone();
+    same.index = 1;
+    extra.meta.devices = vec![other, same];
+    extra.power = whole.power.iter().map(|r| r.with_device(1)).collect();
+    let own = process.power.len();
+    let added = add_power_outside(&mut process, &extra);
+    assert_eq!(
+        added,
+        whole.power.len() - own,
+        "nothing inside the process's interval"
+    );
+    assert_eq!(
+        process.power, whole.power,
+        "the process's own readings, and the reader's outside them: the whole series"
+    );
+    let (w, p) = (
+        attribute(&whole, 0).unwrap(),
+        attribute(&process, 0).unwrap(),
+    );
+    assert_eq!(w.closure.counter_mj, p.closure.counter_mj);
 }

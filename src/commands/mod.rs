@@ -7,6 +7,7 @@ pub mod demo;
 pub mod demo_gpu;
 pub mod export;
 pub mod report;
+pub mod run;
 pub mod validate;
 
 use std::fs::File;

@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+use wattlens_instrument::Trace;
+
 use crate::cli::{Format, ReportArgs};
 use crate::error::CliError;
 use crate::render::{self, Report};
@@ -15,9 +17,17 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
     for path in &args.traces {
         traces.push(super::load_trace(path)?);
     }
+    write(traces, args.chosen_format(), out)
+}
+
+/// Merge `traces` (one per process) per GPU and write their report in `format`.
+///
+/// # Errors
+/// [`CliError`] when the traces cannot be merged or attributed, or output fails.
+pub fn write(traces: Vec<Trace>, format: Format, out: &mut dyn Write) -> Result<(), CliError> {
     let merged = traces.len();
     let trace = wattlens_instrument::merge::merge(traces)?;
-    if merged > 1 && args.chosen_format() == Format::Table {
+    if merged > 1 && format == Format::Table {
         writeln!(
             out,
             "Merged {merged} traces (one per process) on {} GPU(s), matched by UUID.\n",
@@ -25,7 +35,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
         )?;
     }
     let report = Report::build(&trace)?;
-    match args.chosen_format() {
+    match format {
         Format::Table => {
             render::table::write(out, &report, None)?;
             render::waste::write(out, &report)?;

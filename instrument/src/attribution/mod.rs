@@ -349,7 +349,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             let (name, kind, launch) = design.keys[i];
             let name = trace.str(name).to_owned();
             let (r, launches, busy_ns, static_s) = group(&mut members_of[i].iter().copied());
-            let dynamic = r.estimate(beta, cov, t);
+            let dynamic = r.estimate(beta, cov, t, fit.joint.as_ref());
             let dynamic_power = if design.covered_ns[i] == 0 && !r.covered {
                 PowerEstimate {
                     mw: 0.0,
@@ -395,7 +395,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 op_class: class,
                 launches,
                 busy_ns,
-                dynamic: r.estimate(beta, cov, t),
+                dynamic: r.estimate(beta, cov, t, fit.joint.as_ref()),
                 static_share: static_estimate(static_s),
             }
         })
@@ -451,7 +451,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 path,
                 launches,
                 busy_ns,
-                dynamic: r.estimate(beta, cov, t),
+                dynamic: r.estimate(beta, cov, t, fit.joint.as_ref()),
                 static_share: static_estimate(static_s),
             }
         })

@@ -26,6 +26,51 @@ pub(crate) struct Fit {
     pub sample_rows: usize,
     /// Residual standard deviation of the sample rows, mW (noise plus model error).
     pub sample_sd_mw: f64,
+    /// The joint covariance of every signature, when some were clamped at zero.
+    pub joint: Option<Joint>,
+}
+
+/// The model-based covariance of all signatures at once, for sums over signatures that always
+/// run together (an unmodified program's steady mix): each alone is unresolved, but their sum
+/// is pinned by the counter. The block-robust variances of single signatures keep only the
+/// diagonal of the robust matrix where it is wider than the model's, which loses the strong
+/// negative correlation of such signatures; this keeps it, widened by the largest
+/// robust-to-model ratio. A vanishing ridge keeps the inverse finite; a sum the observations
+/// do not pin shows up as one the ridge decides, and is not used.
+pub(crate) struct Joint {
+    /// (XᵀWX + εI)⁻¹, mW².
+    pub inv: Square,
+    /// The ridge ε.
+    pub ridge: f64,
+    /// ∂β/∂P_idle per signature (from the same inverse).
+    pub idle_g: Vec<f64>,
+    /// Variance of the idle power estimate, mW².
+    pub idle_var: f64,
+    /// How far the block-robust variances of the fitted signatures exceeded the model's
+    /// (at least 1): the same widening is applied to sums.
+    pub inflation: f64,
+}
+
+impl Joint {
+    /// Variance of `Σ b_i β_i`, mW²·s², or `None` when the observations do not pin that sum.
+    pub fn variance(&self, b: &[(usize, f64)]) -> Option<f64> {
+        let n = self.inv.n;
+        let mut jb = vec![0.0; n];
+        for &(j, bj) in b {
+            for (i, v) in jb.iter_mut().enumerate() {
+                *v += self.inv.at(i, j) * bj;
+            }
+        }
+        let norm_b = b.iter().map(|&(_, x)| x * x).sum::<f64>().sqrt();
+        // (I − A·J)b = εJb: what of b lies outside what the observations span.
+        let outside = self.ridge * jb.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm_b.is_nan() || norm_b <= 0.0 || outside > 1e-3 * norm_b {
+            return None;
+        }
+        let q: f64 = b.iter().map(|&(i, bi)| bi * jb[i]).sum();
+        let gb: f64 = b.iter().map(|&(i, bi)| bi * self.idle_g[i]).sum();
+        Some(self.inflation * q.max(0.0) + self.idle_var * gb * gb)
+    }
 }
 
 /// One observation: sparse x, y, and ∂y/∂P_idle.
@@ -171,6 +216,7 @@ pub(crate) fn fit(
     let (ata, _, att) = combine(&var);
     let df = rows.len().saturating_sub(passive.len());
     let mut cov = Square::zeros(p);
+    let mut inflation = 1.0f64;
     if let Some(l) = ata.sub(&passive).cholesky() {
         let inv = cholesky_inverse(&l, passive.len());
         // How each passive coefficient moves when idle power moves: −(XᵀWX)⁻¹XᵀWt.
@@ -239,6 +285,9 @@ pub(crate) fn fit(
                 let mut v = robust(r, c);
                 if r == c {
                     // Never below the model's own variance.
+                    if inv.at(r, r) > 0.0 {
+                        inflation = inflation.max(v / inv.at(r, r));
+                    }
                     v = v.max(inv.at(r, r));
                 }
                 cov.a[i * p + j] = v + idle.var_mw2 * g[r] * g[c];
@@ -254,9 +303,34 @@ pub(crate) fn fit(
             f64::INFINITY
         };
     }
+
+    let joint = if p > 1 {
+        let max_diag = (0..p).map(|i| ata.at(i, i)).fold(0.0f64, f64::max);
+        let ridge = 1e-9 * max_diag;
+        let mut a = ata.clone();
+        for i in 0..p {
+            a.a[i * p + i] += ridge;
+        }
+        a.cholesky().filter(|_| ridge > 0.0).map(|l| {
+            let inv = cholesky_inverse(&l, p);
+            let idle_g = (0..p)
+                .map(|i| (0..p).map(|j| inv.at(i, j) * att[j]).sum())
+                .collect();
+            Joint {
+                inv,
+                ridge,
+                idle_g,
+                idle_var: idle.var_mw2,
+                inflation,
+            }
+        })
+    } else {
+        None
+    };
     Fit {
         beta,
         cov,
+        joint,
         t: t95(df),
         counter_rows,
         sample_rows: rows.len() - counter_rows,

@@ -1,6 +1,7 @@
 //! Sums of span energies (per signature, op class, region) with their joint uncertainty.
 
 use super::linalg::Square;
+use super::regression::Joint;
 use super::EnergyEstimate;
 
 /// One span's part: its signature-priced busy time and its directly integrated energy.
@@ -66,7 +67,15 @@ impl Rollup {
     }
 
     /// The group's dynamic energy with its 95% CI: `bᵀβ + direct`, variance `bᵀΣb + Σ var`.
-    pub fn estimate(&self, beta: &[f64], cov: &Square, t: f64) -> EnergyEstimate {
+    /// A group of several signatures takes its variance from `joint` where the observations
+    /// pin its sum.
+    pub fn estimate(
+        &self,
+        beta: &[f64],
+        cov: &Square,
+        t: f64,
+        joint: Option<&Joint>,
+    ) -> EnergyEstimate {
         if !self.covered {
             return EnergyEstimate::uncovered();
         }
@@ -74,6 +83,16 @@ impl Rollup {
             .filter(|&i| self.priced_s[i] > 0.0)
             .collect();
         let priced: f64 = nz.iter().map(|&i| beta[i] * self.priced_s[i]).sum();
+        let pinned = joint.filter(|_| nz.len() > 1).and_then(|j| {
+            let b: Vec<(usize, f64)> = nz.iter().map(|&i| (i, self.priced_s[i])).collect();
+            j.variance(&b)
+        });
+        if let Some(v) = pinned {
+            return EnergyEstimate::from_half_width(
+                priced + self.direct_mj,
+                t * (v + self.direct_var).max(0.0).sqrt(),
+            );
+        }
         let var: f64 = nz
             .iter()
             .flat_map(|&i| nz.iter().map(move |&j| (i, j)))

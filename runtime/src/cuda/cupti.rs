@@ -1,21 +1,14 @@
 //! [`CuptiApi`] over cudarc's CUPTI bindings: activity records for kernels, copies and
 //! memsets, collected process-wide by CUPTI's buffer callbacks.
 
-use std::alloc::{alloc, dealloc, Layout};
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cudarc::cupti::sys as cupti;
 use cudarc::driver::CudaContext;
-use wattlens_instrument::trace::{CopyDirection, LaunchShape};
 
-use crate::timing::{Activity, ActivityKind, CuptiApi, StreamKey, TimerError};
-
-/// Size of each activity buffer handed to CUPTI, bytes.
-const BUFFER_BYTES: usize = 8 << 20;
-/// Alignment CUPTI requires of activity buffers.
-const BUFFER_ALIGN: usize = 8;
+use super::cupti_records::{buffer_requested, drain_buffer, CuptiRecord};
+use crate::timing::{Activity, CuptiApi, StreamKey, TimerError};
 
 /// Records delivered by CUPTI, with the CUDA device ordinal each ran on.
 static RECORDS: Mutex<Vec<(u32, Activity)>> = Mutex::new(Vec::new());
@@ -87,140 +80,32 @@ pub(crate) fn pop_external() -> Result<(), TimerError> {
     })
 }
 
-unsafe extern "C" fn buffer_requested(
-    buffer: *mut *mut u8,
-    size: *mut usize,
-    max_records: *mut usize,
-) {
-    let Ok(layout) = Layout::from_size_align(BUFFER_BYTES, BUFFER_ALIGN) else {
-        return;
-    };
-    // SAFETY: CUPTI passes valid out-pointers; the layout has a non-zero size. A null
-    // allocation is reported to CUPTI as a zero-sized buffer, which makes it drop records.
-    unsafe {
-        let p = alloc(layout);
-        *buffer = p;
-        *size = if p.is_null() { 0 } else { BUFFER_BYTES };
-        *max_records = 0;
-    }
-}
-
 unsafe extern "C" fn buffer_completed(
     _ctx: cudarc::driver::sys::CUcontext,
     _stream_id: u32,
     buffer: *mut u8,
-    _size: usize,
+    size: usize,
     valid: usize,
 ) {
-    if buffer.is_null() {
-        return;
-    }
     let mut parsed = Vec::new();
-    let mut record: *mut cupti::CUpti_Activity = std::ptr::null_mut();
-    // SAFETY: `buffer` is one we allocated in `buffer_requested`, with `valid` bytes of
-    // records written by CUPTI; each record pointer CUPTI returns points into it.
+    // SAFETY: CUPTI hands back a buffer from `buffer_requested` with `valid` bytes of records.
     unsafe {
-        while cupti::cuptiActivityGetNextRecord(buffer, valid, &mut record)
-            == cupti::CUptiResult::CUPTI_SUCCESS
-        {
-            if let Some(r) = parse(record) {
-                parsed.push(r);
+        drain_buffer(buffer, size, valid, |r| match r {
+            CuptiRecord::Work {
+                device, activity, ..
+            } => parsed.push((device, activity)),
+            CuptiRecord::External {
+                correlation,
+                external,
+            } => {
+                lock(&EXTERNAL)
+                    .get_or_insert_with(HashMap::new)
+                    .insert(correlation, external);
             }
-        }
-        if let Ok(layout) = Layout::from_size_align(BUFFER_BYTES, BUFFER_ALIGN) {
-            dealloc(buffer, layout);
-        }
+            CuptiRecord::Sync { .. } => {}
+        });
     }
     lock(&RECORDS).extend(parsed);
-}
-
-/// One record, reduced; `None` for kinds this module does not read.
-///
-/// # Safety
-/// `record` must point to a complete activity record from CUPTI.
-unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<(u32, Activity)> {
-    // The kind is read as a plain integer: an enum read of a value Rust does not know is UB.
-    // SAFETY: every record starts with its 32-bit kind.
-    let kind = unsafe { std::ptr::read_unaligned(record.cast::<u32>()) };
-    if kind == cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL as u32
-        || kind == cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_KERNEL as u32
-    {
-        // SAFETY: kernel records of this CUPTI use this layout (its fields up to `name` are
-        // the same in every version since 4).
-        let k = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityKernel10>()) };
-        let name = if k.name.is_null() {
-            String::new()
-        } else {
-            // SAFETY: CUPTI's name is a NUL-terminated string valid while the record is.
-            unsafe { CStr::from_ptr(k.name) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        let u = |v: i32| u32::try_from(v).unwrap_or(0);
-        let shape = LaunchShape {
-            grid: [u(k.gridX), u(k.gridY), u(k.gridZ)],
-            block: [u(k.blockX), u(k.blockY), u(k.blockZ)],
-            shared_mem_bytes: u(k.dynamicSharedMemory),
-        };
-        return Some((
-            k.deviceId,
-            Activity {
-                kind: ActivityKind::Kernel { name, shape },
-                stream_id: k.streamId,
-                start_ns: k.start,
-                end_ns: k.end,
-                correlation_id: k.correlationId,
-            },
-        ));
-    }
-    if kind == cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION as u32 {
-        // SAFETY: external correlation records use this layout.
-        let x = unsafe {
-            std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityExternalCorrelation>())
-        };
-        lock(&EXTERNAL)
-            .get_or_insert_with(HashMap::new)
-            .insert(x.correlationId, x.externalId);
-        return None;
-    }
-    if kind == cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY as u32 {
-        // SAFETY: memcpy records of this CUPTI use this layout.
-        let m = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityMemcpy6>()) };
-        let direction = match m.copyKind {
-            1 => Some(CopyDirection::HostToDevice),
-            2 => Some(CopyDirection::DeviceToHost),
-            8 | 10 => Some(CopyDirection::DeviceToDevice),
-            _ => None,
-        };
-        return Some((
-            m.deviceId,
-            Activity {
-                kind: ActivityKind::Memcpy {
-                    bytes: m.bytes,
-                    direction,
-                },
-                stream_id: m.streamId,
-                start_ns: m.start,
-                end_ns: m.end,
-                correlation_id: m.correlationId,
-            },
-        ));
-    }
-    if kind == cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMSET as u32 {
-        // SAFETY: memset records of this CUPTI use this layout.
-        let m = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityMemset4>()) };
-        return Some((
-            m.deviceId,
-            Activity {
-                kind: ActivityKind::Memset { bytes: m.bytes },
-                stream_id: m.streamId,
-                start_ns: m.start,
-                end_ns: m.end,
-                correlation_id: m.correlationId,
-            },
-        ));
-    }
-    None
 }
 
 /// CUPTI for one device; activity stays enabled while any instance lives.

@@ -3,6 +3,7 @@
 //! instrumented launches, transfers, buffers and regions.
 
 mod cupti;
+pub mod cupti_records;
 mod device;
 mod error;
 mod events;

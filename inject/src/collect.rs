@@ -1,0 +1,299 @@
+//! Turning what CUPTI, NVTX and NVML delivered into trace records, written as they come so
+//! that a crash leaves a readable prefix. Nothing here touches CUDA: the hooks feed it, and
+//! tests feed it by hand.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::sync::Arc;
+
+use wattlens_instrument::format::{TraceError, TraceWriter};
+use wattlens_instrument::trace::{ClockSource, PowerReading, Span, SpanKind, StrId};
+use wattlens_runtime::clock_fit::{ClockMap, ClockPoint};
+use wattlens_runtime::cuda::cupti_records::CuptiRecord;
+use wattlens_runtime::timing::ActivityKind;
+
+use crate::demangle::display_name;
+use crate::regions::ClosedRegion;
+
+/// Calibration points the clock map is fitted over: the most recent ones, so a long run's
+/// fit stays cheap and follows slow drift.
+const FIT_WINDOW: usize = 40;
+
+/// What was written, for the closing log line and for tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Kernel spans.
+    pub kernels: u64,
+    /// Copy spans.
+    pub copies: u64,
+    /// Memset spans.
+    pub memsets: u64,
+    /// Host synchronisation spans.
+    pub syncs: u64,
+    /// NVTX range spans.
+    pub regions: u64,
+    /// Power readings.
+    pub readings: u64,
+    /// Records left out: host-to-host copies, records with no timestamps.
+    pub skipped: u64,
+}
+
+/// Writes one process's trace from the records it is handed.
+pub struct Collector<W: Write> {
+    out: TraceWriter<W>,
+    next_id: u64,
+    /// CUPTI context id → CUDA device ordinal, learned from work records.
+    contexts: HashMap<u32, u32>,
+    names: HashMap<String, StrId>,
+    points: VecDeque<ClockPoint>,
+    /// Every point, thinned to one a second or so, for the alignment record.
+    evidence: Vec<ClockPoint>,
+    map: Option<ClockMap>,
+    counts: Counts,
+}
+
+impl<W: Write> Collector<W> {
+    /// A collector writing through `out` (header and metadata already written).
+    pub fn new(out: TraceWriter<W>) -> Self {
+        Self {
+            out,
+            next_id: 1,
+            contexts: HashMap::new(),
+            names: HashMap::new(),
+            points: VecDeque::new(),
+            evidence: Vec::new(),
+            map: None,
+            counts: Counts::default(),
+        }
+    }
+
+    /// What was written so far.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Add a CUPTI-clock calibration point and refit the map.
+    pub fn calibrate(&mut self, point: ClockPoint) {
+        self.points.push_back(point);
+        if self.points.len() > FIT_WINDOW {
+            self.points.pop_front();
+        }
+        if self
+            .evidence
+            .last()
+            .is_none_or(|p| point.trace_ns.saturating_sub(p.trace_ns) >= 1_000_000_000)
+        {
+            self.evidence.push(point);
+        }
+        let window: Vec<ClockPoint> = self.points.iter().copied().collect();
+        self.map = ClockMap::fit(&window).or(self.map);
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn name(&mut self, raw: &str) -> Result<StrId, TraceError> {
+        if let Some(&id) = self.names.get(raw) {
+            return Ok(id);
+        }
+        let id = self.out.intern(&display_name(raw))?;
+        self.names.insert(raw.to_owned(), id);
+        Ok(id)
+    }
+
+    /// Write CUPTI's records as spans; `region_of` gives the NVTX path of the API call with a
+    /// correlation id, where one was open.
+    ///
+    /// # Errors
+    /// [`TraceError`] when the trace cannot be written.
+    pub fn records(
+        &mut self,
+        records: Vec<CuptiRecord>,
+        region_of: &mut dyn FnMut(u32) -> Option<Arc<str>>,
+    ) -> Result<(), TraceError> {
+        let Some(map) = self.map else {
+            self.counts.skipped += records.len() as u64;
+            return Ok(());
+        };
+        for record in records {
+            match record {
+                CuptiRecord::Work {
+                    device,
+                    context,
+                    memset_value,
+                    activity,
+                } => {
+                    self.contexts.insert(context, device);
+                    if activity.start_ns == 0 || activity.end_ns < activity.start_ns {
+                        self.counts.skipped += 1;
+                        continue;
+                    }
+                    let (kind, name, launch) = match &activity.kind {
+                        ActivityKind::Kernel { name, shape } => {
+                            self.counts.kernels += 1;
+                            (SpanKind::Kernel, self.name(name)?, Some(*shape))
+                        }
+                        ActivityKind::Memcpy { bytes, direction } => {
+                            let Some(direction) = *direction else {
+                                self.counts.skipped += 1;
+                                continue;
+                            };
+                            self.counts.copies += 1;
+                            let label = match direction {
+                                wattlens_instrument::trace::CopyDirection::HostToDevice => {
+                                    "memcpy HtoD"
+                                }
+                                wattlens_instrument::trace::CopyDirection::DeviceToHost => {
+                                    "memcpy DtoH"
+                                }
+                                _ => "memcpy DtoD",
+                            };
+                            let kind = SpanKind::Memcpy {
+                                direction,
+                                bytes: *bytes,
+                                content_digest: None,
+                            };
+                            (kind, self.out.intern(label)?, None)
+                        }
+                        ActivityKind::Memset { bytes } => {
+                            self.counts.memsets += 1;
+                            let kind = SpanKind::Memset {
+                                bytes: *bytes,
+                                value: u8::try_from(memset_value).unwrap_or(u8::MAX),
+                            };
+                            (kind, self.out.intern("memset")?, None)
+                        }
+                    };
+                    let region = match region_of(activity.correlation_id) {
+                        Some(path) => self.out.intern(&path)?,
+                        None => StrId::NONE,
+                    };
+                    let span = Span {
+                        id: self.id(),
+                        kind,
+                        device,
+                        stream: u64::from(activity.stream_id),
+                        start_ns: map.map_ns(activity.start_ns),
+                        end_ns: map.map_ns(activity.end_ns),
+                        name,
+                        launch,
+                        args_digest: 0,
+                        reads: Vec::new(),
+                        writes: Vec::new(),
+                        region,
+                        site: StrId::NONE,
+                        unknown_access: Vec::new(),
+                    };
+                    self.out.span(&span)?;
+                }
+                CuptiRecord::Sync {
+                    context,
+                    stream,
+                    start_ns,
+                    end_ns,
+                } => {
+                    if start_ns == 0 || end_ns < start_ns {
+                        self.counts.skipped += 1;
+                        continue;
+                    }
+                    self.counts.syncs += 1;
+                    let name = self.out.intern("synchronize")?;
+                    let span = Span {
+                        id: self.id(),
+                        kind: SpanKind::Sync,
+                        device: self.contexts.get(&context).copied().unwrap_or(0),
+                        stream: u64::from(stream),
+                        start_ns: map.map_ns(start_ns),
+                        end_ns: map.map_ns(end_ns),
+                        name,
+                        launch: None,
+                        args_digest: 0,
+                        reads: Vec::new(),
+                        writes: Vec::new(),
+                        region: StrId::NONE,
+                        site: StrId::NONE,
+                        unknown_access: Vec::new(),
+                    };
+                    self.out.span(&span)?;
+                }
+                CuptiRecord::External { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Write closed NVTX ranges as region spans (host times, already on the trace clock).
+    ///
+    /// # Errors
+    /// [`TraceError`] when the trace cannot be written.
+    pub fn regions(&mut self, regions: Vec<ClosedRegion>) -> Result<(), TraceError> {
+        for r in regions {
+            self.counts.regions += 1;
+            let name = self.out.intern(&r.name)?;
+            let region = self.out.intern(&r.path)?;
+            let span = Span {
+                id: self.id(),
+                kind: SpanKind::Region { depth: r.depth },
+                device: 0,
+                stream: 0,
+                start_ns: r.start_ns,
+                end_ns: r.end_ns,
+                name,
+                launch: None,
+                args_digest: 0,
+                reads: Vec::new(),
+                writes: Vec::new(),
+                region,
+                site: StrId::NONE,
+                unknown_access: Vec::new(),
+            };
+            self.out.span(&span)?;
+        }
+        Ok(())
+    }
+
+    /// Write power readings of CUDA device `device` (a sampler's own index is replaced).
+    ///
+    /// # Errors
+    /// [`TraceError`] when the trace cannot be written.
+    pub fn power(&mut self, device: u32, readings: &[PowerReading]) -> Result<(), TraceError> {
+        for r in readings {
+            self.counts.readings += 1;
+            self.out.power(&(*r).with_device(device))?;
+        }
+        Ok(())
+    }
+
+    /// Push everything written so far to the file.
+    ///
+    /// # Errors
+    /// [`TraceError`] when the file cannot be written.
+    pub fn flush(&mut self) -> Result<(), TraceError> {
+        self.out.flush()
+    }
+
+    /// Write the clock evidence (CUPTI's, and `more` from the samplers) and the end marker.
+    ///
+    /// # Errors
+    /// [`TraceError`] when the trace cannot be written.
+    pub fn finish(
+        mut self,
+        more: &[wattlens_instrument::trace::ClockAlignment],
+    ) -> Result<W, TraceError> {
+        if let Some(map) = self.map {
+            let devices: std::collections::BTreeSet<u32> =
+                self.contexts.values().copied().collect();
+            for device in devices {
+                self.out
+                    .alignment(&map.alignment(ClockSource::Cupti, device, &self.evidence))?;
+            }
+        }
+        for a in more {
+            self.out.alignment(a)?;
+        }
+        self.out.finish()
+    }
+}

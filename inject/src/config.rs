@@ -1,0 +1,167 @@
+//! What the injected process was asked to do, read once from its environment, and where its
+//! trace goes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Environment variable naming the trace path prefix; `wattlens run` sets it. Without it the
+/// library records nothing, so it never writes where nobody asked.
+pub const ENV_OUTPUT: &str = "WATTLENS_OUTPUT";
+/// Environment variable naming the libcupti to load (an absolute path).
+pub const ENV_CUPTI: &str = "WATTLENS_CUPTI";
+/// Environment variable: how often the trace is flushed to disk, ms.
+pub const ENV_FLUSH_MS: &str = "WATTLENS_FLUSH_MS";
+/// Environment variable: how long the power sensors are read after the program's last CUDA
+/// work at exit, ms.
+pub const ENV_TAIL_MS: &str = "WATTLENS_TAIL_MS";
+
+/// Environment variable choosing which callbacks run (`all`, `nvtx`, `none`); for measuring
+/// what each costs.
+pub const ENV_HOOKS: &str = "WATTLENS_HOOKS";
+
+/// Which CUPTI callbacks the library subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hooks {
+    /// NVTX ranges, and launch/copy/memset calls tagged with their range (the default).
+    All,
+    /// NVTX ranges only: work is not tagged with its range.
+    Nvtx,
+    /// None: activity records only.
+    None,
+}
+
+/// Default flush period: at most this much recording is lost to a SIGKILL.
+pub const DEFAULT_FLUSH_MS: u64 = 500;
+/// Default tail: one energy-counter period (100 ms) and a margin, so the counter has an
+/// update after the last work.
+pub const DEFAULT_TAIL_MS: u64 = 150;
+
+/// Why the environment could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No output was chosen.
+    #[error("{ENV_OUTPUT} is not set, so wattlens is not recording this process (run it under `wattlens run -- CMD`)")]
+    NoOutput,
+    /// A choice was not one of the known values.
+    #[error("{name}={value} is not one of all, nvtx, none; unset it or choose one")]
+    BadChoice {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A number did not parse.
+    #[error(
+        "{name}={value} is not a whole number of milliseconds; unset it or give one such as 500"
+    )]
+    BadNumber {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+/// The injected process's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The trace file of this process.
+    pub trace_path: PathBuf,
+    /// The libcupti to load, if named.
+    pub cupti: Option<PathBuf>,
+    /// Flush period.
+    pub flush: Duration,
+    /// Sensor tail read at exit.
+    pub tail: Duration,
+    /// The distributed rank (RANK, else LOCAL_RANK), where set.
+    pub rank: Option<u32>,
+    /// Callbacks to subscribe to.
+    pub hooks: Hooks,
+}
+
+impl Config {
+    /// Read the settings through `var` (the process environment in production), for process
+    /// `pid`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when no output is named or a number is malformed.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>, pid: u32) -> Result<Self, ConfigError> {
+        let prefix = var(ENV_OUTPUT)
+            .filter(|p| !p.is_empty())
+            .ok_or(ConfigError::NoOutput)?;
+        let ms = |name: &'static str, default: u64| match var(name) {
+            None => Ok(default),
+            Some(value) => value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ConfigError::BadNumber { name, value }),
+        };
+        let rank = ["RANK", "LOCAL_RANK"]
+            .iter()
+            .find_map(|k| var(k).and_then(|v| v.trim().parse::<u32>().ok()));
+        let hooks = match var(ENV_HOOKS).as_deref() {
+            None | Some("all") => Hooks::All,
+            Some("nvtx") => Hooks::Nvtx,
+            Some("none") => Hooks::None,
+            Some(other) => {
+                return Err(ConfigError::BadChoice {
+                    name: ENV_HOOKS,
+                    value: other.to_owned(),
+                })
+            }
+        };
+        Ok(Self {
+            hooks,
+            trace_path: trace_path(&prefix, rank, pid),
+            cupti: var(ENV_CUPTI).filter(|p| !p.is_empty()).map(PathBuf::from),
+            flush: Duration::from_millis(ms(ENV_FLUSH_MS, DEFAULT_FLUSH_MS)?.max(10)),
+            tail: Duration::from_millis(ms(ENV_TAIL_MS, DEFAULT_TAIL_MS)?),
+            rank,
+        })
+    }
+}
+
+/// The trace of one process: `PREFIX.rankR.pidP.wlt`, or `PREFIX.pidP.wlt` without a rank.
+/// The pid keeps processes of one rank (a re-exec, a spawned helper) apart.
+pub fn trace_path(prefix: &str, rank: Option<u32>, pid: u32) -> PathBuf {
+    match rank {
+        Some(r) => PathBuf::from(format!("{prefix}.rank{r}.pid{pid}.wlt")),
+        None => PathBuf::from(format!("{prefix}.pid{pid}.wlt")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn names_the_trace_after_rank_and_pid() {
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "/tmp/run"), ("RANK", "3")]), 42).unwrap();
+        assert_eq!(c.trace_path, PathBuf::from("/tmp/run.rank3.pid42.wlt"));
+        assert_eq!(c.rank, Some(3));
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "out"), ("LOCAL_RANK", "1")]), 7).unwrap();
+        assert_eq!(c.trace_path, PathBuf::from("out.rank1.pid7.wlt"));
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "out"), ("RANK", "x")]), 7).unwrap();
+        assert_eq!(c.trace_path, PathBuf::from("out.pid7.wlt"));
+        assert_eq!(c.flush, Duration::from_millis(DEFAULT_FLUSH_MS));
+    }
+
+    #[test]
+    fn refuses_to_record_without_an_output_and_names_bad_numbers() {
+        assert_eq!(
+            Config::from_env(env(&[]), 1).unwrap_err(),
+            ConfigError::NoOutput
+        );
+        let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_FLUSH_MS, "soon")]), 1).unwrap_err();
+        assert!(e.to_string().contains("WATTLENS_FLUSH_MS=soon"), "{e}");
+    }
+}

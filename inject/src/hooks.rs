@@ -1,0 +1,412 @@
+//! The CUPTI boundary: loading libcupti, activity buffers, and the callbacks that keep each
+//! thread's NVTX stack, tag API calls with their NVTX region, and announce new contexts.
+//!
+//! Every function CUPTI calls catches panics: a fault of ours must never unwind into CUDA or
+//! take the program down.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use cudarc::cupti::sys as cupti;
+use wattlens_instrument::clock::Clock;
+use wattlens_runtime::cuda::cupti_records::{buffer_requested, drain_buffer, set_buffer_bytes};
+
+use crate::config::Hooks;
+use crate::regions::RegionStack;
+use crate::state::{lock, shared, Pending, Shared};
+use crate::InjectError;
+
+/// Callback domains, as CUPTI numbers them (read as integers: an enum read of a value Rust
+/// does not know would be undefined behaviour).
+const DOMAIN_DRIVER: u32 = 1;
+const DOMAIN_RUNTIME: u32 = 2;
+const DOMAIN_RESOURCE: u32 = 3;
+const DOMAIN_NVTX: u32 = 5;
+/// `CUPTI_CBID_RESOURCE_CONTEXT_CREATED`.
+const CONTEXT_CREATED: u32 = 1;
+/// NVTX callback ids (`CUpti_nvtx_api_trace_cbid`).
+const NVTX_PUSH_A: u32 = 8;
+const NVTX_PUSH_W: u32 = 9;
+const NVTX_PUSH_EX: u32 = 10;
+const NVTX_POP: u32 = 11;
+const NVTX_DOMAIN_PUSH_EX: u32 = 33;
+const NVTX_DOMAIN_POP: u32 = 34;
+/// Size of CUPTI's activity buffers, bytes.
+const BUFFER_BYTES: usize = 1 << 20;
+/// Callback ids tried per API domain when looking for launches and copies by name.
+const MAX_CBID: u32 = 2048;
+
+/// Activity kinds recorded.
+const KINDS: [cupti::CUpti_ActivityKind; 4] = [
+    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
+    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY,
+    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMSET,
+    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_SYNCHRONIZATION,
+];
+
+/// A program thread's own state: its open ranges, its cache of path ids, and its buffer.
+struct ThreadState {
+    stack: RegionStack,
+    /// Path ids this thread has seen, by parent id then name: a push looks up borrowed text.
+    cache: HashMap<u32, HashMap<Box<str>, u32>>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+thread_local! {
+    static THREAD: RefCell<Option<ThreadState>> = const { RefCell::new(None) };
+}
+
+/// Run `f` on this thread's state (created on first use); `None` inside a nested callback
+/// or before the library started.
+fn with_thread<R>(f: impl FnOnce(&mut ThreadState, &'static Shared) -> R) -> Option<R> {
+    let shared = shared()?;
+    THREAD
+        .try_with(|t| {
+            let mut t = t.try_borrow_mut().ok()?;
+            let state = t.get_or_insert_with(|| ThreadState {
+                stack: RegionStack::default(),
+                cache: HashMap::new(),
+                pending: shared.register_thread(),
+            });
+            Some(f(state, shared))
+        })
+        .ok()
+        .flatten()
+}
+
+fn check(what: &'static str, r: cupti::CUptiResult) -> Result<(), InjectError> {
+    if r == cupti::CUptiResult::CUPTI_SUCCESS {
+        Ok(())
+    } else {
+        Err(InjectError::Cupti {
+            what,
+            message: format!("{r:?}"),
+        })
+    }
+}
+
+/// Make libcupti loadable: reuse one already in the process, else load `path` so that the
+/// bindings (which look it up by name) find it.
+///
+/// # Errors
+/// [`InjectError::NoCupti`] when no libcupti can be loaded.
+pub(crate) fn load_cupti(path: Option<&Path>) -> Result<(), InjectError> {
+    if let Some(path) = path {
+        if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+            // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept for the life
+            // of the process (never closed), as CUPTI must stay loaded.
+            let _ = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        }
+    }
+    // SAFETY: only tries to open the library by its candidate names.
+    if unsafe { cupti::is_culib_present() } {
+        Ok(())
+    } else {
+        Err(InjectError::NoCupti(
+            path.map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(none named; set WATTLENS_CUPTI)".into()),
+        ))
+    }
+}
+
+unsafe extern "C" fn buffer_completed(
+    _ctx: cudarc::driver::sys::CUcontext,
+    _stream_id: u32,
+    buffer: *mut u8,
+    size: usize,
+    valid: usize,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let mut parsed = Vec::new();
+        // SAFETY: CUPTI hands back a buffer from `buffer_requested` with `valid` bytes.
+        unsafe { drain_buffer(buffer, size, valid, |r| parsed.push(r)) };
+        if let Some(s) = shared() {
+            lock(&s.records).extend(parsed);
+        }
+    }));
+}
+
+/// Register the activity buffers and enable the recorded kinds.
+///
+/// # Errors
+/// [`InjectError::Cupti`] when CUPTI refuses (another tool may own it).
+pub(crate) fn enable_activity() -> Result<(), InjectError> {
+    // Small buffers: a periodic flush returns every full buffer, so at most about one
+    // buffer's records (a few thousand) wait in CUPTI when the process is killed.
+    set_buffer_bytes(BUFFER_BYTES);
+    // SAFETY: the callbacks match CUPTI's signatures and live for the whole process.
+    unsafe {
+        check(
+            "registering activity buffers",
+            cupti::cuptiActivityRegisterCallbacks(Some(buffer_requested), Some(buffer_completed)),
+        )?;
+        for kind in KINDS {
+            check(
+                "enabling activity records",
+                cupti::cuptiActivityEnable(kind),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Deliver CUPTI's buffers: completed ones only, or (`forced`, at exit) all of them.
+pub(crate) fn flush(forced: bool) {
+    // SAFETY: a plain CUPTI call.
+    let _ = unsafe { cupti::cuptiActivityFlushAll(u32::from(forced)) };
+}
+
+/// CUPTI's clock, ns.
+pub(crate) fn timestamp_ns() -> Option<u64> {
+    let mut t = 0u64;
+    // SAFETY: a valid out-pointer.
+    let r = unsafe { cupti::cuptiGetTimestamp(&mut t) };
+    (r == cupti::CUptiResult::CUPTI_SUCCESS).then_some(t)
+}
+
+/// Whether an API callback of this name issues GPU work a kernel/copy/memset record will
+/// report.
+fn issues_work(name: &str) -> bool {
+    ["Launch", "Memcpy", "Memset"]
+        .iter()
+        .any(|w| name.contains(w))
+}
+
+/// What the callbacks were enabled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Subscribed {
+    /// API callbacks enabled (launches, copies, memsets of both APIs).
+    pub api_callbacks: u32,
+}
+
+/// Subscribe to NVTX, context creation, and the launch/copy/memset calls of both APIs.
+///
+/// # Errors
+/// [`InjectError::Cupti`] when CUPTI refuses the subscription (one subscriber per process).
+pub(crate) fn subscribe(hooks: Hooks) -> Result<Subscribed, InjectError> {
+    if hooks == Hooks::None {
+        return Ok(Subscribed { api_callbacks: 0 });
+    }
+    type RawCallback = unsafe extern "C" fn(*mut c_void, u32, u32, *const c_void);
+    let raw: RawCallback = on_callback;
+    // SAFETY: the callback type differs from CUPTI's only in reading the domain enum as its
+    // underlying u32, which has the same ABI.
+    let callback: cupti::CUpti_CallbackFunc = Some(unsafe {
+        std::mem::transmute::<
+            RawCallback,
+            unsafe extern "C" fn(
+                *mut c_void,
+                cupti::CUpti_CallbackDomain,
+                cupti::CUpti_CallbackId,
+                *const c_void,
+            ),
+        >(raw)
+    });
+    let mut sub: cupti::CUpti_SubscriberHandle = std::ptr::null_mut();
+    use cupti::CUpti_CallbackDomain as D;
+    // SAFETY: valid out-pointer and callback; the subscriber lives for the process.
+    unsafe {
+        check(
+            "subscribing to callbacks",
+            cupti::cuptiSubscribe(&mut sub, callback, std::ptr::null_mut()),
+        )?;
+        check(
+            "enabling NVTX callbacks",
+            cupti::cuptiEnableDomain(1, sub, D::CUPTI_CB_DOMAIN_NVTX),
+        )?;
+        check(
+            "enabling context callbacks",
+            cupti::cuptiEnableCallback(1, sub, D::CUPTI_CB_DOMAIN_RESOURCE, CONTEXT_CREATED),
+        )?;
+    }
+    let mut api_callbacks = 0;
+    let domains = if hooks == Hooks::All {
+        vec![
+            D::CUPTI_CB_DOMAIN_RUNTIME_API,
+            D::CUPTI_CB_DOMAIN_DRIVER_API,
+        ]
+    } else {
+        Vec::new()
+    };
+    for domain in domains {
+        for cbid in 1..MAX_CBID {
+            let mut name: *const c_char = std::ptr::null();
+            // SAFETY: a valid out-pointer; an unknown id is refused with an error code.
+            let r = unsafe { cupti::cuptiGetCallbackName(domain, cbid, &mut name) };
+            if r != cupti::CUptiResult::CUPTI_SUCCESS || name.is_null() {
+                continue;
+            }
+            // SAFETY: CUPTI's callback names are static NUL-terminated strings.
+            let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+            // SAFETY: a valid subscriber, domain and id.
+            if issues_work(&name)
+                && unsafe { cupti::cuptiEnableCallback(1, sub, domain, cbid) }
+                    == cupti::CUptiResult::CUPTI_SUCCESS
+            {
+                api_callbacks += 1;
+            }
+        }
+    }
+    Ok(Subscribed { api_callbacks })
+}
+
+unsafe extern "C" fn on_callback(_user: *mut c_void, domain: u32, cbid: u32, data: *const c_void) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if data.is_null() {
+            return;
+        }
+        match domain {
+            // SAFETY: CUPTI passes this domain's data type.
+            DOMAIN_DRIVER | DOMAIN_RUNTIME => unsafe { on_api(data.cast()) },
+            // SAFETY: as above.
+            DOMAIN_NVTX => unsafe { on_nvtx(cbid, data.cast()) },
+            // SAFETY: as above.
+            DOMAIN_RESOURCE if cbid == CONTEXT_CREATED => unsafe { on_context(data.cast()) },
+            _ => {}
+        }
+    }));
+}
+
+/// An API call is entered: remember the NVTX region its work runs in.
+///
+/// # Safety
+/// `data` must be CUPTI's callback data of an API callback.
+unsafe fn on_api(data: *const cupti::CUpti_CallbackData) {
+    // SAFETY: per the contract; the site is read as an integer.
+    let (site, correlation) = unsafe {
+        (
+            std::ptr::read(std::ptr::addr_of!((*data).callbackSite).cast::<u32>()),
+            (*data).correlationId,
+        )
+    };
+    if site != 0 {
+        return;
+    }
+    with_thread(|t, _| {
+        if let Some(path) = t.stack.current() {
+            lock(&t.pending).correlations.push((correlation, path));
+        }
+    });
+}
+
+/// The message of an NVTX event attribute structure (ASCII or wide strings only).
+///
+/// # Safety
+/// `attr` must be null or point to an `nvtxEventAttributes_t` of version 1 or later.
+unsafe fn attr_message<'a>(attr: *const u8) -> Option<Cow<'a, str>> {
+    if attr.is_null() {
+        return None;
+    }
+    // SAFETY: nvtxEventAttributes_t: messageType (i32) at offset 32, the message pointer at 40.
+    let (kind, ptr) = unsafe {
+        (
+            std::ptr::read_unaligned(attr.add(32).cast::<i32>()),
+            std::ptr::read_unaligned(attr.add(40).cast::<*const c_void>()),
+        )
+    };
+    match kind {
+        // SAFETY: an ASCII message is a NUL-terminated string.
+        1 => unsafe { c_text(ptr.cast()) },
+        // SAFETY: a wide message is a NUL-terminated wchar_t string.
+        2 => unsafe { wide_text(ptr.cast()) },
+        _ => None,
+    }
+}
+
+/// # Safety
+/// `p` must be null or a NUL-terminated string that outlives the result.
+unsafe fn c_text<'a>(p: *const c_char) -> Option<Cow<'a, str>> {
+    // SAFETY: per the contract.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy())
+}
+
+/// # Safety
+/// `p` must be null or a NUL-terminated `wchar_t` (32-bit on Linux) string.
+unsafe fn wide_text<'a>(p: *const u32) -> Option<Cow<'a, str>> {
+    if p.is_null() {
+        return None;
+    }
+    let mut s = String::new();
+    for i in 0..4096 {
+        // SAFETY: within the string, which ends at its NUL.
+        let c = unsafe { *p.add(i) };
+        if c == 0 {
+            break;
+        }
+        s.push(char::from_u32(c).unwrap_or('?'));
+    }
+    Some(Cow::Owned(s))
+}
+
+/// An NVTX range was pushed or popped on this thread.
+///
+/// # Safety
+/// `data` must be CUPTI's NVTX callback data for callback `cbid`.
+unsafe fn on_nvtx(cbid: u32, data: *const cupti::CUpti_NvtxData) {
+    // SAFETY: per the contract.
+    let params = unsafe { (*data).functionParams }.cast::<*const c_void>();
+    let pushed = match cbid {
+        // SAFETY: nvtxRangePushA_params { const char* message }.
+        NVTX_PUSH_A if !params.is_null() => unsafe { c_text((*params).cast()) },
+        // SAFETY: nvtxRangePushW_params { const wchar_t* message }.
+        NVTX_PUSH_W if !params.is_null() => unsafe { wide_text((*params).cast()) },
+        // SAFETY: nvtxRangePushEx_params { const nvtxEventAttributes_t* eventAttrib }.
+        NVTX_PUSH_EX if !params.is_null() => unsafe { attr_message((*params).cast()) },
+        // SAFETY: nvtxDomainRangePushEx_params { nvtxDomainHandle_t domain; eventAttrib }.
+        NVTX_DOMAIN_PUSH_EX if !params.is_null() => unsafe {
+            attr_message((*params.add(1)).cast())
+        },
+        NVTX_POP | NVTX_DOMAIN_POP => {
+            with_thread(|t, s| {
+                if let Some(c) = t.stack.pop(s.clock.now_ns()) {
+                    lock(&t.pending).closed.push(c);
+                }
+            });
+            return;
+        }
+        _ => return,
+    };
+    let name = pushed.unwrap_or(Cow::Borrowed("(unnamed range)"));
+    with_thread(|t, s| {
+        if t.stack.full() {
+            t.stack.push(0, 0); // counted, so that its pop balances
+            return;
+        }
+        let parent = t.stack.current();
+        let key = parent.unwrap_or(u32::MAX);
+        let cached = t.cache.get(&key).and_then(|m| m.get(&*name)).copied();
+        let id = match cached {
+            Some(id) => id,
+            None => {
+                let id = lock(&s.paths).intern(parent, &name);
+                t.cache
+                    .entry(key)
+                    .or_default()
+                    .insert(Box::from(&*name), id);
+                id
+            }
+        };
+        t.stack.push(id, s.clock.now_ns());
+    });
+}
+
+/// A context was created: tell the writer which device to read power from.
+///
+/// # Safety
+/// `data` must be CUPTI's resource callback data.
+unsafe fn on_context(data: *const cupti::CUpti_ResourceData) {
+    let mut device = 0u32;
+    // SAFETY: the context CUPTI reports is live during its creation callback.
+    let r = unsafe { cupti::cuptiGetDeviceId((*data).context as _, &mut device) };
+    if r == cupti::CUptiResult::CUPTI_SUCCESS {
+        if let Some(s) = shared() {
+            lock(&s.new_devices).push(device);
+            crate::signals::wake();
+        }
+    }
+}

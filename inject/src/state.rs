@@ -1,0 +1,80 @@
+//! What the callbacks hand to the writer thread: the one piece of process-wide state.
+//!
+//! Callbacks run on the program's threads, on its hot path (every launch, every NVTX push),
+//! so each thread appends to its own buffer under its own lock, which only the writer ever
+//! contends for; the region path table is shared but is touched only for paths a thread has
+//! not seen yet.
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use wattlens_instrument::clock::HostClock;
+use wattlens_runtime::cuda::cupti_records::CuptiRecord;
+
+use crate::regions::{Closed, PathTable};
+
+/// What one program thread recorded since the writer last looked.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// (correlation id of an API call, path id of the range it was made in).
+    pub correlations: Vec<(u32, u32)>,
+    /// Ranges closed.
+    pub closed: Vec<Closed>,
+}
+
+/// Queues filled by CUPTI's callbacks and drained by the writer.
+pub(crate) struct Shared {
+    /// The trace clock.
+    pub clock: Arc<HostClock>,
+    /// Activity records CUPTI delivered.
+    pub records: Mutex<Vec<CuptiRecord>>,
+    /// Region paths by id.
+    pub paths: Mutex<PathTable>,
+    /// Every program thread's buffer.
+    pub threads: Mutex<Vec<Arc<Mutex<Pending>>>>,
+    /// Devices that got a context, not yet seen by the writer.
+    pub new_devices: Mutex<Vec<u32>>,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// Lock `m`, taking over a lock a panicking thread left behind.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The shared state, once [`init`] ran.
+pub(crate) fn shared() -> Option<&'static Shared> {
+    SHARED.get()
+}
+
+/// Create the shared state (once per process) on `clock`.
+pub(crate) fn init(clock: Arc<HostClock>) -> &'static Shared {
+    SHARED.get_or_init(|| Shared {
+        clock,
+        records: Mutex::new(Vec::new()),
+        paths: Mutex::new(PathTable::default()),
+        threads: Mutex::new(Vec::new()),
+        new_devices: Mutex::new(Vec::new()),
+    })
+}
+
+impl Shared {
+    /// A new buffer for a program thread, registered for the writer.
+    pub fn register_thread(&self) -> Arc<Mutex<Pending>> {
+        let p = Arc::new(Mutex::new(Pending::default()));
+        lock(&self.threads).push(p.clone());
+        p
+    }
+
+    /// Everything the threads recorded since the last call.
+    pub fn take_pending(&self) -> Pending {
+        let threads: Vec<Arc<Mutex<Pending>>> = lock(&self.threads).clone();
+        let mut all = Pending::default();
+        for t in threads {
+            let mut p = lock(&t);
+            all.correlations.append(&mut p.correlations);
+            all.closed.append(&mut p.closed);
+        }
+        all
+    }
+}

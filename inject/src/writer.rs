@@ -1,0 +1,368 @@
+//! The writer thread: every flush period (or when woken) it takes what the callbacks queued,
+//! maps CUPTI times onto the trace clock, drains the power samplers, and pushes it all to the
+//! trace file; at exit it reads the sensors' tail and closes the trace.
+
+use std::collections::HashMap;
+use std::ffi::c_int;
+use std::fs::File;
+use std::io::BufWriter;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use wattlens_instrument::clock::{Clock, HostClock};
+use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection};
+use wattlens_instrument::power::Sampler;
+use wattlens_instrument::trace::{ClockAlignment, DeviceInfo, RunMeta};
+use wattlens_instrument::{SensorProfile, TraceWriter};
+use wattlens_runtime::clock_fit::ClockPoint;
+
+use crate::collect::Collector;
+use crate::config::Config;
+use crate::hooks;
+use crate::regions::ClosedRegion;
+use crate::signals;
+use crate::state::{lock, Shared};
+
+/// Share of one core the power sampler may spend reading NVML.
+const SAMPLER_CPU_BUDGET: f64 = 0.008;
+/// How long exit waits for the writer to close the trace.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// The running writer: how to stop it and learn that it stopped.
+struct Running {
+    stop: Arc<AtomicBool>,
+    done: Mutex<Option<Receiver<()>>>,
+}
+
+static RUNNING: OnceLock<Running> = OnceLock::new();
+
+/// Start the writer thread for `config`, woken through `wake_fd`.
+///
+/// # Errors
+/// [`crate::InjectError::Os`] when the thread cannot be started.
+pub(crate) fn start(
+    config: Config,
+    shared: &'static Shared,
+    wake_fd: c_int,
+    start_unix_ns: u64,
+) -> Result<(), crate::InjectError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = channel();
+    let writer = Writer {
+        config,
+        shared,
+        start_unix_ns,
+        collector: None,
+        samplers: Vec::new(),
+        devices: Vec::new(),
+        correlations: HashMap::new(),
+        failed: false,
+    };
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("wattlens-writer".into())
+        .spawn(move || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                writer.run(wake_fd, &flag);
+            }));
+            let _ = tx.send(());
+        })
+        .map_err(|e| crate::InjectError::Os(format!("cannot start the writer thread: {e}")))?;
+    let _ = RUNNING.set(Running {
+        stop,
+        done: Mutex::new(Some(rx)),
+    });
+    Ok(())
+}
+
+/// Stop the writer and wait (bounded) for it to close the trace; called at exit.
+pub(crate) fn stop() {
+    let Some(r) = RUNNING.get() else { return };
+    r.stop.store(true, Ordering::SeqCst);
+    signals::wake();
+    if let Some(rx) = lock(&r.done).take() {
+        if rx.recv_timeout(EXIT_WAIT).is_err() {
+            crate::log(
+                "the trace was not closed in time at exit; what was flushed before is readable",
+            );
+        }
+    }
+}
+
+struct Writer {
+    config: Config,
+    shared: &'static Shared,
+    start_unix_ns: u64,
+    collector: Option<Collector<BufWriter<File>>>,
+    /// (CUDA ordinal, its sampler).
+    samplers: Vec<(u32, Sampler)>,
+    /// Devices of the trace's metadata, by CUDA ordinal.
+    devices: Vec<DeviceInfo>,
+    /// The NVTX path id of API calls made inside a range, by correlation id.
+    correlations: HashMap<u32, u32>,
+    failed: bool,
+}
+
+impl Writer {
+    fn run(mut self, wake_fd: c_int, stop: &AtomicBool) {
+        signals::block_in_this_thread();
+        loop {
+            let (generation, forced) = signals::requested();
+            let stopping = stop.load(Ordering::SeqCst);
+            self.cycle(forced || stopping);
+            signals::flushed(generation);
+            if stopping {
+                self.finish();
+                return;
+            }
+            wait(wake_fd, self.config.flush);
+        }
+    }
+
+    fn fail(&mut self, what: impl std::fmt::Display) {
+        crate::log(format!(
+            "cannot write the trace {}: {what}; recording stops here, the program goes on",
+            self.config.trace_path.display()
+        ));
+        self.collector = None;
+        self.failed = true;
+    }
+
+    fn cycle(&mut self, forced: bool) {
+        let new_devices = std::mem::take(&mut *lock(&self.shared.new_devices));
+        hooks::flush(forced);
+        let has_records = !lock(&self.shared.records).is_empty();
+        if self.collector.is_none() && !self.failed && (has_records || !new_devices.is_empty()) {
+            self.create();
+        }
+        for d in new_devices {
+            self.start_sampler(d);
+        }
+        let Some(c) = self.collector.as_mut() else {
+            return;
+        };
+        let clock = &self.shared.clock;
+        let before = clock.now_ns();
+        if let Some(foreign_ns) = hooks::timestamp_ns() {
+            let after = clock.now_ns();
+            c.calibrate(ClockPoint {
+                foreign_ns,
+                trace_ns: before + (after - before) / 2,
+                half_width_ns: (after - before).div_ceil(2),
+            });
+        }
+        let records = std::mem::take(&mut *lock(&self.shared.records));
+        // After the flush: every record delivered was launched before it, so the range its
+        // launch was made in is already in the threads' buffers.
+        let pending = self.shared.take_pending();
+        remember(&mut self.correlations, &pending.correlations);
+        let paths = lock(&self.shared.paths);
+        let correlations = &self.correlations;
+        let mut result = c.records(records, &mut |id| {
+            correlations
+                .get(&id)
+                .and_then(|&p| paths.get(p))
+                .map(|(_, path)| path)
+        });
+        if result.is_ok() {
+            let regions = pending
+                .closed
+                .iter()
+                .filter_map(|r| {
+                    let (name, path) = paths.get(r.path)?;
+                    Some(ClosedRegion {
+                        name,
+                        path,
+                        depth: r.depth,
+                        start_ns: r.start_ns,
+                        end_ns: r.end_ns,
+                    })
+                })
+                .collect();
+            result = c.regions(regions);
+        }
+        drop(paths);
+        let mut readings = Vec::new();
+        for (device, sampler) in &self.samplers {
+            readings.clear();
+            sampler.drain(&mut readings);
+            if result.is_ok() {
+                result = c.power(*device, &readings);
+            }
+        }
+        if let Err(e) = result.and_then(|()| c.flush()) {
+            self.fail(e);
+        }
+    }
+
+    fn create(&mut self) {
+        self.devices = enumerate_devices();
+        if self.devices.is_empty() {
+            // The trace's spans must name a device of its metadata.
+            self.devices.push(DeviceInfo {
+                name: "unknown (CUDA could not list its devices)".into(),
+                ..DeviceInfo::default()
+            });
+        }
+        let meta = RunMeta {
+            tool_version: concat!("wattlens-inject ", env!("CARGO_PKG_VERSION")).to_owned(),
+            simulated: false,
+            host: std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
+            command: command_line(),
+            start_unix_ns: self.start_unix_ns,
+            driver: driver_version(),
+            devices: self.devices.clone(),
+            sensor_profile: SensorProfile::h200_2026_11_22(),
+        };
+        match TraceWriter::create(&self.config.trace_path, &meta) {
+            Ok(w) => self.collector = Some(Collector::new(w)),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn start_sampler(&mut self, device: u32) {
+        if self.samplers.iter().any(|(d, _)| *d == device) {
+            return;
+        }
+        let Some(info) = self.devices.iter().find(|d| d.index == device) else {
+            return;
+        };
+        let clock: Arc<HostClock> = self.shared.clock.clone();
+        let started = open_nvml(
+            &DeviceSelection::Uuids(vec![info.uuid.clone()]),
+            clock.clone(),
+            SensorProfile::h200_2026_11_22(),
+            SAMPLER_CPU_BUDGET,
+        )
+        .and_then(|source| Sampler::start(source, clock));
+        match started {
+            Ok(s) => self.samplers.push((device, s)),
+            Err(e) => crate::log(format!(
+                "cannot read the power of GPU {device} ({e}); its kernels are recorded without energy"
+            )),
+        }
+    }
+
+    fn finish(&mut self) {
+        std::thread::sleep(self.config.tail);
+        self.cycle(true);
+        let mut alignments: Vec<ClockAlignment> = Vec::new();
+        let mut tail = Vec::new();
+        for (device, sampler) in self.samplers.drain(..) {
+            let (readings, report) = sampler.stop();
+            alignments.extend(report.alignments);
+            tail.push((device, readings));
+        }
+        let Some(mut c) = self.collector.take() else {
+            return;
+        };
+        for (device, readings) in &tail {
+            if let Err(e) = c.power(*device, readings) {
+                self.fail(e);
+                return;
+            }
+        }
+        let counts = c.counts();
+        match c.finish(&alignments) {
+            Ok(_) => crate::log(format!(
+                "trace written to {}: {} kernels, {} copies, {} memsets, {} NVTX ranges, {} power readings",
+                self.config.trace_path.display(),
+                counts.kernels,
+                counts.copies,
+                counts.memsets,
+                counts.regions,
+                counts.readings
+            )),
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+/// Correlation ids remembered at most; the oldest half is dropped beyond it (an API call
+/// CUPTI reports no work for, such as a runtime call's inner driver call, stays otherwise).
+const MAX_CORRELATIONS: usize = 400_000;
+
+/// Add `pairs` to `map`, dropping the oldest ids when it grows past [`MAX_CORRELATIONS`].
+/// Ids are kept, not consumed: one graph launch reports many kernels.
+fn remember(map: &mut HashMap<u32, u32>, pairs: &[(u32, u32)]) {
+    map.extend(pairs.iter().copied());
+    if map.len() > MAX_CORRELATIONS {
+        if let Some(newest) = map.keys().max().copied() {
+            let keep_from = newest.saturating_sub((MAX_CORRELATIONS / 2) as u32);
+            map.retain(|&c, _| c >= keep_from);
+        }
+    }
+}
+
+/// Sleep until woken through `fd` or `period` passes, then empty the pipe.
+fn wait(fd: c_int, period: Duration) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = c_int::try_from(period.as_millis()).unwrap_or(c_int::MAX);
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) };
+    let mut buf = [0u8; 64];
+    // SAFETY: reads into a valid buffer from our non-blocking pipe until it is empty.
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// Every CUDA device of the process, indexed by CUDA ordinal (read without creating a
+/// context).
+fn enumerate_devices() -> Vec<DeviceInfo> {
+    use cudarc::driver::{result::device, sys};
+    // SAFETY: only probes for the library by name (it is loaded: CUDA called us).
+    if !unsafe { sys::is_culib_present() } {
+        return Vec::new();
+    }
+    let count = device::get_count().unwrap_or(0);
+    (0..count)
+        .filter_map(|i| {
+            let dev = device::get(i).ok()?;
+            let name = device::get_name(dev).unwrap_or_default();
+            let uuid = device::get_uuid(dev)
+                .map(|u| wattlens_runtime::cuda::format_uuid(&u.bytes))
+                .unwrap_or_default();
+            // SAFETY: a valid device handle and attribute.
+            let sms = unsafe {
+                device::get_attribute(
+                    dev,
+                    sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                )
+            }
+            .unwrap_or(0);
+            Some(DeviceInfo {
+                index: u32::try_from(i).ok()?,
+                name,
+                uuid,
+                sm_count: u32::try_from(sms).unwrap_or(0),
+                power_limit_mw: 0,
+            })
+        })
+        .collect()
+}
+
+fn driver_version() -> Option<String> {
+    let mut v: c_int = 0;
+    // SAFETY: a valid out-pointer; the driver is loaded and initialised (CUDA called us).
+    let r = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+    (r == cudarc::driver::sys::CUresult::CUDA_SUCCESS)
+        .then(|| format!("CUDA {}.{}", v / 1000, (v % 1000) / 10))
+}
+
+fn command_line() -> Vec<String> {
+    std::fs::read("/proc/self/cmdline")
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

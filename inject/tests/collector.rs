@@ -1,0 +1,272 @@
+//! The collector on hand-made CUPTI records: spans, regions, clock mapping, and a trace that
+//! is readable before it is closed.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use wattlens_inject::collect::Collector;
+use wattlens_inject::regions::ClosedRegion;
+use wattlens_instrument::format::{read_trace, read_trace_prefix};
+use wattlens_instrument::trace::{
+    CopyDirection, DeviceInfo, LaunchShape, PowerReading, RunMeta, SpanKind, Trace,
+};
+use wattlens_instrument::TraceWriter;
+use wattlens_runtime::clock_fit::ClockPoint;
+use wattlens_runtime::cuda::cupti_records::CuptiRecord;
+use wattlens_runtime::timing::{Activity, ActivityKind};
+
+/// A writer whose bytes the test can read while the collector still holds it.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// CUPTI's clock runs 1 000 000 ns behind the trace clock.
+const OFFSET_NS: u64 = 1_000_000;
+
+fn kernel(name: &str, start: u64, end: u64, correlation: u32) -> CuptiRecord {
+    CuptiRecord::Work {
+        device: 1,
+        context: 7,
+        memset_value: 0,
+        activity: Activity {
+            kind: ActivityKind::Kernel {
+                name: name.into(),
+                shape: LaunchShape {
+                    grid: [132, 1, 1],
+                    block: [256, 1, 1],
+                    shared_mem_bytes: 0,
+                },
+            },
+            stream_id: 13,
+            start_ns: start,
+            end_ns: end,
+            correlation_id: correlation,
+        },
+    }
+}
+
+fn collector(buf: &Shared) -> Collector<Shared> {
+    let meta = RunMeta {
+        command: vec!["python3".into(), "infer.py".into()],
+        devices: (0..2)
+            .map(|index| DeviceInfo {
+                index,
+                ..DeviceInfo::default()
+            })
+            .collect(),
+        ..RunMeta::default()
+    };
+    let mut c = Collector::new(TraceWriter::new(buf.clone(), &meta).unwrap());
+    for k in 0..3u64 {
+        let foreign_ns = 10_000_000 + k * 500_000_000;
+        c.calibrate(ClockPoint {
+            foreign_ns,
+            trace_ns: foreign_ns + OFFSET_NS,
+            half_width_ns: 500,
+        });
+    }
+    c
+}
+
+#[test]
+fn records_become_spans_with_regions_on_the_trace_clock() {
+    let buf = Shared::default();
+    let mut c = collector(&buf);
+    let records = vec![
+        kernel(
+            "_ZN2at6native18elementwise_kernelILi128ELi4EEEviT_",
+            20_000_000,
+            20_050_000,
+            41,
+        ),
+        kernel("ampere_sgemm_128x64_nn", 20_100_000, 20_400_000, 42),
+        CuptiRecord::Work {
+            device: 1,
+            context: 7,
+            memset_value: 0,
+            activity: Activity {
+                kind: ActivityKind::Memcpy {
+                    bytes: 4096,
+                    direction: Some(CopyDirection::HostToDevice),
+                },
+                stream_id: 13,
+                start_ns: 19_000_000,
+                end_ns: 19_010_000,
+                correlation_id: 40,
+            },
+        },
+        CuptiRecord::Work {
+            device: 1,
+            context: 7,
+            memset_value: 0,
+            activity: Activity {
+                kind: ActivityKind::Memcpy {
+                    bytes: 64,
+                    direction: None,
+                },
+                stream_id: 13,
+                start_ns: 19_020_000,
+                end_ns: 19_030_000,
+                correlation_id: 43,
+            },
+        },
+        CuptiRecord::Work {
+            device: 1,
+            context: 7,
+            memset_value: 0xff,
+            activity: Activity {
+                kind: ActivityKind::Memset { bytes: 512 },
+                stream_id: 13,
+                start_ns: 19_040_000,
+                end_ns: 19_041_000,
+                correlation_id: 44,
+            },
+        },
+        CuptiRecord::Sync {
+            context: 7,
+            stream: 13,
+            start_ns: 20_000_000,
+            end_ns: 20_500_000,
+        },
+        kernel("never_finished", 0, 0, 45),
+    ];
+    let mut regions = |id: u32| (id == 42).then(|| Arc::<str>::from("model/layer0/mlp"));
+    c.records(records, &mut regions).unwrap();
+    c.regions(vec![ClosedRegion {
+        name: "mlp".into(),
+        path: "model/layer0/mlp".into(),
+        depth: 2,
+        start_ns: 21_000_000,
+        end_ns: 21_500_000,
+    }])
+    .unwrap();
+    c.power(
+        1,
+        &[PowerReading::Sample {
+            device: 0,
+            ts_ns: 21_000_000,
+            raw_ts_us: 21_000,
+            power_mw: 300_000,
+        }],
+    )
+    .unwrap();
+    let counts = c.counts();
+    assert_eq!(
+        (
+            counts.kernels,
+            counts.copies,
+            counts.memsets,
+            counts.syncs,
+            counts.regions
+        ),
+        (2, 1, 1, 1, 1)
+    );
+    assert_eq!(
+        counts.skipped, 2,
+        "a host-to-host copy and an unfinished kernel"
+    );
+    c.finish(&[]).unwrap();
+
+    let trace: Trace = read_trace(&buf.0.lock().unwrap()[..]).unwrap();
+    let kernels: Vec<_> = trace
+        .spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Kernel)
+        .collect();
+    assert_eq!(
+        trace.str(kernels[0].name),
+        "at::native::elementwise_kernel<128, 4>"
+    );
+    assert_eq!(kernels[0].start_ns, 20_000_000 + OFFSET_NS);
+    assert_eq!(kernels[0].end_ns, 20_050_000 + OFFSET_NS);
+    assert_eq!(kernels[0].device, 1);
+    assert_eq!(kernels[0].stream, 13);
+    assert_eq!(trace.str(kernels[0].region), "");
+    assert_eq!(trace.str(kernels[1].region), "model/layer0/mlp");
+    assert_eq!(kernels[1].launch.unwrap().grid, [132, 1, 1]);
+    let memset = trace
+        .spans
+        .iter()
+        .find(|s| matches!(s.kind, SpanKind::Memset { .. }))
+        .unwrap();
+    assert_eq!(
+        memset.kind,
+        SpanKind::Memset {
+            bytes: 512,
+            value: 0xff
+        }
+    );
+    let sync = trace
+        .spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Sync)
+        .unwrap();
+    assert_eq!(sync.device, 1, "the sync's context was seen on device 1");
+    let region = trace
+        .spans
+        .iter()
+        .find(|s| matches!(s.kind, SpanKind::Region { depth: 2 }))
+        .unwrap();
+    assert_eq!(
+        (trace.str(region.name), trace.str(region.region)),
+        ("mlp", "model/layer0/mlp")
+    );
+    assert_eq!(trace.power.len(), 1);
+    assert_eq!(
+        trace.power[0].device(),
+        1,
+        "readings carry the CUDA ordinal"
+    );
+    assert_eq!(
+        trace.alignments.len(),
+        1,
+        "CUPTI clock evidence for device 1"
+    );
+    let mut ids: Vec<u64> = trace.spans.iter().map(|s| s.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), trace.spans.len(), "span ids are unique");
+}
+
+#[test]
+fn a_trace_cut_off_after_a_flush_is_readable_up_to_it() {
+    let buf = Shared::default();
+    let mut c = collector(&buf);
+    let mut none = |_: u32| None;
+    c.records(vec![kernel("k1", 20_000_000, 20_100_000, 1)], &mut none)
+        .unwrap();
+    c.flush().unwrap();
+    // The process is killed here: the collector never finishes.
+    let bytes = buf.0.lock().unwrap().clone();
+    let recovered = read_trace_prefix(&bytes[..]).unwrap();
+    assert!(
+        recovered.stopped.is_some(),
+        "no end marker: the reader says so"
+    );
+    assert_eq!(recovered.trace.spans.len(), 1);
+    assert_eq!(recovered.trace.meta.command, vec!["python3", "infer.py"]);
+    // A cut in the middle of a record keeps the records before it.
+    let recovered = read_trace_prefix(&bytes[..bytes.len() - 3]).unwrap();
+    assert_eq!(recovered.trace.spans.len(), 0);
+    assert_eq!(recovered.trace.meta.command, vec!["python3", "infer.py"]);
+}
+
+#[test]
+fn records_before_any_clock_point_are_counted_not_guessed() {
+    let buf = Shared::default();
+    let meta = RunMeta::default();
+    let mut c = Collector::new(TraceWriter::new(buf.clone(), &meta).unwrap());
+    let mut none = |_: u32| None;
+    c.records(vec![kernel("k", 5, 10, 1)], &mut none).unwrap();
+    assert_eq!(c.counts().kernels, 0);
+    assert_eq!(c.counts().skipped, 1);
+}

@@ -1,0 +1,227 @@
+//! Reading CUPTI activity records: one parser shared by the session's CUPTI timer and the
+//! injection library, so both read the same layouts the same way.
+
+use std::alloc::{alloc, dealloc, Layout};
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cudarc::cupti::sys as cupti;
+use wattlens_instrument::trace::{CopyDirection, LaunchShape};
+
+use crate::timing::{Activity, ActivityKind};
+
+/// Size of each activity buffer handed to CUPTI, bytes (8 MiB unless changed).
+static BUFFER_BYTES: AtomicUsize = AtomicUsize::new(8 << 20);
+/// Alignment CUPTI requires of activity buffers.
+const BUFFER_ALIGN: usize = 8;
+
+/// Set the size of the buffers handed to CUPTI from now on. CUPTI's periodic (unforced) flush
+/// returns only buffers whose records are all complete, so a busy GPU keeps its current buffer
+/// back: smaller buffers bound how much a killed process loses.
+pub fn set_buffer_bytes(bytes: usize) {
+    BUFFER_BYTES.store(bytes.max(64 << 10), Ordering::Relaxed);
+}
+
+/// CUPTI's buffer-request callback: hands CUPTI a buffer, freed by [`drain_buffer`].
+///
+/// # Safety
+/// Called by CUPTI only, with valid out-pointers.
+pub unsafe extern "C" fn buffer_requested(
+    buffer: *mut *mut u8,
+    size: *mut usize,
+    max_records: *mut usize,
+) {
+    let bytes = BUFFER_BYTES.load(Ordering::Relaxed);
+    let Ok(layout) = Layout::from_size_align(bytes, BUFFER_ALIGN) else {
+        return;
+    };
+    // SAFETY: CUPTI passes valid out-pointers; the layout has a non-zero size. A null
+    // allocation is reported to CUPTI as a zero-sized buffer, which makes it drop records.
+    unsafe {
+        let p = alloc(layout);
+        *buffer = p;
+        *size = if p.is_null() { 0 } else { bytes };
+        *max_records = 0;
+    }
+}
+
+/// Hand each record of a completed buffer to `each`, then free the buffer.
+///
+/// # Safety
+/// `buffer` must be null or one [`buffer_requested`] allocated with `size` bytes, holding
+/// `valid` bytes of records CUPTI wrote; it must not be used afterwards.
+pub unsafe fn drain_buffer(
+    buffer: *mut u8,
+    size: usize,
+    valid: usize,
+    mut each: impl FnMut(CuptiRecord),
+) {
+    if buffer.is_null() {
+        return;
+    }
+    let mut record: *mut cupti::CUpti_Activity = std::ptr::null_mut();
+    // SAFETY: per this function's contract; each record pointer CUPTI returns points into the
+    // buffer, which is freed only after the last one is read.
+    unsafe {
+        while cupti::cuptiActivityGetNextRecord(buffer, valid, &mut record)
+            == cupti::CUptiResult::CUPTI_SUCCESS
+        {
+            if let Some(r) = parse(record) {
+                each(r);
+            }
+        }
+        if let Ok(layout) = Layout::from_size_align(size, BUFFER_ALIGN) {
+            dealloc(buffer, layout);
+        }
+    }
+}
+
+/// One activity record, reduced to what wattlens reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CuptiRecord {
+    /// A kernel, copy or memset.
+    Work {
+        /// CUDA device ordinal it ran on.
+        device: u32,
+        /// CUPTI's id of the context it ran in.
+        context: u32,
+        /// The byte value a memset wrote (0 for other work).
+        memset_value: u32,
+        /// What ran, where and when (CUPTI timestamps).
+        activity: Activity,
+    },
+    /// An external correlation id CUPTI attached to an API call.
+    External {
+        /// CUPTI's correlation id of the call.
+        correlation: u32,
+        /// The external id pushed around it.
+        external: u64,
+    },
+    /// The host waited on a stream, event or context.
+    Sync {
+        /// CUPTI's id of the context.
+        context: u32,
+        /// CUPTI's stream id (`u32::MAX` for a context-wide wait).
+        stream: u32,
+        /// Start, CUPTI timestamp ns.
+        start_ns: u64,
+        /// End, CUPTI timestamp ns.
+        end_ns: u64,
+    },
+}
+
+fn c_string(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        // SAFETY: CUPTI's strings are NUL-terminated and valid while their record is.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+/// Direction of a CUPTI copy kind, where it maps onto one (host-to-host copies do not).
+pub fn copy_direction(copy_kind: u8) -> Option<CopyDirection> {
+    match copy_kind {
+        1 => Some(CopyDirection::HostToDevice),
+        2 => Some(CopyDirection::DeviceToHost),
+        8 | 10 => Some(CopyDirection::DeviceToDevice),
+        _ => None,
+    }
+}
+
+/// One record, reduced; `None` for kinds wattlens does not read.
+///
+/// # Safety
+/// `record` must point to a complete activity record from CUPTI.
+pub unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<CuptiRecord> {
+    use cupti::CUpti_ActivityKind as K;
+    // The kind is read as a plain integer: an enum read of a value Rust does not know is UB.
+    // SAFETY: every record starts with its 32-bit kind.
+    let kind = unsafe { std::ptr::read_unaligned(record.cast::<u32>()) };
+    if kind == K::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL as u32
+        || kind == K::CUPTI_ACTIVITY_KIND_KERNEL as u32
+    {
+        // SAFETY: kernel records of this CUPTI use this layout (its fields up to `name` are
+        // the same in every version since 4).
+        let k = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityKernel10>()) };
+        let u = |v: i32| u32::try_from(v).unwrap_or(0);
+        let shape = LaunchShape {
+            grid: [u(k.gridX), u(k.gridY), u(k.gridZ)],
+            block: [u(k.blockX), u(k.blockY), u(k.blockZ)],
+            shared_mem_bytes: u(k.dynamicSharedMemory),
+        };
+        return Some(CuptiRecord::Work {
+            device: k.deviceId,
+            context: k.contextId,
+            memset_value: 0,
+            activity: Activity {
+                kind: ActivityKind::Kernel {
+                    name: c_string(k.name),
+                    shape,
+                },
+                stream_id: k.streamId,
+                start_ns: k.start,
+                end_ns: k.end,
+                correlation_id: k.correlationId,
+            },
+        });
+    }
+    if kind == K::CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION as u32 {
+        // SAFETY: external correlation records use this layout.
+        let x = unsafe {
+            std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityExternalCorrelation>())
+        };
+        return Some(CuptiRecord::External {
+            correlation: x.correlationId,
+            external: x.externalId,
+        });
+    }
+    if kind == K::CUPTI_ACTIVITY_KIND_MEMCPY as u32 {
+        // SAFETY: memcpy records of this CUPTI use this layout.
+        let m = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityMemcpy6>()) };
+        return Some(CuptiRecord::Work {
+            device: m.deviceId,
+            context: m.contextId,
+            memset_value: 0,
+            activity: Activity {
+                kind: ActivityKind::Memcpy {
+                    bytes: m.bytes,
+                    direction: copy_direction(m.copyKind),
+                },
+                stream_id: m.streamId,
+                start_ns: m.start,
+                end_ns: m.end,
+                correlation_id: m.correlationId,
+            },
+        });
+    }
+    if kind == K::CUPTI_ACTIVITY_KIND_MEMSET as u32 {
+        // SAFETY: memset records of this CUPTI use this layout.
+        let m = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityMemset4>()) };
+        return Some(CuptiRecord::Work {
+            device: m.deviceId,
+            context: m.contextId,
+            memset_value: m.value,
+            activity: Activity {
+                kind: ActivityKind::Memset { bytes: m.bytes },
+                stream_id: m.streamId,
+                start_ns: m.start,
+                end_ns: m.end,
+                correlation_id: m.correlationId,
+            },
+        });
+    }
+    if kind == K::CUPTI_ACTIVITY_KIND_SYNCHRONIZATION as u32 {
+        // SAFETY: synchronisation records start with this layout in every CUPTI since 6.
+        let s = unsafe {
+            std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivitySynchronization>())
+        };
+        return Some(CuptiRecord::Sync {
+            context: s.contextId,
+            stream: s.streamId,
+            start_ns: s.start,
+            end_ns: s.end,
+        });
+    }
+    None
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""A small PyTorch transformer (torch.nn, random weights) doing batched inference, with an
+NVTX range around every module's forward: the unmodified program `wattlens run` is tested on.
+
+    python3 scripts/torch_infer.py [--seconds S | --steps N] [--torch-profiler] [--crash | --kill-self]
+
+It prints one JSON line: steps done and the inference loop's wall time. With --torch-profiler
+the loop runs under torch.profiler (CPU and CUDA activities), the comparison for wattlens'
+overhead. --crash ends in a segmentation fault and --kill-self in SIGKILL, after the work:
+the trace must survive both.
+"""
+import argparse
+import ctypes
+import json
+import os
+import signal
+import time
+
+import torch
+import torch.nn as nn
+
+
+def nvtx_per_module(model):
+    """Push an NVTX range named after each module around its forward, as emit_nvtx would."""
+    for name, module in model.named_modules():
+        parts = name.split(".") if name else []
+        label = parts[-1] if parts else "model"
+        if len(parts) >= 2 and parts[-2] == "layers":
+            label = f"layer{label}"
+        elif label.isdigit():
+            label = type(module).__name__.lower()  # mlp.0 -> linear, mlp.1 -> gelu
+
+        def pre(_m, _inp, label=label):
+            torch.cuda.nvtx.range_push(label)
+
+        def post(_m, _inp, _out):
+            torch.cuda.nvtx.range_pop()
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d)
+        self.attention = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x):
+        h = self.norm1(x)
+        x = x + self.attention(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class Model(nn.Module):
+    def __init__(self, vocab=32000, d=1024, heads=16, layers=6):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, d)
+        self.layers = nn.Sequential(*[Block(d, heads) for _ in range(layers)])
+        self.norm = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, tokens):
+        return self.lm_head(self.norm(self.layers(self.embedding(tokens))))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=0, help="a fixed number of steps instead")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--torch-profiler", action="store_true")
+    p.add_argument("--crash", action="store_true")
+    p.add_argument("--kill-self", action="store_true")
+    a = p.parse_args()
+
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    model = Model().to(dev, dtype=torch.bfloat16).eval()
+    nvtx_per_module(model)
+    tokens = torch.randint(0, 32000, (a.batch, a.seq), device=dev)
+
+    def loop():
+        steps = 0
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            while (steps < a.steps) if a.steps else (time.perf_counter() - t0 < a.seconds):
+                torch.cuda.nvtx.range_push("request")
+                logits = model(tokens)
+                next_token = logits[:, -1].argmax(-1).cpu()  # one host read per step
+                torch.cuda.nvtx.range_pop()
+                steps += 1
+        torch.cuda.synchronize()
+        return steps, time.perf_counter() - t0, int(next_token[0])
+
+    with torch.no_grad():
+        model(tokens)  # warm-up: cuBLAS handles, kernel selection
+    torch.cuda.synchronize()
+    if a.torch_profiler:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            steps, loop_s, tok = loop()
+        events = len(prof.events())
+    else:
+        steps, loop_s, tok = loop()
+        events = 0
+    print(json.dumps({"steps": steps, "loop_s": loop_s, "token": tok, "profiler_events": events}),
+          flush=True)
+    if a.crash:
+        ctypes.string_at(0)  # SIGSEGV
+    if a.kill_self:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+//! `wattlens run`'s own view of the GPUs' power: read from before the command starts until
+//! after it ends. An unmodified program may keep its GPU busy from its first CUDA call to its
+//! exit, leaving its trace no quiet window to measure idle power in; these readings give it
+//! one before and one after, added to each process's trace outside what it read itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wattlens_instrument::clock::HostClock;
+use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection};
+use wattlens_instrument::power::{PowerSource, Sampler};
+use wattlens_instrument::trace::{DeviceInfo, PowerReading, RunMeta, Trace};
+use wattlens_instrument::SensorProfile;
+
+/// Quiet time read before the command starts: three energy-counter windows and a margin
+/// (attribution takes idle power from at least three quiet windows before the work).
+pub const BEFORE: Duration = Duration::from_millis(600);
+/// Quiet time read after the command ends (past the 100 ms settling the attribution skips).
+pub const AFTER: Duration = Duration::from_millis(500);
+
+/// Share of a core the reader may spend: enough to read the energy counter at each of its
+/// 100 ms updates (a read costs about 1.6 ms), so that the quiet time before and after gives
+/// several idle windows. It runs in wattlens' own process, beside the command, not in it.
+pub const CPU_BUDGET: f64 = 0.03;
+
+/// A running reader of the GPUs the command can see.
+pub struct Baseline {
+    sampler: Sampler,
+    devices: Vec<DeviceInfo>,
+    start_unix_ns: u64,
+}
+
+impl Baseline {
+    /// Start reading every GPU `CUDA_VISIBLE_DEVICES` leaves visible (all without it).
+    ///
+    /// # Errors
+    /// A sentence saying why NVML cannot read the GPUs (no driver, no GPU).
+    pub fn start() -> Result<Self, String> {
+        let clock = Arc::new(HostClock::new());
+        let selection = match std::env::var("CUDA_VISIBLE_DEVICES") {
+            Ok(v) => DeviceSelection::CudaVisible(v),
+            Err(_) => DeviceSelection::All,
+        };
+        let source = open_nvml(
+            &selection,
+            clock.clone(),
+            SensorProfile::h200_2026_11_22(),
+            CPU_BUDGET,
+        )
+        .map_err(|e| e.to_string())?;
+        let devices = source.devices().to_vec();
+        let start_unix_ns = wattlens_instrument::clock::Clock::now_ns(&*clock);
+        let sampler = Sampler::start(source, clock).map_err(|e| e.to_string())?;
+        Ok(Self {
+            sampler,
+            devices,
+            start_unix_ns,
+        })
+    }
+
+    /// Stop reading; the readings, as a trace with devices and power only.
+    pub fn finish(self) -> Trace {
+        let (mut power, report) = self.sampler.stop();
+        power.sort_by_key(PowerReading::ts_ns);
+        let mut t = Trace::new(RunMeta {
+            tool_version: concat!("wattlens ", env!("CARGO_PKG_VERSION")).to_owned(),
+            start_unix_ns: self.start_unix_ns,
+            devices: self.devices,
+            ..RunMeta::default()
+        });
+        t.power = power;
+        t.alignments = report.alignments;
+        t
+    }
+}

@@ -1,0 +1,244 @@
+//! `wattlens run -- CMD`: run an unmodified program with the injection library attached,
+//! collect the trace each of its CUDA processes wrote, and report them merged per GPU.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use wattlens_instrument::merge::add_power_outside;
+use wattlens_instrument::Trace;
+
+use crate::baseline::{self, Baseline};
+use crate::cli::RunArgs;
+use crate::error::CliError;
+use crate::{child, locate};
+
+/// Run `wattlens run`.
+///
+/// # Errors
+/// [`CliError::Usage`] for a bad output folder or a command that cannot be started,
+/// [`CliError::Setup`] without the injection library, [`CliError::ChildExit`] carrying the
+/// child's exit code when it failed (after the report), and report errors.
+pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let lib = locate::injection_library(args.inject_lib.as_deref())?;
+    let cupti = locate::cupti(args.cupti.as_deref())?;
+    if cupti.is_none() {
+        eprintln!(
+            "wattlens: warning: no libcupti found in LD_LIBRARY_PATH, $CUDA_HOME or /usr/local/cuda; CUDA processes will run unrecorded (name one with --cupti PATH)"
+        );
+    }
+    let (dir, stem) = split_output(&args.output)?;
+    let Some((program, rest)) = args.command.split_first() else {
+        return Err(CliError::Usage(
+            "no command to run; give it after `--`, as in `wattlens run -- python3 infer.py`"
+                .into(),
+        ));
+    };
+    let baseline = match Baseline::start() {
+        Ok(b) => {
+            std::thread::sleep(baseline::BEFORE);
+            Some(b)
+        }
+        Err(e) => {
+            eprintln!("wattlens: note: cannot read GPU power from wattlens itself ({e}); each trace keeps only what its process read");
+            None
+        }
+    };
+    let since = SystemTime::now();
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .env("CUDA_INJECTION64_PATH", &lib)
+        .env("WATTLENS_OUTPUT", dir.join(&stem));
+    if let Some(c) = &cupti {
+        cmd.env("WATTLENS_CUPTI", c);
+        if std::env::var_os("NVTX_INJECTION64_PATH").is_none() {
+            cmd.env("NVTX_INJECTION64_PATH", c);
+        }
+    }
+    let status = child::run(&mut cmd).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            CliError::Usage(format!(
+                "cannot run `{program}`: no such command; check its name and PATH"
+            ))
+        } else {
+            CliError::Setup(format!("cannot run `{program}`: {e}"))
+        }
+    })?;
+    let code = child::exit_code(status);
+    let baseline = baseline.map(|b| {
+        std::thread::sleep(baseline::AFTER);
+        b.finish()
+    });
+
+    let mut paths = process_traces(&dir, &stem, since);
+    if let [only] = paths.as_slice() {
+        if std::fs::rename(only, &args.output).is_ok() {
+            paths = vec![args.output.clone()];
+        }
+    }
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    match paths.len() {
+        0 => {}
+        1 => eprintln!("wattlens: trace: {}", shown.join("")),
+        n => eprintln!(
+            "wattlens: {n} traces (one per CUDA process): {}",
+            shown.join(" ")
+        ),
+    }
+    let traces = load_and_complete(&paths, baseline.as_ref())?;
+    if !args.no_report {
+        report(traces, cupti.is_some(), program, args, out)?;
+    }
+    if code != 0 {
+        return Err(CliError::ChildExit(code));
+    }
+    Ok(())
+}
+
+/// Read each process's trace and add the baseline readings outside what it read itself,
+/// rewriting the files that gained some.
+fn load_and_complete(paths: &[PathBuf], baseline: Option<&Trace>) -> Result<Vec<Trace>, CliError> {
+    let mut traces = Vec::with_capacity(paths.len());
+    for p in paths {
+        let mut t = super::load_trace(p)?;
+        if let Some(b) = baseline {
+            if add_power_outside(&mut t, b) > 0 {
+                super::save_trace(p, &t)?;
+            }
+        }
+        traces.push(t);
+    }
+    Ok(traces)
+}
+
+/// Print the report of `traces`, or say why there is none.
+fn report(
+    traces: Vec<Trace>,
+    attached: bool,
+    program: &str,
+    args: &RunArgs,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if traces.is_empty() {
+        if attached {
+            writeln!(
+                out,
+                "No GPU work was seen: no process of `{program}` created a CUDA context, so there is nothing to attribute."
+            )?;
+        } else {
+            writeln!(
+                out,
+                "No trace was written: without libcupti, wattlens could not attach to `{program}`."
+            )?;
+        }
+        return Ok(());
+    }
+    let work = traces
+        .iter()
+        .flat_map(|t| &t.spans)
+        .filter(|s| s.is_device_work())
+        .count();
+    if work == 0 {
+        writeln!(
+            out,
+            "No GPU work was seen: {} process(es) of `{program}` opened CUDA but ran no kernels, copies or memsets.",
+            traces.len()
+        )?;
+        return Ok(());
+    }
+    super::report::write(traces, args.format, out)
+}
+
+/// The output's folder (which must exist) and its file stem.
+fn split_output(output: &Path) -> Result<(PathBuf, OsString), CliError> {
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "the output folder {} does not exist; create it or choose another --output",
+            dir.display()
+        )));
+    }
+    let stem = if output.extension().is_some_and(|e| e == "wlt") {
+        output.file_stem()
+    } else {
+        output.file_name()
+    };
+    let stem = stem.map(OsString::from).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--output {} names no file; give a path such as run.wlt",
+            output.display()
+        ))
+    })?;
+    Ok((dir, stem))
+}
+
+/// True when `name` is a per-process trace of output stem `stem`:
+/// `STEM.pidP.wlt` or `STEM.rankR.pidP.wlt`.
+pub fn is_process_trace(stem: &str, name: &str) -> bool {
+    let Some(middle) = name
+        .strip_prefix(stem)
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(|r| r.strip_suffix(".wlt"))
+    else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let pid = match middle.split_once('.') {
+        Some((rank, pid)) => match rank.strip_prefix("rank") {
+            Some(r) if digits(r) => pid,
+            _ => return false,
+        },
+        None => middle,
+    };
+    pid.strip_prefix("pid").is_some_and(digits)
+}
+
+/// The per-process traces in `dir` written since `since`, sorted by name.
+fn process_traces(dir: &Path, stem: &OsString, since: SystemTime) -> Vec<PathBuf> {
+    let stem = stem.to_string_lossy();
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| is_process_trace(&stem, &e.file_name().to_string_lossy()))
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since)
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_per_process_traces_only() {
+        assert!(is_process_trace("run", "run.pid42.wlt"));
+        assert!(is_process_trace("run", "run.rank3.pid42.wlt"));
+        assert!(!is_process_trace("run", "run.wlt"));
+        assert!(!is_process_trace("run", "run.pid.wlt"));
+        assert!(!is_process_trace("run", "run.rankx.pid4.wlt"));
+        assert!(!is_process_trace("run", "rerun.pid4.wlt"));
+        assert!(!is_process_trace("run", "run.pid4.wlt.tmp"));
+    }
+
+    #[test]
+    fn output_folder_must_exist() {
+        assert!(matches!(
+            split_output(Path::new("/no/such/folder/run.wlt")),
+            Err(CliError::Usage(_))
+        ));
+        let (dir, stem) = split_output(Path::new("run.wlt")).unwrap_or_default();
+        assert_eq!((dir, stem), (PathBuf::from("."), OsString::from("run")));
+    }
+}

@@ -1,0 +1,64 @@
+// A plain CUDA program that calls cuBLAS, with NVTX ranges: what `wattlens run` must attach
+// to without any change. Built on the GPU machine by the GPU tests:
+//   nvcc -O2 -o cublas_app cublas_app.cu -lcublas
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <nvtx3/nvToolsExt.h>
+
+__global__ void fill(float* x, int n, float scale) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = scale * static_cast<float>(i % 7);
+}
+
+__global__ void relu(float* x, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n && x[i] < 0.f) x[i] = 0.f;
+}
+
+#define CHECK(call)                                                      \
+  do {                                                                   \
+    if ((call) != 0) {                                                   \
+      std::fprintf(stderr, "%s failed at line %d\n", #call, __LINE__);   \
+      return 1;                                                          \
+    }                                                                    \
+  } while (0)
+
+int main(int argc, char** argv) {
+  const int n = 2048;
+  const int steps = argc > 1 ? std::atoi(argv[1]) : 2000;
+  const int elems = n * n;
+  float *a, *b, *c;
+  CHECK(cudaMalloc(&a, elems * sizeof(float)));
+  CHECK(cudaMalloc(&b, elems * sizeof(float)));
+  CHECK(cudaMalloc(&c, elems * sizeof(float)));
+  std::vector<float> host(elems, 0.5f);
+  nvtxRangePushA("upload");
+  CHECK(cudaMemcpy(a, host.data(), elems * sizeof(float), cudaMemcpyHostToDevice));
+  fill<<<(elems + 255) / 256, 256>>>(b, elems, 0.25f);
+  nvtxRangePop();
+  cublasHandle_t handle;
+  CHECK(cublasCreate(&handle));
+  const float one = 1.f, zero = 0.f;
+  for (int s = 0; s < steps; ++s) {
+    nvtxRangePushA("step");
+    nvtxRangePushA("gemm");
+    CHECK(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, n, b, n, &zero, c, n));
+    nvtxRangePop();
+    nvtxRangePushA("relu");
+    relu<<<(elems + 255) / 256, 256>>>(c, elems);
+    nvtxRangePop();
+    nvtxRangePop();
+  }
+  CHECK(cudaMemcpy(host.data(), c, elems * sizeof(float), cudaMemcpyDeviceToHost));
+  CHECK(cudaDeviceSynchronize());
+  std::printf("cublas_app: %d steps, c[1] = %g\n", steps, host[1]);
+  cublasDestroy(handle);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  return 0;
+}

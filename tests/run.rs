@@ -1,0 +1,252 @@
+//! `wattlens run -- CMD`: the command runs unchanged, wattlens exits with its code, and on a
+//! GPU machine each CUDA process leaves a trace that survives crashes and kills.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use wattlens_instrument::names::class_from_name;
+use wattlens_instrument::OpClass;
+
+use super::{exe, scratch, text, wattlens};
+
+/// `wattlens run` with `args` before `--` and `cmd` after it.
+fn run(args: &[&str], cmd: &[&str]) -> Output {
+    Command::new(exe())
+        .arg("run")
+        .args(args)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_program_without_cuda_runs_unchanged_and_keeps_its_exit_code() {
+    let dir = scratch("run-nocuda");
+    let output = dir.join("run.wlt");
+    // --cupti names any existing file: without CUDA the library is never loaded.
+    let out = run(
+        &["-o", output.to_str().unwrap(), "--cupti", "/bin/sh"],
+        &["sh", "-c", "echo child says $CUDA_INJECTION64_PATH; exit 3"],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("child says /") && stdout.contains("libwattlens_inject.so"),
+        "the child got the injection library: {stdout}"
+    );
+    assert!(
+        stdout.contains("No GPU work was seen"),
+        "wattlens says so: {stdout}"
+    );
+    assert!(!output.exists());
+    assert!(text(&out.stderr).contains("exited with code 3"));
+}
+
+#[test]
+fn bad_run_arguments_get_one_sentence_and_exit_2() {
+    let out = run(&["-o", "/no/such/folder/run.wlt"], &["true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("output folder /no/such/folder does not exist"));
+    let dir = scratch("run-nocmd");
+    let out = run(
+        &[
+            "-o",
+            dir.join("r.wlt").to_str().unwrap(),
+            "--cupti",
+            "/bin/sh",
+        ],
+        &["no-such-command-wattlens"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no such command"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = wattlens(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "clap: the command is required");
+}
+
+// ---- on a GPU machine ----
+
+/// The repository root (tests run from the package folder, which is the root).
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn torch_script() -> String {
+    let local = Path::new("scripts/torch_infer.py");
+    if local.exists() {
+        local.to_str().unwrap().to_owned()
+    } else {
+        repo().join("scripts/torch_infer.py").display().to_string()
+    }
+}
+
+/// The JSON report of `traces`.
+fn json_report(traces: &[&Path]) -> serde_json::Value {
+    let mut args = vec!["report", "--json"];
+    args.extend(traces.iter().map(|t| t.to_str().unwrap()));
+    let out = wattlens(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn kernel_names(report: &serde_json::Value) -> Vec<String> {
+    report["devices"][0]["attribution"]["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_pytorch_inference_gets_joules_per_kernel_and_per_nvtx_range() {
+    let dir = scratch("run-torch");
+    let trace = dir.join("torch.wlt");
+    let out = run(
+        &["-o", trace.to_str().unwrap()],
+        &["python3", &torch_script(), "--seconds", "6"],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    assert!(stdout.contains("Energy per kernel"), "{stdout}");
+    assert!(
+        trace.exists(),
+        "one process: the trace is renamed to --output"
+    );
+    let report = json_report(&[&trace]);
+    let names = kernel_names(&report);
+    assert!(
+        names
+            .iter()
+            .any(|n| class_from_name(n) == Some(OpClass::Matmul)),
+        "cuBLAS kernels: {names:?}"
+    );
+    let regions: Vec<String> = report["devices"][0]["attribution"]["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        regions.iter().any(|r| r.contains("layer0/attention")),
+        "NVTX ranges per module: {regions:?}"
+    );
+    let closure = &report["devices"][0]["attribution"]["closure"];
+    let counter = closure["counter_mj"].as_f64().unwrap();
+    let residual = closure["residual_mj"].as_f64().unwrap();
+    assert!(counter > 0.0);
+    assert!(
+        residual.abs() < 0.01 * counter,
+        "idle + attributed must close on the counter within 1%: {closure}"
+    );
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_a_cuda_program_calling_cublas_is_recorded() {
+    let dir = scratch("run-cublas");
+    let app = dir.join("cublas_app");
+    let src = repo().join("tests/data/cublas_app.cu");
+    let nvcc = ["nvcc", "/usr/local/cuda/bin/nvcc"]
+        .into_iter()
+        .find(|n| Command::new(n).arg("--version").output().is_ok())
+        .expect("nvcc is on a GPU machine");
+    let built = Command::new(nvcc)
+        .args([
+            "-O2",
+            "-o",
+            app.to_str().unwrap(),
+            src.to_str().unwrap(),
+            "-lcublas",
+        ])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let trace = dir.join("app.wlt");
+    let out = run(
+        &["-o", trace.to_str().unwrap()],
+        &[app.to_str().unwrap(), "3000"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = json_report(&[&trace]);
+    let names = kernel_names(&report);
+    assert!(names.iter().any(|n| n.contains("gemm")), "{names:?}");
+    assert!(names.iter().any(|n| n == "relu"), "demangled: {names:?}");
+    let regions = report["devices"][0]["attribution"]["regions"].to_string();
+    assert!(
+        regions.contains("step/gemm") && regions.contains("step/relu"),
+        "{regions}"
+    );
+}
+
+/// Run the torch script with `flag`, expecting it to die by `signal`; the trace must still
+/// be readable and hold its kernels.
+fn survives(flag: &str, signal: i32) {
+    let dir = scratch(&format!("run{flag}"));
+    let trace = dir.join("t.wlt");
+    let out = run(
+        &["-o", trace.to_str().unwrap(), "--no-report"],
+        &["python3", &torch_script(), "--seconds", "3", flag],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(128 + signal),
+        "wattlens exits as the child did: {stderr}"
+    );
+    assert!(
+        stderr.contains("without its end marker"),
+        "the process's own trace was cut off, and its prefix was read: {stderr}"
+    );
+    let report = wattlens(&["report", trace.to_str().unwrap()]);
+    assert!(report.status.success(), "{}", text(&report.stderr));
+    assert!(text(&report.stdout).contains("Energy per kernel"));
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_a_crashing_program_leaves_a_readable_trace() {
+    survives("--crash", libc_signal::SEGV);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_a_killed_program_leaves_a_readable_trace() {
+    survives("--kill-self", libc_signal::KILL);
+}
+
+/// Signal numbers on Linux.
+mod libc_signal {
+    pub const SEGV: i32 = 11;
+    pub const KILL: i32 = 9;
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_two_processes_on_one_gpu_each_write_a_trace_and_merge() {
+    let dir = scratch("run-two");
+    let trace = dir.join("two.wlt");
+    let script = torch_script();
+    let both = format!("python3 {script} --seconds 3 & python3 {script} --seconds 3 & wait");
+    let out = run(&["-o", trace.to_str().unwrap()], &["sh", "-c", &both]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let traces: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains(".pid"))
+        .collect();
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    assert!(
+        text(&out.stdout).contains("Merged 2 traces"),
+        "{}",
+        text(&out.stdout)
+    );
+}
