@@ -1,7 +1,9 @@
-//! `wattlens run`'s own view of the GPUs' power: read from before the command starts until
-//! after it ends. An unmodified program may keep its GPU busy from its first CUDA call to its
-//! exit, leaving its trace no quiet window to measure idle power in; these readings give it
-//! one before and one after, added to each process's trace outside what it read itself.
+//! `wattlens run`'s own view of the GPUs' power once its command has exited. An unmodified
+//! program may keep its GPU busy from its first CUDA call to its exit, leaving its trace no
+//! quiet window to measure idle power in; these readings, added after each process's own,
+//! give it some. They are taken after, not before: a GPU nobody holds sits in a deeper power
+//! state (about 91 W on the H200, against 124 W held idle), so quiet time before the command
+//! would understate the idle power of a GPU in use.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +14,9 @@ use wattlens_instrument::power::{PowerSource, Sampler};
 use wattlens_instrument::trace::{DeviceInfo, PowerReading, RunMeta, Trace};
 use wattlens_instrument::SensorProfile;
 
-/// Quiet time read before the command starts: three energy-counter windows and a margin
-/// (attribution takes idle power from at least three quiet windows before the work).
-pub const BEFORE: Duration = Duration::from_millis(600);
-/// Quiet time read after the command ends (past the 100 ms settling the attribution skips).
-pub const AFTER: Duration = Duration::from_millis(500);
+/// Quiet time read after the command ends: the 100 ms settling the attribution skips, then
+/// several 100 ms energy-counter windows.
+pub const AFTER: Duration = Duration::from_millis(700);
 
 /// Share of a core the reader may spend: enough to read the energy counter at each of its
 /// 100 ms updates (a read costs about 1.6 ms), so that the quiet time before and after gives

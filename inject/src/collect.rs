@@ -19,6 +19,10 @@ use crate::regions::ClosedRegion;
 /// fit stays cheap and follows slow drift.
 const FIT_WINDOW: usize = 40;
 
+/// How far past the flush a mapped end may fall before it is taken as invalid (the clock
+/// map's error is microseconds), ns.
+const CLOCK_SLACK_NS: u64 = 100_000_000;
+
 /// What was written, for the closing log line and for tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -34,7 +38,7 @@ pub struct Counts {
     pub regions: u64,
     /// Power readings.
     pub readings: u64,
-    /// Records left out: host-to-host copies, records with no timestamps.
+    /// Records left out: host-to-host copies, records with no or impossible timestamps.
     pub skipped: u64,
 }
 
@@ -104,14 +108,17 @@ impl<W: Write> Collector<W> {
         Ok(id)
     }
 
-    /// Write CUPTI's records as spans; `region_of` gives the NVTX path of the API call with a
-    /// correlation id, where one was open.
+    /// Write CUPTI's records, delivered by `now_ns` (trace clock), as spans; `region_of` gives
+    /// the NVTX path of the API call with a correlation id, where one was open. Records of
+    /// work still running when a forced flush took them (at a crash) carry no valid end: one
+    /// that ends after `now_ns` is left out, not written as a span that never ends.
     ///
     /// # Errors
     /// [`TraceError`] when the trace cannot be written.
     pub fn records(
         &mut self,
         records: Vec<CuptiRecord>,
+        now_ns: u64,
         region_of: &mut dyn FnMut(u32) -> Option<Arc<str>>,
     ) -> Result<(), TraceError> {
         let Some(map) = self.map else {
@@ -127,7 +134,10 @@ impl<W: Write> Collector<W> {
                     activity,
                 } => {
                     self.contexts.insert(context, device);
-                    if activity.start_ns == 0 || activity.end_ns < activity.start_ns {
+                    if activity.start_ns == 0
+                        || activity.end_ns < activity.start_ns
+                        || map.map_ns(activity.end_ns) > now_ns.saturating_add(CLOCK_SLACK_NS)
+                    {
                         self.counts.skipped += 1;
                         continue;
                     }
@@ -195,7 +205,10 @@ impl<W: Write> Collector<W> {
                     start_ns,
                     end_ns,
                 } => {
-                    if start_ns == 0 || end_ns < start_ns {
+                    if start_ns == 0
+                        || end_ns < start_ns
+                        || map.map_ns(end_ns) > now_ns.saturating_add(CLOCK_SLACK_NS)
+                    {
                         self.counts.skipped += 1;
                         continue;
                     }

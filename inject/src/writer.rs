@@ -160,7 +160,8 @@ impl Writer {
         remember(&mut self.correlations, &pending.correlations);
         let paths = lock(&self.shared.paths);
         let correlations = &self.correlations;
-        let mut result = c.records(records, &mut |id| {
+        let now_ns = clock.now_ns();
+        let mut result = c.records(records, now_ns, &mut |id| {
             correlations
                 .get(&id)
                 .and_then(|&p| paths.get(p))

@@ -213,23 +213,23 @@ fn covered(t: &Trace, index: u32) -> Option<(u64, u64)> {
     Some(ts.fold((first, first), |(lo, hi), x| (lo.min(x), hi.max(x))))
 }
 
-/// Add the power readings of `extra` (another reader of the same GPUs, such as `wattlens run`
-/// watching them idle before and after its command) to `trace`. Per device, matched by UUID,
-/// only the readings outside the interval the trace's own readings cover are added (all of
-/// them for a device the trace has no readings of), so each device keeps one consistent
-/// series. Returns how many readings were added.
-pub fn add_power_outside(trace: &mut Trace, extra: &Trace) -> usize {
+/// Add the power readings `extra` holds of `trace`'s GPUs (matched by UUID) from after the
+/// last reading the trace has of each: another reader, such as `wattlens run` watching the
+/// GPUs once its command has exited, gives a trace whose process kept its GPU busy to the
+/// end the quiet windows it needs for idle power. Readings from before the process's own are
+/// not taken: a GPU nobody holds sits in a deeper power state than one a process holds idle.
+/// A device the trace has no readings of takes all of them. Returns how many were added.
+pub fn add_power_after(trace: &mut Trace, extra: &Trace) -> usize {
     let mut added = 0;
     for d in &trace.meta.devices {
         let Some(theirs) = extra.meta.devices.iter().find(|e| e.uuid == d.uuid) else {
             continue;
         };
-        let mine = covered(trace, d.index);
-        let outside = |ts: u64| mine.is_none_or(|(lo, hi)| ts < lo || ts > hi);
+        let last = covered(trace, d.index).map(|(_, hi)| hi);
         let new: Vec<PowerReading> = extra
             .power
             .iter()
-            .filter(|r| r.device() == theirs.index && outside(r.ts_ns()))
+            .filter(|r| r.device() == theirs.index && last.is_none_or(|hi| r.ts_ns() > hi))
             .map(|r| r.with_device(d.index))
             .collect();
         added += new.len();

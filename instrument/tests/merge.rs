@@ -1,7 +1,7 @@
 //! Merging per-process traces: one GPU's work split over two processes merges back into a
 //! trace that attributes like the whole.
 
-use wattlens_instrument::merge::{add_power_outside, merge, MergeError};
+use wattlens_instrument::merge::{add_power_after, merge, MergeError};
 use wattlens_instrument::sim::{demo_workload, simulate, GpuModel};
 use wattlens_instrument::trace::{Annotation, Trace};
 use wattlens_instrument::{attribute, SensorProfile};
@@ -83,21 +83,15 @@ fn nothing_or_a_mix_of_simulated_and_real_traces_is_refused() {
 }
 
 #[test]
-fn a_baseline_reader_fills_in_the_power_a_process_did_not_read() {
+fn a_reader_after_the_process_gives_it_quiet_windows() {
     let (whole, _, _) = split();
-    let work_from = whole.spans.iter().map(|s| s.start_ns).min().unwrap();
     let work_to = whole.spans.iter().map(|s| s.end_ns).max().unwrap();
-    // The process read power only while it had CUDA up: no quiet window for idle power.
+    // The process read power until its work ended: no quiet window after it, and the one
+    // before it is the only baseline.
     let mut process = whole.clone();
-    process
-        .power
-        .retain(|r| (work_from..=work_to).contains(&r.ts_ns()));
-    assert!(process.power.len() < whole.power.len());
-    assert!(
-        attribute(&process, 0).is_err(),
-        "no idle baseline without the extra readings"
-    );
-    // The baseline reader saw the same GPU (by UUID) as its device 1, before, during and after.
+    process.power.retain(|r| r.ts_ns() <= work_to);
+    let before_only = attribute(&process, 0).unwrap();
+    // Another reader saw the same GPU (by UUID) as its device 1, all along.
     let mut extra = Trace::new(whole.meta.clone());
     let mut other = whole.meta.devices[0].clone();
     other.uuid = "GPU-another".into();
@@ -106,19 +100,27 @@ fn a_baseline_reader_fills_in_the_power_a_process_did_not_read() {
     extra.meta.devices = vec![other, same];
     extra.power = whole.power.iter().map(|r| r.with_device(1)).collect();
     let own = process.power.len();
-    let added = add_power_outside(&mut process, &extra);
+    let added = add_power_after(&mut process, &extra);
     assert_eq!(
         added,
         whole.power.len() - own,
-        "nothing inside the process's interval"
+        "only what came after its own"
     );
     assert_eq!(
         process.power, whole.power,
-        "the process's own readings, and the reader's outside them: the whole series"
+        "its own readings, then the reader's: the whole series"
     );
     let (w, p) = (
         attribute(&whole, 0).unwrap(),
         attribute(&process, 0).unwrap(),
     );
     assert_eq!(w.closure.counter_mj, p.closure.counter_mj);
+    assert!(
+        p.closure.counter_mj > before_only.closure.counter_mj,
+        "the windows after count"
+    );
+    // A trace with no readings of its own takes them all.
+    let mut bare = whole.clone();
+    bare.power.clear();
+    assert_eq!(add_power_after(&mut bare, &extra), whole.power.len());
 }

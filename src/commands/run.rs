@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use wattlens_instrument::merge::add_power_outside;
+use wattlens_instrument::merge::add_power_after;
 use wattlens_instrument::Trace;
 
 use crate::baseline::{self, Baseline};
@@ -36,27 +36,22 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 .into(),
         ));
     };
-    let baseline = match Baseline::start() {
-        Ok(b) => {
-            std::thread::sleep(baseline::BEFORE);
-            Some(b)
-        }
-        Err(e) => {
-            eprintln!("wattlens: note: cannot read GPU power from wattlens itself ({e}); each trace keeps only what its process read");
-            None
-        }
-    };
     let since = SystemTime::now();
     let mut cmd = Command::new(program);
     cmd.args(rest)
         .env("CUDA_INJECTION64_PATH", &lib)
         .env("WATTLENS_OUTPUT", dir.join(&stem));
+    if std::env::var_os("WATTLENS_TAIL_MS").is_none() {
+        // wattlens reads the sensors after the command itself: no tail in the process.
+        cmd.env("WATTLENS_TAIL_MS", "0");
+    }
     if let Some(c) = &cupti {
         cmd.env("WATTLENS_CUPTI", c);
         if std::env::var_os("NVTX_INJECTION64_PATH").is_none() {
             cmd.env("NVTX_INJECTION64_PATH", c);
         }
     }
+    let started = std::time::Instant::now();
     let status = child::run(&mut cmd).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             CliError::Usage(format!(
@@ -67,12 +62,23 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
     })?;
     let code = child::exit_code(status);
-    let baseline = baseline.map(|b| {
-        std::thread::sleep(baseline::AFTER);
-        b.finish()
-    });
-
+    eprintln!(
+        "wattlens: `{program}` ran for {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut paths = process_traces(&dir, &stem, since);
+    // The quiet readings after the command are taken while its traces are read.
+    let reading = if paths.is_empty() {
+        None
+    } else {
+        match Baseline::start() {
+            Ok(b) => Some((b, std::time::Instant::now())),
+            Err(e) => {
+                eprintln!("wattlens: note: cannot read GPU power from wattlens itself ({e}); each trace keeps only what its process read");
+                None
+            }
+        }
+    };
     if let [only] = paths.as_slice() {
         if std::fs::rename(only, &args.output).is_ok() {
             paths = vec![args.output.clone()];
@@ -87,30 +93,50 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             shown.join(" ")
         ),
     }
-    let traces = load_and_complete(&paths, baseline.as_ref())?;
-    if !args.no_report {
-        report(traces, cupti.is_some(), program, args, out)?;
+    let reported = finish_traces(&paths, reading).and_then(|traces| {
+        if args.no_report {
+            Ok(())
+        } else {
+            report(traces, cupti.is_some(), program, args, out)
+        }
+    });
+    match (reported, code) {
+        (Ok(()), 0) => Ok(()),
+        (Ok(()), code) => Err(CliError::ChildExit(code)),
+        (Err(e), 0) => Err(e),
+        // The command's own failure decides the exit code; the traces stay on disk.
+        (Err(e), code) => {
+            eprintln!("wattlens: error: {e}");
+            Err(CliError::ChildExit(code))
+        }
     }
-    if code != 0 {
-        return Err(CliError::ChildExit(code));
-    }
-    Ok(())
 }
 
-/// Read each process's trace and add the baseline readings outside what it read itself,
-/// rewriting the files that gained some.
-fn load_and_complete(paths: &[PathBuf], baseline: Option<&Trace>) -> Result<Vec<Trace>, CliError> {
+/// Read the traces, and complete them with the readings taken after the command.
+fn finish_traces(
+    paths: &[PathBuf],
+    reading: Option<(Baseline, std::time::Instant)>,
+) -> Result<Vec<Trace>, CliError> {
     let mut traces = Vec::with_capacity(paths.len());
     for p in paths {
-        let mut t = super::load_trace(p)?;
-        if let Some(b) = baseline {
-            if add_power_outside(&mut t, b) > 0 {
-                super::save_trace(p, &t)?;
-            }
-        }
-        traces.push(t);
+        traces.push(super::load_trace(p)?);
+    }
+    if let Some((b, started)) = reading {
+        std::thread::sleep(baseline::AFTER.saturating_sub(started.elapsed()));
+        complete(paths, &mut traces, &b.finish())?;
     }
     Ok(traces)
+}
+
+/// Add the readings wattlens took after the command exited to each process's trace,
+/// rewriting the files that gained some.
+fn complete(paths: &[PathBuf], traces: &mut [Trace], after: &Trace) -> Result<(), CliError> {
+    for (p, t) in paths.iter().zip(traces.iter_mut()) {
+        if add_power_after(t, after) > 0 {
+            super::save_trace(p, t)?;
+        }
+    }
+    Ok(())
 }
 
 /// Print the report of `traces`, or say why there is none.
