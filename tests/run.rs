@@ -24,16 +24,34 @@ fn run(args: &[&str], cmd: &[&str]) -> Output {
 fn a_program_without_cuda_runs_unchanged_and_keeps_its_exit_code() {
     let dir = scratch("run-nocuda");
     let output = dir.join("run.wlt");
-    // --cupti names any existing file: without CUDA the library is never loaded.
+    // Without CUDA neither library is ever loaded: any existing files stand in for them (a
+    // fresh `cargo test` builds no cdylib).
     let out = run(
-        &["-o", output.to_str().unwrap(), "--cupti", "/bin/sh"],
-        &["sh", "-c", "echo child says $CUDA_INJECTION64_PATH; exit 3"],
+        &[
+            "-o",
+            output.to_str().unwrap(),
+            "--cupti",
+            "/bin/sh",
+            "--inject-lib",
+            "/bin/true",
+        ],
+        &[
+            "sh",
+            "-c",
+            "echo child says $CUDA_INJECTION64_PATH $NVTX_INJECTION64_PATH; exit 3",
+        ],
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let true_path = std::fs::canonicalize("/bin/true").unwrap();
+    let sh_path = std::fs::canonicalize("/bin/sh").unwrap();
     assert!(
-        stdout.contains("child says /") && stdout.contains("libwattlens_inject.so"),
-        "the child got the injection library: {stdout}"
+        stdout.contains(&format!(
+            "child says {} {}",
+            true_path.display(),
+            sh_path.display()
+        )),
+        "the child got the injection library and NVTX's: {stdout}"
     );
     assert!(
         stdout.contains("No GPU work was seen"),
@@ -55,12 +73,21 @@ fn bad_run_arguments_get_one_sentence_and_exit_2() {
             dir.join("r.wlt").to_str().unwrap(),
             "--cupti",
             "/bin/sh",
+            "--inject-lib",
+            "/bin/true",
         ],
         &["no-such-command-wattlens"],
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("no such command"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["--inject-lib", "/no/such/lib.so"], &["true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("injection library /no/such/lib.so does not exist"),
         "{}",
         text(&out.stderr)
     );

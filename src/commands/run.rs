@@ -22,13 +22,6 @@ use crate::{child, locate};
 /// [`CliError::Setup`] without the injection library, [`CliError::ChildExit`] carrying the
 /// child's exit code when it failed (after the report), and report errors.
 pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let lib = locate::injection_library(args.inject_lib.as_deref())?;
-    let cupti = locate::cupti(args.cupti.as_deref())?;
-    if cupti.is_none() {
-        eprintln!(
-            "wattlens: warning: no libcupti found in LD_LIBRARY_PATH, $CUDA_HOME or /usr/local/cuda; CUDA processes will run unrecorded (name one with --cupti PATH)"
-        );
-    }
     let (dir, stem) = split_output(&args.output)?;
     let Some((program, rest)) = args.command.split_first() else {
         return Err(CliError::Usage(
@@ -36,6 +29,13 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 .into(),
         ));
     };
+    let lib = locate::injection_library(args.inject_lib.as_deref())?;
+    let cupti = locate::cupti(args.cupti.as_deref())?;
+    if cupti.is_none() {
+        eprintln!(
+            "wattlens: warning: no libcupti found in LD_LIBRARY_PATH, $CUDA_HOME or /usr/local/cuda; CUDA processes will run unrecorded (name one with --cupti PATH)"
+        );
+    }
     let since = SystemTime::now();
     let mut cmd = Command::new(program);
     cmd.args(rest)
