@@ -3,7 +3,9 @@
 # under torch.profiler, interleaved so that clocks and temperature drift hit every mode alike.
 #   scripts/run-overhead.sh WATTLENS OUT_DIR [REPEATS] [STEPS] [BATCH] [MODES]
 # MODES (comma-separated, default all): bare, wattlens, wattlens-nvtx (NVTX ranges but no
-# launch tagging), wattlens-activity (CUPTI activity records only), torch-profiler.
+# launch tagging), wattlens-kernels (kernel records only, no copies, memsets or syncs),
+# wattlens-activity (CUPTI activity records only), kinds:A+B (only these activity kinds, of
+# kernel, memcpy, memset, sync), torch-profiler.
 # Prints, per mode, the medians of three wall times and their slowdown against the bare run:
 #   command: the whole command (for wattlens, with its reading of the sensors after the
 #            program and the trace it then completes);
@@ -22,6 +24,8 @@ for i in $(seq 1 "$repeats"); do
       bare) ;;
       wattlens) cmd=("${run[@]}" "${cmd[@]}") ;;
       wattlens-nvtx) cmd=(env WATTLENS_HOOKS=nvtx "${run[@]}" "${cmd[@]}") ;;
+      wattlens-kernels) cmd=(env WATTLENS_KINDS=kernel "${run[@]}" "${cmd[@]}") ;;
+      kinds:*) cmd=(env "WATTLENS_KINDS=$(echo "${mode#kinds:}" | tr + ,)" "${run[@]}" "${cmd[@]}") ;;
       wattlens-activity)
         cmd=(env WATTLENS_HOOKS=none NVTX_INJECTION64_PATH=/nonexistent "${run[@]}" "${cmd[@]}") ;;
       torch-profiler) cmd+=(--torch-profiler) ;;

@@ -19,6 +19,12 @@ pub const ENV_TAIL_MS: &str = "WATTLENS_TAIL_MS";
 /// what each costs.
 pub const ENV_HOOKS: &str = "WATTLENS_HOOKS";
 
+/// Environment variable listing the activity records kept (comma-separated of kernel, memcpy,
+/// memset, sync; all by default); for measuring what each costs.
+pub const ENV_KINDS: &str = "WATTLENS_KINDS";
+/// The activity record kinds there are.
+pub const ALL_KINDS: [&str; 4] = ["kernel", "memcpy", "memset", "sync"];
+
 /// Which CUPTI callbacks the library subscribes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hooks {
@@ -43,7 +49,7 @@ pub enum ConfigError {
     #[error("{ENV_OUTPUT} is not set, so wattlens is not recording this process (run it under `wattlens run -- CMD`)")]
     NoOutput,
     /// A choice was not one of the known values.
-    #[error("{name}={value} is not one of all, nvtx, none; unset it or choose one")]
+    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync); unset it or choose one")]
     BadChoice {
         /// The variable.
         name: &'static str,
@@ -77,6 +83,8 @@ pub struct Config {
     pub rank: Option<u32>,
     /// Callbacks to subscribe to.
     pub hooks: Hooks,
+    /// Activity record kinds to keep.
+    pub kinds: Vec<String>,
 }
 
 impl Config {
@@ -110,8 +118,19 @@ impl Config {
                 })
             }
         };
+        let kinds: Vec<String> = match var(ENV_KINDS) {
+            None => ALL_KINDS.iter().map(|k| (*k).to_owned()).collect(),
+            Some(list) => list.split(',').map(|k| k.trim().to_owned()).collect(),
+        };
+        if let Some(bad) = kinds.iter().find(|k| !ALL_KINDS.contains(&k.as_str())) {
+            return Err(ConfigError::BadChoice {
+                name: ENV_KINDS,
+                value: bad.clone(),
+            });
+        }
         Ok(Self {
             hooks,
+            kinds,
             trace_path: trace_path(&prefix, rank, pid),
             cupti: var(ENV_CUPTI).filter(|p| !p.is_empty()).map(PathBuf::from),
             flush: Duration::from_millis(ms(ENV_FLUSH_MS, DEFAULT_FLUSH_MS)?.max(10)),
@@ -163,5 +182,11 @@ mod tests {
         );
         let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_FLUSH_MS, "soon")]), 1).unwrap_err();
         assert!(e.to_string().contains("WATTLENS_FLUSH_MS=soon"), "{e}");
+        let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_KINDS, "kernel,graph")]), 1)
+            .unwrap_err();
+        assert!(e.to_string().contains("WATTLENS_KINDS: graph"), "{e}");
+        let c =
+            Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_KINDS, "kernel, sync")]), 1).unwrap();
+        assert_eq!(c.kinds, vec!["kernel", "sync"]);
     }
 }

@@ -41,12 +41,24 @@ const BUFFER_BYTES: usize = 1 << 20;
 /// Callback ids tried per API domain when looking for launches and copies by name.
 const MAX_CBID: u32 = 2048;
 
-/// Activity kinds recorded.
-const KINDS: [cupti::CUpti_ActivityKind; 4] = [
-    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
-    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY,
-    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMSET,
-    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_SYNCHRONIZATION,
+/// Activity kinds that can be recorded, by the name `WATTLENS_KINDS` gives them.
+const KINDS: [(&str, cupti::CUpti_ActivityKind); 4] = [
+    (
+        "kernel",
+        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
+    ),
+    (
+        "memcpy",
+        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY,
+    ),
+    (
+        "memset",
+        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMSET,
+    ),
+    (
+        "sync",
+        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_SYNCHRONIZATION,
+    ),
 ];
 
 /// A program thread's own state: its open ranges, its cache of path ids, and its buffer.
@@ -131,11 +143,12 @@ unsafe extern "C" fn buffer_completed(
     }));
 }
 
-/// Register the activity buffers and enable the recorded kinds.
+/// Register the activity buffers and enable the kinds named in `kinds` (of kernel, memcpy,
+/// memset, sync).
 ///
 /// # Errors
 /// [`InjectError::Cupti`] when CUPTI refuses (another tool may own it).
-pub(crate) fn enable_activity() -> Result<(), InjectError> {
+pub(crate) fn enable_activity(kinds: &[String]) -> Result<(), InjectError> {
     // Small buffers: a periodic flush returns every full buffer, so at most about one
     // buffer's records (a few thousand) wait in CUPTI when the process is killed.
     set_buffer_bytes(BUFFER_BYTES);
@@ -145,11 +158,13 @@ pub(crate) fn enable_activity() -> Result<(), InjectError> {
             "registering activity buffers",
             cupti::cuptiActivityRegisterCallbacks(Some(buffer_requested), Some(buffer_completed)),
         )?;
-        for kind in KINDS {
-            check(
-                "enabling activity records",
-                cupti::cuptiActivityEnable(kind),
-            )?;
+        for (name, kind) in KINDS {
+            if kinds.iter().any(|k| k == name) {
+                check(
+                    "enabling activity records",
+                    cupti::cuptiActivityEnable(kind),
+                )?;
+            }
         }
     }
     Ok(())

@@ -76,7 +76,7 @@ fn start() -> Result<(), InjectError> {
     let start_unix_ns = clock.now_ns();
     let shared = state::init(clock);
     let wake_fd = signals::wake_pipe()?;
-    hooks::enable_activity()?;
+    hooks::enable_activity(&config.kinds)?;
     if let Err(e) = hooks::subscribe(config.hooks) {
         log(format!(
             "{e}; kernels are recorded, but not the NVTX ranges they ran in"
