@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use wattlens_instrument::format::{TraceError, TraceWriter};
-use wattlens_instrument::trace::{ClockSource, PowerReading, Span, SpanKind, StrId};
+use wattlens_instrument::trace::{ClockSource, CopyDirection, PowerReading, Span, SpanKind, StrId};
 use wattlens_runtime::clock_fit::{ClockMap, ClockPoint};
 use wattlens_runtime::cuda::cupti_records::CuptiRecord;
 use wattlens_runtime::timing::ActivityKind;
@@ -125,6 +125,10 @@ impl<W: Write> Collector<W> {
             self.counts.skipped += records.len() as u64;
             return Ok(());
         };
+        // Work still running when a forced flush took it (at a crash) has no valid end.
+        let ended = |start: u64, end: u64| {
+            start != 0 && end >= start && map.map_ns(end) <= now_ns.saturating_add(CLOCK_SLACK_NS)
+        };
         for record in records {
             match record {
                 CuptiRecord::Work {
@@ -134,10 +138,7 @@ impl<W: Write> Collector<W> {
                     activity,
                 } => {
                     self.contexts.insert(context, device);
-                    if activity.start_ns == 0
-                        || activity.end_ns < activity.start_ns
-                        || map.map_ns(activity.end_ns) > now_ns.saturating_add(CLOCK_SLACK_NS)
-                    {
+                    if !ended(activity.start_ns, activity.end_ns) {
                         self.counts.skipped += 1;
                         continue;
                     }
@@ -153,12 +154,8 @@ impl<W: Write> Collector<W> {
                             };
                             self.counts.copies += 1;
                             let label = match direction {
-                                wattlens_instrument::trace::CopyDirection::HostToDevice => {
-                                    "memcpy HtoD"
-                                }
-                                wattlens_instrument::trace::CopyDirection::DeviceToHost => {
-                                    "memcpy DtoH"
-                                }
+                                CopyDirection::HostToDevice => "memcpy HtoD",
+                                CopyDirection::DeviceToHost => "memcpy DtoH",
                                 _ => "memcpy DtoD",
                             };
                             let kind = SpanKind::Memcpy {
@@ -177,26 +174,13 @@ impl<W: Write> Collector<W> {
                             (kind, self.out.intern("memset")?, None)
                         }
                     };
-                    let region = match region_of(activity.correlation_id) {
-                        Some(path) => self.out.intern(&path)?,
-                        None => StrId::NONE,
-                    };
-                    let span = Span {
-                        id: self.id(),
-                        kind,
-                        device,
-                        stream: u64::from(activity.stream_id),
-                        start_ns: map.map_ns(activity.start_ns),
-                        end_ns: map.map_ns(activity.end_ns),
-                        name,
-                        launch,
-                        args_digest: 0,
-                        reads: Vec::new(),
-                        writes: Vec::new(),
-                        region,
-                        site: StrId::NONE,
-                        unknown_access: Vec::new(),
-                    };
+                    let mut span = self.span(kind, name, device, activity.stream_id);
+                    (span.start_ns, span.end_ns) =
+                        (map.map_ns(activity.start_ns), map.map_ns(activity.end_ns));
+                    span.launch = launch;
+                    if let Some(path) = region_of(activity.correlation_id) {
+                        span.region = self.out.intern(&path)?;
+                    }
                     self.out.span(&span)?;
                 }
                 CuptiRecord::Sync {
@@ -205,31 +189,15 @@ impl<W: Write> Collector<W> {
                     start_ns,
                     end_ns,
                 } => {
-                    if start_ns == 0
-                        || end_ns < start_ns
-                        || map.map_ns(end_ns) > now_ns.saturating_add(CLOCK_SLACK_NS)
-                    {
+                    if !ended(start_ns, end_ns) {
                         self.counts.skipped += 1;
                         continue;
                     }
                     self.counts.syncs += 1;
                     let name = self.out.intern("synchronize")?;
-                    let span = Span {
-                        id: self.id(),
-                        kind: SpanKind::Sync,
-                        device: self.contexts.get(&context).copied().unwrap_or(0),
-                        stream: u64::from(stream),
-                        start_ns: map.map_ns(start_ns),
-                        end_ns: map.map_ns(end_ns),
-                        name,
-                        launch: None,
-                        args_digest: 0,
-                        reads: Vec::new(),
-                        writes: Vec::new(),
-                        region: StrId::NONE,
-                        site: StrId::NONE,
-                        unknown_access: Vec::new(),
-                    };
+                    let device = self.contexts.get(&context).copied().unwrap_or(0);
+                    let mut span = self.span(SpanKind::Sync, name, device, stream);
+                    (span.start_ns, span.end_ns) = (map.map_ns(start_ns), map.map_ns(end_ns));
                     self.out.span(&span)?;
                 }
                 CuptiRecord::External { .. } => {}
@@ -246,26 +214,32 @@ impl<W: Write> Collector<W> {
         for r in regions {
             self.counts.regions += 1;
             let name = self.out.intern(&r.name)?;
-            let region = self.out.intern(&r.path)?;
-            let span = Span {
-                id: self.id(),
-                kind: SpanKind::Region { depth: r.depth },
-                device: 0,
-                stream: 0,
-                start_ns: r.start_ns,
-                end_ns: r.end_ns,
-                name,
-                launch: None,
-                args_digest: 0,
-                reads: Vec::new(),
-                writes: Vec::new(),
-                region,
-                site: StrId::NONE,
-                unknown_access: Vec::new(),
-            };
+            let mut span = self.span(SpanKind::Region { depth: r.depth }, name, 0, 0);
+            (span.start_ns, span.end_ns) = (r.start_ns, r.end_ns);
+            span.region = self.out.intern(&r.path)?;
             self.out.span(&span)?;
         }
         Ok(())
+    }
+
+    /// A span with the next id, and no times, shape, region or buffers yet.
+    fn span(&mut self, kind: SpanKind, name: StrId, device: u32, stream: u32) -> Span {
+        Span {
+            id: self.id(),
+            kind,
+            device,
+            stream: u64::from(stream),
+            start_ns: 0,
+            end_ns: 0,
+            name,
+            launch: None,
+            args_digest: 0,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            region: StrId::NONE,
+            site: StrId::NONE,
+            unknown_access: Vec::new(),
+        }
     }
 
     /// Write power readings of CUDA device `device` (a sampler's own index is replaced).

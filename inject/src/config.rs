@@ -79,8 +79,6 @@ pub struct Config {
     pub flush: Duration,
     /// Sensor tail read at exit.
     pub tail: Duration,
-    /// The distributed rank (RANK, else LOCAL_RANK), where set.
-    pub rank: Option<u32>,
     /// Callbacks to subscribe to.
     pub hooks: Hooks,
     /// Activity record kinds to keep.
@@ -135,7 +133,6 @@ impl Config {
             cupti: var(ENV_CUPTI).filter(|p| !p.is_empty()).map(PathBuf::from),
             flush: Duration::from_millis(ms(ENV_FLUSH_MS, DEFAULT_FLUSH_MS)?.max(10)),
             tail: Duration::from_millis(ms(ENV_TAIL_MS, DEFAULT_TAIL_MS)?),
-            rank,
         })
     }
 }
@@ -166,7 +163,6 @@ mod tests {
     fn names_the_trace_after_rank_and_pid() {
         let c = Config::from_env(env(&[(ENV_OUTPUT, "/tmp/run"), ("RANK", "3")]), 42).unwrap();
         assert_eq!(c.trace_path, PathBuf::from("/tmp/run.rank3.pid42.wlt"));
-        assert_eq!(c.rank, Some(3));
         let c = Config::from_env(env(&[(ENV_OUTPUT, "out"), ("LOCAL_RANK", "1")]), 7).unwrap();
         assert_eq!(c.trace_path, PathBuf::from("out.rank1.pid7.wlt"));
         let c = Config::from_env(env(&[(ENV_OUTPUT, "out"), ("RANK", "x")]), 7).unwrap();

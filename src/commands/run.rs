@@ -11,7 +11,7 @@ use wattlens_instrument::merge::add_power_after;
 use wattlens_instrument::Trace;
 
 use crate::baseline::{self, Baseline};
-use crate::cli::RunArgs;
+use crate::cli::{Format, RunArgs};
 use crate::error::CliError;
 use crate::{child, locate};
 
@@ -97,7 +97,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         if args.no_report {
             Ok(())
         } else {
-            report(traces, cupti.is_some(), program, args, out)
+            report(traces, cupti.is_some(), program, args.format, out)
         }
     });
     match (reported, code) {
@@ -144,7 +144,7 @@ fn report(
     traces: Vec<Trace>,
     attached: bool,
     program: &str,
-    args: &RunArgs,
+    format: Format,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     if traces.is_empty() {
@@ -174,7 +174,7 @@ fn report(
         )?;
         return Ok(());
     }
-    super::report::write(traces, args.format, out)
+    super::report::write(traces, format, out)
 }
 
 /// The output's folder (which must exist) and its file stem.
