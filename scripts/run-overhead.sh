@@ -4,13 +4,16 @@
 #   scripts/run-overhead.sh WATTLENS OUT_DIR [REPEATS] [STEPS] [BATCH] [MODES]
 # MODES (comma-separated, default all): bare, wattlens, wattlens-nvtx (NVTX ranges but no
 # launch tagging), wattlens-kernels (kernel records only, no copies, memsets or syncs),
-# wattlens-activity (CUPTI activity records only), kinds:A+B (only these activity kinds, of
-# kernel, memcpy, memset, sync), torch-profiler.
+# wattlens-activity (CUPTI activity records only), kinds:A+B[/HOOKS] (only these activity
+# kinds, of kernel, memcpy, memset, sync; HOOKS all, nvtx or none), env:VAR=VALUE (wattlens
+# with one setting, such as env:WATTLENS_POWER=off), torch-profiler, nsys (Nsight Systems tracing CUDA and NVTX,
+# where `nsys` is installed).
 # Prints, per mode, the medians of three wall times and their slowdown against the bare run:
 #   command: the whole command (for wattlens, with its reading of the sensors after the
 #            program and the trace it then completes);
 #   process: the profiled program's own process, start to exit;
-#   loop:    the script's inference loop.
+#   loop:    the script's inference loop;
+#   step:    the median time of one step of that loop.
 set -euo pipefail
 wattlens=$1 out=$2 repeats=${3:-3} steps=${4:-2000} batch=${5:-8}
 modes=${6:-bare,wattlens,wattlens-nvtx,wattlens-activity,torch-profiler}
@@ -25,10 +28,15 @@ for i in $(seq 1 "$repeats"); do
       wattlens) cmd=("${run[@]}" "${cmd[@]}") ;;
       wattlens-nvtx) cmd=(env WATTLENS_HOOKS=nvtx "${run[@]}" "${cmd[@]}") ;;
       wattlens-kernels) cmd=(env WATTLENS_KINDS=kernel "${run[@]}" "${cmd[@]}") ;;
-      kinds:*) cmd=(env "WATTLENS_KINDS=$(echo "${mode#kinds:}" | tr + ,)" "${run[@]}" "${cmd[@]}") ;;
+      kinds:*)
+        spec=${mode#kinds:} hooks=all
+        case $spec in */*) hooks=${spec#*/} spec=${spec%%/*} ;; esac
+        cmd=(env "WATTLENS_KINDS=${spec//+/,}" "WATTLENS_HOOKS=$hooks" "${run[@]}" "${cmd[@]}") ;;
       wattlens-activity)
         cmd=(env WATTLENS_HOOKS=none NVTX_INJECTION64_PATH=/nonexistent "${run[@]}" "${cmd[@]}") ;;
+      env:*) cmd=(env "${mode#env:}" "${run[@]}" "${cmd[@]}") ;;
       torch-profiler) cmd+=(--torch-profiler) ;;
+      nsys) cmd=(nsys profile -t cuda,nvtx -s none --cpuctxsw none -o "$out/nsys" -f true "${cmd[@]}") ;;
       *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
     t0=$(date +%s%N)
@@ -46,12 +54,13 @@ import json, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 by = {}
 for mode, _i, command_us, process_s, line in rows:
-    by.setdefault(mode, []).append(
-        (int(command_us) / 1e6, float(process_s), json.loads(line)["loop_s"]))
-med = {m: [statistics.median(r[k] for r in v) for k in range(3)] for m, v in by.items()}
+    out = json.loads(line)
+    by.setdefault(mode, []).append((int(command_us) / 1e6, float(process_s), out["loop_s"],
+                                    out.get("step_ms_median", 0.0) / 1e3))
+med = {m: [statistics.median(r[k] for r in v) for k in range(4)] for m, v in by.items()}
 base = med["bare"]
 for m, vals in med.items():
-    cells = "  ".join(f"{name} {v:7.3f} s ({(v / b - 1) * 100:+6.2f}%)"
-                      for name, v, b in zip(("command", "process", "loop"), vals, base))
+    cells = "  ".join(f"{name} {v:7.4f} s ({(v / b - 1) * 100:+6.2f}%)"
+                      for name, v, b in zip(("command", "process", "loop", "step"), vals, base))
     print(f"{m:17s} runs {len(by[m])}  {cells}")
 PY

@@ -4,7 +4,8 @@ NVTX range around every module's forward: the unmodified program `wattlens run` 
 
     python3 scripts/torch_infer.py [--seconds S | --steps N] [--torch-profiler] [--crash | --kill-self]
 
-It prints one JSON line: steps done and the inference loop's wall time. With --torch-profiler
+It prints one JSON line: steps done, the inference loop's wall time, and the median time of
+one step (robust to the occasional host stall that moves the loop's total). With --torch-profiler
 the loop runs under torch.profiler (CPU and CUDA activities), the comparison for wattlens'
 overhead. --crash ends in a segmentation fault and --kill-self in SIGKILL, after the work:
 the trace must survive both.
@@ -83,16 +84,22 @@ def main():
     nvtx_per_module(model)
     tokens = torch.randint(0, 32000, (a.batch, a.seq), device=dev)
 
+    step_s = []
+
     def loop():
         steps = 0
         t0 = time.perf_counter()
+        last = t0
         with torch.no_grad():
-            while (steps < a.steps) if a.steps else (time.perf_counter() - t0 < a.seconds):
+            while (steps < a.steps) if a.steps else (last - t0 < a.seconds):
                 torch.cuda.nvtx.range_push("request")
                 logits = model(tokens)
                 next_token = logits[:, -1].argmax(-1).cpu()  # one host read per step
                 torch.cuda.nvtx.range_pop()
                 steps += 1
+                now = time.perf_counter()
+                step_s.append(now - last)
+                last = now
         torch.cuda.synchronize()
         return steps, time.perf_counter() - t0, int(next_token[0])
 
@@ -108,8 +115,14 @@ def main():
     else:
         steps, loop_s, tok = loop()
         events = 0
-    print(json.dumps({"steps": steps, "loop_s": loop_s, "token": tok, "profiler_events": events}),
-          flush=True)
+    step_s.sort()
+    median = step_s[len(step_s) // 2] if step_s else 0.0
+    p99 = step_s[len(step_s) * 99 // 100] if step_s else 0.0
+    # Time lost in steps that took over twice the median: stalls, not a steady slowdown.
+    stall_s = sum(s - median for s in step_s if s > 2 * median)
+    print(json.dumps({"steps": steps, "loop_s": loop_s, "step_ms_median": 1e3 * median,
+                      "step_ms_p99": 1e3 * p99, "stall_s": stall_s, "token": tok,
+                      "profiler_events": events}), flush=True)
     if a.crash:
         ctypes.string_at(0)  # SIGSEGV
     if a.kill_self:

@@ -14,7 +14,6 @@ for sw in "$@"; do
     for which in $order; do
       d="$out/$sw/$which-$k"; mkdir -p "$d"
       if [ "$which" = waste ]; then extra="--waste $sw"; else extra=""; fi
-      if [ "$sw" = padding-heavy ] && [ "$which" = clean ]; then extra=""; fi
       "$bin" demo --steps "$steps" $extra --out-dir "$d" > "$d/stdout.txt" 2>&1 || echo "run $d failed: $(tail -1 "$d/stdout.txt")"
       "$bin" report "$d/demo.wlt" --json > "$d/report.json" 2>/dev/null
       rm -f "$d/demo.wlt" "$d/demo.perfetto.json"

@@ -48,7 +48,8 @@ pub enum WasteSwitch {
     DeadKernel,
     /// The pre-MLP LayerNorm run twice on the same input.
     DuplicateLayernorm,
-    /// One long prompt among short ones: most of the prefill is padding.
+    /// The prefill padded to the model's whole context (less the decode steps) instead of the
+    /// longest prompt: the same prompts, with most of the prefill spent on padding.
     PaddingHeavy,
     /// A host synchronisation after every kernel.
     SyncEveryKernel,

@@ -291,9 +291,7 @@ impl GpuSession {
         let meta = RunMeta {
             tool_version: concat!("wattlens ", env!("CARGO_PKG_VERSION")).to_owned(),
             simulated: false,
-            host: std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_default(),
+            host: RunMeta::this_host(),
             command,
             start_unix_ns: self.start_unix_ns,
             driver: self.driver.clone(),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use wattlens_instrument::names::class_from_name;
+use wattlens_instrument::trace::SpanKind;
 use wattlens_instrument::OpClass;
 
 use super::{exe, scratch, text, wattlens};
@@ -172,6 +173,38 @@ fn gpu_pytorch_inference_gets_joules_per_kernel_and_per_nvtx_range() {
     assert!(
         residual.abs() < 0.01 * counter,
         "idle + attributed must close on the counter within 1%: {closure}"
+    );
+    // Each step reads its token back (cudaMemcpyAsync + cudaStreamSynchronize): one host wait
+    // per step, recorded once although the runtime call makes a driver call too.
+    let steps = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["steps"].as_u64())
+        .unwrap();
+    let recorded = wattlens_instrument::read_trace_file(&trace).unwrap();
+    assert!(recorded.stopped.is_none(), "{:?}", recorded.stopped);
+    let syncs: Vec<_> = recorded
+        .trace
+        .spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Sync)
+        .collect();
+    assert!(
+        syncs.len() as u64 >= steps && (syncs.len() as u64) < steps * 3 / 2 + 10,
+        "{} host waits for {steps} steps",
+        syncs.len()
+    );
+    assert!(syncs
+        .iter()
+        .all(|s| s.device == 0 && s.end_ns >= s.start_ns));
+    let on_a_stream = syncs
+        .iter()
+        .filter(|s| s.stream != u64::from(u32::MAX))
+        .count() as u64;
+    assert!(
+        on_a_stream >= steps,
+        "stream waits name their stream: {on_a_stream} of {}",
+        syncs.len()
     );
 }
 

@@ -13,7 +13,8 @@ use wattlens_runtime::cuda::cupti_records::CuptiRecord;
 use wattlens_runtime::timing::ActivityKind;
 
 use crate::demangle::display_name;
-use crate::regions::ClosedRegion;
+use crate::regions::{Closed, PathTable};
+use crate::syncs::HostSync;
 
 /// Calibration points the clock map is fitted over: the most recent ones, so a long run's
 /// fit stays cheap and follows slow drift.
@@ -206,17 +207,39 @@ impl<W: Write> Collector<W> {
         Ok(())
     }
 
-    /// Write closed NVTX ranges as region spans (host times, already on the trace clock).
+    /// Write closed NVTX ranges as region spans (host times, already on the trace clock),
+    /// named through `paths`; a range whose path id the table lacks is skipped.
     ///
     /// # Errors
     /// [`TraceError`] when the trace cannot be written.
-    pub fn regions(&mut self, regions: Vec<ClosedRegion>) -> Result<(), TraceError> {
-        for r in regions {
+    pub fn regions(&mut self, closed: &[Closed], paths: &PathTable) -> Result<(), TraceError> {
+        for r in closed {
+            let Some((name, path)) = paths.get(r.path) else {
+                continue;
+            };
             self.counts.regions += 1;
-            let name = self.out.intern(&r.name)?;
+            let name = self.out.intern(&name)?;
             let mut span = self.span(SpanKind::Region { depth: r.depth }, name, 0, 0);
             (span.start_ns, span.end_ns) = (r.start_ns, r.end_ns);
-            span.region = self.out.intern(&r.path)?;
+            span.region = self.out.intern(&path)?;
+            self.out.span(&span)?;
+        }
+        Ok(())
+    }
+
+    /// Write host waits (already on the trace clock) as sync spans.
+    ///
+    /// # Errors
+    /// [`TraceError`] when the trace cannot be written.
+    pub fn syncs(&mut self, syncs: &[HostSync]) -> Result<(), TraceError> {
+        if syncs.is_empty() {
+            return Ok(());
+        }
+        let name = self.out.intern("synchronize")?;
+        for s in syncs {
+            self.counts.syncs += 1;
+            let mut span = self.span(SpanKind::Sync, name, s.device, s.stream);
+            (span.start_ns, span.end_ns) = (s.start_ns, s.end_ns);
             self.out.span(&span)?;
         }
         Ok(())

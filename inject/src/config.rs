@@ -20,8 +20,13 @@ pub const ENV_TAIL_MS: &str = "WATTLENS_TAIL_MS";
 pub const ENV_HOOKS: &str = "WATTLENS_HOOKS";
 
 /// Environment variable listing the activity records kept (comma-separated of kernel, memcpy,
-/// memset, sync; all by default); for measuring what each costs.
+/// memset, sync; all by default); for measuring what each costs. `sync` (host waits) needs
+/// callbacks, so `WATTLENS_HOOKS=none` drops it.
 pub const ENV_KINDS: &str = "WATTLENS_KINDS";
+/// Environment variable: `off` leaves the power sensors unread (a trace without energy), for
+/// measuring what the sampler thread costs the program.
+pub const ENV_POWER: &str = "WATTLENS_POWER";
+
 /// The activity record kinds there are.
 pub const ALL_KINDS: [&str; 4] = ["kernel", "memcpy", "memset", "sync"];
 
@@ -49,7 +54,7 @@ pub enum ConfigError {
     #[error("{ENV_OUTPUT} is not set, so wattlens is not recording this process (run it under `wattlens run -- CMD`)")]
     NoOutput,
     /// A choice was not one of the known values.
-    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync); unset it or choose one")]
+    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync; WATTLENS_POWER: on, off); unset it or choose one")]
     BadChoice {
         /// The variable.
         name: &'static str,
@@ -83,6 +88,8 @@ pub struct Config {
     pub hooks: Hooks,
     /// Activity record kinds to keep.
     pub kinds: Vec<String>,
+    /// Whether the power sensors are read.
+    pub power: bool,
 }
 
 impl Config {
@@ -126,9 +133,20 @@ impl Config {
                 value: bad.clone(),
             });
         }
+        let power = match var(ENV_POWER).as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError::BadChoice {
+                    name: ENV_POWER,
+                    value: other.to_owned(),
+                })
+            }
+        };
         Ok(Self {
             hooks,
             kinds,
+            power,
             trace_path: trace_path(&prefix, rank, pid),
             cupti: var(ENV_CUPTI).filter(|p| !p.is_empty()).map(PathBuf::from),
             flush: Duration::from_millis(ms(ENV_FLUSH_MS, DEFAULT_FLUSH_MS)?.max(10)),
@@ -184,5 +202,10 @@ mod tests {
         let c =
             Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_KINDS, "kernel, sync")]), 1).unwrap();
         assert_eq!(c.kinds, vec!["kernel", "sync"]);
+        assert!(c.power, "the sensors are read unless turned off");
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_POWER, "off")]), 1).unwrap();
+        assert!(!c.power);
+        let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_POWER, "no")]), 1).unwrap_err();
+        assert!(e.to_string().contains("WATTLENS_POWER: no"), "{e}");
     }
 }

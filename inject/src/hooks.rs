@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cupti::sys as cupti;
 use wattlens_instrument::clock::Clock;
@@ -19,6 +19,7 @@ use wattlens_runtime::cuda::cupti_records::{buffer_requested, drain_buffer, set_
 use crate::config::Hooks;
 use crate::regions::RegionStack;
 use crate::state::{lock, shared, Pending, Shared};
+use crate::syncs::{HostSync, SyncNesting};
 use crate::InjectError;
 
 /// Callback domains, as CUPTI numbers them (read as integers: an enum read of a value Rust
@@ -41,8 +42,9 @@ const BUFFER_BYTES: usize = 1 << 20;
 /// Callback ids tried per API domain when looking for launches and copies by name.
 const MAX_CBID: u32 = 2048;
 
-/// Activity kinds that can be recorded, by the name `WATTLENS_KINDS` gives them.
-const KINDS: [(&str, cupti::CUpti_ActivityKind); 4] = [
+/// CUPTI activity kinds that can be recorded, by the name `WATTLENS_KINDS` gives them. The
+/// fourth kind, `sync`, comes from API callbacks instead ([`crate::syncs`]).
+const KINDS: [(&str, cupti::CUpti_ActivityKind); 3] = [
     (
         "kernel",
         cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
@@ -55,17 +57,29 @@ const KINDS: [(&str, cupti::CUpti_ActivityKind); 4] = [
         "memset",
         cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMSET,
     ),
-    (
-        "sync",
-        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_SYNCHRONIZATION,
-    ),
 ];
+
+/// What a synchronize call waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waits {
+    /// A stream, its handle the call's first parameter; per-thread default stream semantics
+    /// for the `_ptsz` variants.
+    Stream { per_thread: bool },
+    /// A context or an event.
+    Other,
+}
+
+/// The API callbacks subscribed as host synchronisations: (domain, callback id, what it waits
+/// on). Set once, by [`subscribe`].
+static SYNC_CALLS: OnceLock<Vec<(u32, u32, Waits)>> = OnceLock::new();
 
 /// A program thread's own state: its open ranges, its cache of path ids, and its buffer.
 struct ThreadState {
     stack: RegionStack,
     /// Path ids this thread has seen, by parent id then name: a push looks up borrowed text.
     cache: HashMap<u32, HashMap<Box<str>, u32>>,
+    /// Depth inside synchronize calls.
+    syncs: SyncNesting,
     pending: Arc<Mutex<Pending>>,
 }
 
@@ -83,6 +97,7 @@ fn with_thread<R>(f: impl FnOnce(&mut ThreadState, &'static Shared) -> R) -> Opt
             let state = t.get_or_insert_with(|| ThreadState {
                 stack: RegionStack::default(),
                 cache: HashMap::new(),
+                syncs: SyncNesting::default(),
                 pending: shared.register_thread(),
             });
             Some(f(state, shared))
@@ -143,8 +158,8 @@ unsafe extern "C" fn buffer_completed(
     }));
 }
 
-/// Register the activity buffers and enable the kinds named in `kinds` (of kernel, memcpy,
-/// memset, sync).
+/// Register the activity buffers and enable the CUPTI kinds named in `kinds` (of kernel,
+/// memcpy, memset; `sync` is a callback, see [`subscribe`]).
 ///
 /// # Errors
 /// [`InjectError::Cupti`] when CUPTI refuses (another tool may own it).
@@ -184,6 +199,20 @@ pub(crate) fn timestamp_ns() -> Option<u64> {
     (r == cupti::CUptiResult::CUPTI_SUCCESS).then_some(t)
 }
 
+/// What an API callback of this name waits on, if it is a host synchronisation.
+fn waits_on(name: &str) -> Option<Waits> {
+    if !name.contains("Synchronize") {
+        return None;
+    }
+    Some(if name.contains("StreamSynchronize") {
+        Waits::Stream {
+            per_thread: name.contains("_ptsz") || name.contains("_ptds"),
+        }
+    } else {
+        Waits::Other
+    })
+}
+
 /// Whether an API callback of this name issues GPU work a kernel/copy/memset record will
 /// report.
 fn issues_work(name: &str) -> bool {
@@ -199,11 +228,12 @@ pub(crate) struct Subscribed {
     pub api_callbacks: u32,
 }
 
-/// Subscribe to NVTX, context creation, and the launch/copy/memset calls of both APIs.
+/// Subscribe to NVTX, context creation, the launch/copy/memset calls of both APIs (for
+/// [`Hooks::All`]), and their synchronize calls (when `syncs`).
 ///
 /// # Errors
 /// [`InjectError::Cupti`] when CUPTI refuses the subscription (one subscriber per process).
-pub(crate) fn subscribe(hooks: Hooks) -> Result<Subscribed, InjectError> {
+pub(crate) fn subscribe(hooks: Hooks, syncs: bool) -> Result<Subscribed, InjectError> {
     if hooks == Hooks::None {
         return Ok(Subscribed { api_callbacks: 0 });
     }
@@ -240,7 +270,8 @@ pub(crate) fn subscribe(hooks: Hooks) -> Result<Subscribed, InjectError> {
         )?;
     }
     let mut api_callbacks = 0;
-    let domains = if hooks == Hooks::All {
+    let mut sync_calls = Vec::new();
+    let domains = if hooks == Hooks::All || syncs {
         vec![
             D::CUPTI_CB_DOMAIN_RUNTIME_API,
             D::CUPTI_CB_DOMAIN_DRIVER_API,
@@ -258,15 +289,21 @@ pub(crate) fn subscribe(hooks: Hooks) -> Result<Subscribed, InjectError> {
             }
             // SAFETY: CUPTI's callback names are static NUL-terminated strings.
             let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+            let waits = waits_on(&name).filter(|_| syncs);
+            let wanted = waits.is_some() || (hooks == Hooks::All && issues_work(&name));
             // SAFETY: a valid subscriber, domain and id.
-            if issues_work(&name)
+            if wanted
                 && unsafe { cupti::cuptiEnableCallback(1, sub, domain, cbid) }
                     == cupti::CUptiResult::CUPTI_SUCCESS
             {
-                api_callbacks += 1;
+                match waits {
+                    Some(w) => sync_calls.push((domain as u32, cbid, w)),
+                    None => api_callbacks += 1,
+                }
             }
         }
     }
+    let _ = SYNC_CALLS.set(sync_calls);
     Ok(Subscribed { api_callbacks })
 }
 
@@ -277,7 +314,7 @@ unsafe extern "C" fn on_callback(_user: *mut c_void, domain: u32, cbid: u32, dat
         }
         match domain {
             // SAFETY: CUPTI passes this domain's data type.
-            DOMAIN_DRIVER | DOMAIN_RUNTIME => unsafe { on_api(data.cast()) },
+            DOMAIN_DRIVER | DOMAIN_RUNTIME => unsafe { on_api(domain, cbid, data.cast()) },
             // SAFETY: as above.
             DOMAIN_NVTX => unsafe { on_nvtx(cbid, data.cast()) },
             // SAFETY: as above.
@@ -287,11 +324,12 @@ unsafe extern "C" fn on_callback(_user: *mut c_void, domain: u32, cbid: u32, dat
     }));
 }
 
-/// An API call is entered: remember the NVTX region its work runs in.
+/// An API call is entered or left: a synchronize is timed; for a call that issues work, the
+/// NVTX region it runs in is remembered.
 ///
 /// # Safety
 /// `data` must be CUPTI's callback data of an API callback.
-unsafe fn on_api(data: *const cupti::CUpti_CallbackData) {
+unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData) {
     // SAFETY: per the contract; the site is read as an integer.
     let (site, correlation) = unsafe {
         (
@@ -299,6 +337,14 @@ unsafe fn on_api(data: *const cupti::CUpti_CallbackData) {
             (*data).correlationId,
         )
     };
+    let sync = SYNC_CALLS
+        .get()
+        .and_then(|calls| calls.iter().find(|&&(d, c, _)| d == domain && c == cbid));
+    if let Some(&(_, _, waits)) = sync {
+        // SAFETY: per the contract.
+        unsafe { on_sync(site == 0, waits, data) };
+        return;
+    }
     if site != 0 {
         return;
     }
@@ -307,6 +353,82 @@ unsafe fn on_api(data: *const cupti::CUpti_CallbackData) {
             lock(&t.pending).correlations.push((correlation, path));
         }
     });
+}
+
+/// A synchronize call was entered (`entered`) or returned: the outermost one of a thread is
+/// recorded as a host wait, timed by the two callbacks.
+///
+/// # Safety
+/// `data` must be CUPTI's callback data of the synchronize call `waits` describes.
+unsafe fn on_sync(entered: bool, waits: Waits, data: *const cupti::CUpti_CallbackData) {
+    // SAFETY: per the contract; CUPTI keeps this slot for the call from entry to exit.
+    let slot = unsafe { (*data).correlationData };
+    if slot.is_null() {
+        return;
+    }
+    if entered {
+        with_thread(|t, s| {
+            t.syncs.enter();
+            // SAFETY: the slot is CUPTI's, valid for this call (checked non-null above).
+            unsafe { *slot = s.clock.now_ns() };
+        });
+        return;
+    }
+    with_thread(|t, s| {
+        if !t.syncs.exit() {
+            return;
+        }
+        let end_ns = s.clock.now_ns();
+        // SAFETY: written at entry to this same call.
+        let start_ns = unsafe { *slot };
+        // SAFETY: per the contract.
+        let context = unsafe { (*data).context };
+        let mut device = 0u32;
+        // SAFETY: a context the call ran in (still live: the call is returning), and a valid
+        // out-pointer.
+        if context.is_null()
+            || unsafe { cupti::cuptiGetDeviceId(context as _, &mut device) }
+                != cupti::CUptiResult::CUPTI_SUCCESS
+        {
+            return;
+        }
+        let stream = match waits {
+            // SAFETY: the stream variants' parameters start with the stream handle.
+            Waits::Stream { per_thread } => unsafe { stream_id(data, context, per_thread) },
+            Waits::Other => None,
+        };
+        lock(&t.pending).syncs.push(HostSync {
+            device,
+            stream: stream.unwrap_or(u32::MAX),
+            start_ns,
+            end_ns: end_ns.max(start_ns),
+        });
+    });
+}
+
+/// CUPTI's id of the stream a stream-synchronize call waited on.
+///
+/// # Safety
+/// `data` must be callback data of a call whose parameters start with a stream handle, and
+/// `context` its live context.
+unsafe fn stream_id(
+    data: *const cupti::CUpti_CallbackData,
+    context: cudarc::driver::sys::CUcontext,
+    per_thread: bool,
+) -> Option<u32> {
+    // SAFETY: per the contract.
+    let params = unsafe { (*data).functionParams }.cast::<*mut c_void>();
+    if params.is_null() {
+        return None;
+    }
+    // SAFETY: the first parameter is the stream handle (null for the default stream).
+    let stream = unsafe { *params };
+    let mut id = 0u32;
+    // SAFETY: a live context and stream, and a valid out-pointer.
+    let r = unsafe {
+        cupti::cuptiGetStreamIdEx(context as _, stream as _, u8::from(per_thread), &mut id)
+    };
+    (r == cupti::CUptiResult::CUPTI_SUCCESS).then_some(id)
 }
 
 /// The message of an NVTX event attribute structure (ASCII or wide strings only).

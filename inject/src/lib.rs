@@ -4,7 +4,8 @@
 //! loads it in every process that initialises the driver and calls [`InitializeInjection`].
 //! From then on:
 //! - CUPTI activity records (kernels with their grid, block and shared memory; copies;
-//!   memsets; host synchronisations) are collected in CUPTI's buffers;
+//!   memsets) are collected in CUPTI's buffers;
+//! - host synchronisations are timed by the callbacks around them ([`syncs`]);
 //! - callbacks keep each thread's NVTX push/pop ranges (NVTX is pointed at CUPTI through
 //!   `NVTX_INJECTION64_PATH`) and tag each launch, copy and memset call with the innermost
 //!   open range, by correlation id;
@@ -22,6 +23,7 @@ mod hooks;
 pub mod regions;
 mod signals;
 mod state;
+pub mod syncs;
 mod writer;
 
 use std::ffi::c_int;
@@ -31,6 +33,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use wattlens_instrument::clock::{Clock, HostClock};
+
+use crate::config::Hooks;
 
 pub use config::{Config, ConfigError};
 
@@ -77,10 +81,15 @@ fn start() -> Result<(), InjectError> {
     let shared = state::init(clock);
     let wake_fd = signals::wake_pipe()?;
     hooks::enable_activity(&config.kinds)?;
-    if let Err(e) = hooks::subscribe(config.hooks) {
-        log(format!(
+    let syncs = config.kinds.iter().any(|k| k == "sync");
+    match hooks::subscribe(config.hooks, syncs) {
+        Err(e) => log(format!(
             "{e}; kernels are recorded, but not the NVTX ranges they ran in"
-        ));
+        )),
+        Ok(s) if config.hooks == Hooks::All && s.api_callbacks == 0 => log(
+            "CUPTI offered no launch, copy or memset callbacks; kernels are recorded, but not the NVTX ranges they ran in",
+        ),
+        Ok(_) => {}
     }
     writer::start(config, shared, wake_fd, start_unix_ns)?;
     signals::install();

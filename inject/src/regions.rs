@@ -57,21 +57,6 @@ pub struct Closed {
     pub end_ns: u64,
 }
 
-/// A closed range with its names, as the trace records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClosedRegion {
-    /// The range's own name.
-    pub name: Arc<str>,
-    /// Its path, parents first, joined by '/'.
-    pub path: Arc<str>,
-    /// Nesting depth, 0 for a top-level range.
-    pub depth: u32,
-    /// Push time, trace clock ns.
-    pub start_ns: u64,
-    /// Pop time, trace clock ns.
-    pub end_ns: u64,
-}
-
 /// One thread's open ranges.
 #[derive(Debug, Default)]
 pub struct RegionStack {

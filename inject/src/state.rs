@@ -11,6 +11,7 @@ use wattlens_instrument::clock::HostClock;
 use wattlens_runtime::cuda::cupti_records::CuptiRecord;
 
 use crate::regions::{Closed, PathTable};
+use crate::syncs::HostSync;
 
 /// What one program thread recorded since the writer last looked.
 #[derive(Debug, Default)]
@@ -19,6 +20,8 @@ pub(crate) struct Pending {
     pub correlations: Vec<(u32, u32)>,
     /// Ranges closed.
     pub closed: Vec<Closed>,
+    /// Host waits that returned.
+    pub syncs: Vec<HostSync>,
 }
 
 /// Queues filled by CUPTI's callbacks and drained by the writer.
@@ -74,6 +77,7 @@ impl Shared {
             let mut p = lock(&t);
             all.correlations.append(&mut p.correlations);
             all.closed.append(&mut p.closed);
+            all.syncs.append(&mut p.syncs);
         }
         all
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use wattlens_instrument::clock::{Clock, HostClock};
-use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection};
+use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection, DEFAULT_CPU_BUDGET};
 use wattlens_instrument::power::Sampler;
 use wattlens_instrument::trace::{ClockAlignment, DeviceInfo, RunMeta};
 use wattlens_instrument::{SensorProfile, TraceWriter};
@@ -21,12 +21,9 @@ use wattlens_runtime::clock_fit::ClockPoint;
 use crate::collect::Collector;
 use crate::config::Config;
 use crate::hooks;
-use crate::regions::ClosedRegion;
 use crate::signals;
 use crate::state::{lock, Shared};
 
-/// Share of one core the power sampler may spend reading NVML.
-const SAMPLER_CPU_BUDGET: f64 = 0.008;
 /// How long exit waits for the writer to close the trace.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 
@@ -137,8 +134,10 @@ impl Writer {
         if self.collector.is_none() && !self.failed && (has_records || !new_devices.is_empty()) {
             self.create();
         }
-        for d in new_devices {
-            self.start_sampler(d);
+        if self.config.power {
+            for d in new_devices {
+                self.start_sampler(d);
+            }
         }
         let Some(c) = self.collector.as_mut() else {
             return;
@@ -168,21 +167,10 @@ impl Writer {
                 .map(|(_, path)| path)
         });
         if result.is_ok() {
-            let regions = pending
-                .closed
-                .iter()
-                .filter_map(|r| {
-                    let (name, path) = paths.get(r.path)?;
-                    Some(ClosedRegion {
-                        name,
-                        path,
-                        depth: r.depth,
-                        start_ns: r.start_ns,
-                        end_ns: r.end_ns,
-                    })
-                })
-                .collect();
-            result = c.regions(regions);
+            result = c.regions(&pending.closed, &paths);
+        }
+        if result.is_ok() {
+            result = c.syncs(&pending.syncs);
         }
         drop(paths);
         let mut readings = Vec::new();
@@ -210,12 +198,10 @@ impl Writer {
         let meta = RunMeta {
             tool_version: concat!("wattlens-inject ", env!("CARGO_PKG_VERSION")).to_owned(),
             simulated: false,
-            host: std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_default(),
+            host: RunMeta::this_host(),
             command: command_line(),
             start_unix_ns: self.start_unix_ns,
-            driver: driver_version(),
+            driver: wattlens_runtime::cuda::driver_version(),
             devices: self.devices.clone(),
             sensor_profile: SensorProfile::h200_2026_11_22(),
         };
@@ -237,7 +223,7 @@ impl Writer {
             &DeviceSelection::Uuids(vec![info.uuid.clone()]),
             clock.clone(),
             SensorProfile::h200_2026_11_22(),
-            SAMPLER_CPU_BUDGET,
+            DEFAULT_CPU_BUDGET,
         )
         .and_then(|source| Sampler::start(source, clock));
         match started {
@@ -347,14 +333,6 @@ fn enumerate_devices() -> Vec<DeviceInfo> {
             })
         })
         .collect()
-}
-
-fn driver_version() -> Option<String> {
-    let mut v: c_int = 0;
-    // SAFETY: a valid out-pointer; the driver is loaded and initialised (CUDA called us).
-    let r = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
-    (r == cudarc::driver::sys::CUresult::CUDA_SUCCESS)
-        .then(|| format!("CUDA {}.{}", v / 1000, (v % 1000) / 10))
 }
 
 fn command_line() -> Vec<String> {

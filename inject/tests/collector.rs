@@ -5,7 +5,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use wattlens_inject::collect::Collector;
-use wattlens_inject::regions::ClosedRegion;
+use wattlens_inject::regions::{Closed, PathTable};
+use wattlens_inject::syncs::HostSync;
 use wattlens_instrument::format::{read_trace, read_trace_prefix};
 use wattlens_instrument::trace::{
     CopyDirection, DeviceInfo, LaunchShape, PowerReading, RunMeta, SpanKind, Trace,
@@ -145,14 +146,27 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
     ];
     let mut regions = |id: u32| (id == 42).then(|| Arc::<str>::from("model/layer0/mlp"));
     c.records(records, NOW_NS, &mut regions).unwrap();
-    c.regions(vec![ClosedRegion {
-        name: "mlp".into(),
-        path: "model/layer0/mlp".into(),
+    let mut paths = PathTable::default();
+    let model = paths.intern(None, "model");
+    let layer = paths.intern(Some(model), "layer0");
+    let mlp = paths.intern(Some(layer), "mlp");
+    let closed = |path| Closed {
+        path,
         depth: 2,
         start_ns: 21_000_000,
         end_ns: 21_500_000,
-    }])
-    .unwrap();
+    };
+    // A path id the table never gave is skipped, not written under a made-up name.
+    c.regions(&[closed(mlp), closed(mlp + 100)], &paths)
+        .unwrap();
+    // A host wait timed by the callbacks: already on the trace clock, not mapped again.
+    let waited = HostSync {
+        device: 1,
+        stream: u32::MAX,
+        start_ns: 22_000_000,
+        end_ns: 22_300_000,
+    };
+    c.syncs(&[waited]).unwrap();
     c.power(
         1,
         &[PowerReading::Sample {
@@ -172,7 +186,7 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
             counts.syncs,
             counts.regions
         ),
-        (2, 1, 1, 1, 1)
+        (2, 1, 1, 2, 1)
     );
     assert_eq!(
         counts.skipped, 3,
@@ -215,6 +229,21 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
         .find(|s| s.kind == SpanKind::Sync)
         .unwrap();
     assert_eq!(sync.device, 1, "the sync's context was seen on device 1");
+    let host_sync = trace
+        .spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Sync)
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        (
+            host_sync.device,
+            host_sync.stream,
+            host_sync.start_ns,
+            host_sync.end_ns
+        ),
+        (1, u64::from(u32::MAX), 22_000_000, 22_300_000)
+    );
     let region = trace
         .spans
         .iter()

@@ -816,7 +816,9 @@ mod pipeline_gpu {
     //! The inference pipeline on a real GPU against the CPU reference of the same model.
 
     use wattlens_instrument::trace::SpanKind;
-    use wattlens_kernels::pipeline::{Decoder, MatmulBackend, ModelConfig, ReferenceRun, Weights};
+    use wattlens_kernels::pipeline::{
+        Decoder, MatmulBackend, ModelConfig, ReferenceRun, Waste, Weights,
+    };
     use wattlens_kernels::reference::relative_error;
     use wattlens_runtime::{Profiler, ProfilerConfig, TimingChoice};
 
@@ -830,6 +832,64 @@ mod pipeline_gpu {
     #[ignore = "needs an NVIDIA GPU"]
     fn with_cublas_matmuls_the_logits_match_and_cublas_kernels_sit_in_their_regions() {
         check_pipeline(MatmulBackend::Cublas);
+    }
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn a_prefill_padded_to_a_bucket_gives_the_same_results_and_records_its_padding() {
+        let cfg = ModelConfig::gpt2_small();
+        let weights = std::sync::Arc::new(Weights::random(&cfg));
+        let prompts = vec![
+            vec![464, 2068, 7586, 21831, 18045],
+            vec![40, 1842, 257],
+            vec![11, 12, 13, 14, 15, 16],
+        ];
+        let config = || {
+            ProfilerConfig {
+                timing: TimingChoice::Cupti,
+                power: false,
+                ..ProfilerConfig::default()
+            }
+            .with_manifest(&wattlens_kernels::manifest().unwrap())
+        };
+        let _gpu = super::gpu_session_lock();
+        let generate = |pad_prefill_to| {
+            let prof = Profiler::start(config()).unwrap();
+            let mut decoder = Decoder::new(&prof, cfg, weights.clone(), prompts.len()).unwrap();
+            decoder.set_waste(Waste {
+                pad_prefill_to,
+                ..Waste::default()
+            });
+            let gen = decoder.generate(&prompts, 3).unwrap();
+            drop(decoder);
+            (gen, prof.finish().unwrap().trace)
+        };
+        let (clean, _) = generate(0);
+        // 32 tokens a row: 96 rows, still the small-tile matmuls, so the same kernels run.
+        let (padded, trace) = generate(32);
+        assert_eq!(clean.tokens, padded.tokens);
+        for (a, b) in clean
+            .logits
+            .iter()
+            .flatten()
+            .zip(padded.logits.iter().flatten())
+        {
+            let wide: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
+            let e = relative_error(a, &wide);
+            assert!(e < 1e-5, "padding changed a result: relative error {e:.2e}");
+        }
+        // 14 real tokens of 3 × 32 rows.
+        let padding: Vec<(u64, u64)> = trace
+            .annotations
+            .iter()
+            .filter_map(|a| match *a {
+                wattlens_instrument::trace::Annotation::Padding { padded, total, .. } => {
+                    Some((padded, total))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(padding.contains(&(82, 96)), "{padding:?}");
     }
 
     fn check_pipeline(backend: MatmulBackend) {

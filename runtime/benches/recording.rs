@@ -73,6 +73,7 @@ fn record_launch(c: &mut Criterion) {
                 args_digest: digest.finish(),
                 touches,
                 site: if site.is_some() { site } else { StrId::NONE },
+                padding_op: None,
             })
         })
     });

@@ -34,6 +34,9 @@ pub struct OpDesc {
     pub touches: Touches,
     /// The launch site, or none.
     pub site: StrId,
+    /// The op class a kernel counts its padding share by, under a padding mask; none for
+    /// copies and memsets.
+    pub padding_op: Option<OpClass>,
 }
 
 /// A library call made through the session: its kernels, seen only by CUPTI, take its region,
@@ -311,7 +314,7 @@ impl Recorder {
     }
 
     /// Note that operation `seq`, a kernel of class `op`, ran under the padding mask in force.
-    pub fn note_padding(&mut self, seq: u64, op: OpClass) {
+    fn note_padding(&mut self, seq: u64, op: OpClass) {
         if let Some((mask, pass)) = &self.padding {
             let (padded, total) = mask.units(op);
             if total > 0 {
@@ -346,6 +349,9 @@ impl Recorder {
             unknown_access: op.touches.unknown,
         });
         self.timed.push(false);
+        if let Some(class) = op.padding_op {
+            self.note_padding(seq, class);
+        }
         seq
     }
 
@@ -523,6 +529,7 @@ mod tests {
             args_digest: 0,
             touches: Touches::default(),
             site: StrId::NONE,
+            padding_op: None,
         }
     }
 
@@ -745,10 +752,18 @@ mod tests {
         assert_eq!(mask.units(OpClass::Matmul), (3, 8));
         assert_eq!(mask.units(OpClass::Attention), (15, 32));
         let (_clock, mut r) = recorder();
-        r.note_padding(0, OpClass::Matmul);
+        let padded = |r: &mut Recorder, op| OpDesc {
+            padding_op: Some(op),
+            ..kernel(r, "k")
+        };
+        let op = padded(&mut r, OpClass::Matmul);
+        r.issue(op);
         assert!(r.annotations.is_empty());
         r.set_padding(Some(mask));
-        r.note_padding(7, OpClass::Norm);
+        let copy = kernel(&mut r, "copy");
+        r.issue(copy); // no padding class: not annotated
+        let op = padded(&mut r, OpClass::Norm);
+        let seq = r.issue(op);
         assert_eq!(
             r.annotations,
             vec![
@@ -759,7 +774,7 @@ mod tests {
                     rows: vec![vec![5, 6, 7, 8], vec![9]]
                 },
                 Annotation::Padding {
-                    span: 7,
+                    span: seq,
                     pass: 1,
                     padded: 3,
                     total: 8
@@ -767,7 +782,8 @@ mod tests {
             ]
         );
         r.set_padding(None);
-        r.note_padding(8, OpClass::Norm);
+        let op = padded(&mut r, OpClass::Norm);
+        r.issue(op);
         assert_eq!(r.annotations.len(), 2);
     }
 }

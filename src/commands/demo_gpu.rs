@@ -25,30 +25,32 @@ fn cuda(e: CudaError) -> CliError {
     CliError::Gpu(GpuError::Cuda(e))
 }
 
-/// The demo's prompts: seeded lengths of 24–96 tokens, or (padding-heavy) one long prompt among
-/// short ones.
-pub fn prompts(seed: u64, padding_heavy: bool, vocab: usize) -> Vec<Vec<i32>> {
+/// The demo's prompts: seeded lengths of 24–96 tokens.
+pub fn prompts(seed: u64, vocab: usize) -> Vec<Vec<i32>> {
     let mut rng = SimRng::new(seed);
     let mut next = move || rng.next_u64();
     (0..BATCH)
-        .map(|r| {
-            let len = if padding_heavy {
-                if r == 0 {
-                    192
-                } else {
-                    8
-                }
-            } else {
-                24 + (next() % 73) as usize
-            };
+        .map(|_| {
+            let len = 24 + (next() % 73) as usize;
             (0..len).map(|_| (next() % vocab as u64) as i32).collect()
         })
         .collect()
 }
 
-fn waste_of(switches: &[WasteSwitch]) -> Waste {
+/// The prefill length `--waste padding-heavy` pads to: the model's context less the decode
+/// steps, as a server that pads every batch to its largest shape would.
+fn padding_bucket(max_len: usize, steps: usize) -> usize {
+    max_len.saturating_sub(steps)
+}
+
+fn waste_of(switches: &[WasteSwitch], bucket: usize) -> Waste {
     let on = |w: WasteSwitch| switches.contains(&w);
     Waste {
+        pad_prefill_to: if on(WasteSwitch::PaddingHeavy) {
+            bucket
+        } else {
+            0
+        },
         no_kv_cache: on(WasteSwitch::NoKvCache),
         reupload_weights: on(WasteSwitch::ReuploadWeights),
         dead_kernel: on(WasteSwitch::DeadKernel),
@@ -108,14 +110,10 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     .with_manifest(&manifest);
     let prof = Profiler::start(config).map_err(cuda)?;
     let cfg = ModelConfig::gpt2_small();
-    let waste = waste_of(&args.waste);
-    let prompts = prompts(
-        args.seed,
-        args.waste.contains(&WasteSwitch::PaddingHeavy),
-        cfg.vocab,
-    );
-    let steps =
-        (args.steps as usize).min(cfg.max_len - prompts.iter().map(Vec::len).max().unwrap_or(0));
+    let prompts = prompts(args.seed, cfg.vocab);
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let steps = (args.steps as usize).min(cfg.max_len - longest);
+    let waste = waste_of(&args.waste, padding_bucket(cfg.max_len, steps).max(longest));
     writeln!(
         out,
         "GPU demo: GPT-2-small shapes (12 layers, d=768), {BATCH} prompts of {}–{} tokens, {steps} tokens each, matmuls on {}{}",

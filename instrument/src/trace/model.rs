@@ -128,6 +128,15 @@ pub struct RunMeta {
     pub sensor_profile: SensorProfile,
 }
 
+impl RunMeta {
+    /// This machine's host name (from `/etc/hostname`), or empty when it cannot be read.
+    pub fn this_host() -> String {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// One GPU as seen by the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct DeviceInfo {

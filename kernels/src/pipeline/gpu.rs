@@ -102,6 +102,9 @@ pub struct Waste {
     pub duplicate_layernorm: bool,
     /// Synchronise the host with the GPU after every kernel.
     pub sync_every_kernel: bool,
+    /// Pad the prefill to this many tokens (a fixed bucket) instead of the longest prompt; 0
+    /// pads to the longest. The prompts and their results stay the same.
+    pub pad_prefill_to: usize,
 }
 
 /// Which code runs the pipeline's matmuls.
@@ -504,8 +507,9 @@ impl<'p> Decoder<'p> {
         Ok(host.chunks(cfg.vocab).map(<[f32]>::to_vec).collect())
     }
 
-    /// Prefill `prompts` (right-padded to the longest), then decode `steps − 1` more tokens
-    /// greedily; returns the `steps` chosen tokens and their logits per row.
+    /// Prefill `prompts` (right-padded to the longest, or to the planted bucket), then decode
+    /// `steps − 1` more tokens greedily; returns the `steps` chosen tokens and their logits per
+    /// row.
     ///
     /// # Errors
     /// [`CudaError::Arguments`] for an empty or oversized batch, an empty prompt, a token out of
@@ -516,7 +520,12 @@ impl<'p> Decoder<'p> {
         steps: usize,
     ) -> Result<Generation, CudaError> {
         let b = prompts.len();
-        let t = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let t = prompts
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .max(self.waste.pad_prefill_to);
         if steps == 0 {
             return Err(usage("at least one step is needed".into()));
         }

@@ -137,6 +137,16 @@ fn ctx_err(what: &'static str) -> impl FnOnce(DriverError) -> CudaError {
     ctx(what)
 }
 
+/// The CUDA driver's version as `CUDA X.Y`, or none when the driver does not say. Call it
+/// only where libcuda is known to load (a device was opened, or CUDA called us): cudarc's
+/// loader panics otherwise.
+pub fn driver_version() -> Option<String> {
+    let mut v: std::ffi::c_int = 0;
+    // SAFETY: a valid out-pointer; cuDriverGetVersion needs no context and no cuInit.
+    let r = unsafe { sys::cuDriverGetVersion(&mut v) };
+    (r == sys::CUresult::CUDA_SUCCESS).then(|| format!("CUDA {}.{}", v / 1000, (v % 1000) / 10))
+}
+
 /// Format a 16-byte UUID as NVML does: `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 pub fn format_uuid(b: &[std::ffi::c_char; 16]) -> String {
     let h: Vec<String> = b.iter().map(|&c| format!("{:02x}", c as u8)).collect();

@@ -159,7 +159,7 @@ impl ProfiledLaunch<'_> {
         let inner = &mut self.inner;
         let args = &self.args;
         let digest = self.digest.finish();
-        let seq = prof.issue(
+        prof.issue(
             self.stream,
             expect,
             || {
@@ -189,10 +189,10 @@ impl ProfiledLaunch<'_> {
                     args_digest: digest,
                     touches,
                     site,
+                    padding_op: Some(kernel.op_class),
                 }
             },
         )?;
-        super::profiler::lock(&prof.rec).note_padding(seq, kernel.op_class);
         Ok(())
     }
 

@@ -13,7 +13,7 @@ mod profiler;
 mod scalar;
 mod transfer;
 
-pub use device::{format_uuid, CudaGpu, Timeline};
+pub use device::{driver_version, format_uuid, CudaGpu, Timeline};
 pub use error::{Aborted, CudaError};
 pub use launch::{ProfiledArg, ProfiledLaunch};
 pub use profiler::{

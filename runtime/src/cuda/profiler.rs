@@ -300,11 +300,7 @@ impl Profiler {
             (None, None)
         };
         if driver.is_none() {
-            let mut v: std::ffi::c_int = 0;
-            // SAFETY: a valid out-pointer; the driver is loaded (devices were opened above).
-            if unsafe { sys::cuDriverGetVersion(&mut v) } == sys::CUresult::CUDA_SUCCESS {
-                driver = Some(format!("CUDA {}.{}", v / 1000, (v % 1000) / 10));
-            }
+            driver = super::device::driver_version();
         }
         let mut recorder = Recorder::new(clock.clone());
         recorder.set_site_labels(config.site_labels.clone());
@@ -662,9 +658,7 @@ impl Profiler {
         let meta = RunMeta {
             tool_version: concat!("wattlens-runtime ", env!("CARGO_PKG_VERSION")).to_owned(),
             simulated: false,
-            host: std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_default(),
+            host: RunMeta::this_host(),
             command: self.config.command.clone(),
             start_unix_ns: self.start_unix_ns,
             driver: self.driver.clone(),

@@ -363,5 +363,6 @@ fn op(
         args_digest: 0,
         touches,
         site,
+        padding_op: None,
     }
 }
