@@ -9,7 +9,7 @@ use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection, ReadPlan};
 use wattlens_instrument::power::{PowerError, Sampler, SamplerReport};
 use wattlens_instrument::trace::{
     ClockAlignment, ClockSource, DeviceInfo, LaunchShape, PowerReading, RunMeta, Span, SpanKind,
-    StrId, Trace,
+    Trace,
 };
 use wattlens_instrument::SensorProfile;
 use wattlens_kernels::calibration as k;
@@ -313,20 +313,8 @@ impl GpuSession {
             let name = trace.strings.id(Self::name(l));
             let shape = self.shape(l);
             trace.spans.push(Span {
-                id: id as u64,
-                kind: SpanKind::Kernel,
-                device: 0,
-                stream: 0,
-                start_ns: s,
-                end_ns: e.max(s),
-                name,
                 launch: Some(shape),
-                args_digest: 0,
-                reads: Vec::new(),
-                writes: Vec::new(),
-                region: StrId::NONE,
-                site: StrId::NONE,
-                unknown_access: Vec::new(),
+                ..Span::new(id as u64, SpanKind::Kernel, (0, 0), name, (s, e.max(s)))
             });
             tagged.push((tag, s, e));
         }

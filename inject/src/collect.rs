@@ -2,7 +2,7 @@
 //! that a crash leaves a readable prefix. Nothing here touches CUDA: the hooks feed it, and
 //! tests feed it by hand.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -47,8 +47,8 @@ pub struct Counts {
 pub struct Collector<W: Write> {
     out: TraceWriter<W>,
     next_id: u64,
-    /// CUPTI context id → CUDA device ordinal, learned from work records.
-    contexts: HashMap<u32, u32>,
+    /// CUDA devices that ran work, for the clock alignment records.
+    devices: BTreeSet<u32>,
     names: HashMap<String, StrId>,
     points: VecDeque<ClockPoint>,
     /// Every point, thinned to one a second or so, for the alignment record.
@@ -63,7 +63,7 @@ impl<W: Write> Collector<W> {
         Self {
             out,
             next_id: 1,
-            contexts: HashMap::new(),
+            devices: BTreeSet::new(),
             names: HashMap::new(),
             points: VecDeque::new(),
             evidence: Vec::new(),
@@ -134,11 +134,10 @@ impl<W: Write> Collector<W> {
             match record {
                 CuptiRecord::Work {
                     device,
-                    context,
                     memset_value,
                     activity,
                 } => {
-                    self.contexts.insert(context, device);
+                    self.devices.insert(device);
                     if !ended(activity.start_ns, activity.end_ns) {
                         self.counts.skipped += 1;
                         continue;
@@ -175,30 +174,17 @@ impl<W: Write> Collector<W> {
                             (kind, self.out.intern("memset")?, None)
                         }
                     };
-                    let mut span = self.span(kind, name, device, activity.stream_id);
-                    (span.start_ns, span.end_ns) =
-                        (map.map_ns(activity.start_ns), map.map_ns(activity.end_ns));
+                    let mut span = Span::new(
+                        self.id(),
+                        kind,
+                        (device, u64::from(activity.stream_id)),
+                        name,
+                        (map.map_ns(activity.start_ns), map.map_ns(activity.end_ns)),
+                    );
                     span.launch = launch;
                     if let Some(path) = region_of(activity.correlation_id) {
                         span.region = self.out.intern(&path)?;
                     }
-                    self.out.span(&span)?;
-                }
-                CuptiRecord::Sync {
-                    context,
-                    stream,
-                    start_ns,
-                    end_ns,
-                } => {
-                    if !ended(start_ns, end_ns) {
-                        self.counts.skipped += 1;
-                        continue;
-                    }
-                    self.counts.syncs += 1;
-                    let name = self.out.intern("synchronize")?;
-                    let device = self.contexts.get(&context).copied().unwrap_or(0);
-                    let mut span = self.span(SpanKind::Sync, name, device, stream);
-                    (span.start_ns, span.end_ns) = (map.map_ns(start_ns), map.map_ns(end_ns));
                     self.out.span(&span)?;
                 }
                 CuptiRecord::External { .. } => {}
@@ -219,9 +205,16 @@ impl<W: Write> Collector<W> {
             };
             self.counts.regions += 1;
             let name = self.out.intern(&name)?;
-            let mut span = self.span(SpanKind::Region { depth: r.depth }, name, 0, 0);
-            (span.start_ns, span.end_ns) = (r.start_ns, r.end_ns);
-            span.region = self.out.intern(&path)?;
+            let span = Span {
+                region: self.out.intern(&path)?,
+                ..Span::new(
+                    self.id(),
+                    SpanKind::Region { depth: r.depth },
+                    (0, 0),
+                    name,
+                    (r.start_ns, r.end_ns),
+                )
+            };
             self.out.span(&span)?;
         }
         Ok(())
@@ -238,31 +231,16 @@ impl<W: Write> Collector<W> {
         let name = self.out.intern("synchronize")?;
         for s in syncs {
             self.counts.syncs += 1;
-            let mut span = self.span(SpanKind::Sync, name, s.device, s.stream);
-            (span.start_ns, span.end_ns) = (s.start_ns, s.end_ns);
+            let span = Span::new(
+                self.id(),
+                SpanKind::Sync,
+                (s.device, u64::from(s.stream)),
+                name,
+                (s.start_ns, s.end_ns),
+            );
             self.out.span(&span)?;
         }
         Ok(())
-    }
-
-    /// A span with the next id, and no times, shape, region or buffers yet.
-    fn span(&mut self, kind: SpanKind, name: StrId, device: u32, stream: u32) -> Span {
-        Span {
-            id: self.id(),
-            kind,
-            device,
-            stream: u64::from(stream),
-            start_ns: 0,
-            end_ns: 0,
-            name,
-            launch: None,
-            args_digest: 0,
-            reads: Vec::new(),
-            writes: Vec::new(),
-            region: StrId::NONE,
-            site: StrId::NONE,
-            unknown_access: Vec::new(),
-        }
     }
 
     /// Write power readings of CUDA device `device` (a sampler's own index is replaced).
@@ -294,9 +272,7 @@ impl<W: Write> Collector<W> {
         more: &[wattlens_instrument::trace::ClockAlignment],
     ) -> Result<W, TraceError> {
         if let Some(map) = self.map {
-            let devices: std::collections::BTreeSet<u32> =
-                self.contexts.values().copied().collect();
-            for device in devices {
+            for &device in &self.devices {
                 self.out
                     .alignment(&map.alignment(ClockSource::Cupti, device, &self.evidence))?;
             }

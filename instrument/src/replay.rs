@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::power::RecordedSource;
 use crate::sensor_profile::SensorProfile;
-use crate::trace::{DeviceInfo, PowerReading, RunMeta, Span, SpanKind, StrId, Trace};
+use crate::trace::{DeviceInfo, PowerReading, RunMeta, Span, SpanKind, Trace};
 
 /// Why a capture could not be replayed.
 #[derive(Debug, thiserror::Error)]
@@ -114,22 +114,13 @@ impl Capture {
                 return Err(bad("the phase ends before it starts".to_owned()));
             }
             let name = trace.strings.id(cols[2].trim());
-            trace.spans.push(Span {
-                id: trace.spans.len() as u64,
-                kind: SpanKind::Region { depth: 0 },
-                device: 0,
-                stream: 0,
-                start_ns: start_us * 1000,
-                end_ns: end_us * 1000,
+            trace.spans.push(Span::new(
+                trace.spans.len() as u64,
+                SpanKind::Region { depth: 0 },
+                (0, 0),
                 name,
-                launch: None,
-                args_digest: 0,
-                reads: Vec::new(),
-                writes: Vec::new(),
-                region: StrId::NONE,
-                site: StrId::NONE,
-                unknown_access: Vec::new(),
-            });
+                (start_us * 1000, end_us * 1000),
+            ));
         }
         trace.meta.start_unix_ns = trace.power.first().map(PowerReading::ts_ns).unwrap_or(0);
         Ok(Self { trace })

@@ -270,22 +270,16 @@ impl Recorder {
         };
         let end_ns = self.clock.now_ns().max(open.start_ns);
         self.regions.push(Span {
-            id: self.next_region_id,
-            kind: SpanKind::Region {
-                depth: self.stack.len() as u32,
-            },
-            device: 0,
-            stream: 0,
-            start_ns: open.start_ns,
-            end_ns,
-            name: open.name,
-            launch: None,
-            args_digest: 0,
-            reads: Vec::new(),
-            writes: Vec::new(),
             region: open.path,
-            site: StrId::NONE,
-            unknown_access: Vec::new(),
+            ..Span::new(
+                self.next_region_id,
+                SpanKind::Region {
+                    depth: self.stack.len() as u32,
+                },
+                (0, 0),
+                open.name,
+                (open.start_ns, end_ns),
+            )
         });
         self.next_region_id += 1;
         true
@@ -414,20 +408,15 @@ impl Recorder {
         let region = self.region_path();
         let name = self.intern("host synchronisation");
         self.regions.push(Span {
-            id: self.next_region_id,
-            kind: SpanKind::Sync,
-            device,
-            stream,
-            start_ns,
-            end_ns: end_ns.max(start_ns),
-            name,
-            launch: None,
-            args_digest: 0,
-            reads: Vec::new(),
-            writes: Vec::new(),
             region,
             site,
-            unknown_access: Vec::new(),
+            ..Span::new(
+                self.next_region_id,
+                SpanKind::Sync,
+                (device, stream),
+                name,
+                (start_ns, end_ns.max(start_ns)),
+            )
         });
         self.next_region_id += 1;
     }
@@ -629,22 +618,13 @@ mod tests {
 
     /// A kernel span the session did not issue, starting at `start_ns`.
     fn foreign(start_ns: u64) -> Span {
-        Span {
-            id: 0,
-            kind: SpanKind::Kernel,
-            device: 0,
-            stream: 0,
-            start_ns,
-            end_ns: start_ns + 5,
-            name: StrId::NONE,
-            launch: None,
-            args_digest: 0,
-            reads: Vec::new(),
-            writes: Vec::new(),
-            region: StrId::NONE,
-            site: StrId::NONE,
-            unknown_access: Vec::new(),
-        }
+        Span::new(
+            0,
+            SpanKind::Kernel,
+            (0, 0),
+            StrId::NONE,
+            (start_ns, start_ns + 5),
+        )
     }
 
     #[test]

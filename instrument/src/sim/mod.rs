@@ -139,20 +139,15 @@ pub fn simulate_with_budget(
             });
         }
         trace.spans.push(Span {
-            id,
-            kind: s.kind,
-            device: 0,
-            stream: u64::from(s.stream),
-            start_ns: start_unix_ns + s.start_ns,
-            end_ns: start_unix_ns + s.end_ns,
-            name,
             launch: s.launch,
-            args_digest: 0,
-            reads: Vec::new(),
-            writes: Vec::new(),
             region,
-            site: StrId::NONE,
-            unknown_access: Vec::new(),
+            ..Span::new(
+                id,
+                s.kind,
+                (0, u64::from(s.stream)),
+                name,
+                (start_unix_ns + s.start_ns, start_unix_ns + s.end_ns),
+            )
         });
         span_dynamic_mj
             .push(f64::from(s.dynamic_mw) * s.end_ns.saturating_sub(s.start_ns) as f64 * 1e-9);
@@ -171,20 +166,14 @@ pub fn simulate_with_budget(
             trace.strings.id(&r.parent)
         };
         trace.spans.push(Span {
-            id,
-            kind: SpanKind::Region { depth: r.depth },
-            device: 0,
-            stream: u64::from(r.stream),
-            start_ns: start_unix_ns + r.start_ns,
-            end_ns: start_unix_ns + r.end_ns,
-            name,
-            launch: None,
-            args_digest: 0,
-            reads: Vec::new(),
-            writes: Vec::new(),
             region,
-            site: StrId::NONE,
-            unknown_access: Vec::new(),
+            ..Span::new(
+                id,
+                SpanKind::Region { depth: r.depth },
+                (0, u64::from(r.stream)),
+                name,
+                (start_unix_ns + r.start_ns, start_unix_ns + r.end_ns),
+            )
         });
         span_dynamic_mj.push(0.0);
         span_above_idle_mj.push(0.0);

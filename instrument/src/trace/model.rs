@@ -188,6 +188,33 @@ pub struct Span {
 }
 
 impl Span {
+    /// A span of `kind` from `start_ns` to `end_ns`, with no launch shape, scalars, buffers,
+    /// region or site yet (set those fields after, or with struct update syntax).
+    pub fn new(
+        id: u64,
+        kind: SpanKind,
+        (device, stream): (u32, u64),
+        name: StrId,
+        (start_ns, end_ns): (u64, u64),
+    ) -> Self {
+        Self {
+            id,
+            kind,
+            device,
+            stream,
+            start_ns,
+            end_ns,
+            name,
+            launch: None,
+            args_digest: 0,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            region: StrId::NONE,
+            site: StrId::NONE,
+            unknown_access: Vec::new(),
+        }
+    }
+
     /// Duration in ns (zero for an inverted span, which the reader rejects anyway).
     pub fn duration_ns(&self) -> u64 {
         self.end_ns.saturating_sub(self.start_ns)

@@ -102,7 +102,6 @@ unsafe extern "C" fn buffer_completed(
                     .get_or_insert_with(HashMap::new)
                     .insert(correlation, external);
             }
-            CuptiRecord::Sync { .. } => {}
         });
     }
     lock(&RECORDS).extend(parsed);

@@ -83,8 +83,6 @@ pub enum CuptiRecord {
     Work {
         /// CUDA device ordinal it ran on.
         device: u32,
-        /// CUPTI's id of the context it ran in.
-        context: u32,
         /// The byte value a memset wrote (0 for other work).
         memset_value: u32,
         /// What ran, where and when (CUPTI timestamps).
@@ -96,17 +94,6 @@ pub enum CuptiRecord {
         correlation: u32,
         /// The external id pushed around it.
         external: u64,
-    },
-    /// The host waited on a stream, event or context.
-    Sync {
-        /// CUPTI's id of the context.
-        context: u32,
-        /// CUPTI's stream id (`u32::MAX` for a context-wide wait).
-        stream: u32,
-        /// Start, CUPTI timestamp ns.
-        start_ns: u64,
-        /// End, CUPTI timestamp ns.
-        end_ns: u64,
     },
 }
 
@@ -152,7 +139,6 @@ pub unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<CuptiRecord>
         };
         return Some(CuptiRecord::Work {
             device: k.deviceId,
-            context: k.contextId,
             memset_value: 0,
             activity: Activity {
                 kind: ActivityKind::Kernel {
@@ -181,7 +167,6 @@ pub unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<CuptiRecord>
         let m = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityMemcpy6>()) };
         return Some(CuptiRecord::Work {
             device: m.deviceId,
-            context: m.contextId,
             memset_value: 0,
             activity: Activity {
                 kind: ActivityKind::Memcpy {
@@ -200,7 +185,6 @@ pub unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<CuptiRecord>
         let m = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityMemset4>()) };
         return Some(CuptiRecord::Work {
             device: m.deviceId,
-            context: m.contextId,
             memset_value: m.value,
             activity: Activity {
                 kind: ActivityKind::Memset { bytes: m.bytes },
@@ -209,18 +193,6 @@ pub unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<CuptiRecord>
                 end_ns: m.end,
                 correlation_id: m.correlationId,
             },
-        });
-    }
-    if kind == K::CUPTI_ACTIVITY_KIND_SYNCHRONIZATION as u32 {
-        // SAFETY: synchronisation records start with this layout in every CUPTI since 6.
-        let s = unsafe {
-            std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivitySynchronization>())
-        };
-        return Some(CuptiRecord::Sync {
-            context: s.contextId,
-            stream: s.streamId,
-            start_ns: s.start,
-            end_ns: s.end,
         });
     }
     None

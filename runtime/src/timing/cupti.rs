@@ -240,20 +240,14 @@ fn foreign_span(
         ),
     };
     let span = Span {
-        id: 0,
-        kind,
-        device,
-        stream,
-        start_ns,
-        end_ns: end_ns.max(start_ns),
-        name: StrId::NONE,
         launch,
-        args_digest: 0,
-        reads: Vec::new(),
-        writes: Vec::new(),
-        region: StrId::NONE,
-        site: StrId::NONE,
-        unknown_access: Vec::new(),
+        ..Span::new(
+            0,
+            kind,
+            (device, stream),
+            StrId::NONE,
+            (start_ns, end_ns.max(start_ns)),
+        )
     };
     (span, name)
 }
