@@ -3,11 +3,14 @@
 # under torch.profiler, interleaved so that clocks and temperature drift hit every mode alike.
 #   scripts/run-overhead.sh WATTLENS OUT_DIR [REPEATS] [STEPS] [BATCH] [MODES]
 # MODES (comma-separated, default all): bare, wattlens, wattlens-nvtx (NVTX ranges but no
-# launch tagging), wattlens-kernels (kernel records only, no copies, memsets or syncs),
+# launch tagging), nvtx-cupti (NVTX routed through CUPTI's callbacks, the earlier design),
+# wattlens-kernels (kernel records only, no copies, memsets or syncs),
 # wattlens-activity (CUPTI activity records only), kinds:A+B[/HOOKS] (only these activity
 # kinds, of kernel, memcpy, memset, sync; HOOKS all, nvtx or none), env:VAR=VALUE (wattlens
 # with one setting, such as env:WATTLENS_POWER=off), torch-profiler, nsys (Nsight Systems tracing CUDA and NVTX,
 # where `nsys` is installed).
+# PIN_CPUS=LIST runs every mode under `taskset -c LIST` (such as the GPU's NUMA node).
+# STEP_TIMES=1 keeps each run's step times (steps.MODE.I.tsv) for finding periodic stalls.
 # Prints, per mode, the medians of three wall times and their slowdown against the bare run:
 #   command: the whole command (for wattlens, with its reading of the sensors after the
 #            program and the trace it then completes);
@@ -27,6 +30,9 @@ for i in $(seq 1 "$repeats"); do
       bare) ;;
       wattlens) cmd=("${run[@]}" "${cmd[@]}") ;;
       wattlens-nvtx) cmd=(env WATTLENS_HOOKS=nvtx "${run[@]}" "${cmd[@]}") ;;
+      nvtx-cupti)
+        cupti=$(ls /usr/local/cuda/extras/CUPTI/lib64/libcupti.so* /usr/local/cuda/targets/*/lib/libcupti.so* 2>/dev/null | head -n 1 || true)
+        cmd=(env "NVTX_INJECTION64_PATH=$cupti" "${run[@]}" "${cmd[@]}") ;;
       wattlens-kernels) cmd=(env WATTLENS_KINDS=kernel "${run[@]}" "${cmd[@]}") ;;
       kinds:*)
         spec=${mode#kinds:} hooks=all
@@ -39,6 +45,8 @@ for i in $(seq 1 "$repeats"); do
       nsys) cmd=(nsys profile -t cuda,nvtx -s none --cpuctxsw none -o "$out/nsys" -f true "${cmd[@]}") ;;
       *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
+    [ -z "${STEP_TIMES:-}" ] || cmd+=(--step-times "$out/steps.${mode//[^A-Za-z0-9_.-]/_}.$i.tsv")
+    [ -z "${PIN_CPUS:-}" ] || cmd=(taskset -c "$PIN_CPUS" "${cmd[@]}")
     t0=$(date +%s%N)
     line=$("${cmd[@]}" 2>"$out/last.err" | tail -n 1)
     t1=$(date +%s%N)
@@ -56,11 +64,12 @@ by = {}
 for mode, _i, command_us, process_s, line in rows:
     out = json.loads(line)
     by.setdefault(mode, []).append((int(command_us) / 1e6, float(process_s), out["loop_s"],
-                                    out.get("step_ms_median", 0.0) / 1e3))
-med = {m: [statistics.median(r[k] for r in v) for k in range(4)] for m, v in by.items()}
+                                    out.get("step_ms_median", 0.0) / 1e3,
+                                    out.get("stall_s", 0.0)))
+med = {m: [statistics.median(r[k] for r in v) for k in range(5)] for m, v in by.items()}
 base = med["bare"]
 for m, vals in med.items():
     cells = "  ".join(f"{name} {v:7.4f} s ({(v / b - 1) * 100:+6.2f}%)"
                       for name, v, b in zip(("command", "process", "loop", "step"), vals, base))
-    print(f"{m:17s} runs {len(by[m])}  {cells}")
+    print(f"{m:17s} runs {len(by[m])}  {cells}  stalls {vals[4]:.4f} s")
 PY

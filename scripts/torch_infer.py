@@ -3,6 +3,7 @@
 NVTX range around every module's forward: the unmodified program `wattlens run` is tested on.
 
     python3 scripts/torch_infer.py [--seconds S | --steps N] [--torch-profiler] [--crash | --kill-self]
+                                   [--step-times FILE]
 
 It prints one JSON line: steps done, the inference loop's wall time, and the median time of
 one step (robust to the occasional host stall that moves the loop's total). With --torch-profiler
@@ -76,6 +77,7 @@ def main():
     p.add_argument("--torch-profiler", action="store_true")
     p.add_argument("--crash", action="store_true")
     p.add_argument("--kill-self", action="store_true")
+    p.add_argument("--step-times", help="write each step's end (s since the loop began) and length to this file")
     a = p.parse_args()
 
     torch.manual_seed(0)
@@ -85,9 +87,11 @@ def main():
     tokens = torch.randint(0, 32000, (a.batch, a.seq), device=dev)
 
     step_s = []
+    start_unix = []
 
     def loop():
         steps = 0
+        start_unix.append(time.time())
         t0 = time.perf_counter()
         last = t0
         with torch.no_grad():
@@ -115,6 +119,12 @@ def main():
     else:
         steps, loop_s, tok = loop()
         events = 0
+    if a.step_times:
+        with open(a.step_times, "w") as f:
+            end = 0.0
+            for s in step_s:
+                end += s
+                f.write(f"{end:.6f}\t{s:.6f}\n")
     step_s.sort()
     median = step_s[len(step_s) // 2] if step_s else 0.0
     p99 = step_s[len(step_s) * 99 // 100] if step_s else 0.0
@@ -122,6 +132,7 @@ def main():
     stall_s = sum(s - median for s in step_s if s > 2 * median)
     print(json.dumps({"steps": steps, "loop_s": loop_s, "step_ms_median": 1e3 * median,
                       "step_ms_p99": 1e3 * p99, "stall_s": stall_s, "token": tok,
+                      "loop_start_unix": start_unix[0] if start_unix else 0.0,
                       "profiler_events": events}), flush=True)
     if a.crash:
         ctypes.string_at(0)  # SIGSEGV

@@ -73,6 +73,20 @@ def priced(findings, kinds, what):
     )
 
 
+def mean_ci(xs):
+    """(low, mean, high): the mean of xs and its two-sided 95% t interval."""
+    n = len(xs)
+    # Student t quantiles (0.975) by degrees of freedom; between entries the smaller df's (the
+    # wider interval) is used.
+    t = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+    df = n - 1
+    q = t[max(k for k in t if k <= df)]
+    mean = statistics.fmean(xs)
+    half = q * statistics.stdev(xs) / n ** 0.5
+    return mean - half, mean, mean + half
+
+
 def main(root):
     for switch in sorted(os.listdir(root)):
         base = os.path.join(root, switch)
@@ -118,6 +132,13 @@ def main(root):
                 f"  without host pauses: median difference {mq/1e3:.3f} J (sd {sq/1e3:.3f} J), "
                 f"detector/difference - 1 = {relq*100:+.1f}%"
             )
+            for name, xs in (("difference", diffs), ("without host pauses", quiet)):
+                if len(xs) > 2:
+                    lo, mean, hi = mean_ci(xs)
+                    print(
+                        f"  {name}: mean {mean/1e3:.3f} J, 95% CI [{lo/1e3:.3f}, {hi/1e3:.3f}] J; "
+                        f"detector {mp/1e3:.3f} J is {(mp/mean - 1)*100:+.1f}% of the mean"
+                    )
 
 
 if __name__ == "__main__":

@@ -44,15 +44,10 @@ fn a_program_without_cuda_runs_unchanged_and_keeps_its_exit_code() {
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    let true_path = std::fs::canonicalize("/bin/true").unwrap();
-    let sh_path = std::fs::canonicalize("/bin/sh").unwrap();
+    let lib = std::fs::canonicalize("/bin/true").unwrap();
     assert!(
-        stdout.contains(&format!(
-            "child says {} {}",
-            true_path.display(),
-            sh_path.display()
-        )),
-        "the child got the injection library and NVTX's: {stdout}"
+        stdout.contains(&format!("child says {} {}", lib.display(), lib.display())),
+        "the child got the injection library, for CUDA and for NVTX: {stdout}"
     );
     assert!(
         stdout.contains("No GPU work was seen"),
@@ -183,12 +178,20 @@ fn gpu_pytorch_inference_gets_joules_per_kernel_and_per_nvtx_range() {
         .unwrap();
     let recorded = wattlens_instrument::read_trace_file(&trace).unwrap();
     assert!(recorded.stopped.is_none(), "{:?}", recorded.stopped);
-    let syncs: Vec<_> = recorded
-        .trace
-        .spans
-        .iter()
-        .filter(|s| s.kind == SpanKind::Sync)
-        .collect();
+    // Every module's forward runs in its NVTX range: all but the set-up kernels (weight casts,
+    // token sampling) are launched in one.
+    let of_kind = |kind: SpanKind| -> Vec<_> {
+        let spans = recorded.trace.spans.iter();
+        spans.filter(|s| s.kind == kind).collect()
+    };
+    let kernels = of_kind(SpanKind::Kernel);
+    let in_ranges = kernels.iter().filter(|k| k.region.is_some()).count();
+    assert!(
+        in_ranges as f64 >= 0.95 * kernels.len() as f64,
+        "{in_ranges} of {} kernels tagged with their NVTX range",
+        kernels.len()
+    );
+    let syncs = of_kind(SpanKind::Sync);
     assert!(
         syncs.len() as u64 >= steps && (syncs.len() as u64) < steps * 3 / 2 + 10,
         "{} host waits for {steps} steps",

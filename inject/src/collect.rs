@@ -29,6 +29,8 @@ const CLOCK_SLACK_NS: u64 = 100_000_000;
 pub struct Counts {
     /// Kernel spans.
     pub kernels: u64,
+    /// Kernel spans whose launch was tagged with an NVTX range.
+    pub kernels_in_ranges: u64,
     /// Copy spans.
     pub copies: u64,
     /// Memset spans.
@@ -184,6 +186,9 @@ impl<W: Write> Collector<W> {
                     span.launch = launch;
                     if let Some(path) = region_of(activity.correlation_id) {
                         span.region = self.out.intern(&path)?;
+                        if span.kind == SpanKind::Kernel {
+                            self.counts.kernels_in_ranges += 1;
+                        }
                     }
                     self.out.span(&span)?;
                 }

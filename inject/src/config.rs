@@ -27,6 +27,10 @@ pub const ENV_KINDS: &str = "WATTLENS_KINDS";
 /// measuring what the sampler thread costs the program.
 pub const ENV_POWER: &str = "WATTLENS_POWER";
 
+/// Environment variable choosing which API's launch, copy and memset calls are tagged with
+/// their NVTX range (`runtime`, `driver`, `both`); for measuring what each callback costs.
+pub const ENV_LAUNCH_API: &str = "WATTLENS_LAUNCH_API";
+
 /// The activity record kinds there are.
 pub const ALL_KINDS: [&str; 4] = ["kernel", "memcpy", "memset", "sync"];
 
@@ -39,6 +43,17 @@ pub enum Hooks {
     Nvtx,
     /// None: activity records only.
     None,
+}
+
+/// Which API's work-issuing calls get callbacks (a runtime call makes a driver call too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchApi {
+    /// The runtime API's calls only.
+    Runtime,
+    /// The driver API's calls only.
+    Driver,
+    /// Both APIs' calls.
+    Both,
 }
 
 /// Default flush period: at most this much recording is lost to a SIGKILL.
@@ -54,7 +69,7 @@ pub enum ConfigError {
     #[error("{ENV_OUTPUT} is not set, so wattlens is not recording this process (run it under `wattlens run -- CMD`)")]
     NoOutput,
     /// A choice was not one of the known values.
-    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync; WATTLENS_POWER: on, off); unset it or choose one")]
+    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync; WATTLENS_POWER: on, off; WATTLENS_LAUNCH_API: runtime, driver, both); unset it or choose one")]
     BadChoice {
         /// The variable.
         name: &'static str,
@@ -86,6 +101,8 @@ pub struct Config {
     pub tail: Duration,
     /// Callbacks to subscribe to.
     pub hooks: Hooks,
+    /// Which API's work-issuing calls are tagged with their range.
+    pub launch_api: LaunchApi,
     /// Activity record kinds to keep.
     pub kinds: Vec<String>,
     /// Whether the power sensors are read.
@@ -112,17 +129,26 @@ impl Config {
         let rank = ["RANK", "LOCAL_RANK"]
             .iter()
             .find_map(|k| var(k).and_then(|v| v.trim().parse::<u32>().ok()));
-        let hooks = match var(ENV_HOOKS).as_deref() {
-            None | Some("all") => Hooks::All,
-            Some("nvtx") => Hooks::Nvtx,
-            Some("none") => Hooks::None,
-            Some(other) => {
-                return Err(ConfigError::BadChoice {
-                    name: ENV_HOOKS,
-                    value: other.to_owned(),
-                })
-            }
-        };
+        let hooks = choice(
+            &var,
+            ENV_HOOKS,
+            Hooks::All,
+            &[
+                ("all", Hooks::All),
+                ("nvtx", Hooks::Nvtx),
+                ("none", Hooks::None),
+            ],
+        )?;
+        let launch_api = choice(
+            &var,
+            ENV_LAUNCH_API,
+            LaunchApi::Driver,
+            &[
+                ("driver", LaunchApi::Driver),
+                ("runtime", LaunchApi::Runtime),
+                ("both", LaunchApi::Both),
+            ],
+        )?;
         let kinds: Vec<String> = match var(ENV_KINDS) {
             None => ALL_KINDS.iter().map(|k| (*k).to_owned()).collect(),
             Some(list) => list.split(',').map(|k| k.trim().to_owned()).collect(),
@@ -133,18 +159,10 @@ impl Config {
                 value: bad.clone(),
             });
         }
-        let power = match var(ENV_POWER).as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(ConfigError::BadChoice {
-                    name: ENV_POWER,
-                    value: other.to_owned(),
-                })
-            }
-        };
+        let power = choice(&var, ENV_POWER, true, &[("on", true), ("off", false)])?;
         Ok(Self {
             hooks,
+            launch_api,
             kinds,
             power,
             trace_path: trace_path(&prefix, rank, pid),
@@ -153,6 +171,26 @@ impl Config {
             tail: Duration::from_millis(ms(ENV_TAIL_MS, DEFAULT_TAIL_MS)?),
         })
     }
+}
+
+/// The value of variable `name` among `choices`; `default` when it is unset.
+///
+/// # Errors
+/// [`ConfigError::BadChoice`] for a value not among them.
+fn choice<T: Copy>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let Some(value) = var(name) else {
+        return Ok(default);
+    };
+    choices
+        .iter()
+        .find(|(n, _)| *n == value.trim())
+        .map(|&(_, t)| t)
+        .ok_or(ConfigError::BadChoice { name, value })
 }
 
 /// The trace of one process: `PREFIX.rankR.pidP.wlt`, or `PREFIX.pidP.wlt` without a rank.
@@ -207,5 +245,20 @@ mod tests {
         assert!(!c.power);
         let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_POWER, "no")]), 1).unwrap_err();
         assert!(e.to_string().contains("WATTLENS_POWER: no"), "{e}");
+        assert_eq!(c.hooks, Hooks::All);
+        assert_eq!(c.launch_api, LaunchApi::Driver);
+        let c = Config::from_env(
+            env(&[
+                (ENV_OUTPUT, "o"),
+                (ENV_LAUNCH_API, "both"),
+                (ENV_HOOKS, "nvtx"),
+            ]),
+            1,
+        )
+        .unwrap();
+        assert_eq!((c.launch_api, c.hooks), (LaunchApi::Both, Hooks::Nvtx));
+        let e =
+            Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_LAUNCH_API, "cuda")]), 1).unwrap_err();
+        assert!(e.to_string().contains("WATTLENS_LAUNCH_API: cuda"), "{e}");
     }
 }

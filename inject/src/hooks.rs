@@ -4,22 +4,22 @@
 //! Every function CUPTI calls catches panics: a fault of ours must never unwind into CUDA or
 //! take the program down.
 
-use std::borrow::Cow;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use cudarc::cupti::sys as cupti;
 use wattlens_instrument::clock::Clock;
-use wattlens_runtime::cuda::cupti_records::{buffer_requested, drain_buffer, set_buffer_bytes};
+use wattlens_runtime::cuda::cupti_records::{
+    buffer_requested, drain_buffer, set_buffer_bytes, CuptiRecord,
+};
 
-use crate::config::Hooks;
-use crate::regions::RegionStack;
-use crate::state::{lock, shared, Pending, Shared};
-use crate::syncs::{HostSync, SyncNesting};
+use crate::config::{Hooks, LaunchApi};
+use crate::nvtx::{attr_message, c_text, pop_range, push_range, wide_text, Registered};
+use crate::state::{lock, shared, Completed};
+use crate::syncs::HostSync;
+use crate::thread::with_thread;
 use crate::InjectError;
 
 /// Callback domains, as CUPTI numbers them (read as integers: an enum read of a value Rust
@@ -69,41 +69,15 @@ enum Waits {
     Other,
 }
 
-/// The API callbacks subscribed as host synchronisations: (domain, callback id, what it waits
-/// on). Set once, by [`subscribe`].
-static SYNC_CALLS: OnceLock<Vec<(u32, u32, Waits)>> = OnceLock::new();
+/// What each API callback subscribed as a host synchronisation waits on, by domain (driver,
+/// runtime) then callback id: one lookup per callback. Set once, by [`subscribe`].
+static SYNC_CALLS: OnceLock<[Vec<Option<Waits>>; 2]> = OnceLock::new();
 
-/// A program thread's own state: its open ranges, its cache of path ids, and its buffer.
-struct ThreadState {
-    stack: RegionStack,
-    /// Path ids this thread has seen, by parent id then name: a push looks up borrowed text.
-    cache: HashMap<u32, HashMap<Box<str>, u32>>,
-    /// Depth inside synchronize calls.
-    syncs: SyncNesting,
-    pending: Arc<Mutex<Pending>>,
-}
-
-thread_local! {
-    static THREAD: RefCell<Option<ThreadState>> = const { RefCell::new(None) };
-}
-
-/// Run `f` on this thread's state (created on first use); `None` inside a nested callback
-/// or before the library started.
-fn with_thread<R>(f: impl FnOnce(&mut ThreadState, &'static Shared) -> R) -> Option<R> {
-    let shared = shared()?;
-    THREAD
-        .try_with(|t| {
-            let mut t = t.try_borrow_mut().ok()?;
-            let state = t.get_or_insert_with(|| ThreadState {
-                stack: RegionStack::default(),
-                cache: HashMap::new(),
-                syncs: SyncNesting::default(),
-                pending: shared.register_thread(),
-            });
-            Some(f(state, shared))
-        })
-        .ok()
-        .flatten()
+/// What API callback `cbid` of `domain` waits on, if it was subscribed as a synchronisation.
+fn sync_call(domain: u32, cbid: u32) -> Option<Waits> {
+    let by_domain = SYNC_CALLS.get()?;
+    let by_id = by_domain.get(domain.checked_sub(DOMAIN_DRIVER)? as usize)?;
+    by_id.get(cbid as usize).copied().flatten()
 }
 
 fn check(what: &'static str, r: cupti::CUptiResult) -> Result<(), InjectError> {
@@ -148,14 +122,27 @@ unsafe extern "C" fn buffer_completed(
     size: usize,
     valid: usize,
 ) {
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        let mut parsed = Vec::new();
-        // SAFETY: CUPTI hands back a buffer from `buffer_requested` with `valid` bytes.
-        unsafe { drain_buffer(buffer, size, valid, |r| parsed.push(r)) };
-        if let Some(s) = shared() {
-            lock(&s.records).extend(parsed);
-        }
+    let _ = catch_unwind(AssertUnwindSafe(|| match shared() {
+        // Kept for the writer to read: CUPTI waits on this callback.
+        Some(s) if valid > 0 && !buffer.is_null() => lock(&s.buffers).push(Completed {
+            buffer,
+            size,
+            valid,
+        }),
+        // SAFETY: CUPTI hands back a buffer from `buffer_requested`; nothing else holds it.
+        _ => unsafe { drain_buffer(buffer, size, valid, |_| {}) },
     }));
+}
+
+/// Read the records of buffers CUPTI completed, and free them.
+pub(crate) fn read_buffers(buffers: Vec<Completed>) -> Vec<CuptiRecord> {
+    let mut records = Vec::new();
+    for b in buffers {
+        // SAFETY: each buffer was handed back by CUPTI with `valid` bytes of records, and is
+        // read and freed once, here.
+        unsafe { drain_buffer(b.buffer, b.size, b.valid, |r| records.push(r)) };
+    }
+    records
 }
 
 /// Register the activity buffers and enable the CUPTI kinds named in `kinds` (of kernel,
@@ -228,12 +215,17 @@ pub(crate) struct Subscribed {
     pub api_callbacks: u32,
 }
 
-/// Subscribe to NVTX, context creation, the launch/copy/memset calls of both APIs (for
-/// [`Hooks::All`]), and their synchronize calls (when `syncs`).
+/// Subscribe to NVTX (for NVTX routed to CUPTI), context creation, the launch/copy/memset
+/// calls of the `launch_api` API(s) (for [`Hooks::All`]), and the synchronize calls of both
+/// (when `syncs`).
 ///
 /// # Errors
 /// [`InjectError::Cupti`] when CUPTI refuses the subscription (one subscriber per process).
-pub(crate) fn subscribe(hooks: Hooks, syncs: bool) -> Result<Subscribed, InjectError> {
+pub(crate) fn subscribe(
+    hooks: Hooks,
+    launch_api: LaunchApi,
+    syncs: bool,
+) -> Result<Subscribed, InjectError> {
     if hooks == Hooks::None {
         return Ok(Subscribed { api_callbacks: 0 });
     }
@@ -270,7 +262,7 @@ pub(crate) fn subscribe(hooks: Hooks, syncs: bool) -> Result<Subscribed, InjectE
         )?;
     }
     let mut api_callbacks = 0;
-    let mut sync_calls = Vec::new();
+    let mut sync_calls = [vec![None; MAX_CBID as usize], vec![None; MAX_CBID as usize]];
     let domains = if hooks == Hooks::All || syncs {
         vec![
             D::CUPTI_CB_DOMAIN_RUNTIME_API,
@@ -290,14 +282,26 @@ pub(crate) fn subscribe(hooks: Hooks, syncs: bool) -> Result<Subscribed, InjectE
             // SAFETY: CUPTI's callback names are static NUL-terminated strings.
             let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
             let waits = waits_on(&name).filter(|_| syncs);
-            let wanted = waits.is_some() || (hooks == Hooks::All && issues_work(&name));
+            let tags = match launch_api {
+                LaunchApi::Both => true,
+                LaunchApi::Runtime => domain == D::CUPTI_CB_DOMAIN_RUNTIME_API,
+                LaunchApi::Driver => domain == D::CUPTI_CB_DOMAIN_DRIVER_API,
+            };
+            let wanted = waits.is_some() || (hooks == Hooks::All && tags && issues_work(&name));
             // SAFETY: a valid subscriber, domain and id.
             if wanted
                 && unsafe { cupti::cuptiEnableCallback(1, sub, domain, cbid) }
                     == cupti::CUptiResult::CUPTI_SUCCESS
             {
                 match waits {
-                    Some(w) => sync_calls.push((domain as u32, cbid, w)),
+                    Some(w) => {
+                        let by_id = (domain as u32)
+                            .checked_sub(DOMAIN_DRIVER)
+                            .and_then(|d| sync_calls.get_mut(d as usize));
+                        if let Some(slot) = by_id.and_then(|t| t.get_mut(cbid as usize)) {
+                            *slot = Some(w);
+                        }
+                    }
                     None => api_callbacks += 1,
                 }
             }
@@ -337,10 +341,7 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
             (*data).correlationId,
         )
     };
-    let sync = SYNC_CALLS
-        .get()
-        .and_then(|calls| calls.iter().find(|&&(d, c, _)| d == domain && c == cbid));
-    if let Some(&(_, _, waits)) = sync {
+    if let Some(waits) = sync_call(domain, cbid) {
         // SAFETY: per the contract.
         unsafe { on_sync(site == 0, waits, data) };
         return;
@@ -431,105 +432,35 @@ unsafe fn stream_id(
     (r == cupti::CUptiResult::CUPTI_SUCCESS).then_some(id)
 }
 
-/// The message of an NVTX event attribute structure (ASCII or wide strings only).
-///
-/// # Safety
-/// `attr` must be null or point to an `nvtxEventAttributes_t` of version 1 or later.
-unsafe fn attr_message<'a>(attr: *const u8) -> Option<Cow<'a, str>> {
-    if attr.is_null() {
-        return None;
-    }
-    // SAFETY: nvtxEventAttributes_t: messageType (i32) at offset 32, the message pointer at 40.
-    let (kind, ptr) = unsafe {
-        (
-            std::ptr::read_unaligned(attr.add(32).cast::<i32>()),
-            std::ptr::read_unaligned(attr.add(40).cast::<*const c_void>()),
-        )
-    };
-    match kind {
-        // SAFETY: an ASCII message is a NUL-terminated string.
-        1 => unsafe { c_text(ptr.cast()) },
-        // SAFETY: a wide message is a NUL-terminated wchar_t string.
-        2 => unsafe { wide_text(ptr.cast()) },
-        _ => None,
-    }
-}
-
-/// # Safety
-/// `p` must be null or a NUL-terminated string that outlives the result.
-unsafe fn c_text<'a>(p: *const c_char) -> Option<Cow<'a, str>> {
-    // SAFETY: per the contract.
-    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy())
-}
-
-/// # Safety
-/// `p` must be null or a NUL-terminated `wchar_t` (32-bit on Linux) string.
-unsafe fn wide_text<'a>(p: *const u32) -> Option<Cow<'a, str>> {
-    if p.is_null() {
-        return None;
-    }
-    let mut s = String::new();
-    for i in 0..4096 {
-        // SAFETY: within the string, which ends at its NUL.
-        let c = unsafe { *p.add(i) };
-        if c == 0 {
-            break;
-        }
-        s.push(char::from_u32(c).unwrap_or('?'));
-    }
-    Some(Cow::Owned(s))
-}
-
-/// An NVTX range was pushed or popped on this thread.
+/// An NVTX range was pushed or popped on this thread (NVTX routed to CUPTI, when the user
+/// pointed `NVTX_INJECTION64_PATH` at libcupti rather than at this library).
 ///
 /// # Safety
 /// `data` must be CUPTI's NVTX callback data for callback `cbid`.
 unsafe fn on_nvtx(cbid: u32, data: *const cupti::CUpti_NvtxData) {
     // SAFETY: per the contract.
     let params = unsafe { (*data).functionParams }.cast::<*const c_void>();
-    let pushed = match cbid {
+    if params.is_null() && !matches!(cbid, NVTX_POP | NVTX_DOMAIN_POP) {
+        return;
+    }
+    // CUPTI's registered-string handles are its own, not text.
+    let text = Registered::Opaque;
+    let name = match cbid {
         // SAFETY: nvtxRangePushA_params { const char* message }.
-        NVTX_PUSH_A if !params.is_null() => unsafe { c_text((*params).cast()) },
+        NVTX_PUSH_A => unsafe { c_text((*params).cast()) },
         // SAFETY: nvtxRangePushW_params { const wchar_t* message }.
-        NVTX_PUSH_W if !params.is_null() => unsafe { wide_text((*params).cast()) },
+        NVTX_PUSH_W => unsafe { wide_text((*params).cast()) },
         // SAFETY: nvtxRangePushEx_params { const nvtxEventAttributes_t* eventAttrib }.
-        NVTX_PUSH_EX if !params.is_null() => unsafe { attr_message((*params).cast()) },
+        NVTX_PUSH_EX => unsafe { attr_message((*params).cast(), text) },
         // SAFETY: nvtxDomainRangePushEx_params { nvtxDomainHandle_t domain; eventAttrib }.
-        NVTX_DOMAIN_PUSH_EX if !params.is_null() => unsafe {
-            attr_message((*params.add(1)).cast())
-        },
+        NVTX_DOMAIN_PUSH_EX => unsafe { attr_message((*params.add(1)).cast(), text) },
         NVTX_POP | NVTX_DOMAIN_POP => {
-            with_thread(|t, s| {
-                if let Some(c) = t.stack.pop(s.clock.now_ns()) {
-                    lock(&t.pending).closed.push(c);
-                }
-            });
+            pop_range();
             return;
         }
         _ => return,
     };
-    let name = pushed.unwrap_or(Cow::Borrowed("(unnamed range)"));
-    with_thread(|t, s| {
-        if t.stack.full() {
-            t.stack.push(0, 0); // counted, so that its pop balances
-            return;
-        }
-        let parent = t.stack.current();
-        let key = parent.unwrap_or(u32::MAX);
-        let cached = t.cache.get(&key).and_then(|m| m.get(&*name)).copied();
-        let id = match cached {
-            Some(id) => id,
-            None => {
-                let id = lock(&s.paths).intern(parent, &name);
-                t.cache
-                    .entry(key)
-                    .or_default()
-                    .insert(Box::from(&*name), id);
-                id
-            }
-        };
-        t.stack.push(id, s.clock.now_ns());
-    });
+    push_range(name);
 }
 
 /// A context was created: tell the writer which device to read power from.

@@ -6,9 +6,9 @@
 //! - CUPTI activity records (kernels with their grid, block and shared memory; copies;
 //!   memsets) are collected in CUPTI's buffers;
 //! - host synchronisations are timed by the callbacks around them ([`syncs`]);
-//! - callbacks keep each thread's NVTX push/pop ranges (NVTX is pointed at CUPTI through
-//!   `NVTX_INJECTION64_PATH`) and tag each launch, copy and memset call with the innermost
-//!   open range, by correlation id;
+//! - the library is NVTX's injection library too (`NVTX_INJECTION64_PATH`): each thread's
+//!   push/pop ranges are kept by [`nvtx`]'s handlers, and a callback on each launch, copy and
+//!   memset call tags it with the innermost open range, by correlation id;
 //! - an NVML sampler reads the power of each GPU the process opens a context on;
 //! - a writer thread flushes all of it to `WATTLENS_OUTPUT.[rankR.]pidP.wlt` every
 //!   500 ms, on SIGINT/SIGTERM/SIGHUP/SIGQUIT and crashes, and closes the trace at exit.
@@ -20,10 +20,12 @@ pub mod collect;
 pub mod config;
 pub mod demangle;
 mod hooks;
+pub mod nvtx;
 pub mod regions;
 mod signals;
 mod state;
 pub mod syncs;
+mod thread;
 mod writer;
 
 use std::ffi::c_int;
@@ -82,7 +84,10 @@ fn start() -> Result<(), InjectError> {
     let wake_fd = signals::wake_pipe()?;
     hooks::enable_activity(&config.kinds)?;
     let syncs = config.kinds.iter().any(|k| k == "sync");
-    match hooks::subscribe(config.hooks, syncs) {
+    if config.hooks != Hooks::None {
+        nvtx::enable();
+    }
+    match hooks::subscribe(config.hooks, config.launch_api, syncs) {
         Err(e) => log(format!(
             "{e}; kernels are recorded, but not the NVTX ranges they ran in"
         )),
@@ -123,4 +128,16 @@ pub extern "C" fn InitializeInjection() -> c_int {
         Err(_) => log("internal error while attaching; the program runs without wattlens"),
     }
     1
+}
+
+/// The entry point NVTX calls when `NVTX_INJECTION64_PATH` names this library (once per
+/// library that embeds NVTX): it fills NVTX's push/pop slots with [`nvtx`]'s handlers.
+/// Returns 1 when they were filled, 0 when NVTX offered no table for them.
+///
+/// # Safety
+/// `get_export_table` must be NVTX's export-table function (or null).
+#[no_mangle]
+pub unsafe extern "C" fn InitializeInjectionNvtx2(get_export_table: nvtx::GetExportTable) -> c_int {
+    // SAFETY: per the contract.
+    catch_unwind(|| unsafe { nvtx::initialize(get_export_table) }).unwrap_or(0)
 }

@@ -95,6 +95,11 @@ impl RegionStack {
         self.open.last().map(|&(p, _)| p)
     }
 
+    /// How many ranges are open, those past the depth limit included.
+    pub fn depth(&self) -> usize {
+        self.open.len() + self.overflow
+    }
+
     /// True when pushing now would go past [`MAX_DEPTH`].
     pub fn full(&self) -> bool {
         self.open.len() >= MAX_DEPTH
@@ -140,6 +145,7 @@ mod tests {
             s.push(i as u32, i as u64);
         }
         assert!(s.full());
+        assert_eq!(s.depth(), MAX_DEPTH + 3);
         for _ in 0..3 {
             assert_eq!(s.pop(100), None);
         }

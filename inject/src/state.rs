@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use wattlens_instrument::clock::HostClock;
-use wattlens_runtime::cuda::cupti_records::CuptiRecord;
 
 use crate::regions::{Closed, PathTable};
 use crate::syncs::HostSync;
@@ -24,12 +23,27 @@ pub(crate) struct Pending {
     pub syncs: Vec<HostSync>,
 }
 
+/// An activity buffer CUPTI handed back, not yet read: the writer reads it, so CUPTI's
+/// completion callback returns at once.
+pub(crate) struct Completed {
+    /// The buffer, allocated by `buffer_requested`.
+    pub buffer: *mut u8,
+    /// Its size, bytes.
+    pub size: usize,
+    /// Bytes of records in it.
+    pub valid: usize,
+}
+
+// SAFETY: once CUPTI hands a buffer back it is ours alone; only the writer thread reads and
+// frees it.
+unsafe impl Send for Completed {}
+
 /// Queues filled by CUPTI's callbacks and drained by the writer.
 pub(crate) struct Shared {
     /// The trace clock.
     pub clock: Arc<HostClock>,
-    /// Activity records CUPTI delivered.
-    pub records: Mutex<Vec<CuptiRecord>>,
+    /// Activity buffers CUPTI delivered.
+    pub buffers: Mutex<Vec<Completed>>,
     /// Region paths by id.
     pub paths: Mutex<PathTable>,
     /// Every program thread's buffer.
@@ -54,7 +68,7 @@ pub(crate) fn shared() -> Option<&'static Shared> {
 pub(crate) fn init(clock: Arc<HostClock>) -> &'static Shared {
     SHARED.get_or_init(|| Shared {
         clock,
-        records: Mutex::new(Vec::new()),
+        buffers: Mutex::new(Vec::new()),
         paths: Mutex::new(PathTable::default()),
         threads: Mutex::new(Vec::new()),
         new_devices: Mutex::new(Vec::new()),

@@ -130,7 +130,7 @@ impl Writer {
     fn cycle(&mut self, forced: bool) {
         let new_devices = std::mem::take(&mut *lock(&self.shared.new_devices));
         hooks::flush(forced);
-        let has_records = !lock(&self.shared.records).is_empty();
+        let has_records = !lock(&self.shared.buffers).is_empty();
         if self.collector.is_none() && !self.failed && (has_records || !new_devices.is_empty()) {
             self.create();
         }
@@ -140,6 +140,10 @@ impl Writer {
             }
         }
         let Some(c) = self.collector.as_mut() else {
+            // Nothing will record them (the trace could not be written): free CUPTI's buffers.
+            drop(hooks::read_buffers(std::mem::take(&mut *lock(
+                &self.shared.buffers,
+            ))));
             return;
         };
         let clock = &self.shared.clock;
@@ -152,7 +156,7 @@ impl Writer {
                 half_width_ns: (after - before).div_ceil(2),
             });
         }
-        let records = std::mem::take(&mut *lock(&self.shared.records));
+        let records = hooks::read_buffers(std::mem::take(&mut *lock(&self.shared.buffers)));
         // After the flush: every record delivered was launched before it, so the range its
         // launch was made in is already in the threads' buffers.
         let pending = self.shared.take_pending();
@@ -256,9 +260,10 @@ impl Writer {
         let counts = c.counts();
         match c.finish(&alignments) {
             Ok(_) => crate::log(format!(
-                "trace written to {}: {} kernels, {} copies, {} memsets, {} NVTX ranges, {} power readings",
+                "trace written to {}: {} kernels ({} launched in an NVTX range), {} copies, {} memsets, {} NVTX ranges, {} power readings",
                 self.config.trace_path.display(),
                 counts.kernels,
+                counts.kernels_in_ranges,
                 counts.copies,
                 counts.memsets,
                 counts.regions,

@@ -179,6 +179,10 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
         (2, 1, 1, 1, 1)
     );
     assert_eq!(
+        counts.kernels_in_ranges, 1,
+        "only the sgemm was launched in a range"
+    );
+    assert_eq!(
         counts.skipped, 3,
         "a host-to-host copy, a kernel with no times, one ending after its delivery"
     );

@@ -41,15 +41,16 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     cmd.args(rest)
         .env("CUDA_INJECTION64_PATH", &lib)
         .env("WATTLENS_OUTPUT", dir.join(&stem));
+    if std::env::var_os("NVTX_INJECTION64_PATH").is_none() {
+        // NVTX calls our handlers directly (a user's own choice, such as libcupti, stays).
+        cmd.env("NVTX_INJECTION64_PATH", &lib);
+    }
     if std::env::var_os("WATTLENS_TAIL_MS").is_none() {
         // wattlens reads the sensors after the command itself: no tail in the process.
         cmd.env("WATTLENS_TAIL_MS", "0");
     }
     if let Some(c) = &cupti {
         cmd.env("WATTLENS_CUPTI", c);
-        if std::env::var_os("NVTX_INJECTION64_PATH").is_none() {
-            cmd.env("NVTX_INJECTION64_PATH", c);
-        }
     }
     let started = std::time::Instant::now();
     let status = child::run(&mut cmd).map_err(|e| {
