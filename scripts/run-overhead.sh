@@ -9,6 +9,7 @@
 # kinds, of kernel, memcpy, memset, sync; HOOKS all, nvtx or none), env:VAR=VALUE (wattlens
 # with one setting, such as env:WATTLENS_POWER=off), torch-profiler, nsys (Nsight Systems tracing CUDA and NVTX,
 # where `nsys` is installed).
+# GPU_TIMES=1 also times each step's forward on the GPU (CUDA events; gpu_ms_median in runs.tsv).
 # PIN_CPUS=LIST runs every mode under `taskset -c LIST` (such as the GPU's NUMA node).
 # STEP_TIMES=1 keeps each run's step times (steps.MODE.I.tsv) for finding periodic stalls.
 # Prints, per mode, the medians of three wall times and their slowdown against the bare run:
@@ -46,6 +47,7 @@ for i in $(seq 1 "$repeats"); do
       *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
     [ -z "${STEP_TIMES:-}" ] || cmd+=(--step-times "$out/steps.${mode//[^A-Za-z0-9_.-]/_}.$i.tsv")
+    [ -z "${GPU_TIMES:-}" ] || cmd+=(--gpu-times)
     [ -z "${PIN_CPUS:-}" ] || cmd=(taskset -c "$PIN_CPUS" "${cmd[@]}")
     t0=$(date +%s%N)
     line=$("${cmd[@]}" 2>"$out/last.err" | tail -n 1)

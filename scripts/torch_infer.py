@@ -3,7 +3,7 @@
 NVTX range around every module's forward: the unmodified program `wattlens run` is tested on.
 
     python3 scripts/torch_infer.py [--seconds S | --steps N] [--torch-profiler] [--crash | --kill-self]
-                                   [--step-times FILE]
+                                   [--step-times FILE] [--gpu-times]
 
 It prints one JSON line: steps done, the inference loop's wall time, and the median time of
 one step (robust to the occasional host stall that moves the loop's total). With --torch-profiler
@@ -78,6 +78,8 @@ def main():
     p.add_argument("--crash", action="store_true")
     p.add_argument("--kill-self", action="store_true")
     p.add_argument("--step-times", help="write each step's end (s since the loop began) and length to this file")
+    p.add_argument("--gpu-times", action="store_true",
+                   help="also time each step's forward on the GPU (CUDA events) and print the median")
     a = p.parse_args()
 
     torch.manual_seed(0)
@@ -88,6 +90,7 @@ def main():
 
     step_s = []
     start_unix = []
+    step_events = []
 
     def loop():
         steps = 0
@@ -97,7 +100,13 @@ def main():
         with torch.no_grad():
             while (steps < a.steps) if a.steps else (last - t0 < a.seconds):
                 torch.cuda.nvtx.range_push("request")
+                if a.gpu_times:
+                    step_events.append((torch.cuda.Event(enable_timing=True),
+                                   torch.cuda.Event(enable_timing=True)))
+                    step_events[-1][0].record()
                 logits = model(tokens)
+                if a.gpu_times:
+                    step_events[-1][1].record()
                 next_token = logits[:, -1].argmax(-1).cpu()  # one host read per step
                 torch.cuda.nvtx.range_pop()
                 steps += 1
@@ -125,6 +134,7 @@ def main():
             for s in step_s:
                 end += s
                 f.write(f"{end:.6f}\t{s:.6f}\n")
+    gpu_ms = sorted(b.elapsed_time(e) for b, e in step_events)
     step_s.sort()
     median = step_s[len(step_s) // 2] if step_s else 0.0
     p99 = step_s[len(step_s) * 99 // 100] if step_s else 0.0
@@ -133,6 +143,7 @@ def main():
     print(json.dumps({"steps": steps, "loop_s": loop_s, "step_ms_median": 1e3 * median,
                       "step_ms_p99": 1e3 * p99, "stall_s": stall_s, "token": tok,
                       "loop_start_unix": start_unix[0] if start_unix else 0.0,
+                      "gpu_ms_median": gpu_ms[len(gpu_ms) // 2] if gpu_ms else 0.0,
                       "profiler_events": events}), flush=True)
     if a.crash:
         ctypes.string_at(0)  # SIGSEGV
