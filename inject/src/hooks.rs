@@ -73,10 +73,14 @@ enum Waits {
 /// runtime) then callback id: one lookup per callback. Set once, by [`subscribe`].
 static SYNC_CALLS: OnceLock<[Vec<Option<Waits>>; 2]> = OnceLock::new();
 
+/// The index of API domain `domain` (driver or runtime) in [`SYNC_CALLS`].
+fn api_index(domain: u32) -> Option<usize> {
+    matches!(domain, DOMAIN_DRIVER | DOMAIN_RUNTIME).then(|| (domain - DOMAIN_DRIVER) as usize)
+}
+
 /// What API callback `cbid` of `domain` waits on, if it was subscribed as a synchronisation.
 fn sync_call(domain: u32, cbid: u32) -> Option<Waits> {
-    let by_domain = SYNC_CALLS.get()?;
-    let by_id = by_domain.get(domain.checked_sub(DOMAIN_DRIVER)? as usize)?;
+    let by_id = SYNC_CALLS.get()?.get(api_index(domain)?)?;
     by_id.get(cbid as usize).copied().flatten()
 }
 
@@ -295,9 +299,7 @@ pub(crate) fn subscribe(
             {
                 match waits {
                     Some(w) => {
-                        let by_id = (domain as u32)
-                            .checked_sub(DOMAIN_DRIVER)
-                            .and_then(|d| sync_calls.get_mut(d as usize));
+                        let by_id = api_index(domain as u32).and_then(|d| sync_calls.get_mut(d));
                         if let Some(slot) = by_id.and_then(|t| t.get_mut(cbid as usize)) {
                             *slot = Some(w);
                         }

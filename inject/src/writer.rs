@@ -130,8 +130,11 @@ impl Writer {
     fn cycle(&mut self, forced: bool) {
         let new_devices = std::mem::take(&mut *lock(&self.shared.new_devices));
         hooks::flush(forced);
-        let has_records = !lock(&self.shared.buffers).is_empty();
-        if self.collector.is_none() && !self.failed && (has_records || !new_devices.is_empty()) {
+        let buffers = std::mem::take(&mut *lock(&self.shared.buffers));
+        if self.collector.is_none()
+            && !self.failed
+            && (!buffers.is_empty() || !new_devices.is_empty())
+        {
             self.create();
         }
         if self.config.power {
@@ -141,9 +144,7 @@ impl Writer {
         }
         let Some(c) = self.collector.as_mut() else {
             // Nothing will record them (the trace could not be written): free CUPTI's buffers.
-            drop(hooks::read_buffers(std::mem::take(&mut *lock(
-                &self.shared.buffers,
-            ))));
+            drop(hooks::read_buffers(buffers));
             return;
         };
         let clock = &self.shared.clock;
@@ -156,7 +157,7 @@ impl Writer {
                 half_width_ns: (after - before).div_ceil(2),
             });
         }
-        let records = hooks::read_buffers(std::mem::take(&mut *lock(&self.shared.buffers)));
+        let records = hooks::read_buffers(buffers);
         // After the flush: every record delivered was launched before it, so the range its
         // launch was made in is already in the threads' buffers.
         let pending = self.shared.take_pending();
