@@ -47,13 +47,20 @@ def run_summary(d):
     findings = waste.get("findings", [])
     # Host pauses (idle gaps over 100 us: read-backs, host work, scheduling jitter) vary from
     # run to run by more than a small waste costs; the second measure leaves them out.
-    pauses_s = sum(
-        (b - a) * 1e-9
+    # A gap a synchronisation ended in comes as two touching intervals (the part the wait
+    # caused, and the rest), so merge them first.
+    merged = []
+    for a, b in sorted(
+        (a, b)
         for f in findings
         if f["kind"] == "IdleGap"
         for a, b in f.get("idle_intervals", [])
-        if b - a > 100_000
-    )
+    ):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    pauses_s = sum((b - a) * 1e-9 for a, b in merged if b - a > 100_000)
     return cost_mj, work_s, findings, idle_mw, cost_mj - idle_mw * pauses_s
 
 

@@ -10,6 +10,7 @@ pub mod calibrate;
 pub mod clock;
 pub mod compare;
 pub mod format;
+mod intervals;
 pub mod manifest;
 pub mod merge;
 pub mod names;

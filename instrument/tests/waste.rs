@@ -40,6 +40,8 @@ struct Op {
     padding: Option<(u64, u64)>,
     /// Host synchronisation of this long (GPU idle) before it, ns.
     sync_before_ns: u64,
+    /// Host work after that synchronisation, before it is issued (GPU idle), ns.
+    host_work_before_ns: u64,
     /// Which planted waste it is.
     planted: Option<WasteKind>,
 }
@@ -54,6 +56,7 @@ fn kernel(name: &'static str, dur_ns: u64, dyn_mw: u32, reads: &[u64], writes: &
         writes: writes.to_vec(),
         padding: None,
         sync_before_ns: 0,
+        host_work_before_ns: 0,
         planted: None,
     }
 }
@@ -74,6 +77,7 @@ fn upload(name: &'static str, digest: u64, dst: u64) -> Op {
         writes: vec![dst],
         padding: None,
         sync_before_ns: 0,
+        host_work_before_ns: 0,
         planted: None,
     }
 }
@@ -88,6 +92,7 @@ fn readback(src: u64) -> Op {
         writes: Vec::new(),
         padding: None,
         sync_before_ns: 0,
+        host_work_before_ns: 0,
         planted: None,
     }
 }
@@ -164,6 +169,13 @@ fn run(ops: &[Op], seed: u64) -> SimRun {
         if op.sync_before_ns > 0 {
             items.push(WorkItem::Sync {
                 host_ns: op.sync_before_ns,
+                lead_ns: 0,
+            });
+        }
+        if op.host_work_before_ns > 0 {
+            items.push(WorkItem::Gap {
+                stream: 0,
+                duration_ns: op.host_work_before_ns,
             });
         }
         items.push(match op.kind {
@@ -453,7 +465,8 @@ fn idle_time_the_profiler_caused_is_not_charged_to_the_program() {
             .find(|f| f.kind == WasteKind::IdleGap)
             .map_or(0, |f| f.time_ns)
     };
-    // The profiler hashed content for the first half of every planted 2 ms gap.
+    // The profiler hashed content for the second half of every planted 2 ms gap, while the
+    // host waited in the synchronisation.
     let gaps: Vec<(u64, u64)> = before
         .findings
         .iter()
@@ -464,8 +477,8 @@ fn idle_time_the_profiler_caused_is_not_charged_to_the_program() {
     for &(from, to) in &gaps {
         run.trace.annotations.push(Annotation::Overhead {
             device: 0,
-            from_ns: from,
-            to_ns: from + (to - from) / 2,
+            from_ns: to - (to - from) / 2,
+            to_ns: to,
         });
     }
     let after = findings(&run);
@@ -476,6 +489,138 @@ fn idle_time_the_profiler_caused_is_not_charged_to_the_program() {
         .unchecked
         .iter()
         .any(|u| u.contains("own content hashing")));
+}
+
+#[test]
+fn a_synchronisation_is_charged_only_the_idle_it_caused() {
+    // A launch-bound host: after every other read-back it waits 300 µs in a synchronisation,
+    // then works 1.5 ms before issuing more. Without the wait it would have issued 300 µs
+    // sooner; its work on the data it read back would still leave the device idle.
+    let (wait_ns, work_ns) = (300_000, 1_500_000);
+    let mut ops = program(Plant::default(), 20);
+    let mut synced = 0u64;
+    for (i, op) in ops.iter_mut().enumerate() {
+        // Every other step's input upload after the first step's (which follows the weights'
+        // upload, not a read-back).
+        if op.name == "upload_input" && i % 2 == 1 && i > 1 {
+            op.sync_before_ns = wait_ns;
+            op.host_work_before_ns = work_ns;
+            synced += 1;
+        }
+    }
+    assert!(synced >= 5);
+    let run = run(&ops, 8);
+    let report = findings(&run);
+    let idle_mw = f64::from(run.truth.idle_mw);
+    let by_what = |what: &str| {
+        report
+            .findings
+            .iter()
+            .find(|f| f.kind == WasteKind::IdleGap && f.what.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what} finding: {:#?}", report.findings))
+    };
+    for (what, ns) in [
+        ("idle after a host synchronisation", wait_ns),
+        ("idle while the host used data it read back", work_ns),
+    ] {
+        let f = by_what(what);
+        let truth = idle_mw * (synced * ns) as f64 * 1e-9;
+        let err = (f.energy.mj - truth).abs() / truth;
+        println!("{what}: {:.1} mJ vs truth {truth:.1} mJ", f.energy.mj);
+        assert_eq!(f.occurrences, synced, "{what}");
+        assert!(err < 0.05, "{what}: {} mJ vs truth {truth} mJ", f.energy.mj);
+    }
+    let sync = by_what("idle after a host synchronisation");
+    assert!(sync.proof.contains("sooner"), "{}", sync.proof);
+}
+
+#[test]
+fn a_host_ahead_of_the_device_would_have_kept_it_busy_without_its_synchronisations() {
+    // Per step a long kernel (500 µs) and a short one (5 µs), each followed by a
+    // synchronisation and 30 µs of host work. The host needs 2 × 30 µs a step against the
+    // device's 505 µs, so without the waits its launches would queue up and the device would
+    // run back to back: every gap would shrink to the queued launch gap (the simulator's
+    // 2 µs). The wait after the short kernel alone (it began 3 µs before the kernel ended) is
+    // shorter than its gap; the host is ahead by what it waited for the long one.
+    let (steps, host_ns, launch_gap_ns) = (60u64, 30_000u64, 2_000u64);
+    let kernel = |name: &str, duration_ns: u64| {
+        WorkItem::Kernel(KernelSpec {
+            name: name.into(),
+            op_class: OpClass::Matmul,
+            stream: 0,
+            duration_ns,
+            dynamic_mw: 250_000,
+            launch: LaunchShape {
+                grid: [264, 1, 1],
+                block: [256, 1, 1],
+                shared_mem_bytes: 0,
+            },
+            region: "step".into(),
+            count: 1,
+            gap_ns: launch_gap_ns,
+        })
+    };
+    let mut items = Vec::new();
+    for step in 0..steps {
+        // Steps differ in length so that the two signatures' energies can be told apart.
+        for (name, ns, lead_ns) in [
+            ("long", 500_000 + 1_000 * (step % 7), 480_000),
+            ("short", 5_000, 3_000),
+        ] {
+            items.push(kernel(name, ns));
+            items.push(WorkItem::Sync {
+                host_ns: 8_000,
+                lead_ns,
+            });
+            items.push(WorkItem::Gap {
+                stream: 0,
+                duration_ns: host_ns,
+            });
+        }
+    }
+    let workload = Workload {
+        name: "host ahead".into(),
+        lead_idle_ns: 2_000_000_000,
+        tail_idle_ns: 2_000_000_000,
+        items,
+    };
+    let run = simulate(
+        &workload,
+        &GpuModel::h200(),
+        &SensorProfile::h200_2026_11_22(),
+        9,
+        1_700_000_000_000_000_000,
+    );
+    let a = attribute(&run.trace, 0).unwrap();
+    let config = WasteConfig {
+        queued_gap_ns: launch_gap_ns,
+        ..WasteConfig::default()
+    };
+    let report = detect(&run.trace, &a, &config);
+    let idle: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == WasteKind::IdleGap)
+        .collect();
+    assert_eq!(idle.len(), 1, "{idle:#?}");
+    assert_eq!(idle[0].what, "idle after a host synchronisation");
+    // Every gap but the last (after which nothing runs) is launch gap + wait + host work.
+    let gaps = 2 * steps - 1;
+    let truth_ns = gaps * (8_000 + host_ns);
+    let truth_mj = f64::from(run.truth.idle_mw) * truth_ns as f64 * 1e-9;
+    let err = (idle[0].energy.mj - truth_mj).abs() / truth_mj;
+    println!(
+        "{} µs vs truth {} µs; {:.1} mJ vs {truth_mj:.1} mJ",
+        idle[0].time_ns / 1000,
+        truth_ns / 1000,
+        idle[0].energy.mj
+    );
+    assert_eq!(idle[0].occurrences, gaps);
+    assert!(
+        err < 0.05,
+        "{} mJ vs truth {truth_mj} mJ",
+        idle[0].energy.mj
+    );
 }
 
 /// Steps of a causal decoder without a cache: step s runs one row of s + 1 tokens, the first s

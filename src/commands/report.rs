@@ -35,6 +35,9 @@ pub fn write(traces: Vec<Trace>, format: Format, out: &mut dyn Write) -> Result<
         )?;
     }
     let report = Report::build(&trace)?;
+    // Stdout flushes at every newline: a large JSON report would be millions of writes.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+    let out: &mut dyn Write = &mut out;
     match format {
         Format::Table => {
             render::table::write(out, &report, None)?;
@@ -43,5 +46,6 @@ pub fn write(traces: Vec<Trace>, format: Format, out: &mut dyn Write) -> Result<
         Format::Json => render::json::write(out, &report)?,
         Format::Csv => render::csv::write(out, &report)?,
     }
+    out.flush()?;
     Ok(())
 }

@@ -82,19 +82,11 @@ fn estimate(windows: &[&CounterWindow]) -> Option<(PowerEstimate, f64)> {
 
 /// The union of the device-work intervals, sorted and disjoint.
 fn merged_busy(trace: &Trace, work: &[usize]) -> Vec<(u64, u64)> {
-    let mut iv: Vec<(u64, u64)> = work
-        .iter()
-        .map(|&i| (trace.spans[i].start_ns, trace.spans[i].end_ns))
-        .collect();
-    iv.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(iv.len());
-    for (s, e) in iv {
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
+    crate::intervals::union(
+        work.iter()
+            .map(|&i| (trace.spans[i].start_ns, trace.spans[i].end_ns))
+            .collect(),
+    )
 }
 
 /// True when no work overlaps the window or the settling time before it.

@@ -136,7 +136,10 @@ pub fn demo_workload(steps: u32) -> Workload {
                 "kv_cache",
             ));
         }
-        items.push(WorkItem::Sync { host_ns: 500_000 });
+        items.push(WorkItem::Sync {
+            host_ns: 500_000,
+            lead_ns: 0,
+        });
     }
     Workload {
         name: format!("demo: kernel sweep + {steps}-step decode"),

@@ -122,6 +122,7 @@ pub fn random_workload(seed: u64) -> Workload {
         } else if r < 0.35 {
             items.push(WorkItem::Sync {
                 host_ns: log_uniform(&mut rng, 10_000, 100_000_000),
+                lead_ns: 0,
             });
         }
     }

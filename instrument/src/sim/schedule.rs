@@ -73,12 +73,12 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
             } => {
                 *cursor.entry(*stream).or_insert(host_now) += duration_ns;
             }
-            WorkItem::Sync { host_ns } => {
+            WorkItem::Sync { host_ns, lead_ns } => {
                 let t = cursor.values().copied().max().unwrap_or(start);
                 out.push(Scheduled {
                     kind: SpanKind::Sync,
                     stream: 0,
-                    start_ns: t,
+                    start_ns: t.saturating_sub(*lead_ns).max(start),
                     end_ns: t + host_ns,
                     name: "host sync".to_owned(),
                     launch: None,

@@ -35,6 +35,10 @@ pub enum WorkItem {
     Sync {
         /// Host time after the wait, ns.
         host_ns: u64,
+        /// How long before the device finished the host began waiting, ns (the wait's span
+        /// starts that much earlier; the device's timeline is unchanged).
+        #[serde(default)]
+        lead_ns: u64,
     },
 }
 

@@ -117,6 +117,15 @@ pub struct WasteConfig {
     /// stream the device waits for each launch to arrive, and a launch not made is a wait not
     /// taken. Waits after a synchronisation or a read-back are idle-gap findings instead.
     pub max_charged_wait_ns: u64,
+    /// The device's idle between two launches queued back to back, ns: what remains of a gap
+    /// after a synchronisation however far ahead the host runs. The smallest gap the trace
+    /// shows is used where it is shorter.
+    #[serde(default = "default_queued_gap_ns")]
+    pub queued_gap_ns: u64,
+}
+
+fn default_queued_gap_ns() -> u64 {
+    WasteConfig::default().queued_gap_ns
 }
 
 impl Default for WasteConfig {
@@ -125,6 +134,7 @@ impl Default for WasteConfig {
             min_idle_gap_ns: 5_000,
             min_underfilled_ns: 20_000,
             max_charged_wait_ns: 100_000,
+            queued_gap_ns: 1_000,
         }
     }
 }
@@ -198,9 +208,13 @@ pub(crate) struct Context<'a> {
     /// Spans whose wait a wasted launch has taken, so no idle-gap finding counts it again.
     charged: std::cell::RefCell<std::collections::HashSet<u64>>,
     config: WasteConfig,
-    /// Host synchronisations on the device.
+    /// The idle that remains between two launches queued back to back, ns: the configured
+    /// floor, or the smallest gap in the trace where that is shorter.
+    queued_gap_ns: u64,
+    /// Host synchronisations on the device, by end.
     syncs: Vec<&'a Span>,
-    /// Host time the profiler itself spent holding up the program, (from, to) ns, sorted.
+    /// Host time the profiler itself spent holding up the program, (from, to) ns, sorted and
+    /// disjoint.
     overhead: Vec<(u64, u64)>,
 }
 
@@ -256,17 +270,23 @@ impl<'a> Context<'a> {
                 last = Some(s);
             }
         }
+        let queued_gap_ns = gaps
+            .iter()
+            .map(|g| g.to - g.from)
+            .min()
+            .map_or(config.queued_gap_ns, |m| m.min(config.queued_gap_ns));
         let gap_before = gaps
             .iter()
             .enumerate()
             .map(|(i, g)| (g.next.id, i))
             .collect();
-        let syncs: Vec<&Span> = trace
+        let mut syncs: Vec<&Span> = trace
             .spans
             .iter()
             .filter(|s| s.device == device && s.kind == crate::trace::SpanKind::Sync)
             .collect();
-        overhead.sort_unstable();
+        syncs.sort_by_key(|s| (s.end_ns, s.id));
+        overhead = crate::intervals::union(overhead);
         // A top-level region's dynamic energy is resolved even where the kernels inside it,
         // launched in lockstep, cannot be told apart.
         let region_rate = attribution
@@ -300,6 +320,7 @@ impl<'a> Context<'a> {
             gap_before,
             charged: std::cell::RefCell::default(),
             config,
+            queued_gap_ns,
             syncs,
             overhead,
             trace,
@@ -411,11 +432,26 @@ impl<'a> Context<'a> {
 
     /// The last host synchronisation that ended inside gap `g`, if any.
     fn sync_in(&self, g: &Gap<'_>) -> Option<&'a Span> {
-        self.syncs
+        self.syncs_in(g).max_by_key(|s| s.end_ns)
+    }
+
+    /// The host synchronisations that ended inside gap `g`.
+    fn syncs_in<'s>(&'s self, g: &'s Gap<'_>) -> impl Iterator<Item = &'a Span> + 's {
+        let first = self.syncs.partition_point(|s| s.end_ns < g.from);
+        self.syncs[first..]
             .iter()
-            .filter(|s| s.end_ns >= g.from && s.end_ns <= g.to)
-            .max_by_key(|s| s.end_ns)
+            .take_while(move |s| s.end_ns <= g.to)
             .copied()
+    }
+
+    /// How long the host waited in the synchronisations that ended inside gap `g`, ns (their
+    /// union, less the profiler's own overhead in it): host time that, without them, would have
+    /// gone to issuing the next work sooner.
+    fn host_wait_ns(&self, g: &Gap<'_>) -> u64 {
+        crate::intervals::union(self.syncs_in(g).map(|s| (s.start_ns, s.end_ns)).collect())
+            .into_iter()
+            .map(|(a, b)| (b - a).saturating_sub(self.overhead_within(a, b)))
+            .sum()
     }
 
     /// The program's share of gap `g`, ns: its length less the profiler's overhead inside it.
@@ -425,7 +461,8 @@ impl<'a> Context<'a> {
 
     /// How much of `(from, to)` the profiler's own overhead covers, ns.
     fn overhead_within(&self, from: u64, to: u64) -> u64 {
-        self.overhead
+        let first = self.overhead.partition_point(|&(_, b)| b <= from);
+        self.overhead[first..]
             .iter()
             .take_while(|(a, _)| *a < to)
             .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
