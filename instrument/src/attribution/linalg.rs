@@ -115,6 +115,8 @@ pub(crate) fn nnls(ata: &Square, atb: &[f64]) -> (Vec<f64>, Vec<usize>) {
             .max_by(|&a, &b| w[a].total_cmp(&w[b]));
         let Some(j) = candidate else { break };
         passive.push(j);
+        // Each pass of the inner loop drops at least one index (the one that blocked the
+        // step), so it ends within |passive| passes.
         loop {
             let sub = ata.sub(&passive);
             let Some(l) = sub.cholesky() else {
@@ -129,14 +131,26 @@ pub(crate) fn nnls(ata: &Square, atb: &[f64]) -> (Vec<f64>, Vec<usize>) {
                 }
                 break;
             }
+            // Step towards z until the first coefficient reaches zero; that one leaves the
+            // passive set exactly, not by rounding (which could leave it at 1e-300 and loop).
             let mut alpha = 1.0f64;
+            let mut blocking = None;
             for (k, &i) in passive.iter().enumerate() {
                 if z[k] <= 0.0 {
-                    alpha = alpha.min(x[i] / (x[i] - z[k]));
+                    // x[i] ≥ 0 ≥ z[k]: a step in [0, 1]; 0 where both are zero.
+                    let gap = x[i] - z[k];
+                    let a = if gap > 0.0 { x[i] / gap } else { 0.0 };
+                    if blocking.is_none() || a < alpha {
+                        alpha = a;
+                        blocking = Some(i);
+                    }
                 }
             }
             for (k, &i) in passive.iter().enumerate() {
                 x[i] += alpha * (z[k] - x[i]);
+            }
+            if let Some(b) = blocking {
+                x[b] = 0.0;
             }
             passive.retain(|&i| x[i] > 0.0);
             for (i, v) in x.iter_mut().enumerate() {
@@ -241,5 +255,49 @@ mod tests {
     fn t_quantile_decreases_towards_normal() {
         assert!(t95(1) > t95(5) && t95(5) > t95(30) && t95(30) > 1.96);
         assert!(t95(0).is_infinite());
+    }
+
+    /// Normal equations from a real H200 demo trace (25 signatures, f64 bits in hex) on which
+    /// the active-set loop used to cycle forever: a blocked coefficient stepped to about zero
+    /// but stayed positive by rounding, so it never left the passive set.
+    const CYCLING_CASE: &str = include_str!("nnls_cycling_case.txt");
+
+    #[test]
+    fn nnls_ends_and_meets_the_optimality_conditions_where_rounding_used_to_make_it_cycle() {
+        let mut lines = CYCLING_CASE.lines();
+        let p: usize = lines.next().unwrap().parse().unwrap();
+        let v: Vec<f64> = lines
+            .map(|l| f64::from_bits(u64::from_str_radix(l, 16).unwrap()))
+            .collect();
+        assert_eq!(v.len(), p * p + p);
+        let ata = Square {
+            n: p,
+            a: v[..p * p].to_vec(),
+        };
+        let atb = v[p * p..].to_vec();
+        // In a thread, so that a regression fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (a, b) = (ata.clone(), atb.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(nnls(&a, &b));
+        });
+        let (x, passive) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("nnls did not finish within 60 s");
+        assert!(!passive.is_empty());
+        // Karush–Kuhn–Tucker: β ≥ 0; the gradient Xᵀy − XᵀXβ vanishes on the passive set and
+        // is not positive off it (relative to the problem's scale).
+        let scale = (0..p).map(|i| atb[i].abs()).fold(0.0, f64::max);
+        for i in 0..p {
+            let g = atb[i] - (0..p).map(|j| ata.at(i, j) * x[j]).sum::<f64>();
+            assert!(x[i] >= 0.0, "β[{i}] = {}", x[i]);
+            if passive.contains(&i) {
+                assert!(x[i] > 0.0);
+                assert!(g.abs() <= 1e-6 * scale, "gradient {g} at passive {i}");
+            } else {
+                assert_eq!(x[i], 0.0);
+                assert!(g <= 1e-6 * scale, "gradient {g} at clamped {i}");
+            }
+        }
     }
 }
