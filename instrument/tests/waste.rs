@@ -40,6 +40,8 @@ struct Op {
     padding: Option<(u64, u64)>,
     /// Host synchronisation of this long (GPU idle) before it, ns.
     sync_before_ns: u64,
+    /// How long before the device finished that synchronisation began, ns.
+    sync_lead_ns: u64,
     /// Host work after that synchronisation, before it is issued (GPU idle), ns.
     host_work_before_ns: u64,
     /// Which planted waste it is.
@@ -56,6 +58,7 @@ fn kernel(name: &'static str, dur_ns: u64, dyn_mw: u32, reads: &[u64], writes: &
         writes: writes.to_vec(),
         padding: None,
         sync_before_ns: 0,
+        sync_lead_ns: 0,
         host_work_before_ns: 0,
         planted: None,
     }
@@ -77,6 +80,7 @@ fn upload(name: &'static str, digest: u64, dst: u64) -> Op {
         writes: vec![dst],
         padding: None,
         sync_before_ns: 0,
+        sync_lead_ns: 0,
         host_work_before_ns: 0,
         planted: None,
     }
@@ -92,6 +96,7 @@ fn readback(src: u64) -> Op {
         writes: Vec::new(),
         padding: None,
         sync_before_ns: 0,
+        sync_lead_ns: 0,
         host_work_before_ns: 0,
         planted: None,
     }
@@ -166,10 +171,10 @@ fn program(plant: Plant, steps: u64) -> Vec<Op> {
 fn run(ops: &[Op], seed: u64) -> SimRun {
     let mut items = Vec::new();
     for op in ops {
-        if op.sync_before_ns > 0 {
+        if op.sync_before_ns > 0 || op.sync_lead_ns > 0 {
             items.push(WorkItem::Sync {
                 host_ns: op.sync_before_ns,
-                lead_ns: 0,
+                lead_ns: op.sync_lead_ns,
             });
         }
         if op.host_work_before_ns > 0 {
@@ -532,6 +537,36 @@ fn a_synchronisation_is_charged_only_the_idle_it_caused() {
     }
     let sync = by_what("idle after a host synchronisation");
     assert!(sync.proof.contains("sooner"), "{}", sync.proof);
+}
+
+#[test]
+fn waiting_for_a_read_back_to_end_is_not_charged_to_the_synchronisation() {
+    // `tensor.item()`: an asynchronous copy to the host, then a synchronize that began 90 µs
+    // before the 100 µs copy ended and returned as it ended; then 1 ms of work on the data.
+    // The wait was needed, so the whole gap is the host's work on read-back data.
+    let work_ns = 1_000_000;
+    let mut ops = program(Plant::default(), 20);
+    let mut synced = 0u64;
+    for (i, op) in ops.iter_mut().enumerate() {
+        if op.name == "upload_input" && i % 2 == 1 && i > 1 {
+            op.sync_lead_ns = 90_000;
+            op.host_work_before_ns = work_ns;
+            synced += 1;
+        }
+    }
+    let run = run(&ops, 10);
+    let report = findings(&run);
+    let idle: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == WasteKind::IdleGap)
+        .collect();
+    assert_eq!(idle.len(), 1, "{idle:#?}");
+    assert_eq!(idle[0].what, "idle while the host used data it read back");
+    assert_eq!(idle[0].occurrences, synced);
+    let truth = f64::from(run.truth.idle_mw) * (synced * work_ns) as f64 * 1e-9;
+    let err = (idle[0].energy.mj - truth).abs() / truth;
+    assert!(err < 0.05, "{} mJ vs truth {truth} mJ", idle[0].energy.mj);
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! back, and the device would have started each piece of work that much sooner, but never
 //! closer to the previous one than the queued launch gap. Replaying the gaps so gives what the
 //! waits cost; the rest of each gap keeps its own cause (host work, launch latency, work on
-//! read-back data).
+//! read-back data). Waiting for a read-back's copy to end is not such a wait: the host needed
+//! the data.
 
 use super::{is_readback, Context, Gap, Occurrence, WasteConfig, WasteKind, Wasted};
 use crate::trace::Span;
@@ -25,12 +26,16 @@ pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occur
             continue;
         }
         let gap_ns = cx.program_idle_ns(g);
-        if is_readback(g.prev) {
+        let readback = is_readback(g.prev);
+        if readback {
             // The host needed the data: it resumes when the copy ends, `shift` sooner.
             credit = shift;
         }
         if let Some(s) = cx.sync_in(g) {
-            credit += cx.host_wait_ns(g);
+            // After a read-back, waiting for the copy to end was needed (an asynchronous copy
+            // and then a synchronize, as `tensor.item()` does); only waiting beyond it was not.
+            let since_ns = if readback { g.from } else { 0 };
+            credit += cx.host_wait_ns(g, since_ns);
             last_sync = Some(s);
         }
         let saved_ns = gap_ns
@@ -40,7 +45,7 @@ pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occur
         if gap_ns < config.min_idle_gap_ns {
             continue;
         }
-        let rest = if is_readback(g.prev) {
+        let rest = if readback {
             Cause::Readback
         } else {
             Cause::Launch

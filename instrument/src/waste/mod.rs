@@ -444,11 +444,16 @@ impl<'a> Context<'a> {
             .copied()
     }
 
-    /// How long the host waited in the synchronisations that ended inside gap `g`, ns (their
-    /// union, less the profiler's own overhead in it): host time that, without them, would have
-    /// gone to issuing the next work sooner.
-    fn host_wait_ns(&self, g: &Gap<'_>) -> u64 {
-        crate::intervals::union(self.syncs_in(g).map(|s| (s.start_ns, s.end_ns)).collect())
+    /// How long the host waited from `since_ns` on in the synchronisations that ended inside
+    /// gap `g`, ns (their union, less the profiler's own overhead in it): host time that,
+    /// without them, would have gone to issuing the next work sooner.
+    fn host_wait_ns(&self, g: &Gap<'_>, since_ns: u64) -> u64 {
+        let waits = self
+            .syncs_in(g)
+            .map(|s| (s.start_ns.max(since_ns), s.end_ns))
+            .filter(|(a, b)| a < b)
+            .collect();
+        crate::intervals::union(waits)
             .into_iter()
             .map(|(a, b)| (b - a).saturating_sub(self.overhead_within(a, b)))
             .sum()
