@@ -10,7 +10,7 @@ use wattlens_instrument::trace::{
     AccessMode, Annotation, BufferVersion, CopyDirection, KernelFacts, LaunchShape, OpClass,
     SpanKind,
 };
-use wattlens_instrument::waste::{detect, WasteConfig, WasteKind, WasteReport};
+use wattlens_instrument::waste::{detect, Finding, WasteConfig, WasteKind, WasteReport};
 use wattlens_instrument::{attribute, SensorProfile};
 
 const IN: u64 = 1;
@@ -539,6 +539,17 @@ fn a_synchronisation_is_charged_only_the_idle_it_caused() {
     assert!(sync.proof.contains("sooner"), "{}", sync.proof);
 }
 
+/// The one idle-gap finding of `report` (the test fails if there is not exactly one).
+fn the_idle_finding(report: &WasteReport) -> &Finding {
+    let idle: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == WasteKind::IdleGap)
+        .collect();
+    assert_eq!(idle.len(), 1, "{idle:#?}");
+    idle[0]
+}
+
 #[test]
 fn waiting_for_a_read_back_to_end_is_not_charged_to_the_synchronisation() {
     // `tensor.item()`: an asynchronous copy to the host, then a synchronize that began 90 µs
@@ -556,17 +567,12 @@ fn waiting_for_a_read_back_to_end_is_not_charged_to_the_synchronisation() {
     }
     let run = run(&ops, 10);
     let report = findings(&run);
-    let idle: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.kind == WasteKind::IdleGap)
-        .collect();
-    assert_eq!(idle.len(), 1, "{idle:#?}");
-    assert_eq!(idle[0].what, "idle while the host used data it read back");
-    assert_eq!(idle[0].occurrences, synced);
+    let idle = the_idle_finding(&report);
+    assert_eq!(idle.what, "idle while the host used data it read back");
+    assert_eq!(idle.occurrences, synced);
     let truth = f64::from(run.truth.idle_mw) * (synced * work_ns) as f64 * 1e-9;
-    let err = (idle[0].energy.mj - truth).abs() / truth;
-    assert!(err < 0.05, "{} mJ vs truth {truth} mJ", idle[0].energy.mj);
+    let err = (idle.energy.mj - truth).abs() / truth;
+    assert!(err < 0.05, "{} mJ vs truth {truth} mJ", idle.energy.mj);
 }
 
 #[test]
@@ -632,30 +638,21 @@ fn a_host_ahead_of_the_device_would_have_kept_it_busy_without_its_synchronisatio
         ..WasteConfig::default()
     };
     let report = detect(&run.trace, &a, &config);
-    let idle: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.kind == WasteKind::IdleGap)
-        .collect();
-    assert_eq!(idle.len(), 1, "{idle:#?}");
-    assert_eq!(idle[0].what, "idle after a host synchronisation");
+    let idle = the_idle_finding(&report);
+    assert_eq!(idle.what, "idle after a host synchronisation");
     // Every gap but the last (after which nothing runs) is launch gap + wait + host work.
     let gaps = 2 * steps - 1;
     let truth_ns = gaps * (8_000 + host_ns);
     let truth_mj = f64::from(run.truth.idle_mw) * truth_ns as f64 * 1e-9;
-    let err = (idle[0].energy.mj - truth_mj).abs() / truth_mj;
+    let err = (idle.energy.mj - truth_mj).abs() / truth_mj;
     println!(
         "{} µs vs truth {} µs; {:.1} mJ vs {truth_mj:.1} mJ",
-        idle[0].time_ns / 1000,
+        idle.time_ns / 1000,
         truth_ns / 1000,
-        idle[0].energy.mj
+        idle.energy.mj
     );
-    assert_eq!(idle[0].occurrences, gaps);
-    assert!(
-        err < 0.05,
-        "{} mJ vs truth {truth_mj} mJ",
-        idle[0].energy.mj
-    );
+    assert_eq!(idle.occurrences, gaps);
+    assert!(err < 0.05, "{} mJ vs truth {truth_mj} mJ", idle.energy.mj);
 }
 
 /// Steps of a causal decoder without a cache: step s runs one row of s + 1 tokens, the first s
