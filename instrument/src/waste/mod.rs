@@ -106,8 +106,9 @@ impl WasteReport {
     }
 }
 
-/// Thresholds of the detectors.
+/// Thresholds of the detectors; a field missing where one is read takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WasteConfig {
     /// Shortest idle gap flagged, ns (launch latency alone is a few µs).
     pub min_idle_gap_ns: u64,
@@ -120,12 +121,7 @@ pub struct WasteConfig {
     /// The device's idle between two launches queued back to back, ns: what remains of a gap
     /// after a synchronisation however far ahead the host runs. The smallest gap the trace
     /// shows is used where it is shorter.
-    #[serde(default = "default_queued_gap_ns")]
     pub queued_gap_ns: u64,
-}
-
-fn default_queued_gap_ns() -> u64 {
-    WasteConfig::default().queued_gap_ns
 }
 
 impl Default for WasteConfig {
