@@ -6,12 +6,15 @@
 # launch tagging), nvtx-cupti (NVTX routed through CUPTI's callbacks, the earlier design),
 # wattlens-kernels (kernel records only, no copies, memsets or syncs),
 # wattlens-activity (CUPTI activity records only), kinds:A+B[/HOOKS] (only these activity
-# kinds, of kernel, memcpy, memset, sync; HOOKS all, nvtx or none), env:VAR=VALUE (wattlens
+# kinds, of kernel, memcpy, memset, sync; HOOKS all, nvtx or none; sync is timed by callbacks,
+# so none drops it), env:VAR=VALUE (wattlens
 # with one setting, such as env:WATTLENS_POWER=off), torch-profiler, nsys (Nsight Systems tracing CUDA and NVTX,
 # where `nsys` is installed).
 # GPU_TIMES=1 also times each step's forward on the GPU (CUDA events; gpu_ms_median in runs.tsv).
 # PIN_CPUS=LIST runs every mode under `taskset -c LIST` (such as the GPU's NUMA node).
 # STEP_TIMES=1 keeps each run's step times (steps.MODE.I.tsv) for finding periodic stalls.
+# Each run's stderr is kept as err.MODE.I.log (for wattlens, its closing lines: the CPU time
+# of its own threads and of the program's busiest ones).
 # Prints, per mode, the medians of three wall times and their slowdown against the bare run:
 #   command: the whole command (for wattlens, with its reading of the sensors after the
 #            program and the trace it then completes);
@@ -53,6 +56,7 @@ for i in $(seq 1 "$repeats"); do
     line=$("${cmd[@]}" 2>"$out/last.err" | tail -n 1)
     t1=$(date +%s%N)
     cat "$out/last.err" >>"$out/stderr.log"
+    cp "$out/last.err" "$out/err.${mode//[^A-Za-z0-9_.-]/_}.$i.log"
     command_us=$(( (t1 - t0) / 1000 ))
     process_s=$(sed -n 's/^wattlens: .* ran for \([0-9.]*\) s$/\1/p' "$out/last.err" | tail -n 1)
     [ -n "$process_s" ] || process_s=$(python3 -c "print($command_us / 1e6)")

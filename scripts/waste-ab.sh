@@ -4,6 +4,7 @@
 # difference of each pair with what the detector priced. Run on a GPU machine from the
 # repository root with the bundle built (bash .gpu-bundle/...): 
 #   bash scripts/waste-ab.sh OUTDIR PAIRS STEPS SWITCH...
+# KEEP_TRACES=1 keeps each run's demo.wlt (for a second look at a pair that stands out).
 set -u
 out=$1 pairs=$2 steps=$3; shift 3
 bin=${WATTLENS:-.gpu-bundle/bin/wattlens}
@@ -16,7 +17,8 @@ for sw in "$@"; do
       if [ "$which" = waste ]; then extra="--waste $sw"; else extra=""; fi
       "$bin" demo --steps "$steps" $extra --out-dir "$d" > "$d/stdout.txt" 2>&1 || echo "run $d failed: $(tail -1 "$d/stdout.txt")"
       "$bin" report "$d/demo.wlt" --json > "$d/report.json" 2>/dev/null
-      rm -f "$d/demo.wlt" "$d/demo.perfetto.json"
+      rm -f "$d/demo.perfetto.json"
+      [ -n "${KEEP_TRACES:-}" ] || rm -f "$d/demo.wlt"
     done
   done
 done

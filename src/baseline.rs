@@ -14,9 +14,12 @@ use wattlens_instrument::power::{PowerSource, Sampler};
 use wattlens_instrument::trace::{DeviceInfo, PowerReading, RunMeta, Trace};
 use wattlens_instrument::SensorProfile;
 
-/// Quiet time read after the command ends: the 100 ms settling the attribution skips, then
-/// several 100 ms energy-counter windows.
-pub const AFTER: Duration = Duration::from_millis(700);
+/// Quiet time read after the command ends: the 100 ms settling the attribution skips, the
+/// reader's lock onto the energy counter's updates (about 100 ms of bursts), then several
+/// counter windows. Within its CPU budget the reader may take one read per two or three
+/// 100 ms updates, so windows can be 300 ms long: 1.2 s leaves at least two quiet ones (0.7 s
+/// gave traces of crashed programs two to four).
+pub const AFTER: Duration = Duration::from_millis(1200);
 
 /// Share of a core the reader may spend: enough to read the energy counter at each of its
 /// 100 ms updates (a read costs about 1.6 ms), so that the quiet time before and after gives

@@ -139,6 +139,15 @@ fn gpu_pytorch_inference_gets_joules_per_kernel_and_per_nvtx_range() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
     assert!(stdout.contains("Energy per kernel"), "{stdout}");
+    let stderr = text(&out.stderr);
+    let cpu_line = stderr
+        .lines()
+        .find(|l| l.contains("CPU time of wattlens' threads:"))
+        .unwrap_or_default();
+    assert!(
+        cpu_line.contains("wattlens-writer") && cpu_line.contains("wattlens-sample"),
+        "the closing lines state what wattlens' own threads cost: {stderr}"
+    );
     assert!(
         trace.exists(),
         "one process: the trace is renamed to --output"

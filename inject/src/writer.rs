@@ -242,6 +242,8 @@ impl Writer {
     fn finish(&mut self) {
         std::thread::sleep(self.config.tail);
         self.cycle(true);
+        // Read before the samplers stop, so that their threads are counted.
+        let threads = crate::threads_cpu::by_name();
         let mut alignments: Vec<ClockAlignment> = Vec::new();
         let mut tail = Vec::new();
         for (device, sampler) in self.samplers.drain(..) {
@@ -271,6 +273,9 @@ impl Writer {
                 counts.readings
             )),
             Err(e) => self.fail(e),
+        }
+        if !threads.is_empty() {
+            crate::log(crate::threads_cpu::summary(&threads, 3));
         }
     }
 }

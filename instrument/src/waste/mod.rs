@@ -384,15 +384,17 @@ impl<'a> Context<'a> {
 
     /// Energy of span `id`: dynamic plus its static share, as (mJ, low, high). Where the
     /// span's own dynamic energy is unresolved, its top-level region's dynamic power per busy
-    /// ns prices it instead (each busy ns there costs alike, as far as the sensors can tell).
+    /// ns prices it instead (each busy ns there costs alike, as far as the sensors can tell),
+    /// held under the span's own upper bound: a kernel the sensors bound below its region's
+    /// average is cheaper than that average.
     fn span_mj(&self, id: u64) -> (f64, f64, f64) {
         let Some(e) = self.energy.get(&id) else {
             return (0.0, 0.0, 0.0);
         };
         let own = (e.dynamic.mj, e.dynamic.low_mj, e.dynamic.high_mj);
         let (mj, low, high) = match (e.dynamic.coverage, self.span_rate(id)) {
-            (crate::attribution::Coverage::Unresolved, Some(((r, rl, rh), ns))) => {
-                (r * ns, rl * ns, rh * ns)
+            (crate::attribution::Coverage::Unresolved, Some((rate, ns))) => {
+                priced_at_rate(own, rate, ns)
             }
             _ => own,
         };
@@ -670,9 +672,34 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
     }
 }
 
+/// The dynamic energy (mJ, low, high) of an unresolved span of `ns` at its region's `rate`
+/// (mJ per busy ns, low, high), held under the span's `own` upper bound; held there, the price
+/// is known no better than the span's own CI.
+fn priced_at_rate(own: (f64, f64, f64), rate: (f64, f64, f64), ns: f64) -> (f64, f64, f64) {
+    let at_rate = rate.0 * ns;
+    let mid = at_rate.min(own.2);
+    let low = if at_rate > own.2 { own.1 } else { rate.1 * ns };
+    (mid, low.clamp(0.0, mid), (rate.2 * ns).min(own.2).max(mid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unresolved_span_is_priced_at_its_regions_rate_under_its_own_bound() {
+        // Region: 40 µW per ns (40 W), ±4%; span of 1000 ns.
+        let rate = (40e-6, 38.4e-6, 41.6e-6);
+        // Its own bound (0.06 mJ: 60 W over the 1000 ns) is above the region's price: the rate stands.
+        let (mid, low, high) = priced_at_rate((0.01, 0.0, 0.06), rate, 1000.0);
+        assert!((mid - 0.04).abs() < 1e-12 && (low - 0.0384).abs() < 1e-12);
+        assert!((high - 0.0416).abs() < 1e-12);
+        // Its own bound (28 W) is below the region's price: held at the bound, with the
+        // span's own CI below it.
+        let (mid, low, high) = priced_at_rate((0.01, 0.002, 0.028), rate, 1000.0);
+        assert!((mid - 0.028).abs() < 1e-12, "{mid}");
+        assert!((low - 0.002).abs() < 1e-12 && (high - 0.028).abs() < 1e-12);
+    }
 
     #[test]
     fn digits_fold_to_one_star_per_run() {
