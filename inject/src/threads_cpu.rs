@@ -69,6 +69,10 @@ pub fn by_name() -> Vec<ThreadCpu> {
     group(stats, ticks)
 }
 
+/// The program's threads with less CPU time than this are left out of the line (one clock
+/// tick is 10 ms on most systems).
+const MIN_SHOWN: Duration = Duration::from_millis(10);
+
 /// One line on what the threads cost: wattlens' own (named `wattlens-…`) first, then the
 /// program's busiest `others`.
 pub fn summary(threads: &[ThreadCpu], others: usize) -> String {
@@ -79,7 +83,7 @@ pub fn summary(threads: &[ThreadCpu], others: usize) -> String {
         .collect();
     let rest: Vec<String> = threads
         .iter()
-        .filter(|t| !t.name.starts_with("wattlens-"))
+        .filter(|t| !t.name.starts_with("wattlens-") && t.cpu >= MIN_SHOWN)
         .take(others)
         .map(|t| {
             let n = if t.threads > 1 {
@@ -95,10 +99,12 @@ pub fn summary(threads: &[ThreadCpu], others: usize) -> String {
     } else {
         own.join(", ")
     };
-    format!(
-        "CPU time of wattlens' threads: {own}; of the program's busiest threads: {}",
+    let rest = if rest.is_empty() {
+        "none measurable".to_owned()
+    } else {
         rest.join(", ")
-    )
+    };
+    format!("CPU time of wattlens' threads: {own}; of the program's busiest threads: {rest}")
 }
 
 #[cfg(test)]
@@ -119,7 +125,7 @@ mod tests {
         let stats = [
             ("python3".to_owned(), 700),
             ("wattlens-writer".to_owned(), 30),
-            ("cuda-evthandlr".to_owned(), 1),
+            ("cuda-evthandlr".to_owned(), 0),
             ("pt_autograd".to_owned(), 2),
             ("pt_autograd".to_owned(), 3),
         ];
@@ -141,6 +147,13 @@ mod tests {
             line.ends_with("python3 7.00 s, pt_autograd ×2 0.05 s"),
             "{line}"
         );
+        let all = summary(&g, 5);
+        assert!(
+            all.ends_with("pt_autograd ×2 0.05 s"),
+            "a thread with no measurable CPU is left out: {all}"
+        );
+        let idle = summary(&group([("python3".to_owned(), 0)], 100), 3);
+        assert!(idle.ends_with("busiest threads: none measurable"), "{idle}");
     }
 
     #[test]
