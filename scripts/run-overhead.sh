@@ -7,7 +7,7 @@
 # wattlens-kernels (kernel records only, no copies, memsets or syncs),
 # wattlens-activity (CUPTI activity records only), kinds:A+B[/HOOKS] (only these activity
 # kinds, of kernel, memcpy, memset, sync; HOOKS all, nvtx or none; sync is timed by callbacks,
-# so none drops it), env:VAR=VALUE (wattlens
+# so none leaves it out, and naming it with none is refused), env:VAR=VALUE (wattlens
 # with one setting, such as env:WATTLENS_POWER=off), torch-profiler, nsys (Nsight Systems tracing CUDA and NVTX,
 # where `nsys` is installed).
 # GPU_TIMES=1 also times each step's forward on the GPU (CUDA events; gpu_ms_median in runs.tsv).

@@ -89,6 +89,19 @@ fn bad_run_arguments_get_one_sentence_and_exit_2() {
     );
     let out = wattlens(&["run"]);
     assert_eq!(out.status.code(), Some(2), "clap: the command is required");
+    // A setting the injection library would refuse is refused before the command runs.
+    let marker = dir.join("ran");
+    let out = Command::new(exe())
+        .args(["run", "-o", dir.join("r.wlt").to_str().unwrap(), "--"])
+        .args(["touch", marker.to_str().unwrap()])
+        .env("WATTLENS_KINDS", "kernel,sync")
+        .env("WATTLENS_HOOKS", "none")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("drop sync"), "{stderr}");
+    assert!(!marker.exists(), "the command did not run");
 }
 
 // ---- on a GPU machine ----

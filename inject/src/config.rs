@@ -21,7 +21,7 @@ pub const ENV_HOOKS: &str = "WATTLENS_HOOKS";
 
 /// Environment variable listing the activity records kept (comma-separated of kernel, memcpy,
 /// memset, sync; all by default); for measuring what each costs. `sync` (host waits) needs
-/// callbacks, so `WATTLENS_HOOKS=none` drops it.
+/// callbacks: with `WATTLENS_HOOKS=none` the default leaves it out, and naming it is refused.
 pub const ENV_KINDS: &str = "WATTLENS_KINDS";
 /// Environment variable: `off` leaves the power sensors unread (a trace without energy), for
 /// measuring what the sampler thread costs the program.
@@ -76,6 +76,10 @@ pub enum ConfigError {
         /// Its value.
         value: String,
     },
+    /// Host waits were asked for with every callback turned off, and they are timed by
+    /// callbacks.
+    #[error("{ENV_KINDS} names sync, but host waits are timed by callbacks and {ENV_HOOKS}=none turns them off; drop sync, or set {ENV_HOOKS} to nvtx or all")]
+    SyncWithoutCallbacks,
     /// A number did not parse.
     #[error(
         "{name}={value} is not a whole number of milliseconds; unset it or give one such as 500"
@@ -150,7 +154,12 @@ impl Config {
             ],
         )?;
         let kinds: Vec<String> = match var(ENV_KINDS) {
-            None => ALL_KINDS.iter().map(|k| (*k).to_owned()).collect(),
+            // Without callbacks there are no host waits to record.
+            None => ALL_KINDS
+                .iter()
+                .filter(|k| hooks != Hooks::None || **k != "sync")
+                .map(|k| (*k).to_owned())
+                .collect(),
             Some(list) => list.split(',').map(|k| k.trim().to_owned()).collect(),
         };
         if let Some(bad) = kinds.iter().find(|k| !ALL_KINDS.contains(&k.as_str())) {
@@ -158,6 +167,9 @@ impl Config {
                 name: ENV_KINDS,
                 value: bad.clone(),
             });
+        }
+        if hooks == Hooks::None && kinds.iter().any(|k| k == "sync") {
+            return Err(ConfigError::SyncWithoutCallbacks);
         }
         let power = choice(&var, ENV_POWER, true, &[("on", true), ("off", false)])?;
         Ok(Self {
@@ -260,5 +272,32 @@ mod tests {
         let e =
             Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_LAUNCH_API, "cuda")]), 1).unwrap_err();
         assert!(e.to_string().contains("WATTLENS_LAUNCH_API: cuda"), "{e}");
+    }
+
+    #[test]
+    fn host_waits_asked_for_without_callbacks_are_refused_and_not_defaulted() {
+        let e = Config::from_env(
+            env(&[
+                (ENV_OUTPUT, "o"),
+                (ENV_KINDS, "kernel,sync"),
+                (ENV_HOOKS, "none"),
+            ]),
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(e, ConfigError::SyncWithoutCallbacks);
+        assert!(e.to_string().contains("drop sync"), "{e}");
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_HOOKS, "none")]), 1).unwrap();
+        assert_eq!(c.kinds, vec!["kernel", "memcpy", "memset"]);
+        let c = Config::from_env(
+            env(&[
+                (ENV_OUTPUT, "o"),
+                (ENV_KINDS, "kernel,sync"),
+                (ENV_HOOKS, "nvtx"),
+            ]),
+            1,
+        )
+        .unwrap();
+        assert_eq!(c.kinds, vec!["kernel", "sync"]);
     }
 }

@@ -18,7 +18,8 @@ use crate::{child, locate};
 /// Run `wattlens run`.
 ///
 /// # Errors
-/// [`CliError::Usage`] for a bad output folder or a command that cannot be started,
+/// [`CliError::Usage`] for a bad output folder, a bad `WATTLENS_*` setting or a command that
+/// cannot be started,
 /// [`CliError::Setup`] without the injection library, [`CliError::ChildExit`] carrying the
 /// child's exit code when it failed (after the report), and report errors.
 pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
@@ -29,6 +30,20 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 .into(),
         ));
     };
+    // The injection library reads its settings in each process; a bad one is a usage error
+    // here, before the command runs, rather than a process that runs unrecorded.
+    let prefix = dir.join(&stem).display().to_string();
+    wattlens_inject::Config::from_env(
+        |k| {
+            if k == wattlens_inject::config::ENV_OUTPUT {
+                Some(prefix.clone())
+            } else {
+                std::env::var(k).ok()
+            }
+        },
+        std::process::id(),
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?;
     let lib = locate::injection_library(args.inject_lib.as_deref())?;
     let cupti = locate::cupti(args.cupti.as_deref())?;
     if cupti.is_none() {
