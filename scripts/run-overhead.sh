@@ -13,6 +13,7 @@
 # GPU_TIMES=1 also times each step's forward on the GPU (CUDA events; gpu_ms_median in runs.tsv).
 # PIN_CPUS=LIST runs every mode under `taskset -c LIST` (such as the GPU's NUMA node).
 # STEP_TIMES=1 keeps each run's step times (steps.MODE.I.tsv) for finding periodic stalls.
+# The host's CPU model and clock source go to machine.txt.
 # Each run's stderr is kept as err.MODE.I.log (for wattlens, its closing lines: the CPU time
 # of its own threads and of the program's busiest ones).
 # Prints, per mode, the medians of three wall times and their slowdown against the bare run:
@@ -26,6 +27,10 @@ wattlens=$1 out=$2 repeats=${3:-3} steps=${4:-2000} batch=${5:-8}
 modes=${6:-bare,wattlens,wattlens-nvtx,wattlens-activity,torch-profiler}
 mkdir -p "$out"
 : >"$out/runs.tsv"
+# Which host this ran on: the launch-bound cost differs between machines by more than 3%.
+{ lscpu 2>/dev/null | grep -E 'Model name|^CPU\(s\)|Thread\(s\) per core'
+  echo "clock source: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"
+} >"$out/machine.txt" || true
 for i in $(seq 1 "$repeats"); do
   for mode in ${modes//,/ }; do
     cmd=(python3 scripts/torch_infer.py --steps "$steps" --batch "$batch")
