@@ -90,12 +90,14 @@ def main():
 
     step_s = []
     start_unix = []
+    loop_t0 = []
     step_events = []
 
     def loop():
         steps = 0
         start_unix.append(time.time())
         t0 = time.perf_counter()
+        loop_t0.append(t0)
         last = t0
         with torch.no_grad():
             while (steps < a.steps) if a.steps else (last - t0 < a.seconds):
@@ -130,6 +132,8 @@ def main():
         events = 0
     if a.step_times:
         with open(a.step_times, "w") as f:
+            # time.perf_counter() is CLOCK_MONOTONIC on Linux: the clock sched_probe.py reads.
+            f.write(f"# loop start, time.perf_counter() s: {loop_t0[0]:.6f}\n")
             end = 0.0
             for s in step_s:
                 end += s
