@@ -16,9 +16,8 @@ use wattlens_instrument::SensorProfile;
 
 /// Quiet time read after the command ends: the 100 ms settling the attribution skips, the
 /// reader's lock onto the energy counter's updates (about 100 ms of bursts), then several
-/// counter windows. Within its CPU budget the reader may take one read per two or three
-/// 100 ms updates, so windows can be 300 ms long: 1.2 s leaves at least two quiet ones (0.7 s
-/// gave traces of crashed programs two to four).
+/// counter windows. The windows seen after a command were up to 300 ms long: 1.2 s leaves at
+/// least two quiet ones (0.7 s gave traces of crashed programs two to four).
 pub const AFTER: Duration = Duration::from_millis(1200);
 
 /// Share of a core the reader may spend: enough to read the energy counter at each of its

@@ -26,7 +26,7 @@ mod signals;
 mod state;
 pub mod syncs;
 mod thread;
-pub mod threads_cpu;
+mod threads_cpu;
 mod writer;
 
 use std::ffi::c_int;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
+use wattlens_inject::config::ENV_OUTPUT;
 use wattlens_instrument::merge::add_power_after;
 use wattlens_instrument::Trace;
 
@@ -32,11 +33,11 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     };
     // The injection library reads its settings in each process; a bad one is a usage error
     // here, before the command runs, rather than a process that runs unrecorded.
-    let prefix = dir.join(&stem).display().to_string();
+    let prefix = dir.join(&stem);
     wattlens_inject::Config::from_env(
         |k| {
-            if k == wattlens_inject::config::ENV_OUTPUT {
-                Some(prefix.clone())
+            if k == ENV_OUTPUT {
+                Some(prefix.display().to_string())
             } else {
                 std::env::var(k).ok()
             }
@@ -55,7 +56,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let mut cmd = Command::new(program);
     cmd.args(rest)
         .env("CUDA_INJECTION64_PATH", &lib)
-        .env("WATTLENS_OUTPUT", dir.join(&stem));
+        .env(ENV_OUTPUT, &prefix);
     if std::env::var_os("NVTX_INJECTION64_PATH").is_none() {
         // NVTX calls our handlers directly (a user's own choice, such as libcupti, stays).
         cmd.env("NVTX_INJECTION64_PATH", &lib);
