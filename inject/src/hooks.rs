@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use cudarc::cupti::sys as cupti;
 use wattlens_instrument::clock::Clock;
 use wattlens_runtime::cuda::cupti_records::{
-    buffer_requested, drain_buffer, set_buffer_bytes, CuptiRecord,
+    buffer_requested, drain_buffer, prefill_buffers, set_buffer_bytes, CuptiRecord,
 };
 
 use crate::config::{Hooks, LaunchApi};
@@ -37,8 +37,9 @@ const NVTX_PUSH_EX: u32 = 10;
 const NVTX_POP: u32 = 11;
 const NVTX_DOMAIN_PUSH_EX: u32 = 33;
 const NVTX_DOMAIN_POP: u32 = 34;
-/// Size of CUPTI's activity buffers, bytes.
-const BUFFER_BYTES: usize = 1 << 20;
+/// Activity buffers allocated and touched at start-up: one being filled, about three more
+/// waiting for the writer's next flush at the default size and a launch-bound rate.
+const PREFILLED_BUFFERS: usize = 4;
 /// Callback ids tried per API domain when looking for launches and copies by name.
 const MAX_CBID: u32 = 2048;
 
@@ -149,15 +150,17 @@ pub(crate) fn read_buffers(buffers: Vec<Completed>) -> Vec<CuptiRecord> {
     records
 }
 
-/// Register the activity buffers and enable the CUPTI kinds named in `kinds` (of kernel,
-/// memcpy, memset; `sync` is a callback, see [`subscribe`]).
+/// Register the activity buffers, `buffer_bytes` each, and enable the CUPTI kinds named in
+/// `kinds` (of kernel, memcpy, memset; `sync` is a callback, see [`subscribe`]).
 ///
 /// # Errors
 /// [`InjectError::Cupti`] when CUPTI refuses (another tool may own it).
-pub(crate) fn enable_activity(kinds: &[String]) -> Result<(), InjectError> {
-    // Small buffers: a periodic flush returns every full buffer, so at most about one
-    // buffer's records (a few thousand) wait in CUPTI when the process is killed.
-    set_buffer_bytes(BUFFER_BYTES);
+pub(crate) fn enable_activity(kinds: &[String], buffer_bytes: usize) -> Result<(), InjectError> {
+    // Small buffers (1 MiB by default): a periodic flush returns every full buffer, so at most
+    // about one buffer's records (a few thousand) wait in CUPTI when the process is killed.
+    set_buffer_bytes(buffer_bytes);
+    // CUPTI asks for buffers on the launching thread: have them ready, mapped and touched.
+    prefill_buffers(PREFILLED_BUFFERS);
     // SAFETY: the callbacks match CUPTI's signatures and live for the whole process.
     unsafe {
         check(

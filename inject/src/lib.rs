@@ -83,7 +83,7 @@ fn start() -> Result<(), InjectError> {
     let start_unix_ns = clock.now_ns();
     let shared = state::init(clock);
     let wake_fd = signals::wake_pipe()?;
-    hooks::enable_activity(&config.kinds)?;
+    hooks::enable_activity(&config.kinds, config.buffer_bytes)?;
     let syncs = config.kinds.iter().any(|k| k == "sync");
     if config.hooks != Hooks::None {
         nvtx::enable();

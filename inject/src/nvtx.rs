@@ -466,7 +466,7 @@ mod tests {
         assert_eq!(unsafe { domain_pop(std::ptr::null()) }, 2);
         assert_eq!(unsafe { domain_pop(std::ptr::null()) }, 1);
         assert_eq!(unsafe { domain_pop(std::ptr::null()) }, 0);
-        let pending = shared.take_pending();
+        let pending = shared.take_pending(&mut Vec::new());
         let paths = lock(&shared.paths);
         let closed: Vec<(String, u32)> = pending
             .closed

@@ -83,16 +83,65 @@ impl Shared {
         p
     }
 
-    /// Everything the threads recorded since the last call.
-    pub fn take_pending(&self) -> Pending {
+    /// Everything the threads recorded since the last call. `spares` holds one emptied buffer
+    /// per thread, kept by the caller between calls: each thread's buffer is swapped with its
+    /// spare under the lock and read outside it, so a program thread never waits for the copy,
+    /// and the vectors change hands without being freed or grown again on the program's side.
+    pub fn take_pending(&self, spares: &mut Vec<Pending>) -> Pending {
         let threads: Vec<Arc<Mutex<Pending>>> = lock(&self.threads).clone();
+        if spares.len() < threads.len() {
+            spares.resize_with(threads.len(), Pending::default);
+        }
         let mut all = Pending::default();
-        for t in threads {
-            let mut p = lock(&t);
-            all.correlations.append(&mut p.correlations);
-            all.closed.append(&mut p.closed);
-            all.syncs.append(&mut p.syncs);
+        for (t, spare) in threads.iter().zip(spares.iter_mut()) {
+            std::mem::swap(&mut *lock(t), spare);
+            // `append` leaves the spare empty with its capacity, ready for the next swap.
+            all.correlations.append(&mut spare.correlations);
+            all.closed.append(&mut spare.closed);
+            all.syncs.append(&mut spare.syncs);
         }
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_state() -> Shared {
+        Shared {
+            clock: Arc::new(HostClock::new()),
+            buffers: Mutex::new(Vec::new()),
+            paths: Mutex::new(PathTable::default()),
+            threads: Mutex::new(Vec::new()),
+            new_devices: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn taking_keeps_every_record_in_order_and_hands_the_capacity_back() {
+        let s = shared_state();
+        let a = s.register_thread();
+        let b = s.register_thread();
+        let mut spares = Vec::new();
+        for round in 0..3u32 {
+            for i in 0..100 {
+                lock(&a).correlations.push((round * 1000 + i, 1));
+            }
+            lock(&b).correlations.push((round, 2));
+            let all = s.take_pending(&mut spares);
+            let expected: Vec<(u32, u32)> = (0..100)
+                .map(|i| (round * 1000 + i, 1))
+                .chain([(round, 2)])
+                .collect();
+            assert_eq!(all.correlations, expected, "round {round}");
+            assert!(lock(&a).correlations.is_empty(), "taken records are gone");
+        }
+        // After the first round the thread writes into a vector that already grew.
+        assert!(
+            lock(&a).correlations.capacity() >= 100,
+            "the thread's buffer keeps its capacity across swaps"
+        );
+        assert_eq!(spares.len(), 2);
     }
 }

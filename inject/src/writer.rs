@@ -22,7 +22,7 @@ use crate::collect::Collector;
 use crate::config::Config;
 use crate::hooks;
 use crate::signals;
-use crate::state::{lock, Shared};
+use crate::state::{lock, Pending, Shared};
 
 /// How long exit waits for the writer to close the trace.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
@@ -55,6 +55,7 @@ pub(crate) fn start(
         samplers: Vec::new(),
         devices: Vec::new(),
         correlations: HashMap::new(),
+        spares: Vec::new(),
         failed: false,
     };
     let flag = stop.clone();
@@ -99,6 +100,8 @@ struct Writer {
     devices: Vec<DeviceInfo>,
     /// The NVTX path id of API calls made inside a range, by correlation id.
     correlations: HashMap<u32, u32>,
+    /// One emptied buffer per program thread, swapped with its buffer at each cycle.
+    spares: Vec<Pending>,
     failed: bool,
 }
 
@@ -160,7 +163,7 @@ impl Writer {
         let records = hooks::read_buffers(buffers);
         // After the flush: every record delivered was launched before it, so the range its
         // launch was made in is already in the threads' buffers.
-        let pending = self.shared.take_pending();
+        let pending = self.shared.take_pending(&mut self.spares);
         remember(&mut self.correlations, &pending.correlations);
         let paths = lock(&self.shared.paths);
         let correlations = &self.correlations;

@@ -549,10 +549,11 @@ impl Ops {
         kernel: &Kernel,
         x: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
+        n: usize,
     ) -> Result<(), CudaError> {
-        let n = x.len();
+        check(kernel.name(), "X", x, n)?;
         check(kernel.name(), "Y", y, n)?;
-        // SAFETY: X and Y hold n elements.
+        // SAFETY: X and Y hold at least n elements (checked above).
         unsafe {
             prof.launch(stream, kernel)
                 .arg(x)
@@ -562,18 +563,19 @@ impl Ops {
         }
     }
 
-    /// Y = GELU(X) (tanh form), over all of X.
+    /// Y = GELU(X) (tanh form), over the first `n` elements (the rest of Y is left as is).
     ///
     /// # Errors
-    /// [`CudaError::Arguments`] when Y is smaller than X; launch errors.
+    /// [`CudaError::Arguments`] when X or Y holds fewer than `n`; launch errors.
     pub fn gelu(
         &self,
         prof: &Profiler,
         stream: &Arc<CudaStream>,
         x: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
+        n: usize,
     ) -> Result<(), CudaError> {
-        self.unary(prof, stream, &self.gelu, x, y)
+        self.unary(prof, stream, &self.gelu, x, y, n)
     }
 
     /// Y = SiLU(X), over all of X.
@@ -587,13 +589,13 @@ impl Ops {
         x: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
     ) -> Result<(), CudaError> {
-        self.unary(prof, stream, &self.silu, x, y)
+        self.unary(prof, stream, &self.silu, x, y, x.len())
     }
 
-    /// Y = X + R, over all of X.
+    /// Y = X + R, over the first `n` elements (the rest of Y is left as is).
     ///
     /// # Errors
-    /// [`CudaError::Arguments`] when R or Y is smaller than X; launch errors.
+    /// [`CudaError::Arguments`] when X, R or Y holds fewer than `n`; launch errors.
     pub fn residual_add(
         &self,
         prof: &Profiler,
@@ -601,11 +603,12 @@ impl Ops {
         x: &DeviceBuffer<f32>,
         r: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
+        n: usize,
     ) -> Result<(), CudaError> {
-        let n = x.len();
+        check("residual_add", "X", x, n)?;
         check("residual_add", "R", r, n)?;
         check("residual_add", "Y", y, n)?;
-        // SAFETY: X, R and Y hold n elements.
+        // SAFETY: X, R and Y hold at least n elements (checked above).
         unsafe {
             prof.launch(stream, &self.residual_add)
                 .arg(x)

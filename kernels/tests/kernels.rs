@@ -719,7 +719,7 @@ mod ops_gpu {
         );
         let x4: Vec<f32> = x.iter().map(|v| v * 4.0).collect();
         let dx4 = up(&prof, &s, &x4);
-        ops.gelu(&prof, &s, &dx4, &mut y).unwrap();
+        ops.gelu(&prof, &s, &dx4, &mut y, x4.len()).unwrap();
         expect(
             "gelu",
             &down(&prof, &s, &y),
@@ -735,9 +735,31 @@ mod ops_gpu {
             1e-5,
             &mut errors,
         );
-        ops.residual_add(&prof, &s, &dx, &dx4, &mut y).unwrap();
+        ops.residual_add(&prof, &s, &dx, &dx4, &mut y, x.len())
+            .unwrap();
         let sum: Vec<f64> = x.iter().zip(&x4).map(|(a, b)| f64::from(*a + *b)).collect();
         expect("residual add", &down(&prof, &s, &y), &sum, 0.0, &mut errors);
+        // Over the first elements only: the rest of Y keeps what it held (the sum above).
+        let half = x.len() / 2;
+        ops.gelu(&prof, &s, &dx4, &mut y, half).unwrap();
+        let mut head_gelu = r::gelu(&x4[..half]);
+        head_gelu.extend_from_slice(&sum[half..]);
+        expect(
+            "gelu, first half",
+            &down(&prof, &s, &y),
+            &head_gelu,
+            1e-5,
+            &mut errors,
+        );
+        ops.residual_add(&prof, &s, &dx, &dx4, &mut y, half)
+            .unwrap();
+        expect(
+            "residual add, first half",
+            &down(&prof, &s, &y),
+            &sum,
+            0.0,
+            &mut errors,
+        );
 
         // Data movement: exact.
         let (vocab, d) = (50, 96);
@@ -890,6 +912,65 @@ mod pipeline_gpu {
             })
             .collect();
         assert!(padding.contains(&(82, 96)), "{padding:?}");
+    }
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn decoding_without_the_kv_cache_gives_the_cached_results_in_reused_buffers() {
+        let cfg = ModelConfig::gpt2_small();
+        let weights = std::sync::Arc::new(Weights::random(&cfg));
+        let prompts = vec![vec![464, 2068, 7586, 21831, 18045], vec![40, 1842, 257]];
+        let config = || {
+            ProfilerConfig {
+                timing: TimingChoice::Cupti,
+                power: false,
+                ..ProfilerConfig::default()
+            }
+            .with_manifest(&wattlens_kernels::manifest().unwrap())
+        };
+        let _gpu = super::gpu_session_lock();
+        let generate = |no_kv_cache, steps| {
+            let prof = Profiler::start(config()).unwrap();
+            let mut decoder = Decoder::new(&prof, cfg, weights.clone(), prompts.len()).unwrap();
+            decoder.set_waste(Waste {
+                no_kv_cache,
+                ..Waste::default()
+            });
+            let gen = decoder.generate(&prompts, steps).unwrap();
+            drop(decoder);
+            (gen, prof.finish().unwrap().trace)
+        };
+        let (cached, _) = generate(false, 5);
+        let (recomputed, trace) = generate(true, 5);
+        assert_eq!(cached.tokens, recomputed.tokens);
+        for (a, b) in cached
+            .logits
+            .iter()
+            .flatten()
+            .zip(recomputed.logits.iter().flatten())
+        {
+            let wide: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
+            let e = relative_error(a, &wide);
+            assert!(
+                e < 1e-4,
+                "recomputing changed a result: relative error {e:.2e}"
+            );
+        }
+        // The recomputed sequence's buffers are allocated once, not per step: a longer run
+        // allocates no more.
+        let allocations = |t: &wattlens_instrument::trace::Trace| {
+            t.annotations
+                .iter()
+                .filter(|a| matches!(a, wattlens_instrument::trace::Annotation::Buffer { .. }))
+                .count()
+        };
+        let (_, shorter) = generate(true, 3);
+        assert!(allocations(&trace) > 0);
+        assert_eq!(
+            allocations(&trace),
+            allocations(&shorter),
+            "buffers allocated over 5 steps and over 3"
+        );
     }
 
     fn check_pipeline(backend: MatmulBackend) {

@@ -171,6 +171,9 @@ pub(crate) struct Gap<'a> {
     next: &'a Span,
 }
 
+/// An operation whose cost is fitted against size: a kernel name and the buffers it reads.
+type OpKey<'a> = (&'a str, Vec<u64>);
+
 /// What the detectors share: the trace, span energies and buffer facts.
 pub(crate) struct Context<'a> {
     trace: &'a Trace,
@@ -181,10 +184,10 @@ pub(crate) struct Context<'a> {
     by_id: HashMap<u64, &'a Span>,
     /// The span that wrote each buffer version.
     writer: HashMap<(u64, u32), &'a Span>,
-    /// Per kernel name, energy = fixed + per-unit × units, fitted over its launches under
-    /// declared passes of different sizes: what one unit (row or query–key pair) costs at the
-    /// margin.
-    unit_cost: HashMap<&'a str, (f64, f64)>,
+    /// Per operation (a kernel name and the buffers it reads), time = fixed + per-unit ×
+    /// units, fitted over its launches under declared passes of different sizes: what share of
+    /// a launch one unit (row or query–key pair) costs at the margin.
+    unit_cost: HashMap<OpKey<'a>, (f64, f64)>,
     energy: HashMap<u64, &'a SpanEnergy>,
     /// Buffer sizes, bytes.
     sizes: HashMap<u64, u64>,
@@ -332,18 +335,22 @@ impl<'a> Context<'a> {
         cx
     }
 
-    /// Fit each kernel's energy against the units it computed, over its launches under
+    /// Fit each operation's time against the units it computed, over its launches under
     /// declared passes; kept where at least three sizes occur and the fit says a unit costs
-    /// something and a launch costs nothing negative.
-    fn fit_unit_costs(&self) -> HashMap<&'a str, (f64, f64)> {
-        let mut points: HashMap<&'a str, Vec<(f64, f64)>> = HashMap::new();
+    /// something and a launch costs nothing negative. An operation is a kernel name and the
+    /// buffers it reads: one kernel often serves several shapes (a matmul for each weight), and
+    /// only launches of one shape differ by their units alone. Time, not energy, is fitted:
+    /// it is measured per launch, where a launch's energy is an estimate that, for kernels the
+    /// sensors cannot tell apart, swings between runs.
+    fn fit_unit_costs(&self) -> HashMap<OpKey<'a>, (f64, f64)> {
+        let mut points: HashMap<OpKey<'a>, Vec<(f64, f64)>> = HashMap::new();
         for a in &self.trace.annotations {
             if let Annotation::Padding { span, total, .. } = a {
                 if let Some(s) = self.by_id.get(span) {
                     points
-                        .entry(self.trace.str(s.name))
+                        .entry(self.op_key(s))
                         .or_default()
-                        .push((*total as f64, self.span_mj(*span).0));
+                        .push((*total as f64, s.duration_ns() as f64));
                 }
             }
         }
@@ -370,13 +377,21 @@ impl<'a> Context<'a> {
             .collect()
     }
 
+    /// The operation span `s` performs, for fitting its cost against size.
+    fn op_key(&self, s: &Span) -> OpKey<'a> {
+        let mut reads: Vec<u64> = s.reads.iter().map(|r| r.buffer).collect();
+        reads.sort_unstable();
+        reads.dedup();
+        (self.trace.str(s.name), reads)
+    }
+
     /// The share of span `s`'s energy that `wasted` of its `total` units cost: at the margin
-    /// where its kernel's energy was fitted against size, else in proportion.
+    /// where its operation's time was fitted against size, else in proportion.
     fn unit_share(&self, s: &Span, wasted: f64, total: f64) -> f64 {
         if total <= 0.0 {
             return 0.0;
         }
-        match self.unit_cost.get(self.trace.str(s.name)) {
+        match self.unit_cost.get(&self.op_key(s)) {
             Some(&(fixed, per_unit)) => (per_unit * wasted / (fixed + per_unit * total)).min(1.0),
             None => wasted / total,
         }

@@ -26,9 +26,10 @@ struct DeviceLayer {
     v_cache: DeviceBuffer<f32>,
 }
 
-/// Activations for one phase (`rows` token rows), sized exactly so that whole-buffer kernels
-/// touch only live rows.
+/// Activations for one phase: buffers for up to `rows` token rows. Every kernel is given the
+/// row count of its pass, so a pass over fewer rows touches only those.
 struct Activations {
+    /// Token rows the buffers hold; a pass may use fewer.
     rows: usize,
     x: DeviceBuffer<f32>,
     x_alt: DeviceBuffer<f32>,
@@ -316,8 +317,9 @@ impl<'p> Decoder<'p> {
         Ok(())
     }
 
-    /// One forward pass over `act.rows = batch·t` token rows at positions `pos0[b] + t`, with
-    /// `klen[b]` valid cache entries after it; returns the logits of rows `last[b]`.
+    /// One forward pass over `batch·t` token rows (the first rows of `act`) at positions
+    /// `pos0[b] + t`, with `klen[b]` valid cache entries after it; returns the logits of rows
+    /// `last[b]`.
     fn forward(
         &mut self,
         act: &mut Activations,
@@ -335,7 +337,14 @@ impl<'p> Decoder<'p> {
         let s = &self.stream.clone();
         let cfg = self.cfg;
         let waste = self.waste;
-        let (b, d, rows) = (pos0.len(), cfg.d_model, act.rows);
+        let (b, d) = (pos0.len(), cfg.d_model);
+        let rows = b * t;
+        if rows > act.rows {
+            return Err(usage(format!(
+                "{rows} token rows exceed the {} the activations hold",
+                act.rows
+            )));
+        }
         // Register tiles pay off once there are enough rows to fill them (prefill); decode
         // steps use the small tiles.
         let mm = if rows >= 128 {
@@ -441,7 +450,7 @@ impl<'p> Decoder<'p> {
                 sync()?;
                 mm_run.run(prof, s, mm, &act.merged, &l.w_o, &mut act.a, (rows, d, d))?;
                 sync()?;
-                ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt)?;
+                ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt, rows * d)?;
                 sync()?;
                 std::mem::swap(&mut act.x, &mut act.x_alt);
             }
@@ -463,11 +472,11 @@ impl<'p> Decoder<'p> {
                 }
                 mm_run.run(prof, s, mm, &act.h, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
                 sync()?;
-                ops.gelu(prof, s, &act.f, &mut act.g)?;
+                ops.gelu(prof, s, &act.f, &mut act.g, rows * 4 * d)?;
                 sync()?;
                 mm_run.run(prof, s, mm, &act.g, &l.w_proj, &mut act.a, (rows, d, 4 * d))?;
                 sync()?;
-                ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt)?;
+                ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt, rows * d)?;
                 sync()?;
                 std::mem::swap(&mut act.x, &mut act.x_alt);
             }
@@ -570,6 +579,19 @@ impl<'p> Decoder<'p> {
             out.logits.push(logits);
         }
         let mut act = Activations::new(self.prof, &self.stream, (b, b), &self.cfg)?;
+        // Without the cache every step reruns the whole sequence: its activations are
+        // allocated once, for the longest one, so that the planted waste is the recomputation
+        // alone (no allocations or fills per step).
+        let mut full = if self.waste.no_kv_cache {
+            Some(Activations::new(
+                self.prof,
+                &self.stream,
+                (b * (t + steps), b),
+                &self.cfg,
+            )?)
+        } else {
+            None
+        };
         for _ in 1..steps {
             for (r, tok) in next.iter().enumerate() {
                 out.tokens[r].push(*tok);
@@ -579,7 +601,7 @@ impl<'p> Decoder<'p> {
                 self.reupload()?;
             }
             let klen: Vec<i32> = lens.iter().map(|l| l + 1).collect();
-            let logits = if self.waste.no_kv_cache {
+            let logits = if let Some(full) = full.as_mut() {
                 // Recompute the whole sequence, prompt and generated tokens, every step.
                 let t_now = klen.iter().copied().max().unwrap_or(1) as usize;
                 let mut ids = vec![0i32; b * t_now];
@@ -589,9 +611,7 @@ impl<'p> Decoder<'p> {
                     row[p.len()..p.len() + out.tokens[r].len()].copy_from_slice(&out.tokens[r]);
                 }
                 let last: Vec<i32> = (0..b).map(|r| (r * t_now) as i32 + klen[r] - 1).collect();
-                let mut full =
-                    Activations::new(self.prof, &self.stream, (b * t_now, b), &self.cfg)?;
-                self.forward(&mut full, &ids, &vec![0; b], &klen, &last, t_now)?
+                self.forward(full, &ids, &vec![0; b], &klen, &last, t_now)?
             } else {
                 let last: Vec<i32> = (0..b as i32).collect();
                 self.forward(&mut act, &next, &lens, &klen, &last, 1)?

@@ -1,28 +1,32 @@
 //! Reading CUPTI activity records: one parser shared by the session's CUPTI timer and the
 //! injection library, so both read the same layouts the same way.
 
-use std::alloc::{alloc, dealloc, Layout};
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cudarc::cupti::sys as cupti;
 use wattlens_instrument::trace::{CopyDirection, LaunchShape};
 
+use super::activity_buffers::BufferPool;
 use crate::timing::{Activity, ActivityKind};
 
-/// Size of each activity buffer handed to CUPTI, bytes (8 MiB unless changed).
-static BUFFER_BYTES: AtomicUsize = AtomicUsize::new(8 << 20);
-/// Alignment CUPTI requires of activity buffers.
-const BUFFER_ALIGN: usize = 8;
+/// Buffers handed to CUPTI: 8 MiB each unless changed, at most 8 kept for reuse.
+static POOL: BufferPool = BufferPool::new(8 << 20, 8);
 
 /// Set the size of the buffers handed to CUPTI from now on. CUPTI's periodic (unforced) flush
 /// returns only buffers whose records are all complete, so a busy GPU keeps its current buffer
 /// back: smaller buffers bound how much a killed process loses.
 pub fn set_buffer_bytes(bytes: usize) {
-    BUFFER_BYTES.store(bytes.max(64 << 10), Ordering::Relaxed);
+    POOL.set_buffer_bytes(bytes);
 }
 
-/// CUPTI's buffer-request callback: hands CUPTI a buffer, freed by [`drain_buffer`].
+/// Allocate and touch `count` buffers ahead of CUPTI's requests (at most the pool's bound of
+/// 8), so that its requests on the program's threads neither allocate nor fault pages in.
+/// Returns how many are ready.
+pub fn prefill_buffers(count: usize) -> usize {
+    POOL.prefill(count)
+}
+
+/// CUPTI's buffer-request callback: hands CUPTI a buffer, taken back by [`drain_buffer`].
 ///
 /// # Safety
 /// Called by CUPTI only, with valid out-pointers.
@@ -31,21 +35,17 @@ pub unsafe extern "C" fn buffer_requested(
     size: *mut usize,
     max_records: *mut usize,
 ) {
-    let bytes = BUFFER_BYTES.load(Ordering::Relaxed);
-    let Ok(layout) = Layout::from_size_align(bytes, BUFFER_ALIGN) else {
-        return;
-    };
-    // SAFETY: CUPTI passes valid out-pointers; the layout has a non-zero size. A null
-    // allocation is reported to CUPTI as a zero-sized buffer, which makes it drop records.
+    let handed = POOL.take();
+    // SAFETY: CUPTI passes valid out-pointers. A null buffer is reported to CUPTI as a
+    // zero-sized one, which makes it drop records.
     unsafe {
-        let p = alloc(layout);
-        *buffer = p;
-        *size = if p.is_null() { 0 } else { bytes };
+        *buffer = handed.ptr;
+        *size = handed.bytes;
         *max_records = 0;
     }
 }
 
-/// Hand each record of a completed buffer to `each`, then free the buffer.
+/// Hand each record of a completed buffer to `each`, then give the buffer back for reuse.
 ///
 /// # Safety
 /// `buffer` must be null or one [`buffer_requested`] allocated with `size` bytes, holding
@@ -61,7 +61,7 @@ pub unsafe fn drain_buffer(
     }
     let mut record: *mut cupti::CUpti_Activity = std::ptr::null_mut();
     // SAFETY: per this function's contract; each record pointer CUPTI returns points into the
-    // buffer, which is freed only after the last one is read.
+    // buffer, which is given back only after the last one is read.
     unsafe {
         while cupti::cuptiActivityGetNextRecord(buffer, valid, &mut record)
             == cupti::CUptiResult::CUPTI_SUCCESS
@@ -70,9 +70,7 @@ pub unsafe fn drain_buffer(
                 each(r);
             }
         }
-        if let Ok(layout) = Layout::from_size_align(size, BUFFER_ALIGN) {
-            dealloc(buffer, layout);
-        }
+        POOL.give_back(buffer, size);
     }
 }
 

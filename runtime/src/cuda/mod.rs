@@ -2,6 +2,7 @@
 //! the calibration workloads ([`CudaGpu`]), and the profiling session ([`Profiler`]) with its
 //! instrumented launches, transfers, buffers and regions.
 
+mod activity_buffers;
 mod cupti;
 pub mod cupti_records;
 mod device;
