@@ -18,6 +18,8 @@ const ALIGN: usize = 8;
 const TOUCH_STRIDE_BYTES: usize = 4096;
 /// Smallest buffer size accepted, bytes.
 pub const MIN_BUFFER_BYTES: usize = 64 << 10;
+/// Most memory the pool keeps for reuse, bytes (it keeps at least two buffers of any size).
+pub const KEEP_BYTES: usize = 16 << 20;
 
 /// A buffer held by the pool.
 struct Free(NonNull<u8>);
@@ -30,7 +32,7 @@ unsafe impl Send for Free {}
 pub struct BufferPool {
     /// Size of the buffers handed out from now on, bytes.
     bytes: AtomicUsize,
-    /// Most buffers kept for reuse; more are freed.
+    /// Most buffers kept for reuse, whatever their size; more are freed.
     keep: usize,
     /// Buffers ready to hand out, all of the current size.
     free: Mutex<Vec<Free>>,
@@ -46,7 +48,8 @@ pub struct Handed {
 }
 
 impl BufferPool {
-    /// A pool handing out `bytes`-byte buffers and keeping at most `keep` of them for reuse.
+    /// A pool handing out `bytes`-byte buffers and keeping at most `keep` of them for reuse,
+    /// and no more than [`KEEP_BYTES`] (but at least two).
     pub const fn new(bytes: usize, keep: usize) -> Self {
         Self {
             bytes: AtomicUsize::new(bytes),
@@ -78,7 +81,7 @@ impl BufferPool {
     pub fn prefill(&self, count: usize) -> usize {
         let bytes = self.buffer_bytes();
         let mut fresh = Vec::new();
-        for _ in 0..count.min(self.keep) {
+        for _ in 0..count.min(self.kept(bytes)) {
             let Some(p) = NonNull::new(new_buffer(bytes)) else {
                 break;
             };
@@ -87,7 +90,7 @@ impl BufferPool {
         }
         let mut free = self.lock();
         for f in fresh {
-            if free.len() < self.keep {
+            if free.len() < self.kept(bytes) {
                 free.push(f);
             } else {
                 free_buffer(f.0.as_ptr(), bytes);
@@ -123,7 +126,7 @@ impl BufferPool {
         };
         if bytes == self.buffer_bytes() {
             let mut free = self.lock();
-            if free.len() < self.keep {
+            if free.len() < self.kept(bytes) {
                 free.push(Free(p));
                 return;
             }
@@ -135,6 +138,11 @@ impl BufferPool {
     #[cfg(test)]
     fn pooled(&self) -> usize {
         self.lock().len()
+    }
+
+    /// How many `bytes`-byte buffers the pool keeps.
+    fn kept(&self, bytes: usize) -> usize {
+        self.keep.min((KEEP_BYTES / bytes.max(1)).max(2))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Free>> {
@@ -228,6 +236,16 @@ mod tests {
         );
         // SAFETY: handed out by this pool with this size.
         unsafe { pool.give_back(new.ptr, new.bytes) };
+    }
+
+    #[test]
+    fn big_buffers_are_kept_up_to_the_byte_bound_but_two_always() {
+        let pool = BufferPool::new(8 << 20, 8);
+        assert_eq!(pool.prefill(8), 2, "16 MiB of 8 MiB buffers");
+        pool.set_buffer_bytes(1 << 20);
+        assert_eq!(pool.prefill(20), 8, "the count bound, below 16 MiB");
+        pool.set_buffer_bytes(64 << 20);
+        assert_eq!(pool.prefill(3), 2, "two, even above the byte bound");
     }
 
     #[test]

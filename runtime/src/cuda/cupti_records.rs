@@ -9,7 +9,7 @@ use wattlens_instrument::trace::{CopyDirection, LaunchShape};
 use super::activity_buffers::BufferPool;
 use crate::timing::{Activity, ActivityKind};
 
-/// Buffers handed to CUPTI: 8 MiB each unless changed, at most 8 kept for reuse.
+/// Buffers handed to CUPTI: 8 MiB each unless changed; at most 8, and 16 MiB, kept for reuse.
 static POOL: BufferPool = BufferPool::new(8 << 20, 8);
 
 /// Set the size of the buffers handed to CUPTI from now on. CUPTI's periodic (unforced) flush
@@ -19,8 +19,9 @@ pub fn set_buffer_bytes(bytes: usize) {
     POOL.set_buffer_bytes(bytes);
 }
 
-/// Allocate and touch `count` buffers ahead of CUPTI's requests (at most the pool's bound of
-/// 8), so that its requests on the program's threads neither allocate nor fault pages in.
+/// Allocate and touch `count` buffers ahead of CUPTI's requests (at most the pool's bound: 8
+/// buffers, 16 MiB), so that its requests on the program's threads neither allocate nor fault
+/// pages in.
 /// Returns how many are ready.
 pub fn prefill_buffers(count: usize) -> usize {
     POOL.prefill(count)
