@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use wattlens_runtime::cuda::cupti_records::MIN_BUFFER_BYTES;
+
 /// Environment variable naming the trace path prefix; `wattlens run` sets it. Without it the
 /// library records nothing, so it never writes where nobody asked.
 pub const ENV_OUTPUT: &str = "WATTLENS_OUTPUT";
@@ -65,8 +67,10 @@ pub const DEFAULT_FLUSH_MS: u64 = 500;
 /// Default activity buffer size, KiB: about 4,500 records, 0.14 s of a launch-bound PyTorch
 /// loop.
 pub const DEFAULT_BUFFER_KIB: u64 = 1024;
-/// Activity buffer sizes accepted, KiB.
-pub const BUFFER_KIB_RANGE: std::ops::RangeInclusive<u64> = 64..=262_144;
+/// Smallest activity buffer size accepted, KiB (the smallest the buffer pool hands out).
+pub const MIN_BUFFER_KIB: u64 = (MIN_BUFFER_BYTES >> 10) as u64;
+/// Largest activity buffer size accepted, KiB (256 MiB).
+pub const MAX_BUFFER_KIB: u64 = 262_144;
 /// Default tail: one energy-counter period (100 ms) and a margin, so the counter has an
 /// update after the last work.
 pub const DEFAULT_TAIL_MS: u64 = 150;
@@ -104,9 +108,7 @@ pub enum ConfigError {
         example: u64,
     },
     /// The activity buffer size is outside what CUPTI can use well.
-    #[error(
-        "{ENV_BUFFER_KIB}={value} is outside 64..=262144 KiB; unset it or give a size such as 1024"
-    )]
+    #[error("{ENV_BUFFER_KIB}={value} is outside {MIN_BUFFER_KIB}..={MAX_BUFFER_KIB} KiB; unset it or give a size such as {DEFAULT_BUFFER_KIB}")]
     BufferOutOfRange {
         /// The value given, KiB.
         value: u64,
@@ -160,7 +162,7 @@ impl Config {
         };
         let ms = |name: &'static str, default: u64| number(name, "milliseconds", default);
         let buffer_kib = number(ENV_BUFFER_KIB, "KiB", DEFAULT_BUFFER_KIB)?;
-        if !BUFFER_KIB_RANGE.contains(&buffer_kib) {
+        if !(MIN_BUFFER_KIB..=MAX_BUFFER_KIB).contains(&buffer_kib) {
             return Err(ConfigError::BufferOutOfRange { value: buffer_kib });
         }
         let rank = ["RANK", "LOCAL_RANK"]
@@ -291,6 +293,7 @@ mod tests {
         );
         let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_BUFFER_KIB, "16")]), 1).unwrap_err();
         assert_eq!(e, ConfigError::BufferOutOfRange { value: 16 });
+        assert!(e.to_string().contains("outside 64..=262144 KiB"), "{e}");
         let c = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_BUFFER_KIB, "8192")]), 1).unwrap();
         assert_eq!(c.buffer_bytes, 8 << 20);
         let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_KINDS, "kernel,graph")]), 1)

@@ -756,6 +756,11 @@ fn recomputed_rows_are_priced_from_launch_times_not_from_swinging_launch_estimat
         }
     }
     let report = detect(&run.trace, &a, &WasteConfig::default());
+    assert_recomputation_within_5pct(&report, truth, "swinging estimates");
+}
+
+/// Assert that the recomputation findings of `report` sum to within 5% of `truth` mJ.
+fn assert_recomputation_within_5pct(report: &WasteReport, truth: f64, case: &str) {
     let found: f64 = report
         .findings
         .iter()
@@ -764,27 +769,20 @@ fn recomputed_rows_are_priced_from_launch_times_not_from_swinging_launch_estimat
         .sum();
     let err = (found - truth).abs() / truth;
     println!(
-        "recomputed prefixes, swinging estimates: {found:.1} mJ vs truth {truth:.1} mJ ({:.2}%)",
+        "recomputed prefixes, {case}: {found:.1} mJ vs truth {truth:.1} mJ ({:.2}%)",
         err * 100.0
     );
-    assert!(err < 0.05, "{found} mJ vs {truth} mJ");
+    assert!(err < 0.05, "{case}: {found} mJ vs {truth} mJ");
 }
 
 fn check_prefix(fixed_ns: u64, two_shapes: bool) {
     let (run, truth) = prefix_run(true, fixed_ns, two_shapes);
     let report = findings(&run);
-    let found: f64 = report
-        .findings
-        .iter()
-        .filter(|f| f.kind == WasteKind::Recomputation)
-        .map(|f| f.energy.mj)
-        .sum();
-    let err = (found - truth).abs() / truth;
-    println!(
-        "recomputed prefixes, fixed {fixed_ns} ns, two shapes {two_shapes}: {found:.1} mJ vs truth {truth:.1} mJ ({:.2}%)",
-        err * 100.0
+    assert_recomputation_within_5pct(
+        &report,
+        truth,
+        &format!("fixed {fixed_ns} ns, two shapes {two_shapes}"),
     );
-    assert!(err < 0.05, "{found} mJ vs {truth} mJ");
     assert!(report
         .findings
         .iter()

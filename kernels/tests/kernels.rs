@@ -837,9 +837,9 @@ mod ops_gpu {
 mod pipeline_gpu {
     //! The inference pipeline on a real GPU against the CPU reference of the same model.
 
-    use wattlens_instrument::trace::SpanKind;
+    use wattlens_instrument::trace::{Annotation, SpanKind, Trace};
     use wattlens_kernels::pipeline::{
-        Decoder, MatmulBackend, ModelConfig, ReferenceRun, Waste, Weights,
+        Decoder, Generation, MatmulBackend, ModelConfig, ReferenceRun, Waste, Weights,
     };
     use wattlens_kernels::reference::relative_error;
     use wattlens_runtime::{Profiler, ProfilerConfig, TimingChoice};
@@ -856,58 +856,72 @@ mod pipeline_gpu {
         check_pipeline(MatmulBackend::Cublas);
     }
 
+    /// Generate `steps` tokens for `prompts` with GPT-2-small shapes and `weights`, with the
+    /// planted `waste`, in a profiling session of its own; returns the tokens and the trace.
+    fn generate_with(
+        weights: &std::sync::Arc<Weights>,
+        prompts: &[Vec<i32>],
+        waste: Waste,
+        steps: usize,
+    ) -> (Generation, Trace) {
+        let config = ProfilerConfig {
+            timing: TimingChoice::Cupti,
+            power: false,
+            ..ProfilerConfig::default()
+        }
+        .with_manifest(&wattlens_kernels::manifest().unwrap());
+        let prof = Profiler::start(config).unwrap();
+        let mut decoder = Decoder::new(
+            &prof,
+            ModelConfig::gpt2_small(),
+            weights.clone(),
+            prompts.len(),
+        )
+        .unwrap();
+        decoder.set_waste(waste);
+        let gen = decoder.generate(prompts, steps).unwrap();
+        drop(decoder);
+        (gen, prof.finish().unwrap().trace)
+    }
+
+    /// Assert that two generations chose the same tokens, with logits within `bound`
+    /// (relative error); `what` names the change between them.
+    fn assert_same_results(a: &Generation, b: &Generation, bound: f64, what: &str) {
+        assert_eq!(a.tokens, b.tokens);
+        for (x, y) in a.logits.iter().flatten().zip(b.logits.iter().flatten()) {
+            let wide: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+            let e = relative_error(x, &wide);
+            assert!(e < bound, "{what} changed a result: relative error {e:.2e}");
+        }
+    }
+
     #[test]
     #[ignore = "needs an NVIDIA GPU"]
     fn a_prefill_padded_to_a_bucket_gives_the_same_results_and_records_its_padding() {
-        let cfg = ModelConfig::gpt2_small();
-        let weights = std::sync::Arc::new(Weights::random(&cfg));
+        let weights = std::sync::Arc::new(Weights::random(&ModelConfig::gpt2_small()));
         let prompts = vec![
             vec![464, 2068, 7586, 21831, 18045],
             vec![40, 1842, 257],
             vec![11, 12, 13, 14, 15, 16],
         ];
-        let config = || {
-            ProfilerConfig {
-                timing: TimingChoice::Cupti,
-                power: false,
-                ..ProfilerConfig::default()
-            }
-            .with_manifest(&wattlens_kernels::manifest().unwrap())
-        };
         let _gpu = super::gpu_session_lock();
         let generate = |pad_prefill_to| {
-            let prof = Profiler::start(config()).unwrap();
-            let mut decoder = Decoder::new(&prof, cfg, weights.clone(), prompts.len()).unwrap();
-            decoder.set_waste(Waste {
+            let waste = Waste {
                 pad_prefill_to,
                 ..Waste::default()
-            });
-            let gen = decoder.generate(&prompts, 3).unwrap();
-            drop(decoder);
-            (gen, prof.finish().unwrap().trace)
+            };
+            generate_with(&weights, &prompts, waste, 3)
         };
         let (clean, _) = generate(0);
         // 32 tokens a row: 96 rows, still the small-tile matmuls, so the same kernels run.
         let (padded, trace) = generate(32);
-        assert_eq!(clean.tokens, padded.tokens);
-        for (a, b) in clean
-            .logits
-            .iter()
-            .flatten()
-            .zip(padded.logits.iter().flatten())
-        {
-            let wide: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
-            let e = relative_error(a, &wide);
-            assert!(e < 1e-5, "padding changed a result: relative error {e:.2e}");
-        }
+        assert_same_results(&clean, &padded, 1e-5, "padding");
         // 14 real tokens of 3 × 32 rows.
         let padding: Vec<(u64, u64)> = trace
             .annotations
             .iter()
             .filter_map(|a| match *a {
-                wattlens_instrument::trace::Annotation::Padding { padded, total, .. } => {
-                    Some((padded, total))
-                }
+                Annotation::Padding { padded, total, .. } => Some((padded, total)),
                 _ => None,
             })
             .collect();
@@ -917,51 +931,25 @@ mod pipeline_gpu {
     #[test]
     #[ignore = "needs an NVIDIA GPU"]
     fn decoding_without_the_kv_cache_gives_the_cached_results_in_reused_buffers() {
-        let cfg = ModelConfig::gpt2_small();
-        let weights = std::sync::Arc::new(Weights::random(&cfg));
+        let weights = std::sync::Arc::new(Weights::random(&ModelConfig::gpt2_small()));
         let prompts = vec![vec![464, 2068, 7586, 21831, 18045], vec![40, 1842, 257]];
-        let config = || {
-            ProfilerConfig {
-                timing: TimingChoice::Cupti,
-                power: false,
-                ..ProfilerConfig::default()
-            }
-            .with_manifest(&wattlens_kernels::manifest().unwrap())
-        };
         let _gpu = super::gpu_session_lock();
         let generate = |no_kv_cache, steps| {
-            let prof = Profiler::start(config()).unwrap();
-            let mut decoder = Decoder::new(&prof, cfg, weights.clone(), prompts.len()).unwrap();
-            decoder.set_waste(Waste {
+            let waste = Waste {
                 no_kv_cache,
                 ..Waste::default()
-            });
-            let gen = decoder.generate(&prompts, steps).unwrap();
-            drop(decoder);
-            (gen, prof.finish().unwrap().trace)
+            };
+            generate_with(&weights, &prompts, waste, steps)
         };
         let (cached, _) = generate(false, 5);
         let (recomputed, trace) = generate(true, 5);
-        assert_eq!(cached.tokens, recomputed.tokens);
-        for (a, b) in cached
-            .logits
-            .iter()
-            .flatten()
-            .zip(recomputed.logits.iter().flatten())
-        {
-            let wide: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
-            let e = relative_error(a, &wide);
-            assert!(
-                e < 1e-4,
-                "recomputing changed a result: relative error {e:.2e}"
-            );
-        }
+        assert_same_results(&cached, &recomputed, 1e-4, "recomputing");
         // The recomputed sequence's buffers are allocated once, not per step: a longer run
         // allocates no more.
-        let allocations = |t: &wattlens_instrument::trace::Trace| {
+        let allocations = |t: &Trace| {
             t.annotations
                 .iter()
-                .filter(|a| matches!(a, wattlens_instrument::trace::Annotation::Buffer { .. }))
+                .filter(|a| matches!(a, Annotation::Buffer { .. }))
                 .count()
         };
         let (_, shorter) = generate(true, 3);

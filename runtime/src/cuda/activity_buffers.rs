@@ -3,8 +3,8 @@
 //! thread, takes one from a list instead of calling the allocator and faulting pages in.
 //!
 //! A buffer the reader has finished with goes back to the pool rather than to the allocator:
-//! freeing a buffer the program's thread allocated, from the reader thread, takes the
-//! allocator lock of the program thread's arena, and the program then waits on that lock.
+//! freeing a buffer the program's thread allocated, from the reader thread, takes the lock of
+//! that thread's allocator arena, which the program may then wait on.
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::ptr::NonNull;

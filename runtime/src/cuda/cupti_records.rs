@@ -7,6 +7,7 @@ use cudarc::cupti::sys as cupti;
 use wattlens_instrument::trace::{CopyDirection, LaunchShape};
 
 use super::activity_buffers::BufferPool;
+pub use super::activity_buffers::MIN_BUFFER_BYTES;
 use crate::timing::{Activity, ActivityKind};
 
 /// Buffers handed to CUPTI: 8 MiB each unless changed; at most 8, and 16 MiB, kept for reuse.
