@@ -5,6 +5,8 @@
 # repository root with the bundle built (bash .gpu-bundle/...): 
 #   bash scripts/waste-ab.sh OUTDIR PAIRS STEPS SWITCH...
 # KEEP_TRACES=1 keeps each run's demo.wlt (for a second look at a pair that stands out).
+# DEMO_ARGS adds arguments to both runs of each pair (e.g. "--decode-matmul register", so a
+# cached run decodes with the same matmul kernel as one without a cache; or "--cublas").
 set -u
 out=$1 pairs=$2 steps=$3; shift 3
 bin=${WATTLENS:-.gpu-bundle/bin/wattlens}
@@ -15,7 +17,7 @@ for sw in "$@"; do
     for which in $order; do
       d="$out/$sw/$which-$k"; mkdir -p "$d"
       if [ "$which" = waste ]; then extra="--waste $sw"; else extra=""; fi
-      "$bin" demo --steps "$steps" $extra --out-dir "$d" > "$d/stdout.txt" 2>&1 || echo "run $d failed: $(tail -1 "$d/stdout.txt")"
+      "$bin" demo --steps "$steps" $extra ${DEMO_ARGS:-} --out-dir "$d" > "$d/stdout.txt" 2>&1 || echo "run $d failed: $(tail -1 "$d/stdout.txt")"
       "$bin" report "$d/demo.wlt" --json > "$d/report.json" 2>/dev/null
       rm -f "$d/demo.perfetto.json"
       [ -n "${KEEP_TRACES:-}" ] || rm -f "$d/demo.wlt"

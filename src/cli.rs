@@ -150,6 +150,20 @@ pub struct DemoArgs {
     /// Run the GPU pipeline's matmuls through cuBLAS instead of wattlens' own kernels.
     #[arg(long)]
     pub cublas: bool,
+    /// Matmul kernel of the decode steps (passes under 128 rows) of wattlens' own kernels: the
+    /// waste checks set `register` on both sides of an A/B so that the runs differ by their rows
+    /// alone.
+    #[arg(long, value_enum, default_value_t = DecodeMatmul::Tiled, hide = true)]
+    pub decode_matmul: DecodeMatmul,
+}
+
+/// The matmul kernel of the GPU demo's decode steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecodeMatmul {
+    /// 32×32 shared-memory tiles (the pipeline's choice for few rows).
+    Tiled,
+    /// The 128×128 register-tiled kernel that the longer passes use.
+    Register,
 }
 
 /// Output formats of `wattlens report`.

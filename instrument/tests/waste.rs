@@ -3,6 +3,8 @@
 //! be found with its joules within 5% of the simulator's truth, and nothing else; the clean
 //! run must give no finding. Variants check that the detector stays quiet without proof.
 
+use std::collections::HashMap;
+
 use wattlens_instrument::sim::{
     simulate, GpuModel, KernelSpec, SimRun, TransferSpec, WorkItem, Workload,
 };
@@ -656,10 +658,13 @@ fn a_host_ahead_of_the_device_would_have_kept_it_busy_without_its_synchronisatio
 }
 
 /// Steps of a causal decoder without a cache: step s runs one row of s + 1 tokens, the first s
-/// of which step s − 1 already ran. Each kernel takes a fixed time plus a time per row, so the
-/// true waste of step s is the energy of its s recomputed rows' time. With `two_shapes`, a
-/// second "matmul" (another weight: three times the fixed time, 2.5 times the time per row)
-/// follows the norm, as one matmul kernel serves every weight of a real model.
+/// of which step s − 1 already ran. Each kernel takes a fixed time plus a time per row, and
+/// draws dynamic power only for its rows' work (in its fixed time the SMs wait: a launch's ramp,
+/// a last wave's idle SMs), so its average power grows with its rows. The true waste of step s
+/// is its s recomputed rows' share of the launch's dynamic energy, plus idle power over their
+/// time. With `two_shapes`, a second "matmul" (another weight: three times the fixed time, 2.5
+/// times the time per row) follows the norm, as one matmul kernel serves every weight of a real
+/// model.
 fn prefix_run(causal: bool, fixed_ns: u64, two_shapes: bool) -> (SimRun, f64) {
     let steps = 30u64;
     let mut ops = Vec::new();
@@ -672,10 +677,14 @@ fn prefix_run(causal: bool, fixed_ns: u64, two_shapes: bool) -> (SimRun, f64) {
         // Without a cache, the work of a step grows with the sequence.
         ops.push(upload("upload_input", 0x2000, IN));
         let dur = |k: usize| costs[k].0 + costs[k].1 * (s + 1);
-        ops.push(kernel("matmul", dur(0), 300_000, &[IN, W], &[OUT]));
-        ops.push(kernel("norm", dur(1), 200_000, &[OUT], &[H]));
+        // The power the rows' work draws, averaged over the whole launch.
+        let mw = |k: usize, busy_mw: u64| {
+            u32::try_from(busy_mw * costs[k].1 * (s + 1) / dur(k)).unwrap_or(u32::MAX)
+        };
+        ops.push(kernel("matmul", dur(0), mw(0, 300_000), &[IN, W], &[OUT]));
+        ops.push(kernel("norm", dur(1), mw(1, 200_000), &[OUT], &[H]));
         if two_shapes {
-            ops.push(kernel("matmul", dur(2), 300_000, &[H, O], &[TMP]));
+            ops.push(kernel("matmul", dur(2), mw(2, 300_000), &[H, O], &[TMP]));
             ops.push(readback(TMP));
         } else {
             ops.push(readback(H));
@@ -706,9 +715,9 @@ fn prefix_run(causal: bool, fixed_ns: u64, two_shapes: bool) -> (SimRun, f64) {
                 padded: 0,
                 total: len,
             });
-            let whole = run.truth.span_above_idle_mj[i] + idle * span.duration_ns() as f64 * 1e-9;
             let per_row_ns = (span.duration_ns() - fixed_ns) as f64 / len as f64;
-            truth += whole * per_row_ns * s as f64 / span.duration_ns() as f64;
+            truth += run.truth.span_above_idle_mj[i] * s as f64 / len as f64
+                + idle * per_row_ns * s as f64 * 1e-9;
         }
     }
     (run, truth)
@@ -735,8 +744,9 @@ fn a_causal_pass_over_an_earlier_passs_tokens_is_priced_as_recomputation() {
 fn recomputed_rows_are_priced_from_launch_times_not_from_swinging_launch_estimates() {
     // On a real GPU, kernels launched in lockstep cannot be told apart by the sensors, and
     // their per-launch energies swing from run to run. Here every other step's launches are
-    // estimated at 0.3× and 1.7× their energy: the marginal share of a launch comes from its
-    // time, so the total stays right.
+    // estimated at 0.3× and 1.7× their energy: the share of a launch's time the rows save
+    // comes from launch times, and its dynamic energy is shared out by rows, so the swings
+    // cancel.
     let (run, truth) = prefix_run(true, 400_000, false);
     let mut a = attribute(&run.trace, 0).unwrap();
     let kernels: Vec<u64> = run
@@ -757,6 +767,50 @@ fn recomputed_rows_are_priced_from_launch_times_not_from_swinging_launch_estimat
     }
     let report = detect(&run.trace, &a, &WasteConfig::default());
     assert_recomputation_within_5pct(&report, truth, "swinging estimates");
+}
+
+#[test]
+fn recomputed_rows_in_a_region_of_passes_are_priced_at_the_regions_rate() {
+    // Kernels launched in lockstep: the sensors resolve the region, and split its energy
+    // between its launches differently each run. Here each step's matmul gives half its
+    // dynamic estimate to the read-back after it (outside the passes, as an lm_head is): the
+    // region's total stands, and the recomputed rows are priced from it.
+    let (mut run, truth) = prefix_run(true, 400_000, false);
+    let (decode, _) = run.trace.strings.intern("decode");
+    let (input, _) = run.trace.strings.intern("input");
+    for s in run.trace.spans.iter_mut().filter(|s| s.is_device_work()) {
+        s.region = if run.trace.strings.get(s.name) == Some("upload_input") {
+            input
+        } else {
+            decode
+        };
+    }
+    let mut a = attribute(&run.trace, 0).unwrap();
+    let kinds: HashMap<u64, (bool, String)> = run
+        .trace
+        .spans
+        .iter()
+        .map(|s| {
+            let name = run.trace.str(s.name).to_owned();
+            (s.id, (s.kind == SpanKind::Kernel, name))
+        })
+        .collect();
+    let mut moved = 0.0;
+    for e in &mut a.spans {
+        match kinds.get(&e.span) {
+            Some((true, name)) if name == "matmul" => {
+                moved += e.dynamic.mj / 2.0;
+                e.dynamic.mj /= 2.0;
+            }
+            Some((false, _)) if moved > 0.0 => {
+                e.dynamic.mj += moved;
+                moved = 0.0;
+            }
+            _ => {}
+        }
+    }
+    let report = detect(&run.trace, &a, &WasteConfig::default());
+    assert_recomputation_within_5pct(&report, truth, "energy moved within the region");
 }
 
 /// Assert that the recomputation findings of `report` sum to within 5% of `truth` mJ.

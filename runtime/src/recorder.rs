@@ -48,6 +48,9 @@ struct LibraryCall {
     touches: Touches,
     /// Indices in `regions` of the spans that ran under it.
     spans: Vec<usize>,
+    /// The padding mask in force when it was made: its pass and the (padding, all) units of
+    /// one of its kernels, the class of the call's name deciding rows or query–key pairs.
+    padding: Option<(u32, (u64, u64))>,
 }
 
 struct OpenRegion {
@@ -425,12 +428,19 @@ impl Recorder {
     /// `touches`; returns its external correlation id (never 0).
     pub fn begin_library(&mut self, name: &str, touches: Touches, site: StrId) -> u64 {
         let region = self.region_path();
+        let class = wattlens_instrument::names::class_from_name(name).unwrap_or(OpClass::Unknown);
+        let padding = self
+            .padding
+            .as_ref()
+            .map(|(mask, pass)| (*pass, mask.units(class)))
+            .filter(|(_, (_, total))| *total > 0);
         self.library.push(LibraryCall {
             name: name.to_owned(),
             region,
             site,
             touches,
             spans: Vec::new(),
+            padding,
         });
         self.library.len() as u64
     }
@@ -455,6 +465,15 @@ impl Recorder {
             span.region = call.region;
             span.site = call.site;
             call.spans.push(index);
+            // Each kernel of a call made under a padding mask computes the call's rows.
+            if let Some((pass, (padded, total))) = call.padding {
+                self.annotations.push(Annotation::Padding {
+                    span: span.id,
+                    pass,
+                    padded,
+                    total,
+                });
+            }
         } else {
             self.foreign.push(index);
         }
@@ -765,5 +784,44 @@ mod tests {
         let op = padded(&mut r, OpClass::Norm);
         r.issue(op);
         assert_eq!(r.annotations.len(), 2);
+    }
+
+    #[test]
+    fn a_library_call_under_a_padding_mask_annotates_each_of_its_kernels() {
+        let (_clock, mut r) = recorder();
+        r.set_padding(Some(PaddingMask {
+            lens: vec![4, 1],
+            padded_len: 4,
+            tokens: vec![vec![5, 6, 7, 8], vec![9]],
+            causal: true,
+        }));
+        let gemm = r.begin_library("cublas_sgemm", Touches::default(), StrId::NONE);
+        let attention = r.begin_library("flash_attention", Touches::default(), StrId::NONE);
+        // The mask changes before the records arrive: each call keeps the one it was made under.
+        r.set_padding(None);
+        let outside = r.begin_library("cublas_sgemm", Touches::default(), StrId::NONE);
+        for (start_ns, call) in [(100, gemm), (200, gemm), (300, attention), (400, outside)] {
+            r.add_foreign(foreign(start_ns), Some(call));
+        }
+        let (spans, _) = r.take_spans();
+        let id_at = |t: u64| spans.iter().find(|s| s.start_ns == t).map(|s| s.id);
+        let padding: Vec<(Option<u64>, u64, u64)> = r
+            .annotations
+            .iter()
+            .filter_map(|a| match *a {
+                Annotation::Padding {
+                    span,
+                    padded,
+                    total,
+                    pass: 1,
+                } => Some((Some(span), padded, total)),
+                _ => None,
+            })
+            .collect();
+        // Rows for the GEMM's two kernels, query–key pairs for the attention call.
+        assert_eq!(
+            padding,
+            vec![(id_at(100), 3, 8), (id_at(200), 3, 8), (id_at(300), 15, 32)]
+        );
     }
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use wattlens_instrument::sim::SimRng;
 use wattlens_instrument::{Attribution, SensorProfile};
+use wattlens_kernels::ops::MatmulF32;
 use wattlens_kernels::pipeline::{Decoder, MatmulBackend, ModelConfig, Waste, Weights};
 use wattlens_runtime::{CudaError, Profiler, ProfilerConfig};
 
-use crate::cli::{DemoArgs, WasteSwitch};
+use crate::cli::{DecodeMatmul, DemoArgs, WasteSwitch};
 use crate::error::CliError;
 use crate::gpu::GpuError;
 use crate::render::{self, units, Report};
@@ -132,6 +133,10 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let generated = {
         let mut decoder = Decoder::new(&prof, cfg, weights, BATCH).map_err(cuda)?;
         decoder.set_waste(waste);
+        decoder.set_decode_matmul(match args.decode_matmul {
+            DecodeMatmul::Tiled => MatmulF32::Tiled,
+            DecodeMatmul::Register => MatmulF32::Register,
+        });
         if args.cublas {
             decoder
                 .set_matmul_backend(MatmulBackend::Cublas)

@@ -9,6 +9,7 @@
 
 mod dead_write;
 mod idle;
+mod launch_cost;
 mod padding;
 mod prefix;
 mod recompute;
@@ -184,10 +185,10 @@ pub(crate) struct Context<'a> {
     by_id: HashMap<u64, &'a Span>,
     /// The span that wrote each buffer version.
     writer: HashMap<(u64, u32), &'a Span>,
-    /// Per operation (a kernel name and the buffers it reads), time = fixed + per-unit ×
-    /// units, fitted over its launches under declared passes of different sizes: what share of
-    /// a launch one unit (row or query–key pair) costs at the margin.
-    unit_cost: HashMap<OpKey<'a>, (f64, f64)>,
+    /// Per operation (a kernel name and the buffers it reads), its launch time against its
+    /// units (rows or query–key pairs), fitted over its launches under declared passes of
+    /// different sizes: how much of a launch running fewer units would save.
+    time_models: HashMap<OpKey<'a>, launch_cost::TimeModel>,
     energy: HashMap<u64, &'a SpanEnergy>,
     /// Buffer sizes, bytes.
     sizes: HashMap<u64, u64>,
@@ -200,6 +201,9 @@ pub(crate) struct Context<'a> {
     /// Dynamic power per busy ns of each top-level region, as (mJ, low, high) per ns: the price
     /// of a span whose own signature the sensors could not resolve.
     region_rate: HashMap<String, (f64, f64, f64)>,
+    /// Top-level regions whose busy time is mostly ([`MASKED_SHARE`]) launches under declared
+    /// passes (padding masks).
+    masked_regions: std::collections::HashSet<String>,
     /// Every stretch the device ran nothing between two pieces of work, in time order.
     gaps: Vec<Gap<'a>>,
     /// Index in `gaps` of the gap before each work span that has one.
@@ -305,13 +309,15 @@ impl<'a> Context<'a> {
             })
             .collect();
         let p = attribution.idle_power;
-        let unit_cost = HashMap::new();
+        let time_models = HashMap::new();
         let writer = work
             .iter()
             .flat_map(|s| s.writes.iter().map(move |w| ((w.buffer, w.version), *s)))
             .collect();
+        let masked_regions = masked_regions(trace, &work);
         let mut cx = Self {
-            unit_cost,
+            masked_regions,
+            time_models,
             writer,
             by_id: work.iter().map(|s| (s.id, *s)).collect(),
             region_rate,
@@ -331,49 +337,42 @@ impl<'a> Context<'a> {
             readers,
             idle_mw: (p.mw, p.low_mw, p.high_mw),
         };
-        cx.unit_cost = cx.fit_unit_costs();
+        cx.time_models = cx.fit_time_models();
         cx
     }
 
-    /// Fit each operation's time against the units it computed, over its launches under
-    /// declared passes; kept where at least three sizes occur and the fit says a unit costs
-    /// something and a launch costs nothing negative. An operation is a kernel name and the
+    /// Fit each operation's launch time against the units it computed, over its launches under
+    /// declared passes ([`launch_cost::TimeModel::fit`]). An operation is a kernel name and the
     /// buffers it reads: one kernel often serves several shapes (a matmul for each weight), and
-    /// only launches of one shape differ by their units alone. Time, not energy, is fitted:
-    /// it is measured per launch, where a launch's energy is an estimate that, for kernels the
+    /// only launches of one shape differ by their units alone. Time, not energy, is fitted: it
+    /// is measured per launch, where a launch's energy is an estimate that, for kernels the
     /// sensors cannot tell apart, swings between runs.
-    fn fit_unit_costs(&self) -> HashMap<OpKey<'a>, (f64, f64)> {
-        let mut points: HashMap<OpKey<'a>, Vec<(f64, f64)>> = HashMap::new();
+    fn fit_time_models(&self) -> HashMap<OpKey<'a>, launch_cost::TimeModel> {
+        let mut samples: HashMap<OpKey<'a>, Vec<launch_cost::Sample>> = HashMap::new();
         for a in &self.trace.annotations {
             if let Annotation::Padding { span, total, .. } = a {
                 if let Some(s) = self.by_id.get(span) {
-                    points
+                    samples
                         .entry(self.op_key(s))
                         .or_default()
-                        .push((*total as f64, s.duration_ns() as f64));
+                        .push(launch_cost::Sample {
+                            units: *total as f64,
+                            ns: s.duration_ns() as f64,
+                            grid: s.launch.map(|l| l.grid),
+                        });
                 }
             }
         }
-        points
+        let sm_count = self
+            .trace
+            .meta
+            .devices
+            .iter()
+            .find(|d| d.index == self.device)
+            .map_or(0, |d| d.sm_count);
+        samples
             .into_iter()
-            .filter_map(|(name, p)| {
-                let mut xs: Vec<f64> = p.iter().map(|q| q.0).collect();
-                xs.sort_by(f64::total_cmp);
-                xs.dedup();
-                if xs.len() < 3 {
-                    return None;
-                }
-                let n = p.len() as f64;
-                let (mx, my) = (
-                    p.iter().map(|q| q.0).sum::<f64>() / n,
-                    p.iter().map(|q| q.1).sum::<f64>() / n,
-                );
-                let sxx: f64 = p.iter().map(|q| (q.0 - mx).powi(2)).sum();
-                let sxy: f64 = p.iter().map(|q| (q.0 - mx) * (q.1 - my)).sum();
-                let slope = sxy / sxx;
-                let fixed = my - slope * mx;
-                (slope > 0.0 && fixed >= 0.0).then_some((name, (fixed, slope)))
-            })
+            .filter_map(|(op, p)| Some((op, launch_cost::TimeModel::fit(&p, sm_count)?)))
             .collect()
     }
 
@@ -385,16 +384,44 @@ impl<'a> Context<'a> {
         (self.trace.str(s.name), reads)
     }
 
-    /// The share of span `s`'s energy that `wasted` of its `total` units cost: at the margin
-    /// where its operation's time was fitted against size, else in proportion.
-    fn unit_share(&self, s: &Span, wasted: f64, total: f64) -> f64 {
+    /// What `wasted` of span `s`'s `total` units cost: (mJ, low, high) and the share of its
+    /// time. Dynamic energy follows the work: a launch over fewer units leaves SMs idle, and
+    /// idle SMs draw no dynamic power, so the wasted units' share of it is theirs in
+    /// proportion. Where declared passes make up most of the span's top-level region
+    /// ([`Context::masked_regions`]), it is priced at that region's dynamic power per busy ns:
+    /// the padding or recomputed rows then run through the region's kernels alike, and the
+    /// sensors resolve a region's energy even where they split it between its kernels
+    /// differently from run to run (kernels launched in lockstep). Elsewhere the span's own
+    /// estimate prices it. Static energy follows time: running only the rest with the same kernel
+    /// saves the share of time its operation's fitted launch time says ([`launch_cost`]), or
+    /// the units' share where no fit exists. The CI's upper end takes the units' share of time
+    /// too, as a kernel made for the smaller size would; its lower end takes the dynamic energy
+    /// in proportion to time instead of work, as for a launch whose every SM stays busy.
+    fn partial_mj(&self, s: &Span, wasted: f64, total: f64) -> ((f64, f64, f64), f64) {
         if total <= 0.0 {
-            return 0.0;
+            return ((0.0, 0.0, 0.0), 0.0);
         }
-        match self.unit_cost.get(&self.op_key(s)) {
-            Some(&(fixed, per_unit)) => (per_unit * wasted / (fixed + per_unit * total)).min(1.0),
-            None => wasted / total,
-        }
+        let work = (wasted / total).clamp(0.0, 1.0);
+        let time = self
+            .time_models
+            .get(&self.op_key(s))
+            .map_or(work, |m| m.saved_share(wasted, total));
+        let (own, static_mj) = self.span_parts(s.id);
+        let top = self.trace.str(s.region).split('/').next().unwrap_or("");
+        let (mj, low, high) = match self.span_rate(s.id) {
+            Some(((rate, rate_low, rate_high), ns)) if self.masked_regions.contains(top) => {
+                (rate * ns, rate_low * ns, rate_high * ns)
+            }
+            _ => own,
+        };
+        (
+            (
+                mj * work + static_mj * time,
+                low * work.min(time) + static_mj * time,
+                high * work + static_mj * time.max(work),
+            ),
+            time,
+        )
     }
 
     /// Energy of span `id`: dynamic plus its static share, as (mJ, low, high). Where the
@@ -403,17 +430,24 @@ impl<'a> Context<'a> {
     /// held under the span's own upper bound: a kernel the sensors bound below its region's
     /// average is cheaper than that average.
     fn span_mj(&self, id: u64) -> (f64, f64, f64) {
+        let ((mj, low, high), static_mj) = self.span_parts(id);
+        (mj + static_mj, low + static_mj, high + static_mj)
+    }
+
+    /// Span `id`'s dynamic energy (mJ, low, high), priced as [`Context::span_mj`] says, and its
+    /// static share, mJ.
+    fn span_parts(&self, id: u64) -> ((f64, f64, f64), f64) {
         let Some(e) = self.energy.get(&id) else {
-            return (0.0, 0.0, 0.0);
+            return ((0.0, 0.0, 0.0), 0.0);
         };
         let own = (e.dynamic.mj, e.dynamic.low_mj, e.dynamic.high_mj);
-        let (mj, low, high) = match (e.dynamic.coverage, self.span_rate(id)) {
+        let dynamic = match (e.dynamic.coverage, self.span_rate(id)) {
             (crate::attribution::Coverage::Unresolved, Some((rate, ns))) => {
                 priced_at_rate(own, rate, ns)
             }
             _ => own,
         };
-        (mj + e.static_mj, low + e.static_mj, high + e.static_mj)
+        (dynamic, e.static_mj)
     }
 
     /// The rate of span `id`'s top-level region and the span's duration, ns.
@@ -549,6 +583,38 @@ impl<'a> Context<'a> {
                     .contains("not issued through wattlens")
         })
     }
+}
+
+/// The share of a top-level region's busy time that launches under declared passes must make
+/// up for the region's rate to price their padding and recomputed rows.
+const MASKED_SHARE: f64 = 0.9;
+
+/// The top-level regions whose work spans' busy time is at least [`MASKED_SHARE`] launches
+/// under declared passes.
+fn masked_regions(trace: &Trace, work: &[&Span]) -> std::collections::HashSet<String> {
+    let masked: std::collections::HashSet<u64> = trace
+        .annotations
+        .iter()
+        .filter_map(|a| match a {
+            Annotation::Padding { span, .. } => Some(*span),
+            _ => None,
+        })
+        .collect();
+    let mut busy: HashMap<&str, (u64, u64)> = HashMap::new();
+    for s in work {
+        let top = trace.str(s.region).split('/').next().unwrap_or("");
+        let (all, under) = busy.entry(top).or_default();
+        *all += s.duration_ns();
+        if masked.contains(&s.id) {
+            *under += s.duration_ns();
+        }
+    }
+    busy.into_iter()
+        .filter(|&(top, (all, under))| {
+            !top.is_empty() && all > 0 && under as f64 >= MASKED_SHARE * all as f64
+        })
+        .map(|(top, _)| top.to_owned())
+        .collect()
 }
 
 /// Whether `s` is a copy to the host (after which the host works on what it read).

@@ -1,6 +1,6 @@
 //! Padding compute: the share of a launch's rows (query–key pairs, for attention) that the
-//! program's declared padding mask marks as padding, priced at that share of the launch's
-//! energy.
+//! program's declared padding mask marks as padding, priced as the work and time those units
+//! cost (`Context::partial_mj`).
 
 use std::collections::HashMap;
 
@@ -32,13 +32,12 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
         let Some(&(padded, total)) = shares.get(&s.id) else {
             continue;
         };
-        let f = cx.unit_share(s, padded as f64, total as f64);
-        let (mj, low, high) = cx.span_mj(s.id);
+        let (energy, time) = cx.partial_mj(s, padded as f64, total as f64);
         out.push(cx.occurrence(
             WasteKind::PaddingCompute,
             s,
-            (mj * f, low * f, high * f),
-            (s.duration_ns() as f64 * f) as u64,
+            energy,
+            (s.duration_ns() as f64 * time) as u64,
             (vec![s.id], Vec::new()),
             format!("{padded} of its {total} rows (or query–key pairs) are padding"),
             "batch sequences of similar length, or skip padding (packed or variable-length kernels)".into(),

@@ -2,8 +2,9 @@
 //! earlier pass already ran, with the same weights. Position i of a causal model depends on
 //! tokens 0..=i only, so every position inside the shared prefix comes out as before: decoding
 //! without a KV cache is the common case. Passes, their tokens and causality come from the
-//! program's declaration ([`crate::trace::Annotation::Pass`]); each launch's share of
-//! recomputed rows (query–key pairs for attention) is priced like padding.
+//! program's declaration ([`crate::trace::Annotation::Pass`]); each launch's recomputed rows
+//! (query–key pairs for attention) are priced like padding: their share of its dynamic energy,
+//! and the time the same kernel over only the new rows would save.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,13 +96,12 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             } else {
                 rows
             };
-            let f = cx.unit_share(s, wasted, total);
-            let (mj, low, high) = cx.span_mj(sid);
+            let (energy, time) = cx.partial_mj(s, wasted, total);
             out.push(cx.occurrence(
                 WasteKind::Recomputation,
                 s,
-                (mj * f, low * f, high * f),
-                (s.duration_ns() as f64 * f) as u64,
+                energy,
+                (s.duration_ns() as f64 * time) as u64,
                 (vec![sid], s.reads.clone()),
                 format!(
                     "a causal pass over tokens that pass {prev_id} already ran: {} of its {} rows recompute positions computed before, with the same weights",

@@ -197,6 +197,8 @@ pub struct Decoder<'p> {
     waste: Waste,
     host_weights: Arc<Weights>,
     blas: Option<CudaBlas>,
+    /// The matmul kernel of passes under 128 rows (decode steps with a cache).
+    decode_matmul: MatmulF32,
 }
 
 fn usage(problem: String) -> CudaError {
@@ -259,6 +261,7 @@ impl<'p> Decoder<'p> {
             waste: Waste::default(),
             host_weights: weights,
             blas: None,
+            decode_matmul: MatmulF32::Tiled,
         })
     }
 
@@ -290,6 +293,13 @@ impl<'p> Decoder<'p> {
     /// Plant waste in the next generations.
     pub fn set_waste(&mut self, waste: Waste) {
         self.waste = waste;
+    }
+
+    /// Run passes of fewer than 128 rows (cached decode steps) with `kind` instead of the
+    /// 32×32 tiles: with [`MatmulF32::Register`], every pass uses the same matmul kernel, so a
+    /// cached run differs from one without a cache by its rows alone.
+    pub fn set_decode_matmul(&mut self, kind: MatmulF32) {
+        self.decode_matmul = kind;
     }
 
     /// Upload every weight again (the `reupload_weights` waste).
@@ -350,7 +360,7 @@ impl<'p> Decoder<'p> {
         let mm = if rows >= 128 {
             MatmulF32::Register
         } else {
-            MatmulF32::Tiled
+            self.decode_matmul
         };
         let shape_bht = (b, cfg.heads, t, cfg.head_dim());
         prof.htod(s, ids, &mut act.ids)?;
