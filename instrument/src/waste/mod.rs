@@ -201,8 +201,10 @@ pub(crate) struct Context<'a> {
     /// Dynamic power per busy ns of each top-level region, as (mJ, low, high) per ns: the price
     /// of a span whose own signature the sensors could not resolve.
     region_rate: HashMap<String, (f64, f64, f64)>,
+    /// (padding, all) units of each span launched under a declared pass (padding mask).
+    padding: HashMap<u64, (u64, u64)>,
     /// Top-level regions whose busy time is mostly ([`MASKED_SHARE`]) launches under declared
-    /// passes (padding masks).
+    /// passes.
     masked_regions: std::collections::HashSet<String>,
     /// Every stretch the device ran nothing between two pieces of work, in time order.
     gaps: Vec<Gap<'a>>,
@@ -233,6 +235,7 @@ impl<'a> Context<'a> {
         let mut sizes = HashMap::new();
         let mut freed = HashMap::new();
         let mut overhead = Vec::new();
+        let mut padding = HashMap::new();
         for a in &trace.annotations {
             match *a {
                 Annotation::Buffer { id, bytes, .. } => {
@@ -246,6 +249,14 @@ impl<'a> Context<'a> {
                     from_ns,
                     to_ns,
                 } if d == device => overhead.push((from_ns, to_ns)),
+                Annotation::Padding {
+                    span,
+                    padded,
+                    total,
+                    ..
+                } if total > 0 => {
+                    padding.insert(span, (padded, total));
+                }
                 Annotation::Padding { .. }
                 | Annotation::Overhead { .. }
                 | Annotation::Pass { .. } => {}
@@ -314,8 +325,9 @@ impl<'a> Context<'a> {
             .iter()
             .flat_map(|s| s.writes.iter().map(move |w| ((w.buffer, w.version), *s)))
             .collect();
-        let masked_regions = masked_regions(trace, &work);
+        let masked_regions = masked_regions(trace, &work, &padding);
         let mut cx = Self {
+            padding,
             masked_regions,
             time_models,
             writer,
@@ -349,18 +361,18 @@ impl<'a> Context<'a> {
     /// sensors cannot tell apart, swings between runs.
     fn fit_time_models(&self) -> HashMap<OpKey<'a>, launch_cost::TimeModel> {
         let mut samples: HashMap<OpKey<'a>, Vec<launch_cost::Sample>> = HashMap::new();
-        for a in &self.trace.annotations {
-            if let Annotation::Padding { span, total, .. } = a {
-                if let Some(s) = self.by_id.get(span) {
-                    samples
-                        .entry(self.op_key(s))
-                        .or_default()
-                        .push(launch_cost::Sample {
-                            units: *total as f64,
-                            ns: s.duration_ns() as f64,
-                            grid: s.launch.map(|l| l.grid),
-                        });
-                }
+        // In launch order: the fit's sums, and so a near tie between models, do not depend on
+        // a hash map's order.
+        for s in &self.work {
+            if let Some(&(_, total)) = self.padding.get(&s.id) {
+                samples
+                    .entry(self.op_key(s))
+                    .or_default()
+                    .push(launch_cost::Sample {
+                        units: total as f64,
+                        ns: s.duration_ns() as f64,
+                        grid: s.launch.map(|l| l.grid),
+                    });
             }
         }
         let sm_count = self
@@ -406,10 +418,11 @@ impl<'a> Context<'a> {
             .time_models
             .get(&self.op_key(s))
             .map_or(work, |m| m.saved_share(wasted, total));
-        let (own, static_mj) = self.span_parts(s.id);
-        let top = self.trace.str(s.region).split('/').next().unwrap_or("");
-        let (mj, low, high) = match self.span_rate(s.id) {
-            Some(((rate, rate_low, rate_high), ns)) if self.masked_regions.contains(top) => {
+        let (own, static_mj) = self.span_parts(s);
+        let top = top_region(self.trace, s);
+        let (mj, low, high) = match self.region_rate.get(top) {
+            Some(&(rate, rate_low, rate_high)) if self.masked_regions.contains(top) => {
+                let ns = s.duration_ns() as f64;
                 (rate * ns, rate_low * ns, rate_high * ns)
             }
             _ => own,
@@ -430,18 +443,21 @@ impl<'a> Context<'a> {
     /// held under the span's own upper bound: a kernel the sensors bound below its region's
     /// average is cheaper than that average.
     fn span_mj(&self, id: u64) -> (f64, f64, f64) {
-        let ((mj, low, high), static_mj) = self.span_parts(id);
+        let Some(s) = self.by_id.get(&id) else {
+            return (0.0, 0.0, 0.0);
+        };
+        let ((mj, low, high), static_mj) = self.span_parts(s);
         (mj + static_mj, low + static_mj, high + static_mj)
     }
 
-    /// Span `id`'s dynamic energy (mJ, low, high), priced as [`Context::span_mj`] says, and its
+    /// Span `s`'s dynamic energy (mJ, low, high), priced as [`Context::span_mj`] says, and its
     /// static share, mJ.
-    fn span_parts(&self, id: u64) -> ((f64, f64, f64), f64) {
-        let Some(e) = self.energy.get(&id) else {
+    fn span_parts(&self, s: &Span) -> ((f64, f64, f64), f64) {
+        let Some(e) = self.energy.get(&s.id) else {
             return ((0.0, 0.0, 0.0), 0.0);
         };
         let own = (e.dynamic.mj, e.dynamic.low_mj, e.dynamic.high_mj);
-        let dynamic = match (e.dynamic.coverage, self.span_rate(id)) {
+        let dynamic = match (e.dynamic.coverage, self.span_rate(s)) {
             (crate::attribution::Coverage::Unresolved, Some((rate, ns))) => {
                 priced_at_rate(own, rate, ns)
             }
@@ -450,11 +466,9 @@ impl<'a> Context<'a> {
         (dynamic, e.static_mj)
     }
 
-    /// The rate of span `id`'s top-level region and the span's duration, ns.
-    fn span_rate(&self, id: u64) -> Option<((f64, f64, f64), f64)> {
-        let s = self.by_id.get(&id)?;
-        let top = self.trace.str(s.region).split('/').next()?;
-        let rate = self.region_rate.get(top)?;
+    /// The rate of span `s`'s top-level region and the span's duration, ns.
+    fn span_rate(&self, s: &Span) -> Option<((f64, f64, f64), f64)> {
+        let rate = self.region_rate.get(top_region(self.trace, s))?;
         Some((*rate, s.duration_ns() as f64))
     }
 
@@ -589,23 +603,23 @@ impl<'a> Context<'a> {
 /// up for the region's rate to price their padding and recomputed rows.
 const MASKED_SHARE: f64 = 0.9;
 
+/// The top-level region span `s` ran in ("" outside regions).
+fn top_region<'t>(trace: &'t Trace, s: &Span) -> &'t str {
+    trace.str(s.region).split('/').next().unwrap_or("")
+}
+
 /// The top-level regions whose work spans' busy time is at least [`MASKED_SHARE`] launches
-/// under declared passes.
-fn masked_regions(trace: &Trace, work: &[&Span]) -> std::collections::HashSet<String> {
-    let masked: std::collections::HashSet<u64> = trace
-        .annotations
-        .iter()
-        .filter_map(|a| match a {
-            Annotation::Padding { span, .. } => Some(*span),
-            _ => None,
-        })
-        .collect();
+/// under declared passes (those in `padding`).
+fn masked_regions(
+    trace: &Trace,
+    work: &[&Span],
+    padding: &HashMap<u64, (u64, u64)>,
+) -> std::collections::HashSet<String> {
     let mut busy: HashMap<&str, (u64, u64)> = HashMap::new();
     for s in work {
-        let top = trace.str(s.region).split('/').next().unwrap_or("");
-        let (all, under) = busy.entry(top).or_default();
+        let (all, under) = busy.entry(top_region(trace, s)).or_default();
         *all += s.duration_ns();
-        if masked.contains(&s.id) {
+        if padding.contains_key(&s.id) {
             *under += s.duration_ns();
         }
     }

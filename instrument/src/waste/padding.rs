@@ -2,34 +2,17 @@
 //! program's declared padding mask marks as padding, priced as the work and time those units
 //! cost (`Context::partial_mj`).
 
-use std::collections::HashMap;
-
 use super::{Context, Occurrence, WasteKind};
-use crate::trace::Annotation;
 
 pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mut Vec<String>) {
-    let shares: HashMap<u64, (u64, u64)> = cx
-        .trace
-        .annotations
-        .iter()
-        .filter_map(|a| match *a {
-            Annotation::Padding {
-                span,
-                padded,
-                total,
-                ..
-            } if total > 0 && padded > 0 => Some((span, (padded, total))),
-            _ => None,
-        })
-        .collect();
-    if shares.is_empty() {
+    if cx.padding.values().all(|&(padded, _)| padded == 0) {
         unchecked.push(
             "no padding mask was declared (Profiler::set_padding), so compute on padding rows was not priced".into(),
         );
         return;
     }
     for s in &cx.work {
-        let Some(&(padded, total)) = shares.get(&s.id) else {
+        let Some(&(padded, total)) = cx.padding.get(&s.id).filter(|(padded, _)| *padded > 0) else {
             continue;
         };
         let (energy, time) = cx.partial_mj(s, padded as f64, total as f64);
