@@ -175,6 +175,10 @@ pub(crate) struct Gap<'a> {
 /// An operation whose cost is fitted against size: a kernel name and the buffers it reads.
 type OpKey<'a> = (&'a str, Vec<u64>);
 
+/// A kernel, as far as its occupancy goes: its name, and its launch block and shared memory
+/// (bytes) where known.
+type Kernel<'a> = (&'a str, Option<([u32; 3], u32)>);
+
 /// What the detectors share: the trace, span energies and buffer facts.
 pub(crate) struct Context<'a> {
     trace: &'a Trace,
@@ -203,6 +207,9 @@ pub(crate) struct Context<'a> {
     region_rate: HashMap<String, (f64, f64, f64)>,
     /// (padding, all) units of each span launched under a declared pass (padding mask).
     padding: HashMap<u64, (u64, u64)>,
+    /// Units of each span that partial-waste findings (padding, recomputed rows) claim
+    /// together: what dropping them all would save is shared between those findings.
+    partial_units: HashMap<u64, f64>,
     /// Top-level regions whose busy time is mostly ([`MASKED_SHARE`]) launches under declared
     /// passes.
     masked_regions: std::collections::HashSet<String>,
@@ -326,7 +333,12 @@ impl<'a> Context<'a> {
             .flat_map(|s| s.writes.iter().map(move |w| ((w.buffer, w.version), *s)))
             .collect();
         let masked_regions = masked_regions(trace, &work, &padding);
+        let partial_units = padding
+            .iter()
+            .map(|(&span, &(padded, _))| (span, padded as f64))
+            .collect();
         let mut cx = Self {
+            partial_units,
             padding,
             masked_regions,
             time_models,
@@ -382,10 +394,35 @@ impl<'a> Context<'a> {
             .iter()
             .find(|d| d.index == self.device)
             .map_or(0, |d| d.sm_count);
-        samples
-            .into_iter()
-            .filter_map(|(op, p)| Some((op, launch_cost::TimeModel::fit(&p, sm_count)?)))
-            .collect()
+        // The operations of one kernel (a name and launch block) are fitted together: they
+        // share the blocks an SM holds at once.
+        let mut families: BTreeMap<Kernel<'a>, Vec<OpKey<'a>>> = BTreeMap::new();
+        for s in &self.work {
+            let op = self.op_key(s);
+            if samples.contains_key(&op) {
+                let family = (op.0, s.launch.map(|l| (l.block, l.shared_mem_bytes)));
+                let ops = families.entry(family).or_default();
+                if !ops.contains(&op) {
+                    ops.push(op);
+                }
+            }
+        }
+        let mut models = HashMap::new();
+        for ops in families.into_values() {
+            let fitted = {
+                let launches: Vec<&[launch_cost::Sample]> = ops
+                    .iter()
+                    .map(|op| samples.get(op).map_or(&[][..], Vec::as_slice))
+                    .collect();
+                launch_cost::TimeModel::fit_family(&launches, sm_count)
+            };
+            for (op, model) in ops.into_iter().zip(fitted) {
+                if let Some(m) = model {
+                    models.insert(op, m);
+                }
+            }
+        }
+        models
     }
 
     /// The operation span `s` performs, for fitting its cost against size.
@@ -396,28 +433,51 @@ impl<'a> Context<'a> {
         (self.trace.str(s.name), reads)
     }
 
+    /// Add the units that recomputed-row findings claim of each span to those padding
+    /// claims ([`Context::partial_units`]), before either is priced.
+    fn claim_partial(&mut self, claims: impl Iterator<Item = (u64, f64)>) {
+        for (span, units) in claims {
+            *self.partial_units.entry(span).or_default() += units;
+        }
+    }
+
     /// What `wasted` of span `s`'s `total` units cost: (mJ, low, high) and the share of its
-    /// time. Dynamic energy follows the work: a launch over fewer units leaves SMs idle, and
-    /// idle SMs draw no dynamic power, so the wasted units' share of it is theirs in
-    /// proportion. Where declared passes make up most of the span's top-level region
-    /// ([`Context::masked_regions`]), it is priced at that region's dynamic power per busy ns:
-    /// the padding or recomputed rows then run through the region's kernels alike, and the
-    /// sensors resolve a region's energy even where they split it between its kernels
-    /// differently from run to run (kernels launched in lockstep). Elsewhere the span's own
-    /// estimate prices it. Static energy follows time: running only the rest with the same kernel
-    /// saves the share of time its operation's fitted launch time says ([`launch_cost`]), or
-    /// the units' share where no fit exists. The CI's upper end takes the units' share of time
-    /// too, as a kernel made for the smaller size would; its lower end takes the dynamic energy
-    /// in proportion to time instead of work, as for a launch whose every SM stays busy.
+    /// time. Where several findings claim units of one launch (padding rows and recomputed
+    /// rows), what dropping all their units would save is priced, and each gets its units'
+    /// part of it: a launch's cost does not fall in proportion to its units, so prices of
+    /// each alone would not add up.
+    ///
+    /// Dynamic energy follows the work: a launch over fewer units leaves SMs idle, and idle
+    /// SMs draw no dynamic power. The work that would remain is the blocks the same kernel
+    /// would still run, where its grid follows the units in tiles (a block over a partly
+    /// filled tile runs the whole tile), else the units ([`launch_cost`]). Where declared
+    /// passes make up most of the span's top-level region ([`Context::masked_regions`]), the
+    /// dynamic energy is priced at that region's dynamic power per busy ns: the padding or
+    /// recomputed rows then run through the region's kernels alike, and the sensors resolve a
+    /// region's energy even where they split it between its kernels differently from run to
+    /// run (kernels launched in lockstep). Elsewhere the span's own estimate prices it.
+    ///
+    /// Static energy follows time: running only the rest with the same kernel saves the share
+    /// of time its operation's fitted launch time says, the units' share where no fit exists,
+    /// and none where the grid changes in a way the units do not explain (how long the
+    /// remaining blocks would take is unknown). The CI's upper end takes the units' share of
+    /// time and of dynamic energy, as a kernel made for the smaller size would; its lower end
+    /// takes the dynamic energy in proportion to time instead of work, as for a launch whose
+    /// every SM stays busy.
     fn partial_mj(&self, s: &Span, wasted: f64, total: f64) -> ((f64, f64, f64), f64) {
-        if total <= 0.0 {
+        let claimed = self.partial_units.get(&s.id).copied().unwrap_or(0.0);
+        let joint = claimed.max(wasted).min(total);
+        if total <= 0.0 || joint <= 0.0 || wasted <= 0.0 {
             return ((0.0, 0.0, 0.0), 0.0);
         }
-        let work = (wasted / total).clamp(0.0, 1.0);
-        let time = self
-            .time_models
-            .get(&self.op_key(s))
-            .map_or(work, |m| m.saved_share(wasted, total));
+        let part = (wasted / joint).clamp(0.0, 1.0);
+        let units = joint / total;
+        let model = self.time_models.get(&self.op_key(s));
+        let work = model.map_or(units, |m| m.work_share(joint, total));
+        let time = match model {
+            Some(m) => m.saved_share(joint, total),
+            None => Some(units),
+        };
         let (own, static_mj) = self.span_parts(s);
         let top = top_region(self.trace, s);
         let (mj, low, high) = match self.region_rate.get(top) {
@@ -427,13 +487,14 @@ impl<'a> Context<'a> {
             }
             _ => own,
         };
+        let time_mid = time.unwrap_or(0.0);
         (
             (
-                mj * work + static_mj * time,
-                low * work.min(time) + static_mj * time,
-                high * work + static_mj * time.max(work),
+                part * (mj * work + static_mj * time_mid),
+                part * (low * time.map_or(work, |t| work.min(t)) + static_mj * time_mid),
+                part * (high * units + static_mj * time_mid.max(units)),
             ),
-            time,
+            part * time_mid,
         )
     }
 
@@ -549,9 +610,34 @@ impl<'a> Context<'a> {
         self.trace.str(s.name).to_owned()
     }
 
-    /// An occurrence about span `s` with the given kind, energy and text.
+    /// An occurrence about span `s` with the given kind, energy and text. A launch wasted
+    /// whole (dead write, recomputation, redundant transfer) also wasted the wait for it to
+    /// arrive, which is added.
     #[allow(clippy::too_many_arguments)] // the parts of a finding
     fn occurrence(
+        &self,
+        kind: WasteKind,
+        s: &Span,
+        energy: (f64, f64, f64),
+        time_ns: u64,
+        evidence: (Vec<u64>, Vec<BufferVersion>),
+        proof: String,
+        fix: String,
+    ) -> Occurrence {
+        let (energy, time_ns) = match kind {
+            WasteKind::DeadWrite | WasteKind::Recomputation | WasteKind::RedundantTransfer => {
+                let ((a, b, c), ns) = self.charge_wait(s);
+                ((energy.0 + a, energy.1 + b, energy.2 + c), time_ns + ns)
+            }
+            _ => (energy, time_ns),
+        };
+        self.partial_occurrence(kind, s, energy, time_ns, evidence, proof, fix)
+    }
+
+    /// An occurrence about part of span `s` (padding or recomputed rows): the launch still
+    /// runs, so the wait for it to arrive is not charged.
+    #[allow(clippy::too_many_arguments)] // the parts of a finding
+    fn partial_occurrence(
         &self,
         kind: WasteKind,
         s: &Span,
@@ -561,14 +647,6 @@ impl<'a> Context<'a> {
         proof: String,
         fix: String,
     ) -> Occurrence {
-        // A launch wasted whole also wasted the wait for it to arrive.
-        let (energy, time_ns) = match kind {
-            WasteKind::DeadWrite | WasteKind::Recomputation | WasteKind::RedundantTransfer => {
-                let ((a, b, c), ns) = self.charge_wait(s);
-                ((energy.0 + a, energy.1 + b, energy.2 + c), time_ns + ns)
-            }
-            _ => (energy, time_ns),
-        };
         Occurrence {
             kind,
             what: self.name(s),
@@ -731,12 +809,14 @@ fn group(occurrences: Vec<Occurrence>) -> Vec<Finding> {
 
 /// Find the waste on `attribution.device` of `trace`.
 pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) -> WasteReport {
-    let cx = Context::new(trace, attribution, *config);
+    let mut cx = Context::new(trace, attribution, *config);
     let mut occurrences = Vec::new();
     let mut unchecked = Vec::new();
     dead_write::detect(&cx, &mut occurrences, &mut unchecked);
     recompute::detect(&cx, &mut occurrences, &mut unchecked);
-    prefix::detect(&cx, &mut occurrences, &mut unchecked);
+    let recomputed = prefix::find(&cx, &mut unchecked);
+    cx.claim_partial(recomputed.iter().map(|r| (r.span, r.wasted)));
+    prefix::report(&cx, &recomputed, &mut occurrences);
     transfer::detect(&cx, &mut occurrences, &mut unchecked);
     // After the launch detectors: the waits they were charged are not idle findings again.
     idle::detect(&cx, config, &mut occurrences);

@@ -16,7 +16,7 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             continue;
         };
         let (energy, time) = cx.partial_mj(s, padded as f64, total as f64);
-        out.push(cx.occurrence(
+        out.push(cx.partial_occurrence(
             WasteKind::PaddingCompute,
             s,
             energy,

@@ -22,7 +22,23 @@ fn common_prefix(a: &[u32], b: &[u32]) -> u64 {
     a.iter().zip(b).take_while(|(x, y)| x == y).count() as u64
 }
 
-pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mut Vec<String>) {
+/// One launch of a pass that recomputes rows an earlier pass ran.
+pub(super) struct Recomputed {
+    /// The launch.
+    pub span: u64,
+    /// Its recomputed units (rows, or query–key pairs for attention).
+    pub wasted: f64,
+    /// All its units.
+    pub total: f64,
+    /// The earlier pass.
+    prev_pass: u32,
+    /// The pass's recomputed rows and all its rows.
+    rows: (f64, f64),
+}
+
+/// The launches of declared causal passes that recompute an earlier pass's rows.
+pub(super) fn find(cx: &Context<'_>, unchecked: &mut Vec<String>) -> Vec<Recomputed> {
+    let mut found = Vec::new();
     let mut passes: BTreeMap<u32, Pass<'_>> = BTreeMap::new();
     for a in &cx.trace.annotations {
         if let Annotation::Pass {
@@ -96,25 +112,41 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             } else {
                 rows
             };
-            let (energy, time) = cx.partial_mj(s, wasted, total);
-            out.push(cx.occurrence(
-                WasteKind::Recomputation,
-                s,
-                energy,
-                (s.duration_ns() as f64 * time) as u64,
-                (vec![sid], s.reads.clone()),
-                format!(
-                    "a causal pass over tokens that pass {prev_id} already ran: {} of its {} rows recompute positions computed before, with the same weights",
-                    rows.0,
-                    rows.1
-                ),
-                "keep the earlier positions' keys and values (a KV cache) and run only the new tokens".into(),
-            ));
+            found.push(Recomputed {
+                span: sid,
+                wasted,
+                total,
+                prev_pass: prev_id,
+                rows,
+            });
         }
     }
     if changed_weights > 0 {
         unchecked.push(format!(
             "{changed_weights} passes repeated an earlier pass's token prefix but read weights that changed in between; not called recomputation"
+        ));
+    }
+    found
+}
+
+/// Price each recomputing launch `found` ([`Context::partial_mj`]) and report it.
+pub(super) fn report(cx: &Context<'_>, found: &[Recomputed], out: &mut Vec<Occurrence>) {
+    for r in found {
+        let Some(s) = cx.by_id.get(&r.span) else {
+            continue;
+        };
+        let (energy, time) = cx.partial_mj(s, r.wasted, r.total);
+        out.push(cx.partial_occurrence(
+            WasteKind::Recomputation,
+            s,
+            energy,
+            (s.duration_ns() as f64 * time) as u64,
+            (vec![r.span], s.reads.clone()),
+            format!(
+                "a causal pass over tokens that pass {} already ran: {} of its {} rows recompute positions computed before, with the same weights",
+                r.prev_pass, r.rows.0, r.rows.1
+            ),
+            "keep the earlier positions' keys and values (a KV cache) and run only the new tokens".into(),
         ));
     }
 }
