@@ -813,6 +813,38 @@ fn recomputed_rows_in_a_region_of_passes_are_priced_at_the_regions_rate() {
     assert_recomputation_within_5pct(&report, truth, "energy moved within the region");
 }
 
+#[test]
+fn recomputed_rows_in_library_calls_are_priced_by_the_calls_time() {
+    // A library (cuBLAS) picks its kernel by shape: here each step's matmul is a library call
+    // whose kernel name and grid change with its rows (two tile shapes, a split that comes and
+    // goes), so no one kernel's launches explain its time. The call's time, fitted against its
+    // rows, does.
+    let (mut run, truth) = prefix_run(true, 400_000, false);
+    let (decode, _) = run.trace.strings.intern("decode");
+    let (input, _) = run.trace.strings.intern("input");
+    let (small, _) = run.trace.strings.intern("sgemm_64x64 (in cublas_sgemm)");
+    let (large, _) = run.trace.strings.intern("sgemm_128x64 (in cublas_sgemm)");
+    let mut step = 0u32;
+    for s in run.trace.spans.iter_mut().filter(|s| s.is_device_work()) {
+        let name = run.trace.strings.get(s.name).unwrap_or("").to_owned();
+        s.region = if name == "upload_input" {
+            input
+        } else {
+            decode
+        };
+        if name == "matmul" {
+            step += 1;
+            s.name = if step < 16 { small } else { large };
+            if let Some(l) = &mut s.launch {
+                l.grid = [2 + step % 3, 1 + step % 2, 1];
+            }
+        }
+    }
+    assert_eq!(step, 30);
+    let report = findings(&run);
+    assert_recomputation_within_5pct(&report, truth, "library calls");
+}
+
 /// Assert that the recomputation findings of `report` sum to within 5% of `truth` mJ.
 fn assert_recomputation_within_5pct(report: &WasteReport, truth: f64, case: &str) {
     let found: f64 = report

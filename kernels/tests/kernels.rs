@@ -856,6 +856,65 @@ mod pipeline_gpu {
         check_pipeline(MatmulBackend::Cublas);
     }
 
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn every_cublas_kernel_of_every_shape_is_matched_to_its_call() {
+        // Decoding 8 rows of 120 tokens without a cache runs GEMMs of 960 to 1080 rows, where
+        // cuBLAS picks CUTLASS kernels for some shapes (H200, CUDA 13), launched through the
+        // driver API; each must still carry its call's region, pass and output.
+        let cfg = ModelConfig::gpt2_small();
+        let weights = std::sync::Arc::new(Weights::random(&cfg));
+        let prompts: Vec<Vec<i32>> = (0..8)
+            .map(|r| (0..120).map(|t| (r * 131 + t * 7) % 50_000).collect())
+            .collect();
+        let steps = 16;
+        let config = ProfilerConfig {
+            timing: TimingChoice::Cupti,
+            power: false,
+            ..ProfilerConfig::default()
+        }
+        .with_manifest(&wattlens_kernels::manifest().unwrap());
+        let _gpu = super::gpu_session_lock();
+        let prof = Profiler::start(config).unwrap();
+        let mut decoder = Decoder::new(&prof, cfg, weights, prompts.len()).unwrap();
+        decoder.set_matmul_backend(MatmulBackend::Cublas).unwrap();
+        decoder.set_waste(Waste {
+            no_kv_cache: true,
+            ..Waste::default()
+        });
+        decoder.generate(&prompts, steps).unwrap();
+        drop(decoder);
+        let trace = prof.finish().unwrap().trace;
+        let kernels: Vec<_> = trace
+            .spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Kernel)
+            .collect();
+        let name = |s: &wattlens_instrument::trace::Span| trace.str(s.name).to_owned();
+        let unmatched: std::collections::BTreeSet<String> = kernels
+            .iter()
+            .map(|s| name(s))
+            .filter(|n| n.ends_with("(not issued through wattlens)"))
+            .collect();
+        assert!(
+            unmatched.is_empty(),
+            "kernels outside any call: {unmatched:?}"
+        );
+        let calls_with_output = kernels
+            .iter()
+            .filter(|s| name(s).ends_with("(in cublas_sgemm)") && !s.writes.is_empty())
+            .count();
+        // Per pass (the prefill and each step): 4 GEMMs a layer and the lm_head.
+        assert_eq!(calls_with_output, steps * (4 * cfg.layers + 1));
+        let names: std::collections::BTreeSet<String> = kernels
+            .iter()
+            .map(|s| name(s))
+            .filter(|n| n.ends_with("(in cublas_sgemm)"))
+            .map(|n| n.chars().take(48).collect())
+            .collect();
+        println!("cuBLAS kernels seen: {names:?}");
+    }
+
     /// Generate `steps` tokens for `prompts` with GPT-2-small shapes and `weights`, with the
     /// planted `waste`, in a profiling session of its own; returns the tokens and the trace.
     fn generate_with(

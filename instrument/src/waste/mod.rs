@@ -193,6 +193,10 @@ pub(crate) struct Context<'a> {
     /// units (rows or query–key pairs), fitted over its launches under declared passes of
     /// different sizes: how much of a launch running fewer units would save.
     time_models: HashMap<OpKey<'a>, launch_cost::TimeModel>,
+    /// The library call (its operation key) each library kernel under a declared pass ran in
+    /// ([`library_calls`]): a library picks its kernels by shape, so its time is fitted per
+    /// call, not per kernel.
+    call_of: HashMap<u64, OpKey<'a>>,
     energy: HashMap<u64, &'a SpanEnergy>,
     /// Buffer sizes, bytes.
     sizes: HashMap<u64, u64>,
@@ -337,7 +341,9 @@ impl<'a> Context<'a> {
             .iter()
             .map(|(&span, &(padded, _))| (span, padded as f64))
             .collect();
+        let call_of = library_calls(trace, &work, &padding);
         let mut cx = Self {
+            call_of,
             partial_units,
             padding,
             masked_regions,
@@ -374,18 +380,45 @@ impl<'a> Context<'a> {
     fn fit_time_models(&self) -> HashMap<OpKey<'a>, launch_cost::TimeModel> {
         let mut samples: HashMap<OpKey<'a>, Vec<launch_cost::Sample>> = HashMap::new();
         // In launch order: the fit's sums, and so a near tie between models, do not depend on
-        // a hash map's order.
+        // a hash map's order. A library call's kernels make one sample: the call's busy time.
+        let mut call: Option<(OpKey<'a>, launch_cost::Sample)> = None;
         for s in &self.work {
-            if let Some(&(_, total)) = self.padding.get(&s.id) {
-                samples
-                    .entry(self.op_key(s))
-                    .or_default()
-                    .push(launch_cost::Sample {
-                        units: total as f64,
-                        ns: s.duration_ns() as f64,
-                        grid: s.launch.map(|l| l.grid),
-                    });
+            let Some(&(_, total)) = self.padding.get(&s.id) else {
+                continue;
+            };
+            let units = total as f64;
+            let ns = s.duration_ns() as f64;
+            match self.call_of.get(&s.id) {
+                Some(key) => {
+                    match &mut call {
+                        Some((k, sample)) if k == key && sample.units == units => sample.ns += ns,
+                        _ => {
+                            if let Some((k, sample)) = call.take() {
+                                samples.entry(k).or_default().push(sample);
+                            }
+                            let grid = None;
+                            call = Some((key.clone(), launch_cost::Sample { units, ns, grid }));
+                        }
+                    }
+                    continue;
+                }
+                None => {
+                    if let Some((k, sample)) = call.take() {
+                        samples.entry(k).or_default().push(sample);
+                    }
+                }
             }
+            samples
+                .entry(self.op_key(s))
+                .or_default()
+                .push(launch_cost::Sample {
+                    units,
+                    ns,
+                    grid: s.launch.map(|l| l.grid),
+                });
+        }
+        if let Some((k, sample)) = call.take() {
+            samples.entry(k).or_default().push(sample);
         }
         let sm_count = self
             .trace
@@ -400,7 +433,8 @@ impl<'a> Context<'a> {
         for s in &self.work {
             let op = self.op_key(s);
             if samples.contains_key(&op) {
-                let family = (op.0, s.launch.map(|l| (l.block, l.shared_mem_bytes)));
+                let shape = s.launch.filter(|_| !self.call_of.contains_key(&s.id));
+                let family = (op.0, shape.map(|l| (l.block, l.shared_mem_bytes)));
                 let ops = families.entry(family).or_default();
                 if !ops.contains(&op) {
                     ops.push(op);
@@ -427,6 +461,9 @@ impl<'a> Context<'a> {
 
     /// The operation span `s` performs, for fitting its cost against size.
     fn op_key(&self, s: &Span) -> OpKey<'a> {
+        if let Some(call) = self.call_of.get(&s.id) {
+            return call.clone();
+        }
         let mut reads: Vec<u64> = s.reads.iter().map(|r| r.buffer).collect();
         reads.sort_unstable();
         reads.dedup();
@@ -686,6 +723,62 @@ fn top_region<'t>(trace: &'t Trace, s: &Span) -> &'t str {
     trace.str(s.region).split('/').next().unwrap_or("")
 }
 
+/// The library call each library kernel under a declared pass ran in, as an operation key:
+/// the call's name and every buffer the call read. A library kernel is named
+/// `KERNEL (in CALL)` by the runtime; a call's kernels run back to back in launch order, with
+/// the same call name, site, region and pass, so each maximal run of such kernels is one call.
+/// Its buffer touches sit on its last kernel.
+fn library_calls<'a>(
+    trace: &'a Trace,
+    work: &[&'a Span],
+    padding: &HashMap<u64, (u64, u64)>,
+) -> HashMap<u64, OpKey<'a>> {
+    let mut out = HashMap::new();
+    let call_name = |s: &Span| {
+        let name = trace.str(s.name);
+        name.rsplit_once(" (in ")
+            .and_then(|(_, call)| call.strip_suffix(')'))
+            .filter(|_| padding.contains_key(&s.id))
+    };
+    let mut run: Vec<&Span> = Vec::new();
+    let flush = |run: &mut Vec<&'a Span>, out: &mut HashMap<u64, OpKey<'a>>| {
+        let Some(first) = run.first() else {
+            return;
+        };
+        let Some(name) = call_name(first) else {
+            run.clear();
+            return;
+        };
+        let mut reads: Vec<u64> = run
+            .iter()
+            .flat_map(|s| s.reads.iter().map(|r| r.buffer))
+            .collect();
+        reads.sort_unstable();
+        reads.dedup();
+        for s in run.drain(..) {
+            out.insert(s.id, (name, reads.clone()));
+        }
+    };
+    for &s in work {
+        let same_call = run.last().is_some_and(|last| {
+            call_name(last).is_some()
+                && call_name(last) == call_name(s)
+                && last.site == s.site
+                && last.region == s.region
+                && padding.get(&last.id) == padding.get(&s.id)
+                && last.writes.is_empty()
+        });
+        if !same_call {
+            flush(&mut run, &mut out);
+        }
+        if call_name(s).is_some() {
+            run.push(s);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 /// The top-level regions whose work spans' busy time is at least [`MASKED_SHARE`] launches
 /// under declared passes (those in `padding`).
 fn masked_regions(
@@ -860,6 +953,60 @@ fn priced_at_rate(own: (f64, f64, f64), rate: (f64, f64, f64), ns: f64) -> (f64,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_of_library_kernels_is_one_call_until_one_carries_its_output() {
+        let mut trace = Trace::default();
+        let mut id = 0;
+        let mut span = |trace: &mut Trace, name: &str, writes: &[u64], reads: &[u64]| {
+            id += 1;
+            let (name, _) = trace.strings.intern(name);
+            let mut s = Span::new(
+                id,
+                crate::trace::SpanKind::Kernel,
+                (0, 0),
+                name,
+                (id * 10, id * 10 + 5),
+            );
+            let v = |b: &u64| BufferVersion {
+                buffer: *b,
+                version: 1,
+            };
+            s.writes = writes.iter().map(v).collect();
+            s.reads = reads.iter().map(v).collect();
+            trace.spans.push(s);
+            id
+        };
+        // Call 1: a memset and a GEMM, then a split-K reduction that carries the output; an own
+        // kernel; calls 2 and 3 back to back (each carries its output); a library kernel with
+        // no padding declared (not a call under a pass).
+        let one = [
+            span(
+                &mut trace,
+                "memset (not issued by wattlens) (in gemm)",
+                &[],
+                &[],
+            ),
+            span(&mut trace, "sgemm_big (in gemm)", &[], &[]),
+            span(&mut trace, "reduce (in gemm)", &[10], &[1, 2]),
+        ];
+        let own = span(&mut trace, "gelu", &[11], &[10]);
+        let two = span(&mut trace, "sgemm_small (in gemm)", &[12], &[11, 3]);
+        let three = span(&mut trace, "sgemm_small (in gemm)", &[13], &[12, 4]);
+        let unmasked = span(&mut trace, "sgemm_small (in gemm)", &[14], &[13, 5]);
+        let padding: HashMap<u64, (u64, u64)> = [one[0], one[1], one[2], own, two, three]
+            .into_iter()
+            .map(|s| (s, (2, 8)))
+            .collect();
+        let work: Vec<&Span> = trace.spans.iter().collect();
+        let calls = library_calls(&trace, &work, &padding);
+        for s in one {
+            assert_eq!(calls.get(&s), Some(&("gemm", vec![1, 2])), "span {s}");
+        }
+        assert_eq!(calls.get(&two), Some(&("gemm", vec![3, 11])));
+        assert_eq!(calls.get(&three), Some(&("gemm", vec![4, 12])));
+        assert!(!calls.contains_key(&own) && !calls.contains_key(&unmasked));
+    }
 
     #[test]
     fn an_unresolved_span_is_priced_at_its_regions_rate_under_its_own_bound() {

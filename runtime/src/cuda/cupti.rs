@@ -37,7 +37,9 @@ fn check(what: &'static str, r: cupti::CUptiResult) -> Result<(), TimerError> {
 /// Activity kinds recorded. Runtime-API records are read for nothing but are needed: CUPTI
 /// writes an external correlation record only beside an API record, and libraries (cuBLAS)
 /// launch through the runtime API. wattlens' own launches use the driver API, so they add no
-/// API records.
+/// API records. Some library kernels are launched through the driver API (cuBLAS's CUTLASS
+/// kernels, by `cuLaunchKernelEx`): driver-API records come on with a session's first
+/// library call ([`record_driver_calls`]), so sessions that make none pay nothing for them.
 const KINDS: [cupti::CUpti_ActivityKind; 5] = [
     cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
     cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY,
@@ -45,6 +47,28 @@ const KINDS: [cupti::CUpti_ActivityKind; 5] = [
     cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION,
     cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_RUNTIME,
 ];
+
+/// Whether driver-API records are on ([`record_driver_calls`]).
+static DRIVER_RECORDS: Mutex<bool> = Mutex::new(false);
+
+/// Turn driver-API activity records on, once, so that library kernels launched through the
+/// driver API get the external correlation id of the call that made them. Every driver call
+/// of the process (wattlens' own launches included) then adds a record, so this waits for the
+/// first library call. Off again when the last session ends.
+///
+/// # Errors
+/// [`TimerError::Api`] when CUPTI refuses.
+pub(crate) fn record_driver_calls() -> Result<(), TimerError> {
+    let mut on = lock(&DRIVER_RECORDS);
+    if !*on {
+        // SAFETY: a plain CUPTI call with a valid kind; CUPTI is loaded (a `Cupti` exists).
+        check("enabling driver-API records", unsafe {
+            cupti::cuptiActivityEnable(cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER)
+        })?;
+        *on = true;
+    }
+    Ok(())
+}
 
 /// External correlation ids CUPTI reported, by CUPTI correlation id (kept while any session
 /// lives, since an id's record and its kernels' records may come in different buffers).
@@ -180,6 +204,13 @@ impl Drop for Cupti {
                 let _ = cupti::cuptiActivityFlushAll(1);
                 for kind in KINDS {
                     let _ = cupti::cuptiActivityDisable(kind);
+                }
+                let mut driver = lock(&DRIVER_RECORDS);
+                if *driver {
+                    let _ = cupti::cuptiActivityDisable(
+                        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER,
+                    );
+                    *driver = false;
                 }
             }
             lock(&RECORDS).clear();

@@ -479,7 +479,7 @@ impl Profiler {
     /// # Errors
     /// [`CudaError::Unavailable`] when this GPU is not timed with CUPTI (only CUPTI sees a
     /// library's kernels; `call` is not made then); [`CudaError::Timer`] when CUPTI refuses
-    /// the correlation id.
+    /// the correlation id or driver-API records.
     #[track_caller]
     pub fn library<R>(
         &self,
@@ -507,6 +507,7 @@ impl Profiler {
             }
             rec.begin_library(name, touches, site)
         };
+        super::cupti::record_driver_calls().map_err(CudaError::Timer)?;
         super::cupti::push_external(id).map_err(CudaError::Timer)?;
         // Popped on every exit, a panic in `call` included, so later work is not marked.
         struct Pop;
