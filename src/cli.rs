@@ -147,6 +147,11 @@ pub struct DemoArgs {
     /// Plant waste in the GPU pipeline (comma-separated), for the waste detector to find.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub waste: Vec<WasteSwitch>,
+    /// Extra LayerNorm runs that `--waste duplicate-layernorm` plants per layer and pass: an
+    /// A/B check of that small waste raises it above the run-to-run noise of the sensors.
+    #[arg(long, default_value_t = 1, hide = true, requires = "waste",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub duplicates: u32,
     /// Run the GPU pipeline's matmuls through cuBLAS instead of wattlens' own kernels.
     #[arg(long)]
     pub cublas: bool,

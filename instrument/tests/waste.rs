@@ -138,10 +138,17 @@ fn program(plant: Plant, steps: u64) -> Vec<Op> {
         }
         ops.push(kernel("matmul", 1_000_000, 300_000, &[IN, W], &[OUT]));
         ops.push(kernel("norm", 300_000, 200_000, &[OUT], &[H]));
-        if plant.all && step % 2 == 0 {
-            let mut twice = kernel("norm", 300_000, 200_000, &[OUT], &[H]);
-            twice.planted = Some(WasteKind::Recomputation);
-            ops.push(twice);
+        // Every other step runs the norm again; every sixth, twice again (a chain: each
+        // repeat's earlier output is the previous repeat's).
+        let repeats = match step % 6 {
+            0 => 2,
+            2 | 4 => 1,
+            _ => 0,
+        };
+        for _ in 0..if plant.all { repeats } else { 0 } {
+            let mut again = kernel("norm", 300_000, 200_000, &[OUT], &[H]);
+            again.planted = Some(WasteKind::Recomputation);
+            ops.push(again);
         }
         let mut attn = kernel("attention", 1_000_000, 250_000, &[H], &[O]);
         if plant.all && step % 4 != 2 {
@@ -657,6 +664,10 @@ fn a_host_ahead_of_the_device_would_have_kept_it_busy_without_its_synchronisatio
     assert!(err < 0.05, "{} mJ vs truth {truth_mj} mJ", idle.energy.mj);
 }
 
+/// Steps of [`prefix_run`]: enough counter windows (about a second of work) for the sensors to
+/// tell its kernels apart, as the growing rows change their mix from window to window.
+const PREFIX_STEPS: u64 = 120;
+
 /// Steps of a causal decoder without a cache: step s runs one row of s + 1 tokens, the first s
 /// of which step s − 1 already ran. Each kernel takes a fixed time plus a time per row, and
 /// draws dynamic power only for its rows' work (in its fixed time the SMs wait: a launch's ramp,
@@ -666,7 +677,7 @@ fn a_host_ahead_of_the_device_would_have_kept_it_busy_without_its_synchronisatio
 /// times the time per row) follows the norm, as one matmul kernel serves every weight of a real
 /// model.
 fn prefix_run(causal: bool, fixed_ns: u64, two_shapes: bool) -> (SimRun, f64) {
-    let steps = 30u64;
+    let steps = PREFIX_STEPS;
     let mut ops = Vec::new();
     // (fixed ns, ns per row) of each kernel of a step, in launch order.
     let mut costs = vec![(fixed_ns, 100_000), (fixed_ns, 30_000)];
@@ -834,13 +845,17 @@ fn recomputed_rows_in_library_calls_are_priced_by_the_calls_time() {
         };
         if name == "matmul" {
             step += 1;
-            s.name = if step < 16 { small } else { large };
+            s.name = if u64::from(step) <= PREFIX_STEPS / 2 {
+                small
+            } else {
+                large
+            };
             if let Some(l) = &mut s.launch {
                 l.grid = [2 + step % 3, 1 + step % 2, 1];
             }
         }
     }
-    assert_eq!(step, 30);
+    assert_eq!(u64::from(step), PREFIX_STEPS);
     let report = findings(&run);
     assert_recomputation_within_5pct(&report, truth, "library calls");
 }

@@ -1020,6 +1020,41 @@ mod pipeline_gpu {
         );
     }
 
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn duplicated_layernorms_run_as_often_as_asked_and_change_no_result() {
+        let weights = std::sync::Arc::new(Weights::random(&ModelConfig::gpt2_small()));
+        let prompts = vec![vec![464, 2068, 7586, 21831, 18045], vec![40, 1842, 257]];
+        let _gpu = super::gpu_session_lock();
+        let generate = |duplicate_layernorm| {
+            let waste = Waste {
+                duplicate_layernorm,
+                ..Waste::default()
+            };
+            generate_with(&weights, &prompts, waste, 3)
+        };
+        // LayerNorm launches in the layers' norm regions: two per layer and pass when clean.
+        let layer_norms = |t: &Trace| {
+            t.spans
+                .iter()
+                .filter(|s| s.kind == SpanKind::Kernel)
+                .filter(|s| {
+                    let region = t.str(s.region);
+                    region.contains("/layer") && region.ends_with("/norm")
+                })
+                .count()
+        };
+        let (clean, clean_trace) = generate(0);
+        let (repeated, trace) = generate(3);
+        assert_same_results(&clean, &repeated, 1e-6, "repeating the LayerNorm");
+        let per_pass = layer_norms(&clean_trace) / 2;
+        assert!(per_pass > 0);
+        assert_eq!(
+            layer_norms(&trace),
+            layer_norms(&clean_trace) + 3 * per_pass
+        );
+    }
+
     fn check_pipeline(backend: MatmulBackend) {
         let cfg = ModelConfig::gpt2_small();
         let weights = std::sync::Arc::new(Weights::random(&cfg));

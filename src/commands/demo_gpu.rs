@@ -44,7 +44,7 @@ fn padding_bucket(max_len: usize, steps: usize) -> usize {
     max_len.saturating_sub(steps)
 }
 
-fn waste_of(switches: &[WasteSwitch], bucket: usize) -> Waste {
+fn waste_of(switches: &[WasteSwitch], bucket: usize, duplicates: u32) -> Waste {
     let on = |w: WasteSwitch| switches.contains(&w);
     Waste {
         pad_prefill_to: if on(WasteSwitch::PaddingHeavy) {
@@ -55,7 +55,11 @@ fn waste_of(switches: &[WasteSwitch], bucket: usize) -> Waste {
         no_kv_cache: on(WasteSwitch::NoKvCache),
         reupload_weights: on(WasteSwitch::ReuploadWeights),
         dead_kernel: on(WasteSwitch::DeadKernel),
-        duplicate_layernorm: on(WasteSwitch::DuplicateLayernorm),
+        duplicate_layernorm: if on(WasteSwitch::DuplicateLayernorm) {
+            duplicates
+        } else {
+            0
+        },
         sync_every_kernel: on(WasteSwitch::SyncEveryKernel),
     }
 }
@@ -114,7 +118,11 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let prompts = prompts(args.seed, cfg.vocab);
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let steps = (args.steps as usize).min(cfg.max_len - longest);
-    let waste = waste_of(&args.waste, padding_bucket(cfg.max_len, steps).max(longest));
+    let waste = waste_of(
+        &args.waste,
+        padding_bucket(cfg.max_len, steps).max(longest),
+        args.duplicates,
+    );
     writeln!(
         out,
         "GPU demo: GPT-2-small shapes (12 layers, d=768), {BATCH} prompts of {}–{} tokens, {steps} tokens each, matmuls on {}{}",
@@ -123,6 +131,11 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
         if args.cublas { "cuBLAS" } else { "wattlens kernels" },
         if args.waste.is_empty() {
             String::new()
+        } else if waste.duplicate_layernorm > 1 {
+            format!(
+                ", planted waste: {:?}, the LayerNorm run {} extra times",
+                args.waste, waste.duplicate_layernorm
+            )
         } else {
             format!(", planted waste: {:?}", args.waste)
         }

@@ -327,6 +327,10 @@ pub(crate) fn fit(
     } else {
         None
     };
+    if let Some(j) = &joint {
+        let bounds = window_bounds(&rows[..counter_rows], p, idle.var_mw2, t95(df));
+        widen_unpinned(&mut cov, &beta, j, &bounds, t95(df));
+    }
     Fit {
         beta,
         cov,
@@ -335,6 +339,54 @@ pub(crate) fn fit(
         counter_rows,
         sample_rows: rows.len() - counter_rows,
         sample_sd_mw: var[1].sqrt(),
+    }
+}
+
+/// Each signature's dynamic power if it had drawn all the dynamic energy of the counter
+/// windows it ran in (every other signature at zero), with the idle estimate's 95% margin,
+/// mW: an upper bound that holds because no signature draws less than idle. Infinite where
+/// it never ran inside a window.
+fn window_bounds(counter: &[Row], p: usize, idle_var_mw2: f64, t: f64) -> Vec<f64> {
+    let (mut energy_mj, mut busy_s, mut span_s) = (vec![0.0; p], vec![0.0; p], vec![0.0; p]);
+    for r in counter {
+        for &(i, x) in &r.x {
+            energy_mj[i] += r.y.max(0.0);
+            busy_s[i] += x;
+            span_s[i] += r.idle_sens;
+        }
+    }
+    (0..p)
+        .map(|i| {
+            if busy_s[i] > 0.0 {
+                (energy_mj[i] + t * idle_var_mw2.sqrt() * span_s[i]) / busy_s[i]
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect()
+}
+
+/// NNLS's passive set is one vertex of what the observations allow: where signatures always
+/// run together, the fit zeroes some and hands their energy to others, and the covariance of
+/// the passive set alone treats those zeros as known (as the marginal information of a zeroed
+/// one treats the others as known). So every signature takes the wider of that variance and
+/// its marginal one in the joint fit, where a signature the observations do not pin on its
+/// own gets the ridge's vast variance. An interval that then reaches zero (unresolved) and
+/// passes the signature's window bound ends at that bound, or at twice its value if higher.
+fn widen_unpinned(cov: &mut Square, beta: &[f64], joint: &Joint, window_bound_mw: &[f64], t: f64) {
+    let p = cov.n;
+    for i in 0..p {
+        let g = joint.idle_g[i];
+        let mut v = joint.inv.at(i, i).max(0.0) + joint.idle_var * g * g;
+        let sd = v.sqrt();
+        if beta[i] - t * sd <= 0.0 && beta[i] + t * sd > window_bound_mw[i] {
+            let bound = window_bound_mw[i];
+            let high = if bound.is_finite() { bound } else { 0.0 };
+            v = ((high.max(2.0 * beta[i]) - beta[i]) / t).powi(2);
+        }
+        if v > cov.a[i * p + i] {
+            cov.a[i * p + i] = v;
+        }
     }
 }
 

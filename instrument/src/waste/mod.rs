@@ -941,13 +941,12 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
 }
 
 /// The dynamic energy (mJ, low, high) of an unresolved span of `ns` at its region's `rate`
-/// (mJ per busy ns, low, high), held under the span's `own` upper bound; held there, the price
-/// is known no better than the span's own CI.
+/// (mJ per busy ns), held under the span's `own` upper bound. The region's rate is only a
+/// guess at what the span itself drew, so the CI is the span's own: a narrow kernel in a
+/// region of wide ones draws far less than the region's average, and the sensors cannot say.
 fn priced_at_rate(own: (f64, f64, f64), rate: (f64, f64, f64), ns: f64) -> (f64, f64, f64) {
-    let at_rate = rate.0 * ns;
-    let mid = at_rate.min(own.2);
-    let low = if at_rate > own.2 { own.1 } else { rate.1 * ns };
-    (mid, low.clamp(0.0, mid), (rate.2 * ns).min(own.2).max(mid))
+    let mid = (rate.0 * ns).min(own.2);
+    (mid, own.1.clamp(0.0, mid), own.2.max(mid))
 }
 
 #[cfg(test)]
@@ -1012,10 +1011,11 @@ mod tests {
     fn an_unresolved_span_is_priced_at_its_regions_rate_under_its_own_bound() {
         // Region: 40 µW per ns (40 W), ±4%; span of 1000 ns.
         let rate = (40e-6, 38.4e-6, 41.6e-6);
-        // Its own bound (0.06 mJ: 60 W over the 1000 ns) is above the region's price: the rate stands.
+        // Its own bound (0.06 mJ: 60 W over the 1000 ns) is above the region's price: the rate
+        // stands, and the CI is the span's own, not the region's.
         let (mid, low, high) = priced_at_rate((0.01, 0.0, 0.06), rate, 1000.0);
-        assert!((mid - 0.04).abs() < 1e-12 && (low - 0.0384).abs() < 1e-12);
-        assert!((high - 0.0416).abs() < 1e-12);
+        assert!((mid - 0.04).abs() < 1e-12 && low == 0.0);
+        assert!((high - 0.06).abs() < 1e-12);
         // Its own bound (28 W) is below the region's price: held at the bound, with the
         // span's own CI below it.
         let (mid, low, high) = priced_at_rate((0.01, 0.002, 0.028), rate, 1000.0);

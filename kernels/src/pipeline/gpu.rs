@@ -99,8 +99,8 @@ pub struct Waste {
     pub reupload_weights: bool,
     /// Run an extra up-projection per layer whose output is overwritten unread.
     pub dead_kernel: bool,
-    /// Run the pre-MLP LayerNorm twice on the same input.
-    pub duplicate_layernorm: bool,
+    /// Extra runs of the pre-MLP LayerNorm on the same input, per layer and pass (0: none).
+    pub duplicate_layernorm: u32,
     /// Synchronise the host with the GPU after every kernel.
     pub sync_every_kernel: bool,
     /// Pad the prefill to this many tokens (a fixed bucket) instead of the longest prompt; 0
@@ -468,7 +468,7 @@ impl<'p> Decoder<'p> {
                 let _r = prof.region("norm");
                 ops.layernorm(prof, s, &act.x, &l.ln2.0, &l.ln2.1, &mut act.h, rows, d)?;
                 sync()?;
-                if waste.duplicate_layernorm {
+                for _ in 0..waste.duplicate_layernorm {
                     ops.layernorm(prof, s, &act.x, &l.ln2.0, &l.ln2.1, &mut act.h, rows, d)?;
                     sync()?;
                 }
