@@ -787,15 +787,7 @@ fn recomputed_rows_in_a_region_of_passes_are_priced_at_the_regions_rate() {
     // dynamic estimate to the read-back after it (outside the passes, as an lm_head is): the
     // region's total stands, and the recomputed rows are priced from it.
     let (mut run, truth) = prefix_run(true, 400_000, false);
-    let (decode, _) = run.trace.strings.intern("decode");
-    let (input, _) = run.trace.strings.intern("input");
-    for s in run.trace.spans.iter_mut().filter(|s| s.is_device_work()) {
-        s.region = if run.trace.strings.get(s.name) == Some("upload_input") {
-            input
-        } else {
-            decode
-        };
-    }
+    into_decode_region(&mut run);
     let mut a = attribute(&run.trace, 0).unwrap();
     let kinds: HashMap<u64, (bool, String)> = run
         .trace
@@ -831,19 +823,12 @@ fn recomputed_rows_in_library_calls_are_priced_by_the_calls_time() {
     // goes), so no one kernel's launches explain its time. The call's time, fitted against its
     // rows, does.
     let (mut run, truth) = prefix_run(true, 400_000, false);
-    let (decode, _) = run.trace.strings.intern("decode");
-    let (input, _) = run.trace.strings.intern("input");
+    into_decode_region(&mut run);
     let (small, _) = run.trace.strings.intern("sgemm_64x64 (in cublas_sgemm)");
     let (large, _) = run.trace.strings.intern("sgemm_128x64 (in cublas_sgemm)");
     let mut step = 0u32;
     for s in run.trace.spans.iter_mut().filter(|s| s.is_device_work()) {
-        let name = run.trace.strings.get(s.name).unwrap_or("").to_owned();
-        s.region = if name == "upload_input" {
-            input
-        } else {
-            decode
-        };
-        if name == "matmul" {
+        if run.trace.strings.get(s.name) == Some("matmul") {
             step += 1;
             s.name = if u64::from(step) <= PREFIX_STEPS / 2 {
                 small
@@ -858,6 +843,20 @@ fn recomputed_rows_in_library_calls_are_priced_by_the_calls_time() {
     assert_eq!(u64::from(step), PREFIX_STEPS);
     let report = findings(&run);
     assert_recomputation_within_5pct(&report, truth, "library calls");
+}
+
+/// Put the uploads of `run` in a top-level region `input` and the rest of its work in one
+/// top-level region `decode`, as a decoder's lockstep kernels are.
+fn into_decode_region(run: &mut SimRun) {
+    let (decode, _) = run.trace.strings.intern("decode");
+    let (input, _) = run.trace.strings.intern("input");
+    for s in run.trace.spans.iter_mut().filter(|s| s.is_device_work()) {
+        s.region = if run.trace.strings.get(s.name) == Some("upload_input") {
+            input
+        } else {
+            decode
+        };
+    }
 }
 
 /// Assert that the recomputation findings of `report` sum to within 5% of `truth` mJ.

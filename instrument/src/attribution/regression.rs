@@ -328,8 +328,9 @@ pub(crate) fn fit(
         None
     };
     if let Some(j) = &joint {
-        let bounds = window_bounds(&rows[..counter_rows], p, idle.var_mw2, t95(df));
-        widen_unpinned(&mut cov, &beta, j, &bounds, t95(df));
+        let t = t95(df);
+        let bounds = window_bounds(&rows[..counter_rows], p, idle.var_mw2, t);
+        widen_unpinned(&mut cov, &beta, j, &bounds, t);
     }
     Fit {
         beta,

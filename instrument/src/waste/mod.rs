@@ -557,7 +557,7 @@ impl<'a> Context<'a> {
         let own = (e.dynamic.mj, e.dynamic.low_mj, e.dynamic.high_mj);
         let dynamic = match (e.dynamic.coverage, self.span_rate(s)) {
             (crate::attribution::Coverage::Unresolved, Some((rate, ns))) => {
-                priced_at_rate(own, rate, ns)
+                priced_at_rate(own, rate.0, ns)
             }
             _ => own,
         };
@@ -940,12 +940,12 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
     }
 }
 
-/// The dynamic energy (mJ, low, high) of an unresolved span of `ns` at its region's `rate`
-/// (mJ per busy ns), held under the span's `own` upper bound. The region's rate is only a
+/// The dynamic energy (mJ, low, high) of an unresolved span of `ns` at its region's
+/// `rate_mj_per_ns`, held under the span's `own` upper bound. The region's rate is only a
 /// guess at what the span itself drew, so the CI is the span's own: a narrow kernel in a
 /// region of wide ones draws far less than the region's average, and the sensors cannot say.
-fn priced_at_rate(own: (f64, f64, f64), rate: (f64, f64, f64), ns: f64) -> (f64, f64, f64) {
-    let mid = (rate.0 * ns).min(own.2);
+fn priced_at_rate(own: (f64, f64, f64), rate_mj_per_ns: f64, ns: f64) -> (f64, f64, f64) {
+    let mid = (rate_mj_per_ns * ns).min(own.2);
     (mid, own.1.clamp(0.0, mid), own.2.max(mid))
 }
 
@@ -1009,8 +1009,8 @@ mod tests {
 
     #[test]
     fn an_unresolved_span_is_priced_at_its_regions_rate_under_its_own_bound() {
-        // Region: 40 µW per ns (40 W), ±4%; span of 1000 ns.
-        let rate = (40e-6, 38.4e-6, 41.6e-6);
+        // Region: 40 µW per ns (40 W); span of 1000 ns.
+        let rate = 40e-6;
         // Its own bound (0.06 mJ: 60 W over the 1000 ns) is above the region's price: the rate
         // stands, and the CI is the span's own, not the region's.
         let (mid, low, high) = priced_at_rate((0.01, 0.0, 0.06), rate, 1000.0);
