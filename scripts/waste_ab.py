@@ -43,7 +43,12 @@ def run_summary(d):
     waste = dev.get("waste") or {}
     # Idle time wattlens' own content hashing caused is not the program's: take it out too.
     profiler_idle_s = waste.get("profiler_idle_ns", 0) * 1e-9
-    cost_mj = c["counter_mj"] - idle_mw * (max(window_s - work_s, 0.0) + profiler_idle_s)
+    # Kernels replayed alone (`--measure-alone`) ran inside the work time; their idle power is
+    # the profiler's, not the program's (their dynamic energy is alike in both runs of a pair).
+    alone_s = sum(s.get("alone_ns", 0) for s in a["signatures"]) * 1e-9
+    cost_mj = c["counter_mj"] - idle_mw * (
+        max(window_s - work_s, 0.0) + profiler_idle_s + alone_s
+    )
     findings = waste.get("findings", [])
     # Host pauses (idle gaps over 100 us: read-backs, host work, scheduling jitter) vary from
     # run to run by more than a small waste costs; the second measure leaves them out.

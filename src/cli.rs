@@ -155,6 +155,10 @@ pub struct DemoArgs {
     /// Run the GPU pipeline's matmuls through cuBLAS instead of wattlens' own kernels.
     #[arg(long)]
     pub cublas: bool,
+    /// Replay the first launch of each kernel signature alone for 0.4 s (kernel replay), so
+    /// that kernels launched in lockstep get a power of their own; adds 0.4 s per signature.
+    #[arg(long)]
+    pub measure_alone: bool,
     /// Matmul kernel of the decode steps (passes under 128 rows) of wattlens' own kernels: the
     /// waste checks set `register` on both sides of an A/B so that the runs differ by their rows
     /// alone.

@@ -108,7 +108,7 @@ pub fn evaluate(run: &SimRun, a: &Attribution) -> Accuracy {
             .iter()
             .enumerate()
             .filter(|(_, sp)| {
-                sp.is_device_work() && trace.str(sp.name) == s.name && sp.launch == s.launch
+                sp.is_program_work() && trace.str(sp.name) == s.name && sp.launch == s.launch
             })
             .map(|(i, _)| i)
             .collect();

@@ -43,6 +43,7 @@ fn kind() -> impl Strategy<Value = SpanKind> {
         (0u32..8).prop_map(|depth| SpanKind::Region { depth }),
         Just(SpanKind::Sync),
         Just(SpanKind::Idle),
+        (any::<u32>(), any::<u64>()).prop_map(|(launches, of)| SpanKind::Alone { launches, of }),
     ]
 }
 

@@ -123,9 +123,9 @@ fn a_file_that_is_not_a_trace_says_so() {
         Err(TraceError::NotATrace)
     ));
     assert!(matches!(read_trace(&b""[..]), Err(TraceError::NotATrace)));
-    let err = read_trace(&b"WATTLENS\x02\x00\x00\x00"[..]).unwrap_err();
+    let err = read_trace(&b"WATTLENS\x03\x00\x00\x00"[..]).unwrap_err();
     assert!(
-        matches!(err, TraceError::UnsupportedVersion { found_major: 2, .. }),
+        matches!(err, TraceError::UnsupportedVersion { found_major: 3, .. }),
         "{err}"
     );
 }

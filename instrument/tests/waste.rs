@@ -178,6 +178,12 @@ fn program(plant: Plant, steps: u64) -> Vec<Op> {
 /// Run `ops` on the simulated GPU and dress the trace with buffers, versions, digests,
 /// facts and padding as the runtime would record them.
 fn run(ops: &[Op], seed: u64) -> SimRun {
+    run_with(ops, seed, None)
+}
+
+/// [`run`], with each kernel signature's first launch replayed alone for `alone_ns` (as
+/// `ProfilerConfig::measure_alone_ns` does) where given.
+fn run_with(ops: &[Op], seed: u64, alone_ns: Option<u64>) -> SimRun {
     let mut items = Vec::new();
     for op in ops {
         if op.sync_before_ns > 0 || op.sync_lead_ns > 0 {
@@ -230,6 +236,10 @@ fn run(ops: &[Op], seed: u64) -> SimRun {
         tail_idle_ns: 2_000_000_000,
         items,
     };
+    let workload = match alone_ns {
+        Some(ns) => workload.with_alone_bursts(ns),
+        None => workload,
+    };
     let mut run = simulate(
         &workload,
         &GpuModel::h200(),
@@ -239,7 +249,7 @@ fn run(ops: &[Op], seed: u64) -> SimRun {
     );
     let mut version = std::collections::HashMap::<u64, u32>::new();
     let work: Vec<usize> = (0..run.trace.spans.len())
-        .filter(|&i| run.trace.spans[i].is_device_work())
+        .filter(|&i| run.trace.spans[i].is_program_work())
         .collect();
     assert_eq!(work.len(), ops.len());
     for (&i, op) in work.iter().zip(ops) {
@@ -309,7 +319,7 @@ fn findings(run: &SimRun) -> WasteReport {
 fn truth_mj(run: &SimRun, ops: &[Op], kind: WasteKind) -> f64 {
     let idle = f64::from(run.truth.idle_mw);
     let work: Vec<usize> = (0..run.trace.spans.len())
-        .filter(|&i| run.trace.spans[i].is_device_work())
+        .filter(|&i| run.trace.spans[i].is_program_work())
         .collect();
     let mut total = 0.0;
     for (&i, op) in work.iter().zip(ops) {
@@ -850,7 +860,7 @@ fn recomputed_rows_in_library_calls_are_priced_by_the_calls_time() {
 fn into_decode_region(run: &mut SimRun) {
     let (decode, _) = run.trace.strings.intern("decode");
     let (input, _) = run.trace.strings.intern("input");
-    for s in run.trace.spans.iter_mut().filter(|s| s.is_device_work()) {
+    for s in run.trace.spans.iter_mut().filter(|s| s.is_program_work()) {
         s.region = if run.trace.strings.get(s.name) == Some("upload_input") {
             input
         } else {
@@ -936,4 +946,60 @@ fn absurd_versions_and_pass_sizes_in_a_trace_file_do_not_panic() {
     }
     let report = findings(&run);
     assert!(report.findings.iter().all(|f| f.energy.mj.is_finite()));
+}
+
+/// A decode loop whose every step runs the same kernels, a cheap norm recomputed twice among
+/// them: the sensors cannot tell the norm from the matmul and attention beside it, so its
+/// price is its region's average power, an honest interval around a high figure. Replaying
+/// each kernel alone once (kernel replay) resolves the norm, and the price comes within 5%.
+#[test]
+fn a_recomputed_kernel_in_lockstep_is_priced_from_its_power_measured_alone() {
+    let mut ops = vec![upload("upload_weights", 0xABC0, W)];
+    for step in 0..600u64 {
+        ops.push(upload("upload_input", 0x1000 + 2 * step, IN));
+        ops.push(kernel("matmul", 1_000_000, 300_000, &[IN, W], &[OUT]));
+        ops.push(kernel("norm", 300_000, 20_000, &[OUT], &[H]));
+        for _ in 0..2 {
+            let mut again = kernel("norm", 300_000, 20_000, &[OUT], &[H]);
+            again.planted = Some(WasteKind::Recomputation);
+            ops.push(again);
+        }
+        ops.push(kernel("attention", 1_000_000, 250_000, &[H], &[O]));
+        ops.push(readback(O));
+    }
+    let priced = |alone_ns: Option<u64>| {
+        let mut run = run_with(&ops, 3, alone_ns);
+        into_decode_region(&mut run);
+        let truth = truth_mj(&run, &ops, WasteKind::Recomputation);
+        let report = findings(&run);
+        let found: Vec<&Finding> = report
+            .findings
+            .iter()
+            .filter(|f| f.kind == WasteKind::Recomputation)
+            .collect();
+        let (mj, low, high) = found.iter().fold((0.0, 0.0, 0.0), |acc, f| {
+            (
+                acc.0 + f.energy.mj,
+                acc.1 + f.energy.low_mj,
+                acc.2 + f.energy.high_mj,
+            )
+        });
+        println!("alone {alone_ns:?}: {mj:.0} mJ [{low:.0}, {high:.0}], truth {truth:.0} mJ");
+        (mj, low, high, truth)
+    };
+    let (mj, low, high, truth) = priced(None);
+    assert!(
+        low <= truth && truth <= high,
+        "the interval must hold the truth"
+    );
+    assert!(
+        mj > 1.2 * truth,
+        "the norm resolved without replays: {mj} vs {truth}"
+    );
+    let (mj, _, _, truth) = priced(Some(wattlens_instrument::trace::ALONE_BURST_NS));
+    let err = (mj - truth).abs() / truth;
+    assert!(
+        err < 0.05,
+        "measured alone: {mj:.0} mJ vs truth {truth:.0} mJ"
+    );
 }

@@ -837,7 +837,7 @@ mod ops_gpu {
 mod pipeline_gpu {
     //! The inference pipeline on a real GPU against the CPU reference of the same model.
 
-    use wattlens_instrument::trace::{Annotation, SpanKind, Trace};
+    use wattlens_instrument::trace::{Annotation, LaunchShape, Span, SpanKind, Trace};
     use wattlens_kernels::pipeline::{
         Decoder, Generation, MatmulBackend, ModelConfig, ReferenceRun, Waste, Weights,
     };
@@ -923,9 +923,23 @@ mod pipeline_gpu {
         waste: Waste,
         steps: usize,
     ) -> (Generation, Trace) {
+        let (gen, finished) = generate_replaying(weights, prompts, waste, steps, None);
+        (gen, finished.trace)
+    }
+
+    /// [`generate_with`], replaying each kernel signature alone for `alone_ns` where given;
+    /// the whole finished session comes back.
+    fn generate_replaying(
+        weights: &std::sync::Arc<Weights>,
+        prompts: &[Vec<i32>],
+        waste: Waste,
+        steps: usize,
+        alone_ns: Option<u64>,
+    ) -> (Generation, wattlens_runtime::Finished) {
         let config = ProfilerConfig {
             timing: TimingChoice::Cupti,
             power: false,
+            measure_alone_ns: alone_ns,
             ..ProfilerConfig::default()
         }
         .with_manifest(&wattlens_kernels::manifest().unwrap());
@@ -940,7 +954,7 @@ mod pipeline_gpu {
         decoder.set_waste(waste);
         let gen = decoder.generate(prompts, steps).unwrap();
         drop(decoder);
-        (gen, prof.finish().unwrap().trace)
+        (gen, prof.finish().unwrap())
     }
 
     /// Assert that two generations chose the same tokens, with logits within `bound`
@@ -1053,6 +1067,70 @@ mod pipeline_gpu {
             layer_norms(&trace),
             layer_norms(&clean_trace) + 3 * per_pass
         );
+    }
+
+    /// Kernel replay: the first launch of each signature is replayed alone, the results do
+    /// not change, the program's own launches are the same as without replays (none of the
+    /// replays leaks in as a launch), and each burst names the launch it replayed.
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn kernels_replayed_alone_change_no_result_and_add_no_launch() {
+        let weights = std::sync::Arc::new(Weights::random(&ModelConfig::gpt2_small()));
+        let prompts = vec![vec![464, 2068, 7586, 21831, 18045], vec![40, 1842, 257]];
+        let _gpu = super::gpu_session_lock();
+        let burst_ns = 20_000_000;
+        let (plain, plain_run) = generate_replaying(&weights, &prompts, Waste::default(), 3, None);
+        let (replayed, run) =
+            generate_replaying(&weights, &prompts, Waste::default(), 3, Some(burst_ns));
+        assert_same_results(&plain, &replayed, 1e-6, "replaying kernels alone");
+        let launches = |t: &Trace| {
+            let mut v: Vec<(String, Option<LaunchShape>)> = t
+                .spans
+                .iter()
+                .filter(|s| s.is_program_work())
+                .map(|s| (t.str(s.name).to_owned(), s.launch))
+                .collect();
+            v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            v
+        };
+        let trace = &run.trace;
+        assert_eq!(launches(&plain_run.trace), launches(trace));
+        assert!(plain_run.alone.measured.is_empty());
+        let bursts: Vec<&Span> = trace
+            .spans
+            .iter()
+            .filter(|s| matches!(s.kind, SpanKind::Alone { .. }))
+            .collect();
+        assert_eq!(bursts.len(), run.alone.measured.len());
+        let mut signatures: Vec<(String, Option<LaunchShape>)> = launches(trace)
+            .into_iter()
+            .filter(|(_, l)| l.is_some())
+            .collect();
+        signatures.dedup();
+        assert_eq!(
+            bursts.len() + run.alone.skipped.len(),
+            signatures.len(),
+            "every kernel signature is measured alone or said to be skipped: {:?}",
+            run.alone.skipped
+        );
+        assert!(
+            bursts.len() * 2 > signatures.len(),
+            "{:?}",
+            run.alone.skipped
+        );
+        for b in bursts {
+            let SpanKind::Alone { launches, of } = b.kind else {
+                unreachable!()
+            };
+            let one = trace.spans.iter().find(|s| s.id == of).unwrap();
+            assert_eq!((one.name, one.launch), (b.name, b.launch));
+            assert!(one.end_ns <= b.start_ns && b.duration_ns() >= burst_ns);
+            assert!(launches >= 32, "{launches} launches");
+            assert_eq!(
+                trace.str(b.region),
+                wattlens_instrument::trace::ALONE_REGION
+            );
+        }
     }
 
     fn check_pipeline(backend: MatmulBackend) {

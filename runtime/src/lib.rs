@@ -17,6 +17,6 @@ pub mod recorder;
 pub mod timing;
 
 pub use cuda::{
-    Aborted, CudaError, CudaGpu, DeviceBuffer, Finished, Kernel, ProfiledArg, ProfiledLaunch,
-    Profiler, ProfilerConfig, RegionGuard, Scalar, TimingChoice,
+    Aborted, AloneReport, CudaError, CudaGpu, DeviceBuffer, Finished, Kernel, ProfiledArg,
+    ProfiledLaunch, Profiler, ProfilerConfig, RegionGuard, Scalar, TimingChoice,
 };

@@ -424,6 +424,34 @@ impl Recorder {
         self.next_region_id += 1;
     }
 
+    /// Record a burst of `launches` replays of operation `of` (a kernel of `shape` on `stream`
+    /// of `device`), alone on the device from `start_ns` to `end_ns`: a
+    /// [`SpanKind::Alone`] span in the [`ALONE_REGION`] region (waste analysis counts its time
+    /// as the profiler's, not the program's).
+    ///
+    /// [`ALONE_REGION`]: wattlens_instrument::trace::ALONE_REGION
+    pub fn add_alone(
+        &mut self,
+        (device, stream): (u32, u64),
+        (name, shape): (StrId, LaunchShape),
+        (start_ns, end_ns): (u64, u64),
+        (launches, of): (u32, u64),
+    ) {
+        let region = self.intern(wattlens_instrument::trace::ALONE_REGION);
+        self.regions.push(Span {
+            region,
+            launch: Some(shape),
+            ..Span::new(
+                self.next_region_id,
+                SpanKind::Alone { launches, of },
+                (device, stream),
+                name,
+                (start_ns, end_ns.max(start_ns)),
+            )
+        });
+        self.next_region_id += 1;
+    }
+
     /// Record a library call about to be made in the current region at `site`, touching
     /// `touches`; returns its external correlation id (never 0).
     pub fn begin_library(&mut self, name: &str, touches: Touches, site: StrId) -> u64 {

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use wattlens_instrument::sim::{demo_workload, simulate, GpuModel};
+use wattlens_instrument::trace::ALONE_BURST_NS;
 use wattlens_instrument::SensorProfile;
 
 use crate::cli::DemoArgs;
@@ -33,7 +34,11 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let (trace_path, perfetto_path) = output_paths(args);
 
     let pb = progress::spinner("simulating GPU");
-    let workload = demo_workload(args.steps);
+    let workload = if args.measure_alone {
+        demo_workload(args.steps).with_alone_bursts(ALONE_BURST_NS)
+    } else {
+        demo_workload(args.steps)
+    };
     let start_unix_ns =
         wattlens_instrument::clock::Clock::now_ns(&wattlens_instrument::clock::HostClock::new());
     let mut run = simulate(

@@ -110,6 +110,9 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
         // Every byte of every upload is hashed, so a repeated upload is proven redundant, not
         // just likely (about 0.1 s per GB of host time).
         content_hash: wattlens_runtime::digest::ContentHash::Full,
+        measure_alone_ns: args
+            .measure_alone
+            .then_some(wattlens_instrument::trace::ALONE_BURST_NS),
         ..ProfilerConfig::default()
     }
     .with_manifest(&manifest);
@@ -160,7 +163,29 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let work_s = t0.elapsed().as_secs_f64();
     std::thread::sleep(IDLE);
     let trace = match prof.finish() {
-        Ok(f) => f.trace,
+        Ok(f) => {
+            if args.measure_alone {
+                let alone_ns: u64 = f
+                    .trace
+                    .spans
+                    .iter()
+                    .filter(|s| s.is_device_work() && !s.is_program_work())
+                    .map(|s| s.duration_ns())
+                    .sum();
+                writeln!(
+                    out,
+                    "measured alone: {} kernel signatures, {:.1} s in all{}",
+                    f.alone.measured.len(),
+                    alone_ns as f64 * 1e-9,
+                    if f.alone.skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", f.alone.skipped.join("; "))
+                    }
+                )?;
+            }
+            f.trace
+        }
         Err(aborted) => {
             super::save_trace(&trace_path, &aborted.trace)?;
             return Err(cuda(aborted.error));

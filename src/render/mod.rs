@@ -120,7 +120,7 @@ impl Truth {
         let trace = &run.trace;
         let mut by_key: HashMap<(StrId, &'static str, Option<LaunchShape>), f64> = HashMap::new();
         for (span, &mj) in trace.spans.iter().zip(&run.truth.span_above_idle_mj) {
-            if span.is_device_work() {
+            if span.is_program_work() {
                 *by_key
                     .entry((span.name, span.kind.label(), span.launch))
                     .or_default() += mj;

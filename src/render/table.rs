@@ -40,6 +40,16 @@ pub fn write(out: &mut dyn Write, report: &Report, truth: Option<&Truth>) -> io:
     Ok(())
 }
 
+/// A signature's coverage label, marked where it was measured alone.
+fn coverage(s: &wattlens_instrument::attribution::SignatureEnergy) -> String {
+    let label = s.dynamic.coverage.label();
+    if s.alone_launches > 0 {
+        format!("{label} [alone]")
+    } else {
+        label.to_owned()
+    }
+}
+
 fn device(
     out: &mut dyn Write,
     name: &str,
@@ -98,7 +108,21 @@ fn device(
             energy(&s.dynamic),
             energy(&s.static_share),
             energy(&s.per_launch),
-            s.dynamic.coverage.label(),
+            coverage(s),
+        )?;
+    }
+    let replays: Vec<_> = a
+        .signatures
+        .iter()
+        .filter(|s| s.alone_launches > 0)
+        .collect();
+    if !replays.is_empty() {
+        writeln!(
+            out,
+            "[alone]: {} signatures' power measured by replaying their first launch alone ({} replays, {:.1} s of the run, not counted above)",
+            replays.len(),
+            replays.iter().map(|s| s.alone_launches).sum::<u64>(),
+            replays.iter().map(|s| s.alone_ns).sum::<u64>() as f64 * 1e-9,
         )?;
     }
     writeln!(out)?;

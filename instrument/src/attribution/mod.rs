@@ -89,6 +89,13 @@ pub struct SignatureEnergy {
     pub static_share: EnergyEstimate,
     /// Dynamic plus static energy of one launch, on average.
     pub per_launch: EnergyEstimate,
+    /// Launches the profiler replayed alone to measure this signature's power (kernel replay;
+    /// not counted in `launches`), 0 where none.
+    #[serde(default)]
+    pub alone_launches: u64,
+    /// Time those replays took on the device, ns.
+    #[serde(default)]
+    pub alone_ns: u64,
 }
 
 /// Energy of one operator class.
@@ -213,7 +220,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let rows = samples::sample_rows(
         trace,
         &work,
-        &design.sig_of,
+        (&design.sig_of, &design.density),
         design.len(),
         &samples,
         profile.sample_tau_ns,
@@ -260,7 +267,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         let dur_s = dur as f64 * 1e-9;
         let mut r = SpanPart {
             sig: s,
-            priced_s: dur_s,
+            priced_s: dur_s * design.density[w],
             direct_mj: 0.0,
             direct_var: 0.0,
             covered: design.covered_ns[s] > 0 || dur >= long_ns,
@@ -281,7 +288,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         let method = match residual {
             Some(res_mj) => {
                 // Concurrent spans take their share of the residual by predicted energy.
-                let own_mj = beta[s] * dur_s;
+                let own_mj = beta[s] * r.priced_s;
                 let mut others_mj = 0.0;
                 let lo = by_start
                     .partition_point(|&x| trace.spans[work[x]].start_ns + max_dur <= span.start_ns);
@@ -295,7 +302,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                     }
                     let ov =
                         (o.end_ns.min(span.end_ns) - o.start_ns.max(span.start_ns)) as f64 * 1e-9;
-                    others_mj += beta[design.sig_of[x]] * ov;
+                    others_mj += beta[design.sig_of[x]] * ov * design.density[x];
                 }
                 let share = if own_mj + others_mj > 0.0 {
                     own_mj / (own_mj + others_mj)
@@ -340,11 +347,22 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let static_estimate = |static_s: f64| {
         EnergyEstimate::from_half_width(idle_mw * static_s, idle_half_mw * static_s)
     };
+    // The profiler's bursts of launches measured alone inform the fit and the closure, not the
+    // program's rollups.
+    let program = |w: usize| trace.spans[work[w]].is_program_work();
     let mut members_of: Vec<Vec<usize>> = vec![Vec::new(); p];
+    let mut alone_of: Vec<(u64, u64)> = vec![(0, 0); p];
     for (w, &s) in design.sig_of.iter().enumerate() {
-        members_of[s].push(w);
+        match trace.spans[work[w]].kind {
+            SpanKind::Alone { launches, .. } => {
+                alone_of[s].0 += u64::from(launches);
+                alone_of[s].1 += trace.spans[work[w]].duration_ns();
+            }
+            _ => members_of[s].push(w),
+        }
     }
     let mut signatures: Vec<SignatureEnergy> = (0..p)
+        .filter(|&i| !members_of[i].is_empty())
         .map(|i| {
             let (name, kind, launch) = design.keys[i];
             let name = trace.str(name).to_owned();
@@ -378,18 +396,24 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 dynamic,
                 static_share,
                 per_launch,
+                alone_launches: alone_of[i].0,
+                alone_ns: alone_of[i].1,
             }
         })
         .collect();
 
+    let mut class_of: Vec<Option<OpClass>> = vec![None; p];
+    for (i, key) in design.keys.iter().enumerate() {
+        class_of[i] = Some(op_class_of(trace, trace.str(key.0), key.1));
+    }
     let mut classes: Vec<OpClass> = signatures.iter().map(|s| s.op_class).collect();
     classes.sort_unstable();
     classes.dedup();
     let mut ops: Vec<OpEnergy> = classes
         .into_iter()
         .map(|class| {
-            let mut it =
-                (0..work.len()).filter(|&w| signatures[design.sig_of[w]].op_class == class);
+            let mut it = (0..work.len())
+                .filter(|&w| program(w) && class_of[design.sig_of[w]] == Some(class));
             let (r, launches, busy_ns, static_s) = group(&mut it);
             OpEnergy {
                 op_class: class,
@@ -407,7 +431,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         BTreeMap::new();
     for (w, &i) in work.iter().enumerate() {
         let region = trace.spans[i].region;
-        if region == StrId::NONE {
+        if region == StrId::NONE || !program(w) {
             continue;
         }
         let path = trace.str(region);

@@ -40,14 +40,15 @@ pub(crate) struct SampleRows {
 }
 
 /// Build the sample rows for spans `work` (indices into `trace.spans`) with signatures
-/// `sig_of` (of `p` signatures), for `samples` (time order), response time constant `tau_ns`.
+/// `sig_of` (of `p` signatures) and busy shares `density`, for `samples` (time order), response
+/// time constant `tau_ns`.
 ///
 /// One sweep in time: each sample sees the spans that started before it and ended less than
 /// [`RESPONSE_TAUS`]·τ before it.
 pub(crate) fn sample_rows(
     trace: &Trace,
     work: &[usize],
-    sig_of: &[usize],
+    (sig_of, density): (&[usize], &[f64]),
     p: usize,
     samples: &[(u64, f64)],
     tau_ns: u64,
@@ -75,7 +76,8 @@ pub(crate) fn sample_rows(
         for &w in &active {
             let (a, b) = (span(w).start_ns, span(w).end_ns);
             let hi = b.min(t);
-            let weight = (-((t - hi) as f64) / tau).exp() - (-((t - a) as f64) / tau).exp();
+            let weight = ((-((t - hi) as f64) / tau).exp() - (-((t - a) as f64) / tau).exp())
+                * density.get(w).copied().unwrap_or(1.0);
             if weight > 0.0 {
                 let s = sig_of[w];
                 if acc[s] == 0.0 {

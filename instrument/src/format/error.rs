@@ -35,13 +35,13 @@ pub enum TraceError {
     #[error("this is not a wattlens trace (it does not start with the WATTLENS header); pass a .wlt file written by wattlens")]
     NotATrace,
     /// The trace was written by an incompatible format version.
-    #[error("the trace uses format version {found_major}.{found_minor}, but this wattlens reads version {supported_major}.x; use a matching wattlens release")]
+    #[error("the trace uses format version {found_major}.{found_minor}, but this wattlens reads versions 1.x to {supported_major}.x; use a matching wattlens release")]
     UnsupportedVersion {
         /// Major version in the file.
         found_major: u16,
         /// Minor version in the file.
         found_minor: u16,
-        /// The major version this build reads.
+        /// The newest major version this build reads.
         supported_major: u16,
     },
     /// The input ends inside a record: the writer was stopped mid-write.

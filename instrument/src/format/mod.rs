@@ -27,10 +27,14 @@ pub use writer::TraceWriter;
 
 /// The 8 magic bytes every trace starts with.
 pub const MAGIC: &[u8; 8] = b"WATTLENS";
-/// The format major version this build writes and reads.
-pub const FORMAT_MAJOR: u16 = 1;
+/// The format major version this build writes, and the newest it reads (2 added
+/// [`SpanKind::Alone`](crate::trace::SpanKind::Alone)).
+pub const FORMAT_MAJOR: u16 = 2;
+/// The oldest format major version this build reads (every version-1 file is a valid
+/// version-2 file without [`SpanKind::Alone`](crate::trace::SpanKind::Alone) spans).
+pub const OLDEST_MAJOR: u16 = 1;
 /// The format minor version this build writes.
-pub const FORMAT_MINOR: u16 = 4;
+pub const FORMAT_MINOR: u16 = 0;
 /// Largest record payload accepted, bytes.
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Length of the file header, bytes.

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use super::span_codec::decode_span;
 use super::{
     tag, EndMarker, Location, TraceError, FORMAT_MAJOR, HEADER_BYTES, MAGIC, MAX_RECORD_BYTES,
+    OLDEST_MAJOR,
 };
 use crate::trace::{
     Annotation, ClockAlignment, KernelFacts, PowerReading, RunMeta, Span, StrId, Trace,
@@ -75,7 +76,7 @@ impl<R: BufRead> TraceReader<R> {
         }
         let major = u16::from_le_bytes([header[8], header[9]]);
         let minor = u16::from_le_bytes([header[10], header[11]]);
-        if major != FORMAT_MAJOR {
+        if !(OLDEST_MAJOR..=FORMAT_MAJOR).contains(&major) {
             return Err(TraceError::UnsupportedVersion {
                 found_major: major,
                 found_minor: minor,

@@ -65,6 +65,11 @@ pub fn encode_span(span: &Span, base_ns: u64, out: &mut Vec<u8>) {
         }
         SpanKind::Sync => put(out, 4),
         SpanKind::Idle => put(out, 5),
+        SpanKind::Alone { launches, of } => {
+            put(out, 6);
+            put(out, u64::from(launches));
+            put(out, of);
+        }
     }
     put(out, u64::from(span.device));
     put(out, span.stream);
@@ -208,6 +213,10 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
         3 => SpanKind::Region { depth: c.u32()? },
         4 => SpanKind::Sync,
         5 => SpanKind::Idle,
+        6 => SpanKind::Alone {
+            launches: c.u32()?,
+            of: c.u64()?,
+        },
         _ => return Err("unknown span kind"),
     };
     let device = c.u32()?;

@@ -138,12 +138,25 @@ pub fn simulate_with_budget(
                 ..KernelFacts::unknown(&s.name, 0)
             });
         }
+        // A burst measured alone replays the last launch of its kernel.
+        let kind = match s.kind {
+            SpanKind::Alone { launches, .. } => SpanKind::Alone {
+                launches,
+                of: trace
+                    .spans
+                    .iter()
+                    .rev()
+                    .find(|p| p.kind == SpanKind::Kernel && p.name == name && p.launch == s.launch)
+                    .map_or(u64::MAX, |p| p.id),
+            },
+            k => k,
+        };
         trace.spans.push(Span {
             launch: s.launch,
             region,
             ..Span::new(
                 id,
-                s.kind,
+                kind,
                 (0, u64::from(s.stream)),
                 name,
                 (start_unix_ns + s.start_ns, start_unix_ns + s.end_ns),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::workload::{WorkItem, Workload};
-use crate::trace::{LaunchShape, OpClass, SpanKind};
+use crate::trace::{LaunchShape, OpClass, SpanKind, ALONE_REGION};
 
 /// One scheduled interval, relative to the start of the simulation.
 #[derive(Debug, Clone)]
@@ -45,6 +45,38 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
                     });
                     *t += k.duration_ns + k.gap_ns;
                 }
+            }
+            WorkItem::Alone(k) => {
+                // The host waits for the device, then launches the burst alone.
+                let t = cursor
+                    .values()
+                    .copied()
+                    .max()
+                    .unwrap_or(start)
+                    .max(host_now);
+                let cycle = k.duration_ns + k.gap_ns;
+                let burst = (cycle * u64::from(k.count)).saturating_sub(k.gap_ns);
+                // Between launches the device waits on the host and draws idle power.
+                let duty = k.duration_ns as f64 / cycle.max(1) as f64;
+                out.push(Scheduled {
+                    kind: SpanKind::Alone {
+                        launches: k.count,
+                        of: 0,
+                    },
+                    stream: k.stream,
+                    start_ns: t,
+                    end_ns: t + burst,
+                    name: k.name.clone(),
+                    launch: Some(k.launch),
+                    region: ALONE_REGION.to_owned(),
+                    dynamic_mw: (f64::from(k.dynamic_mw) * duty).round() as u32,
+                    op_class: Some(k.op_class),
+                });
+                for c in cursor.values_mut() {
+                    *c = t + burst;
+                }
+                cursor.insert(k.stream, t + burst);
+                host_now = t + burst;
             }
             WorkItem::Transfer(x) => {
                 let t = cursor.entry(x.stream).or_insert(host_now);

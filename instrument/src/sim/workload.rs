@@ -22,6 +22,11 @@ pub struct Workload {
 pub enum WorkItem {
     /// A kernel launched `count` times back to back.
     Kernel(KernelSpec),
+    /// The profiler replays the last launch of this kernel (same name and shape) `count`
+    /// times back to back, alone, to measure its power: one [`SpanKind::Alone`] span.
+    ///
+    /// [`SpanKind::Alone`]: crate::trace::SpanKind::Alone
+    Alone(KernelSpec),
     /// A copy repeated `count` times.
     Transfer(TransferSpec),
     /// The stream idles for a while (host-side work before the next launch).
@@ -84,4 +89,28 @@ pub struct TransferSpec {
     pub region: String,
     /// Copies back to back.
     pub count: u32,
+}
+
+impl Workload {
+    /// This workload with the first launch of each kernel signature (name and launch shape)
+    /// followed by a burst of `burst_ns` replaying it alone, as a profiling session that
+    /// measures kernels alone runs it.
+    pub fn with_alone_bursts(&self, burst_ns: u64) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let mut items = Vec::with_capacity(self.items.len());
+        for item in &self.items {
+            items.push(item.clone());
+            if let WorkItem::Kernel(k) = item {
+                if seen.insert((k.name.clone(), k.launch)) {
+                    let cycle = (k.duration_ns + k.gap_ns).max(1);
+                    let count = u32::try_from(burst_ns / cycle).unwrap_or(u32::MAX).max(1);
+                    items.push(WorkItem::Alone(KernelSpec { count, ..k.clone() }));
+                }
+            }
+        }
+        Self {
+            items,
+            ..self.clone()
+        }
+    }
 }

@@ -220,14 +220,32 @@ impl Span {
         self.end_ns.saturating_sub(self.start_ns)
     }
 
-    /// True for spans during which the device does work (kernels, copies, memsets).
+    /// True for spans during which the device does work (kernels, copies, memsets, and the
+    /// profiler's own [`SpanKind::Alone`] bursts).
     pub fn is_device_work(&self) -> bool {
         matches!(
             self.kind,
-            SpanKind::Kernel | SpanKind::Memcpy { .. } | SpanKind::Memset { .. }
+            SpanKind::Kernel
+                | SpanKind::Memcpy { .. }
+                | SpanKind::Memset { .. }
+                | SpanKind::Alone { .. }
         )
     }
+
+    /// True for device work the program itself did: [`Span::is_device_work`] less the
+    /// profiler's [`SpanKind::Alone`] bursts.
+    pub fn is_program_work(&self) -> bool {
+        self.is_device_work() && !matches!(self.kind, SpanKind::Alone { .. })
+    }
 }
+
+/// The region path of the profiler's [`SpanKind::Alone`] bursts.
+pub const ALONE_REGION: &str = "wattlens:alone";
+
+/// How long a profiling session that measures kernels alone replays each signature by
+/// default, ns: four energy-counter periods, so that at least three whole counter windows
+/// see the kernel by itself.
+pub const ALONE_BURST_NS: u64 = 400_000_000;
 
 /// The kind of a span, with its kind-specific payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +277,15 @@ pub enum SpanKind {
     Sync,
     /// The device was idle while held (between dependent work).
     Idle,
+    /// The profiler replayed one kernel launch `launches` times back to back, alone on the
+    /// device, to measure its power (kernel replay); not the program's work. The span has the
+    /// kernel's name and launch shape and covers the whole burst.
+    Alone {
+        /// Launches in the burst.
+        launches: u32,
+        /// Id of the program's launch that was replayed (its arguments and inputs).
+        of: u64,
+    },
 }
 
 impl SpanKind {
@@ -271,6 +298,7 @@ impl SpanKind {
             SpanKind::Region { .. } => "region",
             SpanKind::Sync => "sync",
             SpanKind::Idle => "idle",
+            SpanKind::Alone { .. } => "alone",
         }
     }
 }

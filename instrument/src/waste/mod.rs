@@ -240,7 +240,7 @@ impl<'a> Context<'a> {
         let mut work: Vec<&Span> = trace
             .spans
             .iter()
-            .filter(|s| s.device == device && s.is_device_work())
+            .filter(|s| s.device == device && s.is_program_work())
             .collect();
         work.sort_by_key(|s| (s.start_ns, s.id));
         let mut sizes = HashMap::new();
@@ -311,6 +311,16 @@ impl<'a> Context<'a> {
             .filter(|s| s.device == device && s.kind == crate::trace::SpanKind::Sync)
             .collect();
         syncs.sort_by_key(|s| (s.end_ns, s.id));
+        // The profiler's bursts of kernels replayed alone held the program up too.
+        overhead.extend(
+            trace
+                .spans
+                .iter()
+                .filter(|s| {
+                    s.device == device && matches!(s.kind, crate::trace::SpanKind::Alone { .. })
+                })
+                .map(|s| (s.start_ns, s.end_ns)),
+        );
         overhead = crate::intervals::union(overhead);
         // A top-level region's dynamic energy is resolved even where the kernels inside it,
         // launched in lockstep, cannot be told apart.

@@ -254,3 +254,84 @@ impl CuptiApi for Cupti {
         lock(&EXTERNAL).clone().unwrap_or_default()
     }
 }
+
+/// Kernel (and driver-API) activity records held off while the profiler replays a kernel
+/// alone ([`pause_kernel_records`]); [`KernelRecordsPaused::resume`] turns them back on.
+pub(crate) struct KernelRecordsPaused {
+    driver: bool,
+    resumed: bool,
+}
+
+/// Deliver every record so far, then stop recording kernels (and driver-API calls, where on)
+/// until [`KernelRecordsPaused::resume`]: a replay's launches are not the program's, and one
+/// record each would swamp the buffers. The caller has waited for the device, so no kernel of
+/// the program is in flight.
+///
+/// # Errors
+/// [`TimerError::Api`] when CUPTI refuses.
+pub(crate) fn pause_kernel_records() -> Result<KernelRecordsPaused, TimerError> {
+    let driver = *lock(&DRIVER_RECORDS);
+    // SAFETY: plain CUPTI calls with valid kinds; CUPTI is loaded (a `Cupti` exists).
+    unsafe {
+        check("flushing records", cupti::cuptiActivityFlushAll(1))?;
+        check(
+            "pausing kernel records",
+            cupti::cuptiActivityDisable(
+                cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
+            ),
+        )?;
+        if driver {
+            check(
+                "pausing driver-API records",
+                cupti::cuptiActivityDisable(cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER),
+            )?;
+        }
+    }
+    Ok(KernelRecordsPaused {
+        driver,
+        resumed: false,
+    })
+}
+
+impl KernelRecordsPaused {
+    /// Record kernels (and driver-API calls) again.
+    ///
+    /// # Errors
+    /// [`TimerError::Api`] when CUPTI refuses.
+    pub(crate) fn resume(mut self) -> Result<(), TimerError> {
+        self.resumed = true;
+        Self::enable(self.driver)
+    }
+
+    fn enable(driver: bool) -> Result<(), TimerError> {
+        // SAFETY: plain CUPTI calls with valid kinds; CUPTI is loaded (a `Cupti` exists).
+        unsafe {
+            check(
+                "resuming kernel records",
+                cupti::cuptiActivityEnable(
+                    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
+                ),
+            )?;
+            if driver {
+                check(
+                    "resuming driver-API records",
+                    cupti::cuptiActivityEnable(
+                        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER,
+                    ),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KernelRecordsPaused {
+    fn drop(&mut self) {
+        // A replay that failed part-way still turns the records back on.
+        if !self.resumed {
+            if let Err(e) = Self::enable(self.driver) {
+                eprintln!("wattlens: {e}");
+            }
+        }
+    }
+}

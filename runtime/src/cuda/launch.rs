@@ -5,7 +5,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchArgs, LaunchConfig, PushKernelArg};
-use wattlens_instrument::trace::{LaunchShape, SpanKind};
+use wattlens_instrument::trace::{AccessMode, LaunchShape, SpanKind};
 
 use super::error::CudaError;
 use super::profiler::{DeviceBuffer, Kernel, Profiler};
@@ -159,41 +159,44 @@ impl ProfiledLaunch<'_> {
         let inner = &mut self.inner;
         let args = &self.args;
         let digest = self.digest.finish();
-        prof.issue(
-            self.stream,
-            expect,
-            || {
-                // SAFETY: the caller upholds cudarc's launch contract (this fn's # Safety).
-                unsafe { inner.launch(cfg) }
-                    .map(|_| ())
-                    .map_err(|e| CudaError::Kernel {
-                        kernel: kernel.name.to_string(),
-                        site: site_text(),
-                        message: e.to_string(),
-                    })
-            },
-            |rec, device, stream| {
-                let mut touches = Touches::default();
-                for (i, a) in args.iter().enumerate() {
-                    if let ArgInfo::Buffer { id, address } = a {
-                        let id = id.unwrap_or_else(|| rec.buffers.id_at(device, *address));
-                        rec.buffers.touch(id, kernel.access(i), &mut touches);
+        let mut once = || {
+            // SAFETY: the caller upholds cudarc's launch contract (this fn's # Safety); a
+            // replay launches the same kernel with the same arguments again.
+            unsafe { inner.launch(cfg) }
+                .map(|_| ())
+                .map_err(|e| CudaError::Kernel {
+                    kernel: kernel.name.to_string(),
+                    site: site_text(),
+                    message: e.to_string(),
+                })
+        };
+        // Pointer arguments and their modes, for the replay's hazard check (only when asked).
+        let replaying = prof.config.measure_alone_ns.is_some();
+        let mut buffers: Vec<(u64, AccessMode)> = Vec::new();
+        let seq = prof.issue(self.stream, expect, &mut once, |rec, device, stream| {
+            let mut touches = Touches::default();
+            for (i, a) in args.iter().enumerate() {
+                if let ArgInfo::Buffer { id, address } = a {
+                    let id = id.unwrap_or_else(|| rec.buffers.id_at(device, *address));
+                    rec.buffers.touch(id, kernel.access(i), &mut touches);
+                    if replaying {
+                        buffers.push((id, kernel.access(i)));
                     }
                 }
-                OpDesc {
-                    device,
-                    stream,
-                    kind: SpanKind::Kernel,
-                    name: kernel.name_id,
-                    launch: Some(shape),
-                    args_digest: digest,
-                    touches,
-                    site,
-                    padding_op: Some(kernel.op_class),
-                }
-            },
-        )?;
-        Ok(())
+            }
+            OpDesc {
+                device,
+                stream,
+                kind: SpanKind::Kernel,
+                name: kernel.name_id,
+                launch: Some(shape),
+                args_digest: digest,
+                touches,
+                site,
+                padding_op: Some(kernel.op_class),
+            }
+        })?;
+        prof.measure_alone(self.stream, (kernel, shape), (seq, &buffers), once)
     }
 
     /// What is wrong with the arguments, judged by the driver's parameter sizes.

@@ -3,6 +3,7 @@
 //! instrumented launches, transfers, buffers and regions.
 
 mod activity_buffers;
+mod alone;
 mod cupti;
 pub mod cupti_records;
 mod device;
@@ -14,6 +15,7 @@ mod profiler;
 mod scalar;
 mod transfer;
 
+pub use alone::AloneReport;
 pub use device::{driver_version, format_uuid, CudaGpu, Timeline};
 pub use error::{Aborted, CudaError};
 pub use launch::{ProfiledArg, ProfiledLaunch};

@@ -15,6 +15,7 @@ use wattlens_instrument::trace::{
 };
 use wattlens_instrument::SensorProfile;
 
+use super::alone::{AloneReport, AloneState};
 use super::cupti::Cupti;
 use super::device::{ctx as driver_err, open_context};
 use super::error::{Aborted, CudaError};
@@ -60,6 +61,10 @@ pub struct ProfilerConfig {
     pub trace_path: Option<PathBuf>,
     /// Launch-site labels (`file:line`) by the id the pass gave each site.
     pub site_labels: std::collections::BTreeMap<u64, String>,
+    /// Replay the first launch of each kernel signature alone for this long, ns, so its power
+    /// is measured by itself (kernel replay; see [`AloneReport`]); `None` replays nothing.
+    /// Each replay holds the program up for that long.
+    pub measure_alone_ns: Option<u64>,
 }
 
 impl ProfilerConfig {
@@ -88,6 +93,7 @@ impl Default for ProfilerConfig {
             command: std::env::args().collect(),
             trace_path: None,
             site_labels: std::collections::BTreeMap::new(),
+            measure_alone_ns: None,
         }
     }
 }
@@ -193,6 +199,8 @@ pub struct Finished {
     pub untimed: usize,
     /// What the power sampler did and cost, when it ran.
     pub sampler: Option<SamplerReport>,
+    /// Which kernel signatures were measured alone ([`ProfilerConfig::measure_alone_ns`]).
+    pub alone: AloneReport,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -221,7 +229,8 @@ pub struct Profiler {
     driver: Option<String>,
     pub(crate) config: ProfilerConfig,
     facts: HashMap<String, KernelFacts>,
-    methods: Vec<&'static str>,
+    pub(crate) methods: Vec<&'static str>,
+    pub(crate) alone: Mutex<AloneState>,
     done: bool,
 }
 
@@ -327,6 +336,7 @@ impl Profiler {
             config,
             facts,
             methods,
+            alone: Mutex::default(),
             done: false,
         })
     }
@@ -539,17 +549,20 @@ impl Profiler {
         let Ok(device) = self.device_of(stream) else {
             return Ok(());
         };
-        let ordinal = {
-            let t = lock(&self.timers);
-            t.streams
-                .get(&(device, stream.cu_stream() as u64))
-                .copied()
-                .unwrap_or(u64::MAX)
-        };
+        let ordinal = self.stream_ordinal(device, stream);
         let mut rec = lock(&self.rec);
         let site = rec.site(caller);
         rec.add_sync(device, ordinal, (start_ns, end_ns), site);
         Ok(())
+    }
+
+    /// The trace's ordinal of `stream` on `device`, `u64::MAX` for one nothing was issued on.
+    pub(crate) fn stream_ordinal(&self, device: u32, stream: &CudaStream) -> u64 {
+        let t = lock(&self.timers);
+        t.streams
+            .get(&(device, stream.cu_stream() as u64))
+            .copied()
+            .unwrap_or(u64::MAX)
     }
 
     /// A fault reported by the driver, attributed to the most recently issued kernel.
@@ -684,6 +697,7 @@ impl Profiler {
                 timing: self.methods.clone(),
                 untimed,
                 sampler,
+                alone: AloneReport::from(&*lock(&self.alone)),
             },
             error,
         )
