@@ -254,3 +254,13 @@ fn annotations_round_trip_and_an_unknown_kind_is_skipped() {
     let back = read_trace(&bytes[..]).unwrap();
     assert!(back.annotations.is_empty());
 }
+
+#[test]
+fn a_version_1_file_still_reads() {
+    let t = one_span_trace();
+    let mut bytes = encode(&t);
+    // A version-1 writer wrote the same records under major version 1.
+    bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+    let back = read_trace(&bytes[..]).unwrap();
+    assert_eq!(back.spans, t.spans);
+}

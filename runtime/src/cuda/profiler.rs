@@ -63,7 +63,8 @@ pub struct ProfilerConfig {
     pub site_labels: std::collections::BTreeMap<u64, String>,
     /// Replay the first launch of each kernel signature alone for this long, ns, so its power
     /// is measured by itself (kernel replay; see [`AloneReport`]); `None` replays nothing.
-    /// Each replay holds the program up for that long.
+    /// Each replay holds the program up for that long, and pauses CUPTI's kernel records for
+    /// the whole process: kernels another thread launches meanwhile are not timed.
     pub measure_alone_ns: Option<u64>,
 }
 
