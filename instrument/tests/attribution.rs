@@ -138,26 +138,42 @@ fn missing_idle_or_counter_data_is_a_clear_error() {
     ));
 }
 
+/// One launch of a full-chip elementwise kernel `name` of (ns, dynamic mW) in `region`,
+/// followed by `gap_ns` of launch latency.
+fn one_launch(
+    name: &str,
+    (duration_ns, dynamic_mw): (u64, u32),
+    region: &str,
+    gap_ns: u64,
+) -> WorkItem {
+    WorkItem::Kernel(KernelSpec {
+        name: name.into(),
+        op_class: OpClass::Elementwise,
+        stream: 0,
+        duration_ns,
+        dynamic_mw,
+        launch: LaunchShape {
+            grid: [132, 1, 1],
+            block: [256, 1, 1],
+            shared_mem_bytes: 0,
+        },
+        region: region.into(),
+        count: 1,
+        gap_ns,
+    })
+}
+
 /// An unmodified program's steady mix: two kernels that always run together, so the sensors
 /// cannot tell them apart, but the counter pins their sum.
 #[test]
 fn a_steady_mix_is_resolved_as_a_whole_though_not_kernel_by_kernel() {
     let kernel = |name: &str, duration_ns: u64, dynamic_mw: u32| {
-        WorkItem::Kernel(KernelSpec {
-            name: name.into(),
-            op_class: OpClass::Elementwise,
-            stream: 0,
-            duration_ns,
-            dynamic_mw,
-            launch: LaunchShape {
-                grid: [132, 1, 1],
-                block: [256, 1, 1],
-                shared_mem_bytes: 0,
-            },
-            region: format!("step/{name}"),
-            count: 1,
-            gap_ns: 5_000,
-        })
+        one_launch(
+            name,
+            (duration_ns, dynamic_mw),
+            &format!("step/{name}"),
+            5_000,
+        )
     };
     let mut items = Vec::new();
     for _ in 0..6000 {
@@ -232,21 +248,7 @@ const LOCKSTEP_STEP: [(&str, u64, u32); 7] = [
 /// 8000 steps of [`LOCKSTEP_STEP`].
 fn lockstep() -> Workload {
     let kernel = |name: &str, duration_ns: u64, dynamic_mw: u32| {
-        WorkItem::Kernel(KernelSpec {
-            name: name.into(),
-            op_class: OpClass::Elementwise,
-            stream: 0,
-            duration_ns,
-            dynamic_mw,
-            launch: LaunchShape {
-                grid: [132, 1, 1],
-                block: [256, 1, 1],
-                shared_mem_bytes: 0,
-            },
-            region: "step".into(),
-            count: 1,
-            gap_ns: 1_000,
-        })
+        one_launch(name, (duration_ns, dynamic_mw), "step", 1_000)
     };
     const STEPS: usize = 8000;
     Workload {

@@ -868,23 +868,14 @@ mod pipeline_gpu {
             .map(|r| (0..120).map(|t| (r * 131 + t * 7) % 50_000).collect())
             .collect();
         let steps = 16;
-        let config = ProfilerConfig {
-            timing: TimingChoice::Cupti,
-            power: false,
-            ..ProfilerConfig::default()
-        }
-        .with_manifest(&wattlens_kernels::manifest().unwrap());
-        let _gpu = super::gpu_session_lock();
-        let prof = Profiler::start(config).unwrap();
-        let mut decoder = Decoder::new(&prof, cfg, weights, prompts.len()).unwrap();
-        decoder.set_matmul_backend(MatmulBackend::Cublas).unwrap();
-        decoder.set_waste(Waste {
+        let no_cache = Waste {
             no_kv_cache: true,
             ..Waste::default()
-        });
-        decoder.generate(&prompts, steps).unwrap();
-        drop(decoder);
-        let trace = prof.finish().unwrap().trace;
+        };
+        let _gpu = super::gpu_session_lock();
+        let cublas = MatmulBackend::Cublas;
+        let (_, finished) = generate_session(&weights, &prompts, (no_cache, steps), cublas, None);
+        let trace = finished.trace;
         let kernels: Vec<_> = trace
             .spans
             .iter()
@@ -923,17 +914,18 @@ mod pipeline_gpu {
         waste: Waste,
         steps: usize,
     ) -> (Generation, Trace) {
-        let (gen, finished) = generate_replaying(weights, prompts, waste, steps, None);
+        let (gen, finished) =
+            generate_session(weights, prompts, (waste, steps), MatmulBackend::Own, None);
         (gen, finished.trace)
     }
 
-    /// [`generate_with`], replaying each kernel signature alone for `alone_ns` where given;
-    /// the whole finished session comes back.
-    fn generate_replaying(
+    /// [`generate_with`] with the matmuls on `backend`, replaying each kernel signature alone
+    /// for `alone_ns` where given; the whole finished session comes back.
+    fn generate_session(
         weights: &std::sync::Arc<Weights>,
         prompts: &[Vec<i32>],
-        waste: Waste,
-        steps: usize,
+        (waste, steps): (Waste, usize),
+        backend: MatmulBackend,
         alone_ns: Option<u64>,
     ) -> (Generation, wattlens_runtime::Finished) {
         let config = ProfilerConfig {
@@ -951,6 +943,7 @@ mod pipeline_gpu {
             prompts.len(),
         )
         .unwrap();
+        decoder.set_matmul_backend(backend).unwrap();
         decoder.set_waste(waste);
         let gen = decoder.generate(prompts, steps).unwrap();
         drop(decoder);
@@ -1079,9 +1072,10 @@ mod pipeline_gpu {
         let prompts = vec![vec![464, 2068, 7586, 21831, 18045], vec![40, 1842, 257]];
         let _gpu = super::gpu_session_lock();
         let burst_ns = 20_000_000;
-        let (plain, plain_run) = generate_replaying(&weights, &prompts, Waste::default(), 3, None);
-        let (replayed, run) =
-            generate_replaying(&weights, &prompts, Waste::default(), 3, Some(burst_ns));
+        let clean = (Waste::default(), 3);
+        let own = MatmulBackend::Own;
+        let (plain, plain_run) = generate_session(&weights, &prompts, clean, own, None);
+        let (replayed, run) = generate_session(&weights, &prompts, clean, own, Some(burst_ns));
         assert_same_results(&plain, &replayed, 1e-6, "replaying kernels alone");
         let launches = |t: &Trace| {
             let mut v: Vec<(String, Option<LaunchShape>)> = t
@@ -1142,25 +1136,16 @@ mod pipeline_gpu {
             vec![11, 12, 13, 14, 15, 16],
         ];
         let steps = 3;
-        let config = ProfilerConfig {
-            timing: TimingChoice::Cupti,
-            power: false,
-            ..ProfilerConfig::default()
-        }
-        .with_manifest(&wattlens_kernels::manifest().unwrap());
         let _gpu = super::gpu_session_lock();
-        let prof = Profiler::start(config).unwrap();
-        let mut decoder = Decoder::new(&prof, cfg, weights.clone(), prompts.len()).unwrap();
-        decoder.set_matmul_backend(backend).unwrap();
         let t0 = std::time::Instant::now();
-        let gen = decoder.generate(&prompts, steps).unwrap();
+        let (gen, finished) =
+            generate_session(&weights, &prompts, (Waste::default(), steps), backend, None);
         println!(
-            "pipeline: generated {:?} in {:.1} ms",
+            "pipeline: generated {:?} in {:.1} ms (session included)",
             gen.tokens,
             t0.elapsed().as_secs_f64() * 1e3
         );
-        drop(decoder);
-        let trace = prof.finish().unwrap().trace;
+        let trace = finished.trace;
         let regions: std::collections::BTreeSet<String> = trace
             .spans
             .iter()

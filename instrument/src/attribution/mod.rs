@@ -361,6 +361,11 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             _ => members_of[s].push(w),
         }
     }
+    let class_of: Vec<OpClass> = design
+        .keys
+        .iter()
+        .map(|&(name, kind, _)| op_class_of(trace, trace.str(name), kind))
+        .collect();
     let mut signatures: Vec<SignatureEnergy> = (0..p)
         .filter(|&i| !members_of[i].is_empty())
         .map(|i| {
@@ -385,7 +390,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                     / launches as f64,
             );
             SignatureEnergy {
-                op_class: op_class_of(trace, &name, kind),
+                op_class: class_of[i],
                 name,
                 kind: kind.to_owned(),
                 launch,
@@ -402,18 +407,14 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         })
         .collect();
 
-    let mut class_of: Vec<Option<OpClass>> = vec![None; p];
-    for (i, key) in design.keys.iter().enumerate() {
-        class_of[i] = Some(op_class_of(trace, trace.str(key.0), key.1));
-    }
     let mut classes: Vec<OpClass> = signatures.iter().map(|s| s.op_class).collect();
     classes.sort_unstable();
     classes.dedup();
     let mut ops: Vec<OpEnergy> = classes
         .into_iter()
         .map(|class| {
-            let mut it = (0..work.len())
-                .filter(|&w| program(w) && class_of[design.sig_of[w]] == Some(class));
+            let mut it =
+                (0..work.len()).filter(|&w| program(w) && class_of[design.sig_of[w]] == class);
             let (r, launches, busy_ns, static_s) = group(&mut it);
             OpEnergy {
                 op_class: class,

@@ -19,14 +19,11 @@ use super::profiler::{lock, Kernel, Profiler};
 /// Launches between two looks at the clock during a burst.
 const LAUNCHES_PER_CHECK: u32 = 32;
 
-/// Which signatures a session measured alone, and which it could not.
+/// The signatures a session has met, and what it did with them.
 #[derive(Debug, Default)]
 pub(crate) struct AloneState {
     seen: HashSet<(StrId, LaunchShape)>,
-    /// Kernel names measured alone, in the order measured.
-    pub measured: Vec<String>,
-    /// Kernel names not measured alone, each with the reason.
-    pub skipped: Vec<String>,
+    pub report: AloneReport,
 }
 
 /// What a session's kernel replays covered.
@@ -36,15 +33,6 @@ pub struct AloneReport {
     pub measured: Vec<String>,
     /// Signatures that were not, each as "name: reason".
     pub skipped: Vec<String>,
-}
-
-impl From<&AloneState> for AloneReport {
-    fn from(s: &AloneState) -> Self {
-        Self {
-            measured: s.measured.clone(),
-            skipped: s.skipped.clone(),
-        }
-    }
 }
 
 /// Why replaying a launch with these arguments could change what the program computes, if it
@@ -93,6 +81,7 @@ impl Profiler {
             }
             if let Some(why) = replay_hazard(buffers) {
                 state
+                    .report
                     .skipped
                     .push(format!("{}: not replayed, since {why}", kernel.name()));
                 return Ok(());
@@ -127,7 +116,10 @@ impl Profiler {
             (start_ns, end_ns),
             (launches, seq),
         );
-        lock(&self.alone).measured.push(kernel.name().to_owned());
+        lock(&self.alone)
+            .report
+            .measured
+            .push(kernel.name().to_owned());
         Ok(())
     }
 }

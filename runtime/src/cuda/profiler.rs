@@ -698,7 +698,7 @@ impl Profiler {
                 timing: self.methods.clone(),
                 untimed,
                 sampler,
-                alone: AloneReport::from(&*lock(&self.alone)),
+                alone: lock(&self.alone).report.clone(),
             },
             error,
         )
