@@ -43,10 +43,15 @@ def run_summary(d):
     waste = dev.get("waste") or {}
     # Idle time wattlens' own content hashing caused is not the program's: take it out too.
     profiler_idle_s = waste.get("profiler_idle_ns", 0) * 1e-9
-    # Kernels replayed alone (`--measure-alone`) ran inside the work time; their idle power is
-    # the profiler's, not the program's (their dynamic energy is alike in both runs of a pair).
+    # Kernels replayed alone (`--measure-alone`) ran inside the work time; their energy is the
+    # profiler's, not the program's: their idle power over their time, and their dynamic
+    # energy (the signature's dynamic power over the burst). A waste run may meet more
+    # signatures than its clean partner (new shapes), so neither cancels.
     alone_s = sum(s.get("alone_ns", 0) for s in a["signatures"]) * 1e-9
-    cost_mj = c["counter_mj"] - idle_mw * (
+    alone_mj = sum(
+        s["dynamic_power"]["mw"] * s.get("alone_ns", 0) * 1e-9 for s in a["signatures"]
+    )
+    cost_mj = c["counter_mj"] - alone_mj - idle_mw * (
         max(window_s - work_s, 0.0) + profiler_idle_s + alone_s
     )
     findings = waste.get("findings", [])
@@ -72,6 +77,15 @@ def run_summary(d):
 def priced_time(findings, kinds, what):
     return sum(
         f["time_ns"]
+        for f in findings
+        if f["kind"] in kinds and (what is None or f["what"] == what)
+    ) * 1e-9
+
+
+def priced_saved(findings, kinds, what):
+    """How much sooner the detector says the run would end without the findings, s."""
+    return sum(
+        f.get("run_saved_ns") or 0
         for f in findings
         if f["kind"] in kinds and (what is None or f["what"] == what)
     ) * 1e-9
@@ -124,6 +138,7 @@ def main(root):
                 f"difference {d/1e3:.3f} J ({(wq - cq)/1e3:.3f} J without host pauses), detector {p/1e3:.3f} J "
                 f"(waste run {priced(wf, kind, what)/1e3:.3f} J, clean run {priced(cf, kind, what)/1e3:.3f} J); "
                 f"work {1e3*(ww-cw):+.0f} ms, detector time {1e3*(priced_time(wf, kind, what)-priced_time(cf, kind, what)):.0f} ms, "
+                f"detector run saves {1e3*(priced_saved(wf, kind, what)-priced_saved(cf, kind, what)):.0f} ms, "
                 f"idle power {idle_mw/1e3:.1f} W"
             )
         print(f"{switch} -> {' + '.join(kind)}{' / ' + what if what else ''}")

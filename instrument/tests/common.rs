@@ -78,12 +78,14 @@ fn span(devices: u32, strings: u32) -> impl Strategy<Value = Span> {
             sid(),
             proptest::collection::vec(any::<u64>(), 0..3),
         ),
+        proptest::option::of((any::<u64>(), 0u64..1 << 40)),
     )
         .prop_map(
             |(
                 (id, kind, device, stream, start_ns, len),
                 (name, launch, args_digest),
                 (reads, writes, region, site, unknown_access),
+                call,
             )| Span {
                 id,
                 kind,
@@ -103,6 +105,7 @@ fn span(devices: u32, strings: u32) -> impl Strategy<Value = Span> {
                 region,
                 site,
                 unknown_access,
+                host_call_ns: call.map(|(from, len)| (from, from.saturating_add(len))),
             },
         )
 }

@@ -25,6 +25,7 @@ fn one_span_trace() -> Trace {
             region: StrId::NONE,
             site: StrId::NONE,
             unknown_access: Vec::new(),
+            host_call_ns: None,
         });
     }
     t

@@ -1203,6 +1203,43 @@ mod pipeline_gpu {
         for op in ["embedding", "attention", "mlp", "norm", "lm_head"] {
             assert!(regions.contains(op), "no kernel in region {op}");
         }
+        // Every launch and copy the session issued carries the host call that issued it, and
+        // started no sooner than that call began, within the clock alignment's error (waste
+        // analysis replays the timeline from these calls).
+        let issued: Vec<_> = trace
+            .spans
+            .iter()
+            .filter(|s| s.is_program_work() && !library.iter().any(|l| l.id == s.id))
+            .collect();
+        assert!(issued.iter().all(|s| s.host_call_ns.is_some()));
+        let bound_ns = trace
+            .alignments
+            .iter()
+            .map(|a| a.error_bound_ns)
+            .max()
+            .unwrap_or(0);
+        let lead_ns = |s: &&wattlens_instrument::trace::Span| {
+            s.host_call_ns
+                .map_or(0, |(from, _)| from.saturating_sub(s.start_ns))
+        };
+        let worst = issued.iter().map(lead_ns).max().unwrap_or(0);
+        let mut latency: Vec<u64> = issued
+            .iter()
+            .filter_map(|s| {
+                s.host_call_ns
+                    .map(|(from, _)| s.start_ns.saturating_sub(from))
+            })
+            .collect();
+        latency.sort_unstable();
+        println!(
+            "pipeline: {} issued spans with host calls; call start to work start: median {} ns; worst start before its call {worst} ns (alignment bound {bound_ns} ns)",
+            issued.len(),
+            latency.get(latency.len() / 2).copied().unwrap_or(0)
+        );
+        assert!(
+            worst <= bound_ns + 10_000,
+            "work started {worst} ns before its call (alignment bound {bound_ns} ns)"
+        );
         let t1 = std::time::Instant::now();
         let reference = ReferenceRun::compute(&cfg, &weights, &prompts, &gen.tokens, steps);
         println!(

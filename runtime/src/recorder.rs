@@ -344,12 +344,21 @@ impl Recorder {
             region,
             site: op.site,
             unknown_access: op.touches.unknown,
+            host_call_ns: None,
         });
         self.timed.push(false);
         if let Some(class) = op.padding_op {
             self.note_padding(seq, class);
         }
         seq
+    }
+
+    /// Record the host time, (start, end) ns, that issuing operation `seq` took: the
+    /// profiler's bookkeeping and the driver call (see `Span::host_call_ns`).
+    pub fn set_host_call(&mut self, seq: u64, call_ns: (u64, u64)) {
+        if let Some(span) = usize::try_from(seq).ok().and_then(|i| self.ops.get_mut(i)) {
+            span.host_call_ns = Some((call_ns.0, call_ns.1.max(call_ns.0)));
+        }
     }
 
     /// Operations issued so far.
@@ -567,6 +576,28 @@ mod tests {
             site: StrId::NONE,
             padding_op: None,
         }
+    }
+
+    #[test]
+    fn an_operations_host_call_survives_its_timing_and_never_ends_before_it_starts() {
+        let (_, mut r) = recorder();
+        let op = kernel(&mut r, "k");
+        let seq = r.issue(op);
+        r.set_host_call(seq, (1_000, 1_200));
+        let op = kernel(&mut r, "k");
+        let seq2 = r.issue(op);
+        r.set_host_call(seq2, (1_300, 1_250));
+        assert!(r.set_times(seq, 1_100, 1_400));
+        assert!(r.set_times(seq2, 1_500, 1_600));
+        let (spans, _) = r.take_spans();
+        let call = |seq: u64| {
+            spans
+                .iter()
+                .find(|s| s.id == seq)
+                .and_then(|s| s.host_call_ns)
+        };
+        assert_eq!(call(seq), Some((1_000, 1_200)));
+        assert_eq!(call(seq2), Some((1_300, 1_300)));
     }
 
     #[test]

@@ -36,20 +36,24 @@ pub fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
             )?;
             writeln!(
                 out,
-                "{:<20} {:<34} {:<24} {:<22} {:>6} {:<22} {:>10}",
-                "kind", "what", "where", "site", "times", "energy wasted", "time"
+                "{:<20} {:<34} {:<24} {:<22} {:>6} {:<22} {:>10} {:>10}",
+                "kind", "what", "where", "site", "times", "energy wasted", "time", "run saves"
             )?;
             for f in w.findings.iter().take(MAX_FINDINGS) {
+                let saves = f
+                    .run_saved_ns
+                    .map_or_else(|| "-".to_owned(), |ns| format!("{:.2} ms", ns as f64 / 1e6));
                 writeln!(
                     out,
-                    "{:<20} {:<34} {:<24} {:<22} {:>6} {:<22} {:>7.2} ms",
+                    "{:<20} {:<34} {:<24} {:<22} {:>6} {:<22} {:>7.2} ms {:>10}",
                     f.kind.label(),
                     clip(&f.what, 34),
                     clip_start(&f.region, 24),
                     clip_start(&f.site, 22),
                     f.occurrences,
                     energy(&f.energy),
-                    f.time_ns as f64 / 1e6
+                    f.time_ns as f64 / 1e6,
+                    saves
                 )?;
                 writeln!(out, "    fix: {}", f.fix)?;
             }

@@ -4,9 +4,11 @@
 //! zigzag varint of its offset from the run's start; duration (end − start, wrapping) as a
 //! varint; name; launch (0, or 1 and seven varints); the args digest as 8 little-endian
 //! bytes (a hash: varints would make it longer); reads and writes (a count, then buffer and
-//! version varints); region and site as id + 1, with 0 for none; since minor version 2, the
-//! buffers of unknown access mode (a count, then buffer varints), absent in older files.
-//! Trailing bytes are fields of a newer minor version and are ignored.
+//! version varints); region and site as id + 1, with 0 for none; the buffers of unknown access
+//! mode (a count, then buffer varints; absent in the oldest files); since format 2.1, the host
+//! call that issued the span (0, or 1, the call's start as a zigzag varint of its offset from
+//! the span's start, and its duration as a varint; absent in older files). Trailing bytes are
+//! fields of a newer minor version and are ignored.
 
 use crate::trace::{BufferVersion, CopyDirection, LaunchShape, Span, SpanKind, StrId};
 
@@ -73,8 +75,7 @@ pub fn encode_span(span: &Span, base_ns: u64, out: &mut Vec<u8>) {
     }
     put(out, u64::from(span.device));
     put(out, span.stream);
-    let offset = span.start_ns.wrapping_sub(base_ns) as i64;
-    put(out, ((offset << 1) ^ (offset >> 63)) as u64);
+    put(out, zigzag(span.start_ns.wrapping_sub(base_ns) as i64));
     put(out, span.end_ns.wrapping_sub(span.start_ns));
     put(out, u64::from(span.name.0));
     match span.launch {
@@ -100,6 +101,24 @@ pub fn encode_span(span: &Span, base_ns: u64, out: &mut Vec<u8>) {
     for &b in &span.unknown_access {
         put(out, b);
     }
+    match span.host_call_ns {
+        Some((from, to)) => {
+            out.push(1);
+            put(out, zigzag(from.wrapping_sub(span.start_ns) as i64));
+            put(out, to.wrapping_sub(from));
+        }
+        None => out.push(0),
+    }
+}
+
+/// `v` as a zigzag varint value (small magnitudes of either sign stay small).
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 struct Cursor<'a> {
@@ -221,9 +240,7 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
     };
     let device = c.u32()?;
     let stream = c.u64()?;
-    let zigzag = c.u64()?;
-    let offset = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
-    let start_ns = base_ns.wrapping_add(offset as u64);
+    let start_ns = base_ns.wrapping_add(unzigzag(c.u64()?) as u64);
     let end_ns = start_ns.wrapping_add(c.u64()?);
     let name = StrId(c.u32()?);
     let launch = if c.flag()? {
@@ -251,6 +268,15 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
     } else {
         Vec::new()
     };
+    let host_call_ns = if c.i < c.b.len() && c.flag()? {
+        let from = start_ns.wrapping_add(unzigzag(c.u64()?) as u64);
+        let to = from
+            .checked_add(c.u64()?)
+            .ok_or("a host call ends past the end of time")?;
+        Some((from, to))
+    } else {
+        None
+    };
     Ok(Span {
         id,
         kind,
@@ -266,5 +292,34 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
         region,
         site,
         unknown_access,
+        host_call_ns,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_written_before_host_calls_reads_without_one() {
+        let span = Span {
+            host_call_ns: Some((1_000, 1_500)),
+            ..Span::new(3, SpanKind::Kernel, (0, 1), StrId(0), (2_000, 2_400))
+        };
+        let mut bytes = Vec::new();
+        encode_span(&span, 500, &mut bytes);
+        assert_eq!(decode_span(&bytes, 500), Ok(span.clone()));
+        // A 2.0 writer stopped after the unknown-access list: the call's flag, a zigzag
+        // offset (−1000 → 1999, two bytes) and a duration (500, two bytes).
+        let old = &bytes[..bytes.len() - 5];
+        let back = decode_span(old, 500).unwrap();
+        assert_eq!(back.host_call_ns, None);
+        assert_eq!(
+            back,
+            Span {
+                host_call_ns: None,
+                ..span
+            }
+        );
+    }
 }

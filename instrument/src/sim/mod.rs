@@ -154,6 +154,9 @@ pub fn simulate_with_budget(
         trace.spans.push(Span {
             launch: s.launch,
             region,
+            host_call_ns: s
+                .host_call_ns
+                .map(|(a, b)| (start_unix_ns + a, start_unix_ns + b)),
             ..Span::new(
                 id,
                 kind,

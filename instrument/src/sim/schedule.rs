@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::workload::{WorkItem, Workload};
-use crate::trace::{LaunchShape, OpClass, SpanKind, ALONE_REGION};
+use crate::trace::{CopyDirection, LaunchShape, OpClass, SpanKind, ALONE_REGION};
 
 /// One scheduled interval, relative to the start of the simulation.
 #[derive(Debug, Clone)]
@@ -17,6 +17,24 @@ pub(crate) struct Scheduled {
     pub region: String,
     pub dynamic_mw: u32,
     pub op_class: Option<OpClass>,
+    /// The host call that issued it, (start, end) ns (program work only).
+    pub host_call_ns: Option<(u64, u64)>,
+}
+
+/// The simulated host: where it is, and what issuing costs it ([`WorkItem::HostCost`]).
+struct Host {
+    now_ns: u64,
+    issue_ns: u64,
+    latency_ns: u64,
+}
+
+impl Host {
+    /// Issue one piece of work: its call, and the earliest the device can start it.
+    fn issue(&mut self) -> ((u64, u64), u64) {
+        let call = (self.now_ns, self.now_ns + self.issue_ns);
+        self.now_ns = call.1;
+        (call, call.0 + self.latency_ns)
+    }
 }
 
 /// Schedule every item; returns the spans in time order and the total simulated time.
@@ -24,26 +42,33 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
     let mut cursor: BTreeMap<u32, u64> = BTreeMap::new();
     let mut out = Vec::new();
     let start = w.lead_idle_ns;
-    // Launches are asynchronous: the host only waits at syncs, so a stream first used now
-    // starts where the host is (after the last sync), not after the other streams' work.
-    let mut host_now = start;
+    // Launches are asynchronous: the host only waits at syncs and read-backs, so a stream
+    // first used now starts where the host is, not after the other streams' work.
+    let mut host = Host {
+        now_ns: start,
+        issue_ns: 0,
+        latency_ns: 0,
+    };
     for item in &w.items {
         match item {
             WorkItem::Kernel(k) => {
-                let t = cursor.entry(k.stream).or_insert(host_now);
                 for _ in 0..k.count {
+                    let (call, earliest) = host.issue();
+                    let t = cursor.entry(k.stream).or_insert(call.0);
+                    let begin = (*t).max(earliest);
                     out.push(Scheduled {
                         kind: SpanKind::Kernel,
                         stream: k.stream,
-                        start_ns: *t,
-                        end_ns: *t + k.duration_ns,
+                        start_ns: begin,
+                        end_ns: begin + k.duration_ns,
                         name: k.name.clone(),
                         launch: Some(k.launch),
                         region: k.region.clone(),
                         dynamic_mw: k.dynamic_mw,
                         op_class: Some(k.op_class),
+                        host_call_ns: Some(call),
                     });
-                    *t += k.duration_ns + k.gap_ns;
+                    *t = begin + k.duration_ns + k.gap_ns;
                 }
             }
             WorkItem::Alone(k) => {
@@ -53,7 +78,7 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
                     .copied()
                     .max()
                     .unwrap_or(start)
-                    .max(host_now);
+                    .max(host.now_ns);
                 let cycle = k.duration_ns + k.gap_ns;
                 let burst = (cycle * u64::from(k.count)).saturating_sub(k.gap_ns);
                 // Between launches the device waits on the host and draws idle power.
@@ -71,16 +96,25 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
                     region: ALONE_REGION.to_owned(),
                     dynamic_mw: (f64::from(k.dynamic_mw) * duty).round() as u32,
                     op_class: Some(k.op_class),
+                    host_call_ns: None,
                 });
                 for c in cursor.values_mut() {
                     *c = t + burst;
                 }
                 cursor.insert(k.stream, t + burst);
-                host_now = t + burst;
+                host.now_ns = t + burst;
             }
             WorkItem::Transfer(x) => {
-                let t = cursor.entry(x.stream).or_insert(host_now);
                 for _ in 0..x.count {
+                    let (mut call, earliest) = host.issue();
+                    let t = cursor.entry(x.stream).or_insert(call.0);
+                    let begin = (*t).max(earliest);
+                    let end = begin + x.duration_ns;
+                    // A copy to the host returns when its data has arrived.
+                    if x.direction == CopyDirection::DeviceToHost {
+                        call.1 = call.1.max(end);
+                        host.now_ns = call.1;
+                    }
                     out.push(Scheduled {
                         kind: SpanKind::Memcpy {
                             direction: x.direction,
@@ -88,40 +122,57 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
                             content_digest: None,
                         },
                         stream: x.stream,
-                        start_ns: *t,
-                        end_ns: *t + x.duration_ns,
+                        start_ns: begin,
+                        end_ns: end,
                         name: x.name.clone(),
                         launch: None,
                         region: x.region.clone(),
                         dynamic_mw: x.dynamic_mw,
                         op_class: None,
+                        host_call_ns: Some(call),
                     });
-                    *t += x.duration_ns;
+                    *t = end;
                 }
             }
             WorkItem::Gap {
                 stream,
                 duration_ns,
             } => {
-                *cursor.entry(*stream).or_insert(host_now) += duration_ns;
+                *cursor.entry(*stream).or_insert(host.now_ns) += duration_ns;
+            }
+            WorkItem::HostCost {
+                issue_ns,
+                latency_ns,
+            } => {
+                host.issue_ns = *issue_ns;
+                host.latency_ns = *latency_ns;
             }
             WorkItem::Sync { host_ns, lead_ns } => {
                 let t = cursor.values().copied().max().unwrap_or(start);
+                // A host that issues in no time waits `lead_ns` before the device is done; one
+                // that takes time arrives when it has issued everything.
+                let arrive = if host.issue_ns > 0 {
+                    host.now_ns
+                } else {
+                    t.saturating_sub(*lead_ns).max(start)
+                };
+                let ready = t.max(arrive);
                 out.push(Scheduled {
                     kind: SpanKind::Sync,
                     stream: 0,
-                    start_ns: t.saturating_sub(*lead_ns).max(start),
-                    end_ns: t + host_ns,
+                    start_ns: arrive,
+                    end_ns: ready + host_ns,
                     name: "host sync".to_owned(),
                     launch: None,
                     region: String::new(),
                     dynamic_mw: 0,
                     op_class: None,
+                    host_call_ns: None,
                 });
                 for c in cursor.values_mut() {
-                    *c = t + host_ns;
+                    *c = ready + host_ns;
                 }
-                host_now = t + host_ns;
+                host.now_ns = ready + host_ns;
             }
         }
     }

@@ -36,6 +36,16 @@ pub enum WorkItem {
         /// Idle time, ns.
         duration_ns: u64,
     },
+    /// From here on, issuing each launch or copy takes the host `issue_ns`, and the device
+    /// can start it `latency_ns` after the call began: a host slower than the device leaves
+    /// the device waiting for launches (a launch-bound program). Before any such item the
+    /// host issues in no time, so the device runs everything back to back.
+    HostCost {
+        /// Host time one launch or copy call takes, ns.
+        issue_ns: u64,
+        /// From a call's start until the device can start its work, ns.
+        latency_ns: u64,
+    },
     /// The host waits for every stream, then works for `host_ns` before launching more.
     Sync {
         /// Host time after the wait, ns.

@@ -185,6 +185,12 @@ pub struct Span {
     /// in both `reads` and `writes`, so that waste analysis can say it is guessing.
     #[serde(default)]
     pub unknown_access: Vec<u64>,
+    /// Host time of the call that issued the work, (start, end) ns on the trace clock, where
+    /// recorded: from the moment the profiler took the launch or copy until it returned (the
+    /// driver call and the profiler's bookkeeping of it). Waste analysis replays the timeline
+    /// without a wasted launch from it ([`crate::waste`]).
+    #[serde(default)]
+    pub host_call_ns: Option<(u64, u64)>,
 }
 
 impl Span {
@@ -212,6 +218,7 @@ impl Span {
             region: StrId::NONE,
             site: StrId::NONE,
             unknown_access: Vec::new(),
+            host_call_ns: None,
         }
     }
 

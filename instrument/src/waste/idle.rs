@@ -128,6 +128,8 @@ fn occurrence(
         site: cx.trace.str(anchor.site).to_owned(),
         energy: (j(mw), j(low), j(high)),
         time_ns: ns,
+        run_saved_ns: None,
+        whole_launch: false,
         spans: vec![g.prev.id, g.next.id],
         buffers: Vec::new(),
         wasted: Wasted::Interval(from, from + ns),

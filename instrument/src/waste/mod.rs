@@ -13,6 +13,7 @@ mod launch_cost;
 mod padding;
 mod prefix;
 mod recompute;
+mod time_saved;
 mod transfer;
 mod underfill;
 
@@ -63,6 +64,10 @@ pub struct Finding {
     pub energy: EnergyEstimate,
     /// Device time wasted, ns.
     pub time_ns: u64,
+    /// How much sooner the run would end without the wasted launches, ns, where the trace's
+    /// host calls let its timeline be replayed without them (launches and copies wasted whole).
+    #[serde(default)]
+    pub run_saved_ns: Option<u64>,
     /// Occurrences grouped here.
     pub occurrences: u64,
     /// What was wasted (a kernel or copy name, or the cause of an idle gap).
@@ -145,6 +150,10 @@ pub(crate) struct Occurrence {
     site: String,
     energy: (f64, f64, f64),
     time_ns: u64,
+    /// How much sooner the run would end without it, ns, where replayed.
+    run_saved_ns: Option<f64>,
+    /// Whether the wasted span is wasted whole (not padding or some of its rows).
+    whole_launch: bool,
     spans: Vec<u64>,
     buffers: Vec<BufferVersion>,
     /// The wasted span, or the idle interval.
@@ -232,6 +241,9 @@ pub(crate) struct Context<'a> {
     /// Host time the profiler itself spent holding up the program, (from, to) ns, sorted and
     /// disjoint.
     overhead: Vec<(u64, u64)>,
+    /// The device timeline, for replays without wasted launches, where the trace has the host
+    /// calls for it.
+    timeline: Option<time_saved::Timeline<'a>>,
 }
 
 impl<'a> Context<'a> {
@@ -352,7 +364,10 @@ impl<'a> Context<'a> {
             .map(|(&span, &(padded, _))| (span, padded as f64))
             .collect();
         let call_of = library_calls(trace, &work, &padding);
+        let timeline =
+            time_saved::Timeline::new(&work, &syncs, (queued_gap_ns, config.queued_gap_ns));
         let mut cx = Self {
+            timeline,
             call_of,
             partial_units,
             padding,
@@ -678,7 +693,13 @@ impl<'a> Context<'a> {
             }
             _ => (energy, time_ns),
         };
-        self.partial_occurrence(kind, s, energy, time_ns, evidence, proof, fix)
+        Occurrence {
+            whole_launch: matches!(
+                kind,
+                WasteKind::DeadWrite | WasteKind::Recomputation | WasteKind::RedundantTransfer
+            ),
+            ..self.partial_occurrence(kind, s, energy, time_ns, evidence, proof, fix)
+        }
     }
 
     /// An occurrence about part of span `s` (padding or recomputed rows): the launch still
@@ -701,6 +722,8 @@ impl<'a> Context<'a> {
             site: self.trace.str(s.site).to_owned(),
             energy,
             time_ns,
+            run_saved_ns: None,
+            whole_launch: false,
             spans,
             buffers,
             wasted: Wasted::Span(s.id),
@@ -851,22 +874,77 @@ fn common_prefix(a: &str, b: &str) -> String {
         .join("/")
 }
 
+/// What groups occurrences into one finding: kind, what, site and folded region.
+type GroupKey = (WasteKind, String, String, String);
+
+/// The finding occurrence `o` goes into ([`group`]).
+fn group_key(o: &Occurrence) -> GroupKey {
+    // Idle gaps group by cause and site alone: the work that waited varies.
+    let region_key = if o.kind == WasteKind::IdleGap {
+        String::new()
+    } else {
+        fold_digits(&o.region)
+    };
+    (o.kind, o.what.clone(), o.site.clone(), region_key)
+}
+
+/// Price the static share of launches and copies wasted whole by the time the run would save
+/// without them, where the trace's host calls let the timeline be replayed
+/// ([`time_saved`]): each finding's launches are dropped together, and the replay's saving,
+/// at the device's idle power, replaces the launches' share of idle power over their own
+/// time and the waits before them. A launch in a launch-bound stretch saves only its host
+/// call, however long it ran; one in a device-bound stretch saves its whole time.
+fn price_by_time_saved(cx: &Context<'_>, occurrences: &mut [Occurrence]) {
+    let Some(timeline) = &cx.timeline else {
+        return;
+    };
+    let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
+    for (i, o) in occurrences.iter().enumerate() {
+        if o.whole_launch {
+            groups.entry(group_key(o)).or_default().push(i);
+        }
+    }
+    let (mw, low_mw, high_mw) = cx.idle_mw;
+    for members in groups.values() {
+        let ids: Vec<u64> = members
+            .iter()
+            .filter_map(|&i| match occurrences[i].wasted {
+                Wasted::Span(id) => Some(id),
+                Wasted::Interval(..) => None,
+            })
+            .collect();
+        let shares = timeline.shares(&ids);
+        for &i in members {
+            let o = &mut occurrences[i];
+            let Wasted::Span(id) = o.wasted else {
+                continue;
+            };
+            let (Some(saved), Some(s)) = (shares.get(&id), cx.by_id.get(&id)) else {
+                continue;
+            };
+            let ((dynamic, dyn_low, dyn_high), _) = cx.span_parts(s);
+            let j = |p_mw: f64, ns: f64| p_mw * ns * 1e-9;
+            o.energy = (
+                dynamic + j(mw, saved.mid_ns),
+                dyn_low + j(low_mw, saved.low_ns),
+                dyn_high + j(high_mw, saved.high_ns),
+            );
+            o.time_ns = s.duration_ns();
+            o.run_saved_ns = Some(saved.mid_ns);
+        }
+    }
+}
+
 /// Group occurrences by kind, what, site and folded region; sum their energy (the CI bounds
 /// add, since span estimates of one signature move together) and time.
 fn group(occurrences: Vec<Occurrence>) -> Vec<Finding> {
-    let mut groups: BTreeMap<(WasteKind, String, String, String), Finding> = BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey, Finding> = BTreeMap::new();
     for o in occurrences {
-        // Idle gaps group by cause and site alone: the work that waited varies.
-        let region_key = if o.kind == WasteKind::IdleGap {
-            String::new()
-        } else {
-            fold_digits(&o.region)
-        };
-        let key = (o.kind, o.what.clone(), o.site.clone(), region_key);
-        let f = groups.entry(key).or_insert_with(|| Finding {
+        let f = groups.entry(group_key(&o)).or_insert_with(|| Finding {
             kind: o.kind,
             energy: EnergyEstimate::from_half_width(0.0, 0.0),
             time_ns: 0,
+            run_saved_ns: None,
             occurrences: 0,
             what: o.what.clone(),
             region: o.region.clone(),
@@ -897,6 +975,9 @@ fn group(occurrences: Vec<Occurrence>) -> Vec<Finding> {
             coverage: crate::attribution::Coverage::classify(mj, low, high),
         };
         f.time_ns += o.time_ns;
+        if let Some(ns) = o.run_saved_ns {
+            f.run_saved_ns = Some(f.run_saved_ns.unwrap_or(0) + ns.round() as u64);
+        }
         f.occurrences += 1;
         f.spans.extend(o.spans);
         f.buffers.extend(o.buffers);
@@ -925,6 +1006,7 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
     idle::detect(&cx, config, &mut occurrences);
     underfill::detect(&cx, config, &mut occurrences);
     padding::detect(&cx, &mut occurrences, &mut unchecked);
+    price_by_time_saved(&cx, &mut occurrences);
     let unknown: usize = cx
         .work
         .iter()

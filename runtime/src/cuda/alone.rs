@@ -6,9 +6,10 @@
 //!
 //! Only launches that give the same result however often they run are replayed: no argument
 //! both read and written, none of unknown access, no buffer written that another argument
-//! reads. Others are listed as skipped, with the reason.
+//! reads. Others are listed as skipped, with the reason, as are the launch shapes of a kernel
+//! after its first [`MAX_SHAPES_PER_KERNEL`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use cudarc::driver::CudaStream;
 use wattlens_instrument::trace::{AccessMode, LaunchShape, StrId};
@@ -19,10 +20,17 @@ use super::profiler::{lock, Kernel, Profiler};
 /// Launches between two looks at the clock during a burst.
 const LAUNCHES_PER_CHECK: u32 = 32;
 
+/// Launch shapes of one kernel replayed at most: a program whose shapes change every step (a
+/// decoder without a KV cache, a server's varying batches) would otherwise be held up for a
+/// burst at every new shape.
+pub(crate) const MAX_SHAPES_PER_KERNEL: u32 = 4;
+
 /// The signatures a session has met, and what it did with them.
 #[derive(Debug, Default)]
 pub(crate) struct AloneState {
     seen: HashSet<(StrId, LaunchShape)>,
+    /// Shapes of each kernel met so far.
+    shapes: HashMap<StrId, u32>,
     pub report: AloneReport,
 }
 
@@ -33,6 +41,25 @@ pub struct AloneReport {
     pub measured: Vec<String>,
     /// Signatures that were not, each as "name: reason".
     pub skipped: Vec<String>,
+}
+
+impl AloneState {
+    /// Whether a launch of kernel `name` (id `name_id`) with `shape` is the first of its
+    /// signature and within the kernel's [`MAX_SHAPES_PER_KERNEL`]; the first shape over that
+    /// is reported as skipped.
+    fn admit(&mut self, (name_id, name): (StrId, &str), shape: LaunchShape) -> bool {
+        if !self.seen.insert((name_id, shape)) {
+            return false;
+        }
+        let shapes = self.shapes.entry(name_id).or_default();
+        *shapes += 1;
+        if *shapes == MAX_SHAPES_PER_KERNEL + 1 {
+            self.report.skipped.push(format!(
+                "{name}: launch shapes after its first {MAX_SHAPES_PER_KERNEL} not replayed, so that a program whose shapes keep changing is not held up at each"
+            ));
+        }
+        *shapes <= MAX_SHAPES_PER_KERNEL
+    }
 }
 
 /// Why replaying a launch with these arguments could change what the program computes, if it
@@ -76,7 +103,7 @@ impl Profiler {
         };
         {
             let mut state = lock(&self.alone);
-            if !state.seen.insert((kernel.name_id, shape)) {
+            if !state.admit((kernel.name_id, kernel.name()), shape) {
                 return Ok(());
             }
             if let Some(why) = replay_hazard(buffers) {
@@ -128,6 +155,24 @@ impl Profiler {
 mod tests {
     use super::*;
     use AccessMode::{None as Scalarish, Read, ReadWrite, Unknown, Write};
+
+    #[test]
+    fn each_signature_is_replayed_once_and_each_kernel_at_a_few_shapes() {
+        let mut state = AloneState::default();
+        let shape = |rows: u32| LaunchShape {
+            grid: [rows, 1, 1],
+            block: [256, 1, 1],
+            shared_mem_bytes: 0,
+        };
+        let (k, other) = ((StrId(0), "k"), (StrId(1), "other"));
+        assert!(state.admit(k, shape(1)));
+        assert!(!state.admit(k, shape(1)));
+        let admitted = (2..=10).filter(|&rows| state.admit(k, shape(rows))).count();
+        assert_eq!(admitted as u32, MAX_SHAPES_PER_KERNEL - 1);
+        assert_eq!(state.report.skipped.len(), 1);
+        assert!(state.report.skipped[0].starts_with("k: launch shapes after"));
+        assert!(state.admit(other, shape(1)));
+    }
 
     #[test]
     fn only_launches_that_give_the_same_result_again_are_replayed() {

@@ -458,6 +458,7 @@ impl Profiler {
         R: FnOnce() -> Result<(), CudaError>,
         B: FnOnce(&mut Recorder, u32, u64) -> OpDesc,
     {
+        let call_from_ns = self.clock.now_ns();
         let device = self.device_of(stream)?;
         let mut t = lock(&self.timers);
         let raw = stream.cu_stream() as u64;
@@ -479,7 +480,9 @@ impl Profiler {
         timer.after(&key, seq, expect).map_err(CudaError::Timer)?;
         let mut rec = lock(&self.rec);
         let desc = build(&mut rec, device, ordinal);
-        Ok(rec.issue(desc))
+        let seq = rec.issue(desc);
+        rec.set_host_call(seq, (call_from_ns, self.clock.now_ns()));
+        Ok(seq)
     }
 
     /// Make a library call (cuBLAS, say) whose kernels the session should record: they run
