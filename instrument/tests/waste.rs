@@ -965,6 +965,44 @@ fn absurd_versions_and_pass_sizes_in_a_trace_file_do_not_panic() {
     assert!(report.findings.iter().all(|f| f.energy.mj.is_finite()));
 }
 
+#[test]
+fn absurd_host_calls_and_gaps_in_a_trace_file_do_not_panic() {
+    let ops = program(
+        Plant {
+            all: true,
+            ..Plant::default()
+        },
+        10,
+    );
+    let mut run = run(&ops, 8);
+    let calls = [
+        (u64::MAX, u64::MAX),
+        (0, u64::MAX),
+        (u64::MAX - 1, 0),
+        (0, 0),
+    ];
+    for (i, s) in run
+        .trace
+        .spans
+        .iter_mut()
+        .filter(|s| s.is_program_work())
+        .enumerate()
+    {
+        s.host_call_ns = Some(calls[i % calls.len()]);
+    }
+    let a = attribute(&run.trace, 0).unwrap();
+    for queued_gap_ns in [0, u64::MAX] {
+        let config = WasteConfig {
+            queued_gap_ns,
+            ..WasteConfig::default()
+        };
+        let report = detect(&run.trace, &a, &config);
+        assert!(report.findings.iter().all(|f| f.energy.mj.is_finite()
+            && f.energy.low_mj <= f.energy.mj
+            && f.energy.mj <= f.energy.high_mj));
+    }
+}
+
 /// A decode loop whose every step runs the same kernels, a cheap norm recomputed twice among
 /// them: the sensors cannot tell the norm from the matmul and attention beside it, so its
 /// price is its region's average power, an honest interval around a high figure. Replaying

@@ -98,7 +98,7 @@ impl<'a> Timeline<'a> {
             index,
             waits,
             queued_gap_ns,
-            waited_gap_ns: 2 * floor_gap_ns.max(queued_gap_ns),
+            waited_gap_ns: floor_gap_ns.max(queued_gap_ns).saturating_mul(2),
             latency_ns: [0; 3],
         };
         timeline.latency_ns = timeline.latencies();
