@@ -114,6 +114,16 @@ struct Plant {
     sampled_digests: bool,
 }
 
+impl Plant {
+    /// Every kind of waste, each as the detector must find it.
+    fn all() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+}
+
 fn program(plant: Plant, steps: u64) -> Vec<Op> {
     let even = |d: u64| if plant.sampled_digests { d | 1 } else { d & !1 };
     let mut ops = vec![upload("upload_weights", even(0xABC0), W)];
@@ -357,13 +367,7 @@ fn truth_mj(run: &SimRun, ops: &[Op], kind: WasteKind) -> f64 {
 
 #[test]
 fn every_planted_waste_is_found_within_5_percent_and_nothing_else() {
-    let ops = program(
-        Plant {
-            all: true,
-            ..Plant::default()
-        },
-        40,
-    );
+    let ops = program(Plant::all(), 40);
     for seed in [1, 2] {
         let run = run(&ops, seed);
         let report = findings(&run);
@@ -458,13 +462,7 @@ fn without_proof_nothing_is_flagged_and_the_report_says_what_it_could_not_check(
 
 #[test]
 fn unknown_access_modes_block_dead_write_and_recomputation_findings() {
-    let ops = program(
-        Plant {
-            all: true,
-            ..Plant::default()
-        },
-        20,
-    );
+    let ops = program(Plant::all(), 20);
     let mut run = run(&ops, 5);
     for s in run
         .trace
@@ -491,13 +489,7 @@ fn unknown_access_modes_block_dead_write_and_recomputation_findings() {
 
 #[test]
 fn idle_time_the_profiler_caused_is_not_charged_to_the_program() {
-    let ops = program(
-        Plant {
-            all: true,
-            ..Plant::default()
-        },
-        20,
-    );
+    let ops = program(Plant::all(), 20);
     let mut run = run(&ops, 6);
     let before = findings(&run);
     let idle = |r: &WasteReport| {
@@ -919,13 +911,7 @@ fn check_prefix(fixed_ns: u64, two_shapes: bool) {
 
 #[test]
 fn absurd_versions_and_pass_sizes_in_a_trace_file_do_not_panic() {
-    let ops = program(
-        Plant {
-            all: true,
-            ..Plant::default()
-        },
-        10,
-    );
+    let ops = program(Plant::all(), 10);
     let mut run = run(&ops, 8);
     for s in run
         .trace
@@ -967,13 +953,7 @@ fn absurd_versions_and_pass_sizes_in_a_trace_file_do_not_panic() {
 
 #[test]
 fn absurd_host_calls_and_gaps_in_a_trace_file_do_not_panic() {
-    let ops = program(
-        Plant {
-            all: true,
-            ..Plant::default()
-        },
-        10,
-    );
+    let ops = program(Plant::all(), 10);
     let mut run = run(&ops, 8);
     let calls = [
         (u64::MAX, u64::MAX),

@@ -686,18 +686,18 @@ impl<'a> Context<'a> {
         proof: String,
         fix: String,
     ) -> Occurrence {
-        let (energy, time_ns) = match kind {
-            WasteKind::DeadWrite | WasteKind::Recomputation | WasteKind::RedundantTransfer => {
-                let ((a, b, c), ns) = self.charge_wait(s);
-                ((energy.0 + a, energy.1 + b, energy.2 + c), time_ns + ns)
-            }
-            _ => (energy, time_ns),
+        let whole_launch = matches!(
+            kind,
+            WasteKind::DeadWrite | WasteKind::Recomputation | WasteKind::RedundantTransfer
+        );
+        let (energy, time_ns) = if whole_launch {
+            let ((a, b, c), ns) = self.charge_wait(s);
+            ((energy.0 + a, energy.1 + b, energy.2 + c), time_ns + ns)
+        } else {
+            (energy, time_ns)
         };
         Occurrence {
-            whole_launch: matches!(
-                kind,
-                WasteKind::DeadWrite | WasteKind::Recomputation | WasteKind::RedundantTransfer
-            ),
+            whole_launch,
             ..self.partial_occurrence(kind, s, energy, time_ns, evidence, proof, fix)
         }
     }

@@ -50,6 +50,9 @@ pub(crate) struct Timeline<'a> {
     ops: Vec<&'a Span>,
     /// Position in `ops` of each span id.
     index: HashMap<u64, usize>,
+    /// Idle on its stream before each work span (same order as `ops`), ns; none for the
+    /// first on its stream.
+    gap_ns: Vec<Option<u64>>,
     /// The host's waits, by return.
     waits: Vec<Wait>,
     /// The idle that remains between two pieces of work queued back to back, ns: the median
@@ -79,6 +82,14 @@ impl<'a> Timeline<'a> {
         }
         let ops = work.to_vec();
         let index = ops.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        let mut last_end: HashMap<u64, u64> = HashMap::new();
+        let gap_ns = ops
+            .iter()
+            .map(|s| {
+                let prev = last_end.insert(s.stream, s.end_ns)?;
+                Some(s.start_ns.saturating_sub(prev))
+            })
+            .collect();
         let mut waits: Vec<Wait> = syncs
             .iter()
             .map(|s| Wait {
@@ -99,6 +110,7 @@ impl<'a> Timeline<'a> {
         let mut timeline = Self {
             ops,
             index,
+            gap_ns,
             waits,
             queued_gap_ns,
             waited_gap_ns: floor_gap_ns.max(queued_gap_ns).saturating_mul(2),
@@ -111,15 +123,12 @@ impl<'a> Timeline<'a> {
 
     /// The median gap between work on one stream that did not wait for the host, ns.
     fn queued_gap(&self) -> Option<u64> {
-        let mut last_end: HashMap<u64, u64> = HashMap::new();
         let mut gaps: Vec<u64> = self
-            .ops
+            .gap_ns
             .iter()
-            .filter_map(|s| {
-                let prev = last_end.insert(s.stream, s.end_ns)?;
-                let gap = s.start_ns.saturating_sub(prev);
-                (gap <= self.waited_gap_ns).then_some(gap)
-            })
+            .flatten()
+            .copied()
+            .filter(|&gap| gap <= self.waited_gap_ns)
             .collect();
         if gaps.is_empty() {
             return None;
@@ -131,11 +140,9 @@ impl<'a> Timeline<'a> {
     /// Launch latencies of work that started after an idle wait: (10th, 50th, 90th)
     /// percentiles, ns.
     fn latencies(&self) -> [u64; 3] {
-        let mut last_end: HashMap<u64, u64> = HashMap::new();
         let mut seen = Vec::new();
-        for s in &self.ops {
-            let prev = last_end.insert(s.stream, s.end_ns);
-            let waited = prev.is_none_or(|p| s.start_ns.saturating_sub(p) > self.waited_gap_ns);
+        for (s, gap) in self.ops.iter().zip(&self.gap_ns) {
+            let waited = gap.is_none_or(|g| g > self.waited_gap_ns);
             if let (true, Some((from, _))) = (waited, s.host_call_ns) {
                 if s.kind == SpanKind::Kernel && s.start_ns >= from {
                     seen.push(s.start_ns - from);
@@ -274,25 +281,14 @@ impl<'a> Timeline<'a> {
             n => sums[n - 1],
         };
         let q = self.queued_gap_ns as f64;
-        // Per stream: the recorded end of its last work (kept or not), and the replayed end
-        // of its last kept work.
-        let mut ends: Vec<(u64, Option<u64>, Option<f64>)> = Vec::new();
+        // Per stream: the replayed end of its last kept work.
+        let mut ends: Vec<(u64, f64)> = Vec::new();
         let (mut done_old, mut done_new) = (floor as f64, floor as f64);
         let mut waited_in: Option<(f64, f64)> = None;
         let mut host_end = floor;
         for i in range {
             let s = self.ops[i];
             host_end = host_end.max(s.host_call_ns.map_or(s.start_ns, |c| c.1));
-            let slot = match ends.iter().position(|e| e.0 == s.stream) {
-                Some(k) => k,
-                None => {
-                    ends.push((s.stream, None, None));
-                    ends.len() - 1
-                }
-            };
-            let (_, prev_old, prev_new) = ends[slot];
-            let gap = prev_old.map(|p| s.start_ns.saturating_sub(p));
-            ends[slot].1 = Some(s.end_ns);
             done_old = done_old.max(s.end_ns as f64);
             if removed.contains(&i) {
                 continue;
@@ -307,12 +303,16 @@ impl<'a> Timeline<'a> {
             // Work that was queued keeps the gap it had; work that waited for the host keeps
             // the usual gap of queued work, should it now be queued.
             let queued = |g: u64| if g <= self.waited_gap_ns { g as f64 } else { q };
-            let begin = match prev_new {
-                Some(p) => earliest.max(p + gap.map_or(0.0, queued)),
+            let slot = ends.iter().position(|e| e.0 == s.stream);
+            let begin = match slot {
+                Some(k) => earliest.max(ends[k].1 + self.gap_ns[i].map_or(0.0, queued)),
                 None => earliest,
             };
             let end = begin + s.duration_ns() as f64;
-            ends[slot].2 = Some(end);
+            match slot {
+                Some(k) => ends[k].1 = end,
+                None => ends.push((s.stream, end)),
+            }
             done_new = done_new.max(end);
             if hi.and_then(|w| w.op) == Some(i) {
                 waited_in = Some((s.end_ns as f64, end));
