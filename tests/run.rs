@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use wattlens_instrument::names::class_from_name;
-use wattlens_instrument::trace::SpanKind;
+use wattlens_instrument::trace::{Annotation, SpanKind};
 use wattlens_instrument::OpClass;
 
 use super::{exe, scratch, text, wattlens};
@@ -233,10 +233,8 @@ fn gpu_pytorch_inference_gets_joules_per_kernel_and_per_nvtx_range() {
     );
 }
 
-#[test]
-#[ignore = "needs an NVIDIA GPU"]
-fn gpu_a_cuda_program_calling_cublas_is_recorded() {
-    let dir = scratch("run-cublas");
+/// `tests/data/cublas_app.cu`, built with nvcc into `dir`.
+fn build_cublas_app(dir: &Path) -> PathBuf {
     let app = dir.join("cublas_app");
     let src = repo().join("tests/data/cublas_app.cu");
     let nvcc = ["nvcc", "/usr/local/cuda/bin/nvcc"]
@@ -254,6 +252,14 @@ fn gpu_a_cuda_program_calling_cublas_is_recorded() {
         .output()
         .unwrap();
     assert!(built.status.success(), "{}", text(&built.stderr));
+    app
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_a_cuda_program_calling_cublas_is_recorded() {
+    let dir = scratch("run-cublas");
+    let app = build_cublas_app(&dir);
     let trace = dir.join("app.wlt");
     let out = run(
         &["-o", trace.to_str().unwrap()],
@@ -268,6 +274,55 @@ fn gpu_a_cuda_program_calling_cublas_is_recorded() {
     assert!(
         regions.contains("step/gemm") && regions.contains("step/relu"),
         "{regions}"
+    );
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_repeated_uploads_are_hashed_proven_back_to_back_and_counted_otherwise() {
+    let dir = scratch("run-reupload");
+    let app = build_cublas_app(&dir);
+    let trace = dir.join("app.wlt");
+    let steps = 300;
+    // Every byte hashed (16 MiB per upload), so that a match is a proof, not a likelihood.
+    let out = Command::new(exe())
+        .env("WATTLENS_DIGESTS", "full")
+        .args(["run", "-o", trace.to_str().unwrap(), "--"])
+        .args([app.to_str().unwrap(), &steps.to_string(), "reupload"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let uploads = steps + 2;
+    assert!(
+        stderr.contains(&format!("({uploads} uploads hashed in ")),
+        "every upload, through cudaMemcpy and cudaMemcpyAsync: {stderr}"
+    );
+    let recorded = wattlens_instrument::read_trace_file(&trace).unwrap();
+    let targets = recorded
+        .trace
+        .annotations
+        .iter()
+        .filter(|a| matches!(a, Annotation::CopyTarget { .. }))
+        .count();
+    assert_eq!(targets, uploads, "each names the address it wrote");
+    let report = json_report(&[&trace]);
+    let waste = &report["devices"][0]["waste"];
+    let redundant: Vec<&serde_json::Value> = waste["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "RedundantTransfer")
+        .collect();
+    assert_eq!(redundant.len(), 1, "{waste}");
+    assert_eq!(
+        redundant[0]["occurrences"], 1,
+        "the back-to-back copy: {waste}"
+    );
+    let unchecked = waste["unchecked"].to_string();
+    assert!(
+        unchecked.contains(&format!("{steps} host-to-device copies (")),
+        "each step's upload repeats the content, with kernels in between: {unchecked}"
     );
 }
 

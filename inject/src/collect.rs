@@ -7,7 +7,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use wattlens_instrument::format::{TraceError, TraceWriter};
-use wattlens_instrument::trace::{ClockSource, CopyDirection, PowerReading, Span, SpanKind, StrId};
+use wattlens_instrument::trace::{
+    Annotation, ClockSource, CopyDirection, PowerReading, Span, SpanKind, StrId,
+};
 use wattlens_runtime::clock_fit::{ClockMap, ClockPoint};
 use wattlens_runtime::cuda::cupti_records::CuptiRecord;
 use wattlens_runtime::timing::ActivityKind;
@@ -15,6 +17,7 @@ use wattlens_runtime::timing::ActivityKind;
 use crate::demangle::display_name;
 use crate::regions::{Closed, PathTable};
 use crate::syncs::HostSync;
+use crate::uploads::Upload;
 
 /// Calibration points the clock map is fitted over: the most recent ones, so a long run's
 /// fit stays cheap and follows slow drift.
@@ -43,6 +46,30 @@ pub struct Counts {
     pub readings: u64,
     /// Records left out: host-to-host copies, records with no or impossible timestamps.
     pub skipped: u64,
+    /// Host-to-device copies whose content was hashed at their call.
+    pub hashed_uploads: u64,
+    /// Time the program was held up checking and hashing them, ns.
+    pub hashing_ns: u64,
+}
+
+/// What the API callbacks learned about the call that issued a record's work, by the call's
+/// correlation id.
+pub trait CallInfo {
+    /// The NVTX path the call was made in, if a range was open.
+    fn region(&mut self, correlation: u32) -> Option<Arc<str>>;
+    /// The upload the call made, if its content was hashed.
+    fn upload(&mut self, correlation: u32) -> Option<Upload>;
+}
+
+/// A region lookup alone: calls whose uploads were not hashed.
+impl<F: FnMut(u32) -> Option<Arc<str>>> CallInfo for F {
+    fn region(&mut self, correlation: u32) -> Option<Arc<str>> {
+        self(correlation)
+    }
+
+    fn upload(&mut self, _correlation: u32) -> Option<Upload> {
+        None
+    }
 }
 
 /// Writes one process's trace from the records it is handed.
@@ -111,10 +138,12 @@ impl<W: Write> Collector<W> {
         Ok(id)
     }
 
-    /// Write CUPTI's records, delivered by `now_ns` (trace clock), as spans; `region_of` gives
-    /// the NVTX path of the API call with a correlation id, where one was open. Records of
-    /// work still running when a forced flush took them (at a crash) carry no valid end: one
-    /// that ends after `now_ns` is left out, not written as a span that never ends.
+    /// Write CUPTI's records, delivered by `now_ns` (trace clock), as spans; `calls` gives the
+    /// NVTX path of the API call with a correlation id, where one was open, and the content an
+    /// upload carried, where it was hashed (with the device address it wrote, as an annotation,
+    /// and the time hashing held the program up). Records of work still running when a forced
+    /// flush took them (at a crash) carry no valid end: one that ends after `now_ns` is left
+    /// out, not written as a span that never ends.
     ///
     /// # Errors
     /// [`TraceError`] when the trace cannot be written.
@@ -122,7 +151,7 @@ impl<W: Write> Collector<W> {
         &mut self,
         records: Vec<CuptiRecord>,
         now_ns: u64,
-        region_of: &mut dyn FnMut(u32) -> Option<Arc<str>>,
+        calls: &mut dyn CallInfo,
     ) -> Result<(), TraceError> {
         let Some(map) = self.map else {
             self.counts.skipped += records.len() as u64;
@@ -144,6 +173,7 @@ impl<W: Write> Collector<W> {
                         self.counts.skipped += 1;
                         continue;
                     }
+                    let mut upload = None;
                     let (kind, name, launch) = match &activity.kind {
                         ActivityKind::Kernel { name, shape } => {
                             self.counts.kernels += 1;
@@ -160,10 +190,14 @@ impl<W: Write> Collector<W> {
                                 CopyDirection::DeviceToHost => "memcpy DtoH",
                                 _ => "memcpy DtoD",
                             };
+                            upload = (direction == CopyDirection::HostToDevice)
+                                .then(|| calls.upload(activity.correlation_id))
+                                .flatten()
+                                .filter(|u| u.bytes == *bytes);
                             let kind = SpanKind::Memcpy {
                                 direction,
                                 bytes: *bytes,
-                                content_digest: None,
+                                content_digest: upload.map(|u| u.digest),
                             };
                             (kind, self.out.intern(label)?, None)
                         }
@@ -184,13 +218,29 @@ impl<W: Write> Collector<W> {
                         (map.map_ns(activity.start_ns), map.map_ns(activity.end_ns)),
                     );
                     span.launch = launch;
-                    if let Some(path) = region_of(activity.correlation_id) {
+                    if let Some(path) = calls.region(activity.correlation_id) {
                         span.region = self.out.intern(&path)?;
                         if span.kind == SpanKind::Kernel {
                             self.counts.kernels_in_ranges += 1;
                         }
                     }
                     self.out.span(&span)?;
+                    if let Some(u) = upload {
+                        self.counts.hashed_uploads += 1;
+                        self.out.annotation(&Annotation::CopyTarget {
+                            span: span.id,
+                            address: u.address,
+                        })?;
+                        let (from_ns, to_ns) = u.hashed_ns;
+                        self.counts.hashing_ns += to_ns.saturating_sub(from_ns);
+                        if to_ns > from_ns {
+                            self.out.annotation(&Annotation::Overhead {
+                                device,
+                                from_ns,
+                                to_ns,
+                            })?;
+                        }
+                    }
                 }
                 CuptiRecord::External { .. } => {}
             }

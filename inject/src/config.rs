@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use wattlens_runtime::cuda::cupti_records::MIN_BUFFER_BYTES;
 
+use crate::uploads::Digests;
+
 /// Environment variable naming the trace path prefix; `wattlens run` sets it. Without it the
 /// library records nothing, so it never writes where nobody asked.
 pub const ENV_OUTPUT: &str = "WATTLENS_OUTPUT";
@@ -36,6 +38,15 @@ pub const ENV_POWER: &str = "WATTLENS_POWER";
 /// Environment variable choosing which API's launch, copy and memset calls are tagged with
 /// their NVTX range (`runtime`, `driver`, `both`); for measuring what each callback costs.
 pub const ENV_LAUNCH_API: &str = "WATTLENS_LAUNCH_API";
+
+/// Environment variable choosing how host-to-device copies are hashed (`bounded`, `full`,
+/// `off`): whole up to 260 KiB and from samples above (the default), every byte, or not at all.
+pub const ENV_DIGESTS: &str = "WATTLENS_DIGESTS";
+
+/// Environment variable choosing which API's copy calls are hashed (`driver`, the default,
+/// `runtime`, `both`); for measuring what each callback costs and which calls a program's
+/// copies make.
+pub const ENV_UPLOAD_API: &str = "WATTLENS_UPLOAD_API";
 
 /// The activity record kinds there are.
 pub const ALL_KINDS: [&str; 4] = ["kernel", "memcpy", "memset", "sync"];
@@ -82,7 +93,7 @@ pub enum ConfigError {
     #[error("{ENV_OUTPUT} is not set, so wattlens is not recording this process (run it under `wattlens run -- CMD`)")]
     NoOutput,
     /// A choice was not one of the known values.
-    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync; WATTLENS_POWER: on, off; WATTLENS_LAUNCH_API: runtime, driver, both); unset it or choose one")]
+    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync; WATTLENS_POWER: on, off; WATTLENS_LAUNCH_API and WATTLENS_UPLOAD_API: runtime, driver, both; WATTLENS_DIGESTS: bounded, full, off); unset it or choose one")]
     BadChoice {
         /// The variable.
         name: &'static str,
@@ -136,6 +147,11 @@ pub struct Config {
     pub kinds: Vec<String>,
     /// Whether the power sensors are read.
     pub power: bool,
+    /// How host-to-device copies are hashed (with [`Hooks::All`] only: it takes their calls'
+    /// callbacks).
+    pub digests: Digests,
+    /// Which API's copy calls are hashed.
+    pub upload_api: LaunchApi,
 }
 
 impl Config {
@@ -178,16 +194,15 @@ impl Config {
                 ("none", Hooks::None),
             ],
         )?;
-        let launch_api = choice(
-            &var,
-            ENV_LAUNCH_API,
-            LaunchApi::Driver,
-            &[
-                ("driver", LaunchApi::Driver),
-                ("runtime", LaunchApi::Runtime),
-                ("both", LaunchApi::Both),
-            ],
-        )?;
+        let apis = [
+            ("driver", LaunchApi::Driver),
+            ("runtime", LaunchApi::Runtime),
+            ("both", LaunchApi::Both),
+        ];
+        let launch_api = choice(&var, ENV_LAUNCH_API, LaunchApi::Driver, &apis)?;
+        // A runtime copy makes a driver copy call, which has the same correlation id: the
+        // driver's callbacks see every upload (BENCHMARKS.md, content digests).
+        let upload_api = choice(&var, ENV_UPLOAD_API, LaunchApi::Driver, &apis)?;
         let kinds: Vec<String> = match var(ENV_KINDS) {
             // Without callbacks there are no host waits to record.
             None => ALL_KINDS
@@ -207,7 +222,19 @@ impl Config {
             return Err(ConfigError::SyncWithoutCallbacks);
         }
         let power = choice(&var, ENV_POWER, true, &[("on", true), ("off", false)])?;
+        let digests = choice(
+            &var,
+            ENV_DIGESTS,
+            Digests::Bounded,
+            &[
+                ("bounded", Digests::Bounded),
+                ("full", Digests::Full),
+                ("off", Digests::Off),
+            ],
+        )?;
         Ok(Self {
+            digests,
+            upload_api,
             hooks,
             launch_api,
             kinds,
@@ -322,6 +349,14 @@ mod tests {
         let e =
             Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_LAUNCH_API, "cuda")]), 1).unwrap_err();
         assert!(e.to_string().contains("WATTLENS_LAUNCH_API: cuda"), "{e}");
+        assert_eq!(c.digests, Digests::Bounded);
+        assert_eq!(c.upload_api, LaunchApi::Driver);
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_UPLOAD_API, "both")]), 1).unwrap();
+        assert_eq!(c.upload_api, LaunchApi::Both);
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_DIGESTS, "full")]), 1).unwrap();
+        assert_eq!(c.digests, Digests::Full);
+        let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_DIGESTS, "all")]), 1).unwrap_err();
+        assert!(e.to_string().contains("WATTLENS_DIGESTS: all"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::nvtx::{attr_message, c_text, pop_range, push_range, wide_text, Regist
 use crate::state::{lock, shared, Completed};
 use crate::syncs::HostSync;
 use crate::thread::with_thread;
+use crate::uploads::{read_params, upload_call, Digests, Upload, UploadCall};
 use crate::InjectError;
 
 /// Callback domains, as CUPTI numbers them (read as integers: an enum read of a value Rust
@@ -70,19 +71,32 @@ enum Waits {
     Other,
 }
 
-/// What each API callback subscribed as a host synchronisation waits on, by domain (driver,
-/// runtime) then callback id: one lookup per callback. Set once, by [`subscribe`].
-static SYNC_CALLS: OnceLock<[Vec<Option<Waits>>; 2]> = OnceLock::new();
+/// What an API callback was subscribed for.
+#[derive(Debug, Clone, Copy, Default)]
+struct Call {
+    /// A host synchronisation, and what it waits on.
+    waits: Option<Waits>,
+    /// A copy whose content is hashed, and its parameter layout.
+    upload: Option<UploadCall>,
+    /// A launch, copy or memset tagged with its NVTX range.
+    tags: bool,
+}
 
-/// The index of API domain `domain` (driver or runtime) in [`SYNC_CALLS`].
+/// What each subscribed API callback is for, by domain (driver, runtime) then callback id: one
+/// lookup per callback. Set once, by [`subscribe`].
+static CALLS: OnceLock<[Vec<Call>; 2]> = OnceLock::new();
+/// How uploads are hashed; set once, by [`subscribe`].
+static DIGESTS: OnceLock<Digests> = OnceLock::new();
+
+/// The index of API domain `domain` (driver or runtime) in [`CALLS`].
 fn api_index(domain: u32) -> Option<usize> {
     matches!(domain, DOMAIN_DRIVER | DOMAIN_RUNTIME).then(|| (domain - DOMAIN_DRIVER) as usize)
 }
 
-/// What API callback `cbid` of `domain` waits on, if it was subscribed as a synchronisation.
-fn sync_call(domain: u32, cbid: u32) -> Option<Waits> {
-    let by_id = SYNC_CALLS.get()?.get(api_index(domain)?)?;
-    by_id.get(cbid as usize).copied().flatten()
+/// What API callback `cbid` of `domain` was subscribed for.
+fn api_call(domain: u32, cbid: u32) -> Option<Call> {
+    let by_id = CALLS.get()?.get(api_index(domain)?)?;
+    by_id.get(cbid as usize).copied()
 }
 
 fn check(what: &'static str, r: cupti::CUptiResult) -> Result<(), InjectError> {
@@ -223,19 +237,21 @@ pub(crate) struct Subscribed {
 }
 
 /// Subscribe to NVTX (for NVTX routed to CUPTI), context creation, the launch/copy/memset
-/// calls of the `launch_api` API(s) (for [`Hooks::All`]), and the synchronize calls of both
-/// (when `syncs`).
+/// calls of the `launch_api` API(s) (for [`Hooks::All`]), the synchronize calls of both (when
+/// `syncs`), and the copy calls of the `upload_api` API(s) (unless `digests` is off).
 ///
 /// # Errors
 /// [`InjectError::Cupti`] when CUPTI refuses the subscription (one subscriber per process).
 pub(crate) fn subscribe(
     hooks: Hooks,
-    launch_api: LaunchApi,
+    (launch_api, upload_api): (LaunchApi, LaunchApi),
     syncs: bool,
+    digests: Digests,
 ) -> Result<Subscribed, InjectError> {
     if hooks == Hooks::None {
         return Ok(Subscribed { api_callbacks: 0 });
     }
+    let _ = DIGESTS.set(digests);
     type RawCallback = unsafe extern "C" fn(*mut c_void, u32, u32, *const c_void);
     let raw: RawCallback = on_callback;
     // SAFETY: the callback type differs from CUPTI's only in reading the domain enum as its
@@ -269,7 +285,11 @@ pub(crate) fn subscribe(
         )?;
     }
     let mut api_callbacks = 0;
-    let mut sync_calls = [vec![None; MAX_CBID as usize], vec![None; MAX_CBID as usize]];
+    let mut calls = [
+        vec![Call::default(); MAX_CBID as usize],
+        vec![Call::default(); MAX_CBID as usize],
+    ];
+    let hashing = hooks == Hooks::All && digests != Digests::Off;
     let domains = if hooks == Hooks::All || syncs {
         vec![
             D::CUPTI_CB_DOMAIN_RUNTIME_API,
@@ -288,31 +308,33 @@ pub(crate) fn subscribe(
             }
             // SAFETY: CUPTI's callback names are static NUL-terminated strings.
             let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
-            let waits = waits_on(&name).filter(|_| syncs);
-            let tags = match launch_api {
+            let of = |api: LaunchApi| match api {
                 LaunchApi::Both => true,
                 LaunchApi::Runtime => domain == D::CUPTI_CB_DOMAIN_RUNTIME_API,
                 LaunchApi::Driver => domain == D::CUPTI_CB_DOMAIN_DRIVER_API,
             };
-            let wanted = waits.is_some() || (hooks == Hooks::All && tags && issues_work(&name));
+            let call = Call {
+                waits: waits_on(&name).filter(|_| syncs),
+                upload: upload_call(&name).filter(|_| hashing && of(upload_api)),
+                tags: hooks == Hooks::All && of(launch_api) && issues_work(&name),
+            };
+            let wanted = call.waits.is_some() || call.upload.is_some() || call.tags;
             // SAFETY: a valid subscriber, domain and id.
             if wanted
                 && unsafe { cupti::cuptiEnableCallback(1, sub, domain, cbid) }
                     == cupti::CUptiResult::CUPTI_SUCCESS
             {
-                match waits {
-                    Some(w) => {
-                        let by_id = api_index(domain as u32).and_then(|d| sync_calls.get_mut(d));
-                        if let Some(slot) = by_id.and_then(|t| t.get_mut(cbid as usize)) {
-                            *slot = Some(w);
-                        }
-                    }
-                    None => api_callbacks += 1,
+                let by_id = api_index(domain as u32).and_then(|d| calls.get_mut(d));
+                if let Some(slot) = by_id.and_then(|t| t.get_mut(cbid as usize)) {
+                    *slot = call;
+                }
+                if call.tags {
+                    api_callbacks += 1;
                 }
             }
         }
     }
-    let _ = SYNC_CALLS.set(sync_calls);
+    let _ = CALLS.set(calls);
     Ok(Subscribed { api_callbacks })
 }
 
@@ -333,12 +355,15 @@ unsafe extern "C" fn on_callback(_user: *mut c_void, domain: u32, cbid: u32, dat
     }));
 }
 
-/// An API call is entered or left: a synchronize is timed; for a call that issues work, the
-/// NVTX region it runs in is remembered.
+/// An API call is entered or left: a synchronize is timed; an upload's content is hashed; for
+/// a call that issues work, the NVTX region it runs in is remembered.
 ///
 /// # Safety
 /// `data` must be CUPTI's callback data of an API callback.
 unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData) {
+    let Some(call) = api_call(domain, cbid) else {
+        return;
+    };
     // SAFETY: per the contract; the site is read as an integer.
     let (site, correlation) = unsafe {
         (
@@ -346,7 +371,7 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
             (*data).correlationId,
         )
     };
-    if let Some(waits) = sync_call(domain, cbid) {
+    if let Some(waits) = call.waits {
         // SAFETY: per the contract.
         unsafe { on_sync(site == 0, waits, data) };
         return;
@@ -354,11 +379,80 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
     if site != 0 {
         return;
     }
-    with_thread(|t, _| {
-        if let Some(path) = t.stack.current() {
-            lock(&t.pending).correlations.push((correlation, path));
+    if let Some(upload) = call.upload {
+        // SAFETY: per the contract; `upload` is this call's parameter layout.
+        unsafe { on_upload(upload, correlation, data) };
+    }
+    if call.tags {
+        with_thread(|t, _| {
+            if let Some(path) = t.stack.current() {
+                lock(&t.pending).correlations.push((correlation, path));
+            }
+        });
+    }
+}
+
+/// A host-to-device copy call was entered: hash the host memory it copies from, once per call
+/// (a runtime call and the driver call it makes share a correlation id).
+///
+/// # Safety
+/// `data` must be CUPTI's callback data of a call whose parameters are laid out as `call`.
+unsafe fn on_upload(call: UploadCall, correlation: u32, data: *const cupti::CUpti_CallbackData) {
+    let Some(&digests) = DIGESTS.get() else {
+        return;
+    };
+    // SAFETY: per the contract.
+    let params = unsafe { (*data).functionParams }.cast::<u8>();
+    // SAFETY: per the contract.
+    let Some((address, src, bytes)) = (unsafe { read_params(call, params) }) else {
+        return;
+    };
+    with_thread(|t, s| {
+        if t.last_upload.seen(correlation) {
+            return;
         }
+        let from_ns = s.clock.now_ns();
+        if !host_memory(src) {
+            return;
+        }
+        t.last_upload.remember(correlation);
+        // SAFETY: the call copies `bytes` from host memory at `src` (its contract, and CUDA
+        // does not know `src` as device or managed memory), which it reads before returning or,
+        // asynchronously, after: the program keeps it unchanged and mapped until then.
+        let content = unsafe { std::slice::from_raw_parts(src, bytes) };
+        let Some(digest) = digests.digest(content) else {
+            return;
+        };
+        let to_ns = s.clock.now_ns();
+        lock(&t.pending).uploads.push(Upload {
+            correlation,
+            address,
+            bytes: bytes as u64,
+            digest,
+            hashed_ns: (from_ns, to_ns.max(from_ns)),
+        });
     });
+}
+
+/// True unless CUDA knows `p` as device or managed memory: pinned host memory, or pageable
+/// memory CUDA has not registered (which it refuses to describe).
+fn host_memory(p: *const u8) -> bool {
+    use cudarc::driver::sys;
+    let mut kind: u32 = 0;
+    // SAFETY: a valid out-pointer of the attribute's size (an unsigned int); the driver is
+    // loaded, since it called us.
+    let r = unsafe {
+        sys::cuPointerGetAttribute(
+            std::ptr::addr_of_mut!(kind).cast(),
+            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+            p as sys::CUdeviceptr,
+        )
+    };
+    match r {
+        sys::CUresult::CUDA_SUCCESS => kind == sys::CUmemorytype::CU_MEMORYTYPE_HOST as u32,
+        sys::CUresult::CUDA_ERROR_INVALID_VALUE => true,
+        _ => false,
+    }
 }
 
 /// A synchronize call was entered (`entered`) or returned: the outermost one of a thread is

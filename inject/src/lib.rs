@@ -9,6 +9,8 @@
 //! - the library is NVTX's injection library too (`NVTX_INJECTION64_PATH`): each thread's
 //!   push/pop ranges are kept by [`nvtx`]'s handlers, and a callback on each launch, copy and
 //!   memset call tags it with the innermost open range, by correlation id;
+//! - host-to-device copies are hashed at their call ([`uploads`]), so that waste analysis can
+//!   find the same content copied to the same place again;
 //! - an NVML sampler reads the power of each GPU the process opens a context on;
 //! - a writer thread flushes all of it to `WATTLENS_OUTPUT.[rankR.]pidP.wlt` every
 //!   500 ms, on SIGINT/SIGTERM/SIGHUP/SIGQUIT and crashes, and closes the trace at exit.
@@ -27,6 +29,7 @@ mod state;
 pub mod syncs;
 mod thread;
 mod threads_cpu;
+pub mod uploads;
 mod writer;
 
 use std::ffi::c_int;
@@ -88,7 +91,13 @@ fn start() -> Result<(), InjectError> {
     if config.hooks != Hooks::None {
         nvtx::enable();
     }
-    match hooks::subscribe(config.hooks, config.launch_api, syncs) {
+    let digests = if config.hooks == Hooks::All {
+        config.digests
+    } else {
+        uploads::Digests::Off
+    };
+    let apis = (config.launch_api, config.upload_api);
+    match hooks::subscribe(config.hooks, apis, syncs, digests) {
         Err(e) => log(format!(
             "{e}; kernels are recorded, but not the NVTX ranges they ran in"
         )),

@@ -11,6 +11,7 @@ use wattlens_instrument::clock::HostClock;
 
 use crate::regions::{Closed, PathTable};
 use crate::syncs::HostSync;
+use crate::uploads::Upload;
 
 /// What one program thread recorded since the writer last looked.
 #[derive(Debug, Default)]
@@ -21,6 +22,8 @@ pub(crate) struct Pending {
     pub closed: Vec<Closed>,
     /// Host waits that returned.
     pub syncs: Vec<HostSync>,
+    /// Host-to-device copies hashed at their call.
+    pub uploads: Vec<Upload>,
 }
 
 /// An activity buffer CUPTI handed back, not yet read: the writer reads it, so CUPTI's
@@ -99,6 +102,7 @@ impl Shared {
             all.correlations.append(&mut spare.correlations);
             all.closed.append(&mut spare.closed);
             all.syncs.append(&mut spare.syncs);
+            all.uploads.append(&mut spare.uploads);
         }
         all
     }

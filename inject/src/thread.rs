@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::regions::RegionStack;
 use crate::state::{shared, Pending, Shared};
 use crate::syncs::SyncNesting;
+use crate::uploads::LastUpload;
 
 /// A program thread's own state.
 pub(crate) struct ThreadState {
@@ -17,6 +18,8 @@ pub(crate) struct ThreadState {
     pub cache: HashMap<u32, HashMap<Box<str>, u32>>,
     /// Depth inside synchronize calls.
     pub syncs: SyncNesting,
+    /// The upload call this thread hashed last.
+    pub last_upload: LastUpload,
     /// What the writer drains.
     pub pending: Arc<Mutex<Pending>>,
 }
@@ -36,6 +39,7 @@ pub(crate) fn with_thread<R>(f: impl FnOnce(&mut ThreadState, &'static Shared) -
                 stack: RegionStack::default(),
                 cache: HashMap::new(),
                 syncs: SyncNesting::default(),
+                last_upload: LastUpload::default(),
                 pending: shared.register_thread(),
             });
             Some(f(state, shared))

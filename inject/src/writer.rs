@@ -18,11 +18,13 @@ use wattlens_instrument::trace::{ClockAlignment, DeviceInfo, RunMeta};
 use wattlens_instrument::{SensorProfile, TraceWriter};
 use wattlens_runtime::clock_fit::ClockPoint;
 
-use crate::collect::Collector;
+use crate::collect::{CallInfo, Collector};
 use crate::config::Config;
 use crate::hooks;
+use crate::regions::PathTable;
 use crate::signals;
 use crate::state::{lock, Pending, Shared};
+use crate::uploads::Upload;
 
 /// How long exit waits for the writer to close the trace.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
@@ -55,6 +57,7 @@ pub(crate) fn start(
         samplers: Vec::new(),
         devices: Vec::new(),
         correlations: HashMap::new(),
+        uploads: HashMap::new(),
         spares: Vec::new(),
         failed: false,
     };
@@ -100,6 +103,8 @@ struct Writer {
     devices: Vec<DeviceInfo>,
     /// The NVTX path id of API calls made inside a range, by correlation id.
     correlations: HashMap<u32, u32>,
+    /// Hashed uploads whose copy record has not come yet, by correlation id.
+    uploads: HashMap<u32, Upload>,
     /// One emptied buffer per program thread, swapped with its buffer at each cycle.
     spares: Vec<Pending>,
     failed: bool,
@@ -164,16 +169,19 @@ impl Writer {
         // After the flush: every record delivered was launched before it, so the range its
         // launch was made in is already in the threads' buffers.
         let pending = self.shared.take_pending(&mut self.spares);
-        remember(&mut self.correlations, &pending.correlations);
+        remember(&mut self.correlations, pending.correlations.iter().copied());
+        remember(
+            &mut self.uploads,
+            pending.uploads.iter().map(|u| (u.correlation, *u)),
+        );
         let paths = lock(&self.shared.paths);
-        let correlations = &self.correlations;
         let now_ns = clock.now_ns();
-        let mut result = c.records(records, now_ns, &mut |id| {
-            correlations
-                .get(&id)
-                .and_then(|&p| paths.get(p))
-                .map(|(_, path)| path)
-        });
+        let mut calls = Calls {
+            regions: &self.correlations,
+            paths: &paths,
+            uploads: &mut self.uploads,
+        };
+        let mut result = c.records(records, now_ns, &mut calls);
         if result.is_ok() {
             result = c.regions(&pending.closed, &paths);
         }
@@ -266,11 +274,13 @@ impl Writer {
         let counts = c.counts();
         match c.finish(&alignments) {
             Ok(_) => crate::log(format!(
-                "trace written to {}: {} kernels ({} launched in an NVTX range), {} copies, {} memsets, {} NVTX ranges, {} power readings",
+                "trace written to {}: {} kernels ({} launched in an NVTX range), {} copies ({} uploads hashed in {:.1} ms), {} memsets, {} NVTX ranges, {} power readings",
                 self.config.trace_path.display(),
                 counts.kernels,
                 counts.kernels_in_ranges,
                 counts.copies,
+                counts.hashed_uploads,
+                counts.hashing_ns as f64 / 1e6,
                 counts.memsets,
                 counts.regions,
                 counts.readings
@@ -288,14 +298,33 @@ impl Writer {
 const MAX_CORRELATIONS: usize = 400_000;
 
 /// Add `pairs` to `map`, dropping the oldest ids when it grows past [`MAX_CORRELATIONS`].
-/// Ids are kept, not consumed: one graph launch reports many kernels.
-fn remember(map: &mut HashMap<u32, u32>, pairs: &[(u32, u32)]) {
-    map.extend(pairs.iter().copied());
+/// Region ids are kept, not consumed: one graph launch reports many kernels.
+fn remember<V>(map: &mut HashMap<u32, V>, pairs: impl Iterator<Item = (u32, V)>) {
+    map.extend(pairs);
     if map.len() > MAX_CORRELATIONS {
         if let Some(newest) = map.keys().max().copied() {
             let keep_from = newest.saturating_sub((MAX_CORRELATIONS / 2) as u32);
             map.retain(|&c, _| c >= keep_from);
         }
+    }
+}
+
+/// What the callbacks recorded, as the collector looks it up by correlation id.
+struct Calls<'a> {
+    regions: &'a HashMap<u32, u32>,
+    paths: &'a PathTable,
+    uploads: &'a mut HashMap<u32, Upload>,
+}
+
+impl CallInfo for Calls<'_> {
+    fn region(&mut self, correlation: u32) -> Option<std::sync::Arc<str>> {
+        let path = *self.regions.get(&correlation)?;
+        self.paths.get(path).map(|(_, path)| path)
+    }
+
+    /// Taken: one copy record per upload call.
+    fn upload(&mut self, correlation: u32) -> Option<Upload> {
+        self.uploads.remove(&correlation)
     }
 }
 

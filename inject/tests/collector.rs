@@ -4,12 +4,13 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use wattlens_inject::collect::Collector;
+use wattlens_inject::collect::{CallInfo, Collector};
 use wattlens_inject::regions::{Closed, PathTable};
 use wattlens_inject::syncs::HostSync;
+use wattlens_inject::uploads::Upload;
 use wattlens_instrument::format::{read_trace, read_trace_prefix};
 use wattlens_instrument::trace::{
-    CopyDirection, DeviceInfo, LaunchShape, PowerReading, RunMeta, SpanKind, Trace,
+    Annotation, CopyDirection, DeviceInfo, LaunchShape, PowerReading, RunMeta, SpanKind, Trace,
 };
 use wattlens_instrument::TraceWriter;
 use wattlens_runtime::clock_fit::ClockPoint;
@@ -255,6 +256,90 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), trace.spans.len(), "span ids are unique");
+}
+
+/// Uploads hashed by the callbacks, by correlation id; taken once, as the writer does.
+struct Hashed(Vec<Upload>);
+
+impl CallInfo for Hashed {
+    fn region(&mut self, _correlation: u32) -> Option<Arc<str>> {
+        None
+    }
+
+    fn upload(&mut self, correlation: u32) -> Option<Upload> {
+        let i = self.0.iter().position(|u| u.correlation == correlation)?;
+        Some(self.0.remove(i))
+    }
+}
+
+fn copy(direction: CopyDirection, bytes: u64, start: u64, correlation: u32) -> CuptiRecord {
+    CuptiRecord::Work {
+        device: 1,
+        memset_value: 0,
+        activity: Activity {
+            kind: ActivityKind::Memcpy {
+                bytes,
+                direction: Some(direction),
+            },
+            stream_id: 13,
+            start_ns: start,
+            end_ns: start + 10_000,
+            correlation_id: correlation,
+        },
+    }
+}
+
+#[test]
+fn a_hashed_upload_carries_its_digest_its_destination_and_the_time_hashing_took() {
+    let buf = Shared::default();
+    let mut c = collector(&buf);
+    let hashed = |correlation, bytes| Upload {
+        correlation,
+        address: 0x7f00_4000_0000,
+        bytes,
+        digest: 0xABC0,
+        hashed_ns: (18_000_000, 18_004_000),
+    };
+    let mut calls = Hashed(vec![
+        hashed(50, 4096),
+        // The record says 8192 bytes: not this call's copy, so no digest is claimed.
+        hashed(51, 4096),
+    ]);
+    let records = vec![
+        copy(CopyDirection::HostToDevice, 4096, 19_000_000, 50),
+        copy(CopyDirection::HostToDevice, 8192, 19_100_000, 51),
+        copy(CopyDirection::HostToDevice, 4096, 19_200_000, 52),
+        copy(CopyDirection::DeviceToHost, 4096, 19_300_000, 53),
+    ];
+    c.records(records, NOW_NS, &mut calls).unwrap();
+    assert_eq!(c.counts().hashed_uploads, 1);
+    assert_eq!(c.counts().hashing_ns, 4_000);
+    c.finish(&[]).unwrap();
+    let trace: Trace = read_trace(&buf.0.lock().unwrap()[..]).unwrap();
+    let digests: Vec<Option<u64>> = trace
+        .spans
+        .iter()
+        .map(|s| match s.kind {
+            SpanKind::Memcpy { content_digest, .. } => content_digest,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digests, vec![Some(0xABC0), None, None, None]);
+    let first = trace.spans[0].id;
+    assert_eq!(
+        trace.annotations,
+        vec![
+            Annotation::CopyTarget {
+                span: first,
+                address: 0x7f00_4000_0000
+            },
+            Annotation::Overhead {
+                device: 1,
+                from_ns: 18_000_000,
+                to_ns: 18_004_000
+            },
+        ]
+    );
 }
 
 #[test]

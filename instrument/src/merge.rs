@@ -194,6 +194,10 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
                     causal,
                     rows,
                 },
+                Annotation::CopyTarget { span, address } => match span_ids.get(&span) {
+                    Some(&span) => Annotation::CopyTarget { span, address },
+                    None => continue,
+                },
             });
         }
     }

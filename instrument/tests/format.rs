@@ -241,6 +241,10 @@ fn annotations_round_trip_and_an_unknown_kind_is_skipped() {
             to_ns: 20,
         },
         Annotation::Freed { id: 3, at_ns: 30 },
+        Annotation::CopyTarget {
+            span: 1,
+            address: 0x7f00_2000_0000,
+        },
     ];
     assert_eq!(
         read_trace(&encode(&t)[..]).unwrap().annotations,

@@ -487,6 +487,111 @@ fn unknown_access_modes_block_dead_write_and_recomputation_findings() {
         .any(|u| u.contains("unknown access modes")));
 }
 
+/// Make `run` look like a trace of an unmodified program (`wattlens run`): no buffers, no
+/// kernel facts, and each upload naming the device address it wrote.
+fn as_unmodified_program(run: &mut SimRun) {
+    let address = |buffer: u64| 0x7f00_0000_0000 + (buffer << 28);
+    let mut targets = Vec::new();
+    for s in &mut run.trace.spans {
+        if let (SpanKind::Memcpy { direction, .. }, Some(w)) = (s.kind, s.writes.first()) {
+            if direction == CopyDirection::HostToDevice {
+                targets.push(Annotation::CopyTarget {
+                    span: s.id,
+                    address: address(w.buffer),
+                });
+            }
+        }
+        s.reads.clear();
+        s.writes.clear();
+        s.unknown_access.clear();
+    }
+    run.trace.kernel_facts.clear();
+    run.trace
+        .annotations
+        .retain(|a| !matches!(a, Annotation::Buffer { .. } | Annotation::Freed { .. }));
+    run.trace.annotations.extend(targets);
+}
+
+#[test]
+fn an_unmodified_programs_uploads_are_proven_redundant_only_with_no_work_in_between() {
+    // The weights are uploaded twice back to back (the second proven redundant), then again
+    // before every step's kernels (likely waste: any kernel may have written there).
+    let steps = 12;
+    let mut ops = vec![upload("upload_weights", 0xABC0, W)];
+    let mut again = upload("upload_weights", 0xABC0, W);
+    again.planted = Some(WasteKind::RedundantTransfer);
+    ops.push(again);
+    for step in 0..steps {
+        if step > 0 {
+            ops.push(upload("upload_weights", 0xABC0, W));
+        }
+        // The input's content equals the weights' in one step: another place, no repeat.
+        let input = if step == 5 { 0xABC0 } else { 0x1000 + 2 * step };
+        ops.push(upload("upload_input", input, IN));
+        ops.push(kernel("matmul", 1_000_000, 300_000, &[IN, W], &[OUT]));
+        ops.push(kernel("norm", 300_000, 200_000, &[OUT], &[H]));
+        ops.push(readback(H));
+    }
+    let mut run = run(&ops, 11);
+    as_unmodified_program(&mut run);
+    let report = findings(&run);
+    let redundant: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == WasteKind::RedundantTransfer)
+        .collect();
+    assert_eq!(redundant.len(), 1, "{:#?}", report.findings);
+    assert_eq!(redundant[0].occurrences, 1);
+    assert!(redundant[0]
+        .proof
+        .contains("no work ran on the device since"));
+    let truth = truth_mj(&run, &ops, WasteKind::RedundantTransfer);
+    let err = (redundant[0].energy.mj - truth).abs() / truth;
+    assert!(
+        err < 0.05,
+        "{} mJ vs truth {truth} mJ",
+        redundant[0].energy.mj
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| !matches!(f.kind, WasteKind::DeadWrite | WasteKind::Recomputation)),
+        "nothing is known of the kernels' buffers: {:#?}",
+        report.findings
+    );
+    let said = report.unchecked.join("\n");
+    let repeats = format!("{} host-to-device copies (", steps - 1);
+    assert!(said.contains(&repeats), "{said}");
+    assert!(said.contains("not proven redundant"), "{said}");
+    // With every upload hashed from samples, the back-to-back copy is likely, not proven.
+    for s in &mut run.trace.spans {
+        if let SpanKind::Memcpy {
+            content_digest: Some(d),
+            ..
+        } = &mut s.kind
+        {
+            *d |= 1;
+        }
+    }
+    let report = findings(&run);
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.kind != WasteKind::RedundantTransfer),
+        "{:#?}",
+        report.findings
+    );
+    let said = report.unchecked.join("\n");
+    assert!(
+        said.contains(
+            "1 host-to-device copies match content the device held by sampled digest only"
+        ),
+        "{said}"
+    );
+}
+
 #[test]
 fn idle_time_the_profiler_caused_is_not_charged_to_the_program() {
     let ops = program(Plant::all(), 20);

@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use wattlens_instrument::clock::FakeClock;
 use wattlens_instrument::trace::{AccessMode, LaunchShape, SpanKind, StrId};
 use wattlens_runtime::buffers::Touches;
-use wattlens_runtime::digest::ArgDigest;
+use wattlens_runtime::digest::{content_digest, ArgDigest, ContentHash, SAMPLE_BYTES};
 use wattlens_runtime::recorder::{OpDesc, Recorder};
 use wattlens_runtime::timing::fake::FakeGpu;
 use wattlens_runtime::timing::{CuptiTimer, Expect, OpTimer, StreamKey};
@@ -79,5 +79,25 @@ fn record_launch(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, record_launch);
+/// What hashing copied content costs the thread that makes the copy: uploads hashed whole (the
+/// runtime's limit is 1 MiB, the injection library's 260 KiB, what a sampled digest reads) and
+/// a 64 MiB one from samples (the injection library hashes uploads on the program's thread).
+fn content_digests(c: &mut Criterion) {
+    let mut group = c.benchmark_group("content digest");
+    for (label, bytes, mode) in [
+        ("64 KiB, whole", 64 << 10, ContentHash::Sampled),
+        ("260 KiB, whole", SAMPLE_BYTES, ContentHash::Sampled),
+        ("1 MiB, whole", 1 << 20, ContentHash::Sampled),
+        ("64 MiB, sampled", 64 << 20, ContentHash::Sampled),
+    ] {
+        let data: Vec<u8> = (0..bytes).map(|i: usize| (i * 31 % 251) as u8).collect();
+        group.throughput(criterion::Throughput::Bytes(bytes as u64));
+        group.bench_function(label, |bench| {
+            bench.iter(|| content_digest(std::hint::black_box(&data), mode))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, record_launch, content_digests);
 criterion_main!(benches);

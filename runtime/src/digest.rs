@@ -11,6 +11,8 @@ pub const FULL_HASH_LIMIT_BYTES: usize = 1 << 20;
 pub const SAMPLE_CHUNKS: usize = 64;
 /// Bytes per sampled chunk.
 pub const SAMPLE_CHUNK_BYTES: usize = 4096;
+/// Bytes a sampled digest reads: every chunk and the last one.
+pub const SAMPLE_BYTES: usize = (SAMPLE_CHUNKS + 1) * SAMPLE_CHUNK_BYTES;
 
 #[inline]
 fn mix(h: u64, v: u64) -> u64 {
@@ -108,25 +110,30 @@ pub enum ContentHash {
 /// Bit 0 of a digest says how it was made: 0 when every byte was hashed, 1 when it was
 /// computed from samples, so analysis can tell proof from likelihood.
 pub fn content_digest(bytes: &[u8], mode: ContentHash) -> Option<u64> {
-    let len = bytes.len();
-    let seed = mix(K0, len as u64);
     match mode {
         ContentHash::Off => None,
-        ContentHash::Full => Some(finalize(hash_words(seed, bytes)) & !1),
-        ContentHash::Sampled if len <= FULL_HASH_LIMIT_BYTES => {
-            Some(finalize(hash_words(seed, bytes)) & !1)
-        }
-        ContentHash::Sampled => {
-            let stride = len / SAMPLE_CHUNKS;
-            let mut h = seed;
-            for i in 0..SAMPLE_CHUNKS {
-                let at = i * stride;
-                h = hash_words(h, &bytes[at..at + SAMPLE_CHUNK_BYTES.min(len - at)]);
-            }
-            h = hash_words(h, &bytes[len - SAMPLE_CHUNK_BYTES..]);
-            Some(finalize(h) | 1)
-        }
+        ContentHash::Full => Some(bounded_digest(bytes, usize::MAX)),
+        ContentHash::Sampled => Some(bounded_digest(bytes, FULL_HASH_LIMIT_BYTES)),
     }
+}
+
+/// The content digest of `bytes`, hashed whole up to `whole_limit_bytes` and from
+/// [`SAMPLE_CHUNKS`] evenly spaced chunks plus the last chunk above it (bit 0 set). A limit
+/// below what the samples read ([`SAMPLE_BYTES`]) is raised to it: sampling reads no less.
+pub fn bounded_digest(bytes: &[u8], whole_limit_bytes: usize) -> u64 {
+    let len = bytes.len();
+    let seed = mix(K0, len as u64);
+    if len <= whole_limit_bytes.max(SAMPLE_BYTES) {
+        return finalize(hash_words(seed, bytes)) & !1;
+    }
+    let stride = len / SAMPLE_CHUNKS;
+    let mut h = seed;
+    for i in 0..SAMPLE_CHUNKS {
+        let at = i * stride;
+        h = hash_words(h, &bytes[at..at + SAMPLE_CHUNK_BYTES.min(len - at)]);
+    }
+    h = hash_words(h, &bytes[len - SAMPLE_CHUNK_BYTES..]);
+    finalize(h) | 1
 }
 
 /// True when `digest` was computed from samples of the content (see [`content_digest`]).
@@ -177,5 +184,26 @@ mod tests {
         assert_eq!(s, content_digest(&big, ContentHash::Sampled).unwrap());
         assert_ne!(f, content_digest(&big, ContentHash::Full).unwrap());
         assert_eq!(content_digest(&big, ContentHash::Off), None);
+    }
+
+    #[test]
+    fn a_bounded_digest_hashes_whole_up_to_its_limit_and_never_samples_more_than_that() {
+        let data: Vec<u8> = (0..SAMPLE_BYTES + 8192).map(|i| (i % 251) as u8).collect();
+        let whole = content_digest(&data, ContentHash::Full).unwrap();
+        assert_eq!(bounded_digest(&data, data.len()), whole);
+        let sampled = bounded_digest(&data, SAMPLE_BYTES);
+        assert!(is_sampled(sampled), "just above the limit: sampled");
+        // A limit under what the samples read is raised to it: hashing whole reads no more.
+        let small = &data[..SAMPLE_BYTES];
+        assert_eq!(
+            bounded_digest(small, 1),
+            content_digest(small, ContentHash::Full).unwrap()
+        );
+        // The runtime's sampled mode is the bounded digest at its 1 MiB limit.
+        let big = vec![3u8; 2 * FULL_HASH_LIMIT_BYTES];
+        assert_eq!(
+            content_digest(&big, ContentHash::Sampled),
+            Some(bounded_digest(&big, FULL_HASH_LIMIT_BYTES))
+        );
     }
 }

@@ -1,6 +1,11 @@
 // A plain CUDA program that calls cuBLAS, with NVTX ranges: what `wattlens run` must attach
 // to without any change. Built on the GPU machine by the GPU tests:
 //   nvcc -O2 -o cublas_app cublas_app.cu -lcublas
+//   ./cublas_app [STEPS] [reupload]
+// With `reupload` it uploads the same matrix twice at the start (the second copy redundant,
+// provably: nothing runs in between) and again before every step (likely waste: the kernels
+// in between do not write it, but nothing outside the program can prove that).
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -30,6 +35,7 @@ __global__ void relu(float* x, int n) {
 int main(int argc, char** argv) {
   const int n = 2048;
   const int steps = argc > 1 ? std::atoi(argv[1]) : 2000;
+  const bool reupload = argc > 2 && std::strcmp(argv[2], "reupload") == 0;
   const int elems = n * n;
   float *a, *b, *c;
   CHECK(cudaMalloc(&a, elems * sizeof(float)));
@@ -38,6 +44,9 @@ int main(int argc, char** argv) {
   std::vector<float> host(elems, 0.5f);
   nvtxRangePushA("upload");
   CHECK(cudaMemcpy(a, host.data(), elems * sizeof(float), cudaMemcpyHostToDevice));
+  if (reupload) {
+    CHECK(cudaMemcpy(a, host.data(), elems * sizeof(float), cudaMemcpyHostToDevice));
+  }
   fill<<<(elems + 255) / 256, 256>>>(b, elems, 0.25f);
   nvtxRangePop();
   cublasHandle_t handle;
@@ -45,6 +54,9 @@ int main(int argc, char** argv) {
   const float one = 1.f, zero = 0.f;
   for (int s = 0; s < steps; ++s) {
     nvtxRangePushA("step");
+    if (reupload) {
+      CHECK(cudaMemcpyAsync(a, host.data(), elems * sizeof(float), cudaMemcpyHostToDevice, 0));
+    }
     nvtxRangePushA("gemm");
     CHECK(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, n, b, n, &zero, c, n));
     nvtxRangePop();

@@ -33,8 +33,9 @@ pub const FORMAT_MAJOR: u16 = 2;
 /// The oldest format major version this build reads (every version-1 file is a valid
 /// version-2 file without [`SpanKind::Alone`](crate::trace::SpanKind::Alone) spans).
 pub const OLDEST_MAJOR: u16 = 1;
-/// The format minor version this build writes (1 appended each span's host call).
-pub const FORMAT_MINOR: u16 = 1;
+/// The format minor version this build writes (1 appended each span's host call, 2 added
+/// [`Annotation::CopyTarget`](crate::trace::Annotation::CopyTarget), which older readers skip).
+pub const FORMAT_MINOR: u16 = 2;
 /// Largest record payload accepted, bytes.
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Length of the file header, bytes.

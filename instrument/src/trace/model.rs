@@ -85,6 +85,15 @@ pub enum Annotation {
         /// Token ids of each row.
         rows: Vec<Vec<u32>>,
     },
+    /// The device address a host-to-device copy wrote, in a trace that knows no buffers (an
+    /// unmodified program's, recorded through CUPTI): waste analysis compares such uploads by
+    /// place and content digest (format 2.2).
+    CopyTarget {
+        /// The copy's span id.
+        span: u64,
+        /// First device address written; the span's byte count gives the extent.
+        address: u64,
+    },
 }
 
 impl Trace {

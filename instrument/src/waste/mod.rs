@@ -282,7 +282,8 @@ impl<'a> Context<'a> {
                 }
                 Annotation::Padding { .. }
                 | Annotation::Overhead { .. }
-                | Annotation::Pass { .. } => {}
+                | Annotation::Pass { .. }
+                | Annotation::CopyTarget { .. } => {}
             }
         }
         let mut readers: HashMap<(u64, u32), Vec<u64>> = HashMap::new();

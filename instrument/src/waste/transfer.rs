@@ -4,11 +4,18 @@
 //!
 //! Content is compared by digest. Bit 0 of a digest says whether every byte was hashed; a
 //! match of sampled digests is likely, not proven, and is only counted as unchecked.
+//!
+//! A trace of an unmodified program (`wattlens run`) knows no buffers: its uploads name the
+//! device address they wrote ([`Annotation::CopyTarget`]) and its kernels list nothing they
+//! touch. There an upload is proven redundant only when the same content was copied to the same
+//! place and no work has run on the device since, since any kernel may have written there. An
+//! upload that repeats what was copied there before, with work in between, is counted as
+//! unchecked, with its bytes and energy: likely waste the trace cannot prove.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Context, Occurrence, WasteKind};
-use crate::trace::{CopyDirection, SpanKind};
+use crate::trace::{Annotation, CopyDirection, Span, SpanKind};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -97,9 +104,153 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             content.remove(&w.buffer);
         }
     }
+    sampled += by_address(cx, out, unchecked);
     if sampled > 0 {
         unchecked.push(format!(
-            "{sampled} host-to-device copies match content the device held by sampled digest only; hash content fully (ContentHash::Full) to prove them redundant"
+            "{sampled} host-to-device copies match content the device held by sampled digest only; hash content fully (ContentHash::Full, or WATTLENS_DIGESTS=full under `wattlens run`) to prove them redundant"
         ));
+    }
+}
+
+/// Device address ranges and the content digest copied into each; ranges never overlap.
+#[derive(Debug, Default)]
+struct Places(BTreeMap<u64, (u64, u64)>);
+
+impl Places {
+    /// The digest of what was copied to exactly `[start, end)`, if that is a known range.
+    fn exact(&self, start: u64, end: u64) -> Option<u64> {
+        self.0
+            .get(&start)
+            .and_then(|&(e, digest)| (e == end).then_some(digest))
+    }
+
+    /// Record `digest` copied to `[start, end)`; ranges it overlaps are no longer known.
+    fn put(&mut self, start: u64, end: u64, digest: u64) {
+        let overlapped: Vec<u64> = self
+            .0
+            .range(..end.max(start.saturating_add(1)))
+            .rev()
+            .take_while(|(_, &(e, _))| e > start)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in overlapped {
+            self.0.remove(&s);
+        }
+        self.0.insert(start, (end, digest));
+    }
+}
+
+/// Uploads identified by device address (a trace with no buffers): proven redundant when
+/// nothing ran since the same content was copied to the same place; repeats with work in
+/// between are reported as unchecked. Returns the matches by sampled digest alone.
+fn by_address(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mut Vec<String>) -> usize {
+    let targets: HashMap<u64, u64> = cx
+        .trace
+        .annotations
+        .iter()
+        .filter_map(|a| match *a {
+            Annotation::CopyTarget { span, address } => Some((span, address)),
+            _ => None,
+        })
+        .collect();
+    if targets.is_empty() {
+        return 0;
+    }
+    // What each place holds for certain (nothing ran since), and what was last copied there.
+    let mut held = Places::default();
+    let mut copied = Places::default();
+    let mut sampled = 0usize;
+    let (mut repeats, mut repeat_bytes, mut repeat_mj) = (0usize, 0u64, 0.0f64);
+    for s in &cx.work {
+        let upload = match (s.kind, targets.get(&s.id)) {
+            (
+                SpanKind::Memcpy {
+                    direction: CopyDirection::HostToDevice,
+                    bytes,
+                    content_digest: Some(d),
+                },
+                Some(&address),
+            ) => Some((address, address.saturating_add(bytes), bytes, d)),
+            _ => None,
+        };
+        let Some((start, end, bytes, d)) = upload else {
+            // A read-back writes no device memory; any other work that lists no buffers may
+            // have written anywhere.
+            let reads_only = matches!(
+                s.kind,
+                SpanKind::Memcpy {
+                    direction: CopyDirection::DeviceToHost,
+                    ..
+                }
+            );
+            if !reads_only && s.reads.is_empty() && s.writes.is_empty() {
+                held.0.clear();
+            }
+            continue;
+        };
+        if held.exact(start, end) == Some(d) {
+            if d & 1 == 1 {
+                sampled += 1;
+            } else {
+                out.push(proven_at(cx, s, start, bytes));
+            }
+        } else if copied.exact(start, end) == Some(d) {
+            repeats += 1;
+            repeat_bytes += bytes;
+            repeat_mj += cx.span_mj(s.id).0;
+        }
+        held.put(start, end, d);
+        copied.put(start, end, d);
+    }
+    if repeats > 0 {
+        unchecked.push(format!(
+            "{repeats} host-to-device copies ({:.1} MiB, {:.3} J) repeat content copied to the same device address before; kernels whose buffer accesses are unknown ran in between, so they are not proven redundant (if nothing writes there, upload once)",
+            repeat_bytes as f64 / f64::from(1u32 << 20),
+            repeat_mj / 1e3
+        ));
+    }
+    sampled
+}
+
+/// The finding for upload `s` of `bytes` to `address`, which already held its content.
+fn proven_at(cx: &Context<'_>, s: &Span, address: u64, bytes: u64) -> Occurrence {
+    cx.occurrence(
+        WasteKind::RedundantTransfer,
+        s,
+        cx.span_mj(s.id),
+        s.duration_ns(),
+        (vec![s.id], Vec::new()),
+        format!(
+            "{bytes} bytes copied to device address {address:#x}, which already held exactly this content: it was copied there before, and no work ran on the device since"
+        ),
+        "skip this upload: the device already holds the same content there".to_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Places;
+
+    #[test]
+    fn a_copy_over_part_of_a_place_forgets_what_it_held() {
+        let mut p = Places::default();
+        p.put(100, 200, 7);
+        p.put(300, 400, 8);
+        assert_eq!(p.exact(100, 200), Some(7));
+        assert_eq!(p.exact(100, 150), None, "another extent is another place");
+        p.put(150, 160, 9);
+        assert_eq!(p.exact(100, 200), None, "overwritten in part");
+        assert_eq!(p.exact(150, 160), Some(9));
+        assert_eq!(p.exact(300, 400), Some(8), "untouched");
+        p.put(0, 1000, 1);
+        assert_eq!(p.0.len(), 1, "one copy over everything");
+        p.put(1000, 1100, 2);
+        assert_eq!(p.exact(0, 1000), Some(1), "adjacent, not overlapping");
+        p.put(u64::MAX, u64::MAX, 3);
+        assert_eq!(
+            p.exact(u64::MAX, u64::MAX),
+            Some(3),
+            "no overflow at the top"
+        );
     }
 }
