@@ -22,11 +22,19 @@ fn split() -> (Trace, Trace, Trace) {
         let mut t = whole.clone();
         t.spans.retain(|s| s.stream == stream);
         t.power.retain(|r| r.ts_ns() >= from_ns);
-        t.annotations = vec![Annotation::Buffer {
-            id: 1,
-            device: 0,
-            bytes: 64,
-        }];
+        let first = t.spans.first().map_or(0, |s| s.id);
+        t.annotations = vec![
+            Annotation::Buffer {
+                id: 1,
+                device: 0,
+                bytes: 64,
+            },
+            // As `wattlens run` writes for an upload: it names the span by its id.
+            Annotation::CopyTarget {
+                span: first,
+                address: 0x7f00_0000_0000 + stream,
+            },
+        ];
         t
     };
     let later = whole.meta.start_unix_ns + 2_000_000_000;
@@ -60,6 +68,27 @@ fn two_processes_on_one_gpu_merge_into_one_attribution_like_the_whole() {
         })
         .collect();
     assert_eq!(buffers, vec![1, 1 << 40 | 1]);
+    // Each copy target still names its own span, under the span's merged id.
+    for (part, stream) in [(&a, 0u64), (&b, 1)] {
+        let original = &part.spans[0];
+        let target = merged
+            .annotations
+            .iter()
+            .find_map(|x| match *x {
+                Annotation::CopyTarget { span, address }
+                    if address == 0x7f00_0000_0000 + stream =>
+                {
+                    Some(span)
+                }
+                _ => None,
+            })
+            .unwrap();
+        let span = merged.spans.iter().find(|s| s.id == target).unwrap();
+        assert_eq!(
+            (span.start_ns, span.end_ns, merged.str(span.name)),
+            (original.start_ns, original.end_ns, part.str(original.name))
+        );
+    }
     let (w, m) = (
         attribute(&whole, 0).unwrap(),
         attribute(&merged, 0).unwrap(),

@@ -1015,6 +1015,33 @@ fn check_prefix(fixed_ns: u64, two_shapes: bool) {
 }
 
 #[test]
+fn absurd_upload_sizes_and_addresses_in_a_trace_file_do_not_panic() {
+    let mut run = run(&program(Plant::all(), 10), 9);
+    as_unmodified_program(&mut run);
+    for s in &mut run.trace.spans {
+        if let SpanKind::Memcpy { bytes, .. } = &mut s.kind {
+            *bytes = u64::MAX;
+        }
+    }
+    for a in &mut run.trace.annotations {
+        if let Annotation::CopyTarget { address, .. } = a {
+            *address = u64::MAX - 1;
+        }
+    }
+    // Every upload now covers the top of the address space: each overwrites the last.
+    let report = findings(&run);
+    assert!(report.findings.iter().all(|f| f.energy.mj.is_finite()));
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.kind != WasteKind::RedundantTransfer),
+        "{:#?}",
+        report.findings
+    );
+}
+
+#[test]
 fn absurd_versions_and_pass_sizes_in_a_trace_file_do_not_panic() {
     let ops = program(Plant::all(), 10);
     let mut run = run(&ops, 8);
