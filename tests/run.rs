@@ -326,6 +326,54 @@ fn gpu_repeated_uploads_are_hashed_proven_back_to_back_and_counted_otherwise() {
     );
 }
 
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_nvtx_start_end_ranges_and_marks_are_on_the_timeline() {
+    let dir = scratch("run-marks");
+    let trace = dir.join("marks.wlt");
+    // A range started on the main thread and ended on another, one per tick, and a mark each.
+    let script = "import threading, torch\n\
+        x = torch.ones(1 << 20, device='cuda')\n\
+        whole = torch.cuda.nvtx.range_start('whole run')\n\
+        for i in range(40):\n    \
+            torch.cuda.nvtx.mark('tick')\n    \
+            x = x * 1.0001\n\
+        torch.cuda.synchronize()\n\
+        t = threading.Thread(target=torch.cuda.nvtx.range_end, args=(whole,))\n\
+        t.start(); t.join()\n";
+    let out = run(
+        &["-o", trace.to_str().unwrap(), "--no-report"],
+        &["python3", "-c", script],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(" 40 marks,"), "{stderr}");
+    let t = wattlens_instrument::read_trace_file(&trace).unwrap().trace;
+    let named = |name: &str| -> Vec<&wattlens_instrument::trace::Span> {
+        t.spans.iter().filter(|s| t.str(s.name) == name).collect()
+    };
+    let ticks = named("tick");
+    assert_eq!(ticks.len(), 40);
+    assert!(ticks
+        .iter()
+        .all(|m| m.start_ns == m.end_ns && m.kind == SpanKind::Region { depth: 0 }));
+    let whole = named("whole run");
+    assert_eq!(whole.len(), 1, "ended on another thread");
+    let kernels: Vec<_> = t
+        .spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Kernel)
+        .collect();
+    assert!(kernels.len() >= 40);
+    assert!(
+        ticks
+            .iter()
+            .all(|m| m.start_ns >= whole[0].start_ns && m.end_ns <= whole[0].end_ns),
+        "the marks fall inside the range"
+    );
+    assert_ne!(whole[0].stream, ticks[0].stream, "their own region tracks");
+}
+
 /// Run the torch script with `flag`, expecting it to die by `signal`; the trace must still
 /// be readable and hold its kernels.
 fn survives(flag: &str, signal: i32) {

@@ -15,6 +15,7 @@ use wattlens_runtime::cuda::cupti_records::CuptiRecord;
 use wattlens_runtime::timing::ActivityKind;
 
 use crate::demangle::display_name;
+use crate::nvtx_ranges::MARK_TRACK;
 use crate::regions::{Closed, PathTable};
 use crate::syncs::HostSync;
 use crate::uploads::Upload;
@@ -40,8 +41,10 @@ pub struct Counts {
     pub memsets: u64,
     /// Host synchronisation spans.
     pub syncs: u64,
-    /// NVTX range spans.
+    /// NVTX range spans (push/pop and start/end).
     pub regions: u64,
+    /// NVTX marks.
+    pub marks: u64,
     /// Power readings.
     pub readings: u64,
     /// Records left out: host-to-host copies, records with no or impossible timestamps.
@@ -248,24 +251,36 @@ impl<W: Write> Collector<W> {
         Ok(())
     }
 
-    /// Write closed NVTX ranges as region spans (host times, already on the trace clock),
-    /// named through `paths`; a range whose path id the table lacks is skipped.
+    /// Write closed NVTX ranges as region spans on region track `track` (0 for push/pop
+    /// ranges, [`crate::nvtx_ranges::START_END_TRACK`], [`MARK_TRACK`] for marks, which are
+    /// zero-length), with host
+    /// times already on the trace clock, named through `paths`; a range whose path id the
+    /// table lacks is skipped.
     ///
     /// # Errors
     /// [`TraceError`] when the trace cannot be written.
-    pub fn regions(&mut self, closed: &[Closed], paths: &PathTable) -> Result<(), TraceError> {
+    pub fn regions(
+        &mut self,
+        closed: &[Closed],
+        paths: &PathTable,
+        track: u64,
+    ) -> Result<(), TraceError> {
         for r in closed {
             let Some((name, path)) = paths.get(r.path) else {
                 continue;
             };
-            self.counts.regions += 1;
+            if track == MARK_TRACK {
+                self.counts.marks += 1;
+            } else {
+                self.counts.regions += 1;
+            }
             let name = self.out.intern(&name)?;
             let span = Span {
                 region: self.out.intern(&path)?,
                 ..Span::new(
                     self.id(),
                     SpanKind::Region { depth: r.depth },
-                    (0, 0),
+                    (0, track),
                     name,
                     (r.start_ns, r.end_ns),
                 )

@@ -23,6 +23,7 @@ pub mod config;
 pub mod demangle;
 mod hooks;
 pub mod nvtx;
+pub mod nvtx_ranges;
 pub mod regions;
 mod signals;
 mod state;

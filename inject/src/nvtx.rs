@@ -1,6 +1,7 @@
 //! NVTX ranges: this library is NVTX's injection library too (`wattlens run` points
 //! `NVTX_INJECTION64_PATH` at it), so each `nvtxRangePush*`/`nvtxRangePop` of the program
-//! calls straight into [`push_range`]/[`pop_range`] with no CUPTI callback layer in between.
+//! calls straight into [`push_range`]/[`pop_range`] with no CUPTI callback layer in between,
+//! and each `nvtxRangeStart*`/`nvtxRangeEnd` and `nvtxMark*` into [`crate::nvtx_ranges`].
 //!
 //! NVTX's injection protocol (`nvToolsExt` v3): the first NVTX call of each library that
 //! embeds NVTX loads the injection library and calls `InitializeInjectionNvtx2` with a
@@ -16,6 +17,7 @@ use std::sync::{Mutex, OnceLock};
 
 use wattlens_instrument::clock::Clock;
 
+use crate::nvtx_ranges::{end_range, mark, start_range};
 use crate::state::lock;
 use crate::thread::with_thread;
 
@@ -28,11 +30,21 @@ const MODULE_CORE: u32 = 1;
 /// `NVTX_CB_MODULE_CORE2`: the domain API.
 const MODULE_CORE2: u32 = 5;
 /// Slots of the core module (`NvtxCallbackIdCore`).
+const CORE_MARK_EX: usize = 1;
+const CORE_MARK_A: usize = 2;
+const CORE_MARK_W: usize = 3;
+const CORE_RANGE_START_EX: usize = 4;
+const CORE_RANGE_START_A: usize = 5;
+const CORE_RANGE_START_W: usize = 6;
+const CORE_RANGE_END: usize = 7;
 const CORE_PUSH_EX: usize = 8;
 const CORE_PUSH_A: usize = 9;
 const CORE_PUSH_W: usize = 10;
 const CORE_POP: usize = 11;
 /// Slots of the domain module (`NvtxCallbackIdCore2`).
+const CORE2_MARK_EX: usize = 1;
+const CORE2_RANGE_START_EX: usize = 2;
+const CORE2_RANGE_END: usize = 3;
 const CORE2_PUSH_EX: usize = 4;
 const CORE2_POP: usize = 5;
 const CORE2_REGISTER_STRING_A: usize = 10;
@@ -96,17 +108,27 @@ pub(crate) unsafe fn initialize(get: GetExportTable) -> c_int {
         (*table).get_module_function_table
     };
     let Some(getter) = getter else { return 0 };
-    let core: [(usize, *const c_void); 4] = [
+    let core: [(usize, *const c_void); 11] = [
         (CORE_PUSH_A, push_a as *const c_void),
         (CORE_PUSH_W, push_w as *const c_void),
         (CORE_PUSH_EX, push_ex as *const c_void),
         (CORE_POP, pop as *const c_void),
+        (CORE_MARK_A, mark_a as *const c_void),
+        (CORE_MARK_W, mark_w as *const c_void),
+        (CORE_MARK_EX, mark_ex as *const c_void),
+        (CORE_RANGE_START_A, range_start_a as *const c_void),
+        (CORE_RANGE_START_W, range_start_w as *const c_void),
+        (CORE_RANGE_START_EX, range_start_ex as *const c_void),
+        (CORE_RANGE_END, range_end as *const c_void),
     ];
-    let core2: [(usize, *const c_void); 4] = [
+    let core2: [(usize, *const c_void); 7] = [
         (CORE2_PUSH_EX, domain_push_ex as *const c_void),
         (CORE2_POP, domain_pop as *const c_void),
         (CORE2_REGISTER_STRING_A, register_string_a as *const c_void),
         (CORE2_REGISTER_STRING_W, register_string_w as *const c_void),
+        (CORE2_MARK_EX, domain_mark_ex as *const c_void),
+        (CORE2_RANGE_START_EX, domain_range_start_ex as *const c_void),
+        (CORE2_RANGE_END, domain_range_end as *const c_void),
     ];
     // SAFETY: NVTX's own getter, for modules it defines.
     let filled = unsafe { fill(getter, MODULE_CORE, &core) };
@@ -232,6 +254,86 @@ unsafe extern "C" fn domain_pop(_domain: *const c_void) -> c_int {
     guarded(pop_range)
 }
 
+/// Run a start, end or mark handler: nothing before recording starts (`none` is returned),
+/// and never a panic into NVTX.
+fn guarded_other<T>(none: T, f: impl FnOnce() -> T) -> T {
+    if !RANGES.load(Ordering::Acquire) {
+        return none;
+    }
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(none)
+}
+
+/// The name of a start/end range or mark, or a stand-in for one without a message.
+fn named<'a>(name: Option<Cow<'a, str>>, what: &'static str) -> Cow<'a, str> {
+    name.unwrap_or(Cow::Borrowed(what))
+}
+
+/// `nvtxMarkA`.
+unsafe extern "C" fn mark_a(message: *const c_char) {
+    // SAFETY: NVTX passes the caller's NUL-terminated message (or null).
+    guarded_other((), || {
+        mark(&named(unsafe { c_text(message) }, "(unnamed mark)"))
+    });
+}
+
+/// `nvtxMarkW`.
+unsafe extern "C" fn mark_w(message: *const u32) {
+    // SAFETY: NVTX passes the caller's NUL-terminated wide message (or null).
+    guarded_other((), || {
+        mark(&named(unsafe { wide_text(message) }, "(unnamed mark)"))
+    });
+}
+
+/// `nvtxMarkEx`.
+unsafe extern "C" fn mark_ex(attr: *const u8) {
+    // SAFETY: NVTX passes the caller's event attributes (or null).
+    let name = || unsafe { attr_message(attr, Registered::Ours) };
+    guarded_other((), || mark(&named(name(), "(unnamed mark)")));
+}
+
+/// `nvtxDomainMarkEx`: domains share one timeline.
+unsafe extern "C" fn domain_mark_ex(_domain: *const c_void, attr: *const u8) {
+    // SAFETY: as for `mark_ex`.
+    unsafe { mark_ex(attr) }
+}
+
+/// `nvtxRangeStartA`: the id `nvtxRangeEnd` will name (0 when not recorded).
+unsafe extern "C" fn range_start_a(message: *const c_char) -> u64 {
+    // SAFETY: NVTX passes the caller's NUL-terminated message (or null).
+    let name = || unsafe { c_text(message) };
+    guarded_other(0, || start_range(&named(name(), "(unnamed range)")))
+}
+
+/// `nvtxRangeStartW`.
+unsafe extern "C" fn range_start_w(message: *const u32) -> u64 {
+    // SAFETY: NVTX passes the caller's NUL-terminated wide message (or null).
+    let name = || unsafe { wide_text(message) };
+    guarded_other(0, || start_range(&named(name(), "(unnamed range)")))
+}
+
+/// `nvtxRangeStartEx`.
+unsafe extern "C" fn range_start_ex(attr: *const u8) -> u64 {
+    // SAFETY: NVTX passes the caller's event attributes (or null).
+    let name = || unsafe { attr_message(attr, Registered::Ours) };
+    guarded_other(0, || start_range(&named(name(), "(unnamed range)")))
+}
+
+/// `nvtxDomainRangeStartEx`.
+unsafe extern "C" fn domain_range_start_ex(_domain: *const c_void, attr: *const u8) -> u64 {
+    // SAFETY: as for `range_start_ex`.
+    unsafe { range_start_ex(attr) }
+}
+
+/// `nvtxRangeEnd`.
+unsafe extern "C" fn range_end(id: u64) {
+    guarded_other((), || end_range(id));
+}
+
+/// `nvtxDomainRangeEnd`.
+unsafe extern "C" fn domain_range_end(_domain: *const c_void, id: u64) {
+    guarded_other((), || end_range(id));
+}
+
 /// `nvtxDomainRegisterStringA`: the handle is a pointer to our copy of the text.
 unsafe extern "C" fn register_string_a(
     _domain: *const c_void,
@@ -333,6 +435,7 @@ pub(crate) unsafe fn wide_text<'a>(p: *const u32) -> Option<Cow<'a, str>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::regions::Closed;
     use std::cell::RefCell;
     use std::sync::Arc;
 
@@ -425,8 +528,14 @@ mod tests {
             core2[CORE2_REGISTER_STRING_A],
             register_string_a as *const c_void
         );
-        let untouched = [0, 1, 2, 3, 6, 7, 8, 9, 12, 13, 14, 15];
+        let untouched = [0, 6, 7, 8, 9, 12, 13, 14, 15];
         assert!(untouched.iter().all(|&i| core2[i].is_null()), "{core2:?}");
+        assert_eq!(core[CORE_MARK_A], mark_a as *const c_void);
+        assert_eq!(core[CORE_RANGE_END], range_end as *const c_void);
+        assert_eq!(
+            core2[CORE2_RANGE_START_EX],
+            domain_range_start_ex as *const c_void
+        );
 
         // SAFETY (below): the slots hold our handlers, of these types.
         let push: unsafe extern "C" fn(*const c_char) -> c_int =
@@ -482,6 +591,45 @@ mod tests {
             ]
         );
         assert!(pending.closed.iter().all(|c| c.end_ns >= c.start_ns));
+        drop(paths);
+
+        // Start/end ranges need not nest and may end on another thread; marks are instants.
+        let start: unsafe extern "C" fn(*const c_char) -> u64 =
+            unsafe { std::mem::transmute(core[CORE_RANGE_START_A]) };
+        let end: unsafe extern "C" fn(u64) = unsafe { std::mem::transmute(core[CORE_RANGE_END]) };
+        let domain_start: unsafe extern "C" fn(*const c_void, *const u8) -> u64 =
+            unsafe { std::mem::transmute(core2[CORE2_RANGE_START_EX]) };
+        let mark: unsafe extern "C" fn(*const c_char) =
+            unsafe { std::mem::transmute(core[CORE_MARK_A]) };
+        let request = CString::new("request 7").unwrap();
+        let a = unsafe { start(request.as_ptr()) };
+        let b = unsafe { domain_start(std::ptr::null(), registered.as_ptr().cast()) };
+        assert!(a != 0 && b != 0 && a != b);
+        unsafe { mark(model.as_ptr()) };
+        unsafe { end(a) };
+        unsafe { end(a) }; // ended already: ignored
+        unsafe { end(12_345_678) }; // never started: ignored
+                                    // SAFETY: the handler is thread-safe, as NVTX's contract requires.
+        std::thread::spawn(move || unsafe { end(b) })
+            .join()
+            .unwrap();
+        let pending = shared.take_pending(&mut Vec::new());
+        let paths = lock(&shared.paths);
+        let name = |c: &Closed| paths.get(c.path).unwrap().1.to_string();
+        let mut ended: Vec<String> = pending.unnested.iter().map(name).collect();
+        ended.sort();
+        assert_eq!(
+            ended,
+            ["layer0", "request 7"],
+            "one each, the second on another thread"
+        );
+        assert!(pending
+            .unnested
+            .iter()
+            .all(|c| c.depth == 0 && c.end_ns >= c.start_ns));
+        assert_eq!(pending.marks.len(), 1);
+        assert_eq!(name(&pending.marks[0]), "model");
+        assert_eq!(pending.marks[0].start_ns, pending.marks[0].end_ns);
     }
 
     #[test]

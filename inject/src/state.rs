@@ -18,8 +18,12 @@ use crate::uploads::Upload;
 pub(crate) struct Pending {
     /// (correlation id of an API call, path id of the range it was made in).
     pub correlations: Vec<(u32, u32)>,
-    /// Ranges closed.
+    /// Push/pop ranges closed.
     pub closed: Vec<Closed>,
+    /// Start/end ranges ended on this thread.
+    pub unnested: Vec<Closed>,
+    /// Marks.
+    pub marks: Vec<Closed>,
     /// Host waits that returned.
     pub syncs: Vec<HostSync>,
     /// Host-to-device copies hashed at their call.
@@ -101,6 +105,8 @@ impl Shared {
             // `append` leaves the spare empty with its capacity, ready for the next swap.
             all.correlations.append(&mut spare.correlations);
             all.closed.append(&mut spare.closed);
+            all.unnested.append(&mut spare.unnested);
+            all.marks.append(&mut spare.marks);
             all.syncs.append(&mut spare.syncs);
             all.uploads.append(&mut spare.uploads);
         }

@@ -21,6 +21,7 @@ use wattlens_runtime::clock_fit::ClockPoint;
 use crate::collect::{CallInfo, Collector};
 use crate::config::Config;
 use crate::hooks;
+use crate::nvtx_ranges::{MARK_TRACK, START_END_TRACK};
 use crate::regions::PathTable;
 use crate::signals;
 use crate::state::{lock, Pending, Shared};
@@ -182,8 +183,14 @@ impl Writer {
             uploads: &mut self.uploads,
         };
         let mut result = c.records(records, now_ns, &mut calls);
-        if result.is_ok() {
-            result = c.regions(&pending.closed, &paths);
+        for (closed, track) in [
+            (&pending.closed, 0),
+            (&pending.unnested, START_END_TRACK),
+            (&pending.marks, MARK_TRACK),
+        ] {
+            if result.is_ok() {
+                result = c.regions(closed, &paths, track);
+            }
         }
         if result.is_ok() {
             result = c.syncs(&pending.syncs);
@@ -274,7 +281,7 @@ impl Writer {
         let counts = c.counts();
         match c.finish(&alignments) {
             Ok(_) => crate::log(format!(
-                "trace written to {}: {} kernels ({} launched in an NVTX range), {} copies ({} uploads hashed in {:.1} ms), {} memsets, {} NVTX ranges, {} power readings",
+                "trace written to {}: {} kernels ({} launched in an NVTX range), {} copies ({} uploads hashed in {:.1} ms), {} memsets, {} NVTX ranges, {} marks, {} power readings",
                 self.config.trace_path.display(),
                 counts.kernels,
                 counts.kernels_in_ranges,
@@ -283,6 +290,7 @@ impl Writer {
                 counts.hashing_ns as f64 / 1e6,
                 counts.memsets,
                 counts.regions,
+                counts.marks,
                 counts.readings
             )),
             Err(e) => self.fail(e),

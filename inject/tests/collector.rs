@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use wattlens_inject::collect::{CallInfo, Collector};
+use wattlens_inject::nvtx_ranges::MARK_TRACK;
 use wattlens_inject::regions::{Closed, PathTable};
 use wattlens_inject::syncs::HostSync;
 use wattlens_inject::uploads::Upload;
@@ -148,8 +149,18 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
         end_ns: 21_500_000,
     };
     // A path id the table never gave is skipped, not written under a made-up name.
-    c.regions(&[closed(mlp), closed(mlp + 100)], &paths)
+    c.regions(&[closed(mlp), closed(mlp + 100)], &paths, 0)
         .unwrap();
+    // A mark: a zero-length region span on its own track.
+    let tick = paths.intern(None, "tick");
+    let instant = Closed {
+        path: tick,
+        depth: 0,
+        start_ns: 21_200_000,
+        end_ns: 21_200_000,
+    };
+    c.regions(&[instant], &paths, MARK_TRACK).unwrap();
+    assert_eq!(c.counts().marks, 1);
     // A host wait timed by the callbacks: already on the trace clock, not mapped again.
     let waited = HostSync {
         device: 1,
@@ -240,6 +251,21 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
     assert_eq!(
         (trace.str(region.name), trace.str(region.region)),
         ("mlp", "model/layer0/mlp")
+    );
+    assert_eq!(region.stream, 0, "push/pop ranges on region track 0");
+    let mark = trace
+        .spans
+        .iter()
+        .find(|s| trace.str(s.name) == "tick")
+        .unwrap();
+    assert_eq!(
+        (mark.kind, mark.stream, mark.start_ns, mark.end_ns),
+        (
+            SpanKind::Region { depth: 0 },
+            MARK_TRACK,
+            21_200_000,
+            21_200_000
+        )
     );
     assert_eq!(trace.power.len(), 1);
     assert_eq!(

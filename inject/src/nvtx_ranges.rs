@@ -1,0 +1,76 @@
+//! NVTX start/end ranges and marks: ranges that need not nest and may end on another thread
+//! than the one that started them (`nvtxRangeStart*`/`nvtxRangeEnd`), and instants
+//! (`nvtxMark*`). They go on the timeline as region spans of their own tracks
+//! ([`START_END_TRACK`], [`MARK_TRACK`]); work is tagged only with push/pop ranges, which nest
+//! per thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use wattlens_instrument::clock::Clock;
+
+use crate::regions::Closed;
+use crate::state::lock;
+use crate::thread::with_thread;
+
+/// The region track (span stream) of start/end ranges; push/pop ranges use track 0.
+pub const START_END_TRACK: u64 = 1;
+/// The region track of marks, zero-length region spans.
+pub const MARK_TRACK: u64 = 2;
+/// Ranges kept open at most; a start beyond them is not recorded (its end is ignored).
+pub const MAX_OPEN: usize = 65_536;
+
+/// Open start/end ranges by the id handed to the program: (path id, start ns).
+fn open() -> &'static Mutex<HashMap<u64, (u32, u64)>> {
+    static OPEN: OnceLock<Mutex<HashMap<u64, (u32, u64)>>> = OnceLock::new();
+    OPEN.get_or_init(Default::default)
+}
+
+/// The next range id; 0 is never handed out (NVTX's "no range").
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Start a range named `name`; the id its end will name, or 0 when it is not recorded.
+pub(crate) fn start_range(name: &str) -> u64 {
+    with_thread(|_, s| {
+        let path = lock(&s.paths).intern(None, name);
+        let now_ns = s.clock.now_ns();
+        let mut open = lock(open());
+        if open.len() >= MAX_OPEN {
+            return 0;
+        }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        open.insert(id, (path, now_ns));
+        id
+    })
+    .unwrap_or(0)
+}
+
+/// End range `id`, on whichever thread; an id never handed out is ignored.
+pub(crate) fn end_range(id: u64) {
+    let Some((path, start_ns)) = lock(open()).remove(&id) else {
+        return;
+    };
+    with_thread(|t, s| {
+        lock(&t.pending).unnested.push(Closed {
+            path,
+            depth: 0,
+            start_ns,
+            end_ns: s.clock.now_ns().max(start_ns),
+        });
+    });
+}
+
+/// Record a mark named `name` now.
+pub(crate) fn mark(name: &str) {
+    with_thread(|t, s| {
+        let path = lock(&s.paths).intern(None, name);
+        let now_ns = s.clock.now_ns();
+        lock(&t.pending).marks.push(Closed {
+            path,
+            depth: 0,
+            start_ns: now_ns,
+            end_ns: now_ns,
+        });
+    });
+}
