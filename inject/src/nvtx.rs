@@ -180,19 +180,7 @@ pub(crate) fn push_range(name: Option<Cow<'_, str>>) -> Option<c_int> {
             return level;
         }
         let parent = t.stack.current();
-        let key = parent.unwrap_or(u32::MAX);
-        let cached = t.cache.get(&key).and_then(|m| m.get(&*name)).copied();
-        let id = match cached {
-            Some(id) => id,
-            None => {
-                let id = lock(&s.paths).intern(parent, &name);
-                t.cache
-                    .entry(key)
-                    .or_default()
-                    .insert(Box::from(&*name), id);
-                id
-            }
-        };
+        let id = t.path_id(&s.paths, parent, &name);
         t.stack.push(id, s.clock.now_ns());
         level
     })

@@ -32,8 +32,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Start a range named `name`; the id its end will name, or 0 when it is not recorded.
 pub(crate) fn start_range(name: &str) -> u64 {
-    with_thread(|_, s| {
-        let path = lock(&s.paths).intern(None, name);
+    with_thread(|t, s| {
+        let path = t.path_id(&s.paths, None, name);
         let now_ns = s.clock.now_ns();
         let mut open = lock(open());
         if open.len() >= MAX_OPEN {
@@ -64,7 +64,7 @@ pub(crate) fn end_range(id: u64) {
 /// Record a mark named `name` now.
 pub(crate) fn mark(name: &str) {
     with_thread(|t, s| {
-        let path = lock(&s.paths).intern(None, name);
+        let path = t.path_id(&s.paths, None, name);
         let now_ns = s.clock.now_ns();
         lock(&t.pending).marks.push(Closed {
             path,

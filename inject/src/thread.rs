@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::regions::RegionStack;
-use crate::state::{shared, Pending, Shared};
+use crate::regions::{PathTable, RegionStack};
+use crate::state::{lock, shared, Pending, Shared};
 use crate::syncs::SyncNesting;
 use crate::uploads::LastUpload;
 
@@ -22,6 +22,24 @@ pub(crate) struct ThreadState {
     pub last_upload: LastUpload,
     /// What the writer drains.
     pub pending: Arc<Mutex<Pending>>,
+}
+
+impl ThreadState {
+    /// The id of range `name` inside `parent` (none for top level), from this thread's cache:
+    /// the shared table, which the writer holds while it writes, is locked only for a path
+    /// this thread has not seen.
+    pub fn path_id(&mut self, paths: &Mutex<PathTable>, parent: Option<u32>, name: &str) -> u32 {
+        let key = parent.unwrap_or(u32::MAX);
+        if let Some(&id) = self.cache.get(&key).and_then(|m| m.get(name)) {
+            return id;
+        }
+        let id = lock(paths).intern(parent, name);
+        self.cache
+            .entry(key)
+            .or_default()
+            .insert(Box::from(name), id);
+        id
+    }
 }
 
 thread_local! {
