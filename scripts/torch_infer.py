@@ -3,7 +3,7 @@
 NVTX range around every module's forward: the unmodified program `wattlens run` is tested on.
 
     python3 scripts/torch_infer.py [--seconds S | --steps N] [--torch-profiler] [--crash | --kill-self]
-                                   [--step-times FILE] [--gpu-times]
+                                   [--step-times FILE] [--gpu-times] [--checksum]
 
 It prints one JSON line: steps done, the inference loop's wall time, and the median time of
 one step (robust to the occasional host stall that moves the loop's total). With --torch-profiler
@@ -13,6 +13,7 @@ the trace must survive both.
 """
 import argparse
 import ctypes
+import hashlib
 import json
 import os
 import signal
@@ -82,7 +83,10 @@ def main():
                    "forward's GPU time (ms) to this file")
     p.add_argument("--gpu-times", action="store_true",
                    help="also time each step's forward on the GPU (CUDA events) and print the median")
+    p.add_argument("--checksum", action="store_true",
+                   help="hash every step's last-position logits (SHA-256), to compare runs bit for bit")
     a = p.parse_args()
+    digest = hashlib.sha256()
 
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -113,6 +117,8 @@ def main():
                 issued = time.perf_counter()
                 if a.gpu_times:
                     step_events[-1][1].record()
+                if a.checksum:
+                    digest.update(logits[:, -1].contiguous().view(torch.int16).cpu().numpy().tobytes())
                 next_token = logits[:, -1].argmax(-1).cpu()  # one host read per step
                 torch.cuda.nvtx.range_pop()
                 steps += 1
@@ -161,7 +167,8 @@ def main():
                       "step_ms_peak": 1e3 * peak, "stall_s": stall_s, "token": tok,
                       "loop_start_unix": start_unix[0] if start_unix else 0.0,
                       "gpu_ms_median": gpu_ms[len(gpu_ms) // 2] if gpu_ms else 0.0,
-                      "profiler_events": events}), flush=True)
+                      "profiler_events": events,
+                      "checksum": digest.hexdigest() if a.checksum else None}), flush=True)
     if a.crash:
         ctypes.string_at(0)  # SIGSEGV
     if a.kill_self:

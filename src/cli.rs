@@ -235,6 +235,14 @@ pub struct RunArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Kernel replay: replay each heavy kernel signature alone for a burst, inside a
+    /// checkpoint of device memory, so that its joules are measured on their own (slow: about
+    /// 0.45 s a signature; the program's results do not change).
+    #[arg(long)]
+    pub replay: bool,
+    /// The most time kernel replay may hold the program, seconds (default 30).
+    #[arg(long, value_name = "SECONDS", requires = "replay")]
+    pub replay_budget: Option<f64>,
     /// The command to run, and its arguments (after `--`).
     #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

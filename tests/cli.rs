@@ -90,8 +90,17 @@ fn report_prints_a_table_json_and_csv() {
     assert!(text(&table.stdout).contains("Energy per op [simulated]"));
     assert!(text(&table.stdout).contains("Waste [simulated] (GPU 0)"));
 
-    // Two processes' traces of one GPU (here the same trace twice) merge into one report.
-    let merged = wattlens(&["report", t, t]);
+    // Two processes' traces of one GPU (here the demo's, and a copy that started 1 µs later)
+    // merge into one report.
+    let mut other = wattlens_instrument::read_trace_file(&trace).unwrap().trace;
+    other.meta.start_unix_ns += 1000;
+    let second = scratch("second").join("second.wlt");
+    wattlens_instrument::TraceWriter::write_trace(
+        std::fs::File::create(&second).unwrap(),
+        &other,
+    )
+    .unwrap();
+    let merged = wattlens(&["report", t, second.to_str().unwrap()]);
     let merged_text = text(&merged.stdout);
     assert!(merged.status.success(), "{}", text(&merged.stderr));
     assert!(merged_text.starts_with("Merged 2 traces (one per process) on 1 GPU(s)"));
@@ -265,6 +274,69 @@ fn a_cut_short_trace_still_reports_what_it_holds() {
         "{err}"
     );
     assert!(text(&out.stdout).contains("Energy per kernel"));
+}
+
+/// Launch counts of the kernel table in a JSON report.
+fn launches(report: &serde_json::Value) -> u64 {
+    report["devices"][0]["attribution"]["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["launches"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_trace_given_twice_or_appended_to_itself_is_counted_once_with_a_warning() {
+    let trace = demo_trace();
+    let t = trace.to_str().unwrap();
+    let once = wattlens(&["report", "--json", t]);
+    let twice = wattlens(&["report", "--json", t, t]);
+    assert!(twice.status.success(), "{}", text(&twice.stderr));
+    let (once, twice_v): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&once.stdout).unwrap(),
+        serde_json::from_slice(&twice.stdout).unwrap(),
+    );
+    assert_eq!(launches(&twice_v), launches(&once), "not doubled");
+    assert!(
+        text(&twice.stderr).contains("trace 2 is the same run as trace 1"),
+        "{}",
+        text(&twice.stderr)
+    );
+    // `cat a.wlt a.wlt > c.wlt`: the bytes after the end marker are named.
+    let dir = scratch("appended");
+    let joined = dir.join("c.wlt");
+    let bytes = std::fs::read(&trace).unwrap();
+    std::fs::write(&joined, [bytes.clone(), bytes.clone()].concat()).unwrap();
+    let out = wattlens(&["report", "--json", joined.to_str().unwrap()]);
+    assert!(out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{} bytes after its end marker", bytes.len())),
+        "{err}"
+    );
+}
+
+#[test]
+fn export_never_writes_over_its_input_or_any_trace() {
+    let dir = scratch("export-over");
+    let trace = dir.join("keep.wlt");
+    std::fs::copy(demo_trace(), &trace).unwrap();
+    let t = trace.to_str().unwrap();
+    let before = std::fs::read(&trace).unwrap();
+    let (code, err) = fails(&["export", "--perfetto", "-o", t, t]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is the trace being read"), "{err}");
+    let other = dir.join("other.wlt");
+    std::fs::copy(demo_trace(), &other).unwrap();
+    let (code, err) = fails(&["export", "--perfetto", "-o", other.to_str().unwrap(), t]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("holds a wattlens trace"), "{err}");
+    assert_eq!(
+        std::fs::read(&trace).unwrap(),
+        before,
+        "the input is untouched"
+    );
 }
 
 #[test]

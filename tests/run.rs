@@ -438,3 +438,134 @@ fn gpu_two_processes_on_one_gpu_each_write_a_trace_and_merge() {
         text(&out.stdout)
     );
 }
+
+/// A script of `scripts/`, from the package folder or the repository root.
+fn script(name: &str) -> String {
+    let local = Path::new("scripts").join(name);
+    if local.exists() {
+        local.to_str().unwrap().to_owned()
+    } else {
+        repo().join("scripts").join(name).display().to_string()
+    }
+}
+
+/// The JSON line a script printed last.
+fn json_line(stdout: &str) -> serde_json::Value {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// What every report of a replayed run must hold: replays that held the program, a closure
+/// checked against the program's own stretches, and no bound past the board's limit.
+fn check_replay_report(report: &serde_json::Value) -> &serde_json::Value {
+    let a = &report["devices"][0]["attribution"];
+    let replay = &a["replay"];
+    assert!(replay["signatures"].as_u64().unwrap() >= 1, "{replay}");
+    assert!(replay["held_ns"].as_u64().unwrap() > replay["burst_ns"].as_u64().unwrap());
+    let cap = a["board_cap_mw"]
+        .as_f64()
+        .expect("the board's power limit is recorded");
+    for s in a["signatures"].as_array().unwrap() {
+        let high = s["dynamic_power"]["high_mw"].as_f64().unwrap();
+        assert!(high <= cap + 1e-6, "{} bound {high} mW > {cap}", s["name"]);
+    }
+    a
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_replay_undoes_every_replay_of_kernels_that_update_memory_in_place() {
+    let dir = scratch("run-replay-inplace");
+    let trace = dir.join("inplace.wlt");
+    let cmd = [
+        "python3".to_owned(),
+        script("inplace_check.py"),
+        "--iters".into(),
+        "20000".into(),
+    ];
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let bare = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
+    assert!(bare.status.success(), "{}", text(&bare.stderr));
+    let out = run(
+        &["-o", trace.to_str().unwrap(), "--no-report", "--replay"],
+        &cmd,
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("replayed "), "progress on stderr: {stderr}");
+    let (with, without) = (
+        json_line(&text(&out.stdout)),
+        json_line(&text(&bare.stdout)),
+    );
+    assert_eq!(
+        with["exact"], true,
+        "x.add_(1) replayed thousands of times, undone: {with}"
+    );
+    assert_eq!(
+        with["checksum"], without["checksum"],
+        "addmm_ reads what it writes: the result is bit-identical"
+    );
+    let recorded = wattlens_instrument::read_trace_file(&trace).unwrap().trace;
+    let bursts = recorded
+        .spans
+        .iter()
+        .filter(|s| matches!(s.kind, SpanKind::Alone { .. }))
+        .count();
+    let episodes = recorded
+        .annotations
+        .iter()
+        .filter(|a| matches!(a, Annotation::ProfilerEpisode { .. }))
+        .count();
+    assert!(
+        bursts >= 2 && bursts == episodes,
+        "{bursts} bursts, {episodes} episodes"
+    );
+    let report = json_report(&[&trace]);
+    let a = check_replay_report(&report);
+    assert!(a["replay"]["closure"].is_object(), "{}", a["replay"]);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_replay_measures_the_kernels_of_a_cublas_program_and_its_output_is_unchanged() {
+    let dir = scratch("run-replay-cublas");
+    let app = build_cublas_app(&dir);
+    let trace = dir.join("app.wlt");
+    let bare = Command::new(&app).arg("4000").output().unwrap();
+    let out = run(
+        &[
+            "-o",
+            trace.to_str().unwrap(),
+            "--replay",
+            "--format",
+            "json",
+        ],
+        &[app.to_str().unwrap(), "4000"],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("cublas_app:"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        line(&stdout),
+        line(&text(&bare.stdout)),
+        "the same checksum"
+    );
+    let report = json_report(&[&trace]);
+    let a = check_replay_report(&report);
+    let gemm = a["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str().unwrap_or("").contains("gemm"))
+        .unwrap();
+    assert!(gemm["alone_launches"].as_u64().unwrap() > 0, "{gemm}");
+    assert_eq!(gemm["op_class"], "Matmul");
+}

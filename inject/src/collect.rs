@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use wattlens_instrument::format::{TraceError, TraceWriter};
 use wattlens_instrument::trace::{
-    Annotation, ClockSource, CopyDirection, PowerReading, Span, SpanKind, StrId,
+    Annotation, ClockSource, CopyDirection, LaunchShape, PowerReading, ReplayOutcome, Span,
+    SpanKind, StrId, ALONE_REGION,
 };
 use wattlens_runtime::clock_fit::{ClockMap, ClockPoint};
 use wattlens_runtime::cuda::cupti_records::CuptiRecord;
@@ -16,7 +17,8 @@ use wattlens_runtime::timing::ActivityKind;
 
 use crate::demangle::display_name;
 use crate::nvtx_ranges::MARK_TRACK;
-use crate::regions::{Closed, PathTable};
+use crate::regions::{Closed, Paths};
+use crate::replay::Replayed;
 use crate::syncs::HostSync;
 use crate::uploads::Upload;
 
@@ -53,16 +55,25 @@ pub struct Counts {
     pub hashed_uploads: u64,
     /// Time the program was held up checking and hashing them, ns.
     pub hashing_ns: u64,
+    /// Kernel replays recorded.
+    pub replays: u64,
+    /// Time kernel replays held the program, ns.
+    pub replay_held_ns: u64,
 }
 
 /// What the API callbacks learned about the call that issued a record's work, by the call's
-/// correlation id.
+/// correlation id; and who wants to know each kernel's busy time.
 pub trait CallInfo {
     /// The NVTX path the call was made in, if a range was open.
     fn region(&mut self, correlation: u32) -> Option<Arc<str>>;
     /// The upload the call made, if its content was hashed.
     fn upload(&mut self, correlation: u32) -> Option<Upload>;
+    /// A kernel of the program ran on `device` for `busy_ns` (kernel replay's plan counts it).
+    fn kernel(&mut self, _device: u32, _name: &str, _shape: LaunchShape, _busy_ns: u64) {}
 }
+
+/// The stream number kernel replay's bursts are recorded on (no CUPTI stream has it).
+pub const REPLAY_STREAM: u64 = u32::MAX as u64 - 1;
 
 /// A region lookup alone: calls whose uploads were not hashed.
 impl<F: FnMut(u32) -> Option<Arc<str>>> CallInfo for F {
@@ -87,6 +98,9 @@ pub struct Collector<W: Write> {
     evidence: Vec<ClockPoint>,
     map: Option<ClockMap>,
     counts: Counts,
+    /// Replays whose program launch has no span yet, by its correlation id: the burst's span
+    /// names that launch as the one it replayed.
+    replays: HashMap<u32, Replayed>,
 }
 
 impl<W: Write> Collector<W> {
@@ -101,6 +115,7 @@ impl<W: Write> Collector<W> {
             evidence: Vec::new(),
             map: None,
             counts: Counts::default(),
+            replays: HashMap::new(),
         }
     }
 
@@ -180,6 +195,10 @@ impl<W: Write> Collector<W> {
                     let (kind, name, launch) = match &activity.kind {
                         ActivityKind::Kernel { name, shape } => {
                             self.counts.kernels += 1;
+                            let busy_ns = map
+                                .map_ns(activity.end_ns)
+                                .saturating_sub(map.map_ns(activity.start_ns));
+                            calls.kernel(device, name, *shape, busy_ns);
                             (SpanKind::Kernel, self.name(name)?, Some(*shape))
                         }
                         ActivityKind::Memcpy { bytes, direction } => {
@@ -228,6 +247,11 @@ impl<W: Write> Collector<W> {
                         }
                     }
                     self.out.span(&span)?;
+                    if span.kind == SpanKind::Kernel {
+                        if let Some(r) = self.replays.remove(&activity.correlation_id) {
+                            self.burst(&r, span.id)?;
+                        }
+                    }
                     if let Some(u) = upload {
                         self.counts.hashed_uploads += 1;
                         self.out.annotation(&Annotation::CopyTarget {
@@ -251,6 +275,66 @@ impl<W: Write> Collector<W> {
         Ok(())
     }
 
+    /// Record kernel replays: the time each held the program as a profiler episode now, its
+    /// burst as an `alone` span once the program's launch it replayed has its span.
+    ///
+    /// # Errors
+    /// [`TraceError`] when the trace cannot be written.
+    pub fn replays(&mut self, replays: Vec<Replayed>) -> Result<(), TraceError> {
+        for r in replays {
+            self.counts.replays += 1;
+            let (from_ns, to_ns) = r.held_ns;
+            self.counts.replay_held_ns += to_ns.saturating_sub(from_ns);
+            self.out.annotation(&Annotation::ProfilerEpisode {
+                device: r.device,
+                from_ns,
+                to_ns,
+            })?;
+            self.replays.insert(r.correlation, r);
+        }
+        Ok(())
+    }
+
+    /// Write replay `r`'s burst as an `alone` span of the launch with span id `of` (0 when
+    /// its record never came).
+    fn burst(&mut self, r: &Replayed, of: u64) -> Result<(), TraceError> {
+        let name = self.name(&r.name)?;
+        let mut span = Span::new(
+            self.id(),
+            SpanKind::Alone {
+                launches: r.burst.launches,
+                of,
+            },
+            (r.device, REPLAY_STREAM),
+            name,
+            (r.burst.start_ns, r.burst.end_ns.max(r.burst.start_ns)),
+        );
+        span.launch = Some(r.shape);
+        span.region = self.out.intern(ALONE_REGION)?;
+        self.devices.insert(r.device);
+        self.out.span(&span)
+    }
+
+    /// Write kernel replay's notes: the signatures it did not measure, and why.
+    ///
+    /// # Errors
+    /// [`TraceError`] when the trace cannot be written.
+    pub fn replay_notes(
+        &mut self,
+        notes: &[(crate::replay::plan::SigKey, u32, ReplayOutcome)],
+    ) -> Result<(), TraceError> {
+        for ((device, name, shape), busy_ppm, outcome) in notes {
+            self.out.annotation(&Annotation::ReplayNote {
+                device: *device,
+                name: display_name(name),
+                launch: Some(*shape),
+                busy_ppm: *busy_ppm,
+                outcome: outcome.clone(),
+            })?;
+        }
+        Ok(())
+    }
+
     /// Write closed NVTX ranges as region spans on region track `track` (0 for push/pop
     /// ranges, [`crate::nvtx_ranges::START_END_TRACK`], [`MARK_TRACK`] for marks, which are
     /// zero-length), with host
@@ -262,7 +346,7 @@ impl<W: Write> Collector<W> {
     pub fn regions(
         &mut self,
         closed: &[Closed],
-        paths: &PathTable,
+        paths: &dyn Paths,
         track: u64,
     ) -> Result<(), TraceError> {
         for r in closed {
@@ -341,6 +425,12 @@ impl<W: Write> Collector<W> {
         mut self,
         more: &[wattlens_instrument::trace::ClockAlignment],
     ) -> Result<W, TraceError> {
+        // Bursts whose program launch left no record (lost at a crash, or still running).
+        let mut left: Vec<Replayed> = self.replays.drain().map(|(_, r)| r).collect();
+        left.sort_by_key(|r| r.burst.start_ns);
+        for r in &left {
+            self.burst(r, 0)?;
+        }
         if let Some(map) = self.map {
             for &device in &self.devices {
                 self.out

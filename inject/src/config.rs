@@ -48,6 +48,33 @@ pub const ENV_DIGESTS: &str = "WATTLENS_DIGESTS";
 /// copies make.
 pub const ENV_UPLOAD_API: &str = "WATTLENS_UPLOAD_API";
 
+/// Environment variable turning kernel replay on (`on`; `off` by default): each heavy kernel
+/// signature is replayed alone inside a checkpoint of device memory, so that its power is
+/// measured on its own ([`crate::replay`]).
+pub const ENV_REPLAY: &str = "WATTLENS_REPLAY";
+/// Environment variable: the most time kernel replay may hold the program in all, ms.
+pub const ENV_REPLAY_BUDGET_MS: &str = "WATTLENS_REPLAY_BUDGET_MS";
+/// Environment variable: how long each replay burst runs, ms.
+pub const ENV_REPLAY_BURST_MS: &str = "WATTLENS_REPLAY_BURST_MS";
+/// Default replay budget: about 60 signatures of 0.4 s with their checkpoints.
+pub const DEFAULT_REPLAY_BUDGET_MS: u64 = 30_000;
+/// Replay budgets accepted, ms (up to an hour).
+pub const REPLAY_BUDGET_RANGE_MS: std::ops::RangeInclusive<u64> = 1..=3_600_000;
+/// Default burst: four energy-counter periods, so that at least three whole counter windows
+/// see the kernel alone.
+pub const DEFAULT_REPLAY_BURST_MS: u64 = 400;
+/// Bursts accepted, ms: at least two counter periods, at most ten seconds.
+pub const REPLAY_BURST_RANGE_MS: std::ops::RangeInclusive<u64> = 200..=10_000;
+
+/// What kernel replay may spend ([`ENV_REPLAY`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplaySettings {
+    /// The most time replays may hold the program in all.
+    pub budget: Duration,
+    /// How long each burst runs.
+    pub burst: Duration,
+}
+
 /// The activity record kinds there are.
 pub const ALL_KINDS: [&str; 4] = ["kernel", "memcpy", "memset", "sync"];
 
@@ -75,6 +102,11 @@ pub enum LaunchApi {
 
 /// Default flush period: at most this much recording is lost to a SIGKILL.
 pub const DEFAULT_FLUSH_MS: u64 = 500;
+/// Flush periods accepted, ms: often enough to bound what a SIGKILL loses, seldom enough not
+/// to spin.
+pub const FLUSH_RANGE_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+/// Tails accepted, ms.
+pub const TAIL_RANGE_MS: std::ops::RangeInclusive<u64> = 0..=60_000;
 /// Default activity buffer size, KiB: about 4,500 records, 0.14 s of a launch-bound PyTorch
 /// loop.
 pub const DEFAULT_BUFFER_KIB: u64 = 1024;
@@ -93,7 +125,7 @@ pub enum ConfigError {
     #[error("{ENV_OUTPUT} is not set, so wattlens is not recording this process (run it under `wattlens run -- CMD`)")]
     NoOutput,
     /// A choice was not one of the known values.
-    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync; WATTLENS_POWER: on, off; WATTLENS_LAUNCH_API and WATTLENS_UPLOAD_API: runtime, driver, both; WATTLENS_DIGESTS: bounded, full, off); unset it or choose one")]
+    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync; WATTLENS_POWER and WATTLENS_REPLAY: on, off; WATTLENS_LAUNCH_API and WATTLENS_UPLOAD_API: runtime, driver, both; WATTLENS_DIGESTS: bounded, full, off); unset it or choose one")]
     BadChoice {
         /// The variable.
         name: &'static str,
@@ -114,6 +146,34 @@ pub enum ConfigError {
         /// Its value.
         value: String,
         /// The unit the number is in.
+        unit: &'static str,
+        /// A valid value.
+        example: u64,
+    },
+    /// A setting's value is not valid UTF-8.
+    #[error("{name} is set to a value that is not valid UTF-8; unset it or give a plain value")]
+    NotUnicode {
+        /// The variable.
+        name: String,
+    },
+    /// Kernel replay was asked for with the callbacks it needs turned off.
+    #[error("{ENV_REPLAY}=on needs the launch callbacks, which {ENV_HOOKS}={hooks} turns off; unset {ENV_HOOKS} or set it to all")]
+    ReplayWithoutCallbacks {
+        /// The hooks setting.
+        hooks: &'static str,
+    },
+    /// A number is outside the range its setting accepts.
+    #[error("{name}={value} is outside {low}..={high} {unit}; unset it or give a value such as {example}")]
+    OutOfRange {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+        /// Smallest accepted.
+        low: u64,
+        /// Largest accepted.
+        high: u64,
+        /// The unit.
         unit: &'static str,
         /// A valid value.
         example: u64,
@@ -152,6 +212,8 @@ pub struct Config {
     pub digests: Digests,
     /// Which API's copy calls are hashed.
     pub upload_api: LaunchApi,
+    /// Kernel replay, when on.
+    pub replay: Option<ReplaySettings>,
 }
 
 impl Config {
@@ -177,6 +239,26 @@ impl Config {
                 }),
         };
         let ms = |name: &'static str, default: u64| number(name, "milliseconds", default);
+        // Every duration is bounded: an endless flush period or tail would leave the trace
+        // unflushed or unclosed.
+        let in_range = |name: &'static str,
+                        range: std::ops::RangeInclusive<u64>,
+                        default: u64|
+         -> Result<Duration, ConfigError> {
+            let value = ms(name, default)?;
+            if range.contains(&value) {
+                Ok(Duration::from_millis(value))
+            } else {
+                Err(ConfigError::OutOfRange {
+                    name,
+                    value,
+                    low: *range.start(),
+                    high: *range.end(),
+                    unit: "milliseconds",
+                    example: default,
+                })
+            }
+        };
         let buffer_kib = number(ENV_BUFFER_KIB, "KiB", DEFAULT_BUFFER_KIB)?;
         if !(MIN_BUFFER_KIB..=MAX_BUFFER_KIB).contains(&buffer_kib) {
             return Err(ConfigError::BufferOutOfRange { value: buffer_kib });
@@ -232,7 +314,30 @@ impl Config {
                 ("off", Digests::Off),
             ],
         )?;
+        let replay_on = choice(&var, ENV_REPLAY, false, &[("on", true), ("off", false)])?;
+        let replay = if replay_on {
+            if hooks != Hooks::All {
+                return Err(ConfigError::ReplayWithoutCallbacks {
+                    hooks: if hooks == Hooks::Nvtx { "nvtx" } else { "none" },
+                });
+            }
+            Some(ReplaySettings {
+                budget: in_range(
+                    ENV_REPLAY_BUDGET_MS,
+                    REPLAY_BUDGET_RANGE_MS,
+                    DEFAULT_REPLAY_BUDGET_MS,
+                )?,
+                burst: in_range(
+                    ENV_REPLAY_BURST_MS,
+                    REPLAY_BURST_RANGE_MS,
+                    DEFAULT_REPLAY_BURST_MS,
+                )?,
+            })
+        } else {
+            None
+        };
         Ok(Self {
+            replay,
             digests,
             upload_api,
             hooks,
@@ -241,12 +346,31 @@ impl Config {
             power,
             trace_path: trace_path(&prefix, rank, pid),
             cupti: var(ENV_CUPTI).filter(|p| !p.is_empty()).map(PathBuf::from),
-            flush: Duration::from_millis(ms(ENV_FLUSH_MS, DEFAULT_FLUSH_MS)?.max(10)),
-            tail: Duration::from_millis(ms(ENV_TAIL_MS, DEFAULT_TAIL_MS)?),
+            flush: in_range(ENV_FLUSH_MS, FLUSH_RANGE_MS, DEFAULT_FLUSH_MS)?,
+            tail: in_range(ENV_TAIL_MS, TAIL_RANGE_MS, DEFAULT_TAIL_MS)?,
             // In range, so at most 256 MiB: fits any usize of a 64-bit host.
             buffer_bytes: usize::try_from(buffer_kib << 10).unwrap_or(usize::MAX),
         })
     }
+}
+
+/// Check that every `WATTLENS_*` variable of `vars` (the process environment) is valid UTF-8:
+/// [`Config::from_env`] reads them as text, and one that is not must not read as unset.
+///
+/// # Errors
+/// [`ConfigError::NotUnicode`] naming the first that is not.
+pub fn check_unicode(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in vars {
+        let name = name.to_string_lossy();
+        if name.starts_with("WATTLENS_") && value.to_str().is_none() {
+            return Err(ConfigError::NotUnicode {
+                name: name.into_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The value of variable `name` among `choices`; `default` when it is unset.
@@ -357,6 +481,81 @@ mod tests {
         assert_eq!(c.digests, Digests::Full);
         let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_DIGESTS, "all")]), 1).unwrap_err();
         assert!(e.to_string().contains("WATTLENS_DIGESTS: all"), "{e}");
+    }
+
+    #[test]
+    fn durations_are_bounded_and_settings_that_are_not_text_are_named() {
+        for (name, value) in [
+            (ENV_FLUSH_MS, "18446744073709551615"),
+            (ENV_TAIL_MS, "18446744073709551615"),
+            (ENV_FLUSH_MS, "0"),
+        ] {
+            let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (name, value)]), 1).unwrap_err();
+            assert!(
+                matches!(e, ConfigError::OutOfRange { .. }) && e.to_string().contains(name),
+                "{e}"
+            );
+        }
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_TAIL_MS, "0")]), 1).unwrap();
+        assert_eq!(c.tail, Duration::ZERO);
+        use std::os::unix::ffi::OsStringExt;
+        let bad = std::ffi::OsString::from_vec(vec![b'o', 0xff]);
+        let e = check_unicode(
+            [
+                ("PATH".into(), std::ffi::OsString::from_vec(vec![0xfe])),
+                (ENV_OUTPUT.into(), bad),
+            ]
+            .into_iter(),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "WATTLENS_OUTPUT is set to a value that is not valid UTF-8; unset it or give a plain value");
+        assert!(check_unicode([(ENV_OUTPUT.into(), "o".into())].into_iter()).is_ok());
+    }
+
+    #[test]
+    fn replay_is_off_unless_asked_for_and_its_numbers_are_bounded() {
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "o")]), 1).unwrap();
+        assert_eq!(c.replay, None);
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_REPLAY, "on")]), 1).unwrap();
+        assert_eq!(
+            c.replay,
+            Some(ReplaySettings {
+                budget: Duration::from_secs(30),
+                burst: Duration::from_millis(400),
+            })
+        );
+        let c = Config::from_env(
+            env(&[
+                (ENV_OUTPUT, "o"),
+                (ENV_REPLAY, "on"),
+                (ENV_REPLAY_BUDGET_MS, "5000"),
+            ]),
+            1,
+        )
+        .unwrap();
+        assert_eq!(c.replay.unwrap().budget, Duration::from_secs(5));
+        let e = Config::from_env(
+            env(&[
+                (ENV_OUTPUT, "o"),
+                (ENV_REPLAY, "on"),
+                (ENV_REPLAY_BURST_MS, "50"),
+            ]),
+            1,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("WATTLENS_REPLAY_BURST_MS=50 is outside 200..=10000 milliseconds"),
+            "{e}"
+        );
+        let e = Config::from_env(
+            env(&[(ENV_OUTPUT, "o"), (ENV_REPLAY, "on"), (ENV_HOOKS, "nvtx")]),
+            1,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs the launch callbacks"), "{e}");
+        let e = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_REPLAY, "yes")]), 1).unwrap_err();
+        assert!(e.to_string().contains("WATTLENS_REPLAY: yes"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use wattlens_runtime::cuda::cupti_records::{
 
 use crate::config::{Hooks, LaunchApi};
 use crate::nvtx::{attr_message, c_text, pop_range, push_range, wide_text, Registered};
+use crate::replay::launch::{launch_call, LaunchCall};
 use crate::state::{lock, shared, Completed};
 use crate::syncs::HostSync;
 use crate::thread::with_thread;
@@ -80,6 +81,12 @@ struct Call {
     upload: Option<UploadCall>,
     /// A launch, copy or memset tagged with its NVTX range.
     tags: bool,
+    /// A driver call that issues work, passing kernel replay's gate ([`crate::replay::gate`]).
+    gated: bool,
+    /// A kernel launch kernel replay can read, and its parameter layout.
+    launch: Option<LaunchCall>,
+    /// A stream capture's beginning (`true`) or end, counted so that no replay runs during one.
+    capture: Option<bool>,
 }
 
 /// What each subscribed API callback is for, by domain (driver, runtime) then callback id: one
@@ -193,6 +200,15 @@ pub(crate) fn enable_activity(kinds: &[String], buffer_bytes: usize) -> Result<(
     Ok(())
 }
 
+/// The CUPTI activity kinds `kinds` (as `WATTLENS_KINDS` names them) stand for.
+pub(crate) fn activity_kinds(kinds: &[String]) -> Vec<cupti::CUpti_ActivityKind> {
+    KINDS
+        .iter()
+        .filter(|(name, _)| kinds.iter().any(|k| k == name))
+        .map(|&(_, kind)| kind)
+        .collect()
+}
+
 /// Deliver CUPTI's buffers: completed ones only, or (`forced`, at exit) all of them.
 pub(crate) fn flush(forced: bool) {
     // SAFETY: a plain CUPTI call.
@@ -229,6 +245,17 @@ fn issues_work(name: &str) -> bool {
         .any(|w| name.contains(w))
 }
 
+/// Whether a driver callback of this name begins (`true`) or ends a stream capture.
+fn capture_edge(name: &str) -> Option<bool> {
+    if name.starts_with("cuStreamBeginCapture") {
+        Some(true)
+    } else if name.starts_with("cuStreamEndCapture") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// What the callbacks were enabled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Subscribed {
@@ -238,14 +265,15 @@ pub(crate) struct Subscribed {
 
 /// Subscribe to NVTX (for NVTX routed to CUPTI), context creation, the launch/copy/memset
 /// calls of the `launch_api` API(s) (for [`Hooks::All`]), the synchronize calls of both (when
-/// `syncs`), and the copy calls of the `upload_api` API(s) (unless `digests` is off).
+/// `syncs`), the copy calls of the `upload_api` API(s) (unless `digests` is off), and, for
+/// kernel replay (`replay`), every work-issuing driver call and the stream captures.
 ///
 /// # Errors
 /// [`InjectError::Cupti`] when CUPTI refuses the subscription (one subscriber per process).
 pub(crate) fn subscribe(
     hooks: Hooks,
     (launch_api, upload_api): (LaunchApi, LaunchApi),
-    syncs: bool,
+    (syncs, replay): (bool, bool),
     digests: Digests,
 ) -> Result<Subscribed, InjectError> {
     if hooks == Hooks::None {
@@ -290,6 +318,7 @@ pub(crate) fn subscribe(
         vec![Call::default(); MAX_CBID as usize],
     ];
     let hashing = hooks == Hooks::All && digests != Digests::Off;
+    let replay = replay && hooks == Hooks::All;
     let domains = if hooks == Hooks::All || syncs {
         vec![
             D::CUPTI_CB_DOMAIN_RUNTIME_API,
@@ -313,12 +342,20 @@ pub(crate) fn subscribe(
                 LaunchApi::Runtime => domain == D::CUPTI_CB_DOMAIN_RUNTIME_API,
                 LaunchApi::Driver => domain == D::CUPTI_CB_DOMAIN_DRIVER_API,
             };
+            let driver = domain == D::CUPTI_CB_DOMAIN_DRIVER_API;
             let call = Call {
                 waits: waits_on(&name).filter(|_| syncs),
                 upload: upload_call(&name).filter(|_| hashing && of(upload_api)),
                 tags: hooks == Hooks::All && of(launch_api) && issues_work(&name),
+                gated: replay && driver && issues_work(&name),
+                launch: launch_call(&name).filter(|_| replay && driver),
+                capture: capture_edge(&name).filter(|_| replay && driver),
             };
-            let wanted = call.waits.is_some() || call.upload.is_some() || call.tags;
+            let wanted = call.waits.is_some()
+                || call.upload.is_some()
+                || call.tags
+                || call.gated
+                || call.capture.is_some();
             // SAFETY: a valid subscriber, domain and id.
             if wanted
                 && unsafe { cupti::cuptiEnableCallback(1, sub, domain, cbid) }
@@ -340,7 +377,8 @@ pub(crate) fn subscribe(
 
 unsafe extern "C" fn on_callback(_user: *mut c_void, domain: u32, cbid: u32, data: *const c_void) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        if data.is_null() {
+        // A kernel replay's own CUDA calls are not the program's.
+        if data.is_null() || crate::replay::suppressed() {
             return;
         }
         match domain {
@@ -376,8 +414,28 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
         unsafe { on_sync(site == 0, waits, data) };
         return;
     }
+    if let Some(began) = call.capture {
+        // Counted once the call returned, and a beginning only if it succeeded.
+        // SAFETY: per the contract; at exit the return value is the call's CUresult.
+        let ok = unsafe { returned_success(data) };
+        if site != 0 && (ok || !began) {
+            crate::replay::capture(began);
+        }
+        return;
+    }
+    if call.gated {
+        if site == 0 {
+            crate::replay::enter_call();
+        } else {
+            crate::replay::exit_call();
+        }
+    }
     if site != 0 {
         return;
+    }
+    if let Some(launch) = call.launch {
+        // SAFETY: per the contract; `launch` is this call's parameter layout.
+        unsafe { on_launch(launch, correlation, data) };
     }
     if let Some(upload) = call.upload {
         // SAFETY: per the contract; `upload` is this call's parameter layout.
@@ -389,6 +447,37 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
                 lock(&t.pending).correlations.push((correlation, path));
             }
         });
+    }
+}
+
+/// Whether the call whose exit callback `data` is returned `CUDA_SUCCESS`.
+///
+/// # Safety
+/// `data` must be CUPTI's callback data of a driver call, at its exit.
+unsafe fn returned_success(data: *const cupti::CUpti_CallbackData) -> bool {
+    // SAFETY: per the contract; the driver's return value is a CUresult, read as its u32.
+    let ret = unsafe { (*data).functionReturnValue }.cast::<u32>();
+    // SAFETY: non-null at exit, per CUPTI.
+    !ret.is_null() && unsafe { *ret } == 0
+}
+
+/// A launch call was entered: kernel replay replays it first if its plan wants the signature,
+/// and the burst is queued for the writer.
+///
+/// # Safety
+/// `data` must be CUPTI's callback data of a call whose parameters are laid out as `launch`.
+unsafe fn on_launch(launch: LaunchCall, correlation: u32, data: *const cupti::CUpti_CallbackData) {
+    let Some(s) = shared() else {
+        return;
+    };
+    // SAFETY: per the contract.
+    let (params, context) = unsafe { ((*data).functionParams.cast::<u8>(), (*data).context) };
+    let now = || s.clock.now_ns();
+    // SAFETY: per the contract; the context is the call's.
+    let replayed =
+        unsafe { crate::replay::on_launch(launch, params, context.cast(), correlation, &now) };
+    if let Some(r) = replayed {
+        with_thread(|t, _| lock(&t.pending).replays.push(r));
     }
 }
 

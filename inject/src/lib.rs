@@ -25,6 +25,7 @@ mod hooks;
 pub mod nvtx;
 pub mod nvtx_ranges;
 pub mod regions;
+pub mod replay;
 mod signals;
 mod state;
 pub mod syncs;
@@ -81,6 +82,7 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 fn start() -> Result<(), InjectError> {
     // SAFETY: getpid cannot fail.
     let pid = unsafe { libc::getpid() }.unsigned_abs();
+    config::check_unicode(std::env::vars_os())?;
     let config = Config::from_env(|k| std::env::var(k).ok(), pid)?;
     hooks::load_cupti(config.cupti.as_deref())?;
     let clock = Arc::new(HostClock::new());
@@ -98,7 +100,10 @@ fn start() -> Result<(), InjectError> {
         uploads::Digests::Off
     };
     let apis = (config.launch_api, config.upload_api);
-    match hooks::subscribe(config.hooks, apis, syncs, digests) {
+    if let Some(settings) = config.replay {
+        replay::enable(settings, hooks::activity_kinds(&config.kinds));
+    }
+    match hooks::subscribe(config.hooks, apis, (syncs, config.replay.is_some()), digests) {
         Err(e) => log(format!(
             "{e}; kernels are recorded, but not the NVTX ranges they ran in"
         )),

@@ -423,7 +423,7 @@ pub(crate) unsafe fn wide_text<'a>(p: *const u32) -> Option<Cow<'a, str>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::regions::Closed;
+    use crate::regions::{Closed, Paths};
     use std::cell::RefCell;
     use std::sync::Arc;
 

@@ -28,6 +28,8 @@ pub(crate) struct Pending {
     pub syncs: Vec<HostSync>,
     /// Host-to-device copies hashed at their call.
     pub uploads: Vec<Upload>,
+    /// Kernel replays that ran.
+    pub replays: Vec<crate::replay::Replayed>,
 }
 
 /// An activity buffer CUPTI handed back, not yet read: the writer reads it, so CUPTI's
@@ -83,6 +85,14 @@ pub(crate) fn init(clock: Arc<HostClock>) -> &'static Shared {
 }
 
 impl Shared {
+    /// The entries of path `ids`, copied out, and how many pushes the table folded: the
+    /// table's lock is held only for the copy, so that a program thread pushing a range name
+    /// never waits on the writer's disk I/O.
+    pub fn paths_for(&self, ids: impl Iterator<Item = u32>) -> (crate::regions::PathSnapshot, u64) {
+        let table = lock(&self.paths);
+        (table.snapshot(ids), table.folded())
+    }
+
     /// A new buffer for a program thread, registered for the writer.
     pub fn register_thread(&self) -> Arc<Mutex<Pending>> {
         let p = Arc::new(Mutex::new(Pending::default()));
@@ -109,6 +119,7 @@ impl Shared {
             all.marks.append(&mut spare.marks);
             all.syncs.append(&mut spare.syncs);
             all.uploads.append(&mut spare.uploads);
+            all.replays.append(&mut spare.replays);
         }
         all
     }
@@ -126,6 +137,70 @@ mod tests {
             threads: Mutex::new(Vec::new()),
             new_devices: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A trace output that blocks (a FIFO nobody reads, a stalled network filesystem) until
+    /// released.
+    struct Stalled(std::sync::mpsc::Receiver<()>);
+
+    impl std::io::Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_program_thread_naming_ranges_never_waits_on_a_stalled_trace_output() {
+        use crate::collect::Collector;
+        use crate::regions::Closed;
+        use wattlens_instrument::trace::{DeviceInfo, RunMeta};
+        use wattlens_instrument::TraceWriter;
+        let s = Arc::new(shared_state());
+        let first = lock(&s.paths).intern(None, "request 0");
+        let (release, stalled) = std::sync::mpsc::channel();
+        let (writing, started) = std::sync::mpsc::channel();
+        let writer = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let meta = RunMeta {
+                    devices: vec![DeviceInfo::default()],
+                    ..RunMeta::default()
+                };
+                // The header goes through before the stall: one release.
+                let out = std::io::BufWriter::with_capacity(1, Stalled(stalled));
+                let (paths, _) = s.paths_for([first].into_iter());
+                writing.send(()).unwrap();
+                let w = TraceWriter::new(out, &meta);
+                let closed = Closed {
+                    path: first,
+                    depth: 0,
+                    start_ns: 1,
+                    end_ns: 2,
+                };
+                if let Ok(w) = w {
+                    let mut c = Collector::new(w);
+                    let _ = c.regions(&[closed], &paths, 0);
+                }
+            })
+        };
+        started.recv().unwrap();
+        // The writer is (or is about to be) stuck in its write; the table is free.
+        for i in 1..1000 {
+            let table = s.paths.try_lock();
+            assert!(
+                table.is_ok(),
+                "the path table is free while the output stalls"
+            );
+            drop(table);
+            lock(&s.paths).intern(None, &format!("request {i}"));
+        }
+        assert_eq!(lock(&s.paths).len(), 1000);
+        drop(release);
+        writer.join().unwrap();
     }
 
     #[test]

@@ -10,12 +10,17 @@ use crate::state::{lock, shared, Pending, Shared};
 use crate::syncs::SyncNesting;
 use crate::uploads::LastUpload;
 
+/// Path ids a thread caches at most.
+pub const MAX_CACHED: usize = 4096;
+
 /// A program thread's own state.
 pub(crate) struct ThreadState {
     /// Open NVTX ranges.
     pub stack: RegionStack,
     /// Path ids this thread has seen, by parent id then name: a push looks up borrowed text.
     pub cache: HashMap<u32, HashMap<Box<str>, u32>>,
+    /// Entries in `cache`.
+    pub cached: usize,
     /// Depth inside synchronize calls.
     pub syncs: SyncNesting,
     /// The upload call this thread hashed last.
@@ -34,10 +39,16 @@ impl ThreadState {
             return id;
         }
         let id = lock(paths).intern(parent, name);
+        // Bounded: a thread that names every range anew starts its cache over.
+        if self.cached >= MAX_CACHED {
+            self.cache.clear();
+            self.cached = 0;
+        }
         self.cache
             .entry(key)
             .or_default()
             .insert(Box::from(name), id);
+        self.cached += 1;
         id
     }
 }
@@ -56,6 +67,7 @@ pub(crate) fn with_thread<R>(f: impl FnOnce(&mut ThreadState, &'static Shared) -
             let state = t.get_or_insert_with(|| ThreadState {
                 stack: RegionStack::default(),
                 cache: HashMap::new(),
+                cached: 0,
                 syncs: SyncNesting::default(),
                 last_upload: LastUpload::default(),
                 pending: shared.register_thread(),
@@ -64,4 +76,29 @@ pub(crate) fn with_thread<R>(f: impl FnOnce(&mut ThreadState, &'static Shared) -
         })
         .ok()
         .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_names_every_range_anew_keeps_a_bounded_cache() {
+        let paths = Mutex::new(PathTable::default());
+        let mut t = ThreadState {
+            stack: RegionStack::default(),
+            cache: HashMap::new(),
+            cached: 0,
+            syncs: SyncNesting::default(),
+            last_upload: LastUpload::default(),
+            pending: Arc::new(Mutex::new(Pending::default())),
+        };
+        for i in 0..100_000 {
+            t.path_id(&paths, None, &format!("request {i}"));
+            assert!(t.cached <= MAX_CACHED);
+        }
+        let again = t.path_id(&paths, None, "request 99999");
+        assert_eq!(again, t.path_id(&paths, None, "request 99999"));
+        assert!(t.cache.values().map(HashMap::len).sum::<usize>() <= MAX_CACHED);
+    }
 }

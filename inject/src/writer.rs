@@ -12,17 +12,21 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use wattlens_instrument::clock::{Clock, HostClock};
-use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection, DEFAULT_CPU_BUDGET};
+use wattlens_instrument::power::nvml::{
+    open_nvml, real_power_limits_mw, DeviceSelection, DEFAULT_CPU_BUDGET, REPLAY_CPU_BUDGET,
+};
 use wattlens_instrument::power::Sampler;
-use wattlens_instrument::trace::{ClockAlignment, DeviceInfo, RunMeta};
+use wattlens_instrument::sensor_profile::{profile_for, user_profile_dir};
+use wattlens_instrument::trace::{ClockAlignment, DeviceInfo, LaunchShape, RunMeta};
 use wattlens_instrument::{SensorProfile, TraceWriter};
 use wattlens_runtime::clock_fit::ClockPoint;
+use wattlens_runtime::cuda::cupti_records::CuptiRecord;
 
 use crate::collect::{CallInfo, Collector};
 use crate::config::Config;
 use crate::hooks;
 use crate::nvtx_ranges::{MARK_TRACK, START_END_TRACK};
-use crate::regions::PathTable;
+use crate::regions::{PathSnapshot, Paths};
 use crate::signals;
 use crate::state::{lock, Pending, Shared};
 use crate::uploads::Upload;
@@ -60,6 +64,8 @@ pub(crate) fn start(
         correlations: HashMap::new(),
         uploads: HashMap::new(),
         spares: Vec::new(),
+        profile: SensorProfile::default(),
+        folded: 0,
         failed: false,
     };
     let flag = stop.clone();
@@ -108,6 +114,10 @@ struct Writer {
     uploads: HashMap<u32, Upload>,
     /// One emptied buffer per program thread, swapped with its buffer at each cycle.
     spares: Vec<Pending>,
+    /// The sensor profile of the recorded GPU.
+    profile: SensorProfile,
+    /// Range pushes folded into one entry once the path table was full.
+    folded: u64,
     failed: bool,
 }
 
@@ -175,7 +185,24 @@ impl Writer {
             &mut self.uploads,
             pending.uploads.iter().map(|u| (u.correlation, *u)),
         );
-        let paths = lock(&self.shared.paths);
+        // The paths this cycle writes, copied out under the table's lock, which is then
+        // released: a program thread pushing a new range name never waits on our disk I/O.
+        let ids = records
+            .iter()
+            .filter_map(|r| match r {
+                CuptiRecord::Work { activity, .. } => {
+                    self.correlations.get(&activity.correlation_id).copied()
+                }
+                CuptiRecord::External { .. } => None,
+            })
+            .chain(
+                [&pending.closed, &pending.unnested, &pending.marks]
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c.path),
+            );
+        let (paths, folded) = self.shared.paths_for(ids);
+        self.folded = folded;
         let now_ns = clock.now_ns();
         let mut calls = Calls {
             regions: &self.correlations,
@@ -183,6 +210,9 @@ impl Writer {
             uploads: &mut self.uploads,
         };
         let mut result = c.records(records, now_ns, &mut calls);
+        if result.is_ok() {
+            result = c.replays(pending.replays);
+        }
         for (closed, track) in [
             (&pending.closed, 0),
             (&pending.unnested, START_END_TRACK),
@@ -195,7 +225,6 @@ impl Writer {
         if result.is_ok() {
             result = c.syncs(&pending.syncs);
         }
-        drop(paths);
         let mut readings = Vec::new();
         for (device, sampler) in &self.samplers {
             readings.clear();
@@ -207,6 +236,7 @@ impl Writer {
         if let Err(e) = result.and_then(|()| c.flush()) {
             self.fail(e);
         }
+        crate::replay::refresh();
     }
 
     fn create(&mut self) {
@@ -218,15 +248,26 @@ impl Writer {
                 ..DeviceInfo::default()
             });
         }
+        // No dynamic power is reported above what a board can draw.
+        let uuids: Vec<String> = self.devices.iter().map(|d| d.uuid.clone()).collect();
+        for (d, limit) in self.devices.iter_mut().zip(real_power_limits_mw(&uuids)) {
+            d.power_limit_mw = limit.unwrap_or(0);
+        }
+        let driver = wattlens_runtime::cuda::driver_version();
+        self.profile = profile_for(
+            &self.devices[0].name,
+            driver.as_deref(),
+            user_profile_dir(|k| std::env::var(k).ok()).as_deref(),
+        );
         let meta = RunMeta {
             tool_version: concat!("wattlens-inject ", env!("CARGO_PKG_VERSION")).to_owned(),
             simulated: false,
             host: RunMeta::this_host(),
             command: command_line(),
             start_unix_ns: self.start_unix_ns,
-            driver: wattlens_runtime::cuda::driver_version(),
+            driver,
             devices: self.devices.clone(),
-            sensor_profile: SensorProfile::h200_2026_11_22(),
+            sensor_profile: self.profile.clone(),
         };
         match TraceWriter::create(&self.config.trace_path, &meta) {
             Ok(w) => self.collector = Some(Collector::new(w)),
@@ -242,11 +283,18 @@ impl Writer {
             return;
         };
         let clock: Arc<HostClock> = self.shared.clock.clone();
+        // Kernel replay wants whole counter windows inside each burst: the counter is read at
+        // every update then.
+        let budget = if self.config.replay.is_some() {
+            REPLAY_CPU_BUDGET
+        } else {
+            DEFAULT_CPU_BUDGET
+        };
         let started = open_nvml(
             &DeviceSelection::Uuids(vec![info.uuid.clone()]),
             clock.clone(),
-            SensorProfile::h200_2026_11_22(),
-            DEFAULT_CPU_BUDGET,
+            self.profile.clone(),
+            budget,
         )
         .and_then(|source| Sampler::start(source, clock));
         match started {
@@ -278,10 +326,14 @@ impl Writer {
                 return;
             }
         }
+        if let Err(e) = c.replay_notes(&crate::replay::notes()) {
+            self.fail(e);
+            return;
+        }
         let counts = c.counts();
         match c.finish(&alignments) {
             Ok(_) => crate::log(format!(
-                "trace written to {}: {} kernels ({} launched in an NVTX range), {} copies ({} uploads hashed in {:.1} ms), {} memsets, {} NVTX ranges, {} marks, {} power readings",
+                "trace written to {}: {} kernels ({} launched in an NVTX range), {} copies ({} uploads hashed in {:.1} ms), {} memsets, {} NVTX ranges, {} marks, {} power readings{}",
                 self.config.trace_path.display(),
                 counts.kernels,
                 counts.kernels_in_ranges,
@@ -291,9 +343,26 @@ impl Writer {
                 counts.memsets,
                 counts.regions,
                 counts.marks,
-                counts.readings
+                counts.readings,
+                if self.config.replay.is_some() {
+                    format!(
+                        "; {} kernel replays held the program {:.1} s",
+                        counts.replays,
+                        counts.replay_held_ns as f64 * 1e-9
+                    )
+                } else {
+                    String::new()
+                }
             )),
             Err(e) => self.fail(e),
+        }
+        if self.folded > 0 {
+            crate::log(format!(
+                "{} NVTX range pushes with new names came after {} distinct range paths and were recorded as `{}`",
+                self.folded,
+                crate::regions::MAX_PATHS,
+                crate::regions::FOLDED
+            ));
         }
         if !threads.is_empty() {
             crate::log(crate::threads_cpu::summary(&threads, 3));
@@ -320,7 +389,7 @@ fn remember<V>(map: &mut HashMap<u32, V>, pairs: impl Iterator<Item = (u32, V)>)
 /// What the callbacks recorded, as the collector looks it up by correlation id.
 struct Calls<'a> {
     regions: &'a HashMap<u32, u32>,
-    paths: &'a PathTable,
+    paths: &'a PathSnapshot,
     uploads: &'a mut HashMap<u32, Upload>,
 }
 
@@ -333,6 +402,10 @@ impl CallInfo for Calls<'_> {
     /// Taken: one copy record per upload call.
     fn upload(&mut self, correlation: u32) -> Option<Upload> {
         self.uploads.remove(&correlation)
+    }
+
+    fn kernel(&mut self, device: u32, name: &str, shape: LaunchShape, busy_ns: u64) {
+        crate::replay::observe(device, name, shape, busy_ns);
     }
 }
 

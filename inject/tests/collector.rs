@@ -406,3 +406,111 @@ fn records_before_any_clock_point_are_counted_not_guessed() {
     assert_eq!(c.counts().kernels, 0);
     assert_eq!(c.counts().skipped, 1);
 }
+
+/// A plan's busy-time counter fed by the collector.
+#[derive(Default)]
+struct Busy(Vec<(u32, String, u64)>);
+
+impl CallInfo for Busy {
+    fn region(&mut self, _correlation: u32) -> Option<Arc<str>> {
+        None
+    }
+    fn upload(&mut self, _correlation: u32) -> Option<Upload> {
+        None
+    }
+    fn kernel(&mut self, device: u32, name: &str, _shape: LaunchShape, busy_ns: u64) {
+        self.0.push((device, name.to_owned(), busy_ns));
+    }
+}
+
+#[test]
+fn a_replay_is_an_alone_span_of_the_launch_it_replayed_inside_a_profiler_episode() {
+    use wattlens_inject::replay::{device::Burst, Replayed};
+    use wattlens_instrument::trace::ReplayOutcome;
+    let buf = Shared::default();
+    let mut c = collector(&buf);
+    let shape = LaunchShape {
+        grid: [132, 1, 1],
+        block: [256, 1, 1],
+        shared_mem_bytes: 0,
+    };
+    let replayed = |correlation: u32, start_ns: u64| Replayed {
+        device: 1,
+        correlation,
+        name: Arc::from("ampere_sgemm_128x64_nn"),
+        shape,
+        burst: Burst {
+            start_ns,
+            end_ns: start_ns + 400_000_000,
+            launches: 2000,
+            trial_ns: 200_000,
+        },
+        held_ns: (start_ns - 5_000_000, start_ns + 405_000_000),
+    };
+    // Replayed inside the launch call, before its record comes; another replay's launch never
+    // leaves one.
+    c.replays(vec![replayed(42, 100_000_000), replayed(77, 600_000_000)])
+        .unwrap();
+    let mut busy = Busy::default();
+    c.records(
+        vec![kernel("ampere_sgemm_128x64_nn", 20_100_000, 20_400_000, 42)],
+        NOW_NS,
+        &mut busy,
+    )
+    .unwrap();
+    assert_eq!(
+        busy.0,
+        vec![(1, "ampere_sgemm_128x64_nn".to_owned(), 300_000)]
+    );
+    let notes = vec![(
+        (1, Arc::<str>::from("_Z6reducePf"), shape),
+        12_000,
+        ReplayOutcome::Skipped("launched inside a stream capture".into()),
+    )];
+    c.replay_notes(&notes).unwrap();
+    assert_eq!(c.counts().replays, 2);
+    assert_eq!(c.counts().replay_held_ns, 2 * 410_000_000);
+    c.finish(&[]).unwrap();
+    let t = read_trace(&buf.0.lock().unwrap()[..]).unwrap();
+    let kernel_id = t
+        .spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Kernel)
+        .unwrap()
+        .id;
+    let bursts: Vec<_> = t
+        .spans
+        .iter()
+        .filter(|s| matches!(s.kind, SpanKind::Alone { .. }))
+        .collect();
+    assert_eq!(bursts.len(), 2);
+    assert_eq!(
+        bursts[0].kind,
+        SpanKind::Alone {
+            launches: 2000,
+            of: kernel_id
+        }
+    );
+    assert_eq!(
+        bursts[1].kind,
+        SpanKind::Alone {
+            launches: 2000,
+            of: 0
+        },
+        "no record"
+    );
+    assert_eq!(bursts[0].launch, Some(shape));
+    assert_eq!(t.str(bursts[0].name), "ampere_sgemm_128x64_nn");
+    assert_eq!(t.str(bursts[0].region), "wattlens:alone");
+    assert!(!bursts[0].is_program_work());
+    let episodes: Vec<_> = t
+        .annotations
+        .iter()
+        .filter(|a| matches!(a, Annotation::ProfilerEpisode { .. }))
+        .collect();
+    assert_eq!(episodes.len(), 2);
+    assert!(t.annotations.iter().any(|a| matches!(
+        a,
+        Annotation::ReplayNote { name, busy_ppm: 12_000, .. } if name == "reduce"
+    )));
+}

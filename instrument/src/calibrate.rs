@@ -207,7 +207,7 @@ pub fn fit_profile(
                 read_ns,
                 power_mw,
             } if d == device && ts_ns >= s0 && f64::from(power_mw) >= half => {
-                Some(ts_ns + u64::from(read_ns) / 2 - s0)
+                Some(ts_ns.saturating_add(u64::from(read_ns) / 2) - s0)
             }
             _ => None,
         })
@@ -303,20 +303,7 @@ pub fn fit_profile(
 }
 
 /// The file name a profile is saved under: GPU model and driver, lower-case, safe characters.
-pub fn profile_file_name(gpu: &str, driver: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect()
-    };
-    format!("{}--{}.json", clean(gpu), clean(driver))
-}
+pub use crate::sensor_profile::profile_file_name;
 
 /// One step of the calibration run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,6 +25,7 @@ pub mod waste;
 
 pub use attribution::{
     attribute, op_class_of, Attribution, AttributionError, Coverage, EnergyEstimate, PowerEstimate,
+    MAX_REGION_DEPTH,
 };
 pub use format::{read_trace, read_trace_file, read_trace_prefix, TraceError, TraceWriter};
 pub use manifest::{LaunchSite, Manifest, ManifestError};

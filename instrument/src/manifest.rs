@@ -77,6 +77,10 @@ pub struct Manifest {
     /// Host functions wrapped in regions: function name → region name.
     #[serde(default)]
     pub regions: BTreeMap<String, String>,
+    /// Host functions left as they were, though a pattern or annotation chose them: function
+    /// name → why instrumenting them would change what they do.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, String>,
 }
 
 impl Manifest {

@@ -26,6 +26,37 @@ pub enum MergeError {
     MixedKinds(usize),
 }
 
+/// `traces` with repeats of one run left out: a trace with the same host, command, start and
+/// record counts as an earlier one is the same recording given twice (`report a.wlt a.wlt`, or
+/// a copy of it), and merging it would double every launch. Also returns (index of each left
+/// out, index of the trace it repeats).
+pub fn distinct(traces: Vec<Trace>) -> (Vec<Trace>, Vec<(usize, usize)>) {
+    type Identity = (String, Vec<String>, u64, usize, usize, usize);
+    let identity = |t: &Trace| -> Identity {
+        (
+            t.meta.host.clone(),
+            t.meta.command.clone(),
+            t.meta.start_unix_ns,
+            t.spans.len(),
+            t.power.len(),
+            t.annotations.len(),
+        )
+    };
+    let mut seen: HashMap<Identity, usize> = HashMap::new();
+    let mut kept = Vec::with_capacity(traces.len());
+    let mut repeated = Vec::new();
+    for (k, t) in traces.into_iter().enumerate() {
+        match seen.get(&identity(&t)) {
+            Some(&first) => repeated.push((k, first)),
+            None => {
+                seen.insert(identity(&t), k);
+                kept.push(t);
+            }
+        }
+    }
+    (kept, repeated)
+}
+
 /// Merge `traces` (one per process) into one.
 ///
 /// # Errors
@@ -197,6 +228,28 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
                 Annotation::CopyTarget { span, address } => match span_ids.get(&span) {
                     Some(&span) => Annotation::CopyTarget { span, address },
                     None => continue,
+                },
+                Annotation::ProfilerEpisode {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } => Annotation::ProfilerEpisode {
+                    device: device(d),
+                    from_ns,
+                    to_ns,
+                },
+                Annotation::ReplayNote {
+                    device: d,
+                    name,
+                    launch,
+                    busy_ppm,
+                    outcome,
+                } => Annotation::ReplayNote {
+                    device: device(d),
+                    name,
+                    launch,
+                    busy_ppm,
+                    outcome,
                 },
             });
         }

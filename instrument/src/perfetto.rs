@@ -92,7 +92,8 @@ pub fn export_with_findings<W: Write>(
     for s in &trace.spans {
         let is_region = matches!(s.kind, SpanKind::Region { .. });
         let tid = if is_region {
-            REGION_TRACK_BASE + s.stream
+            // A stream number near u64::MAX (a hostile trace) shares the last track.
+            REGION_TRACK_BASE.saturating_add(s.stream)
         } else {
             s.stream
         };

@@ -7,6 +7,7 @@ mod attribution;
 mod calibrate;
 mod common;
 mod format;
+mod fuzz;
 mod merge;
 mod nvml;
 mod perfetto;

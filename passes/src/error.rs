@@ -13,6 +13,22 @@ pub enum PassError {
         /// LLVM's message.
         reason: String,
     },
+    /// The input is not a regular file, or is larger than any IR file this tool reads.
+    #[error("cannot read {}: {reason}", path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The input IR parsed but does not verify: the input is at fault, not this tool.
+    #[error("{} is not valid LLVM IR ({reason}); fix the input, or regenerate it with clang-19", path.display())]
+    InvalidInput {
+        /// The file.
+        path: PathBuf,
+        /// The verifier's message.
+        reason: String,
+    },
     /// The module's target triple is not one this command handles.
     #[error("{} targets {triple:?}, but this command needs {expected}; compile it for that target with clang-19", path.display())]
     Target {

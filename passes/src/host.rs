@@ -299,10 +299,24 @@ fn debug_location(i: LLVMValueRef) -> (String, u32, u32) {
     }
 }
 
-/// Insert `call @wattlens_launch_site(id)` before every launch; returns the site table.
+/// Whether function `fname` of `module` calls a launch API.
+fn has_launch(module: LLVMModuleRef, fname: &str) -> bool {
+    let symbols = resolved_symbols(module);
+    let c = cstring(fname);
+    // SAFETY: the module is live; the name is NUL-terminated.
+    let f = unsafe { LLVMGetNamedFunction(module, c.as_ptr() as *const c_char) };
+    !f.is_null()
+        && instructions(f)
+            .into_iter()
+            .any(|i| is_call(i) && launch_api(i, &symbols).is_some())
+}
+
+/// Insert `call @wattlens_launch_site(id)` before every launch, except in the functions of
+/// `skip`; returns the site table.
 fn instrument_sites(
     module: LLVMModuleRef,
     builder: LLVMBuilderRef,
+    skip: &BTreeMap<String, String>,
 ) -> BTreeMap<String, LaunchSite> {
     let symbols = resolved_symbols(module);
     let mut sites = BTreeMap::new();
@@ -317,6 +331,9 @@ fn instrument_sites(
         let site_fn = declare(module, "wattlens_launch_site", site_ty);
         for f in functions(module) {
             let fname = value_name(f);
+            if skip.contains_key(&fname) {
+                continue;
+            }
             let mut ordinal = 0u32;
             for i in instructions(f) {
                 if !is_call(i) {
@@ -626,23 +643,89 @@ fn region_functions(module: LLVMModuleRef, patterns: &[RegionPattern]) -> BTreeM
     out
 }
 
-/// Instrument host `module`: regions and launch sites. Returns the manifest of what was done.
+/// Personality functions of funclet-based (MSVC, SEH) exception handling, whose pads need
+/// `funclet` bundles a landing pad cannot give.
+const FUNCLET_PERSONALITIES: &[&str] = &[
+    "__CxxFrameHandler3",
+    "__CxxFrameHandler4",
+    "__C_specific_handler",
+    "_except_handler3",
+    "_except_handler4",
+    "__gxx_wasm_personality_v0",
+];
+
+/// Why adding calls to `f` (a region push and pop, a launch-site call) would change what it
+/// does, if it would.
+fn unsafe_to_instrument(f: LLVMValueRef) -> Option<&'static str> {
+    // SAFETY (whole block): `f` is a live function of the module; everything is only read.
+    unsafe {
+        let naked = LLVMGetEnumAttributeKindForName(c"naked".as_ptr(), 5);
+        if !LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, naked).is_null() {
+            return Some("it is naked (no prologue: a call added to it would run without a frame)");
+        }
+        if LLVMHasPersonalityFn(f) != 0 {
+            let p = value_name(LLVMGetPersonalityFn(f));
+            if FUNCLET_PERSONALITIES.contains(&p.as_str()) {
+                return Some("it uses funclet-based (MSVC-style) exception handling, whose pads a cleanup landing pad cannot join");
+            }
+        }
+        for i in instructions(f) {
+            match opcode(i) {
+                LLVMOpcode::LLVMCatchSwitch
+                | LLVMOpcode::LLVMCatchPad
+                | LLVMOpcode::LLVMCleanupPad => {
+                    return Some("it uses funclet-based (MSVC-style) exception handling, whose pads a cleanup landing pad cannot join");
+                }
+                LLVMOpcode::LLVMCall if LLVMIsTailCall(i) != 0 && is_musttail(i) => {
+                    return Some(
+                        "it makes a musttail call, which must stay a call right before its return",
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// Whether call `i` is marked `musttail`.
+fn is_musttail(i: LLVMValueRef) -> bool {
+    // SAFETY: `i` is a live call instruction.
+    unsafe {
+        LLVMGetTailCallKind(i) == inkwell::llvm_sys::LLVMTailCallKind::LLVMTailCallKindMustTail
+    }
+}
+
+/// Instrument host `module`: regions and launch sites. Returns the manifest of what was done,
+/// with the functions it left alone because instrumenting them would change their meaning.
 pub fn instrument_host_module(module: &Module<'_>, patterns: &[RegionPattern]) -> Manifest {
     let m = module.as_mut_ptr();
     let mut manifest = Manifest::new();
+    let chosen = region_functions(m, patterns);
+    let unsafe_fns: BTreeMap<String, String> = functions(m)
+        .into_iter()
+        .filter_map(|f| unsafe_to_instrument(f).map(|why| (value_name(f), why.to_owned())))
+        .collect();
     // SAFETY: the module's context is live; the builder is disposed before returning.
     let builder = unsafe { LLVMCreateBuilderInContext(LLVMGetModuleContext(m)) };
-    manifest.sites = instrument_sites(m, builder);
-    let regions = region_functions(m, patterns);
-    for (fname, region) in &regions {
+    manifest.sites = instrument_sites(m, builder, &unsafe_fns);
+    for (fname, region) in &chosen {
+        if unsafe_fns.contains_key(fname) {
+            continue;
+        }
         let c = cstring(fname);
         // SAFETY: the module is live; the name is NUL-terminated.
         let f = unsafe { LLVMGetNamedFunction(m, c.as_ptr() as *const c_char) };
         if !f.is_null() {
             wrap_region(m, builder, f, region);
+            manifest.regions.insert(fname.clone(), region.clone());
         }
     }
-    manifest.regions = regions;
+    // Named only where something was to be added: a chosen region or a launch site.
+    manifest.skipped = unsafe_fns
+        .into_iter()
+        .filter(|(fname, _)| chosen.contains_key(fname) || has_launch(m, fname))
+        .collect();
     // SAFETY: the builder was created above and is not used afterwards.
     unsafe { LLVMDisposeBuilder(builder) };
     manifest

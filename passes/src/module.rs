@@ -22,19 +22,47 @@ const HOST_ARCHES: &[&str] = &[
     "loongarch64",
 ];
 
-/// Parse the IR file at `path` (text or bitcode) into `context`.
+/// Largest IR file read, bytes: a whole program's bitcode is far smaller, and LLVM would
+/// otherwise read a device file or an endless stream until memory runs out.
+pub const MAX_INPUT_BYTES: u64 = 1 << 30;
+
+/// Parse the IR file at `path` (text or bitcode) into `context`, and check that it verifies.
 ///
 /// # Errors
-/// [`PassError::Load`] when the file is missing or LLVM cannot parse it.
+/// [`PassError::Input`] for a path that is not a regular file or is over
+/// [`MAX_INPUT_BYTES`], [`PassError::Load`] when LLVM cannot parse it,
+/// [`PassError::InvalidInput`] when it parses but does not verify.
 pub fn load_module<'ctx>(context: &'ctx Context, path: &Path) -> Result<Module<'ctx>, PassError> {
+    let input = |reason: String| PassError::Input {
+        path: path.to_owned(),
+        reason,
+    };
     let load = |reason: String| PassError::Load {
         path: path.to_owned(),
         reason,
     };
+    let meta = std::fs::metadata(path).map_err(|e| load(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(input(
+            "it is not a regular file (a device, pipe or folder); give a .ll or .bc file".into(),
+        ));
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(input(format!(
+            "it is {} bytes, more than the {MAX_INPUT_BYTES} this tool reads",
+            meta.len()
+        )));
+    }
     let buffer = MemoryBuffer::create_from_file(path).map_err(|e| load(e.to_string()))?;
-    context
+    let module = context
         .create_module_from_ir(buffer)
-        .map_err(|e| load(e.to_string().trim().to_owned()))
+        .map_err(|e| load(e.to_string().trim().to_owned()))?;
+    // Checked here, so that a fault of the input is never blamed on the transformation.
+    module.verify().map_err(|e| PassError::InvalidInput {
+        path: path.to_owned(),
+        reason: e.to_string().trim().to_owned(),
+    })?;
+    Ok(module)
 }
 
 fn triple(module: &Module<'_>) -> String {

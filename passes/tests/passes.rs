@@ -458,3 +458,251 @@ mod cli {
         );
     }
 }
+
+/// Hostile input: each reproducer gives a clear error or a correct result, never a crash, a
+/// hang, a blame on the tool or a silent change of meaning.
+mod hostile {
+    use super::{fixture, scratch};
+    use std::process::{Command, Output};
+
+    fn pass(args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_wattlens-pass"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn hostile(name: &str) -> String {
+        fixture(&format!("hostile/{name}")).display().to_string()
+    }
+
+    fn stderr(o: &Output) -> String {
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    #[test]
+    fn a_null_function_in_nvvm_annotations_is_read_not_dereferenced() {
+        let m = scratch("ann4.json");
+        let out = pass(&[
+            "analyze",
+            &hostile("ann4.ll"),
+            "--manifest",
+            m.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let t = scratch("ann4-tagged.ll");
+        let out = pass(&["tag", &hostile("ann4.ll"), "-o", t.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+
+    #[test]
+    fn devices_and_pipes_are_refused_in_one_sentence() {
+        let m = scratch("zero.json");
+        for cmd in ["analyze", "tag", "instrument-host"] {
+            let mut args = vec![cmd, "/dev/zero"];
+            args.extend(match cmd {
+                "analyze" => ["--manifest", m.to_str().unwrap()],
+                _ => ["-o", "/dev/null"],
+            });
+            let out = pass(&args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{cmd}");
+            assert!(err.contains("is not a regular file"), "{cmd}: {err}");
+            assert!(!err.contains("panicked"));
+        }
+    }
+
+    #[test]
+    fn invalid_input_ir_is_blamed_on_the_input() {
+        for cmd in ["tag", "analyze"] {
+            let o = scratch("ga1-out");
+            let args: Vec<&str> = match cmd {
+                "tag" => vec![cmd, "-o", o.to_str().unwrap()],
+                _ => vec![cmd, "--manifest", o.to_str().unwrap()],
+            };
+            let ga1 = hostile("ga1.ll");
+            let out = pass(&[&args[..1], &[ga1.as_str()], &args[1..]].concat());
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+            assert!(err.contains("is not valid LLVM IR"), "{cmd}: {err}");
+            assert!(!err.contains("please report"), "{cmd}: {err}");
+        }
+    }
+
+    #[test]
+    fn impossible_instruction_shapes_count_nothing_instead_of_overflowing() {
+        let m = scratch("overflow.json");
+        let out = pass(&[
+            "analyze",
+            &hostile("asm_overflow.ll"),
+            "--manifest",
+            m.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+        for (name, k) in manifest["kernels"].as_object().unwrap() {
+            for field in ["flops_per_thread", "global_bytes_per_thread"] {
+                let v = k["cost"][field].as_str().unwrap_or("0");
+                let n: i64 = v.parse().unwrap_or(0);
+                assert!((0..1 << 20).contains(&n), "{name} {field}: {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn functions_whose_meaning_instrumenting_would_change_are_left_alone_and_named() {
+        let p = scratch("patterns");
+        std::fs::write(&p, "*decode* decode\n").unwrap();
+        for (file, expect) in [
+            (
+                "host_edge.ll",
+                vec!["decode_musttail", "decode_naked", "decode_funclet"],
+            ),
+            ("host_unwind_msvc.ll", vec!["decode_catch"]),
+        ] {
+            let o = scratch(&format!("{file}.out.ll"));
+            let m = scratch(&format!("{file}.json"));
+            let out = pass(&[
+                "instrument-host",
+                &hostile(file),
+                "-o",
+                o.to_str().unwrap(),
+                "--regions",
+                p.to_str().unwrap(),
+                "--manifest",
+                m.to_str().unwrap(),
+            ]);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(0), "{file}: {err}");
+            let manifest: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+            let skipped = manifest["skipped"].as_object().unwrap();
+            for f in &expect {
+                assert!(
+                    skipped.keys().any(|k| k.contains(f)),
+                    "{file}: {f} skipped: {skipped:?}"
+                );
+                assert!(err.contains(" left as it was: "), "{err}");
+            }
+            let ir = std::fs::read_to_string(&o).unwrap();
+            if file == "host_edge.ll" {
+                assert!(ir.contains("musttail call i32 @callee"), "musttail kept");
+                let naked = ir.split("@decode_naked").nth(1).unwrap_or("");
+                let body = naked.split('}').next().unwrap_or("");
+                assert!(!body.contains("wattlens_region_push"), "{body}");
+            }
+            // What llc would crash on: a landingpad in a function with funclet pads.
+            for f in ir.split("define ").filter(|f| f.contains("catchswitch")) {
+                assert!(!f.contains("landingpad"), "{f}");
+            }
+        }
+    }
+}
+
+/// Fuzzing `wattlens-pass` on generated IR (a proptest harness; cargo-fuzz needs a nightly
+/// toolchain): NVPTX modules of kernels with loops, inline asm of any shape and size, and
+/// `!nvvm.annotations` whose operands may be null, constants or functions. Whatever LLVM
+/// parses, analysis and tagging answer without a panic. `WATTLENS_FUZZ_CASES` sets the cases.
+mod fuzz {
+    use super::scratch;
+    use proptest::prelude::*;
+    use wattlens_passes::{analyze_file, tag_file};
+
+    fn cases() -> u32 {
+        std::env::var("WATTLENS_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200)
+    }
+
+    /// One inline-asm instruction text, from real shapes to absurd ones.
+    fn asm() -> impl Strategy<Value = String> {
+        let num = prop_oneof![
+            Just("16".to_owned()),
+            Just("0".to_owned()),
+            Just("9223372036854775807".to_owned()),
+            Just("-9223372036854775808".to_owned()),
+            Just("99999999999999999999999".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+        ];
+        prop_oneof![
+            (num.clone(), num.clone(), num.clone()).prop_map(|(m, n, k)| format!(
+                "mma.sync.aligned.m{m}n{n}k{k}.row.col.f32.f16.f16.f32 $0, $0, $0, $0;"
+            )),
+            num.clone()
+                .prop_map(|s| format!("cp.async.ca.shared.global [$0], [$0], {s};")),
+            Just("ld.global.v4.b128 $0, [$0];".to_owned()),
+            Just("atom.global.add.u64 $0, [$0], 1;".to_owned()),
+            "[a-z.0-9 ,;$]{0,40}",
+        ]
+    }
+
+    /// A kernel: a loop of `trip` iterations around an asm call and a store.
+    fn kernel(i: usize, text: &str, trip: i64, step: i64) -> String {
+        let text = text.replace('"', "");
+        format!(
+            "define ptx_kernel void @k{i}(ptr addrspace(1) %x, i32 %n) {{\n\
+             entry:\n  br label %loop\n\
+             loop:\n  %i = phi i64 [ 0, %entry ], [ %next, %loop ]\n\
+             \x20 %r = call float asm sideeffect \"{text}\", \"=f\"()\n\
+             \x20 %p = getelementptr float, ptr addrspace(1) %x, i64 %i\n\
+             \x20 store float %r, ptr addrspace(1) %p\n\
+             \x20 %next = add i64 %i, {step}\n\
+             \x20 %c = icmp slt i64 %next, {trip}\n\
+             \x20 br i1 %c, label %loop, label %done\n\
+             done:\n  ret void\n}}\n"
+        )
+    }
+
+    fn annotation() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("null".to_owned()),
+            Just("ptr @k0".to_owned()),
+            Just("ptr @g".to_owned()),
+            Just("i32 7".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: cases(),
+            failure_persistence: Some(Box::new(
+                proptest::test_runner::FileFailurePersistence::Direct("tests/fuzz.proptest-regressions"),
+            )),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn generated_device_ir_is_analysed_and_tagged_without_a_crash(
+            texts in proptest::collection::vec(asm(), 1..4),
+            trip in prop_oneof![Just(1i64), Just(i64::MAX), any::<i64>()],
+            step in prop_oneof![Just(1i64), Just(-1i64), Just(i64::MAX), any::<i64>()],
+            notes in proptest::collection::vec((annotation(), prop_oneof![Just("kernel"), Just("maxntidx"), Just("")]), 0..4),
+        ) {
+            let mut ir = String::from(
+                "target datalayout = \"e-i64:64-i128:128-v16:16-v32:32-n16:32:64\"\n\
+                 target triple = \"nvptx64-nvidia-cuda\"\n@g = global i32 0\n",
+            );
+            for (i, t) in texts.iter().enumerate() {
+                ir.push_str(&kernel(i, t, trip, step));
+            }
+            if !notes.is_empty() {
+                let ids: Vec<String> = (0..notes.len()).map(|k| format!("!{k}")).collect();
+                ir.push_str(&format!("!nvvm.annotations = !{{{}}}\n", ids.join(", ")));
+                for (k, (op, tag)) in notes.iter().enumerate() {
+                    ir.push_str(&format!("!{k} = !{{{op}, !\"{tag}\", i32 1}}\n"));
+                }
+            }
+            let input = scratch("fuzz.ll");
+            std::fs::write(&input, &ir).unwrap();
+            if let Ok(reports) = analyze_file(&input) {
+                for r in &reports {
+                    let flops = &r.facts.cost.as_ref().map(|c| c.flops_per_thread.clone()).unwrap_or_default();
+                    prop_assert!(!flops.contains("-9223372036854775808"), "{flops}");
+                }
+                let _ = tag_file(&input, &scratch("fuzz-tagged.ll"));
+            }
+        }
+    }
+}

@@ -4,7 +4,8 @@
 //! Site ids are assigned by the pass; a site is recorded as its `file:line` when the session's
 //! [`crate::ProfilerConfig::with_manifest`] gave it the pass's site table, as
 //! `site#<16 hex digits>` otherwise. Each call returns 0 when recorded, 1 when no session
-//! is active (the call is then a no-op), and -1 for a null or non-UTF-8 name.
+//! is active (the call is then a no-op), -1 for a null or non-UTF-8 name, and -2 when wattlens
+//! failed inside it: no call ever unwinds into its C caller.
 
 use std::ffi::{c_char, c_int, CStr};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -34,16 +35,24 @@ pub(crate) fn deactivate(rec: &Arc<Mutex<Recorder>>) {
     }
 }
 
+/// Run `f` on the active session's recorder: 0 when it ran, 1 without a session, and
+/// [`INTERNAL_ERROR`] when it panicked (no panic unwinds into the C caller).
 fn with_active(f: impl FnOnce(&mut Recorder)) -> c_int {
-    let rec = lock(&ACTIVE).as_ref().and_then(Weak::upgrade);
-    match rec {
-        Some(rec) => {
-            f(&mut lock(&rec));
-            0
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let rec = lock(&ACTIVE).as_ref().and_then(Weak::upgrade);
+        match rec {
+            Some(rec) => {
+                f(&mut lock(&rec));
+                0
+            }
+            None => 1,
         }
-        None => 1,
-    }
+    }))
+    .unwrap_or(INTERNAL_ERROR)
 }
+
+/// What a C ABI call returns when wattlens failed inside it; the caller carries on.
+pub const INTERNAL_ERROR: c_int = -2;
 
 /// Open a region named `name` in the active session.
 ///

@@ -6,6 +6,7 @@ use wattlens_instrument::calibrate::{
     calibration_plan, fit_profile, phases_from, profile_file_name, CalibrationStep, PhaseKind,
     CALIBRATION_CPU_BUDGET,
 };
+use wattlens_instrument::sensor_profile::{user_profile_dir, ENV_PROFILE_DIR};
 use wattlens_instrument::SensorProfile;
 
 use crate::cli::CalibrateArgs;
@@ -70,10 +71,17 @@ pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), CliError> {
         })?;
     }
     let json = serde_json::to_string_pretty(&cal).map_err(std::io::Error::other)?;
-    std::fs::write(&path, json).map_err(|source| CliError::WriteFile {
+    std::fs::write(&path, &json).map_err(|source| CliError::WriteFile {
         path: path.clone(),
         source,
     })?;
+    // Where recording looks profiles up: `wattlens run` uses it from now on.
+    let installed = user_profile_dir(|k| std::env::var(k).ok()).map(|dir| {
+        let file = dir.join(profile_file_name(&cal.gpu, &cal.driver));
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&file, &json))
+            .map(|()| file)
+    });
     let p = &cal.profile;
     let ms = |ns: u64| ns as f64 / 1e6;
     writeln!(
@@ -158,5 +166,20 @@ pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), CliError> {
         cal.counter_brackets
     )?;
     writeln!(out, "profile written to {}", path.display())?;
+    match installed {
+        Some(Ok(file)) => writeln!(
+            out,
+            "and to {}, where recording on this GPU model looks it up",
+            file.display()
+        )?,
+        Some(Err(e)) => writeln!(
+            out,
+            "note: cannot save it where recording looks profiles up ({e}); set {ENV_PROFILE_DIR} to a folder you can write"
+        )?,
+        None => writeln!(
+            out,
+            "note: set {ENV_PROFILE_DIR} (or HOME) so that recording finds calibrated profiles"
+        )?,
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@ use crate::error::CliError;
 /// # Errors
 /// [`CliError`] when the trace cannot be read or the output cannot be written.
 pub fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    super::refuse_overwriting(&args.output, &[&args.trace])?;
     let trace = super::load_trace(&args.trace)?;
     // Waste findings are marked where the trace can be attributed; a trace that cannot still
     // exports, unmarked.

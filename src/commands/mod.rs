@@ -39,7 +39,44 @@ pub fn load_trace(path: &Path) -> Result<Trace, CliError> {
             rec.trace.power.len()
         );
     }
+    if rec.trailing_bytes > 0 {
+        eprintln!(
+            "wattlens: warning: {} has {} bytes after its end marker (another trace appended to it?); only the first trace is read",
+            path.display(),
+            rec.trailing_bytes
+        );
+    }
     Ok(rec.trace)
+}
+
+/// Refuse to write `output` over one of `inputs`, or over any trace: an export or report
+/// must never destroy a recording.
+///
+/// # Errors
+/// [`CliError::Usage`] naming the file.
+pub fn refuse_overwriting(output: &Path, inputs: &[&Path]) -> Result<(), CliError> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    if inputs.iter().any(|i| same(output, i)) {
+        return Err(CliError::Usage(format!(
+            "{} is the trace being read; write the export to another file",
+            output.display()
+        )));
+    }
+    let mut head = [0u8; 8];
+    let starts_as_trace = File::open(output)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == wattlens_instrument::format::MAGIC;
+    if starts_as_trace {
+        return Err(CliError::Usage(format!(
+            "{} holds a wattlens trace; write the export to another file, or remove it first",
+            output.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Write `trace` to `path` with a progress bar.

@@ -25,6 +25,14 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
 /// # Errors
 /// [`CliError`] when the traces cannot be merged or attributed, or output fails.
 pub fn write(traces: Vec<Trace>, format: Format, out: &mut dyn Write) -> Result<(), CliError> {
+    let (traces, repeated) = wattlens_instrument::merge::distinct(traces);
+    for (k, first) in &repeated {
+        eprintln!(
+            "wattlens: warning: trace {} is the same run as trace {} (same host, start and records); it is counted once",
+            k + 1,
+            first + 1
+        );
+    }
     let merged = traces.len();
     let trace = wattlens_instrument::merge::merge(traces)?;
     if merged > 1 && format == Format::Table {

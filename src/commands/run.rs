@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use wattlens_inject::config::ENV_OUTPUT;
+use wattlens_inject::config::{ENV_OUTPUT, ENV_REPLAY, ENV_REPLAY_BUDGET_MS};
 use wattlens_instrument::merge::add_power_after;
 use wattlens_instrument::Trace;
 
@@ -15,6 +15,26 @@ use crate::baseline::{self, Baseline};
 use crate::cli::{Format, RunArgs};
 use crate::error::CliError;
 use crate::{child, locate};
+
+/// The injection library's settings `--replay` and `--replay-budget` stand for.
+///
+/// # Errors
+/// [`CliError::Usage`] for a budget that is not a positive number of seconds.
+fn replay_settings(args: &RunArgs) -> Result<Vec<(&'static str, String)>, CliError> {
+    if !args.replay {
+        return Ok(Vec::new());
+    }
+    let mut env = vec![(ENV_REPLAY, "on".to_owned())];
+    if let Some(s) = args.replay_budget {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(CliError::Usage(format!(
+                "--replay-budget {s} is not a positive number of seconds; give one such as 30"
+            )));
+        }
+        env.push((ENV_REPLAY_BUDGET_MS, format!("{:.0}", (s * 1000.0).ceil())));
+    }
+    Ok(env)
+}
 
 /// Run `wattlens run`.
 ///
@@ -34,10 +54,15 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // The injection library reads its settings in each process; a bad one is a usage error
     // here, before the command runs, rather than a process that runs unrecorded.
     let prefix = dir.join(&stem);
+    let replay = replay_settings(args)?;
+    wattlens_inject::config::check_unicode(std::env::vars_os())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     wattlens_inject::Config::from_env(
         |k| {
             if k == ENV_OUTPUT {
                 Some(prefix.display().to_string())
+            } else if let Some((_, v)) = replay.iter().find(|(name, _)| *name == k) {
+                Some(v.clone())
             } else {
                 std::env::var(k).ok()
             }
@@ -68,6 +93,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if let Some(c) = &cupti {
         cmd.env("WATTLENS_CUPTI", c);
     }
+    cmd.envs(replay.iter().map(|(k, v)| (*k, v)));
     let started = std::time::Instant::now();
     let status = child::run(&mut cmd).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {

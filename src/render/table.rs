@@ -25,6 +25,13 @@ pub fn write(out: &mut dyn Write, report: &Report, truth: Option<&Truth>) -> io:
         )?;
     }
     writeln!(out, "Energies are dynamic (above idle) with 95% CIs; '< X' means the sensors could not resolve it.")?;
+    writeln!(
+        out,
+        "A kernel or op costs its dynamic energy plus a static share: idle power over its busy time."
+    )?;
+    if !report.simulated {
+        writeln!(out, "Sensor profile: {}", report.sensor_profile)?;
+    }
     for d in &report.devices {
         writeln!(out)?;
         match (&d.attribution, &d.problem) {
@@ -175,6 +182,7 @@ fn device(
             )?;
         }
     }
+    replay(out, a, sim)?;
     let c = &a.closure;
     writeln!(out)?;
     writeln!(
@@ -205,6 +213,74 @@ fn device(
         joules(c.residual_mj),
         pct(c.counter_mj, c.residual_mj)
     )?;
+    writeln!(
+        out,
+        "Measured{sim}: {:.1}% of kernel busy time and {:.1}% of op-class busy time carry a number labelled measured (95% CI within ±10%){}",
+        100.0 * a.measured.kernel_busy,
+        100.0 * a.measured.op_busy,
+        match a.board_cap_mw {
+            Some(cap) => format!(
+                "; no bound exceeds the board's power limit less idle, {:.0} W",
+                cap / 1000.0
+            ),
+            None => String::new(),
+        }
+    )?;
+    Ok(())
+}
+
+/// Signatures left unreplayed listed in the table; the JSON report has them all.
+const MAX_REPLAY_NOTES: usize = 8;
+
+/// What kernel replay measured, cost and left out, and its closure against the program.
+fn replay(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<()> {
+    let Some(r) = &a.replay else {
+        return Ok(());
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Kernel replay{sim}: {} signatures replayed alone ({:.1}% of kernel busy time), {} bursts of {:.1} s in all; replay held the program {:.1} s",
+        r.signatures,
+        100.0 * r.replayed_busy_share,
+        r.bursts,
+        r.burst_ns as f64 * 1e-9,
+        r.held_ns as f64 * 1e-9
+    )?;
+    match &r.closure {
+        Some(c) => writeln!(
+            out,
+            "Replay closure{sim}: over {:.1} s of the program's steady stretches, replayed powers predict {} of the {} the counter measured above idle: ratio {:.3} [{:.3}, {:.3}]; replayed kernels' intervals carry ±{:.1}% for it",
+            c.window_ns as f64 * 1e-9,
+            joules(c.predicted_mj),
+            joules(c.measured_mj),
+            c.ratio,
+            c.ratio_low,
+            c.ratio_high,
+            100.0 * c.systematic
+        )?,
+        None => writeln!(
+            out,
+            "Replay closure{sim}: not checked (no counter window of the program's own work, free of replays, holds replayed kernels)"
+        )?,
+    }
+    for n in r.notes.iter().take(MAX_REPLAY_NOTES) {
+        writeln!(
+            out,
+            "  {} ({}, {:.1}% of busy time): {}",
+            clip(&n.name, 40),
+            shape(n.launch, "kernel"),
+            100.0 * n.busy_share,
+            n.outcome
+        )?;
+    }
+    if r.notes.len() > MAX_REPLAY_NOTES {
+        writeln!(
+            out,
+            "  … and {} more signatures not replayed (all in the JSON report)",
+            r.notes.len() - MAX_REPLAY_NOTES
+        )?;
+    }
     Ok(())
 }
 

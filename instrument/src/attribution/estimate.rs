@@ -77,6 +77,24 @@ impl EnergyEstimate {
         }
     }
 
+    /// This estimate with no end above `max_mj` (what the board could have drawn at most),
+    /// labelled again; unchanged when `max_mj` is `None`.
+    pub fn capped_at(&self, max_mj: Option<f64>) -> Self {
+        let Some(max) = max_mj.filter(|m| m.is_finite() && *m >= 0.0) else {
+            return *self;
+        };
+        if self.coverage == Coverage::Uncovered || self.high_mj <= max {
+            return *self;
+        }
+        let (mj, low_mj, high_mj) = (self.mj.min(max), self.low_mj.min(max), max);
+        Self {
+            mj,
+            low_mj,
+            high_mj,
+            coverage: Coverage::classify(mj, low_mj, high_mj),
+        }
+    }
+
     /// Scale by a non-negative factor (a share, or 1/launches).
     pub fn scaled(&self, k: f64) -> Self {
         Self {
@@ -113,6 +131,24 @@ impl PowerEstimate {
             coverage: Coverage::classify(mw, low_mw, high_mw),
         }
     }
+
+    /// This estimate with no end above `max_mw`, labelled again; unchanged when `max_mw` is
+    /// `None`.
+    pub fn capped_at(&self, max_mw: Option<f64>) -> Self {
+        let Some(max) = max_mw.filter(|m| m.is_finite() && *m >= 0.0) else {
+            return *self;
+        };
+        if self.coverage == Coverage::Uncovered || self.high_mw <= max {
+            return *self;
+        }
+        let (mw, low_mw, high_mw) = (self.mw.min(max), self.low_mw.min(max), max);
+        Self {
+            mw,
+            low_mw,
+            high_mw,
+            coverage: Coverage::classify(mw, low_mw, high_mw),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,5 +172,23 @@ mod tests {
         let reaches_zero = EnergyEstimate::from_half_width(10.0, 12.0);
         assert_eq!(reaches_zero.low_mj, 0.0);
         assert_eq!(reaches_zero.coverage, Coverage::Unresolved);
+    }
+
+    #[test]
+    fn a_cap_lowers_only_the_ends_above_it() {
+        let wide = PowerEstimate::from_half_width(40_000.0, 90_000_000.0);
+        let capped = wide.capped_at(Some(575_000.0));
+        assert_eq!(capped.high_mw, 575_000.0);
+        assert_eq!(capped.mw, 40_000.0);
+        assert_eq!(capped.coverage, Coverage::Unresolved, "still only a bound");
+        let narrow = PowerEstimate::from_half_width(100_000.0, 5_000.0);
+        assert_eq!(narrow.capped_at(Some(575_000.0)), narrow);
+        assert_eq!(wide.capped_at(None), wide);
+        let e = EnergyEstimate::from_half_width(10.0, 50.0).capped_at(Some(30.0));
+        assert_eq!((e.low_mj, e.high_mj), (0.0, 30.0));
+        assert_eq!(
+            EnergyEstimate::uncovered().capped_at(Some(1.0)),
+            EnergyEstimate::uncovered()
+        );
     }
 }

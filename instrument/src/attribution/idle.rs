@@ -19,13 +19,15 @@ pub(crate) struct IdleBaseline {
 
 /// Measure idle power in windows with no work in them or in the settling time before them:
 /// those before the work when there are enough (windows after it carry the thermal tail, which
-/// is reported separately), else all of them. `None` when there is no quiet window.
+/// is reported separately), else all of them. `held` (the profiler's own device work, such as
+/// kernel replay's checkpoint copies) counts as work. `None` when there is no quiet window.
 pub(crate) fn measure(
     trace: &Trace,
     work: &[usize],
+    held: &[(u64, u64)],
     windows: &[CounterWindow],
 ) -> Option<IdleBaseline> {
-    let busy = merged_busy(trace, work);
+    let busy = merged_busy(trace, work, held);
     let first_work_ns = busy.first().map_or(u64::MAX, |b| b.0);
     let quiet: Vec<&CounterWindow> = windows.iter().filter(|w| is_quiet(&busy, w)).collect();
     let (before, after): (Vec<&CounterWindow>, Vec<&CounterWindow>) =
@@ -80,11 +82,12 @@ fn estimate(windows: &[&CounterWindow]) -> Option<(PowerEstimate, f64)> {
     Some((PowerEstimate::from_half_width(mw, t * var.sqrt()), var))
 }
 
-/// The union of the device-work intervals, sorted and disjoint.
-fn merged_busy(trace: &Trace, work: &[usize]) -> Vec<(u64, u64)> {
+/// The union of the device-work intervals and `held`, sorted and disjoint.
+fn merged_busy(trace: &Trace, work: &[usize], held: &[(u64, u64)]) -> Vec<(u64, u64)> {
     crate::intervals::union(
         work.iter()
             .map(|&i| (trace.spans[i].start_ns, trace.spans[i].end_ns))
+            .chain(held.iter().copied())
             .collect(),
     )
 }

@@ -21,11 +21,13 @@ mod estimate;
 mod idle;
 mod linalg;
 mod regression;
+mod replay;
 mod rollup;
 mod samples;
 mod shares;
 
 pub use estimate::{Coverage, EnergyEstimate, PowerEstimate};
+pub use replay::{ReplayClosure, ReplayNoteEntry, ReplaySummary};
 
 use serde::{Deserialize, Serialize};
 
@@ -192,10 +194,34 @@ pub struct Attribution {
     /// Per region path (each prefix included), most energy first; a `*/NAME` entry sums every
     /// nested region named NAME, when NAME occurs under two or more paths (the per-op view).
     pub regions: Vec<RegionEnergy>,
+    /// Work spans whose region path was deeper than [`MAX_REGION_DEPTH`]: they count in
+    /// their path's prefixes down to that depth, not below.
+    #[serde(default)]
+    pub regions_folded: u64,
     /// Per work span, in trace order.
     pub spans: Vec<SpanEnergy>,
     /// The energy balance.
     pub closure: Closure,
+    /// How much of the program's busy time carries a measured number.
+    #[serde(default)]
+    pub measured: MeasuredShare,
+    /// Kernel replay: what it measured, what it cost, and whether it agrees with the program;
+    /// `None` where the run replayed nothing.
+    #[serde(default)]
+    pub replay: Option<ReplaySummary>,
+    /// The largest dynamic power the board can draw (its enforced power limit less idle),
+    /// mW: no interval reaches past it. `None` where the trace does not know the limit.
+    #[serde(default)]
+    pub board_cap_mw: Option<f64>,
+}
+
+/// The share of the program's busy time whose energy is labelled measured.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct MeasuredShare {
+    /// Of kernel busy time, in kernel signatures labelled measured (0..=1).
+    pub kernel_busy: f64,
+    /// Of all work's busy time, in op classes labelled measured (0..=1).
+    pub op_busy: f64,
 }
 
 /// Attribute the energy of `device` in `trace`.
@@ -214,9 +240,18 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let work: Vec<usize> = (0..trace.spans.len())
         .filter(|&i| trace.spans[i].device == device && trace.spans[i].is_device_work())
         .collect();
-    let design = Design::build(trace, &work, &windows);
-    let idle = idle::measure(trace, &work, &windows).ok_or(AttributionError::NoIdle(device))?;
-    let samples = samples_of(trace, device);
+    // Observations that see the profiler's own checkpoint copies are not the program's.
+    let episodes = replay::Episodes::of(trace, device);
+    let fit_windows: Vec<_> = windows
+        .iter()
+        .filter(|w| !episodes.spoils(w.start_ns, w.end_ns))
+        .copied()
+        .collect();
+    let design = Design::build(trace, &work, &fit_windows);
+    let idle = idle::measure(trace, &work, episodes.held(), &windows)
+        .ok_or(AttributionError::NoIdle(device))?;
+    let samples = episodes.usable_samples(&samples_of(trace, device), profile.sample_tau_ns);
+    let board_cap_mw = board_cap_mw(trace, device, idle.power.low_mw);
     let rows = samples::sample_rows(
         trace,
         &work,
@@ -225,14 +260,36 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         &samples,
         profile.sample_tau_ns,
     );
-    let fit = regression::fit(
+    let mut fit = regression::fit(
         &design,
-        &windows,
+        &fit_windows,
         &idle,
         &rows,
         &samples,
-        profile.sample_noise_sd_mw,
+        (profile.sample_noise_sd_mw, board_cap_mw),
     );
+    let fitted_var: Vec<f64> = (0..design.len()).map(|i| fit.cov.at(i, i)).collect();
+    let fitted = (fit.beta.as_slice(), fitted_var.as_slice());
+    let replay_closure = replay_closure(
+        trace,
+        &work,
+        &design,
+        &fit_windows,
+        &episodes,
+        &idle,
+        fitted,
+    )
+    .map(|(closure, powers)| {
+        // The closure's distance from 1 is an error common to every replayed signature.
+        let sd: Vec<f64> = (0..design.len())
+            .map(|s| match powers.get(s).copied().flatten() {
+                Some(_) => closure.systematic * fit.beta[s].max(0.0) / fit.t,
+                None => 0.0,
+            })
+            .collect();
+        fit.add_systematic(&sd);
+        closure
+    });
     let Fit { beta, cov, t, .. } = &fit;
     let residuals = samples::residuals(&samples, &rows, beta, idle.power.mw);
     let (beta, cov, t) = (beta.as_slice(), cov, *t);
@@ -290,8 +347,9 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 // Concurrent spans take their share of the residual by predicted energy.
                 let own_mj = beta[s] * r.priced_s;
                 let mut others_mj = 0.0;
-                let lo = by_start
-                    .partition_point(|&x| trace.spans[work[x]].start_ns + max_dur <= span.start_ns);
+                let lo = by_start.partition_point(|&x| {
+                    trace.spans[work[x]].start_ns.saturating_add(max_dur) <= span.start_ns
+                });
                 for &x in &by_start[lo..] {
                     let o = &trace.spans[work[x]];
                     if o.start_ns >= span.end_ns {
@@ -383,6 +441,8 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             } else {
                 PowerEstimate::from_half_width(beta[i], t * cov.at(i, i).sqrt())
             };
+            let dynamic_power = dynamic_power.capped_at(board_cap_mw);
+            let dynamic = dynamic.capped_at(board_cap_mw.map(|c| c * busy_ns as f64 * 1e-9));
             let static_share = static_estimate(static_s);
             let per_launch = EnergyEstimate::from_half_width(
                 (dynamic.mj + static_share.mj) / launches as f64,
@@ -420,54 +480,22 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 op_class: class,
                 launches,
                 busy_ns,
-                dynamic: r.estimate(beta, cov, t, fit.joint.as_ref()),
+                dynamic: r
+                    .estimate(beta, cov, t, fit.joint.as_ref())
+                    .capped_at(board_cap_mw.map(|c| c * busy_ns as f64 * 1e-9)),
                 static_share: static_estimate(static_s),
             }
         })
         .collect();
 
-    let mut region_members: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    // Nested regions by their own name, with the distinct paths they occur under.
-    let mut leaf_members: BTreeMap<String, (std::collections::BTreeSet<String>, Vec<usize>)> =
-        BTreeMap::new();
+    let mut by_region: BTreeMap<StrId, Vec<usize>> = BTreeMap::new();
     for (w, &i) in work.iter().enumerate() {
         let region = trace.spans[i].region;
-        if region == StrId::NONE || !program(w) {
-            continue;
-        }
-        let path = trace.str(region);
-        if let Some(leaf) = path
-            .rsplit('/')
-            .next()
-            .filter(|l| !l.is_empty() && path.contains('/'))
-        {
-            let e = leaf_members.entry(leaf.to_owned()).or_default();
-            e.0.insert(path.to_owned());
-            e.1.push(w);
-        }
-        let mut end = 0;
-        for (k, c) in path
-            .char_indices()
-            .chain(std::iter::once((path.len(), '/')))
-        {
-            if c == '/' && k > end {
-                region_members
-                    .entry(path[..k].to_owned())
-                    .or_default()
-                    .push(w);
-            }
-            if c == '/' {
-                end = k + 1;
-            }
+        if region != StrId::NONE && program(w) {
+            by_region.entry(region).or_default().push(w);
         }
     }
-    // `*/NAME` gathers every nested region named NAME that occurs under two or more paths: the
-    // per-op view of a model whose layers each hold `attention`, `mlp`, … regions.
-    for (leaf, (paths, members)) in leaf_members {
-        if paths.len() >= 2 {
-            region_members.insert(format!("*/{leaf}"), members);
-        }
-    }
+    let (region_members, regions_folded) = region_groups(trace, &by_region);
     let mut regions: Vec<RegionEnergy> = region_members
         .into_iter()
         .map(|(path, members)| {
@@ -476,7 +504,9 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 path,
                 launches,
                 busy_ns,
-                dynamic: r.estimate(beta, cov, t, fit.joint.as_ref()),
+                dynamic: r
+                    .estimate(beta, cov, t, fit.joint.as_ref())
+                    .capped_at(board_cap_mw.map(|c| c * busy_ns as f64 * 1e-9)),
                 static_share: static_estimate(static_s),
             }
         })
@@ -496,6 +526,28 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let window_ns = covered_window.1 - covered_window.0;
     let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();
     let idle_mj = idle_mw * window_ns as f64 * 1e-9;
+    let measured = measured_share(&signatures, &ops);
+    let replay = (!episodes.is_empty()).then(|| {
+        let program_kernel_ns: u64 = signatures
+            .iter()
+            .filter(|s| s.kind == SpanKind::Kernel.label())
+            .map(|s| s.busy_ns)
+            .sum();
+        let replayed: Vec<&SignatureEnergy> =
+            signatures.iter().filter(|s| s.alone_launches > 0).collect();
+        ReplaySummary {
+            signatures: replayed.len(),
+            bursts: work
+                .iter()
+                .filter(|&&i| matches!(trace.spans[i].kind, SpanKind::Alone { .. }))
+                .count(),
+            burst_ns: replayed.iter().map(|s| s.alone_ns).sum(),
+            held_ns: episodes.held_ns(),
+            replayed_busy_share: share(replayed.iter().map(|s| s.busy_ns).sum(), program_kernel_ns),
+            closure: replay_closure,
+            notes: replay::notes(trace, device),
+        }
+    });
     Ok(Attribution {
         device,
         simulated: trace.meta.simulated,
@@ -519,6 +571,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         signatures,
         ops,
         regions,
+        regions_folded,
         spans,
         closure: Closure {
             window_ns,
@@ -527,7 +580,139 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             dynamic_mj: dynamic_in_window_mj,
             residual_mj: counter_mj - idle_mj - dynamic_in_window_mj,
         },
+        measured,
+        replay,
+        board_cap_mw,
     })
+}
+
+/// Region paths deeper than this many components are rolled up at this depth: a program that
+/// nests NVTX ranges thousands deep (or names them with many `/`) must not make the report
+/// quadratic in the depth.
+pub const MAX_REGION_DEPTH: usize = 32;
+
+/// The work spans (indices into `work`) of every region path and each of its prefixes, from
+/// the spans of each distinct region (`by_region`); and `*/NAME`, every nested region named
+/// NAME, where NAME occurs under two or more paths (the per-op view of a model whose layers
+/// each hold `attention`, `mlp`, … regions). Prefixes stop at [`MAX_REGION_DEPTH`]; the second
+/// value counts the spans whose path was cut there.
+fn region_groups(
+    trace: &Trace,
+    by_region: &BTreeMap<StrId, Vec<usize>>,
+) -> (BTreeMap<String, Vec<usize>>, u64) {
+    let mut prefixes: BTreeMap<String, Vec<StrId>> = BTreeMap::new();
+    let mut leaves: BTreeMap<&str, (std::collections::BTreeSet<&str>, Vec<StrId>)> =
+        BTreeMap::new();
+    let mut folded = 0u64;
+    for (&region, members) in by_region {
+        let path = trace.str(region);
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.len() > MAX_REGION_DEPTH {
+            folded += members.len() as u64;
+        }
+        if parts.len() >= 2 {
+            if let Some(leaf) = path.rsplit('/').next().filter(|l| !l.is_empty()) {
+                let e = leaves.entry(leaf).or_default();
+                e.0.insert(path);
+                e.1.push(region);
+            }
+        }
+        let mut prefix = String::new();
+        for part in parts.iter().take(MAX_REGION_DEPTH) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            prefixes.entry(prefix.clone()).or_default().push(region);
+        }
+    }
+    let spans_of = |regions: &[StrId]| -> Vec<usize> {
+        regions
+            .iter()
+            .filter_map(|r| by_region.get(r))
+            .flatten()
+            .copied()
+            .collect()
+    };
+    let mut groups: BTreeMap<String, Vec<usize>> = prefixes
+        .iter()
+        .map(|(path, regions)| (path.clone(), spans_of(regions)))
+        .collect();
+    for (leaf, (paths, regions)) in leaves {
+        if paths.len() >= 2 {
+            groups.insert(format!("*/{leaf}"), spans_of(&regions));
+        }
+    }
+    (groups, folded)
+}
+
+/// `part` over `whole` (0 when `whole` is 0).
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The share of kernel busy time in signatures labelled measured, and of all busy time in
+/// op classes labelled measured.
+fn measured_share(signatures: &[SignatureEnergy], ops: &[OpEnergy]) -> MeasuredShare {
+    let kernels = || {
+        signatures
+            .iter()
+            .filter(|s| s.kind == SpanKind::Kernel.label())
+    };
+    let measured = |c: Coverage| c == Coverage::Measured;
+    MeasuredShare {
+        kernel_busy: share(
+            kernels()
+                .filter(|s| measured(s.dynamic.coverage))
+                .map(|s| s.busy_ns)
+                .sum(),
+            kernels().map(|s| s.busy_ns).sum(),
+        ),
+        op_busy: share(
+            ops.iter()
+                .filter(|o| measured(o.dynamic.coverage))
+                .map(|o| o.busy_ns)
+                .sum(),
+            ops.iter().map(|o| o.busy_ns).sum(),
+        ),
+    }
+}
+
+/// The largest dynamic power `device` can draw: its enforced power limit less the lower end
+/// of the idle power, mW; `None` where the trace does not know the limit.
+fn board_cap_mw(trace: &Trace, device: u32, idle_low_mw: f64) -> Option<f64> {
+    let limit = trace
+        .meta
+        .devices
+        .iter()
+        .find(|d| d.index == device)?
+        .power_limit_mw;
+    (limit > 0).then(|| (f64::from(limit) - idle_low_mw).max(0.0))
+}
+
+/// The replay closure of `device`'s replays, and each signature's replay power; `None` where
+/// nothing was replayed or no steady stretch holds replayed kernels. `fitted` (the fit's
+/// powers and their variances, mW and mW²) prices the signatures without a replay.
+fn replay_closure(
+    trace: &Trace,
+    work: &[usize],
+    design: &Design,
+    windows: &[crate::power::CounterWindow],
+    episodes: &replay::Episodes,
+    idle: &idle::IdleBaseline,
+    fitted: (&[f64], &[f64]),
+) -> Option<(ReplayClosure, Vec<Option<replay::ReplayPower>>)> {
+    if episodes.is_empty() {
+        return None;
+    }
+    let idle = (idle.power.mw, idle.var_mw2);
+    let powers = replay::replay_powers(trace, work, design, windows, idle);
+    let closure = replay::closure(design, windows, episodes, &powers, fitted, idle)?;
+    Some((closure, powers))
 }
 
 /// The power samples of `device` in time order, as (trace ns, mW), duplicates dropped.

@@ -49,6 +49,8 @@ pub(crate) struct Joint {
     /// How far the block-robust variances of the fitted signatures exceeded the model's
     /// (at least 1): the same widening is applied to sums.
     pub inflation: f64,
+    /// A fully correlated error per signature (the replay closure's), standard deviation, mW.
+    pub systematic_sd_mw: Vec<f64>,
 }
 
 impl Joint {
@@ -69,7 +71,31 @@ impl Joint {
         }
         let q: f64 = b.iter().map(|&(i, bi)| bi * jb[i]).sum();
         let gb: f64 = b.iter().map(|&(i, bi)| bi * self.idle_g[i]).sum();
-        Some(self.inflation * q.max(0.0) + self.idle_var * gb * gb)
+        let sys: f64 = b
+            .iter()
+            .map(|&(i, bi)| bi * self.systematic_sd_mw.get(i).copied().unwrap_or(0.0))
+            .sum();
+        Some(self.inflation * q.max(0.0) + self.idle_var * gb * gb + sys * sys)
+    }
+}
+
+impl Fit {
+    /// Add an error common to several signatures, `sd_mw[i]` (standard deviation, mW) for
+    /// signature i, fully correlated between them: a rank-one term in the covariance, so sums
+    /// over those signatures carry it whole.
+    pub fn add_systematic(&mut self, sd_mw: &[f64]) {
+        let p = self.cov.n;
+        for i in 0..p.min(sd_mw.len()) {
+            for j in 0..p.min(sd_mw.len()) {
+                let add = sd_mw[i] * sd_mw[j];
+                if add != 0.0 && self.cov.a[i * p + j].is_finite() {
+                    self.cov.a[i * p + j] += add;
+                }
+            }
+        }
+        if let Some(j) = &mut self.joint {
+            j.systematic_sd_mw = sd_mw.to_vec();
+        }
     }
 }
 
@@ -94,7 +120,7 @@ pub(crate) fn fit(
     idle: &IdleBaseline,
     sample_rows: &SampleRows,
     samples: &[(u64, f64)],
-    sample_noise_mw: f64,
+    (sample_noise_mw, cap_mw): (f64, Option<f64>),
 ) -> Fit {
     let p = design.len();
     let mut rows: Vec<Row> = Vec::new();
@@ -322,6 +348,7 @@ pub(crate) fn fit(
                 idle_g,
                 idle_var: idle.var_mw2,
                 inflation,
+                systematic_sd_mw: Vec::new(),
             }
         })
     } else {
@@ -329,7 +356,11 @@ pub(crate) fn fit(
     };
     if let Some(j) = &joint {
         let t = t95(df);
-        let bounds = window_bounds(&rows[..counter_rows], p, idle.var_mw2, t);
+        let mut bounds = window_bounds(&rows[..counter_rows], p, idle.var_mw2, t);
+        // No signature draws more than the board can.
+        if let Some(cap) = cap_mw {
+            bounds.iter_mut().for_each(|b| *b = b.min(cap));
+        }
         widen_unpinned(&mut cov, &beta, j, &bounds, t);
     }
     Fit {

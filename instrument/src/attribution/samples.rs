@@ -72,7 +72,7 @@ pub(crate) fn sample_rows(
             active.push(order[next]);
             next += 1;
         }
-        active.retain(|&w| span(w).end_ns + reach > t);
+        active.retain(|&w| span(w).end_ns.saturating_add(reach) > t);
         for &w in &active {
             let (a, b) = (span(w).start_ns, span(w).end_ns);
             let hi = b.min(t);

@@ -36,6 +36,10 @@ pub enum Record {
     Unknown(u8),
 }
 
+/// Trailing bytes are counted up to this many (an endless input after the end marker must
+/// not keep the reader busy).
+pub const MAX_TRAILING_COUNT: u64 = 1 << 30;
+
 /// Streams the records of a trace, validating each.
 pub struct TraceReader<R: BufRead> {
     input: R,
@@ -112,6 +116,23 @@ impl<R: BufRead> TraceReader<R> {
     /// The run metadata.
     pub fn meta(&self) -> &RunMeta {
         &self.state.meta
+    }
+
+    /// Bytes after the end marker, read to the end of the input (counted up to
+    /// [`MAX_TRAILING_COUNT`]): a trace file with another appended (`cat a.wlt a.wlt`) has
+    /// them. 0 before the end marker was read.
+    ///
+    /// # Errors
+    /// [`TraceError::Stream`] when the input cannot be read.
+    pub fn trailing_bytes(&mut self) -> Result<u64, TraceError> {
+        if !self.state.ended {
+            return Ok(0);
+        }
+        std::io::copy(
+            &mut (&mut self.input).take(MAX_TRAILING_COUNT),
+            &mut std::io::sink(),
+        )
+        .map_err(TraceError::Stream)
     }
 
     /// The next record, `Ok(None)` after the end marker.
@@ -338,6 +359,8 @@ pub struct Recovered {
     pub trace: Trace,
     /// Why reading stopped before a proper end, if it did.
     pub stopped: Option<TraceError>,
+    /// Bytes after the end marker (another trace appended, say): ignored.
+    pub trailing_bytes: u64,
 }
 
 /// Read a complete trace; any truncation or corruption is an error.
@@ -374,7 +397,15 @@ pub fn read_trace_prefix<R: BufRead>(input: R) -> Result<Recovered, TraceError> 
             Err(e) => break Some(e),
         }
     };
-    Ok(Recovered { trace, stopped })
+    let trailing_bytes = match stopped {
+        None => reader.trailing_bytes()?,
+        Some(_) => 0,
+    };
+    Ok(Recovered {
+        trace,
+        stopped,
+        trailing_bytes,
+    })
 }
 
 /// Open and read `path`, recovering the readable prefix of a cut-short file.

@@ -39,7 +39,7 @@ pub fn counter_reads(readings: &[PowerReading], device: u32) -> Vec<CounterRead>
                 energy_mj,
             } if d == device => Some(CounterRead {
                 start_ns: ts_ns,
-                end_ns: ts_ns + u64::from(read_ns),
+                end_ns: ts_ns.saturating_add(u64::from(read_ns)),
                 energy_mj,
             }),
             _ => None,

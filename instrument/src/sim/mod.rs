@@ -19,7 +19,7 @@ pub use gpu::GpuModel;
 pub use random::{random_workload, LONG_MAX_NS, LONG_MIN_NS, SHORT_MAX_NS, SHORT_MIN_NS};
 pub use rng::SimRng;
 pub use signal::PowerSignal;
-pub use workload::{KernelSpec, TransferSpec, WorkItem, Workload};
+pub use workload::{KernelSpec, ReplaySpec, TransferSpec, WorkItem, Workload};
 
 use std::collections::BTreeMap;
 
@@ -98,7 +98,11 @@ pub fn simulate_with_budget(
     start_unix_ns: u64,
     cpu_budget: f64,
 ) -> SimRun {
-    let (scheduled, total_ns) = schedule::schedule(workload);
+    let schedule::Schedule {
+        spans: scheduled,
+        total_ns,
+        episodes,
+    } = schedule::schedule(workload);
     let regions = schedule::derive_regions(&scheduled);
     let (signal, thermal_mj) = signal::PowerSignal::build(&scheduled, total_ns, gpu, TRUTH_CELL_NS);
     let mut rng = SimRng::new(seed);
@@ -126,6 +130,10 @@ pub fn simulate_with_budget(
     let mut facts: BTreeMap<String, KernelFacts> = BTreeMap::new();
     let mut id = 0u64;
     for s in &scheduled {
+        if s.kind == SpanKind::Idle && s.name == schedule::CHECKPOINT {
+            // The profiler's own copies: power the sensors see, but no span.
+            continue;
+        }
         let region = if s.region.is_empty() {
             StrId::NONE
         } else {
@@ -195,6 +203,13 @@ pub fn simulate_with_budget(
         span_above_idle_mj.push(0.0);
         id += 1;
     }
+    trace.annotations.extend(episodes.iter().map(|&(from, to)| {
+        crate::trace::Annotation::ProfilerEpisode {
+            device: 0,
+            from_ns: start_unix_ns + from,
+            to_ns: start_unix_ns + to,
+        }
+    }));
     trace.kernel_facts = facts.into_values().collect();
     trace.power = sensors.readings;
     trace.alignments.push(ClockAlignment {

@@ -37,8 +37,22 @@ impl Host {
     }
 }
 
-/// Schedule every item; returns the spans in time order and the total simulated time.
-pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
+/// What [`schedule`] made of a workload.
+pub(crate) struct Schedule {
+    /// The spans, in time order: device work, syncs, and the profiler's own device work
+    /// ([`SpanKind::Idle`] with [`CHECKPOINT`] as its name, which no trace span shows).
+    pub spans: Vec<Scheduled>,
+    /// The total simulated time, ns.
+    pub total_ns: u64,
+    /// Profiler episodes (kernel replays with their checkpoint), ns.
+    pub episodes: Vec<(u64, u64)>,
+}
+
+/// The name of the profiler's checkpoint copies in a [`Schedule`].
+pub(crate) const CHECKPOINT: &str = "wattlens:checkpoint";
+
+/// Schedule every item.
+pub(crate) fn schedule(w: &Workload) -> Schedule {
     let mut cursor: BTreeMap<u32, u64> = BTreeMap::new();
     let mut out = Vec::new();
     let start = w.lead_idle_ns;
@@ -49,8 +63,60 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
         issue_ns: 0,
         latency_ns: 0,
     };
+    let mut episodes = Vec::new();
     for item in &w.items {
         match item {
+            WorkItem::Replay(r) => {
+                let k = &r.kernel;
+                // The host waits for the device, saves, bursts and restores, all alone.
+                let t = cursor
+                    .values()
+                    .copied()
+                    .max()
+                    .unwrap_or(start)
+                    .max(host.now_ns);
+                let cycle = k.duration_ns + k.gap_ns;
+                let burst = (cycle * u64::from(k.count)).saturating_sub(k.gap_ns);
+                let duty = k.duration_ns as f64 / cycle.max(1) as f64;
+                let checkpoint = |at: u64| Scheduled {
+                    kind: SpanKind::Idle,
+                    stream: k.stream,
+                    start_ns: at,
+                    end_ns: at + r.checkpoint_ns,
+                    name: CHECKPOINT.to_owned(),
+                    launch: None,
+                    region: String::new(),
+                    dynamic_mw: r.checkpoint_mw,
+                    op_class: None,
+                    host_call_ns: None,
+                };
+                let burst_at = t + r.checkpoint_ns;
+                out.push(checkpoint(t));
+                out.push(Scheduled {
+                    kind: SpanKind::Alone {
+                        launches: k.count,
+                        of: 0,
+                    },
+                    stream: k.stream,
+                    start_ns: burst_at,
+                    end_ns: burst_at + burst,
+                    name: k.name.clone(),
+                    launch: Some(k.launch),
+                    region: ALONE_REGION.to_owned(),
+                    dynamic_mw: (f64::from(k.dynamic_mw) * duty * r.warm_power_factor).round()
+                        as u32,
+                    op_class: Some(k.op_class),
+                    host_call_ns: None,
+                });
+                out.push(checkpoint(burst_at + burst));
+                let end = burst_at + burst + r.checkpoint_ns;
+                episodes.push((t, end));
+                for c in cursor.values_mut() {
+                    *c = end;
+                }
+                cursor.insert(k.stream, end);
+                host.now_ns = end;
+            }
             WorkItem::Kernel(k) => {
                 for _ in 0..k.count {
                     let (call, earliest) = host.issue();
@@ -183,7 +249,11 @@ pub(crate) fn schedule(w: &Workload) -> (Vec<Scheduled>, u64) {
         .unwrap_or(start)
         .max(cursor.values().copied().max().unwrap_or(start));
     out.sort_by_key(|s| (s.start_ns, s.stream));
-    (out, end + w.tail_idle_ns)
+    Schedule {
+        spans: out,
+        total_ns: end + w.tail_idle_ns,
+        episodes,
+    }
 }
 
 /// A region derived from the region paths of consecutive work on one stream.
@@ -200,7 +270,10 @@ pub(crate) struct DerivedRegion {
 /// Nested regions: a region spans the contiguous run of work whose path contains it.
 pub(crate) fn derive_regions(spans: &[Scheduled]) -> Vec<DerivedRegion> {
     let mut by_stream: BTreeMap<u32, Vec<&Scheduled>> = BTreeMap::new();
-    for s in spans.iter().filter(|s| s.kind != SpanKind::Sync) {
+    for s in spans
+        .iter()
+        .filter(|s| !matches!(s.kind, SpanKind::Sync | SpanKind::Idle))
+    {
         by_stream.entry(s.stream).or_default().push(s);
     }
     let mut out = Vec::new();

@@ -27,6 +27,12 @@ pub enum WorkItem {
     ///
     /// [`SpanKind::Alone`]: crate::trace::SpanKind::Alone
     Alone(KernelSpec),
+    /// The profiler checkpoints device memory, replays the last launch of this kernel
+    /// alone, and restores the memory, as `wattlens run --replay` does in an unmodified
+    /// program: one [`SpanKind::Alone`] span inside a profiler episode.
+    ///
+    /// [`SpanKind::Alone`]: crate::trace::SpanKind::Alone
+    Replay(ReplaySpec),
     /// A copy repeated `count` times.
     Transfer(TransferSpec),
     /// The stream idles for a while (host-side work before the next launch).
@@ -80,6 +86,19 @@ pub struct KernelSpec {
     pub gap_ns: u64,
 }
 
+/// A kernel replay with a checkpoint around it ([`WorkItem::Replay`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplaySpec {
+    /// The kernel replayed, `count` times back to back.
+    pub kernel: KernelSpec,
+    /// How long the checkpoint's save, and then its restore, each keep the device busy, ns.
+    pub checkpoint_ns: u64,
+    /// What the checkpoint's copies draw above idle, mW (no span explains it).
+    pub checkpoint_mw: u32,
+    /// The burst's power over the kernel's in place: a replay runs warm, its inputs in L2.
+    pub warm_power_factor: f64,
+}
+
 /// A copy in a workload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferSpec {
@@ -102,6 +121,45 @@ pub struct TransferSpec {
 }
 
 impl Workload {
+    /// This workload with the first launch of each kernel signature preceded by a kernel
+    /// replay of `burst_ns` inside a checkpoint of `checkpoint_ns` at `checkpoint_mw` each
+    /// way, the burst drawing `warm_power_factor` times the kernel's power, as
+    /// `wattlens run --replay` runs an unmodified program. `skip` names kernels left alone.
+    pub fn with_replays(
+        &self,
+        burst_ns: u64,
+        (checkpoint_ns, checkpoint_mw): (u64, u32),
+        warm_power_factor: f64,
+        skip: &[&str],
+    ) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let mut items = Vec::with_capacity(self.items.len());
+        for item in &self.items {
+            if let WorkItem::Kernel(k) = item {
+                if !skip.contains(&k.name.as_str()) && seen.insert((k.name.clone(), k.launch)) {
+                    // Back to back through a graph: about 1.4 µs between launches.
+                    let cycle = (k.duration_ns + 1_400).max(1);
+                    let count = u32::try_from(burst_ns / cycle).unwrap_or(u32::MAX).max(1);
+                    items.push(WorkItem::Replay(ReplaySpec {
+                        kernel: KernelSpec {
+                            count,
+                            gap_ns: 1_400,
+                            ..k.clone()
+                        },
+                        checkpoint_ns,
+                        checkpoint_mw,
+                        warm_power_factor,
+                    }));
+                }
+            }
+            items.push(item.clone());
+        }
+        Self {
+            items,
+            ..self.clone()
+        }
+    }
+
     /// This workload with the first launch of each kernel signature (name and launch shape)
     /// followed by a burst of `burst_ns` replaying it alone, as a profiling session that
     /// measures kernels alone runs it.

@@ -94,6 +94,57 @@ pub enum Annotation {
         /// First device address written; the span's byte count gives the extent.
         address: u64,
     },
+    /// The profiler held the program while it ran device work of its own on `device`: a kernel
+    /// replay's checkpoint of device memory, its burst (an [`SpanKind::Alone`] span inside
+    /// this interval) and the restore (format 2.3). Counter windows and power samples that see
+    /// any of it outside the burst are left out of the fit and of the idle baseline, and the
+    /// program is not charged for the time.
+    ProfilerEpisode {
+        /// Device.
+        device: u32,
+        /// When the profiler took the device, ns (trace clock).
+        from_ns: u64,
+        /// When it handed it back, ns.
+        to_ns: u64,
+    },
+    /// A kernel signature that kernel replay did not measure, and why (format 2.3).
+    ReplayNote {
+        /// Device.
+        device: u32,
+        /// Kernel name, as its spans carry it.
+        name: String,
+        /// Launch shape.
+        launch: Option<LaunchShape>,
+        /// Its share of the program's kernel busy time when the run ended, parts per million.
+        busy_ppm: u32,
+        /// What happened to it.
+        outcome: ReplayOutcome,
+    },
+}
+
+/// Why kernel replay did not measure a signature ([`Annotation::ReplayNote`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplayOutcome {
+    /// Replaying it could not be done safely; the reason, in one phrase.
+    Skipped(String),
+    /// Wanted, but the replay budget ran out first.
+    CutOff,
+    /// Wanted, but no launch call of it came after its weight was known (kernels of a CUDA
+    /// graph, or of a phase that ended).
+    NotSeenAgain,
+}
+
+impl ReplayOutcome {
+    /// One phrase for a report.
+    pub fn describe(&self) -> String {
+        match self {
+            ReplayOutcome::Skipped(why) => format!("skipped: {why}"),
+            ReplayOutcome::CutOff => "cut off: the replay budget ran out".to_owned(),
+            ReplayOutcome::NotSeenAgain => {
+                "not replayed: no launch call of it came after its weight was known (a CUDA graph's kernel, or one of a phase that ended)".to_owned()
+            }
+        }
+    }
 }
 
 impl Trace {
@@ -331,7 +382,7 @@ pub enum CopyDirection {
 }
 
 /// Launch configuration of a kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LaunchShape {
     /// Grid dimensions in blocks.
     pub grid: [u32; 3],
@@ -465,11 +516,14 @@ pub enum OpClass {
     Communication,
     /// Not classified.
     Unknown,
+    /// Sorts, scans, top-k and stream compaction (cub's, PyTorch's sampling and `nonzero`);
+    /// last, so that the older classes keep their encoding.
+    SortScan,
 }
 
 impl OpClass {
     /// Every class, in declaration order.
-    pub const ALL: [OpClass; 9] = [
+    pub const ALL: [OpClass; 10] = [
         OpClass::Matmul,
         OpClass::Attention,
         OpClass::Softmax,
@@ -479,6 +533,7 @@ impl OpClass {
         OpClass::Copy,
         OpClass::Communication,
         OpClass::Unknown,
+        OpClass::SortScan,
     ];
 
     /// The class a label names: any [`OpClass::label`], or `gather`, `scatter`, `reduction`,
@@ -488,6 +543,7 @@ impl OpClass {
         match label.as_str() {
             "gather" | "scatter" | "gatherscatter" => Some(OpClass::GatherScatter),
             "reduction" => Some(OpClass::Softmax),
+            "sort" | "scan" | "topk" | "sort/scan" => Some(OpClass::SortScan),
             "transfer" => Some(OpClass::Copy),
             _ => OpClass::ALL.into_iter().find(|c| c.label() == label),
         }
@@ -505,6 +561,7 @@ impl OpClass {
             OpClass::Copy => "copy",
             OpClass::Communication => "communication",
             OpClass::Unknown => "unknown",
+            OpClass::SortScan => "sort_scan",
         }
     }
 }

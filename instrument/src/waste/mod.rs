@@ -280,8 +280,16 @@ impl<'a> Context<'a> {
                 } if total > 0 => {
                     padding.insert(span, (padded, total));
                 }
+                // The program was held while the profiler replayed a kernel: not its idle.
+                Annotation::ProfilerEpisode {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } if d == device => overhead.push((from_ns, to_ns)),
                 Annotation::Padding { .. }
                 | Annotation::Overhead { .. }
+                | Annotation::ProfilerEpisode { .. }
+                | Annotation::ReplayNote { .. }
                 | Annotation::Pass { .. }
                 | Annotation::CopyTarget { .. } => {}
             }

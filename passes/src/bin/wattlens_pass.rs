@@ -139,6 +139,9 @@ fn run(cli: Cli) -> Result<(), PassError> {
                 m.sites.len(),
                 m.regions.len()
             );
+            for (f, why) in &m.skipped {
+                eprintln!("wattlens-pass: {f} left as it was: {why}");
+            }
             match manifest {
                 Some(path) => write_manifest(&path, &m),
                 None => Ok(()),
@@ -156,6 +159,8 @@ fn main() -> ExitCode {
             let usage = matches!(
                 e,
                 PassError::Load { .. }
+                    | PassError::Input { .. }
+                    | PassError::InvalidInput { .. }
                     | PassError::Target { .. }
                     | PassError::Annotation { .. }
                     | PassError::Patterns { .. }

@@ -26,6 +26,11 @@ fn lanes(t: Ty) -> i64 {
     }
 }
 
+/// Largest side of an MMA shape (`m`, `n`, `k`) read from asm text.
+const MAX_MMA_SIDE: i64 = 1024;
+/// Largest `cp.async` size read from asm text, bytes (a bulk copy's at most).
+const MAX_COPY_BYTES: i64 = 1 << 20;
+
 /// FLOPs of a tensor-core or packed-dot instruction per thread, from its asm or intrinsic text.
 fn tensor_flops(text: &str) -> i64 {
     if text.contains("dp4a") {
@@ -34,14 +39,18 @@ fn tensor_flops(text: &str) -> i64 {
     if text.contains("dp2a") {
         return 4;
     }
-    // Shape `mMnNkK`: 2·M·N·K per warp-wide instruction, spread over 32 threads.
+    // Shape `mMnNkK`: 2·M·N·K per warp-wide instruction, spread over 32 threads. No real
+    // shape has a side over 256: a larger one is not an MMA this knows, and counts nothing.
     let dims = |tag: char, rest: &str| -> Option<i64> {
         let at = rest.find(tag)?;
         let digits: String = rest[at + 1..]
             .chars()
             .take_while(|c| c.is_ascii_digit())
             .collect();
-        digits.parse().ok()
+        digits
+            .parse::<i64>()
+            .ok()
+            .filter(|d| (1..=MAX_MMA_SIDE).contains(d))
     };
     let Some(start) = text.find(".m").map(|i| i + 1) else {
         return 0;
@@ -62,7 +71,8 @@ fn asm_bytes(text: &str) -> i64 {
         let size = rest
             .split([',', ';'])
             .nth(2)
-            .and_then(|s| s.trim().parse::<i64>().ok());
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|n| (0..=MAX_COPY_BYTES).contains(n));
         return size.unwrap_or(0);
     }
     let global = [
@@ -181,7 +191,9 @@ fn inst_bytes(f: &Func, inst: &Inst, roots: &[Vec<Root>]) -> i64 {
     match inst.op {
         Op::LLVMLoad if is_global(&at(0)) => inst.mem_bytes as i64,
         Op::LLVMStore if is_global(&at(1)) => inst.mem_bytes as i64,
-        Op::LLVMAtomicRMW | Op::LLVMAtomicCmpXchg if is_global(&at(0)) => 2 * inst.mem_bytes as i64,
+        Op::LLVMAtomicRMW | Op::LLVMAtomicCmpXchg if is_global(&at(0)) => {
+            2i64.saturating_mul(i64::try_from(inst.mem_bytes).unwrap_or(i64::MAX))
+        }
         Op::LLVMCall | Op::LLVMInvoke => match &inst.callee {
             Callee::Asm(text) => asm_bytes(text),
             Callee::Direct { name, .. } if name.starts_with("llvm.mem") => {
@@ -191,7 +203,7 @@ fn inst_bytes(f: &Func, inst: &Inst, roots: &[Vec<Root>]) -> i64 {
                 };
                 let source_is_global = !name.starts_with("llvm.memset") && is_global(&at(1));
                 let sides = i64::from(is_global(&at(0))) + i64::from(source_is_global);
-                len * sides
+                len.saturating_mul(sides)
             }
             _ => 0,
         },
@@ -562,12 +574,13 @@ pub(crate) fn static_cost(
         .iter()
         .map(|b| {
             let mut c = BlockCost::default();
+            // Saturating: a hostile module's counts must not wrap into nonsense.
             for inst in &f.insts[b.first as usize..b.end as usize] {
-                c.flops += inst_flops(inst);
-                c.bytes += inst_bytes(f, inst, roots);
+                c.flops = c.flops.saturating_add(inst_flops(inst));
+                c.bytes = c.bytes.saturating_add(inst_bytes(f, inst, roots));
                 if let Some((fl, by)) = inst.callee_name().and_then(|n| callees.get(n)) {
-                    c.flops += fl;
-                    c.bytes += by;
+                    c.flops = c.flops.saturating_add(*fl);
+                    c.bytes = c.bytes.saturating_add(*by);
                 }
             }
             c

@@ -56,20 +56,22 @@ impl Expr {
     pub fn div(a: Expr, b: Expr) -> Expr {
         match (a, b) {
             (e, Expr::Const(1)) => e,
-            (Expr::Const(x), Expr::Const(y)) if y != 0 => Expr::Const(x.div_euclid(y)),
+            (Expr::Const(x), Expr::Const(y)) if y != 0 => Expr::Const(div_sat(x, y)),
             (a, b) => Expr::Div(Box::new(a), Box::new(b)),
         }
     }
     pub fn ceil_div(a: Expr, b: Expr) -> Expr {
         match (a, b) {
             (e, Expr::Const(1)) => e,
-            (Expr::Const(x), Expr::Const(y)) if y != 0 => Expr::Const(-((-x).div_euclid(y))),
+            (Expr::Const(x), Expr::Const(y)) if y != 0 => Expr::Const(ceil_div_sat(x, y)),
             (a, b) => Expr::CeilDiv(Box::new(a), Box::new(b)),
         }
     }
     pub fn rem(a: Expr, b: Expr) -> Expr {
         match (a, b) {
-            (Expr::Const(x), Expr::Const(y)) if y != 0 => Expr::Const(x.rem_euclid(y)),
+            (Expr::Const(x), Expr::Const(y)) if y != 0 => {
+                Expr::Const(x.checked_rem_euclid(y).unwrap_or(0))
+            }
             (a, b) => Expr::Rem(Box::new(a), Box::new(b)),
         }
     }
@@ -113,7 +115,7 @@ impl Expr {
                 if d == 0 {
                     0
                 } else {
-                    a.eval(bind).div_euclid(d)
+                    div_sat(a.eval(bind), d)
                 }
             }
             Expr::CeilDiv(a, b) => {
@@ -121,8 +123,7 @@ impl Expr {
                 if d == 0 {
                     0
                 } else {
-                    let n = a.eval(bind);
-                    -((-n).div_euclid(d))
+                    ceil_div_sat(a.eval(bind), d)
                 }
             }
             Expr::Rem(a, b) => {
@@ -130,7 +131,7 @@ impl Expr {
                 if d == 0 {
                     0
                 } else {
-                    a.eval(bind).rem_euclid(d)
+                    a.eval(bind).checked_rem_euclid(d).unwrap_or(0)
                 }
             }
             Expr::Max(a, b) => a.eval(bind).max(b.eval(bind)),
@@ -157,10 +158,12 @@ impl Expr {
                 b.terms(-sign, out);
             }
             Expr::Mul(a, b) => match (a.as_ref(), b.as_ref()) {
-                (Expr::Const(c), t) | (t, Expr::Const(c)) => push_term(out, sign * c, t.clone()),
+                (Expr::Const(c), t) | (t, Expr::Const(c)) => {
+                    push_term(out, sign.saturating_mul(*c), t.clone())
+                }
                 _ => push_term(out, sign, self.clone()),
             },
-            Expr::Const(c) => push_term(out, sign * c, Expr::Const(1)),
+            Expr::Const(c) => push_term(out, sign.saturating_mul(*c), Expr::Const(1)),
             _ => push_term(out, sign, self.clone()),
         }
     }
@@ -220,9 +223,26 @@ impl Expr {
     }
 }
 
+/// `x / y` rounded down (Euclidean), saturating where it overflows (`i64::MIN / -1`).
+fn div_sat(x: i64, y: i64) -> i64 {
+    x.checked_div_euclid(y).unwrap_or(i64::MAX)
+}
+
+/// `x / y` rounded up, saturating where it overflows.
+fn ceil_div_sat(x: i64, y: i64) -> i64 {
+    x.checked_neg()
+        .and_then(|n| n.checked_div_euclid(y))
+        .and_then(i64::checked_neg)
+        .unwrap_or(if (x < 0) == (y < 0) {
+            i64::MAX
+        } else {
+            i64::MIN
+        })
+}
+
 fn push_term(out: &mut Vec<(i64, Expr)>, c: i64, t: Expr) {
     match out.iter_mut().find(|(_, e)| *e == t) {
-        Some((k, _)) => *k += c,
+        Some((k, _)) => *k = k.saturating_add(c),
         None => out.push((c, t)),
     }
 }
@@ -337,6 +357,18 @@ fn least_squares(a: &[Vec<f64>], y: &[f64]) -> Option<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_division_saturates_instead_of_overflowing() {
+        let c = Expr::Const;
+        assert_eq!(Expr::ceil_div(c(i64::MIN), c(-1)), c(i64::MAX));
+        assert_eq!(Expr::div(c(i64::MIN), c(-1)), c(i64::MAX));
+        assert_eq!(Expr::rem(c(i64::MIN), c(-1)), c(0));
+        assert_eq!(Expr::ceil_div(c(7), c(2)), c(4));
+        assert_eq!(Expr::ceil_div(c(-7), c(2)), c(-3));
+        let sym = Expr::CeilDiv(Box::new(Expr::Sym("n".into())), Box::new(c(-1)));
+        assert_eq!(sym.eval(&|_| i64::MIN), i64::MAX);
+    }
 
     fn k() -> Expr {
         Expr::Sym("K".into())

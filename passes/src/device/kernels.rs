@@ -3,8 +3,13 @@
 use std::path::Path;
 
 use inkwell::context::Context;
+use inkwell::llvm_sys::core::{
+    LLVMGetMDNodeNumOperands, LLVMGetMDNodeOperands, LLVMGetMDString, LLVMIsAFunction,
+    LLVMIsAMDString,
+};
+use inkwell::llvm_sys::prelude::LLVMValueRef;
 use inkwell::module::Module;
-use inkwell::values::{BasicMetadataValueEnum, FunctionValue};
+use inkwell::values::{AsValueRef, FunctionValue};
 
 use crate::PassError;
 
@@ -30,21 +35,44 @@ pub fn kernels_in_module(module: &Module<'_>) -> Vec<String> {
         .collect()
 }
 
-/// The kernel functions of `module` that have a body, in module order.
-pub(crate) fn kernel_functions<'ctx>(module: &Module<'ctx>) -> Vec<FunctionValue<'ctx>> {
-    let mut annotated: Vec<String> = Vec::new();
+/// The names of the functions `!nvvm.annotations` marks `"kernel"`. Operands are read
+/// through the C API and checked one by one: valid IR may hold a `null` operand there, which
+/// inkwell's node reader would dereference.
+fn annotated_kernels(module: &Module<'_>) -> Vec<String> {
+    let mut annotated = Vec::new();
     for node in module.get_global_metadata("nvvm.annotations") {
-        let ops = node.get_node_values().unwrap_or_default();
-        let is_kernel = ops.get(1).is_some_and(|v| match v {
-            BasicMetadataValueEnum::MetadataValue(m) => {
-                m.get_string_value().is_some_and(|s| s == b"kernel")
+        let node = node.as_value_ref();
+        // SAFETY (whole block): `node` is a live metadata node of the module, read only; every
+        // operand is checked for null before it is looked at.
+        unsafe {
+            let n = LLVMGetMDNodeNumOperands(node) as usize;
+            if n < 2 {
+                continue;
             }
-            _ => false,
-        });
-        if let (true, Some(BasicMetadataValueEnum::PointerValue(f))) = (is_kernel, ops.first()) {
-            annotated.push(f.get_name().to_string_lossy().into_owned());
+            let mut ops: Vec<LLVMValueRef> = vec![std::ptr::null_mut(); n];
+            LLVMGetMDNodeOperands(node, ops.as_mut_ptr());
+            let (target, kind) = (ops[0], ops[1]);
+            if kind.is_null() || LLVMIsAMDString(kind).is_null() {
+                continue;
+            }
+            let mut len = 0u32;
+            let text = LLVMGetMDString(kind, &mut len);
+            if text.is_null()
+                || std::slice::from_raw_parts(text.cast::<u8>(), len as usize) != b"kernel"
+            {
+                continue;
+            }
+            if !target.is_null() && !LLVMIsAFunction(target).is_null() {
+                annotated.push(crate::ir::value_name(target));
+            }
         }
     }
+    annotated
+}
+
+/// The kernel functions of `module` that have a body, in module order.
+pub(crate) fn kernel_functions<'ctx>(module: &Module<'ctx>) -> Vec<FunctionValue<'ctx>> {
+    let annotated = annotated_kernels(module);
     module
         .get_functions()
         .filter(|f| f.count_basic_blocks() > 0)

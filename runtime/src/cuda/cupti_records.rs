@@ -37,12 +37,17 @@ pub unsafe extern "C" fn buffer_requested(
     size: *mut usize,
     max_records: *mut usize,
 ) {
-    let handed = POOL.take();
-    // SAFETY: CUPTI passes valid out-pointers. A null buffer is reported to CUPTI as a
-    // zero-sized one, which makes it drop records.
+    if buffer.is_null() || size.is_null() || max_records.is_null() {
+        return;
+    }
+    // No panic may unwind into CUPTI: a failure hands CUPTI no buffer, so it drops records.
+    let handed = std::panic::catch_unwind(|| POOL.take()).ok();
+    let (ptr, bytes) = handed.map_or((std::ptr::null_mut(), 0), |h| (h.ptr, h.bytes));
+    // SAFETY: CUPTI passes valid out-pointers (checked non-null). A null buffer is reported to
+    // CUPTI as a zero-sized one, which makes it drop records.
     unsafe {
-        *buffer = handed.ptr;
-        *size = handed.bytes;
+        *buffer = ptr;
+        *size = bytes;
         *max_records = 0;
     }
 }

@@ -4,6 +4,7 @@
 
 mod activity_buffers;
 mod alone;
+pub mod checkpoint;
 mod cupti;
 pub mod cupti_records;
 mod device;

@@ -30,6 +30,11 @@ use crate::trace::{ClockAlignment, ClockSource, DeviceInfo, PowerReading};
 
 /// Share of one CPU core the sampler may use, by default.
 pub const DEFAULT_CPU_BUDGET: f64 = 0.008;
+/// The sampler's CPU budget while kernel replay runs (`wattlens run --replay`): enough to
+/// read the energy counter at every update (a read costs up to 4.5 ms on an H100), so that
+/// each replay burst of four counter periods holds whole counter windows. The program is held
+/// during the bursts anyway, and replay is opt-in.
+pub const REPLAY_CPU_BUDGET: f64 = 0.06;
 /// Drain the samples ring this often, ns (the H200's ring holds about 2.4 s).
 pub const DRAIN_PERIOD_NS: u64 = 1_000_000_000;
 /// Read the counter this long after its update, ns: mid-period, as far from either update as
@@ -549,6 +554,38 @@ pub fn open_nvml(
 ) -> Result<NvmlSource<RealNvml>, PowerError> {
     let backend = RealNvml::open().map_err(|e| backend_error(&e))?;
     NvmlSource::open(backend, selection, clock, profile, cpu_budget)
+}
+
+/// The enforced power limit of each GPU named by UUID (in that order), mW, as NVML reports
+/// it: `None` for a GPU NVML does not list or whose limit it cannot read.
+pub fn power_limits_mw<B: NvmlBackend>(backend: &B, uuids: &[String]) -> Vec<Option<u32>> {
+    let count = backend.device_count().unwrap_or(0);
+    let ids: Vec<NvmlIdentity> = (0..count)
+        .filter_map(|i| backend.identity(i).ok())
+        .collect();
+    uuids
+        .iter()
+        .map(|u| {
+            ids.iter()
+                .find(|id| !u.is_empty() && id.uuid == *u)
+                .and_then(|id| id.power_limit_mw)
+        })
+        .collect()
+}
+
+/// [`power_limits_mw`] of the real NVML; all `None` without it.
+#[cfg(feature = "nvml")]
+pub fn real_power_limits_mw(uuids: &[String]) -> Vec<Option<u32>> {
+    match RealNvml::open() {
+        Ok(backend) => power_limits_mw(&backend, uuids),
+        Err(_) => vec![None; uuids.len()],
+    }
+}
+
+/// [`power_limits_mw`] of the real NVML (compiled out of this build: all `None`).
+#[cfg(not(feature = "nvml"))]
+pub fn real_power_limits_mw(uuids: &[String]) -> Vec<Option<u32>> {
+    vec![None; uuids.len()]
 }
 
 /// Open the real NVML (compiled out of this build: always an error).

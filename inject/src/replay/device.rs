@@ -1,0 +1,349 @@
+//! The replay itself, on the program's thread inside its launch call: wait for the device,
+//! save a checkpoint of its memory, run the launch alone back to back for the burst through a
+//! CUDA graph on a stream of ours, restore the memory, and let the program's launch go ahead
+//! on the memory it would have seen.
+//!
+//! Every step that can fail says why in one phrase, which becomes the signature's skip
+//! reason. Once the checkpoint is saved, every path restores it before returning.
+
+use std::ffi::c_void;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cudarc::cupti::sys as cupti;
+use cudarc::driver::sys;
+use wattlens_runtime::cuda::checkpoint::Checkpoint;
+
+use super::launch::Launch;
+use crate::state::lock;
+
+/// The burst runs as graphs of launches that each take about this long, so that the host
+/// checks the clock a few hundred times a burst at most.
+const GRAPH_TARGET_NS: u64 = 4_000_000;
+/// Launches in one graph at most.
+const MAX_GRAPH_LAUNCHES: u64 = 2_000;
+/// How long the single trial launch may take before the replay gives up on the kernel.
+const TRIAL_LIMIT: Duration = Duration::from_secs(10);
+
+/// What a replay measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Burst {
+    /// The burst on the device: from its first launch to its last, trace ns.
+    pub start_ns: u64,
+    /// End of the burst, trace ns.
+    pub end_ns: u64,
+    /// Launches in the burst.
+    pub launches: u32,
+    /// One launch alone, as the trial timed it, ns.
+    pub trial_ns: u64,
+}
+
+/// Our stream on each context, created once: (context, stream).
+static STREAMS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+fn ok(what: &str, r: sys::CUresult) -> Result<(), String> {
+    if r == sys::CUresult::CUDA_SUCCESS {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({r:?})"))
+    }
+}
+
+/// Whether `stream` is being captured into a CUDA graph.
+///
+/// # Safety
+/// `stream` must be a live stream of the current context (or null).
+pub unsafe fn capturing(stream: sys::CUstream) -> bool {
+    let mut status: u32 = 0;
+    // SAFETY: per the contract; the status is written as the enum's u32 and read as one.
+    let r = unsafe { sys::cuStreamIsCapturing(stream, std::ptr::addr_of_mut!(status).cast()) };
+    r != sys::CUresult::CUDA_SUCCESS || status != 0
+}
+
+/// Our stream on context `ctx`, created on first use.
+///
+/// # Safety
+/// `ctx` must be the current context.
+unsafe fn private_stream(ctx: sys::CUcontext) -> Result<sys::CUstream, String> {
+    let mut streams = lock(&STREAMS);
+    if let Some(&(_, s)) = streams.iter().find(|(c, _)| *c == ctx as usize) {
+        return Ok(s as sys::CUstream);
+    }
+    let mut s: sys::CUstream = std::ptr::null_mut();
+    // SAFETY: a valid out-pointer; CU_STREAM_NON_BLOCKING = 1.
+    ok("creating a stream", unsafe {
+        sys::cuStreamCreate(&mut s, 1)
+    })?;
+    streams.push((ctx as usize, s as usize));
+    Ok(s)
+}
+
+/// A CUDA event, destroyed when dropped.
+struct Event(sys::CUevent);
+
+impl Event {
+    fn new() -> Result<Self, String> {
+        let mut e: sys::CUevent = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer; flags 0 (default, timed).
+        ok("creating an event", unsafe {
+            sys::cuEventCreate(&mut e, 0)
+        })?;
+        Ok(Self(e))
+    }
+
+    fn record(&self, stream: sys::CUstream) -> Result<(), String> {
+        // SAFETY: a live event and stream.
+        ok("recording an event", unsafe {
+            sys::cuEventRecord(self.0, stream)
+        })
+    }
+
+    /// Wait for the event, polling, at most `limit`; false when it did not complete.
+    fn wait(&self, limit: Duration) -> Result<bool, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            // SAFETY: a live event.
+            match unsafe { sys::cuEventQuery(self.0) } {
+                sys::CUresult::CUDA_SUCCESS => return Ok(true),
+                sys::CUresult::CUDA_ERROR_NOT_READY => {}
+                r => return Err(format!("the replayed launch failed ({r:?})")),
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    /// Time from `self` to `later`, ns.
+    fn ns_until(&self, later: &Event) -> Result<u64, String> {
+        let mut ms = 0f32;
+        // SAFETY: two completed events of one context and a valid out-pointer.
+        ok("timing events", unsafe {
+            sys::cuEventElapsedTime_v2(&mut ms, self.0, later.0)
+        })?;
+        Ok((f64::from(ms.max(0.0)) * 1e6) as u64)
+    }
+}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        // SAFETY: created by us, destroyed once.
+        let _ = unsafe { sys::cuEventDestroy_v2(self.0) };
+    }
+}
+
+/// A graph of `n` copies of a launch, instantiated; destroyed when dropped.
+struct Graph {
+    graph: sys::CUgraph,
+    exec: sys::CUgraphExec,
+}
+
+impl Graph {
+    /// Capture `n` issues of `launch` on `stream` (ours, idle) and instantiate them.
+    ///
+    /// # Safety
+    /// As [`Launch::issue_on`].
+    unsafe fn capture(launch: &Launch, stream: sys::CUstream, n: u64) -> Result<Self, String> {
+        // SAFETY: our own idle stream; thread-local mode restricts only this thread, which
+        // makes no unsafe call until the capture ends.
+        ok("beginning a capture", unsafe {
+            sys::cuStreamBeginCapture_v2(
+                stream,
+                sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+            )
+        })?;
+        let mut issued = Ok(());
+        for _ in 0..n {
+            // SAFETY: per the contract.
+            issued = ok("capturing the launch", unsafe { launch.issue_on(stream) });
+            if issued.is_err() {
+                break;
+            }
+        }
+        let mut graph: sys::CUgraph = std::ptr::null_mut();
+        // SAFETY: ends the capture begun above, whatever happened in between.
+        let ended = ok("ending the capture", unsafe {
+            sys::cuStreamEndCapture(stream, &mut graph)
+        });
+        issued?;
+        ended?;
+        let mut exec: sys::CUgraphExec = std::ptr::null_mut();
+        // SAFETY: a captured graph and a valid out-pointer.
+        let r = unsafe { sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0) };
+        if let Err(e) = ok("instantiating the graph", r) {
+            // SAFETY: ours, destroyed once.
+            let _ = unsafe { sys::cuGraphDestroy(graph) };
+            return Err(e);
+        }
+        Ok(Self { graph, exec })
+    }
+
+    fn launch(&self, stream: sys::CUstream) -> Result<(), String> {
+        // SAFETY: an instantiated graph and our stream.
+        ok("launching the graph", unsafe {
+            sys::cuGraphLaunch(self.exec, stream)
+        })
+    }
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        // SAFETY: ours, destroyed once.
+        unsafe {
+            let _ = sys::cuGraphExecDestroy(self.exec);
+            let _ = sys::cuGraphDestroy(self.graph);
+        }
+    }
+}
+
+/// The activity kinds paused during a replay, resumed when dropped.
+struct Paused(Vec<cupti::CUpti_ActivityKind>);
+
+impl Paused {
+    fn pause(kinds: &[cupti::CUpti_ActivityKind]) -> Self {
+        for &k in kinds {
+            // SAFETY: a kind this process enabled.
+            let _ = unsafe { cupti::cuptiActivityDisable(k) };
+        }
+        Self(kinds.to_vec())
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for &k in &self.0 {
+            // SAFETY: as above.
+            let _ = unsafe { cupti::cuptiActivityEnable(k) };
+        }
+    }
+}
+
+/// Replay `launch` (context `ctx`, current) for `burst`, the device idle and the program's
+/// other threads held (the caller holds the gate), with `kinds` of activity records paused.
+/// `now_ns` reads the trace clock.
+///
+/// # Errors
+/// Why it could not be replayed, in one phrase; the device memory is restored whatever
+/// happened after the checkpoint, or the error says it could not be.
+///
+/// # Safety
+/// Only inside the program's launch call (its parameter arrays are live), on its thread.
+pub unsafe fn replay(
+    launch: &Launch,
+    ctx: sys::CUcontext,
+    burst: Duration,
+    kinds: &[cupti::CUpti_ActivityKind],
+    now_ns: &dyn Fn() -> u64,
+) -> Result<Burst, String> {
+    // SAFETY: the launch's context is current in its call.
+    ok("waiting for the device", unsafe { sys::cuCtxSynchronize() })?;
+    let _paused = Paused::pause(kinds);
+    // SAFETY: the context is idle (synchronised) and the other threads are held.
+    let mut checkpoint = unsafe { Checkpoint::save(ctx) }
+        .map_err(|e| format!("the checkpoint of device memory failed: {e}"))?;
+    // SAFETY: inside the launch call, its context current.
+    let measured = unsafe { burst_of(launch, ctx, burst, now_ns) };
+    // SAFETY: the context is idle again (the burst waited for its last launch, or failed).
+    let idle = ok("waiting for the device", unsafe { sys::cuCtxSynchronize() });
+    // SAFETY: as above.
+    let restored = unsafe { checkpoint.restore() }.map_err(|e| {
+        format!("device memory could not be restored after the replay ({e}); the program's results may differ")
+    });
+    // SAFETY: waits for the restore's copies.
+    let settled = ok("waiting for the restore", unsafe {
+        sys::cuCtxSynchronize()
+    });
+    restored?;
+    idle?;
+    settled?;
+    measured
+}
+
+/// The trial launch, then the burst.
+///
+/// # Safety
+/// As [`replay`].
+unsafe fn burst_of(
+    launch: &Launch,
+    ctx: sys::CUcontext,
+    burst: Duration,
+    now_ns: &dyn Fn() -> u64,
+) -> Result<Burst, String> {
+    // SAFETY: the current context.
+    let stream = unsafe { private_stream(ctx) }?;
+    let (a, b) = (Event::new()?, Event::new()?);
+    a.record(stream)?;
+    // SAFETY: per the contract.
+    ok("replaying the launch", unsafe { launch.issue_on(stream) })?;
+    b.record(stream)?;
+    if !b.wait(TRIAL_LIMIT)? {
+        return Err(format!(
+            "one launch alone did not finish within {} s (it may wait on other work)",
+            TRIAL_LIMIT.as_secs()
+        ));
+    }
+    let trial_ns = a.ns_until(&b)?.max(1);
+    let per_graph = (GRAPH_TARGET_NS / trial_ns).clamp(1, MAX_GRAPH_LAUNCHES);
+    // SAFETY: per the contract.
+    let graph = unsafe { Graph::capture(launch, stream, per_graph) }?;
+    let burst_ns = burst.as_nanos() as u64;
+    // Two graphs in flight at most, so that the burst ends close to its time.
+    let marks = [Event::new()?, Event::new()?];
+    let (first, last) = (Event::new()?, Event::new()?);
+    first.record(stream)?;
+    let host_start = now_ns();
+    let mut graphs = 0u64;
+    while now_ns().saturating_sub(host_start) < burst_ns {
+        let mark = &marks[(graphs % 2) as usize];
+        if graphs >= 2 && !mark.wait(TRIAL_LIMIT)? {
+            return Err("a replay graph did not finish".to_owned());
+        }
+        graph.launch(stream)?;
+        mark.record(stream)?;
+        graphs += 1;
+    }
+    last.record(stream)?;
+    if !last.wait(TRIAL_LIMIT)? {
+        return Err("the replay burst did not finish".to_owned());
+    }
+    let end_ns = now_ns();
+    let device_ns = first.ns_until(&last)?;
+    let launches = graphs.saturating_mul(per_graph);
+    Ok(Burst {
+        start_ns: end_ns.saturating_sub(device_ns),
+        end_ns,
+        launches: u32::try_from(launches).unwrap_or(u32::MAX),
+        trial_ns,
+    })
+}
+
+/// The name CUDA gives `func` (mangled), if it can say.
+///
+/// # Safety
+/// `func` must be a live function handle.
+pub unsafe fn function_name(func: sys::CUfunction) -> Option<String> {
+    let mut name: *const std::ffi::c_char = std::ptr::null();
+    // SAFETY: per the contract, and a valid out-pointer.
+    let r = unsafe { sys::cuFuncGetName(&mut name, func) };
+    if r != sys::CUresult::CUDA_SUCCESS || name.is_null() {
+        return None;
+    }
+    // SAFETY: CUDA's name of a live function is a NUL-terminated string it owns.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// CUPTI's device index of context `ctx`.
+///
+/// # Safety
+/// `ctx` must be a live context.
+pub unsafe fn device_of(ctx: sys::CUcontext) -> Option<u32> {
+    let mut device = 0u32;
+    // SAFETY: per the contract, and a valid out-pointer.
+    let r = unsafe { cupti::cuptiGetDeviceId(ctx.cast::<c_void>().cast(), &mut device) };
+    (r == cupti::CUptiResult::CUPTI_SUCCESS).then_some(device)
+}

@@ -1,0 +1,401 @@
+//! Kernel replay in the attribution: which observations the profiler's own device work spoils,
+//! what each signature drew in its replay, and whether those replays add up to what the
+//! program drew in place (the replay closure).
+//!
+//! A replay (issue 7's `--measure-alone`, or `wattlens run --replay`) holds the program,
+//! checkpoints device memory, runs one launch back to back for a burst, and restores the
+//! memory. The burst is a [`SpanKind::Alone`] span; the episode around it is an
+//! [`Annotation::ProfilerEpisode`]. The checkpoint's copies draw power that no span explains,
+//! so a counter window or a sample that sees any of the episode outside the burst is left out.
+//!
+//! A replay runs warm and back to back, so it need not draw what the same kernel draws in
+//! place. The closure measures that: over the program's steady stretches (counter windows
+//! with program work and no episode), the energy the replayed powers predict against the
+//! energy the counter measured above idle. Its distance from 1 is a systematic error common
+//! to every replayed signature; it is carried into their intervals as a fully correlated term.
+
+use serde::{Deserialize, Serialize};
+
+use super::design::Design;
+use super::linalg::t95;
+use crate::power::CounterWindow;
+use crate::trace::{Annotation, LaunchShape, ReplayOutcome, SpanKind, Trace};
+
+/// How many sensor time constants back a sample still sees the power (e⁻⁵ < 1%).
+const SAMPLE_REACH_TAUS: u64 = 5;
+
+/// The profiler's own device work on one device: episodes, and the bursts inside them.
+#[derive(Debug, Default)]
+pub(crate) struct Episodes {
+    /// Episodes, sorted and merged, ns.
+    held: Vec<(u64, u64)>,
+    /// Bursts (the [`SpanKind::Alone`] spans), sorted, ns.
+    bursts: Vec<(u64, u64)>,
+}
+
+impl Episodes {
+    /// The episodes and bursts of `device` in `trace`. A burst recorded without an episode
+    /// (a runtime trace, whose replays checkpoint nothing) is its own episode.
+    pub fn of(trace: &Trace, device: u32) -> Self {
+        let mut bursts: Vec<(u64, u64)> = trace
+            .spans
+            .iter()
+            .filter(|s| s.device == device && matches!(s.kind, SpanKind::Alone { .. }))
+            .map(|s| (s.start_ns, s.end_ns))
+            .collect();
+        bursts.sort_unstable();
+        let mut held: Vec<(u64, u64)> = trace
+            .annotations
+            .iter()
+            .filter_map(|a| match *a {
+                Annotation::ProfilerEpisode {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } if d == device && to_ns >= from_ns => Some((from_ns, to_ns)),
+                _ => None,
+            })
+            .collect();
+        held.extend(bursts.iter().copied());
+        Self {
+            held: crate::intervals::union(held),
+            bursts,
+        }
+    }
+
+    /// True when no profiler work was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// The episodes, sorted and disjoint: device time that is not the program's.
+    pub fn held(&self) -> &[(u64, u64)] {
+        &self.held
+    }
+
+    /// Total time the profiler held the device, ns.
+    pub fn held_ns(&self) -> u64 {
+        self.held.iter().map(|&(a, b)| b - a).sum()
+    }
+
+    /// True when `[a, b]` overlaps an episode.
+    pub fn touches(&self, a: u64, b: u64) -> bool {
+        let i = self.held.partition_point(|&(_, e)| e <= a);
+        self.held.get(i).is_some_and(|&(s, _)| s < b)
+    }
+
+    /// True when `[a, b]` lies inside one burst.
+    fn inside_burst(&self, a: u64, b: u64) -> bool {
+        let i = self.bursts.partition_point(|&(s, _)| s <= a);
+        i > 0 && self.bursts[i - 1].1 >= b
+    }
+
+    /// True when an observation of `[a, b]` sees profiler work that no span explains: it
+    /// touches an episode without lying inside a burst.
+    pub fn spoils(&self, a: u64, b: u64) -> bool {
+        self.touches(a, b) && !self.inside_burst(a, b)
+    }
+
+    /// `samples` less those whose reading could see profiler work outside a burst, through
+    /// the sensor's response of time constant `tau_ns`.
+    pub fn usable_samples(&self, samples: &[(u64, f64)], tau_ns: u64) -> Vec<(u64, f64)> {
+        if self.is_empty() {
+            return samples.to_vec();
+        }
+        let reach = SAMPLE_REACH_TAUS.saturating_mul(tau_ns);
+        samples
+            .iter()
+            .copied()
+            .filter(|&(t, _)| !self.spoils(t.saturating_sub(reach), t))
+            .collect()
+    }
+}
+
+/// What kernel replay measured, and how well it agrees with the program.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplaySummary {
+    /// Signatures of the program with at least one replay.
+    pub signatures: usize,
+    /// Bursts.
+    pub bursts: usize,
+    /// Device time of the bursts, ns.
+    pub burst_ns: u64,
+    /// Time the profiler held the program for them (checkpoint, burst, restore), ns: what
+    /// replay cost the run.
+    pub held_ns: u64,
+    /// Share of the program's kernel busy time in replayed signatures (0..=1).
+    pub replayed_busy_share: f64,
+    /// The replay closure, where the run had steady stretches to check it on.
+    pub closure: Option<ReplayClosure>,
+    /// Signatures that were not replayed, and why.
+    pub notes: Vec<ReplayNoteEntry>,
+}
+
+/// A signature kernel replay did not measure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplayNoteEntry {
+    /// Kernel name.
+    pub name: String,
+    /// Launch shape.
+    pub launch: Option<LaunchShape>,
+    /// Its share of the program's kernel busy time (0..=1).
+    pub busy_share: f64,
+    /// What happened, in one phrase.
+    pub outcome: String,
+}
+
+/// Replayed powers against the program: over the counter windows of the program's steady
+/// stretches, the dynamic energy the replays predict (each replayed signature's replay power
+/// × its busy time there; the fit's power for the rest) against what the counter measured
+/// above idle.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ReplayClosure {
+    /// Counter windows used.
+    pub windows: usize,
+    /// Their total length, ns.
+    pub window_ns: u64,
+    /// Predicted dynamic energy, mJ.
+    pub predicted_mj: f64,
+    /// Of which from replayed signatures, mJ.
+    pub predicted_by_replays_mj: f64,
+    /// Measured dynamic energy (counter − idle × time), mJ.
+    pub measured_mj: f64,
+    /// predicted / measured.
+    pub ratio: f64,
+    /// Lower end of the ratio's 95% CI.
+    pub ratio_low: f64,
+    /// Upper end of the ratio's 95% CI.
+    pub ratio_high: f64,
+    /// The relative error carried into every replayed signature's interval (95% half-width,
+    /// as a share of its power): the farthest end of the ratio's interval from 1.
+    pub systematic: f64,
+}
+
+/// One replayed signature's power from its bursts' counter windows alone, mW per busy
+/// second of the design (so per program launch), with its variance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplayPower {
+    pub mw: f64,
+    pub var_mw2: f64,
+}
+
+/// The counter windows inside one signature's bursts, summed.
+#[derive(Debug, Clone, Default)]
+struct BurstWindows {
+    /// Σ energy above idle, mJ.
+    energy_mj: f64,
+    /// Σ busy time of the design, s.
+    busy_s: f64,
+    /// Σ window length, s.
+    window_s: f64,
+    /// Each window's (energy above idle, busy time).
+    rows: Vec<(f64, f64)>,
+}
+
+/// The power each signature drew in its bursts: the counter windows that lie wholly inside a
+/// burst of it. `None` for a signature without such a window.
+pub(crate) fn replay_powers(
+    trace: &Trace,
+    work: &[usize],
+    design: &Design,
+    windows: &[CounterWindow],
+    (idle_mw, idle_var_mw2): (f64, f64),
+) -> Vec<Option<ReplayPower>> {
+    let p = design.len();
+    let mut acc: Vec<BurstWindows> = vec![BurstWindows::default(); p];
+    for (w, &i) in work.iter().enumerate() {
+        let span = &trace.spans[i];
+        if !matches!(span.kind, SpanKind::Alone { .. }) {
+            continue;
+        }
+        let s = design.sig_of[w];
+        let first = windows.partition_point(|win| win.start_ns < span.start_ns);
+        for (k, win) in windows.iter().enumerate().skip(first) {
+            if win.end_ns > span.end_ns {
+                break;
+            }
+            let x = design.x[k][s];
+            // Only this burst ran in the window.
+            let others: f64 = design.x[k].iter().sum::<f64>() - x;
+            if x <= 0.0 || others > 1e-9 * x {
+                continue;
+            }
+            let dt = (win.end_ns - win.start_ns) as f64 * 1e-9;
+            let y = win.energy_mj as f64 - idle_mw * dt;
+            let a = &mut acc[s];
+            a.energy_mj += y;
+            a.busy_s += x;
+            a.window_s += dt;
+            a.rows.push((y, x));
+        }
+    }
+    acc.into_iter()
+        .map(|w| {
+            let (sy, sx, st, rows) = (w.energy_mj, w.busy_s, w.window_s, w.rows);
+            if sx <= 0.0 || rows.is_empty() {
+                return None;
+            }
+            let mw = sy / sx;
+            let n = rows.len() as f64;
+            // Scatter of the windows about the ratio, or the counter's 1 mJ steps alone.
+            let scatter = if rows.len() > 1 {
+                rows.iter().map(|&(y, x)| (y - mw * x).powi(2)).sum::<f64>() / (n - 1.0) * n
+            } else {
+                0.0
+            };
+            let quantum = 2.0 / 12.0 * n;
+            let var = (scatter.max(quantum) + idle_var_mw2 * st * st) / (sx * sx);
+            Some(ReplayPower { mw, var_mw2: var })
+        })
+        .collect()
+}
+
+/// The replay closure over `windows` that hold program work and touch no episode.
+/// `beta` and `beta_var` (the fit) price the signatures without a replay power.
+pub(crate) fn closure(
+    design: &Design,
+    windows: &[CounterWindow],
+    episodes: &Episodes,
+    replay: &[Option<ReplayPower>],
+    (beta, beta_var): (&[f64], &[f64]),
+    (idle_mw, idle_var_mw2): (f64, f64),
+) -> Option<ReplayClosure> {
+    let p = design.len();
+    let mut busy_s = vec![0.0f64; p];
+    let (mut measured, mut dt_total, mut n, mut window_ns) = (0.0f64, 0.0f64, 0usize, 0u64);
+    for (k, w) in windows.iter().enumerate() {
+        if design.x[k].iter().all(|&x| x <= 0.0) || episodes.touches(w.start_ns, w.end_ns) {
+            continue;
+        }
+        for (s, &x) in design.x[k].iter().enumerate() {
+            busy_s[s] += x;
+        }
+        let dt = (w.end_ns - w.start_ns) as f64 * 1e-9;
+        measured += w.energy_mj as f64 - idle_mw * dt;
+        dt_total += dt;
+        window_ns += w.end_ns - w.start_ns;
+        n += 1;
+    }
+    let (mut predicted, mut by_replays, mut var_pred) = (0.0f64, 0.0f64, 0.0f64);
+    for s in 0..p {
+        match replay.get(s).copied().flatten() {
+            Some(r) => {
+                predicted += r.mw * busy_s[s];
+                by_replays += r.mw * busy_s[s];
+                var_pred += r.var_mw2 * busy_s[s] * busy_s[s];
+            }
+            None => {
+                predicted += beta[s] * busy_s[s];
+                let v = beta_var[s];
+                if v.is_finite() {
+                    var_pred += v * busy_s[s] * busy_s[s];
+                }
+            }
+        }
+    }
+    if n == 0 || by_replays <= 0.0 || measured <= 0.0 {
+        return None;
+    }
+    let var_meas = idle_var_mw2 * dt_total * dt_total + 2.0 / 12.0 * n as f64;
+    let ratio = predicted / measured;
+    let rel_var = var_pred / (predicted * predicted) + var_meas / (measured * measured);
+    let half = t95(n.saturating_sub(1).max(1)) * ratio * rel_var.max(0.0).sqrt();
+    let (low, high) = ((ratio - half).max(0.0), ratio + half);
+    Some(ReplayClosure {
+        windows: n,
+        window_ns,
+        predicted_mj: predicted,
+        predicted_by_replays_mj: by_replays,
+        measured_mj: measured,
+        ratio,
+        ratio_low: low,
+        ratio_high: high,
+        systematic: (1.0 - low).abs().max((high - 1.0).abs()),
+    })
+}
+
+/// The kernel-replay notes of `device` in `trace`, with their busy shares.
+pub(crate) fn notes(trace: &Trace, device: u32) -> Vec<ReplayNoteEntry> {
+    trace
+        .annotations
+        .iter()
+        .filter_map(|a| match a {
+            Annotation::ReplayNote {
+                device: d,
+                name,
+                launch,
+                busy_ppm,
+                outcome,
+            } if *d == device => Some(ReplayNoteEntry {
+                name: name.clone(),
+                launch: *launch,
+                busy_share: f64::from(*busy_ppm) * 1e-6,
+                outcome: outcome_text(outcome),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn outcome_text(o: &ReplayOutcome) -> String {
+    o.describe()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{RunMeta, Span, StrId};
+
+    fn trace_with(episode: (u64, u64), burst: (u64, u64)) -> Trace {
+        let mut t = Trace::new(RunMeta::default());
+        t.spans.push(Span::new(
+            1,
+            SpanKind::Alone {
+                launches: 10,
+                of: 0,
+            },
+            (0, 0),
+            StrId::NONE,
+            burst,
+        ));
+        t.annotations.push(Annotation::ProfilerEpisode {
+            device: 0,
+            from_ns: episode.0,
+            to_ns: episode.1,
+        });
+        t
+    }
+
+    #[test]
+    fn observations_that_see_the_checkpoint_are_spoiled_and_those_inside_the_burst_are_not() {
+        let e = Episodes::of(&trace_with((100, 1000), (200, 900)), 0);
+        assert!(!e.spoils(0, 100), "before the episode");
+        assert!(e.spoils(50, 150), "sees the checkpoint");
+        assert!(e.spoils(150, 300), "straddles the burst's start");
+        assert!(!e.spoils(200, 900), "the whole burst");
+        assert!(!e.spoils(300, 400), "inside the burst");
+        assert!(e.spoils(850, 950), "sees the restore");
+        assert!(!e.spoils(1000, 1100), "after");
+        assert!(e.touches(850, 950) && !e.touches(1000, 1100));
+        assert_eq!(e.held_ns(), 900);
+        // Samples: one reading at t sees back 5τ.
+        let samples: Vec<(u64, f64)> = [120, 450, 930, 2000].iter().map(|&t| (t, 1.0)).collect();
+        let kept = e.usable_samples(&samples, 20);
+        assert_eq!(
+            kept.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![450, 2000],
+            "a sample sees the restore for 5τ after it"
+        );
+    }
+
+    #[test]
+    fn a_runtime_burst_without_an_episode_is_its_own() {
+        let mut t = trace_with((0, 0), (200, 900));
+        t.annotations.clear();
+        let e = Episodes::of(&t, 0);
+        assert_eq!(e.held(), &[(200, 900)]);
+        assert!(!e.spoils(300, 400));
+        assert!(e.spoils(100, 300));
+        assert!(Episodes::of(&t, 1).is_empty(), "another device");
+    }
+}
