@@ -186,6 +186,26 @@ pub enum Format {
     Csv,
 }
 
+/// The footprint factors a report converts GPU energy with (each also from an environment
+/// variable or a config file; nothing is printed for a factor left unset).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FootprintArgs {
+    /// Carbon intensity of the electricity, g CO2e/kWh (or WATTLENS_CARBON_INTENSITY).
+    #[arg(long, value_name = "G_PER_KWH")]
+    pub carbon_intensity: Option<f64>,
+    /// Power usage effectiveness of the facility, 1 or more (or WATTLENS_PUE).
+    #[arg(long)]
+    pub pue: Option<f64>,
+    /// Water usage effectiveness, L/kWh of IT energy (or WATTLENS_WUE).
+    #[arg(long, value_name = "L_PER_KWH")]
+    pub wue: Option<f64>,
+    /// A file of `carbon_intensity = …`, `pue = …`, `wue = …` lines (default:
+    /// $XDG_CONFIG_HOME/wattlens/footprint.conf or ~/.config/wattlens/footprint.conf, if it
+    /// exists).
+    #[arg(long, value_name = "FILE")]
+    pub footprint_config: Option<PathBuf>,
+}
+
 /// Arguments of `wattlens report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -201,6 +221,9 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Footprint factors.
+    #[command(flatten)]
+    pub footprint: FootprintArgs,
 }
 
 impl ReportArgs {
@@ -243,6 +266,9 @@ pub struct RunArgs {
     /// The most time kernel replay may hold the program, seconds (default 30).
     #[arg(long, value_name = "SECONDS", requires = "replay")]
     pub replay_budget: Option<f64>,
+    /// Footprint factors.
+    #[command(flatten)]
+    pub footprint: FootprintArgs,
     /// The command to run, and its arguments (after `--`).
     #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

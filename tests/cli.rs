@@ -95,11 +95,8 @@ fn report_prints_a_table_json_and_csv() {
     let mut other = wattlens_instrument::read_trace_file(&trace).unwrap().trace;
     other.meta.start_unix_ns += 1000;
     let second = scratch("second").join("second.wlt");
-    wattlens_instrument::TraceWriter::write_trace(
-        std::fs::File::create(&second).unwrap(),
-        &other,
-    )
-    .unwrap();
+    wattlens_instrument::TraceWriter::write_trace(std::fs::File::create(&second).unwrap(), &other)
+        .unwrap();
     let merged = wattlens(&["report", t, second.to_str().unwrap()]);
     let merged_text = text(&merged.stdout);
     assert!(merged.status.success(), "{}", text(&merged.stderr));
@@ -389,4 +386,99 @@ fn gpu_session_times_kernels_and_samples_power() {
         .count();
     assert!(samples > 40, "{samples} samples");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// A simulated server: two kinds of request, one at a time and alternating (8 and 64 steps,
+/// `tokens=N` in the range's message), with host time between them.
+fn two_request_kinds_trace(path: &std::path::Path) {
+    use wattlens_instrument::sim::{simulate, GpuModel, KernelSpec, WorkItem, Workload};
+    use wattlens_instrument::{LaunchShape, OpClass, SensorProfile};
+    let kernel = |name: &str, (duration_ns, dynamic_mw): (u64, u32), region: &str| {
+        WorkItem::Kernel(KernelSpec {
+            name: name.into(),
+            op_class: OpClass::Matmul,
+            stream: 0,
+            duration_ns,
+            dynamic_mw,
+            launch: LaunchShape {
+                grid: [132, 1, 1],
+                block: [128, 1, 1],
+                shared_mem_bytes: 0,
+            },
+            region: region.into(),
+            count: 1,
+            gap_ns: 20_000,
+        })
+    };
+    let mut items = Vec::new();
+    for r in 0..20 {
+        let (name, steps) = if r % 2 == 0 {
+            ("long", 64)
+        } else {
+            ("short", 8)
+        };
+        for _ in 0..steps {
+            let region = format!("serve/{name} tokens={steps}");
+            items.push(kernel("attn", (300_000, 150_000), &region));
+            items.push(kernel("mlp", (500_000, 250_000), &region));
+        }
+        items.push(WorkItem::Sync {
+            host_ns: 3_000_000,
+            lead_ns: 0,
+        });
+    }
+    let w = Workload {
+        name: "two request kinds".into(),
+        lead_idle_ns: 1_000_000_000,
+        tail_idle_ns: 1_000_000_000,
+        items,
+    };
+    let run = simulate(
+        &w,
+        &GpuModel::h200(),
+        &SensorProfile::default(),
+        11,
+        1_800_000_000_000_000_000,
+    );
+    wattlens_instrument::TraceWriter::write_trace(std::fs::File::create(path).unwrap(), &run.trace)
+        .unwrap();
+}
+
+/// The request table and the footprint lines of a simulated server, against
+/// `tests/data/golden/requests.txt` (`WATTLENS_BLESS=1` rewrites it).
+#[test]
+fn the_request_table_and_footprint_lines_match_their_golden_report() {
+    let dir = scratch("golden");
+    let trace = dir.join("serve.wlt");
+    two_request_kinds_trace(&trace);
+    let out = wattlens(&[
+        "report",
+        trace.to_str().unwrap(),
+        "--pue",
+        "1.2",
+        "--carbon-intensity",
+        "400",
+        "--wue",
+        "1.8",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let start = stdout.find("Energy per request").unwrap();
+    let end = stdout[start..]
+        .find("\nObservations")
+        .or_else(|| stdout[start..].find("\nWaste"))
+        .map_or(stdout.len(), |e| start + e);
+    let section = &stdout[start..end];
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/requests.txt");
+    if std::env::var_os("WATTLENS_BLESS").is_some() {
+        std::fs::write(&golden, section).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).unwrap();
+    assert_eq!(
+        section, want,
+        "the request table and footprint lines changed"
+    );
+    assert!(section.contains("serve/long"));
+    assert!(section.contains("per token of serve/long"));
 }

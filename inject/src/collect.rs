@@ -370,6 +370,12 @@ impl<W: Write> Collector<W> {
                 )
             };
             self.out.span(&span)?;
+            if let Some(tokens) = r.tokens {
+                self.out.annotation(&Annotation::Tokens {
+                    span: span.id,
+                    tokens,
+                })?;
+            }
         }
         Ok(())
     }

@@ -648,7 +648,7 @@ unsafe fn on_nvtx(cbid: u32, data: *const cupti::CUpti_NvtxData) {
         }
         _ => return,
     };
-    push_range(name);
+    push_range(name, None);
 }
 
 /// A context was created: tell the writer which device to read power from.

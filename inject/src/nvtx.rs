@@ -171,17 +171,18 @@ unsafe fn fill(
 }
 
 /// Open a range named `name` (unnamed when `None`) on this thread; its 0-based level.
-pub(crate) fn push_range(name: Option<Cow<'_, str>>) -> Option<c_int> {
+pub(crate) fn push_range(name: Option<Cow<'_, str>>, payload: Option<u64>) -> Option<c_int> {
     let name = name.unwrap_or(Cow::Borrowed("(unnamed range)"));
     with_thread(|t, s| {
         let level = c_int::try_from(t.stack.depth()).unwrap_or(c_int::MAX);
         if t.stack.full() {
-            t.stack.push(0, 0); // counted, so that its pop balances
+            t.stack.push(0, 0, None); // counted, so that its pop balances
             return level;
         }
+        let (name, tokens) = named_tokens(&name, payload);
         let parent = t.stack.current();
         let id = t.path_id(&s.paths, parent, &name);
-        t.stack.push(id, s.clock.now_ns());
+        t.stack.push(id, s.clock.now_ns(), tokens);
         level
     })
 }
@@ -195,6 +196,45 @@ pub(crate) fn pop_range() -> Option<c_int> {
         }
         level
     })
+}
+
+/// A range's name with a `tokens=N` taken out, and its token count: the payload where the
+/// program gave an integer one, else N. Names keep no count, so that a request's range is one
+/// path however many tokens each instance had.
+pub(crate) fn named_tokens(name: &str, payload: Option<u64>) -> (Cow<'_, str>, Option<u64>) {
+    if !name.contains("tokens=") {
+        return (Cow::Borrowed(name), payload);
+    }
+    let (clean, in_name) = wattlens_instrument::names::split_tokens(name);
+    (Cow::Owned(clean), payload.or(in_name))
+}
+
+/// An integer payload of NVTX event attributes (`payloadType` u64, i64 ≥ 0, u32 or i32 ≥ 0),
+/// as a token count.
+///
+/// # Safety
+/// `attr` must be null or point to an `nvtxEventAttributes_t` (version 2 or later).
+pub(crate) unsafe fn attr_tokens(attr: *const u8) -> Option<u64> {
+    if attr.is_null() {
+        return None;
+    }
+    // SAFETY: nvtxEventAttributes_t: size (u16) at 2, payloadType (i32) at 16, the payload
+    // (a union of 8 bytes) at 24; the size says the fields are there.
+    unsafe {
+        let size = std::ptr::read_unaligned(attr.add(2).cast::<u16>());
+        if usize::from(size) < 32 {
+            return None;
+        }
+        let kind = std::ptr::read_unaligned(attr.add(16).cast::<i32>());
+        let bits = std::ptr::read_unaligned(attr.add(24).cast::<u64>());
+        match kind {
+            1 => Some(bits),                               // NVTX_PAYLOAD_TYPE_UNSIGNED_INT64
+            2 => u64::try_from(bits as i64).ok(),          // INT64
+            4 => Some(u64::from(bits as u32)),             // UNSIGNED_INT32
+            5 => u64::try_from((bits as u32) as i32).ok(), // INT32
+            _ => None,
+        }
+    }
 }
 
 /// Run a push or pop handler: nothing before recording starts, and never a panic into NVTX.
@@ -211,19 +251,23 @@ fn guarded(f: impl FnOnce() -> Option<c_int>) -> c_int {
 /// `nvtxRangePushA`.
 unsafe extern "C" fn push_a(message: *const c_char) -> c_int {
     // SAFETY: NVTX passes the caller's NUL-terminated message (or null).
-    guarded(|| push_range(unsafe { c_text(message) }))
+    guarded(|| push_range(unsafe { c_text(message) }, None))
 }
 
 /// `nvtxRangePushW`.
 unsafe extern "C" fn push_w(message: *const u32) -> c_int {
     // SAFETY: NVTX passes the caller's NUL-terminated wide message (or null).
-    guarded(|| push_range(unsafe { wide_text(message) }))
+    guarded(|| push_range(unsafe { wide_text(message) }, None))
 }
 
 /// `nvtxRangePushEx`.
 unsafe extern "C" fn push_ex(attr: *const u8) -> c_int {
     // SAFETY: NVTX passes the caller's event attributes (or null).
-    guarded(|| push_range(unsafe { attr_message(attr, Registered::Ours) }))
+    guarded(|| {
+        push_range(unsafe { attr_message(attr, Registered::Ours) }, unsafe {
+            attr_tokens(attr)
+        })
+    })
 }
 
 /// `nvtxRangePop`.
@@ -234,7 +278,11 @@ unsafe extern "C" fn pop() -> c_int {
 /// `nvtxDomainRangePushEx`: domains share the thread's one stack.
 unsafe extern "C" fn domain_push_ex(_domain: *const c_void, attr: *const u8) -> c_int {
     // SAFETY: as for `push_ex`.
-    guarded(|| push_range(unsafe { attr_message(attr, Registered::Ours) }))
+    guarded(|| {
+        push_range(unsafe { attr_message(attr, Registered::Ours) }, unsafe {
+            attr_tokens(attr)
+        })
+    })
 }
 
 /// `nvtxDomainRangePop`.
@@ -289,21 +337,25 @@ unsafe extern "C" fn domain_mark_ex(_domain: *const c_void, attr: *const u8) {
 unsafe extern "C" fn range_start_a(message: *const c_char) -> u64 {
     // SAFETY: NVTX passes the caller's NUL-terminated message (or null).
     let name = || unsafe { c_text(message) };
-    guarded_other(0, || start_range(&named(name(), "(unnamed range)")))
+    guarded_other(0, || start_range(&named(name(), "(unnamed range)"), None))
 }
 
 /// `nvtxRangeStartW`.
 unsafe extern "C" fn range_start_w(message: *const u32) -> u64 {
     // SAFETY: NVTX passes the caller's NUL-terminated wide message (or null).
     let name = || unsafe { wide_text(message) };
-    guarded_other(0, || start_range(&named(name(), "(unnamed range)")))
+    guarded_other(0, || start_range(&named(name(), "(unnamed range)"), None))
 }
 
 /// `nvtxRangeStartEx`.
 unsafe extern "C" fn range_start_ex(attr: *const u8) -> u64 {
     // SAFETY: NVTX passes the caller's event attributes (or null).
     let name = || unsafe { attr_message(attr, Registered::Ours) };
-    guarded_other(0, || start_range(&named(name(), "(unnamed range)")))
+    // SAFETY: as above.
+    let tokens = || unsafe { attr_tokens(attr) };
+    guarded_other(0, || {
+        start_range(&named(name(), "(unnamed range)"), tokens())
+    })
 }
 
 /// `nvtxDomainRangeStartEx`.
@@ -484,6 +536,35 @@ mod tests {
         a[4] = kind as u32 as u64; // messageType at byte 32
         a[5] = message as u64; // message at byte 40
         a
+    }
+
+    #[test]
+    fn a_token_count_comes_from_an_integer_payload_or_the_message() {
+        let message = CString::new("request").unwrap();
+        let mut a = attributes(1, message.as_ptr().cast());
+        a[2] = 1; // payloadType u64 at byte 16
+        a[3] = 64; // payload at byte 24
+                   // SAFETY: a valid attribute structure.
+        assert_eq!(unsafe { attr_tokens(a.as_ptr().cast()) }, Some(64));
+        a[2] = 5; // int32
+        a[3] = u64::from((-3i32) as u32);
+        assert_eq!(unsafe { attr_tokens(a.as_ptr().cast()) }, None, "negative");
+        a[2] = 3; // a double is not a count
+        assert_eq!(unsafe { attr_tokens(a.as_ptr().cast()) }, None);
+        assert_eq!(unsafe { attr_tokens(std::ptr::null()) }, None);
+        assert_eq!(
+            named_tokens("request tokens=7", None),
+            (Cow::Owned("request".into()), Some(7))
+        );
+        assert_eq!(
+            named_tokens("request tokens=7", Some(9)),
+            (Cow::Owned("request".into()), Some(9)),
+            "the payload wins"
+        );
+        assert_eq!(
+            named_tokens("decode", None),
+            (Cow::Borrowed("decode"), None)
+        );
     }
 
     #[test]

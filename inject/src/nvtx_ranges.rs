@@ -21,26 +21,31 @@ pub const MARK_TRACK: u64 = 2;
 /// Ranges kept open at most; a start beyond them is not recorded (its end is ignored).
 pub const MAX_OPEN: usize = 65_536;
 
-/// Open start/end ranges by the id handed to the program: (path id, start ns).
-fn open() -> &'static Mutex<HashMap<u64, (u32, u64)>> {
-    static OPEN: OnceLock<Mutex<HashMap<u64, (u32, u64)>>> = OnceLock::new();
+/// An open start/end range: path id, start ns, tokens.
+type Open = (u32, u64, Option<u64>);
+
+/// Open start/end ranges by the id handed to the program.
+fn open() -> &'static Mutex<HashMap<u64, Open>> {
+    static OPEN: OnceLock<Mutex<HashMap<u64, Open>>> = OnceLock::new();
     OPEN.get_or_init(Default::default)
 }
 
 /// The next range id; 0 is never handed out (NVTX's "no range").
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Start a range named `name`; the id its end will name, or 0 when it is not recorded.
-pub(crate) fn start_range(name: &str) -> u64 {
+/// Start a range named `name` (with an integer `payload`, if the program gave one); the id its
+/// end will name, or 0 when it is not recorded.
+pub(crate) fn start_range(name: &str, payload: Option<u64>) -> u64 {
+    let (name, tokens) = crate::nvtx::named_tokens(name, payload);
     with_thread(|t, s| {
-        let path = t.path_id(&s.paths, None, name);
+        let path = t.path_id(&s.paths, None, &name);
         let now_ns = s.clock.now_ns();
         let mut open = lock(open());
         if open.len() >= MAX_OPEN {
             return 0;
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        open.insert(id, (path, now_ns));
+        open.insert(id, (path, now_ns, tokens));
         id
     })
     .unwrap_or(0)
@@ -48,7 +53,7 @@ pub(crate) fn start_range(name: &str) -> u64 {
 
 /// End range `id`, on whichever thread; an id never handed out is ignored.
 pub(crate) fn end_range(id: u64) {
-    let Some((path, start_ns)) = lock(open()).remove(&id) else {
+    let Some((path, start_ns, tokens)) = lock(open()).remove(&id) else {
         return;
     };
     with_thread(|t, s| {
@@ -57,6 +62,7 @@ pub(crate) fn end_range(id: u64) {
             depth: 0,
             start_ns,
             end_ns: s.clock.now_ns().max(start_ns),
+            tokens,
         });
     });
 }
@@ -71,6 +77,7 @@ pub(crate) fn mark(name: &str) {
             depth: 0,
             start_ns: now_ns,
             end_ns: now_ns,
+            tokens: None,
         });
     });
 }

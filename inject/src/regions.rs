@@ -144,23 +144,27 @@ pub struct Closed {
     pub start_ns: u64,
     /// Pop time, trace clock ns.
     pub end_ns: u64,
+    /// Tokens the program gave the range (an NVTX integer payload, or `tokens=N` in its
+    /// message), if any.
+    pub tokens: Option<u64>,
 }
 
 /// One thread's open ranges.
 #[derive(Debug, Default)]
 pub struct RegionStack {
-    open: Vec<(u32, u64)>,
+    open: Vec<(u32, u64, Option<u64>)>,
     overflow: usize,
 }
 
 impl RegionStack {
-    /// Open the range with path id `path` at `now_ns`.
-    pub fn push(&mut self, path: u32, now_ns: u64) {
+    /// Open the range with path id `path` at `now_ns`, with `tokens` if the program gave a
+    /// count.
+    pub fn push(&mut self, path: u32, now_ns: u64, tokens: Option<u64>) {
         if self.open.len() >= MAX_DEPTH {
             self.overflow += 1;
             return;
         }
-        self.open.push((path, now_ns));
+        self.open.push((path, now_ns, tokens));
     }
 
     /// Close the innermost range at `now_ns`; `None` for a pop with nothing open (a range
@@ -170,18 +174,19 @@ impl RegionStack {
             self.overflow -= 1;
             return None;
         }
-        let (path, start_ns) = self.open.pop()?;
+        let (path, start_ns, tokens) = self.open.pop()?;
         Some(Closed {
             path,
             depth: u32::try_from(self.open.len()).unwrap_or(u32::MAX),
             start_ns,
             end_ns: now_ns.max(start_ns),
+            tokens,
         })
     }
 
     /// The innermost open path id, if any.
     pub fn current(&self) -> Option<u32> {
-        self.open.last().map(|&(p, _)| p)
+        self.open.last().map(|&(p, _, _)| p)
     }
 
     /// How many ranges are open, those past the depth limit included.
@@ -206,9 +211,9 @@ mod tests {
         let mut s = RegionStack::default();
         assert_eq!(s.current(), None);
         let model = t.intern(s.current(), "model");
-        s.push(model, 10);
+        s.push(model, 10, None);
         let layer = t.intern(s.current(), "layer0");
-        s.push(layer, 20);
+        s.push(layer, 20, None);
         assert_eq!(
             &*Paths::get(&t, s.current().unwrap()).unwrap().1,
             "model/layer0"
@@ -220,7 +225,8 @@ mod tests {
                 path: layer,
                 depth: 1,
                 start_ns: 20,
-                end_ns: 30
+                end_ns: 30,
+                tokens: None
             }
         );
         assert_eq!(s.current(), Some(model));
@@ -256,7 +262,7 @@ mod tests {
     fn pushes_past_the_depth_limit_balance_their_pops() {
         let mut s = RegionStack::default();
         for i in 0..MAX_DEPTH + 3 {
-            s.push(i as u32, i as u64);
+            s.push(i as u32, i as u64, None);
         }
         assert!(s.full());
         assert_eq!(s.depth(), MAX_DEPTH + 3);

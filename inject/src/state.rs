@@ -180,6 +180,7 @@ mod tests {
                     depth: 0,
                     start_ns: 1,
                     end_ns: 2,
+                    tokens: None,
                 };
                 if let Ok(w) = w {
                     let mut c = Collector::new(w);

@@ -147,6 +147,7 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
         depth: 2,
         start_ns: 21_000_000,
         end_ns: 21_500_000,
+        tokens: None,
     };
     // A path id the table never gave is skipped, not written under a made-up name.
     c.regions(&[closed(mlp), closed(mlp + 100)], &paths, 0)
@@ -158,6 +159,7 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
         depth: 0,
         start_ns: 21_200_000,
         end_ns: 21_200_000,
+        tokens: None,
     };
     c.regions(&[instant], &paths, MARK_TRACK).unwrap();
     assert_eq!(c.counts().marks, 1);

@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod calibrate;
 pub mod clock;
 pub mod compare;
+pub mod footprint;
 pub mod format;
 mod intervals;
 pub mod manifest;

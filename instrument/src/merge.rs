@@ -229,6 +229,10 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
                     Some(&span) => Annotation::CopyTarget { span, address },
                     None => continue,
                 },
+                Annotation::Tokens { span, tokens } => match span_ids.get(&span) {
+                    Some(&span) => Annotation::Tokens { span, tokens },
+                    None => continue,
+                },
                 Annotation::ProfilerEpisode {
                     device: d,
                     from_ns,

@@ -101,6 +101,26 @@ const TABLE: &[(&[&str], OpClass)] = &[
     (&["distribution"], OpClass::Elementwise),
 ];
 
+/// A range name with its `tokens=N` taken out, and N: how a program gives a request's token
+/// count in the range's message (`torch.cuda.nvtx.range_push(f"request tokens={n}")`). The
+/// count is a whole word, separated from the rest by spaces, commas or semicolons; the name
+/// keeps the rest, trimmed.
+pub fn split_tokens(name: &str) -> (String, Option<u64>) {
+    let mut tokens = None;
+    let mut kept: Vec<&str> = Vec::new();
+    for word in name.split([' ', ',', ';']) {
+        match word.strip_prefix("tokens=").map(str::parse::<u64>) {
+            Some(Ok(n)) if tokens.is_none() => tokens = Some(n),
+            _ if word.is_empty() => {}
+            _ => kept.push(word),
+        }
+    }
+    if tokens.is_none() {
+        return (name.to_owned(), None);
+    }
+    (kept.join(" "), tokens)
+}
+
 /// The operator class a kernel's name implies, or `None` when no row matches.
 pub fn class_from_name(name: &str) -> Option<OpClass> {
     let lower = name.to_ascii_lowercase();
@@ -113,6 +133,24 @@ pub fn class_from_name(name: &str) -> Option<OpClass> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_count_is_taken_out_of_a_range_name() {
+        assert_eq!(
+            split_tokens("request tokens=64"),
+            ("request".into(), Some(64))
+        );
+        assert_eq!(split_tokens("tokens=3"), (String::new(), Some(3)));
+        assert_eq!(
+            split_tokens("decode step, tokens=5; id=9"),
+            ("decode step id=9".into(), Some(5))
+        );
+        assert_eq!(
+            split_tokens("request tokens=x"),
+            ("request tokens=x".into(), None)
+        );
+        assert_eq!(split_tokens("request"), ("request".into(), None));
+    }
 
     #[test]
     fn library_kernels_get_their_class() {

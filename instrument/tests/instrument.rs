@@ -12,5 +12,6 @@ mod merge;
 mod nvml;
 mod perfetto;
 mod replay;
+mod requests;
 mod sim;
 mod waste;

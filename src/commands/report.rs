@@ -4,7 +4,9 @@ use std::io::Write;
 
 use wattlens_instrument::Trace;
 
-use crate::cli::{Format, ReportArgs};
+use wattlens_instrument::footprint::Factors;
+
+use crate::cli::{FootprintArgs, Format, ReportArgs};
 use crate::error::CliError;
 use crate::render::{self, Report};
 
@@ -13,18 +15,61 @@ use crate::render::{self, Report};
 /// # Errors
 /// [`CliError`] when the trace cannot be read or attributed, or output fails.
 pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let factors = footprint_factors(&args.footprint)?;
     let mut traces = Vec::with_capacity(args.traces.len());
     for path in &args.traces {
         traces.push(super::load_trace(path)?);
     }
-    write(traces, args.chosen_format(), out)
+    write(traces, (args.chosen_format(), factors), out)
+}
+
+/// The footprint factors of `args`: each from its flag, else its environment variable, else
+/// the config file (`--footprint-config`, else the default one where it exists).
+///
+/// # Errors
+/// [`CliError::Usage`] for a bad value or config line, or a named config file that cannot be
+/// read.
+pub fn footprint_factors(args: &FootprintArgs) -> Result<Factors, CliError> {
+    let usage = |e: wattlens_instrument::footprint::FootprintError| CliError::Usage(e.to_string());
+    let flags = Factors::from_flags(args.carbon_intensity, args.pue, args.wue).map_err(usage)?;
+    let env = Factors::from_env(|k| std::env::var(k).ok()).map_err(usage)?;
+    let path = match &args.footprint_config {
+        Some(p) => Some(p.clone()),
+        None => default_footprint_config().filter(|p| p.is_file()),
+    };
+    let file = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                CliError::Usage(format!(
+                    "cannot read the footprint config {}: {e}",
+                    p.display()
+                ))
+            })?;
+            Factors::from_config(&text, &p.display().to_string()).map_err(usage)?
+        }
+        None => Factors::default(),
+    };
+    Ok(flags.or(env).or(file))
+}
+
+/// `$XDG_CONFIG_HOME/wattlens/footprint.conf`, else `~/.config/wattlens/footprint.conf`.
+fn default_footprint_config() -> Option<std::path::PathBuf> {
+    let set = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    set("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| set("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))
+        .map(|d| d.join("wattlens").join("footprint.conf"))
 }
 
 /// Merge `traces` (one per process) per GPU and write their report in `format`.
 ///
 /// # Errors
 /// [`CliError`] when the traces cannot be merged or attributed, or output fails.
-pub fn write(traces: Vec<Trace>, format: Format, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn write(
+    traces: Vec<Trace>,
+    (format, factors): (Format, Factors),
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let (traces, repeated) = wattlens_instrument::merge::distinct(traces);
     for (k, first) in &repeated {
         eprintln!(
@@ -42,7 +87,7 @@ pub fn write(traces: Vec<Trace>, format: Format, out: &mut dyn Write) -> Result<
             trace.meta.devices.len()
         )?;
     }
-    let report = Report::build(&trace)?;
+    let report = Report::build(&trace)?.with_footprint(factors);
     // Stdout flushes at every newline: a large JSON report would be millions of writes.
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let out: &mut dyn Write = &mut out;

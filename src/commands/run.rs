@@ -55,6 +55,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // here, before the command runs, rather than a process that runs unrecorded.
     let prefix = dir.join(&stem);
     let replay = replay_settings(args)?;
+    let factors = super::report::footprint_factors(&args.footprint)?;
     wattlens_inject::config::check_unicode(std::env::vars_os())
         .map_err(|e| CliError::Usage(e.to_string()))?;
     wattlens_inject::Config::from_env(
@@ -140,7 +141,13 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         if args.no_report {
             Ok(())
         } else {
-            report(traces, cupti.is_some(), program, args.format, out)
+            report(
+                traces,
+                cupti.is_some(),
+                program,
+                (args.format, factors),
+                out,
+            )
         }
     });
     match (reported, code) {
@@ -187,7 +194,7 @@ fn report(
     traces: Vec<Trace>,
     attached: bool,
     program: &str,
-    format: Format,
+    (format, factors): (Format, wattlens_instrument::footprint::Factors),
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     if traces.is_empty() {
@@ -217,7 +224,7 @@ fn report(
         )?;
         return Ok(());
     }
-    super::report::write(traces, format, out)
+    super::report::write(traces, (format, factors), out)
 }
 
 /// The output's folder (which must exist) and its file stem.

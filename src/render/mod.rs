@@ -9,6 +9,7 @@ pub mod waste;
 use std::collections::HashMap;
 
 use serde::Serialize;
+use wattlens_instrument::footprint::Factors;
 use wattlens_instrument::sim::SimRun;
 use wattlens_instrument::waste::{detect as detect_waste, WasteConfig, WasteReport};
 use wattlens_instrument::{
@@ -36,6 +37,8 @@ pub struct Report {
     pub power_readings: usize,
     /// One entry per device.
     pub devices: Vec<DeviceReport>,
+    /// The footprint factors the report converts GPU energy with.
+    pub footprint: Factors,
 }
 
 /// The report of one device.
@@ -103,7 +106,14 @@ impl Report {
             spans: trace.spans.len(),
             power_readings: trace.power.len(),
             devices,
+            footprint: Factors::default(),
         })
+    }
+
+    /// This report with the footprint factors `factors`.
+    pub fn with_footprint(mut self, factors: Factors) -> Self {
+        self.footprint = factors;
+        self
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use wattlens_instrument::footprint::Factors;
 use wattlens_instrument::{Attribution, LaunchShape};
 
 use super::units::{energy, joules, pct, power};
@@ -35,7 +36,11 @@ pub fn write(out: &mut dyn Write, report: &Report, truth: Option<&Truth>) -> io:
     for d in &report.devices {
         writeln!(out)?;
         match (&d.attribution, &d.problem) {
-            (Some(a), _) => device(out, &d.name, a, truth, sim)?,
+            (Some(a), _) => {
+                device(out, &d.name, a, truth, sim)?;
+                requests(out, a, sim)?;
+                footprint(out, a, &report.footprint, sim)?;
+            }
             (None, Some(p)) => writeln!(
                 out,
                 "GPU {} ({}){sim}: no attribution: {p}",
@@ -227,6 +232,135 @@ fn device(
         }
     )?;
     Ok(())
+}
+
+/// Range paths listed in the request table; the JSON report has them all.
+const MAX_RANGES: usize = 12;
+/// Single requests listed, the most costly first; the JSON and CSV reports have them all.
+const TOP_REQUESTS: usize = 5;
+
+/// Energy per request: per range path, and the costliest instances.
+fn requests(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<()> {
+    let r = &a.requests;
+    if r.ranges.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Energy per request{sim} (top {} of {} ranges)",
+        r.ranges.len().min(MAX_RANGES),
+        r.ranges.len()
+    )?;
+    writeln!(
+        out,
+        "{}",
+        wattlens_instrument::attribution::REQUEST_DEFINITION
+    )?;
+    writeln!(
+        out,
+        "{:<30} {:>7} {:>9} {:>18} {:>18} {:>18} {:>8} {:>18}  split",
+        "range", "count", "wall s", "mean", "p50", "p90", "tokens", "per token"
+    )?;
+    for g in r.ranges.iter().take(MAX_RANGES) {
+        writeln!(
+            out,
+            "{:<30} {:>7} {:>9.3} {:>18} {:>18} {:>18} {:>8} {:>18}  {}",
+            clip(&g.path, 30),
+            g.count,
+            g.wall_ns as f64 * 1e-9,
+            energy(&g.mean),
+            energy(&g.p50),
+            energy(&g.p90),
+            g.tokens.map_or("-".to_owned(), |t| t.to_string()),
+            g.per_token.as_ref().map_or("-".to_owned(), energy),
+            g.split.describe()
+        )?;
+    }
+    let mut top: Vec<_> = r.instances.iter().collect();
+    top.sort_by(|x, y| y.total.mj.total_cmp(&x.total.mj));
+    writeln!(out, "Costliest requests{sim}:")?;
+    for e in top.iter().take(TOP_REQUESTS) {
+        writeln!(
+            out,
+            "  {:<30} span {:>8}  wall {:>9.2} ms  tokens {:>6}  {} (dynamic {}, idle {})",
+            clip(&e.path, 30),
+            e.span,
+            (e.end_ns - e.start_ns) as f64 * 1e-6,
+            e.tokens.map_or("-".to_owned(), |t| t.to_string()),
+            energy(&e.total),
+            energy(&e.dynamic),
+            energy(&e.idle)
+        )?;
+    }
+    Ok(())
+}
+
+/// The footprint of the run's GPU energy, per range and per token, for the factors set.
+fn footprint(out: &mut dyn Write, a: &Attribution, f: &Factors, sim: &str) -> io::Result<()> {
+    if !f.any() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    let mut factors = Vec::new();
+    if let Some(p) = f.pue {
+        factors.push(format!("PUE {p}"));
+    }
+    if let Some(c) = f.carbon_g_per_kwh {
+        factors.push(format!("{c} g CO2e/kWh"));
+    }
+    if let Some(w) = f.wue_l_per_kwh {
+        factors.push(format!("WUE {w} L/kWh"));
+    }
+    writeln!(
+        out,
+        "Footprint{sim} ({}; the GPU only, not the host's CPUs, memory or network):",
+        factors.join(", ")
+    )?;
+    let line = |label: &str, mj: f64| -> String {
+        let fp = f.of(mj);
+        let mut parts = vec![format!("{} GPU", sig(fp.gpu_wh, "Wh"))];
+        if let Some(x) = fp.facility_wh {
+            parts.push(format!("{} at the facility", sig(x, "Wh")));
+        }
+        if let Some(x) = fp.co2e_g {
+            parts.push(format!("{} CO2e", sig(x, "g")));
+        }
+        if let Some(x) = fp.water_l {
+            parts.push(format!("{} of water", sig(x, "L")));
+        }
+        format!("  {label:<38} {}", parts.join(", "))
+    };
+    writeln!(out, "{}", line("the run (counter)", a.closure.counter_mj))?;
+    for g in a.requests.ranges.iter().take(MAX_RANGES) {
+        writeln!(
+            out,
+            "{}",
+            line(&format!("per {}", clip(&g.path, 30)), g.mean.mj)
+        )?;
+        if let Some(t) = &g.per_token {
+            writeln!(
+                out,
+                "{}",
+                line(&format!("per token of {}", clip(&g.path, 24)), t.mj)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `x` with three significant digits and `unit`, in plain or scientific notation.
+fn sig(x: f64, unit: &str) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("0 {unit}");
+    }
+    let e = x.abs().log10().floor() as i32;
+    if (-3..6).contains(&e) {
+        let decimals = (2 - e).max(0) as usize;
+        format!("{x:.decimals$} {unit}")
+    } else {
+        format!("{x:.2e} {unit}")
+    }
 }
 
 /// Signatures left unreplayed listed in the table; the JSON report has them all.

@@ -22,12 +22,16 @@ mod idle;
 mod linalg;
 mod regression;
 mod replay;
+mod requests;
 mod rollup;
 mod samples;
 mod shares;
 
 pub use estimate::{Coverage, EnergyEstimate, PowerEstimate};
 pub use replay::{ReplayClosure, ReplayNoteEntry, ReplaySummary};
+pub use requests::{
+    clean_path, RangeEnergy, RequestEnergy, RequestReport, SplitRule, REQUEST_DEFINITION,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -213,6 +217,10 @@ pub struct Attribution {
     /// mW: no interval reaches past it. `None` where the trace does not know the limit.
     #[serde(default)]
     pub board_cap_mw: Option<f64>,
+    /// Energy per request: every range instance over its wall-clock window
+    /// ([`REQUEST_DEFINITION`]).
+    #[serde(default)]
+    pub requests: RequestReport,
 }
 
 /// The share of the program's busy time whose energy is labelled measured.
@@ -527,6 +535,35 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();
     let idle_mj = idle_mw * window_ns as f64 * 1e-9;
     let measured = measured_share(&signatures, &ops);
+    // The profiler's own time (replays, hashing) is not charged to a request.
+    let held = crate::intervals::union(
+        episodes
+            .held()
+            .iter()
+            .copied()
+            .chain(trace.annotations.iter().filter_map(|a| match *a {
+                crate::trace::Annotation::Overhead {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } if d == device && to_ns >= from_ns => Some((from_ns, to_ns)),
+                _ => None,
+            }))
+            .collect(),
+    );
+    let requests = requests::requests(
+        trace,
+        device,
+        (&work, &span_parts),
+        &held,
+        &requests::FitView {
+            beta,
+            cov,
+            t,
+            joint: fit.joint.as_ref(),
+            idle_mw: (idle_mw, idle_half_mw),
+        },
+    );
     let replay = (!episodes.is_empty()).then(|| {
         let program_kernel_ns: u64 = signatures
             .iter()
@@ -583,6 +620,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         measured,
         replay,
         board_cap_mw,
+        requests,
     })
 }
 

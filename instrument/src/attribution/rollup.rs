@@ -58,6 +58,21 @@ impl Rollup {
         }
     }
 
+    /// Add another group.
+    pub fn add(&mut self, o: &Rollup) {
+        self.add_scaled(o, 1.0);
+    }
+
+    /// Add `share` (0..=1) of another group: a share of what ran in a stretch.
+    pub fn add_scaled(&mut self, o: &Rollup, share: f64) {
+        for (a, b) in self.priced_s.iter_mut().zip(&o.priced_s) {
+            *a += b * share;
+        }
+        self.direct_mj += o.direct_mj * share;
+        self.direct_var += o.direct_var * share * share;
+        self.covered |= o.covered;
+    }
+
     /// Add one span.
     pub fn add_span(&mut self, s: &SpanPart) {
         self.priced_s[s.sig] += s.priced_s;

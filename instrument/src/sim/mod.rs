@@ -184,10 +184,12 @@ pub fn simulate_with_budget(
     }
     for r in &regions {
         let name = trace.strings.id(&r.name);
+        // A region span's region is its own full path, as the runtime and `wattlens run`
+        // record it.
         let region = if r.parent.is_empty() {
-            StrId::NONE
+            name
         } else {
-            trace.strings.id(&r.parent)
+            trace.strings.id(&format!("{}/{}", r.parent, r.name))
         };
         trace.spans.push(Span {
             region,

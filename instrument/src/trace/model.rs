@@ -107,6 +107,14 @@ pub enum Annotation {
         /// When it handed it back, ns.
         to_ns: u64,
     },
+    /// Range span `span` (a request) produced or consumed `tokens` tokens, as the program
+    /// gave them (an NVTX integer payload, or `tokens=N` in the message); format 2.3.
+    Tokens {
+        /// The range's span id.
+        span: u64,
+        /// Tokens.
+        tokens: u64,
+    },
     /// A kernel signature that kernel replay did not measure, and why (format 2.3).
     ReplayNote {
         /// Device.
@@ -237,7 +245,8 @@ pub struct Span {
     pub reads: Vec<BufferVersion>,
     /// Buffers written, each with the version the write produced.
     pub writes: Vec<BufferVersion>,
-    /// The region path the span ran in ("decoder/layer3/attention"), or none.
+    /// The region path the span ran in ("decoder/layer3/attention"), or none; for a region
+    /// span, its own full path.
     pub region: StrId,
     /// The launch site ("src/model.rs:120"), or none.
     pub site: StrId,

@@ -290,6 +290,7 @@ impl<'a> Context<'a> {
                 | Annotation::Overhead { .. }
                 | Annotation::ProfilerEpisode { .. }
                 | Annotation::ReplayNote { .. }
+                | Annotation::Tokens { .. }
                 | Annotation::Pass { .. }
                 | Annotation::CopyTarget { .. } => {}
             }
