@@ -18,7 +18,7 @@ use wattlens_runtime::cuda::cupti_records::{
 use crate::config::{Hooks, LaunchApi};
 use crate::nvtx::{attr_message, c_text, pop_range, push_range, wide_text, Registered};
 use crate::replay::launch::{launch_call, LaunchCall};
-use crate::state::{lock, shared, Completed};
+use crate::state::{lock, shared, Completed, Pending};
 use crate::syncs::HostSync;
 use crate::thread::with_thread;
 use crate::uploads::{read_params, upload_call, Digests, Upload, UploadCall};
@@ -444,7 +444,9 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
     if call.tags {
         with_thread(|t, _| {
             if let Some(path) = t.stack.current() {
-                lock(&t.pending).correlations.push((correlation, path));
+                let mut p = lock(&t.pending);
+                let p = &mut *p;
+                Pending::push(&mut p.correlations, (correlation, path), &mut p.dropped);
             }
         });
     }
@@ -477,7 +479,11 @@ unsafe fn on_launch(launch: LaunchCall, correlation: u32, data: *const cupti::CU
     let replayed =
         unsafe { crate::replay::on_launch(launch, params, context.cast(), correlation, &now) };
     if let Some(r) = replayed {
-        with_thread(|t, _| lock(&t.pending).replays.push(r));
+        with_thread(|t, _| {
+            let mut p = lock(&t.pending);
+            let p = &mut *p;
+            Pending::push(&mut p.replays, r, &mut p.dropped);
+        });
     }
 }
 
@@ -513,13 +519,16 @@ unsafe fn on_upload(call: UploadCall, correlation: u32, data: *const cupti::CUpt
             return;
         };
         let to_ns = s.clock.now_ns();
-        lock(&t.pending).uploads.push(Upload {
+        let upload = Upload {
             correlation,
             address,
             bytes: bytes as u64,
             digest,
             hashed_ns: (from_ns, to_ns.max(from_ns)),
-        });
+        };
+        let mut p = lock(&t.pending);
+        let p = &mut *p;
+        Pending::push(&mut p.uploads, upload, &mut p.dropped);
     });
 }
 
@@ -586,12 +595,15 @@ unsafe fn on_sync(entered: bool, waits: Waits, data: *const cupti::CUpti_Callbac
             Waits::Stream { per_thread } => unsafe { stream_id(data, context, per_thread) },
             Waits::Other => None,
         };
-        lock(&t.pending).syncs.push(HostSync {
+        let wait = HostSync {
             device,
             stream: stream.unwrap_or(u32::MAX),
             start_ns,
             end_ns: end_ns.max(start_ns),
-        });
+        };
+        let mut p = lock(&t.pending);
+        let p = &mut *p;
+        Pending::push(&mut p.syncs, wait, &mut p.dropped);
     });
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use wattlens_instrument::clock::Clock;
 
 use crate::regions::Closed;
-use crate::state::lock;
+use crate::state::{lock, Pending};
 use crate::thread::with_thread;
 
 /// The region track (span stream) of start/end ranges; push/pop ranges use track 0.
@@ -57,13 +57,16 @@ pub(crate) fn end_range(id: u64) {
         return;
     };
     with_thread(|t, s| {
-        lock(&t.pending).unnested.push(Closed {
+        let closed = Closed {
             path,
             depth: 0,
             start_ns,
             end_ns: s.clock.now_ns().max(start_ns),
             tokens,
-        });
+        };
+        let mut p = lock(&t.pending);
+        let p = &mut *p;
+        Pending::push(&mut p.unnested, closed, &mut p.dropped);
     });
 }
 
@@ -72,12 +75,15 @@ pub(crate) fn mark(name: &str) {
     with_thread(|t, s| {
         let path = t.path_id(&s.paths, None, name);
         let now_ns = s.clock.now_ns();
-        lock(&t.pending).marks.push(Closed {
+        let closed = Closed {
             path,
             depth: 0,
             start_ns: now_ns,
             end_ns: now_ns,
             tokens: None,
-        });
+        };
+        let mut p = lock(&t.pending);
+        let p = &mut *p;
+        Pending::push(&mut p.marks, closed, &mut p.dropped);
     });
 }

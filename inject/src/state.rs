@@ -30,6 +30,26 @@ pub(crate) struct Pending {
     pub uploads: Vec<Upload>,
     /// Kernel replays that ran.
     pub replays: Vec<crate::replay::Replayed>,
+    /// Records left out because the writer had not drained this buffer for
+    /// [`MAX_PENDING`] of them (its output stalled).
+    pub dropped: u64,
+}
+
+/// Records of one kind a thread queues at most between two drains: when the trace's output
+/// stalls (a FIFO nobody reads, a hung filesystem), the writer stops draining, and the
+/// program's threads must neither wait for it nor grow our memory without end. At 16 bytes a
+/// correlation, 1 Mi of them is 16 MiB per thread.
+pub(crate) const MAX_PENDING: usize = 1 << 20;
+
+impl Pending {
+    /// Queue `x` on `v`, or count it dropped when `v` is full.
+    pub(crate) fn push<T>(v: &mut Vec<T>, x: T, dropped: &mut u64) {
+        if v.len() < MAX_PENDING {
+            v.push(x);
+        } else {
+            *dropped += 1;
+        }
+    }
 }
 
 /// An activity buffer CUPTI handed back, not yet read: the writer reads it, so CUPTI's
@@ -120,6 +140,7 @@ impl Shared {
             all.syncs.append(&mut spare.syncs);
             all.uploads.append(&mut spare.uploads);
             all.replays.append(&mut spare.replays);
+            all.dropped += std::mem::take(&mut spare.dropped);
         }
         all
     }
@@ -202,6 +223,21 @@ mod tests {
         assert_eq!(lock(&s.paths).len(), 1000);
         drop(release);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_thread_queues_a_bounded_number_of_records_while_nothing_drains_it() {
+        let s = shared_state();
+        let t = s.register_thread();
+        for i in 0..(MAX_PENDING as u32 + 500) {
+            let mut p = lock(&t);
+            let p = &mut *p;
+            Pending::push(&mut p.correlations, (i, 1), &mut p.dropped);
+        }
+        let all = s.take_pending(&mut Vec::new());
+        assert_eq!(all.correlations.len(), MAX_PENDING);
+        assert_eq!(all.dropped, 500, "counted, and said at exit");
+        assert_eq!(lock(&t).dropped, 0, "the count is taken with the records");
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub(crate) fn start(
         spares: Vec::new(),
         profile: SensorProfile::default(),
         folded: 0,
+        dropped: 0,
         failed: false,
     };
     let flag = stop.clone();
@@ -118,6 +119,8 @@ struct Writer {
     profile: SensorProfile,
     /// Range pushes folded into one entry once the path table was full.
     folded: u64,
+    /// Records the threads left out because their queues were full (the output stalled).
+    dropped: u64,
     failed: bool,
 }
 
@@ -162,8 +165,10 @@ impl Writer {
             }
         }
         let Some(c) = self.collector.as_mut() else {
-            // Nothing will record them (the trace could not be written): free CUPTI's buffers.
+            // Nothing will record them (the trace could not be written): free CUPTI's buffers
+            // and the threads' queues.
             drop(hooks::read_buffers(buffers));
+            drop(self.shared.take_pending(&mut self.spares));
             return;
         };
         let clock = &self.shared.clock;
@@ -180,6 +185,7 @@ impl Writer {
         // After the flush: every record delivered was launched before it, so the range its
         // launch was made in is already in the threads' buffers.
         let pending = self.shared.take_pending(&mut self.spares);
+        self.dropped += pending.dropped;
         remember(&mut self.correlations, pending.correlations.iter().copied());
         remember(
             &mut self.uploads,
@@ -355,6 +361,13 @@ impl Writer {
                 }
             )),
             Err(e) => self.fail(e),
+        }
+        if self.dropped > 0 {
+            crate::log(format!(
+                "{} records were left out while the trace's output stalled (each thread queues at most {} of a kind)",
+                self.dropped,
+                crate::state::MAX_PENDING
+            ));
         }
         if self.folded > 0 {
             crate::log(format!(

@@ -391,6 +391,7 @@ fn kernels_in_lockstep_replayed_inside_a_checkpoint_are_resolved_near_their_trut
             }
         });
         let closure = a.replay.and_then(|r| r.closure).unwrap();
+        println!("seed {seed}: closure {closure:?}");
         assert!(
             closure.ratio_low <= 1.0 && 1.0 <= closure.ratio_high,
             "seed {seed}: {closure:?}"
@@ -407,6 +408,7 @@ fn the_replay_closure_sees_replays_that_draw_more_than_the_program_and_widens_in
     for seed in 1..=3 {
         let a = replayed_lockstep(warm, seed, |_, _| {});
         let closure = a.replay.and_then(|r| r.closure).unwrap();
+        println!("seed {seed}: closure {closure:?}");
         assert!(
             closure.ratio_low <= warm && warm <= closure.ratio_high,
             "seed {seed}: {closure:?}"

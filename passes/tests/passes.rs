@@ -613,7 +613,7 @@ mod fuzz {
         std::env::var("WATTLENS_FUZZ_CASES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(200)
+            .unwrap_or(2000)
     }
 
     /// One inline-asm instruction text, from real shapes to absurd ones.

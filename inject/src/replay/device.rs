@@ -318,14 +318,21 @@ unsafe fn burst_of(
     })
 }
 
-/// The name CUDA gives `func` (mangled), if it can say.
+/// The name CUDA gives `func` (mangled), if it can say. A launch may name a `CUkernel` (a
+/// library kernel, CUDA 12's lazy loading) where a `CUfunction` is expected: its name is asked
+/// for as such when the function's is refused.
 ///
 /// # Safety
-/// `func` must be a live function handle.
+/// `func` must be a live function or kernel handle.
 pub unsafe fn function_name(func: sys::CUfunction) -> Option<String> {
     let mut name: *const std::ffi::c_char = std::ptr::null();
     // SAFETY: per the contract, and a valid out-pointer.
-    let r = unsafe { sys::cuFuncGetName(&mut name, func) };
+    let mut r = unsafe { sys::cuFuncGetName(&mut name, func) };
+    if r != sys::CUresult::CUDA_SUCCESS || name.is_null() {
+        name = std::ptr::null();
+        // SAFETY: as above; a handle that is not a kernel is refused with an error code.
+        r = unsafe { sys::cuKernelGetName(&mut name, func.cast()) };
+    }
     if r != sys::CUresult::CUDA_SUCCESS || name.is_null() {
         return None;
     }
