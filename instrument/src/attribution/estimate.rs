@@ -78,7 +78,8 @@ impl EnergyEstimate {
     }
 
     /// This estimate with no end above `max_mj` (what the board could have drawn at most),
-    /// labelled again; unchanged when `max_mj` is `None`.
+    /// labelled again; unchanged when `max_mj` is `None`. A value past the cap is no
+    /// measurement: it becomes the bound `[0, max]`, unresolved.
     pub fn capped_at(&self, max_mj: Option<f64>) -> Self {
         let Some(max) = max_mj.filter(|m| m.is_finite() && *m >= 0.0) else {
             return *self;
@@ -86,7 +87,15 @@ impl EnergyEstimate {
         if self.coverage == Coverage::Uncovered || self.high_mj <= max {
             return *self;
         }
-        let (mj, low_mj, high_mj) = (self.mj.min(max), self.low_mj.min(max), max);
+        if self.mj >= max {
+            return Self {
+                mj: max,
+                low_mj: 0.0,
+                high_mj: max,
+                coverage: Coverage::Unresolved,
+            };
+        }
+        let (mj, low_mj, high_mj) = (self.mj, self.low_mj.min(max), max);
         Self {
             mj,
             low_mj,
@@ -141,7 +150,15 @@ impl PowerEstimate {
         if self.coverage == Coverage::Uncovered || self.high_mw <= max {
             return *self;
         }
-        let (mw, low_mw, high_mw) = (self.mw.min(max), self.low_mw.min(max), max);
+        if self.mw >= max {
+            return Self {
+                mw: max,
+                low_mw: 0.0,
+                high_mw: max,
+                coverage: Coverage::Unresolved,
+            };
+        }
+        let (mw, low_mw, high_mw) = (self.mw, self.low_mw.min(max), max);
         Self {
             mw,
             low_mw,
@@ -190,5 +207,10 @@ mod tests {
             EnergyEstimate::uncovered().capped_at(Some(1.0)),
             EnergyEstimate::uncovered()
         );
+        // A fit that puts a signature at or past the board's limit measured nothing: it is a
+        // bound, never a zero-width "measured" interval at the cap.
+        let past = PowerEstimate::from_half_width(600_000.0, 10_000.0).capped_at(Some(563_800.0));
+        assert_eq!((past.low_mw, past.high_mw), (0.0, 563_800.0));
+        assert_eq!(past.coverage, Coverage::Unresolved);
     }
 }

@@ -245,11 +245,16 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     if windows.is_empty() {
         return Err(AttributionError::NoCounter(device));
     }
+    // A replay that did other work than the launch in place (a kernel that keeps state
+    // across launches) measures nothing of the program: it is left out, and said.
+    let unlike = replay::unlike_replays(trace, device);
     let work: Vec<usize> = (0..trace.spans.len())
         .filter(|&i| trace.spans[i].device == device && trace.spans[i].is_device_work())
+        .filter(|&i| !unlike.iter().any(|u| u.span == trace.spans[i].id))
         .collect();
-    // Observations that see the profiler's own checkpoint copies are not the program's.
-    let episodes = replay::Episodes::of(trace, device);
+    // Observations that see the profiler's own checkpoint copies, or a burst left out, are
+    // not the program's.
+    let episodes = replay::Episodes::of(trace, device, &unlike);
     let fit_windows: Vec<_> = windows
         .iter()
         .filter(|w| !episodes.spoils(w.start_ns, w.end_ns))
@@ -582,7 +587,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             held_ns: episodes.held_ns(),
             replayed_busy_share: share(replayed.iter().map(|s| s.busy_ns).sum(), program_kernel_ns),
             closure: replay_closure,
-            notes: replay::notes(trace, device),
+            notes: replay::notes(trace, device, &unlike),
         }
     });
     Ok(Attribution {

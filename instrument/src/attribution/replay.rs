@@ -35,12 +35,20 @@ pub(crate) struct Episodes {
 
 impl Episodes {
     /// The episodes and bursts of `device` in `trace`. A burst recorded without an episode
-    /// (a runtime trace, whose replays checkpoint nothing) is its own episode.
-    pub fn of(trace: &Trace, device: u32) -> Self {
+    /// (a runtime trace, whose replays checkpoint nothing) is its own episode; a burst in
+    /// `unlike` is an episode without a burst (what it drew is explained by nothing).
+    pub fn of(trace: &Trace, device: u32, unlike: &[UnlikeReplay]) -> Self {
+        let all: Vec<(u64, u64)> = trace
+            .spans
+            .iter()
+            .filter(|s| s.device == device && matches!(s.kind, SpanKind::Alone { .. }))
+            .map(|s| (s.start_ns, s.end_ns))
+            .collect();
         let mut bursts: Vec<(u64, u64)> = trace
             .spans
             .iter()
             .filter(|s| s.device == device && matches!(s.kind, SpanKind::Alone { .. }))
+            .filter(|s| !unlike.iter().any(|u| u.span == s.id))
             .map(|s| (s.start_ns, s.end_ns))
             .collect();
         bursts.sort_unstable();
@@ -56,7 +64,7 @@ impl Episodes {
                 _ => None,
             })
             .collect();
-        held.extend(bursts.iter().copied());
+        held.extend(all);
         Self {
             held: crate::intervals::union(held),
             bursts,
@@ -314,27 +322,110 @@ pub(crate) fn closure(
     })
 }
 
-/// The kernel-replay notes of `device` in `trace`, with their busy shares.
-pub(crate) fn notes(trace: &Trace, device: u32) -> Vec<ReplayNoteEntry> {
-    trace
-        .annotations
+/// A replay launch takes at most this many times less, or more, than the same launch in place
+/// before the replay is taken for other work: a replay runs warm (its inputs in L2), which
+/// speeds a launch up by at most the L2-to-memory bandwidth ratio (2–3× on Hopper); a kernel
+/// that keeps state across launches (a tile counter of a persistent or stream-K kernel, seen
+/// in cuDNN's flash attention and cuBLAS's cooperative GEMMs at 11–14×) does far less.
+pub const UNLIKE_REPLAY_RATIO: f64 = 4.0;
+
+/// A burst whose launches did other work than the program's.
+#[derive(Debug, Clone)]
+pub(crate) struct UnlikeReplay {
+    /// The burst's span id.
+    pub span: u64,
+    /// Kernel name.
+    pub name: String,
+    /// Launch shape.
+    pub launch: Option<LaunchShape>,
+    /// One replayed launch's time over one launch's in place (median).
+    pub ratio: f64,
+}
+
+/// The bursts of `device` whose launches took [`UNLIKE_REPLAY_RATIO`] times less or more than
+/// the program's own launches of the same signature.
+pub(crate) fn unlike_replays(trace: &Trace, device: u32) -> Vec<UnlikeReplay> {
+    use std::collections::HashMap;
+    let mut in_place: HashMap<(crate::trace::StrId, Option<LaunchShape>), Vec<u64>> =
+        HashMap::new();
+    for s in trace
+        .spans
         .iter()
-        .filter_map(|a| match a {
-            Annotation::ReplayNote {
-                device: d,
-                name,
-                launch,
-                busy_ppm,
-                outcome,
-            } if *d == device => Some(ReplayNoteEntry {
-                name: name.clone(),
-                launch: *launch,
-                busy_share: f64::from(*busy_ppm) * 1e-6,
-                outcome: outcome_text(outcome),
-            }),
+        .filter(|s| s.device == device && s.kind == SpanKind::Kernel)
+    {
+        in_place
+            .entry((s.name, s.launch))
+            .or_default()
+            .push(s.duration_ns());
+    }
+    let median = |v: &mut Vec<u64>| -> Option<u64> {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
+    };
+    let medians: HashMap<_, u64> = in_place
+        .into_iter()
+        .filter_map(|(k, mut v)| median(&mut v).filter(|&m| m > 0).map(|m| (k, m)))
+        .collect();
+    trace
+        .spans
+        .iter()
+        .filter(|s| s.device == device)
+        .filter_map(|s| match s.kind {
+            SpanKind::Alone { launches, .. } if launches > 0 => {
+                let typical = *medians.get(&(s.name, s.launch))?;
+                let ratio = s.duration_ns() as f64 / f64::from(launches) / typical as f64;
+                (!(1.0 / UNLIKE_REPLAY_RATIO..=UNLIKE_REPLAY_RATIO).contains(&ratio)).then(|| {
+                    UnlikeReplay {
+                        span: s.id,
+                        name: trace.str(s.name).to_owned(),
+                        launch: s.launch,
+                        ratio,
+                    }
+                })
+            }
             _ => None,
         })
         .collect()
+}
+
+/// The kernel-replay notes of `device` in `trace`, with their busy shares, and one for each
+/// replay left out as `unlike`.
+pub(crate) fn notes(trace: &Trace, device: u32, unlike: &[UnlikeReplay]) -> Vec<ReplayNoteEntry> {
+    let mut out: Vec<ReplayNoteEntry> = unlike
+        .iter()
+        .map(|u| ReplayNoteEntry {
+            name: u.name.clone(),
+            launch: u.launch,
+            busy_share: 0.0,
+            outcome: if u.ratio < 1.0 {
+                format!(
+                    "replayed, but a launch ran {:.0}× faster alone than in place (the kernel keeps state across launches, such as a tile counter, so repeats did less work); its replay is not used",
+                    1.0 / u.ratio
+                )
+            } else {
+                format!(
+                    "replayed, but a launch ran {:.1}× slower alone than in place; its replay is not used",
+                    u.ratio
+                )
+            },
+        })
+        .collect();
+    out.extend(trace.annotations.iter().filter_map(|a| match a {
+        Annotation::ReplayNote {
+            device: d,
+            name,
+            launch,
+            busy_ppm,
+            outcome,
+        } if *d == device => Some(ReplayNoteEntry {
+            name: name.clone(),
+            launch: *launch,
+            busy_share: f64::from(*busy_ppm) * 1e-6,
+            outcome: outcome_text(outcome),
+        }),
+        _ => None,
+    }));
+    out
 }
 
 fn outcome_text(o: &ReplayOutcome) -> String {
@@ -368,7 +459,7 @@ mod tests {
 
     #[test]
     fn observations_that_see_the_checkpoint_are_spoiled_and_those_inside_the_burst_are_not() {
-        let e = Episodes::of(&trace_with((100, 1000), (200, 900)), 0);
+        let e = Episodes::of(&trace_with((100, 1000), (200, 900)), 0, &[]);
         assert!(!e.spoils(0, 100), "before the episode");
         assert!(e.spoils(50, 150), "sees the checkpoint");
         assert!(e.spoils(150, 300), "straddles the burst's start");
@@ -389,13 +480,57 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_that_did_less_work_than_the_launch_in_place_is_left_out_and_named() {
+        let mut t = trace_with((0, 3_000_000), (100_000, 1_800_000));
+        let name = t.strings.push("flash_fprop");
+        t.spans[0].name = name;
+        // 1,000 replays in 1.7 ms: 1.7 µs each, against 26 µs in place.
+        t.spans[0].kind = SpanKind::Alone {
+            launches: 1000,
+            of: 0,
+        };
+        for k in 0..5u64 {
+            let start = 10_000_000 + k * 100_000;
+            t.spans.push(Span::new(
+                10 + k,
+                SpanKind::Kernel,
+                (0, 7),
+                name,
+                (start, start + 26_000),
+            ));
+        }
+        let unlike = unlike_replays(&t, 0);
+        assert_eq!(unlike.len(), 1);
+        assert!((unlike[0].ratio - 1.7 / 26.0).abs() < 1e-3, "{unlike:?}");
+        let n = notes(&t, 0, &unlike);
+        assert!(
+            n[0].outcome.contains("15× faster alone"),
+            "{}",
+            n[0].outcome
+        );
+        // A warm replay twice as fast is the same work.
+        t.spans[0].end_ns = t.spans[0].start_ns + 13_000_000;
+        assert!(unlike_replays(&t, 0).is_empty());
+    }
+
+    #[test]
     fn a_runtime_burst_without_an_episode_is_its_own() {
         let mut t = trace_with((0, 0), (200, 900));
         t.annotations.clear();
-        let e = Episodes::of(&t, 0);
+        let e = Episodes::of(&t, 0, &[]);
         assert_eq!(e.held(), &[(200, 900)]);
         assert!(!e.spoils(300, 400));
         assert!(e.spoils(100, 300));
-        assert!(Episodes::of(&t, 1).is_empty(), "another device");
+        assert!(Episodes::of(&t, 1, &[]).is_empty(), "another device");
+        // A burst left out spoils what it overlaps, as a checkpoint does.
+        let unlike = [UnlikeReplay {
+            span: 1,
+            name: String::new(),
+            launch: None,
+            ratio: 0.07,
+        }];
+        let e = Episodes::of(&t, 0, &unlike);
+        assert!(e.spoils(300, 400));
+        assert_eq!(e.held(), &[(200, 900)]);
     }
 }
