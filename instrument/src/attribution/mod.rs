@@ -281,8 +281,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         &samples,
         (profile.sample_noise_sd_mw, board_cap_mw),
     );
-    let fitted_var: Vec<f64> = (0..design.len()).map(|i| fit.cov.at(i, i)).collect();
-    let fitted = (fit.beta.as_slice(), fitted_var.as_slice());
+    let fitted = fit.beta.clone();
     let replay_closure = replay_closure(
         trace,
         &work,
@@ -290,7 +289,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         &fit_windows,
         &episodes,
         &idle,
-        fitted,
+        &fitted,
     )
     .map(|(closure, powers)| {
         // The closure's distance from 1 is an error common to every replayed signature.
@@ -739,7 +738,7 @@ fn board_cap_mw(trace: &Trace, device: u32, idle_low_mw: f64) -> Option<f64> {
 
 /// The replay closure of `device`'s replays, and each signature's replay power; `None` where
 /// nothing was replayed or no steady stretch holds replayed kernels. `fitted` (the fit's
-/// powers and their variances, mW and mW²) prices the signatures without a replay.
+/// powers, mW) prices the signatures without a replay.
 fn replay_closure(
     trace: &Trace,
     work: &[usize],
@@ -747,7 +746,7 @@ fn replay_closure(
     windows: &[crate::power::CounterWindow],
     episodes: &replay::Episodes,
     idle: &idle::IdleBaseline,
-    fitted: (&[f64], &[f64]),
+    fitted: &[f64],
 ) -> Option<(ReplayClosure, Vec<Option<replay::ReplayPower>>)> {
     if episodes.is_empty() {
         return None;

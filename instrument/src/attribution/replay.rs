@@ -259,13 +259,13 @@ pub(crate) fn replay_powers(
 }
 
 /// The replay closure over `windows` that hold program work and touch no episode.
-/// `beta` and `beta_var` (the fit) price the signatures without a replay power.
+/// `beta` (the fit) prices the signatures without a replay power, at its value.
 pub(crate) fn closure(
     design: &Design,
     windows: &[CounterWindow],
     episodes: &Episodes,
     replay: &[Option<ReplayPower>],
-    (beta, beta_var): (&[f64], &[f64]),
+    beta: &[f64],
     (idle_mw, idle_var_mw2): (f64, f64),
 ) -> Option<ReplayClosure> {
     let p = design.len();
@@ -292,13 +292,10 @@ pub(crate) fn closure(
                 by_replays += r.mw * busy_s[s];
                 var_pred += r.var_mw2 * busy_s[s] * busy_s[s];
             }
-            None => {
-                predicted += beta[s] * busy_s[s];
-                let v = beta_var[s];
-                if v.is_finite() {
-                    var_pred += v * busy_s[s] * busy_s[s];
-                }
-            }
+            // At the fit's value, without its uncertainty: the closure checks the replays, and
+            // a signature the sensors leave unresolved (a memset among kernels) would
+            // otherwise make it say nothing about them.
+            None => predicted += beta[s] * busy_s[s],
         }
     }
     if n == 0 || by_replays <= 0.0 || measured <= 0.0 {
