@@ -539,6 +539,9 @@ mod hostile {
             m.to_str().unwrap(),
         ]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("no instruction has"), "said: {stdout}");
+        assert!(stdout.contains("copies a size outside"), "said: {stdout}");
         let manifest: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
         for (name, k) in manifest["kernels"].as_object().unwrap() {

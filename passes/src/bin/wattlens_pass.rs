@@ -88,6 +88,9 @@ fn print_reports(reports: &[KernelReport], explain: bool) {
                 c.flops_per_thread, c.global_bytes_per_thread
             );
         }
+        for note in &r.clamped {
+            println!("  note: {note}");
+        }
         for field in &f.fields {
             println!(
                 "  arg {} field +{}: {}",

@@ -559,6 +559,40 @@ impl Coster<'_> {
     }
 }
 
+/// What the cost of `f` left out or clamped, in words: inline asm whose MMA shape or copy
+/// size no real instruction has (counted as nothing), and counts that saturated.
+pub(crate) fn clamped(f: &Func, cost: &StaticCost) -> Vec<String> {
+    let mut out = Vec::new();
+    for inst in &f.insts {
+        let Callee::Asm(text) = &inst.callee else {
+            continue;
+        };
+        if text.contains(".m") && text.contains("mma") && tensor_flops(text) == 0 {
+            out.push(format!(
+                "inline asm `{}` has an MMA shape no instruction has (a side over {MAX_MMA_SIDE}): counted as 0 FLOP",
+                text.chars().take(60).collect::<String>()
+            ));
+        }
+        if text.contains("cp.async") && asm_bytes(text) == 0 {
+            out.push(format!(
+                "inline asm `{}` copies a size outside 0..={MAX_COPY_BYTES} bytes: counted as 0 bytes",
+                text.chars().take(60).collect::<String>()
+            ));
+        }
+    }
+    for (what, v) in [
+        ("FLOP", &cost.flops_per_thread),
+        ("global bytes", &cost.global_bytes_per_thread),
+    ] {
+        if v.contains(&i64::MAX.to_string()) || v.contains(&i64::MIN.to_string()) {
+            out.push(format!(
+                "its {what} per thread saturated at the 64-bit limit"
+            ));
+        }
+    }
+    out
+}
+
 /// Constant per-call costs (FLOPs, bytes) of functions `f` calls, by name.
 pub(crate) type CalleeCosts = std::collections::HashMap<String, (i64, i64)>;
 

@@ -35,6 +35,8 @@ pub struct KernelReport {
     pub structural: OpClass,
     /// IR instructions in the kernel.
     pub instructions: usize,
+    /// What the cost analysis could not count and counted as nothing, or clamped, in words.
+    pub clamped: Vec<String>,
 }
 
 /// The operator class a `wattlens.op=…` annotation names, if the function has one.
@@ -158,6 +160,7 @@ pub fn analyze_module(module: &Module<'_>) -> Result<Vec<KernelReport>, PassErro
         let name = a.func.name.clone();
         let annotated = annotated_class(&name, notes.get(&name).map_or(&[][..], |v| v))?;
         let structural = a.features.class();
+        let clamped = cost::clamped(&a.func, &a.cost);
         reports.push(KernelReport {
             facts: KernelFacts {
                 name,
@@ -170,6 +173,7 @@ pub fn analyze_module(module: &Module<'_>) -> Result<Vec<KernelReport>, PassErro
             features: a.features,
             annotated,
             structural,
+            clamped,
             instructions: a.func.insts.len(),
         });
     }
