@@ -415,10 +415,10 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
         return;
     }
     if let Some(began) = call.capture {
-        // Counted once the call returned, and a beginning only if it succeeded.
+        // Counted once the call returned (the return value is valid at exit only), and a
+        // beginning only if it succeeded.
         // SAFETY: per the contract; at exit the return value is the call's CUresult.
-        let ok = unsafe { returned_success(data) };
-        if site != 0 && (ok || !began) {
+        if site != 0 && (!began || unsafe { returned_success(data) }) {
             crate::replay::capture(began);
         }
         return;

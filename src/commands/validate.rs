@@ -41,8 +41,7 @@ fn kernels() -> [(&'static str, Launch); 4] {
 /// Floating-point operations of one launch (an FMA counts 2), where the kernel computes.
 fn flops_per_launch(l: Launch, sm_count: u32) -> Option<f64> {
     let shape = GpuSession::shape_for(l, sm_count);
-    let threads =
-        f64::from(shape.grid.iter().product::<u32>() * shape.block.iter().product::<u32>());
+    let threads = (shape.blocks() as f64) * (shape.threads_per_block() as f64);
     match l {
         // Two chains of 256 dependent FMAs per iteration.
         Launch::SpinFma { iters, .. } => Some(threads * f64::from(iters) * 256.0 * 2.0 * 2.0),

@@ -423,11 +423,7 @@ const MAX_REGIONS: usize = 15;
 
 fn shape(launch: Option<LaunchShape>, kind: &str) -> String {
     match launch {
-        Some(l) => format!(
-            "{}x{}",
-            l.grid.iter().product::<u32>(),
-            l.block.iter().product::<u32>()
-        ),
+        Some(l) => format!("{}x{}", l.blocks(), l.threads_per_block()),
         None => kind.to_owned(),
     }
 }

@@ -231,8 +231,8 @@ pub unsafe fn on_launch(
             crate::log(format!(
                 "replayed {} ({}x{}), {:.1}% of busy time: {} launches in {:.2} s; {:.1} s of the replay budget left",
                 short(&key.1),
-                key.2.grid.iter().product::<u32>(),
-                key.2.block.iter().product::<u32>(),
+                key.2.blocks(),
+                key.2.threads_per_block(),
                 100.0 * plan.share_of(&key),
                 burst.launches,
                 burst.end_ns.saturating_sub(burst.start_ns) as f64 * 1e-9,

@@ -401,6 +401,22 @@ pub struct LaunchShape {
     pub shared_mem_bytes: u32,
 }
 
+impl LaunchShape {
+    /// Blocks in the grid (saturating: a hostile trace's three dimensions overflow 64 bits).
+    pub fn blocks(&self) -> u64 {
+        self.grid
+            .iter()
+            .fold(1u64, |p, &g| p.saturating_mul(u64::from(g)))
+    }
+
+    /// Threads in a block.
+    pub fn threads_per_block(&self) -> u64 {
+        self.block
+            .iter()
+            .fold(1u64, |p, &b| p.saturating_mul(u64::from(b)))
+    }
+}
+
 /// A buffer identity with a version: the input of waste detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BufferVersion {

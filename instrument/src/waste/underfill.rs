@@ -23,11 +23,7 @@ pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occur
         let Some(shape) = s.launch else {
             continue;
         };
-        // Saturating: three u32 dimensions of a hostile trace overflow a u64 product.
-        let blocks: u64 = shape
-            .grid
-            .iter()
-            .fold(1u64, |p, &g| p.saturating_mul(u64::from(g)));
+        let blocks = shape.blocks();
         if blocks == 0 || blocks >= sms || s.duration_ns() < config.min_underfilled_ns {
             continue;
         }
