@@ -18,7 +18,7 @@ use wattlens_runtime::cuda::cupti_records::{
 use crate::config::{Hooks, LaunchApi};
 use crate::nvtx::{attr_message, c_text, pop_range, push_range, wide_text, Registered};
 use crate::replay::launch::{launch_call, LaunchCall};
-use crate::state::{lock, shared, Completed, Pending};
+use crate::state::{lock, shared, Completed};
 use crate::syncs::HostSync;
 use crate::thread::with_thread;
 use crate::uploads::{read_params, upload_call, Digests, Upload, UploadCall};
@@ -444,9 +444,7 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
     if call.tags {
         with_thread(|t, _| {
             if let Some(path) = t.stack.current() {
-                let mut p = lock(&t.pending);
-                let p = &mut *p;
-                Pending::push(&mut p.correlations, (correlation, path), &mut p.dropped);
+                lock(&t.pending).queue(|p| &mut p.correlations, (correlation, path));
             }
         });
     }
@@ -480,9 +478,7 @@ unsafe fn on_launch(launch: LaunchCall, correlation: u32, data: *const cupti::CU
         unsafe { crate::replay::on_launch(launch, params, context.cast(), correlation, &now) };
     if let Some(r) = replayed {
         with_thread(|t, _| {
-            let mut p = lock(&t.pending);
-            let p = &mut *p;
-            Pending::push(&mut p.replays, r, &mut p.dropped);
+            lock(&t.pending).queue(|p| &mut p.replays, r);
         });
     }
 }
@@ -526,9 +522,7 @@ unsafe fn on_upload(call: UploadCall, correlation: u32, data: *const cupti::CUpt
             digest,
             hashed_ns: (from_ns, to_ns.max(from_ns)),
         };
-        let mut p = lock(&t.pending);
-        let p = &mut *p;
-        Pending::push(&mut p.uploads, upload, &mut p.dropped);
+        lock(&t.pending).queue(|p| &mut p.uploads, upload);
     });
 }
 
@@ -601,9 +595,7 @@ unsafe fn on_sync(entered: bool, waits: Waits, data: *const cupti::CUpti_Callbac
             start_ns,
             end_ns: end_ns.max(start_ns),
         };
-        let mut p = lock(&t.pending);
-        let p = &mut *p;
-        Pending::push(&mut p.syncs, wait, &mut p.dropped);
+        lock(&t.pending).queue(|p| &mut p.syncs, wait);
     });
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Mutex, OnceLock};
 use wattlens_instrument::clock::Clock;
 
 use crate::nvtx_ranges::{end_range, mark, start_range};
-use crate::state::{lock, Pending};
+use crate::state::lock;
 use crate::thread::with_thread;
 
 /// What NVTX's push/pop return when no tool tracks the ranges (`NVTX_NO_PUSH_POP_TRACKING`).
@@ -192,9 +192,7 @@ pub(crate) fn pop_range() -> Option<c_int> {
     with_thread(|t, s| {
         let level = c_int::try_from(t.stack.depth()).unwrap_or(c_int::MAX) - 1;
         if let Some(c) = t.stack.pop(s.clock.now_ns()) {
-            let mut p = lock(&t.pending);
-            let p = &mut *p;
-            Pending::push(&mut p.closed, c, &mut p.dropped);
+            lock(&t.pending).queue(|p| &mut p.closed, c);
         }
         level
     })

@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use wattlens_instrument::clock::Clock;
 
 use crate::regions::Closed;
-use crate::state::{lock, Pending};
+use crate::state::lock;
 use crate::thread::with_thread;
 
 /// The region track (span stream) of start/end ranges; push/pop ranges use track 0.
@@ -64,9 +64,7 @@ pub(crate) fn end_range(id: u64) {
             end_ns: s.clock.now_ns().max(start_ns),
             tokens,
         };
-        let mut p = lock(&t.pending);
-        let p = &mut *p;
-        Pending::push(&mut p.unnested, closed, &mut p.dropped);
+        lock(&t.pending).queue(|p| &mut p.unnested, closed);
     });
 }
 
@@ -82,8 +80,6 @@ pub(crate) fn mark(name: &str) {
             end_ns: now_ns,
             tokens: None,
         };
-        let mut p = lock(&t.pending);
-        let p = &mut *p;
-        Pending::push(&mut p.marks, closed, &mut p.dropped);
+        lock(&t.pending).queue(|p| &mut p.marks, closed);
     });
 }

@@ -42,12 +42,13 @@ pub(crate) struct Pending {
 pub(crate) const MAX_PENDING: usize = 1 << 20;
 
 impl Pending {
-    /// Queue `x` on `v`, or count it dropped when `v` is full.
-    pub(crate) fn push<T>(v: &mut Vec<T>, x: T, dropped: &mut u64) {
+    /// Queue `x` on the list `list` picks, or count it dropped when that list is full.
+    pub(crate) fn queue<T>(&mut self, list: fn(&mut Pending) -> &mut Vec<T>, x: T) {
+        let v = list(self);
         if v.len() < MAX_PENDING {
             v.push(x);
         } else {
-            *dropped += 1;
+            self.dropped += 1;
         }
     }
 }
@@ -230,9 +231,7 @@ mod tests {
         let s = shared_state();
         let t = s.register_thread();
         for i in 0..(MAX_PENDING as u32 + 500) {
-            let mut p = lock(&t);
-            let p = &mut *p;
-            Pending::push(&mut p.correlations, (i, 1), &mut p.dropped);
+            lock(&t).queue(|p| &mut p.correlations, (i, 1));
         }
         let all = s.take_pending(&mut Vec::new());
         assert_eq!(all.correlations.len(), MAX_PENDING);

@@ -217,3 +217,22 @@ pub fn trace() -> impl Strategy<Value = Trace> {
 pub fn encode(t: &Trace) -> Vec<u8> {
     format::TraceWriter::write_trace(Vec::new(), t).unwrap()
 }
+
+/// Append a record by hand: tag, LEB128 length, payload, CRC32 of tag+payload.
+pub fn raw_record(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
+    out.push(tag);
+    let mut n = payload.len() as u64;
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        out.push(if n > 0 { b | 0x80 } else { b });
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(payload);
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[tag]);
+    h.update(payload);
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+}

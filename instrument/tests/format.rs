@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use wattlens_instrument::format::{self, read_trace, read_trace_prefix, TraceError, HEADER_BYTES};
 use wattlens_instrument::*;
 
-use crate::common::{encode, meta, trace};
+use crate::common::{encode, meta, raw_record, trace};
 
 fn one_span_trace() -> Trace {
     let mut t = Trace::new(meta(1));
@@ -29,25 +29,6 @@ fn one_span_trace() -> Trace {
         });
     }
     t
-}
-
-/// Append a record by hand: tag, LEB128 length, payload, CRC32 of tag+payload.
-fn raw_record(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
-    out.push(tag);
-    let mut n = payload.len() as u64;
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        out.push(if n > 0 { b | 0x80 } else { b });
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(payload);
-    let mut h = crc32fast::Hasher::new();
-    h.update(&[tag]);
-    h.update(payload);
-    out.extend_from_slice(&h.finalize().to_le_bytes());
 }
 
 proptest! {

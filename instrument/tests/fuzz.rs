@@ -19,6 +19,8 @@ use wattlens_instrument::sim::{simulate, GpuModel, KernelSpec, TransferSpec, Wor
 use wattlens_instrument::waste::{detect, WasteConfig};
 use wattlens_instrument::*;
 
+use crate::common::raw_record;
+
 /// Cases per target: enough to cover every record kind several times, within CI's minute.
 fn cases() -> u32 {
     std::env::var("WATTLENS_FUZZ_CASES")
@@ -120,25 +122,6 @@ fn frames(bytes: &[u8]) -> Vec<(usize, u8, std::ops::Range<usize>)> {
     out
 }
 
-/// A record framed by hand: tag, LEB128 length, payload, CRC32 of tag and payload.
-fn frame(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
-    out.push(tag);
-    let mut n = payload.len() as u64;
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        out.push(if n > 0 { b | 0x80 } else { b });
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(payload);
-    let mut h = crc32fast::Hasher::new();
-    h.update(&[tag]);
-    h.update(payload);
-    out.extend_from_slice(&h.finalize().to_le_bytes());
-}
-
 /// One edit of a payload.
 #[derive(Debug, Clone)]
 enum Edit {
@@ -235,7 +218,7 @@ proptest! {
             apply(&mut p, e);
         }
         let mut out = bytes[..start].to_vec();
-        frame(&mut out, tag, &p);
+        raw_record(&mut out, tag, &p);
         out.extend_from_slice(&bytes[payload.end + 4..]);
         if let Ok(rec) = read_trace_prefix(&out[..]) {
             analyse(&rec.trace);

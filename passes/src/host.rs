@@ -299,26 +299,13 @@ fn debug_location(i: LLVMValueRef) -> (String, u32, u32) {
     }
 }
 
-/// Whether function `fname` of `module` calls a launch API.
-fn has_launch(module: LLVMModuleRef, fname: &str) -> bool {
-    let symbols = resolved_symbols(module);
-    let c = cstring(fname);
-    // SAFETY: the module is live; the name is NUL-terminated.
-    let f = unsafe { LLVMGetNamedFunction(module, c.as_ptr() as *const c_char) };
-    !f.is_null()
-        && instructions(f)
-            .into_iter()
-            .any(|i| is_call(i) && launch_api(i, &symbols).is_some())
-}
-
-/// Insert `call @wattlens_launch_site(id)` before every launch, except in the functions of
-/// `skip`; returns the site table.
+/// Insert `call @wattlens_launch_site(id)` before every launch (`symbols` resolves launches
+/// through pointers), except in the functions of `skip`; returns the site table.
 fn instrument_sites(
     module: LLVMModuleRef,
     builder: LLVMBuilderRef,
-    skip: &BTreeMap<String, String>,
+    (symbols, skip): (&HashMap<usize, String>, &BTreeMap<String, String>),
 ) -> BTreeMap<String, LaunchSite> {
-    let symbols = resolved_symbols(module);
     let mut sites = BTreeMap::new();
     // SAFETY (whole block): module, context and builder are live; instructions are visited
     // from a snapshot and the builder inserts before them, never removing any.
@@ -339,7 +326,7 @@ fn instrument_sites(
                 if !is_call(i) {
                     continue;
                 }
-                let Some(api) = launch_api(i, &symbols) else {
+                let Some(api) = launch_api(i, symbols) else {
                     continue;
                 };
                 let (file, line, column) = debug_location(i);
@@ -708,7 +695,22 @@ pub fn instrument_host_module(module: &Module<'_>, patterns: &[RegionPattern]) -
         .collect();
     // SAFETY: the module's context is live; the builder is disposed before returning.
     let builder = unsafe { LLVMCreateBuilderInContext(LLVMGetModuleContext(m)) };
-    manifest.sites = instrument_sites(m, builder, &unsafe_fns);
+    // Functions with a launch call, found once (the symbol table is a scan of the module).
+    let symbols = resolved_symbols(m);
+    let launching: std::collections::BTreeSet<String> = unsafe_fns
+        .keys()
+        .filter(|fname| {
+            let c = cstring(fname);
+            // SAFETY: the module is live; the name is NUL-terminated.
+            let f = unsafe { LLVMGetNamedFunction(m, c.as_ptr() as *const c_char) };
+            !f.is_null()
+                && instructions(f)
+                    .into_iter()
+                    .any(|i| is_call(i) && launch_api(i, &symbols).is_some())
+        })
+        .cloned()
+        .collect();
+    manifest.sites = instrument_sites(m, builder, (&symbols, &unsafe_fns));
     for (fname, region) in &chosen {
         if unsafe_fns.contains_key(fname) {
             continue;
@@ -724,7 +726,7 @@ pub fn instrument_host_module(module: &Module<'_>, patterns: &[RegionPattern]) -
     // Named only where something was to be added: a chosen region or a launch site.
     manifest.skipped = unsafe_fns
         .into_iter()
-        .filter(|(fname, _)| chosen.contains_key(fname) || has_launch(m, fname))
+        .filter(|(fname, _)| chosen.contains_key(fname) || launching.contains(fname))
         .collect();
     // SAFETY: the builder was created above and is not used afterwards.
     unsafe { LLVMDisposeBuilder(builder) };

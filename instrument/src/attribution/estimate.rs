@@ -81,26 +81,13 @@ impl EnergyEstimate {
     /// labelled again; unchanged when `max_mj` is `None`. A value past the cap is no
     /// measurement: it becomes the bound `[0, max]`, unresolved.
     pub fn capped_at(&self, max_mj: Option<f64>) -> Self {
-        let Some(max) = max_mj.filter(|m| m.is_finite() && *m >= 0.0) else {
-            return *self;
-        };
-        if self.coverage == Coverage::Uncovered || self.high_mj <= max {
-            return *self;
-        }
-        if self.mj >= max {
-            return Self {
-                mj: max,
-                low_mj: 0.0,
-                high_mj: max,
-                coverage: Coverage::Unresolved,
-            };
-        }
-        let (mj, low_mj, high_mj) = (self.mj, self.low_mj.min(max), max);
+        let (mj, low_mj, high_mj, coverage) =
+            capped((self.mj, self.low_mj, self.high_mj, self.coverage), max_mj);
         Self {
             mj,
             low_mj,
             high_mj,
-            coverage: Coverage::classify(mj, low_mj, high_mj),
+            coverage,
         }
     }
 
@@ -144,28 +131,35 @@ impl PowerEstimate {
     /// This estimate with no end above `max_mw`, labelled again; unchanged when `max_mw` is
     /// `None`.
     pub fn capped_at(&self, max_mw: Option<f64>) -> Self {
-        let Some(max) = max_mw.filter(|m| m.is_finite() && *m >= 0.0) else {
-            return *self;
-        };
-        if self.coverage == Coverage::Uncovered || self.high_mw <= max {
-            return *self;
-        }
-        if self.mw >= max {
-            return Self {
-                mw: max,
-                low_mw: 0.0,
-                high_mw: max,
-                coverage: Coverage::Unresolved,
-            };
-        }
-        let (mw, low_mw, high_mw) = (self.mw, self.low_mw.min(max), max);
+        let (mw, low_mw, high_mw, coverage) =
+            capped((self.mw, self.low_mw, self.high_mw, self.coverage), max_mw);
         Self {
             mw,
             low_mw,
             high_mw,
-            coverage: Coverage::classify(mw, low_mw, high_mw),
+            coverage,
         }
     }
+}
+
+/// (value, low, high, coverage) with no end above `max`, labelled again: a value at or past
+/// the cap measured nothing and becomes the bound `[0, max]`, unresolved. Unchanged without a
+/// finite, non-negative `max`, or when nothing reaches it.
+fn capped(
+    (value, low, high, coverage): (f64, f64, f64, Coverage),
+    max: Option<f64>,
+) -> (f64, f64, f64, Coverage) {
+    let Some(max) = max.filter(|m| m.is_finite() && *m >= 0.0) else {
+        return (value, low, high, coverage);
+    };
+    if coverage == Coverage::Uncovered || high <= max {
+        return (value, low, high, coverage);
+    }
+    if value >= max {
+        return (max, 0.0, max, Coverage::Unresolved);
+    }
+    let low = low.min(max);
+    (value, low, max, Coverage::classify(value, low, max))
 }
 
 #[cfg(test)]

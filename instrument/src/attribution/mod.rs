@@ -265,6 +265,8 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         .ok_or(AttributionError::NoIdle(device))?;
     let samples = episodes.usable_samples(&samples_of(trace, device), profile.sample_tau_ns);
     let board_cap_mw = board_cap_mw(trace, device, idle.power.low_mw);
+    // The most dynamic energy the board can draw over `busy_ns` of work.
+    let cap_mj = |busy_ns: u64| board_cap_mw.map(|c| c * busy_ns as f64 * 1e-9);
     let rows = samples::sample_rows(
         trace,
         &work,
@@ -281,17 +283,16 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         &samples,
         (profile.sample_noise_sd_mw, board_cap_mw),
     );
-    let fitted = fit.beta.clone();
-    let replay_closure = replay_closure(
+    let checked = replay_closure(
         trace,
         &work,
         &design,
         &fit_windows,
         &episodes,
         &idle,
-        &fitted,
-    )
-    .map(|(closure, powers)| {
+        &fit.beta,
+    );
+    let replay_closure = checked.map(|(closure, powers)| {
         // The closure's distance from 1 is an error common to every replayed signature.
         let sd: Vec<f64> = (0..design.len())
             .map(|s| match powers.get(s).copied().flatten() {
@@ -454,7 +455,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 PowerEstimate::from_half_width(beta[i], t * cov.at(i, i).sqrt())
             };
             let dynamic_power = dynamic_power.capped_at(board_cap_mw);
-            let dynamic = dynamic.capped_at(board_cap_mw.map(|c| c * busy_ns as f64 * 1e-9));
+            let dynamic = dynamic.capped_at(cap_mj(busy_ns));
             let static_share = static_estimate(static_s);
             let per_launch = EnergyEstimate::from_half_width(
                 (dynamic.mj + static_share.mj) / launches as f64,
@@ -494,7 +495,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 busy_ns,
                 dynamic: r
                     .estimate(beta, cov, t, fit.joint.as_ref())
-                    .capped_at(board_cap_mw.map(|c| c * busy_ns as f64 * 1e-9)),
+                    .capped_at(cap_mj(busy_ns)),
                 static_share: static_estimate(static_s),
             }
         })
@@ -518,7 +519,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 busy_ns,
                 dynamic: r
                     .estimate(beta, cov, t, fit.joint.as_ref())
-                    .capped_at(board_cap_mw.map(|c| c * busy_ns as f64 * 1e-9)),
+                    .capped_at(cap_mj(busy_ns)),
                 static_share: static_estimate(static_s),
             }
         })

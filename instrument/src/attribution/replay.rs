@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::design::Design;
 use super::linalg::t95;
 use crate::power::CounterWindow;
-use crate::trace::{Annotation, LaunchShape, ReplayOutcome, SpanKind, Trace};
+use crate::trace::{Annotation, LaunchShape, SpanKind, Trace};
 
 /// How many sensor time constants back a sample still sees the power (e⁻⁵ < 1%).
 const SAMPLE_REACH_TAUS: u64 = 5;
@@ -38,33 +38,27 @@ impl Episodes {
     /// (a runtime trace, whose replays checkpoint nothing) is its own episode; a burst in
     /// `unlike` is an episode without a burst (what it drew is explained by nothing).
     pub fn of(trace: &Trace, device: u32, unlike: &[UnlikeReplay]) -> Self {
-        let all: Vec<(u64, u64)> = trace
+        let mut held = Vec::new();
+        let mut bursts = Vec::new();
+        for s in trace
             .spans
             .iter()
             .filter(|s| s.device == device && matches!(s.kind, SpanKind::Alone { .. }))
-            .map(|s| (s.start_ns, s.end_ns))
-            .collect();
-        let mut bursts: Vec<(u64, u64)> = trace
-            .spans
-            .iter()
-            .filter(|s| s.device == device && matches!(s.kind, SpanKind::Alone { .. }))
-            .filter(|s| !unlike.iter().any(|u| u.span == s.id))
-            .map(|s| (s.start_ns, s.end_ns))
-            .collect();
+        {
+            held.push((s.start_ns, s.end_ns));
+            if !unlike.iter().any(|u| u.span == s.id) {
+                bursts.push((s.start_ns, s.end_ns));
+            }
+        }
         bursts.sort_unstable();
-        let mut held: Vec<(u64, u64)> = trace
-            .annotations
-            .iter()
-            .filter_map(|a| match *a {
-                Annotation::ProfilerEpisode {
-                    device: d,
-                    from_ns,
-                    to_ns,
-                } if d == device && to_ns >= from_ns => Some((from_ns, to_ns)),
-                _ => None,
-            })
-            .collect();
-        held.extend(all);
+        held.extend(trace.annotations.iter().filter_map(|a| match *a {
+            Annotation::ProfilerEpisode {
+                device: d,
+                from_ns,
+                to_ns,
+            } if d == device && to_ns >= from_ns => Some((from_ns, to_ns)),
+            _ => None,
+        }));
         Self {
             held: crate::intervals::union(held),
             bursts,
@@ -418,15 +412,11 @@ pub(crate) fn notes(trace: &Trace, device: u32, unlike: &[UnlikeReplay]) -> Vec<
             name: name.clone(),
             launch: *launch,
             busy_share: f64::from(*busy_ppm) * 1e-6,
-            outcome: outcome_text(outcome),
+            outcome: outcome.describe(),
         }),
         _ => None,
     }));
     out
-}
-
-fn outcome_text(o: &ReplayOutcome) -> String {
-    o.describe()
 }
 
 #[cfg(test)]

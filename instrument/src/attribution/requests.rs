@@ -288,15 +288,14 @@ fn shares(
     window: &dyn Fn(u64, u64) -> Rollup,
     p: usize,
 ) -> (Vec<(Rollup, f64)>, SplitRule) {
-    let overlapping = instances.windows(2).any(|w| w[1].start_ns < w[0].end_ns) || {
-        // Sorted by start; a long early instance may overlap a later, non-adjacent one.
-        let mut reach = 0u64;
-        instances.iter().any(|i| {
-            let o = i.start_ns < reach;
-            reach = reach.max(i.end_ns);
-            o
-        })
-    };
+    // Sorted by start: an instance overlaps an earlier one when it starts before the furthest
+    // end so far (a long early instance may reach past several later ones).
+    let mut reach = 0u64;
+    let overlapping = instances.iter().any(|i| {
+        let o = i.start_ns < reach;
+        reach = reach.max(i.end_ns);
+        o
+    });
     if !overlapping {
         let own = instances
             .iter()

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::workload::{WorkItem, Workload};
+use super::workload::{KernelSpec, WorkItem, Workload};
 use crate::trace::{CopyDirection, LaunchShape, OpClass, SpanKind, ALONE_REGION};
 
 /// One scheduled interval, relative to the start of the simulation.
@@ -67,55 +67,16 @@ pub(crate) fn schedule(w: &Workload) -> Schedule {
     for item in &w.items {
         match item {
             WorkItem::Replay(r) => {
-                let k = &r.kernel;
-                // The host waits for the device, saves, bursts and restores, all alone.
-                let t = cursor
-                    .values()
-                    .copied()
-                    .max()
-                    .unwrap_or(start)
-                    .max(host.now_ns);
-                let cycle = k.duration_ns + k.gap_ns;
-                let burst = (cycle * u64::from(k.count)).saturating_sub(k.gap_ns);
-                let duty = k.duration_ns as f64 / cycle.max(1) as f64;
-                let checkpoint = |at: u64| Scheduled {
-                    kind: SpanKind::Idle,
-                    stream: k.stream,
-                    start_ns: at,
-                    end_ns: at + r.checkpoint_ns,
-                    name: CHECKPOINT.to_owned(),
-                    launch: None,
-                    region: String::new(),
-                    dynamic_mw: r.checkpoint_mw,
-                    op_class: None,
-                    host_call_ns: None,
-                };
-                let burst_at = t + r.checkpoint_ns;
-                out.push(checkpoint(t));
-                out.push(Scheduled {
-                    kind: SpanKind::Alone {
-                        launches: k.count,
-                        of: 0,
-                    },
-                    stream: k.stream,
-                    start_ns: burst_at,
-                    end_ns: burst_at + burst,
-                    name: k.name.clone(),
-                    launch: Some(k.launch),
-                    region: ALONE_REGION.to_owned(),
-                    dynamic_mw: (f64::from(k.dynamic_mw) * duty * r.warm_power_factor).round()
-                        as u32,
-                    op_class: Some(k.op_class),
-                    host_call_ns: None,
-                });
-                out.push(checkpoint(burst_at + burst));
-                let end = burst_at + burst + r.checkpoint_ns;
-                episodes.push((t, end));
-                for c in cursor.values_mut() {
-                    *c = end;
-                }
-                cursor.insert(k.stream, end);
-                host.now_ns = end;
+                let at = all_idle_at(&cursor, start, host.now_ns);
+                let end = burst_alone(
+                    &mut out,
+                    &r.kernel,
+                    at,
+                    (r.checkpoint_ns, r.checkpoint_mw),
+                    r.warm_power_factor,
+                );
+                episodes.push((at, end));
+                hold_until(&mut cursor, &mut host, r.kernel.stream, end);
             }
             WorkItem::Kernel(k) => {
                 for _ in 0..k.count {
@@ -139,36 +100,9 @@ pub(crate) fn schedule(w: &Workload) -> Schedule {
             }
             WorkItem::Alone(k) => {
                 // The host waits for the device, then launches the burst alone.
-                let t = cursor
-                    .values()
-                    .copied()
-                    .max()
-                    .unwrap_or(start)
-                    .max(host.now_ns);
-                let cycle = k.duration_ns + k.gap_ns;
-                let burst = (cycle * u64::from(k.count)).saturating_sub(k.gap_ns);
-                // Between launches the device waits on the host and draws idle power.
-                let duty = k.duration_ns as f64 / cycle.max(1) as f64;
-                out.push(Scheduled {
-                    kind: SpanKind::Alone {
-                        launches: k.count,
-                        of: 0,
-                    },
-                    stream: k.stream,
-                    start_ns: t,
-                    end_ns: t + burst,
-                    name: k.name.clone(),
-                    launch: Some(k.launch),
-                    region: ALONE_REGION.to_owned(),
-                    dynamic_mw: (f64::from(k.dynamic_mw) * duty).round() as u32,
-                    op_class: Some(k.op_class),
-                    host_call_ns: None,
-                });
-                for c in cursor.values_mut() {
-                    *c = t + burst;
-                }
-                cursor.insert(k.stream, t + burst);
-                host.now_ns = t + burst;
+                let at = all_idle_at(&cursor, start, host.now_ns);
+                let end = burst_alone(&mut out, k, at, (0, 0), 1.0);
+                hold_until(&mut cursor, &mut host, k.stream, end);
             }
             WorkItem::Transfer(x) => {
                 for _ in 0..x.count {
@@ -254,6 +188,76 @@ pub(crate) fn schedule(w: &Workload) -> Schedule {
         total_ns: end + w.tail_idle_ns,
         episodes,
     }
+}
+
+/// When every stream has finished and the host is there: where the profiler's own device
+/// work (a replay) can start alone.
+fn all_idle_at(cursor: &BTreeMap<u32, u64>, start: u64, host_now_ns: u64) -> u64 {
+    cursor
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(start)
+        .max(host_now_ns)
+}
+
+/// Every stream, and the host, wait until `end` (the profiler held the device alone).
+fn hold_until(cursor: &mut BTreeMap<u32, u64>, host: &mut Host, stream: u32, end: u64) {
+    for c in cursor.values_mut() {
+        *c = end;
+    }
+    cursor.insert(stream, end);
+    host.now_ns = end;
+}
+
+/// Schedule `k` replayed alone from `at`: its `count` launches back to back as one burst
+/// drawing `warm` times its power (idle between launches), inside a checkpoint's save and
+/// restore of `checkpoint_ns` each at `checkpoint_mw` (none when 0). Returns the end.
+fn burst_alone(
+    out: &mut Vec<Scheduled>,
+    k: &KernelSpec,
+    at: u64,
+    (checkpoint_ns, checkpoint_mw): (u64, u32),
+    warm: f64,
+) -> u64 {
+    let cycle = k.duration_ns + k.gap_ns;
+    let burst = (cycle * u64::from(k.count)).saturating_sub(k.gap_ns);
+    let duty = k.duration_ns as f64 / cycle.max(1) as f64;
+    let checkpoint = |at: u64| Scheduled {
+        kind: SpanKind::Idle,
+        stream: k.stream,
+        start_ns: at,
+        end_ns: at + checkpoint_ns,
+        name: CHECKPOINT.to_owned(),
+        launch: None,
+        region: String::new(),
+        dynamic_mw: checkpoint_mw,
+        op_class: None,
+        host_call_ns: None,
+    };
+    if checkpoint_ns > 0 {
+        out.push(checkpoint(at));
+    }
+    let burst_at = at + checkpoint_ns;
+    out.push(Scheduled {
+        kind: SpanKind::Alone {
+            launches: k.count,
+            of: 0,
+        },
+        stream: k.stream,
+        start_ns: burst_at,
+        end_ns: burst_at + burst,
+        name: k.name.clone(),
+        launch: Some(k.launch),
+        region: ALONE_REGION.to_owned(),
+        dynamic_mw: (f64::from(k.dynamic_mw) * duty * warm).round() as u32,
+        op_class: Some(k.op_class),
+        host_call_ns: None,
+    });
+    if checkpoint_ns > 0 {
+        out.push(checkpoint(burst_at + burst));
+    }
+    burst_at + burst + checkpoint_ns
 }
 
 /// A region derived from the region paths of consecutive work on one stream.
