@@ -3,7 +3,7 @@
 # under torch.profiler, interleaved so that clocks and temperature drift hit every mode alike.
 #   scripts/run-overhead.sh WATTLENS OUT_DIR [REPEATS] [STEPS] [BATCH] [MODES]
 # MODES (comma-separated, default all): bare, wattlens, wattlens-nvtx (NVTX ranges but no
-# launch tagging), nvtx-cupti (NVTX routed through CUPTI's callbacks, the earlier design),
+# launch tagging), wattlens-light (`wattlens run --light`: ranges and sensors only), nvtx-cupti (NVTX routed through CUPTI's callbacks, the earlier design),
 # wattlens-kernels (kernel records only, no copies, memsets or syncs),
 # wattlens-activity (CUPTI activity records only), kinds:A+B[/HOOKS] (only these activity
 # kinds, of kernel, memcpy, memset, sync; HOOKS all, nvtx or none; sync is timed by callbacks,
@@ -46,6 +46,7 @@ for i in $(seq 1 "$repeats"); do
       bare) ;;
       wattlens) cmd=("${run[@]}" "${cmd[@]}") ;;
       wattlens-nvtx) cmd=(env WATTLENS_HOOKS=nvtx "${run[@]}" "${cmd[@]}") ;;
+      wattlens-light) cmd=("$wattlens" run --light --no-report -o "$out/run.wlt" -- "${cmd[@]}") ;;
       nvtx-cupti)
         cupti=$(ls /usr/local/cuda/extras/CUPTI/lib64/libcupti.so* /usr/local/cuda/targets/*/lib/libcupti.so* 2>/dev/null | head -n 1 || true)
         cmd=(env "NVTX_INJECTION64_PATH=$cupti" "${run[@]}" "${cmd[@]}") ;;

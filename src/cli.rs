@@ -266,6 +266,11 @@ pub struct RunArgs {
     /// The most time kernel replay may hold the program, seconds (default 30).
     #[arg(long, value_name = "SECONDS", requires = "replay")]
     pub replay_budget: Option<f64>,
+    /// Light mode, for request and token energy: NVTX ranges and the power sensors only, no
+    /// kernel, copy or memset records, so that the program runs at its own speed. Requests are
+    /// priced from the energy counter over their windows; kernels and ops are not.
+    #[arg(long, conflicts_with = "replay")]
+    pub light: bool,
     /// Footprint factors.
     #[command(flatten)]
     pub footprint: FootprintArgs,

@@ -59,6 +59,10 @@ pub struct Counts {
     pub replays: u64,
     /// Time kernel replays held the program, ns.
     pub replay_held_ns: u64,
+    /// The library's own callbacks run on the program's threads.
+    pub callbacks: u64,
+    /// Host time they took, ns.
+    pub callback_ns: u64,
 }
 
 /// What the API callbacks learned about the call that issued a record's work, by the call's
@@ -378,6 +382,27 @@ impl<W: Write> Collector<W> {
             }
         }
         Ok(())
+    }
+
+    /// Record what the library's own callbacks cost the program's threads between `from_ns`
+    /// and `to_ns` (trace clock): `calls` callbacks that took `host_ns` in all.
+    ///
+    /// # Errors
+    /// [`TraceError`] when the trace cannot be written.
+    pub fn callback_cost(
+        &mut self,
+        (from_ns, to_ns): (u64, u64),
+        calls: u64,
+        host_ns: u64,
+    ) -> Result<(), TraceError> {
+        self.counts.callbacks += calls;
+        self.counts.callback_ns += host_ns;
+        self.out.annotation(&Annotation::CallbackCost {
+            from_ns,
+            to_ns,
+            calls,
+            host_ns,
+        })
     }
 
     /// Write host waits (already on the trace clock) as sync spans.

@@ -28,7 +28,8 @@ pub const ENV_TAIL_MS: &str = "WATTLENS_TAIL_MS";
 pub const ENV_HOOKS: &str = "WATTLENS_HOOKS";
 
 /// Environment variable listing the activity records kept (comma-separated of kernel, memcpy,
-/// memset, sync; all by default); for measuring what each costs. `sync` (host waits) needs
+/// memset, sync; all by default; `none` for no records at all, the light mode of
+/// `wattlens run --light`); for measuring what each costs. `sync` (host waits) needs
 /// callbacks: with `WATTLENS_HOOKS=none` the default leaves it out, and naming it is refused.
 pub const ENV_KINDS: &str = "WATTLENS_KINDS";
 /// Environment variable: `off` leaves the power sensors unread (a trace without energy), for
@@ -125,7 +126,7 @@ pub enum ConfigError {
     #[error("{ENV_OUTPUT} is not set, so wattlens is not recording this process (run it under `wattlens run -- CMD`)")]
     NoOutput,
     /// A choice was not one of the known values.
-    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync; WATTLENS_POWER and WATTLENS_REPLAY: on, off; WATTLENS_LAUNCH_API and WATTLENS_UPLOAD_API: runtime, driver, both; WATTLENS_DIGESTS: bounded, full, off); unset it or choose one")]
+    #[error("{name}: {value} is not one of its choices (WATTLENS_HOOKS: all, nvtx, none; WATTLENS_KINDS: kernel, memcpy, memset, sync, or none; WATTLENS_POWER and WATTLENS_REPLAY: on, off; WATTLENS_LAUNCH_API and WATTLENS_UPLOAD_API: runtime, driver, both; WATTLENS_DIGESTS: bounded, full, off); unset it or choose one")]
     BadChoice {
         /// The variable.
         name: &'static str,
@@ -292,6 +293,8 @@ impl Config {
                 .filter(|k| hooks != Hooks::None || **k != "sync")
                 .map(|k| (*k).to_owned())
                 .collect(),
+            // Ranges and sensors only: no activity record at all.
+            Some(list) if list.trim() == "none" => Vec::new(),
             Some(list) => list.split(',').map(|k| k.trim().to_owned()).collect(),
         };
         if let Some(bad) = kinds.iter().find(|k| !ALL_KINDS.contains(&k.as_str())) {
@@ -453,6 +456,8 @@ mod tests {
         let c =
             Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_KINDS, "kernel, sync")]), 1).unwrap();
         assert_eq!(c.kinds, vec!["kernel", "sync"]);
+        let c = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_KINDS, " none ")]), 1).unwrap();
+        assert!(c.kinds.is_empty(), "light mode keeps no activity record");
         assert!(c.power, "the sensors are read unless turned off");
         let c = Config::from_env(env(&[(ENV_OUTPUT, "o"), (ENV_POWER, "off")]), 1).unwrap();
         assert!(!c.power);

@@ -17,7 +17,7 @@ use wattlens_runtime::cuda::cupti_records::{
 
 use crate::config::{Hooks, LaunchApi};
 use crate::nvtx::{attr_message, c_text, pop_range, push_range, wide_text, Registered};
-use crate::replay::launch::{launch_call, LaunchCall};
+use crate::replay::launch::{launch_call, memset_call, LaunchCall, MemsetCall};
 use crate::state::{lock, shared, Completed};
 use crate::syncs::HostSync;
 use crate::thread::with_thread;
@@ -85,6 +85,8 @@ struct Call {
     gated: bool,
     /// A kernel launch kernel replay can read, and its parameter layout.
     launch: Option<LaunchCall>,
+    /// An asynchronous memset kernel replay reads as a possible counter reset.
+    memset: Option<MemsetCall>,
     /// A stream capture's beginning (`true`) or end, counted so that no replay runs during one.
     capture: Option<bool>,
 }
@@ -349,6 +351,7 @@ pub(crate) fn subscribe(
                 tags: hooks == Hooks::All && of(launch_api) && issues_work(&name),
                 gated: replay && driver && issues_work(&name),
                 launch: launch_call(&name).filter(|_| replay && driver),
+                memset: memset_call(&name).filter(|_| replay && driver),
                 capture: capture_edge(&name).filter(|_| replay && driver),
             };
             let wanted = call.waits.is_some()
@@ -376,6 +379,15 @@ pub(crate) fn subscribe(
 }
 
 unsafe extern "C" fn on_callback(_user: *mut c_void, domain: u32, cbid: u32, data: *const c_void) {
+    // SAFETY: CUPTI's arguments, passed on.
+    crate::cost::timed(|| unsafe { on_callback_body(domain, cbid, data) });
+}
+
+/// [`on_callback`]'s work, timed there.
+///
+/// # Safety
+/// `data` must be CUPTI's callback data for `domain` and `cbid` (or null).
+unsafe fn on_callback_body(domain: u32, cbid: u32, data: *const c_void) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // A kernel replay's own CUDA calls are not the program's.
         if data.is_null() || crate::replay::suppressed() {
@@ -432,6 +444,10 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
     }
     if site != 0 {
         return;
+    }
+    if call.gated && call.launch.is_none() {
+        // SAFETY: per the contract; `memset` is this call's parameter layout.
+        unsafe { crate::replay::other_work(call.memset, (*data).functionParams.cast()) };
     }
     if let Some(launch) = call.launch {
         // SAFETY: per the contract; `launch` is this call's parameter layout.

@@ -20,6 +20,7 @@
 
 pub mod collect;
 pub mod config;
+mod cost;
 pub mod demangle;
 mod hooks;
 pub mod nvtx;

@@ -242,10 +242,12 @@ fn guarded(f: impl FnOnce() -> Option<c_int>) -> c_int {
     if !RANGES.load(Ordering::Acquire) {
         return NOT_TRACKED;
     }
-    catch_unwind(AssertUnwindSafe(f))
-        .ok()
-        .flatten()
-        .unwrap_or(NOT_TRACKED)
+    crate::cost::timed(|| {
+        catch_unwind(AssertUnwindSafe(f))
+            .ok()
+            .flatten()
+            .unwrap_or(NOT_TRACKED)
+    })
 }
 
 /// `nvtxRangePushA`.
@@ -296,7 +298,7 @@ fn guarded_other<T>(none: T, f: impl FnOnce() -> T) -> T {
     if !RANGES.load(Ordering::Acquire) {
         return none;
     }
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(none)
+    crate::cost::timed(|| catch_unwind(AssertUnwindSafe(f)).unwrap_or(none))
 }
 
 /// The name of a start/end range or mark, or a stand-in for one without a message.

@@ -68,6 +68,7 @@ pub(crate) fn start(
         folded: 0,
         dropped: 0,
         failed: false,
+        cost_mark: (crate::cost::totals(), shared.clock.now_ns()),
     };
     let flag = stop.clone();
     std::thread::Builder::new()
@@ -122,6 +123,8 @@ struct Writer {
     /// Records the threads left out because their queues were full (the output stalled).
     dropped: u64,
     failed: bool,
+    /// The callbacks' cost sums when last recorded, and when (trace clock, ns).
+    cost_mark: (crate::cost::Totals, u64),
 }
 
 impl Writer {
@@ -231,6 +234,12 @@ impl Writer {
         if result.is_ok() {
             result = c.syncs(&pending.syncs);
         }
+        let cost = crate::cost::totals();
+        let spent = cost.since(self.cost_mark.0);
+        if result.is_ok() && spent.calls > 0 {
+            result = c.callback_cost((self.cost_mark.1, now_ns), spent.calls, spent.host_ns);
+        }
+        self.cost_mark = (cost, now_ns);
         let mut readings = Vec::new();
         for (device, sampler) in &self.samplers {
             readings.clear();
@@ -339,7 +348,7 @@ impl Writer {
         let counts = c.counts();
         match c.finish(&alignments) {
             Ok(_) => crate::log(format!(
-                "trace written to {}: {} kernels ({} launched in an NVTX range), {} copies ({} uploads hashed in {:.1} ms), {} memsets, {} NVTX ranges, {} marks, {} power readings{}",
+                "trace written to {}: {} kernels ({} launched in an NVTX range), {} copies ({} uploads hashed in {:.1} ms), {} memsets, {} NVTX ranges, {} marks, {} power readings; its callbacks took {:.1} ms of the program's threads in {} calls{}",
                 self.config.trace_path.display(),
                 counts.kernels,
                 counts.kernels_in_ranges,
@@ -350,6 +359,8 @@ impl Writer {
                 counts.regions,
                 counts.marks,
                 counts.readings,
+                counts.callback_ns as f64 / 1e6,
+                counts.callbacks,
                 if self.config.replay.is_some() {
                     format!(
                         "; {} kernel replays held the program {:.1} s",

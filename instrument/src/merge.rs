@@ -233,6 +233,8 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
                     Some(&span) => Annotation::Tokens { span, tokens },
                     None => continue,
                 },
+                // Host time of one process: the clocks of one host are already aligned.
+                cost @ Annotation::CallbackCost { .. } => cost,
                 Annotation::ProfilerEpisode {
                     device: d,
                     from_ns,

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use wattlens_inject::config::{ENV_OUTPUT, ENV_REPLAY, ENV_REPLAY_BUDGET_MS};
+use wattlens_inject::config::{
+    ENV_DIGESTS, ENV_HOOKS, ENV_KINDS, ENV_OUTPUT, ENV_REPLAY, ENV_REPLAY_BUDGET_MS,
+};
 use wattlens_instrument::merge::add_power_after;
 use wattlens_instrument::Trace;
 
@@ -16,11 +18,19 @@ use crate::cli::{Format, RunArgs};
 use crate::error::CliError;
 use crate::{child, locate};
 
-/// The injection library's settings `--replay` and `--replay-budget` stand for.
+/// The injection library's settings `--light`, `--replay` and `--replay-budget` stand for.
 ///
 /// # Errors
 /// [`CliError::Usage`] for a budget that is not a positive number of seconds.
-fn replay_settings(args: &RunArgs) -> Result<Vec<(&'static str, String)>, CliError> {
+fn injection_settings(args: &RunArgs) -> Result<Vec<(&'static str, String)>, CliError> {
+    if args.light {
+        // Ranges need the NVTX callbacks; nothing else is recorded or hashed.
+        return Ok(vec![
+            (ENV_HOOKS, "nvtx".to_owned()),
+            (ENV_KINDS, "none".to_owned()),
+            (ENV_DIGESTS, "off".to_owned()),
+        ]);
+    }
     if !args.replay {
         return Ok(Vec::new());
     }
@@ -54,7 +64,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // The injection library reads its settings in each process; a bad one is a usage error
     // here, before the command runs, rather than a process that runs unrecorded.
     let prefix = dir.join(&stem);
-    let replay = replay_settings(args)?;
+    let settings = injection_settings(args)?;
     let factors = super::report::footprint_factors(&args.footprint)?;
     wattlens_inject::config::check_unicode(std::env::vars_os())
         .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -62,7 +72,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         |k| {
             if k == ENV_OUTPUT {
                 Some(prefix.display().to_string())
-            } else if let Some((_, v)) = replay.iter().find(|(name, _)| *name == k) {
+            } else if let Some((_, v)) = settings.iter().find(|(name, _)| *name == k) {
                 Some(v.clone())
             } else {
                 std::env::var(k).ok()
@@ -94,7 +104,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if let Some(c) = &cupti {
         cmd.env("WATTLENS_CUPTI", c);
     }
-    cmd.envs(replay.iter().map(|(k, v)| (*k, v)));
+    cmd.envs(settings.iter().map(|(k, v)| (*k, v)));
     let started = std::time::Instant::now();
     let status = child::run(&mut cmd).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {

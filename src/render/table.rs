@@ -86,6 +86,12 @@ fn device(
         )?;
     }
     writeln!(out)?;
+    if a.light {
+        return writeln!(
+            out,
+            "Light mode{sim}: the trace holds NVTX ranges and the sensors' readings, no kernel, copy or memset records; only requests are priced"
+        );
+    }
     writeln!(out, "Energy per kernel{sim}")?;
     let truth_head = if truth.is_some() {
         format!("  {:>12}", "true (sim)")
@@ -210,11 +216,19 @@ fn device(
     )?;
     writeln!(
         out,
-        "Closure{sim}: the energy counter measured {} over {:.2} s = idle {} + attributed dynamic {} + unattributed {} ({:+.2}%)",
+        "Closure{sim}: the energy counter measured {} over {:.2} s = idle {} + attributed dynamic {}{} + unattributed {} ({:+.2}%)",
         joules(c.counter_mj),
         c.window_ns as f64 / 1e9,
         joules(c.idle_mj),
         joules(c.dynamic_mj),
+        if c.profiler_mj == 0.0 {
+            String::new()
+        } else {
+            format!(
+                " + the profiler's own device work (replay checkpoints, replays left out) {}",
+                joules(c.profiler_mj)
+            )
+        },
         joules(c.residual_mj),
         pct(c.counter_mj, c.residual_mj)
     )?;
@@ -232,6 +246,34 @@ fn device(
         }
     )?;
     Ok(())
+}
+
+/// What recording cost the program, and what that means for the request energies.
+fn profiler_cost(
+    out: &mut dyn Write,
+    c: &wattlens_instrument::attribution::profiler_cost::ProfilerCost,
+    sim: &str,
+) -> io::Result<()> {
+    if c.callbacks == 0 && c.records == 0 {
+        return Ok(());
+    }
+    let records = if c.records == 0 {
+        "no activity records".to_owned()
+    } else {
+        format!(
+            "CUPTI's {} records an estimated {:.1} ms ({:.2} µs each, measured on an H100; other GPUs differ)",
+            c.records,
+            c.record_ns * 1e-6,
+            wattlens_instrument::attribution::profiler_cost::CUPTI_RECORD_COST_NS * 1e-3
+        )
+    };
+    writeln!(
+        out,
+        "Profiler's cost{sim}: its callbacks took {:.1} ms of the program's threads ({} calls, measured), {records}: the program ran an estimated {:.1}% slower, and each request is charged without its share of that time",
+        c.callback_ns as f64 * 1e-6,
+        c.callbacks,
+        100.0 * c.slowdown()
+    )
 }
 
 /// Range paths listed in the request table; the JSON report has them all.
@@ -257,6 +299,14 @@ fn requests(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<()> {
         "{}",
         wattlens_instrument::attribution::REQUEST_DEFINITION
     )?;
+    if a.light {
+        writeln!(
+            out,
+            "{}",
+            wattlens_instrument::attribution::LIGHT_DEFINITION
+        )?;
+    }
+    profiler_cost(out, &a.profiler_cost, sim)?;
     writeln!(
         out,
         "{:<30} {:>7} {:>9} {:>18} {:>18} {:>18} {:>8} {:>18}  split",

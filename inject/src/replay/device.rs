@@ -133,7 +133,8 @@ impl Drop for Event {
     }
 }
 
-/// A graph of `n` copies of a launch, instantiated; destroyed when dropped.
+/// A graph of `n` copies of a launch (each after its counter reset, if it has one),
+/// instantiated; destroyed when dropped.
 struct Graph {
     graph: sys::CUgraph,
     exec: sys::CUgraphExec,
@@ -156,7 +157,9 @@ impl Graph {
         let mut issued = Ok(());
         for _ in 0..n {
             // SAFETY: per the contract.
-            issued = ok("capturing the launch", unsafe { launch.issue_on(stream) });
+            issued = ok("capturing the launch", unsafe {
+                launch.issue_with_reset_on(stream)
+            });
             if issued.is_err() {
                 break;
             }
@@ -275,7 +278,9 @@ unsafe fn burst_of(
     let (a, b) = (Event::new()?, Event::new()?);
     a.record(stream)?;
     // SAFETY: per the contract.
-    ok("replaying the launch", unsafe { launch.issue_on(stream) })?;
+    ok("replaying the launch", unsafe {
+        launch.issue_with_reset_on(stream)
+    })?;
     b.record(stream)?;
     if !b.wait(TRIAL_LIMIT)? {
         return Err(format!(

@@ -30,7 +30,7 @@ use wattlens_instrument::trace::LaunchShape;
 use crate::config::ReplaySettings;
 use crate::state::lock;
 use gate::{Gate, Passed};
-use launch::{read_launch, LaunchCall};
+use launch::{read_launch, read_memset, LaunchCall, MemsetCall};
 use plan::{Claim, Plan, SigKey};
 
 /// How long a replay waits for the program's other threads to leave their work calls.
@@ -79,6 +79,9 @@ thread_local! {
     /// Kernel names by function handle, and the plan generation each signature was last
     /// looked at in: a launch of a signature the plan has not changed about costs one lookup.
     static SEEN: RefCell<ThreadCache> = RefCell::new(ThreadCache::default());
+    /// The small memset this thread issued last, if its last work call was one: a counter
+    /// reset the next launch on its stream needs ([`launch::Reset`]).
+    static LAST_RESET: Cell<Option<launch::Reset>> = const { Cell::new(None) };
 }
 
 #[derive(Default)]
@@ -125,6 +128,21 @@ pub fn exit_call() {
     if let Some(r) = REPLAY.get() {
         r.gate.exit();
     }
+}
+
+/// A work-issuing driver call other than a launch was entered on this thread: a memset of
+/// layout `memset` with `params` is remembered as the next launch's possible counter reset;
+/// any other call forgets it.
+///
+/// # Safety
+/// `params` must be the call's parameter structure, during the call, when `memset` is given.
+pub unsafe fn other_work(memset: Option<MemsetCall>, params: *const u8) {
+    if REPLAY.get().is_none() {
+        return;
+    }
+    // SAFETY: per the contract.
+    let reset = memset.and_then(|m| unsafe { read_memset(m, params) });
+    LAST_RESET.with(|r| r.set(reset));
 }
 
 /// A stream capture began (`true`) or ended.
@@ -177,11 +195,14 @@ pub unsafe fn on_launch(
     now_ns: &dyn Fn() -> u64,
 ) -> Option<Replayed> {
     let r = REPLAY.get()?;
+    // A memset belongs to the launch right after it, on its stream, if to any.
+    let reset = LAST_RESET.with(|l| l.take());
     if r.broken.load(Ordering::Relaxed) || ctx.is_null() {
         return None;
     }
     // SAFETY: per the contract.
-    let launch = unsafe { read_launch(call, params) }?;
+    let mut launch = unsafe { read_launch(call, params) }?;
+    launch.reset = reset.filter(|m| m.stream == launch.stream);
     let generation = r.generation.load(Ordering::Acquire);
     // One lookup per launch while the plan has not changed.
     let fresh = SEEN.with(|s| {

@@ -19,7 +19,10 @@
 mod design;
 mod estimate;
 mod idle;
+mod light;
+pub use light::LIGHT_DEFINITION;
 mod linalg;
+pub mod profiler_cost;
 mod regression;
 mod replay;
 mod requests;
@@ -130,7 +133,13 @@ pub struct Closure {
     pub idle_mj: f64,
     /// Attributed dynamic energy inside counter windows, mJ.
     pub dynamic_mj: f64,
-    /// Counter − idle − dynamic, mJ (thermal tail, unmodelled work, estimation error).
+    /// Dynamic energy of the profiler's own device work that no span prices (kernel replay's
+    /// checkpoint copies, bursts left out as unlike the program's launches): what the counter
+    /// windows that see it measured above idle and the attributed work in them, mJ.
+    #[serde(default)]
+    pub profiler_mj: f64,
+    /// Counter − idle − dynamic − profiler, mJ (thermal tail, unmodelled work, estimation
+    /// error).
     pub residual_mj: f64,
 }
 
@@ -221,6 +230,13 @@ pub struct Attribution {
     /// ([`REQUEST_DEFINITION`]).
     #[serde(default)]
     pub requests: RequestReport,
+    /// A light trace (`wattlens run --light`): ranges and sensors only, so requests are priced
+    /// from the energy counter and no kernel or op is.
+    #[serde(default)]
+    pub light: bool,
+    /// What recording cost the program ([`profiler_cost`]).
+    #[serde(default)]
+    pub profiler_cost: profiler_cost::ProfilerCost,
 }
 
 /// The share of the program's busy time whose energy is labelled measured.
@@ -261,8 +277,33 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         .copied()
         .collect();
     let design = Design::build(trace, &work, &fit_windows);
-    let idle = idle::measure(trace, &work, episodes.held(), &windows)
-        .ok_or(AttributionError::NoIdle(device))?;
+    // A light trace (ranges and sensors, no work records): the ranges are the work, and idle
+    // is what the GPU drew outside them.
+    let light = work.is_empty()
+        && trace
+            .spans
+            .iter()
+            .any(|s| matches!(s.kind, SpanKind::Region { .. }) && s.end_ns > s.start_ns);
+    let not_idle = if light {
+        crate::intervals::union(
+            episodes
+                .held()
+                .iter()
+                .copied()
+                .chain(
+                    trace
+                        .spans
+                        .iter()
+                        .filter(|s| matches!(s.kind, SpanKind::Region { .. }))
+                        .map(|s| (s.start_ns, s.end_ns)),
+                )
+                .collect(),
+        )
+    } else {
+        episodes.held().to_vec()
+    };
+    let idle =
+        idle::measure(trace, &work, &not_idle, &windows).ok_or(AttributionError::NoIdle(device))?;
     let samples = episodes.usable_samples(&samples_of(trace, device), profile.sample_tau_ns);
     let board_cap_mw = board_cap_mw(trace, device, idle.power.low_mw);
     // The most dynamic energy the board can draw over `busy_ns` of work.
@@ -537,6 +578,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     });
 
     let window_ns = covered_window.1 - covered_window.0;
+    let profiler_mj = profiler_energy_mj(trace, &work, &spans, &windows, &episodes, idle_mw);
     let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();
     let idle_mj = idle_mw * window_ns as f64 * 1e-9;
     let measured = measured_share(&signatures, &ops);
@@ -556,19 +598,25 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             }))
             .collect(),
     );
-    let requests = requests::requests(
-        trace,
-        device,
-        (&work, &span_parts),
-        &held,
-        &requests::FitView {
-            beta,
-            cov,
-            t,
-            joint: fit.joint.as_ref(),
-            idle_mw: (idle_mw, idle_half_mw),
-        },
-    );
+    let cost = profiler_cost::CostTimeline::of(trace, &work);
+    let profiler_cost = cost.summary(trace);
+    let requests = if light {
+        light::requests(trace, &windows, (idle_mw, idle_half_mw))
+    } else {
+        requests::requests(
+            trace,
+            device,
+            (&work, &span_parts),
+            (&held, &cost),
+            &requests::FitView {
+                beta,
+                cov,
+                t,
+                joint: fit.joint.as_ref(),
+                idle_mw: (idle_mw, idle_half_mw),
+            },
+        )
+    };
     let replay = (!episodes.is_empty()).then(|| {
         let program_kernel_ns: u64 = signatures
             .iter()
@@ -620,12 +668,15 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             counter_mj,
             idle_mj,
             dynamic_mj: dynamic_in_window_mj,
-            residual_mj: counter_mj - idle_mj - dynamic_in_window_mj,
+            profiler_mj,
+            residual_mj: counter_mj - idle_mj - dynamic_in_window_mj - profiler_mj,
         },
         measured,
         replay,
         board_cap_mw,
         requests,
+        light,
+        profiler_cost,
     })
 }
 
@@ -687,6 +738,46 @@ fn region_groups(
         }
     }
     (groups, folded)
+}
+
+/// The dynamic energy of the profiler's own device work that no span prices: over the counter
+/// windows that touch a profiler episode, the energy above idle less the attributed dynamic
+/// energy of the spans in them (each in proportion to its overlap), mJ.
+fn profiler_energy_mj(
+    trace: &Trace,
+    work: &[usize],
+    spans: &[SpanEnergy],
+    windows: &[crate::power::CounterWindow],
+    episodes: &replay::Episodes,
+    idle_mw: f64,
+) -> f64 {
+    let touched: Vec<&crate::power::CounterWindow> = windows
+        .iter()
+        .filter(|w| episodes.touches(w.start_ns, w.end_ns))
+        .collect();
+    if touched.is_empty() {
+        return 0.0;
+    }
+    let mut above_idle: f64 = touched
+        .iter()
+        .map(|w| w.energy_mj as f64 - idle_mw * (w.end_ns - w.start_ns) as f64 * 1e-9)
+        .sum();
+    for (&i, e) in work.iter().zip(spans) {
+        let span = &trace.spans[i];
+        let dur = span.duration_ns();
+        if dur == 0 {
+            continue;
+        }
+        let first = touched.partition_point(|w| w.end_ns <= span.start_ns);
+        for w in touched[first..]
+            .iter()
+            .take_while(|w| w.start_ns < span.end_ns)
+        {
+            let inside = span.end_ns.min(w.end_ns) - span.start_ns.max(w.start_ns);
+            above_idle -= e.dynamic.mj * inside as f64 / dur as f64;
+        }
+    }
+    above_idle
 }
 
 /// `part` over `whole` (0 when `whole` is 0).

@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::linalg::Square;
+use super::profiler_cost::CostTimeline;
 use super::regression::Joint;
 use super::rollup::{Rollup, SpanPart};
 use super::EnergyEstimate;
@@ -67,7 +68,8 @@ pub struct RequestEnergy {
     pub end_ns: u64,
     /// Tokens, where the program gave a count.
     pub tokens: Option<u64>,
-    /// Time the profiler held the program inside the window, ns: not charged.
+    /// Profiler time inside the window, ns: the time it held the program (kernel replay,
+    /// hashing) and its estimated recording cost on the launching thread; not charged.
     pub held_ns: u64,
     /// Dynamic energy of the work that ran in the window (its share of shared stretches).
     pub dynamic: EnergyEstimate,
@@ -117,7 +119,7 @@ pub struct RequestReport {
 }
 
 /// What a request's definition says, for every report that shows one.
-pub const REQUEST_DEFINITION: &str = "A request (an NVTX range instance) costs the energy the GPU drew over its wall-clock window: the dynamic energy of the work that ran in it, plus idle power × its wall time (less time the profiler held the program); instances of one range that overlap split each shared stretch by tokens where every one has a count, else equally.";
+pub const REQUEST_DEFINITION: &str = "A request (an NVTX range instance) costs the energy the GPU drew over its wall-clock window: the dynamic energy of the work that ran in it, plus idle power × its wall time, less the profiler's own time in it (what it held the program for, and its estimated recording cost); instances of one range that overlap split each shared stretch by tokens where every one has a count, else equally.";
 
 /// The work spans of one signature on one stream, in time order, with running sums of their
 /// roll-up parts: the part of a window is two binary searches.
@@ -173,27 +175,99 @@ pub(crate) struct FitView<'a> {
 }
 
 /// One range instance before its energy.
-struct Instance {
-    span: u64,
-    start_ns: u64,
-    end_ns: u64,
-    tokens: Option<u64>,
+pub(crate) struct Instance {
+    pub span: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub tokens: Option<u64>,
 }
 
 /// The requests of `device`: every range instance of `trace` priced over its window from the
-/// program's work spans (`work`, with roll-up parts `parts`), less `held` (the profiler's own
-/// time), with `fit`.
+/// program's work spans (`work`, with roll-up parts `parts`), less `held` (the time the
+/// profiler held the program) and what `cost` estimates recording cost it, with `fit`.
 pub(crate) fn requests(
     trace: &Trace,
     device: u32,
     (work, parts): (&[usize], &[SpanPart]),
-    held: &[(u64, u64)],
+    (held, cost): (&[(u64, u64)], &CostTimeline),
     fit: &FitView<'_>,
 ) -> RequestReport {
     let p = fit.beta.len();
     let lanes = lanes(trace, device, work, parts);
+    let by_path = instances_by_path(trace);
+    let window = |a: u64, b: u64| -> Rollup {
+        let mut r = Rollup::new(p);
+        for l in &lanes {
+            l.add_window(a, b, &mut r);
+        }
+        r
+    };
+    let (idle_mw, idle_half_mw) = fit.idle_mw;
+    let mut report = RequestReport::default();
+    for (path, instances) in by_path {
+        let (shares, split) = shares(&instances, &window, p);
+        let mut path_rollup = Rollup::new(p);
+        let (mut path_idle_s, mut path_cost_half_s) = (0.0, 0.0);
+        let mut entries = Vec::with_capacity(instances.len());
+        for (inst, (rollup, wall_s)) in instances.iter().zip(shares) {
+            // The profiler's time in the window: replays it held the program for, and what
+            // recording cost the launching thread (estimated, with its uncertainty).
+            let window_ns = (inst.end_ns - inst.start_ns).max(1) as f64;
+            let (cost_ns, cost_half_ns) = cost.within(inst.start_ns, inst.end_ns);
+            let not_charged_ns =
+                (overlap_ns(held, inst.start_ns, inst.end_ns) as f64 + cost_ns).min(window_ns);
+            let held_ns = not_charged_ns as u64;
+            let idle_s = (wall_s * (1.0 - not_charged_ns / window_ns)).max(0.0);
+            let cost_half_s = wall_s * cost_half_ns / window_ns;
+            path_rollup.add(&rollup);
+            path_idle_s += idle_s;
+            path_cost_half_s += cost_half_s;
+            let dynamic = rollup.estimate(fit.beta, fit.cov, fit.t, fit.joint);
+            let idle = EnergyEstimate::from_half_width(
+                idle_mw * idle_s,
+                idle_half_mw * idle_s + idle_mw * cost_half_s,
+            );
+            entries.push(RequestEnergy {
+                span: inst.span,
+                path: path.clone(),
+                start_ns: inst.start_ns,
+                end_ns: inst.end_ns,
+                tokens: inst.tokens,
+                held_ns,
+                total: sum(&dynamic, &idle),
+                dynamic,
+                idle,
+            });
+        }
+        let dynamic = path_rollup.estimate(fit.beta, fit.cov, fit.t, fit.joint);
+        let idle = EnergyEstimate::from_half_width(
+            idle_mw * path_idle_s,
+            idle_half_mw * path_idle_s + idle_mw * path_cost_half_s,
+        );
+        report
+            .ranges
+            .push(summarize(path, &entries, (dynamic, idle), split));
+        report.instances.extend(entries);
+    }
+    report.sorted()
+}
+
+impl RequestReport {
+    /// Ranges most energy first, instances in start order.
+    pub(crate) fn sorted(mut self) -> Self {
+        self.ranges
+            .sort_by(|a, b| b.total.mj.total_cmp(&a.total.mj));
+        self.instances.sort_by_key(|e| (e.start_ns, e.span));
+        self
+    }
+}
+
+/// Every range instance of `trace` by path (token counts out of names), each path's in start
+/// order.
+pub(crate) fn instances_by_path(
+    trace: &Trace,
+) -> std::collections::BTreeMap<String, Vec<Instance>> {
     let tokens = token_counts(trace);
-    // Instances by path (token counts out of names), each path's in start order.
     let mut by_path: std::collections::BTreeMap<String, Vec<Instance>> = Default::default();
     for s in &trace.spans {
         if !matches!(s.kind, SpanKind::Region { .. }) || s.end_ns <= s.start_ns {
@@ -212,73 +286,42 @@ pub(crate) fn requests(
             tokens: tokens.get(&s.id).copied().or(in_name),
         });
     }
-    let window = |a: u64, b: u64| -> Rollup {
-        let mut r = Rollup::new(p);
-        for l in &lanes {
-            l.add_window(a, b, &mut r);
-        }
-        r
-    };
-    let (idle_mw, idle_half_mw) = fit.idle_mw;
-    let mut report = RequestReport::default();
-    for (path, mut instances) in by_path {
+    for instances in by_path.values_mut() {
         instances.sort_by_key(|i| (i.start_ns, i.span));
-        let (shares, split) = shares(&instances, &window, p);
-        let mut path_rollup = Rollup::new(p);
-        let mut path_idle_s = 0.0;
-        let mut entries = Vec::with_capacity(instances.len());
-        for (inst, (rollup, wall_s)) in instances.iter().zip(shares) {
-            let held_ns = overlap_ns(held, inst.start_ns, inst.end_ns);
-            let held_share = held_ns as f64 / (inst.end_ns - inst.start_ns).max(1) as f64;
-            let idle_s = (wall_s * (1.0 - held_share)).max(0.0);
-            path_rollup.add(&rollup);
-            path_idle_s += idle_s;
-            let dynamic = rollup.estimate(fit.beta, fit.cov, fit.t, fit.joint);
-            let idle = EnergyEstimate::from_half_width(idle_mw * idle_s, idle_half_mw * idle_s);
-            entries.push(RequestEnergy {
-                span: inst.span,
-                path: path.clone(),
-                start_ns: inst.start_ns,
-                end_ns: inst.end_ns,
-                tokens: inst.tokens,
-                held_ns,
-                total: sum(&dynamic, &idle),
-                dynamic,
-                idle,
-            });
-        }
-        let dynamic = path_rollup.estimate(fit.beta, fit.cov, fit.t, fit.joint);
-        let idle =
-            EnergyEstimate::from_half_width(idle_mw * path_idle_s, idle_half_mw * path_idle_s);
-        let total = sum(&dynamic, &idle);
-        let count = entries.len() as u64;
-        let tokens: Option<u64> = entries
-            .iter()
-            .map(|e| e.tokens)
-            .sum::<Option<u64>>()
-            .filter(|&t| t > 0);
-        let totals: Vec<EnergyEstimate> = entries.iter().map(|e| e.total).collect();
-        report.ranges.push(RangeEnergy {
-            path,
-            count,
-            wall_ns: entries.iter().map(|e| e.end_ns - e.start_ns).sum(),
-            tokens,
-            mean: total.scaled(1.0 / count.max(1) as f64),
-            p50: quantile(&totals, 0.5),
-            p90: quantile(&totals, 0.9),
-            per_token: tokens.map(|t| total.scaled(1.0 / t as f64)),
-            dynamic,
-            idle,
-            total,
-            split,
-        });
-        report.instances.extend(entries);
     }
-    report
-        .ranges
-        .sort_by(|a, b| b.total.mj.total_cmp(&a.total.mj));
-    report.instances.sort_by_key(|e| (e.start_ns, e.span));
-    report
+    by_path
+}
+
+/// One range path's row: its instances' count, wall time, tokens and quantiles, with the
+/// path's dynamic and idle energy (`parts`, whose intervals the caller knows how to add).
+pub(crate) fn summarize(
+    path: String,
+    entries: &[RequestEnergy],
+    (dynamic, idle): (EnergyEstimate, EnergyEstimate),
+    split: SplitRule,
+) -> RangeEnergy {
+    let total = sum(&dynamic, &idle);
+    let count = entries.len() as u64;
+    let tokens: Option<u64> = entries
+        .iter()
+        .map(|e| e.tokens)
+        .sum::<Option<u64>>()
+        .filter(|&t| t > 0);
+    let totals: Vec<EnergyEstimate> = entries.iter().map(|e| e.total).collect();
+    RangeEnergy {
+        path,
+        count,
+        wall_ns: entries.iter().map(|e| e.end_ns - e.start_ns).sum(),
+        tokens,
+        mean: total.scaled(1.0 / count.max(1) as f64),
+        p50: quantile(&totals, 0.5),
+        p90: quantile(&totals, 0.9),
+        per_token: tokens.map(|t| total.scaled(1.0 / t as f64)),
+        dynamic,
+        idle,
+        total,
+        split,
+    }
 }
 
 /// Each instance's share of the work and of the wall time over its window: its own window
@@ -436,7 +479,7 @@ pub fn clean_path(raw: &str) -> (String, Option<u64>) {
 }
 
 /// How much of `[a, b]` the sorted, disjoint intervals `held` cover, ns.
-fn overlap_ns(held: &[(u64, u64)], a: u64, b: u64) -> u64 {
+pub(crate) fn overlap_ns(held: &[(u64, u64)], a: u64, b: u64) -> u64 {
     let first = held.partition_point(|&(_, e)| e <= a);
     held[first..]
         .iter()
@@ -446,7 +489,7 @@ fn overlap_ns(held: &[(u64, u64)], a: u64, b: u64) -> u64 {
 }
 
 /// `a + b`, the half-widths added (their errors are not independent: idle power enters both).
-fn sum(a: &EnergyEstimate, b: &EnergyEstimate) -> EnergyEstimate {
+pub(crate) fn sum(a: &EnergyEstimate, b: &EnergyEstimate) -> EnergyEstimate {
     let half = |e: &EnergyEstimate| (e.high_mj - e.low_mj) / 2.0;
     EnergyEstimate::from_half_width(a.mj + b.mj, half(a) + half(b))
 }

@@ -36,8 +36,10 @@ pub const OLDEST_MAJOR: u16 = 1;
 /// The format minor version this build writes (1 appended each span's host call, 2 added
 /// [`Annotation::CopyTarget`](crate::trace::Annotation::CopyTarget), 3 kernel replay's
 /// [`Annotation::ProfilerEpisode`](crate::trace::Annotation::ProfilerEpisode) and
-/// [`Annotation::ReplayNote`](crate::trace::Annotation::ReplayNote); older readers skip them).
-pub const FORMAT_MINOR: u16 = 3;
+/// [`Annotation::ReplayNote`](crate::trace::Annotation::ReplayNote), 4 the profiler's own
+/// [`Annotation::CallbackCost`](crate::trace::Annotation::CallbackCost); older readers skip
+/// them).
+pub const FORMAT_MINOR: u16 = 4;
 /// Largest record payload accepted, bytes.
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Length of the file header, bytes.

@@ -115,6 +115,20 @@ pub enum Annotation {
         /// Tokens.
         tokens: u64,
     },
+    /// Host time the profiler's own callbacks (NVTX and CUDA API) took on the program's
+    /// threads between `from_ns` and `to_ns`, in `calls` callbacks (format 2.4): the process's
+    /// own cost, which lengthens a launch-bound request's wall time. CUPTI's record keeping is
+    /// not in it.
+    CallbackCost {
+        /// Start of the interval, ns (trace clock).
+        from_ns: u64,
+        /// End of the interval, ns.
+        to_ns: u64,
+        /// Callbacks run in it.
+        calls: u64,
+        /// Host time they took, summed over threads, ns.
+        host_ns: u64,
+    },
     /// A kernel signature that kernel replay did not measure, and why (format 2.3).
     ReplayNote {
         /// Device.

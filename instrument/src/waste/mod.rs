@@ -290,6 +290,7 @@ impl<'a> Context<'a> {
                 | Annotation::Overhead { .. }
                 | Annotation::ProfilerEpisode { .. }
                 | Annotation::ReplayNote { .. }
+                | Annotation::CallbackCost { .. }
                 | Annotation::Tokens { .. }
                 | Annotation::Pass { .. }
                 | Annotation::CopyTarget { .. } => {}
