@@ -19,6 +19,7 @@ pub mod perfetto;
 pub mod power;
 pub mod repeat;
 pub mod replay;
+pub mod report;
 pub mod sensor_profile;
 pub mod sim;
 pub mod trace;

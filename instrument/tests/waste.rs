@@ -1258,3 +1258,48 @@ fn whole_launches_in_a_launch_bound_loop_are_priced_within_5_percent_of_the_ab()
         );
     }
 }
+
+/// The device's idle by phase: the run's start-up (the simulator's 2 s of lead idle) and a
+/// 300 ms host-only stretch in the middle of a clean program (the host tokenising, say) are
+/// reported for what they are, never as launch-bound waste, and the headline's share is of the
+/// steady stretches.
+#[test]
+fn start_up_and_host_only_idle_are_phases_not_launch_bound_waste() {
+    let mut ops = program(Plant::default(), 40);
+    let middle = ops.len() / 2;
+    ops[middle].host_work_before_ns = 300_000_000;
+    let run = run(&ops, 3);
+    let report = findings(&run);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    let p = report
+        .phases
+        .expect("a run with work and readings has phases");
+    println!("{p:#?}");
+    assert_eq!(p.host_only_stretches, 1);
+    assert!(
+        (p.host_only_ns as f64 - 300e6).abs() < 0.01 * 300e6,
+        "{}",
+        p.host_only_ns
+    );
+    // The sensors start reading within a counter period of the lead idle's start.
+    assert!(
+        p.startup_ns > 1_800_000_000 && p.startup_ns <= 2_000_000_000,
+        "{}",
+        p.startup_ns
+    );
+    let busy: u64 = run
+        .trace
+        .spans
+        .iter()
+        .filter(|s| s.is_program_work())
+        .map(|s| s.duration_ns())
+        .sum();
+    assert!(p.steady_ns >= busy, "the steady stretches hold the work");
+    let idle_mw = f64::from(run.truth.idle_mw);
+    let truth_startup_mj = idle_mw * p.startup_ns as f64 * 1e-9;
+    assert!(
+        (p.startup.mj - truth_startup_mj).abs() < 0.02 * truth_startup_mj,
+        "{:?} vs {truth_startup_mj}",
+        p.startup
+    );
+}

@@ -10,7 +10,7 @@ use wattlens_instrument::SensorProfile;
 use crate::cli::DemoArgs;
 use crate::error::CliError;
 use crate::progress;
-use crate::render::{self, Report, Truth};
+use crate::render::{self, analyze, Truth};
 
 /// Run `wattlens demo`.
 ///
@@ -54,7 +54,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
 
     // The trace goes to disk before any analysis, so nothing measured is lost if a later step fails.
     super::save_trace(&trace_path, &run.trace)?;
-    let report = Report::build(&run.trace)?;
+    let report = analyze(&run.trace)?;
     super::save_perfetto(&perfetto_path, &run.trace, &report.waste())?;
     let truth = Truth::from_sim(&run);
     render::table::write(out, &report, Some(&truth))?;

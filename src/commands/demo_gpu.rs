@@ -15,7 +15,7 @@ use wattlens_runtime::{CudaError, Profiler, ProfilerConfig};
 use crate::cli::{DecodeMatmul, DemoArgs, WasteSwitch};
 use crate::error::CliError;
 use crate::gpu::GpuError;
-use crate::render::{self, units, Report};
+use crate::render::{self, analyze, units};
 
 /// Rows in the demo batch.
 pub const BATCH: usize = 8;
@@ -194,7 +194,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     super::save_trace(&trace_path, &trace)?;
     let tokens = generated.tokens.iter().map(Vec::len).sum::<usize>();
     writeln!(out, "generated {tokens} tokens in {work_s:.2} s")?;
-    let report = Report::build(&trace)?;
+    let report = analyze(&trace)?;
     super::save_perfetto(&perfetto_path, &trace, &report.waste())?;
     render::table::write(out, &report, None)?;
     for d in &report.devices {

@@ -14,7 +14,7 @@ pub fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let trace = super::load_trace(&args.trace)?;
     // Waste findings are marked where the trace can be attributed; a trace that cannot still
     // exports, unmarked.
-    let findings = crate::render::Report::build(&trace)
+    let findings = crate::render::analyze(&trace)
         .map(|r| r.waste())
         .unwrap_or_default();
     super::save_perfetto(&args.output, &trace, &findings)?;

@@ -8,7 +8,7 @@ use wattlens_instrument::footprint::Factors;
 
 use crate::cli::{FootprintArgs, Format, ReportArgs};
 use crate::error::CliError;
-use crate::render::{self, Report};
+use crate::render::{self, analyze};
 
 /// Run `wattlens report`.
 ///
@@ -87,7 +87,7 @@ pub fn write(
             trace.meta.devices.len()
         )?;
     }
-    let report = Report::build(&trace)?.with_footprint(factors);
+    let report = analyze(&trace)?.with_footprint(factors);
     // Stdout flushes at every newline: a large JSON report would be millions of writes.
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let out: &mut dyn Write = &mut out;

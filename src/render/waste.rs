@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use super::table::clip;
 use super::units::{energy, joules};
 use super::Report;
+use wattlens_instrument::waste::IdlePhases;
 
 /// Findings shown per device; the JSON report has them all.
 const MAX_FINDINGS: usize = 12;
@@ -21,13 +22,23 @@ pub fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
             continue;
         };
         writeln!(out)?;
+        if let Some(p) = &w.phases {
+            phases(out, d.index, p, sim)?;
+        }
         if w.findings.is_empty() {
             writeln!(out, "Waste{sim} (GPU {}): no finding.", d.index)?;
         } else {
             let counter_mj = d.attribution.as_ref().map_or(0.0, |a| a.closure.counter_mj);
+            let steady = w.phases.as_ref().map_or(String::new(), |p| {
+                format!(
+                    "{:.1}% of the steady stretches' {}; ",
+                    100.0 * w.total_mj() / p.steady.mj.max(f64::MIN_POSITIVE),
+                    energy(&p.steady)
+                )
+            });
             writeln!(
                 out,
-                "Waste{sim} (GPU {}): {} findings, {} in all ({:.1}% of the {} the counter measured), most first",
+                "Waste{sim} (GPU {}): {} findings, {} in all ({steady}{:.1}% of the whole run's {} the counter measured), most first",
                 d.index,
                 w.findings.len(),
                 joules(w.total_mj()),
@@ -68,6 +79,46 @@ pub fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
         for u in &w.unchecked {
             writeln!(out, "  not checked: {u}")?;
         }
+    }
+    Ok(())
+}
+
+/// The device's idle by phase: start-up, host-only stretches and tear-down are reported for
+/// what they are; only the steady stretches' idle between work is priced as waste.
+fn phases(out: &mut dyn Write, device: u32, p: &IdlePhases, sim: &str) -> io::Result<()> {
+    let s = |ns: u64| ns as f64 * 1e-9;
+    writeln!(
+        out,
+        "Idle by phase{sim} (GPU {device}): steady stretches {:.2} s ({}, idle and work); the rest, at idle power:",
+        s(p.steady_ns),
+        energy(&p.steady)
+    )?;
+    if p.startup_ns > 0 {
+        writeln!(
+            out,
+            "  start-up      {:>8.2} s  {:>18}  the GPU was held idle while the program started (imports, loading and moving the model); start the GPU work sooner, or keep a warm process",
+            s(p.startup_ns),
+            energy(&p.startup)
+        )?;
+    }
+    if p.host_only_stretches > 0 {
+        writeln!(
+            out,
+            "  host-only     {:>8.2} s  {:>18}  {} stretches of {:.0} ms or more (longest {:.2} s) in which the host fed the GPU nothing (loading, tokenising, Python); overlap them with GPU work, or batch the host's work",
+            s(p.host_only_ns),
+            energy(&p.host_only),
+            p.host_only_stretches,
+            p.host_only_gap_ns as f64 / 1e6,
+            s(p.longest_host_only_ns)
+        )?;
+    }
+    if p.teardown_ns > 0 {
+        writeln!(
+            out,
+            "  tear-down     {:>8.2} s  {:>18}  after the last GPU work, until the program's last recorded event",
+            s(p.teardown_ns),
+            energy(&p.teardown)
+        )?;
     }
     Ok(())
 }

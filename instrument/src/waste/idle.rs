@@ -11,7 +11,10 @@
 //! read-back data). Waiting for a read-back's copy to end is not such a wait: the host needed
 //! the data.
 
+use serde::{Deserialize, Serialize};
+
 use super::{is_readback, Context, Gap, Occurrence, WasteConfig, WasteKind, Wasted};
+use crate::attribution::EnergyEstimate;
 use crate::trace::Span;
 
 pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occurrence>) {
@@ -26,6 +29,12 @@ pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occur
             continue;
         }
         let gap_ns = cx.program_idle_ns(g);
+        if gap_ns >= config.host_only_gap_ns {
+            // A host-only stretch (loading, tokenising, Python): not launch-bound idle, and
+            // whatever the host waited for before it is long past.
+            (credit, shift, last_sync) = (0, 0, None);
+            continue;
+        }
         let readback = is_readback(g.prev);
         if readback {
             // The host needed the data: it resumes when the copy ends, `shift` sooner.
@@ -60,6 +69,94 @@ pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occur
             out.push(occurrence(cx, g, rest, (g.from + saved_ns, rest_ns)));
         }
     }
+}
+
+/// The device's idle by phase: only the steady stretches' idle between dependent work is
+/// launch-bound waste (the idle-gap findings); the rest is reported for what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IdlePhases {
+    /// Before the program's first work, from the first counter reading, ns.
+    pub startup_ns: u64,
+    /// After its last work, to its last recorded event, ns.
+    pub teardown_ns: u64,
+    /// Gaps between work of at least [`WasteConfig::host_only_gap_ns`], where the host did
+    /// something else than feed the GPU: how many.
+    pub host_only_stretches: u64,
+    /// Their idle time, ns.
+    pub host_only_ns: u64,
+    /// The rest of the run: from the first work to the last, less the host-only stretches, ns.
+    pub steady_ns: u64,
+    /// Idle power over the start-up.
+    pub startup: EnergyEstimate,
+    /// Idle power over the tear-down.
+    pub teardown: EnergyEstimate,
+    /// Idle power over the host-only stretches.
+    pub host_only: EnergyEstimate,
+    /// The steady stretches' energy: idle power over them plus the attributed dynamic energy
+    /// of the work, which runs in them.
+    pub steady: EnergyEstimate,
+    /// The longest host-only stretch, ns.
+    pub longest_host_only_ns: u64,
+    /// The shortest gap taken for a host-only stretch, ns.
+    pub host_only_gap_ns: u64,
+}
+
+/// Split the device's idle into start-up, tear-down, host-only stretches and the steady
+/// stretches between; `covered` is the counter's first and last reading, `dynamic_mj` the
+/// attributed dynamic energy (mid, low, high).
+pub(super) fn phases(
+    cx: &Context<'_>,
+    config: &WasteConfig,
+    covered: (u64, u64),
+    dynamic_mj: (f64, f64, f64),
+) -> Option<IdlePhases> {
+    let first = cx.work.first()?.start_ns;
+    let last = cx.work.iter().map(|s| s.end_ns).max()?;
+    let (mut n, mut host_ns, mut longest) = (0u64, 0u64, 0u64);
+    for g in &cx.gaps {
+        let ns = cx.program_idle_ns(g);
+        if ns >= config.host_only_gap_ns {
+            n += 1;
+            host_ns += ns;
+            longest = longest.max(ns);
+        }
+    }
+    // The program's last recorded event (a range, a host wait) ends its tear-down: readings
+    // after it are `wattlens run`'s own quiet baseline.
+    let program_end = cx
+        .trace
+        .spans
+        .iter()
+        .map(|s| s.end_ns)
+        .max()
+        .unwrap_or(last)
+        .clamp(last, covered.1.max(last));
+    let startup_ns = first.saturating_sub(covered.0);
+    let teardown_ns = program_end.saturating_sub(last);
+    let steady_ns = last.saturating_sub(first).saturating_sub(host_ns);
+    let (mw, low, high) = cx.idle_mw;
+    let at_idle = |ns: u64| {
+        let s = ns as f64 * 1e-9;
+        EnergyEstimate::from_half_width(mw * s, (high - low) / 2.0 * s)
+    };
+    let s = steady_ns as f64 * 1e-9;
+    let steady = EnergyEstimate::from_half_width(
+        mw * s + dynamic_mj.0,
+        (high - low) / 2.0 * s + (dynamic_mj.2 - dynamic_mj.1) / 2.0,
+    );
+    Some(IdlePhases {
+        startup_ns,
+        teardown_ns,
+        host_only_stretches: n,
+        host_only_ns: host_ns,
+        steady_ns,
+        startup: at_idle(startup_ns),
+        teardown: at_idle(teardown_ns),
+        host_only: at_idle(host_ns),
+        steady,
+        longest_host_only_ns: longest,
+        host_only_gap_ns: config.host_only_gap_ns,
+    })
 }
 
 /// Device idle time inside gaps between work that the profiler's own overhead caused, ns.

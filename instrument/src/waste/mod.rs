@@ -9,6 +9,7 @@
 
 mod dead_write;
 mod idle;
+pub use idle::IdlePhases;
 mod launch_cost;
 mod padding;
 mod prefix;
@@ -102,6 +103,9 @@ pub struct WasteReport {
     /// Device idle time caused by the profiler's own overhead (content hashing), ns: not
     /// charged to the program.
     pub profiler_idle_ns: u64,
+    /// The device's idle by phase; `None` without program work or counter readings.
+    #[serde(default)]
+    pub phases: Option<idle::IdlePhases>,
 }
 
 impl WasteReport {
@@ -128,12 +132,17 @@ pub struct WasteConfig {
     /// after a synchronisation however far ahead the host runs. The smallest gap the trace
     /// shows is used where it is shorter.
     pub queued_gap_ns: u64,
+    /// Shortest gap between work taken for a host-only stretch (loading, tokenising, Python
+    /// between requests), ns: idle the GPU cannot be fed through, so not launch-bound waste.
+    /// Launch latency and a decode step's host work are microseconds to a few milliseconds.
+    pub host_only_gap_ns: u64,
 }
 
 impl Default for WasteConfig {
     fn default() -> Self {
         Self {
             min_idle_gap_ns: 5_000,
+            host_only_gap_ns: 20_000_000,
             min_underfilled_ns: 20_000,
             max_charged_wait_ns: 100_000,
             queued_gap_ns: 1_000,
@@ -1035,11 +1044,32 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
             profiler_idle_ns as f64 / 1e6
         ));
     }
+    let windows = crate::power::counter_windows(
+        &trace.power,
+        cx.device,
+        trace.meta.sensor_profile.counter_period_ns,
+    );
+    let covered = windows
+        .first()
+        .zip(windows.last())
+        .map(|(a, b)| (a.start_ns, b.end_ns));
+    let c = &attribution.closure;
+    // The attributed dynamic energy is uncertain by at most what the closure left unexplained.
+    let spread = c.residual_mj.abs();
+    let phases = covered.and_then(|covered| {
+        idle::phases(
+            &cx,
+            config,
+            covered,
+            (c.dynamic_mj, c.dynamic_mj - spread, c.dynamic_mj + spread),
+        )
+    });
     WasteReport {
         device: cx.device,
         findings: group(occurrences),
         unchecked,
         profiler_idle_ns,
+        phases,
     }
 }
 

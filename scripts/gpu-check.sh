@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One pass over everything this project checks on the GPU machine, sized for one device call
+# (about 7 minutes): the test bundle, kernel replay on the unmodified programs
+# (scripts/replay-check.sh), the light mode's overhead against bare runs
+# (scripts/run-overhead.sh) and a bare run of the request mix (scripts/requests_check.py).
+# Packs its results into at most 8 files under $OUT.
+#
+#   bash scripts/gpu-check.sh [BIN_DIR]      (default .gpu-bundle/bin)
+#
+# Environment: REPLAY_ONLY (programs for replay-check, default all), OVH_REPEATS (3).
+set -u
+bin=$(cd "${1:-.gpu-bundle/bin}" && pwd)
+out=${OUT:-/tmp/gpu-check}
+work=$(mktemp -d)
+mkdir -p "$out" "$work/tests" "$work/replay" "$work/overhead"
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu --format=csv >"$out/gpu.txt" 2>&1
+OUT=$work/tests timeout 200 bash .gpu-bundle/run >"$out/bundle.txt" 2>&1
+ONLY=${REPLAY_ONLY:-} NO_PLAIN=1 OUT=$work/replay timeout 300 bash scripts/replay-check.sh "$bin" \
+  >"$out/replay-summary.txt" 2>&1
+timeout 150 bash scripts/run-overhead.sh "$bin/wattlens" "$work/overhead" "${OVH_REPEATS:-3}" 1000 8 \
+  bare,wattlens-light >"$out/overhead.txt" 2>&1
+timeout 60 python3 scripts/requests_check.py mix --requests 60 >"$out/mix-bare.json" 2>&1
+rm -f "$work"/replay/*.json
+tar czf "$out/tests.tgz" -C "$work/tests" .
+(cd "$work" && tar czf - replay overhead | split -b 15m - "$out/runs.tgz.")
+tail -1 "$out/bundle.txt"
