@@ -7,7 +7,8 @@
 #
 #   bash scripts/gpu-check.sh [BIN_DIR]      (default .gpu-bundle/bin)
 #
-# Environment: REPLAY_ONLY (programs for replay-check, default all), OVH_REPEATS (3).
+# Environment: REPLAY_ONLY (programs for replay-check, default all), OVH_REPEATS (3; 0 skips
+# the overhead runs), SKIP_MIX (skips the bare request mix).
 set -u
 bin=$(cd "${1:-.gpu-bundle/bin}" && pwd)
 out=${OUT:-/tmp/gpu-check}
@@ -18,9 +19,10 @@ nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu --format=
 OUT=$work/tests timeout 200 bash .gpu-bundle/run >"$out/bundle.txt" 2>&1
 ONLY=${REPLAY_ONLY:-} NO_PLAIN=1 OUT=$work/replay timeout 300 bash scripts/replay-check.sh "$bin" \
   >"$out/replay-summary.txt" 2>&1
-timeout 150 bash scripts/run-overhead.sh "$bin/wattlens" "$work/overhead" "${OVH_REPEATS:-3}" 1000 8 \
-  bare,wattlens-light >"$out/overhead.txt" 2>&1
-timeout 60 python3 scripts/requests_check.py mix --requests 60 >"$out/mix-bare.json" 2>&1
+[ "${OVH_REPEATS:-3}" -gt 0 ] && timeout 150 bash scripts/run-overhead.sh "$bin/wattlens" \
+  "$work/overhead" "${OVH_REPEATS:-3}" 1000 8 bare,wattlens-light >"$out/overhead.txt" 2>&1
+[ -z "${SKIP_MIX:-}" ] && timeout 60 python3 scripts/requests_check.py mix --requests 60 \
+  >"$out/mix-bare.json" 2>&1
 rm -f "$work"/replay/*.json
 tar czf "$out/tests.tgz" -C "$work/tests" .
 (cd "$work" && tar czf - replay overhead | split -b 15m - "$out/runs.tgz.")

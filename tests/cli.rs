@@ -179,6 +179,10 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 2);
     assert!(err.contains("multiple of 128"), "{err}");
     assert_eq!(fails(&["compare", "--batches", "1"]).0, 2);
+    // Light mode records no launches, which replay needs.
+    let (code, err) = fails(&["run", "--light", "--replay", "--", "true"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--light") && err.contains("--replay"), "{err}");
 }
 
 #[test]

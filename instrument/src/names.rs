@@ -99,6 +99,9 @@ const TABLE: &[(&[&str], OpClass)] = &[
     (&["rotary"], OpClass::Elementwise),
     (&["masked_fill"], OpClass::Elementwise),
     (&["distribution"], OpClass::Elementwise),
+    // Last: any other fill (a program's own `fill` initialising a buffer); names that hold
+    // "fill" inside another op's name (`prefill_attention`) match their op's row first.
+    (&["fill"], OpClass::Elementwise),
 ];
 
 /// A range name with its `tokens=N` taken out, and N: how a program gives a request's token
@@ -162,6 +165,8 @@ mod tests {
             ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7_64x128x64_4x1x1_cga1x1x1_kernel0_0", OpClass::Attention),
             ("flash_fwd_kernel<Flash_fwd_kernel_traits<128, 128, 64, 4>>", OpClass::Attention),
             ("fmha_cutlassF_f16_aligned_64x64_rf_sm80", OpClass::Attention),
+            ("fill", OpClass::Elementwise),
+            ("prefill_flash_attention_kernel", OpClass::Attention),
             ("void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<float>", OpClass::Norm),
             ("void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float>", OpClass::Softmax),
             ("ncclDevKernel_AllReduce_Sum_f32_RING_LL", OpClass::Communication),

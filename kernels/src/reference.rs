@@ -217,20 +217,55 @@ pub fn embedding(ids: &[i32], table: &[f32], d: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Transpose of a rows×cols matrix.
+/// Transpose of a rows×cols matrix, in fp64.
 pub fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
-    let mut out = vec![0.0; rows * cols];
+    transposed(x, rows, cols)
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// Transpose of a rows×cols matrix, in its own element type (an operand to upload).
+pub fn transposed<T: Copy + Default>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut out = vec![T::default(); rows * cols];
     for r in 0..rows {
         for c in 0..cols {
-            out[c * rows + r] = f64::from(x[r * cols + c]);
+            out[c * rows + r] = x[r * cols + c];
         }
     }
     out
 }
 
+/// Per-row symmetric int8 quantisation of a rows×cols matrix: the values, and each row's scale
+/// (its largest magnitude over 127; 1 for a row of zeros), as [`matmul_int8`] takes them.
+pub fn quantize_rows_int8(x: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = vec![0i8; rows * cols];
+    let mut scales = vec![0f32; rows];
+    for i in 0..rows {
+        let row = &x[i * cols..(i + 1) * cols];
+        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+        scales[i] = s;
+        for (j, v) in row.iter().enumerate() {
+            q[i * cols + j] = (v / s).round().clamp(-127.0, 127.0) as i8;
+        }
+    }
+    (q, scales)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int8_rows_keep_their_largest_value_and_transposes_undo_each_other() {
+        let x = [1.0f32, -0.5, 0.25, 0.0, 0.0, 0.0];
+        let (q, s) = quantize_rows_int8(&x, 2, 3);
+        assert_eq!(&q[..3], &[127, -64, 32]);
+        assert_eq!(s, vec![1.0 / 127.0, 1.0]);
+        assert_eq!(transposed(&transposed(&x, 2, 3), 3, 2), x.to_vec());
+        assert_eq!(transpose(&x, 2, 3)[1], 0.0);
+    }
 
     #[test]
     fn bf16_rounds_to_nearest_even() {

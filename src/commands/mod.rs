@@ -2,9 +2,7 @@
 
 pub mod calibrate;
 pub mod compare;
-pub mod compare_gpu;
 pub mod demo;
-pub mod demo_gpu;
 pub mod export;
 pub mod report;
 pub mod run;

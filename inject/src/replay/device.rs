@@ -14,7 +14,7 @@ use cudarc::cupti::sys as cupti;
 use cudarc::driver::sys;
 use wattlens_runtime::cuda::checkpoint::Checkpoint;
 
-use super::launch::Launch;
+use super::launch::{self, Launch};
 use crate::state::lock;
 
 /// The burst runs as graphs of launches that each take about this long, so that the host
@@ -275,6 +275,19 @@ unsafe fn burst_of(
 ) -> Result<Burst, String> {
     // SAFETY: the current context.
     let stream = unsafe { private_stream(ctx) }?;
+    // A counter reset whose target is gone is not repeated (the burst then does less work, and
+    // the report leaves it out as unlike the program's launches).
+    let checked;
+    let launch = match &launch.reset {
+        Some(r) if !r.target_is_live() => {
+            checked = launch::Launch {
+                reset: None,
+                ..launch.clone()
+            };
+            &checked
+        }
+        _ => launch,
+    };
     let (a, b) = (Event::new()?, Event::new()?);
     a.record(stream)?;
     // SAFETY: per the contract.

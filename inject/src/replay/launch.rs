@@ -89,6 +89,30 @@ impl Reset {
         self.count.saturating_mul(width)
     }
 
+    /// Whether the destination is still live device memory that holds every byte written:
+    /// the program may have freed it between its memset and its launch.
+    pub fn target_is_live(&self) -> bool {
+        let (mut start, mut size): (sys::CUdeviceptr, usize) = (0, 0);
+        // SAFETY: valid out-pointers of the attributes' sizes (a CUdeviceptr, a size_t); an
+        // address CUDA does not know is refused with an error code.
+        let known = unsafe {
+            sys::cuPointerGetAttribute(
+                std::ptr::addr_of_mut!(start).cast(),
+                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_RANGE_START_ADDR,
+                self.dst,
+            ) == sys::CUresult::CUDA_SUCCESS
+                && sys::cuPointerGetAttribute(
+                    std::ptr::addr_of_mut!(size).cast(),
+                    sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_RANGE_SIZE,
+                    self.dst,
+                ) == sys::CUresult::CUDA_SUCCESS
+        };
+        let end = start.saturating_add(size as sys::CUdeviceptr);
+        known
+            && self.dst >= start
+            && self.dst.saturating_add(self.bytes() as sys::CUdeviceptr) <= end
+    }
+
     /// Issue this memset again on `stream`.
     ///
     /// # Safety

@@ -15,7 +15,7 @@ use wattlens_kernels::ops::{MatmulF32, Ops};
 use wattlens_kernels::reference::{self as r, AttnShape};
 use wattlens_runtime::{CudaError, DeviceBuffer, Profiler, ProfilerConfig, TimingChoice};
 
-use super::compare::{batch_region, batches_in, report, Measured, Variant, ATTN};
+use super::variants::{batch_region, batches_in, report, Measured, Variant, ATTN};
 use crate::cli::CompareArgs;
 use crate::error::CliError;
 use crate::gpu::GpuError;
@@ -40,32 +40,6 @@ fn cuda(e: CudaError) -> CliError {
 
 fn random(rng: &mut SimRng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
-}
-
-/// Per-row (of `rows` rows of `cols`) symmetric int8 quantization: values and scales.
-fn quantize_rows(x: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>) {
-    let mut q = vec![0i8; rows * cols];
-    let mut scales = vec![0f32; rows];
-    for i in 0..rows {
-        let row = &x[i * cols..(i + 1) * cols];
-        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let s = if max > 0.0 { max / 127.0 } else { 1.0 };
-        scales[i] = s;
-        for (j, v) in row.iter().enumerate() {
-            q[i * cols + j] = (v / s).round().clamp(-127.0, 127.0) as i8;
-        }
-    }
-    (q, scales)
-}
-
-fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0f32; rows * cols];
-    for i in 0..rows {
-        for j in 0..cols {
-            t[j * rows + i] = x[i * cols + j];
-        }
-    }
-    t
 }
 
 /// A variant's buffers, ready to launch.
@@ -130,13 +104,13 @@ impl Gpu<'_> {
                 let bits = |v: &[f32]| v.iter().map(|&x| r::bf16_bits(x)).collect::<Vec<_>>();
                 Work::Bf16 {
                     a: self.up(&bits(a))?,
-                    bt: self.up(&bits(&transpose(b, k, n)))?,
+                    bt: self.up(&bits(&r::transposed(b, k, n)))?,
                     c: zeros(m * n)?,
                 }
             }
             Variant::MatmulInt8 => {
-                let (qa, sa) = quantize_rows(a, m, k);
-                let (qb, sb) = quantize_rows(&transpose(b, k, n), n, k);
+                let (qa, sa) = r::quantize_rows_int8(a, m, k);
+                let (qb, sb) = r::quantize_rows_int8(&r::transposed(b, k, n), n, k);
                 Work::Int8 {
                     a: self.up(&r::pack_int8(&qa))?,
                     bt: self.up(&r::pack_int8(&qb))?,
@@ -267,7 +241,11 @@ impl Gpu<'_> {
 /// # Errors
 /// [`CliError::Gpu`] when CUDA or NVML fails (the trace recorded so far is still written);
 /// [`CliError`] when a batch cannot be analysed or output fails.
-pub fn run(args: &CompareArgs, config: &RepeatConfig, out: &mut dyn Write) -> Result<(), CliError> {
+pub(super) fn run(
+    args: &CompareArgs,
+    config: &RepeatConfig,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let trace_path = args.out_dir.join("compare.wlt");
     let manifest = wattlens_kernels::manifest().map_err(|e| {
         cuda(CudaError::Unavailable(format!(
@@ -364,15 +342,15 @@ pub fn run(args: &CompareArgs, config: &RepeatConfig, out: &mut dyn Write) -> Re
     let trace = match (measured, prof.finish()) {
         (Ok(()), Ok(f)) => f.trace,
         (Err(e), Ok(f)) => {
-            super::save_trace(&trace_path, &f.trace)?;
+            crate::commands::save_trace(&trace_path, &f.trace)?;
             return Err(cuda(e));
         }
         (_, Err(aborted)) => {
-            super::save_trace(&trace_path, &aborted.trace)?;
+            crate::commands::save_trace(&trace_path, &aborted.trace)?;
             return Err(cuda(aborted.error));
         }
     };
-    super::save_trace(&trace_path, &trace)?;
+    crate::commands::save_trace(&trace_path, &trace)?;
     let measured: Vec<Measured> = runs
         .into_iter()
         .map(|(v, per_batch, starts, accuracy)| Measured {

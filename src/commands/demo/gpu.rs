@@ -27,7 +27,7 @@ fn cuda(e: CudaError) -> CliError {
 }
 
 /// The demo's prompts: seeded lengths of 24–96 tokens.
-pub fn prompts(seed: u64, vocab: usize) -> Vec<Vec<i32>> {
+fn prompts(seed: u64, vocab: usize) -> Vec<Vec<i32>> {
     let mut rng = SimRng::new(seed);
     let mut next = move || rng.next_u64();
     (0..BATCH)
@@ -97,8 +97,8 @@ fn per_op(out: &mut dyn Write, a: &Attribution, tokens: usize) -> std::io::Resul
 /// # Errors
 /// [`CliError::Gpu`] when CUDA or NVML fails (the trace recorded so far is still written);
 /// [`CliError`] when the output cannot be written.
-pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let (trace_path, perfetto_path) = super::demo::output_paths(args);
+pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let (trace_path, perfetto_path) = super::output::output_paths(args);
     let manifest = wattlens_kernels::manifest().map_err(|e| {
         cuda(CudaError::Unavailable(format!(
             "the embedded kernel manifest is unreadable: {e}"
@@ -187,15 +187,15 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
             f.trace
         }
         Err(aborted) => {
-            super::save_trace(&trace_path, &aborted.trace)?;
+            crate::commands::save_trace(&trace_path, &aborted.trace)?;
             return Err(cuda(aborted.error));
         }
     };
-    super::save_trace(&trace_path, &trace)?;
+    crate::commands::save_trace(&trace_path, &trace)?;
     let tokens = generated.tokens.iter().map(Vec::len).sum::<usize>();
     writeln!(out, "generated {tokens} tokens in {work_s:.2} s")?;
     let report = analyze(&trace)?;
-    super::save_perfetto(&perfetto_path, &trace, &report.waste())?;
+    crate::commands::save_perfetto(&perfetto_path, &trace, &report.waste())?;
     render::table::write(out, &report, None)?;
     for d in &report.devices {
         if let Some(a) = &d.attribution {
@@ -203,5 +203,5 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
     }
     render::waste::write(out, &report)?;
-    super::demo::print_outputs(out, &trace_path, &perfetto_path)
+    super::output::print_outputs(out, &trace_path, &perfetto_path)
 }
