@@ -7,60 +7,16 @@
 //! Only launches that give the same result however often they run are replayed: no argument
 //! both read and written, none of unknown access, no buffer written that another argument
 //! reads. Others are listed as skipped, with the reason, as are the launch shapes of a kernel
-//! after its first [`MAX_SHAPES_PER_KERNEL`].
-
-use std::collections::{HashMap, HashSet};
+//! after its first [`MAX_SHAPES_PER_KERNEL`](super::alone_state::MAX_SHAPES_PER_KERNEL).
 
 use cudarc::driver::CudaStream;
-use wattlens_instrument::trace::{AccessMode, LaunchShape, StrId};
+use wattlens_instrument::trace::{AccessMode, LaunchShape};
 
 use super::error::CudaError;
 use super::profiler::{lock, Kernel, Profiler};
 
 /// Launches between two looks at the clock during a burst.
 const LAUNCHES_PER_CHECK: u32 = 32;
-
-/// Launch shapes of one kernel replayed at most: a program whose shapes change every step (a
-/// decoder without a KV cache, a server's varying batches) would otherwise be held up for a
-/// burst at every new shape.
-pub(crate) const MAX_SHAPES_PER_KERNEL: u32 = 4;
-
-/// The signatures a session has met, and what it did with them.
-#[derive(Debug, Default)]
-pub(crate) struct AloneState {
-    seen: HashSet<(StrId, LaunchShape)>,
-    /// Shapes of each kernel met so far.
-    shapes: HashMap<StrId, u32>,
-    pub report: AloneReport,
-}
-
-/// What a session's kernel replays covered.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AloneReport {
-    /// Kernel signatures measured alone (kernel names; one per launch shape).
-    pub measured: Vec<String>,
-    /// Signatures that were not, each as "name: reason".
-    pub skipped: Vec<String>,
-}
-
-impl AloneState {
-    /// Whether a launch of kernel `name` (id `name_id`) with `shape` is the first of its
-    /// signature and within the kernel's [`MAX_SHAPES_PER_KERNEL`]; the first shape over that
-    /// is reported as skipped.
-    fn admit(&mut self, (name_id, name): (StrId, &str), shape: LaunchShape) -> bool {
-        if !self.seen.insert((name_id, shape)) {
-            return false;
-        }
-        let shapes = self.shapes.entry(name_id).or_default();
-        *shapes += 1;
-        if *shapes == MAX_SHAPES_PER_KERNEL + 1 {
-            self.report.skipped.push(format!(
-                "{name}: launch shapes after its first {MAX_SHAPES_PER_KERNEL} not replayed, so that a program whose shapes keep changing is not held up at each"
-            ));
-        }
-        *shapes <= MAX_SHAPES_PER_KERNEL
-    }
-}
 
 /// Why replaying a launch with these arguments could change what the program computes, if it
 /// could: `buffers` are (buffer id, access mode) per pointer argument.
@@ -153,7 +109,9 @@ impl Profiler {
 
 #[cfg(test)]
 mod tests {
+    use super::super::alone_state::{AloneState, MAX_SHAPES_PER_KERNEL};
     use super::*;
+    use wattlens_instrument::trace::StrId;
     use AccessMode::{None as Scalarish, Read, ReadWrite, Unknown, Write};
 
     #[test]

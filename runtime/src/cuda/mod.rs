@@ -4,6 +4,7 @@
 
 mod activity_buffers;
 mod alone;
+mod alone_state;
 pub mod checkpoint;
 mod cupti;
 pub mod cupti_records;
@@ -16,7 +17,7 @@ mod profiler;
 mod scalar;
 mod transfer;
 
-pub use alone::AloneReport;
+pub use alone_state::AloneReport;
 pub use device::{driver_version, format_uuid, CudaGpu, Timeline};
 pub use error::{Aborted, CudaError};
 pub use launch::{ProfiledArg, ProfiledLaunch};

@@ -15,7 +15,7 @@ use wattlens_instrument::trace::{
 };
 use wattlens_instrument::SensorProfile;
 
-use super::alone::{AloneReport, AloneState};
+use super::alone_state::{AloneReport, AloneState};
 use super::cupti::Cupti;
 use super::device::{ctx as driver_err, open_context};
 use super::error::{Aborted, CudaError};
