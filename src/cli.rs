@@ -26,8 +26,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Convert a trace for other tools.
     Export(ExportArgs),
-    /// Compare kernel variants (fp32 vs bf16 vs int8 matmul, unfused vs fused attention):
-    /// energy, time, power and accuracy per variant with 95% CIs, and a verdict.
+    /// Compare variants: recorded runs (`wattlens compare fp16=a.wlt int8=b.wlt`), with the op
+    /// classes and kernels behind the difference; or, without runs, the built-in kernel
+    /// variants (fp32 vs bf16 vs int8 matmul, unfused vs fused attention) with accuracy.
     Compare(CompareArgs),
     /// Fit the power sensors' profile of a real GPU (about 15 s; needs an NVIDIA GPU).
     Calibrate(CalibrateArgs),
@@ -69,6 +70,10 @@ pub enum CompareSet {
 /// Arguments of `wattlens compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
+    /// Recorded runs to compare as variants, each `NAME=TRACE.wlt` or `TRACE.wlt` (named by its
+    /// file stem); the first is the baseline. Without them, the built-in kernel variants run.
+    #[arg(value_name = "RUNS")]
+    pub runs: Vec<String>,
     /// Which variants to measure.
     #[arg(long, value_enum, default_value = "all")]
     pub what: CompareSet,

@@ -486,3 +486,46 @@ fn the_request_table_and_footprint_lines_match_their_golden_report() {
     assert!(section.contains("serve/long"));
     assert!(section.contains("per token of serve/long"));
 }
+
+#[test]
+fn recorded_runs_compare_as_variants_with_the_ops_behind_the_difference() {
+    let dir = scratch("compare-runs");
+    let mut traces = Vec::new();
+    for (seed, steps) in [("1", "6"), ("2", "12")] {
+        let out_dir = dir.join(format!("s{seed}"));
+        let out = wattlens(&[
+            "demo",
+            "--simulate",
+            "--seed",
+            seed,
+            "--steps",
+            steps,
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        traces.push(out_dir.join("demo.wlt"));
+    }
+    let a = format!("short={}", traces[0].display());
+    let b = format!("long={}", traces[1].display());
+    let out = wattlens(&["compare", &a, &b]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("baseline: short"), "{stdout}");
+    let verdict = stdout
+        .lines()
+        .find(|l| l.starts_with("verdict: long against short: energy ×"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // Twice the decode steps cost more energy.
+    let ratio: f64 = verdict
+        .split('×')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap();
+    assert!(ratio > 1.0, "{verdict}");
+    assert!(stdout.contains("    op "), "{stdout}");
+    let (code, err) = fails(&["compare", &a]);
+    assert_eq!(code, 2);
+    assert!(err.contains("two recorded runs"), "{err}");
+}

@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod calibrate;
 pub mod clock;
 pub mod compare;
+pub mod compare_runs;
 pub mod footprint;
 pub mod format;
 mod intervals;

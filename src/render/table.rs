@@ -479,7 +479,7 @@ fn shape(launch: Option<LaunchShape>, kind: &str) -> String {
 }
 
 /// `s` cut to `n` characters, its end marked `~`.
-pub(super) fn clip(s: &str, n: usize) -> String {
+pub fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_owned()
     } else {

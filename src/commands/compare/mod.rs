@@ -5,6 +5,7 @@
 //! ([`sim`]) and the true energies are printed beside the estimates.
 
 mod gpu;
+mod runs;
 mod sim;
 mod variants;
 
@@ -24,6 +25,9 @@ pub use variants::{Comparison, Variant};
 /// [`CliError`] when the GPU session fails (the trace recorded so far is still written), a
 /// batch cannot be analysed, or output fails.
 pub fn run(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if !args.runs.is_empty() {
+        return runs::run(&args.runs, out);
+    }
     std::fs::create_dir_all(&args.out_dir).map_err(|source| CliError::WriteFile {
         path: args.out_dir.clone(),
         source,

@@ -1,0 +1,346 @@
+//! Recorded runs compared as variants (`wattlens compare a.wlt b.wlt …`): each trace is one run
+//! of the same workload under one variant (an fp16 and an int8 build of a model, two versions
+//! of a kernel). Per variant: the run's energy, time, mean power and energy-delay product, each
+//! request path's mean energy and energy per token, and the energy of each op class and kernel.
+//! Per variant against the first (the baseline): ratios with their 95% intervals, and the op
+//! classes and kernels that make the difference, with the share of the difference they explain.
+//!
+//! Intervals: a run's energy is the counter's (exact but for its 1 mJ steps); a request's,
+//! op's or kernel's is the attribution's. Independent intervals combine in quadrature. One run
+//! per variant says nothing about run-to-run spread: record several runs and compare their
+//! traces to see it.
+
+use serde::Serialize;
+
+use crate::attribution::{Attribution, EnergyEstimate};
+use crate::trace::LaunchShape;
+
+/// A signed energy with its 95% half-width, mJ.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Delta {
+    /// Point value, mJ.
+    pub mj: f64,
+    /// 95% half-width, mJ.
+    pub half_mj: f64,
+}
+
+impl Delta {
+    /// `b − a`, the half-widths in quadrature.
+    fn between(a: &EnergyEstimate, b: &EnergyEstimate) -> Self {
+        Self {
+            mj: b.mj - a.mj,
+            half_mj: half(a).hypot(half(b)),
+        }
+    }
+
+    /// Whether the interval excludes zero.
+    pub fn is_resolved(&self) -> bool {
+        self.mj.abs() > self.half_mj
+    }
+}
+
+/// A ratio with its 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ratio {
+    /// Point value.
+    pub value: f64,
+    /// Lower end.
+    pub low: f64,
+    /// Upper end.
+    pub high: f64,
+}
+
+impl Ratio {
+    /// `b / a`, from the two estimates' relative half-widths in quadrature; `None` when `a`
+    /// is not positive.
+    fn of(b: &EnergyEstimate, a: &EnergyEstimate) -> Option<Self> {
+        if a.mj <= 0.0 || b.mj < 0.0 {
+            return None;
+        }
+        let value = b.mj / a.mj;
+        let rel = (half(a) / a.mj).hypot(if b.mj > 0.0 { half(b) / b.mj } else { 0.0 });
+        Some(Self {
+            value,
+            low: (value * (1.0 - rel)).max(0.0),
+            high: value * (1.0 + rel),
+        })
+    }
+}
+
+fn half(e: &EnergyEstimate) -> f64 {
+    (e.high_mj - e.low_mj) / 2.0
+}
+
+/// One request path of a variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestMean {
+    /// Range path.
+    pub path: String,
+    /// Instances.
+    pub count: u64,
+    /// Mean energy per instance.
+    pub mean: EnergyEstimate,
+    /// Energy per token, where tokens are known.
+    pub per_token: Option<EnergyEstimate>,
+}
+
+/// A part of the run (an op class or a kernel signature) and its energy: dynamic plus its
+/// static share.
+#[derive(Debug, Clone, Serialize)]
+pub struct Part {
+    /// Op class label, or kernel name with its launch shape.
+    pub name: String,
+    /// Launches.
+    pub launches: u64,
+    /// Energy.
+    pub energy: EnergyEstimate,
+}
+
+/// One variant's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variant {
+    /// Its name.
+    pub name: String,
+    /// Energy the counter measured over the run.
+    pub energy: EnergyEstimate,
+    /// The run's length, s.
+    pub time_s: f64,
+    /// Mean power, W.
+    pub mean_power_w: f64,
+    /// Energy-delay product, J·s.
+    pub edp_js: f64,
+    /// Per request path.
+    pub requests: Vec<RequestMean>,
+    /// Per op class.
+    pub ops: Vec<Part>,
+    /// Per kernel signature.
+    pub kernels: Vec<Part>,
+}
+
+impl Variant {
+    /// The variant `name` of one device's attribution.
+    pub fn of(name: &str, a: &Attribution) -> Self {
+        let c = &a.closure;
+        // The counter's 1 mJ steps, at both ends of the run.
+        let energy = EnergyEstimate::from_half_width(c.counter_mj, 1.0);
+        let time_s = c.window_ns as f64 * 1e-9;
+        let sum = |d: &EnergyEstimate, s: &EnergyEstimate| {
+            EnergyEstimate::from_half_width(d.mj + s.mj, half(d) + half(s))
+        };
+        Self {
+            name: name.to_owned(),
+            energy,
+            time_s,
+            mean_power_w: if time_s > 0.0 {
+                c.counter_mj / 1e3 / time_s
+            } else {
+                0.0
+            },
+            edp_js: c.counter_mj / 1e3 * time_s,
+            requests: a
+                .requests
+                .ranges
+                .iter()
+                .map(|r| RequestMean {
+                    path: r.path.clone(),
+                    count: r.count,
+                    mean: r.mean,
+                    per_token: r.per_token,
+                })
+                .collect(),
+            ops: a
+                .ops
+                .iter()
+                .map(|o| Part {
+                    name: o.op_class.label().to_owned(),
+                    launches: o.launches,
+                    energy: sum(&o.dynamic, &o.static_share),
+                })
+                .collect(),
+            kernels: a
+                .signatures
+                .iter()
+                .map(|s| Part {
+                    name: kernel_key(&s.name, s.launch),
+                    launches: s.launches,
+                    energy: sum(&s.dynamic, &s.static_share),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A kernel signature's name in the comparison: its name and launch shape.
+fn kernel_key(name: &str, launch: Option<LaunchShape>) -> String {
+    match launch {
+        Some(l) => format!("{name} ({}x{})", l.blocks(), l.threads_per_block()),
+        None => name.to_owned(),
+    }
+}
+
+/// One part's difference between a variant and the baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartDiff {
+    /// The part.
+    pub name: String,
+    /// Variant − baseline.
+    pub delta: Delta,
+    /// Launches in the baseline and in the variant.
+    pub launches: (u64, u64),
+}
+
+/// A variant against the baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// The variant.
+    pub variant: String,
+    /// The baseline.
+    pub baseline: String,
+    /// Run energy, variant over baseline.
+    pub energy: Option<Ratio>,
+    /// Run time, variant over baseline.
+    pub time_ratio: f64,
+    /// Per request path both runs have: mean energy, variant over baseline.
+    pub requests: Vec<(String, Ratio)>,
+    /// Per op class, largest difference first.
+    pub ops: Vec<PartDiff>,
+    /// Per kernel signature, largest difference first.
+    pub kernels: Vec<PartDiff>,
+    /// The run energy's difference.
+    pub total: Delta,
+    /// The share of that difference the op classes' differences add up to (the rest is idle
+    /// outside the work, and what the attribution left unexplained).
+    pub explained: f64,
+}
+
+/// `variant` against `baseline`.
+pub fn verdict(baseline: &Variant, variant: &Variant) -> Verdict {
+    let total = Delta::between(&baseline.energy, &variant.energy);
+    let ops = diffs(&baseline.ops, &variant.ops);
+    let explained = if total.mj.abs() > 0.0 {
+        ops.iter().map(|d| d.delta.mj).sum::<f64>() / total.mj
+    } else {
+        0.0
+    };
+    Verdict {
+        variant: variant.name.clone(),
+        baseline: baseline.name.clone(),
+        energy: Ratio::of(&variant.energy, &baseline.energy),
+        time_ratio: if baseline.time_s > 0.0 {
+            variant.time_s / baseline.time_s
+        } else {
+            0.0
+        },
+        requests: baseline
+            .requests
+            .iter()
+            .filter_map(|a| {
+                let b = variant.requests.iter().find(|b| b.path == a.path)?;
+                Some((a.path.clone(), Ratio::of(&b.mean, &a.mean)?))
+            })
+            .collect(),
+        ops,
+        kernels: diffs(&baseline.kernels, &variant.kernels),
+        total,
+        explained,
+    }
+}
+
+/// Each part of either run, variant − baseline (a part one run lacks counts as zero there),
+/// largest difference first.
+fn diffs(baseline: &[Part], variant: &[Part]) -> Vec<PartDiff> {
+    let zero = EnergyEstimate::from_half_width(0.0, 0.0);
+    let mut names: Vec<&str> = baseline
+        .iter()
+        .chain(variant)
+        .map(|p| p.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let find = |parts: &[Part], n: &str| -> (EnergyEstimate, u64) {
+        parts
+            .iter()
+            .find(|p| p.name == n)
+            .map_or((zero, 0), |p| (p.energy, p.launches))
+    };
+    let mut out: Vec<PartDiff> = names
+        .into_iter()
+        .map(|n| {
+            let (a, la) = find(baseline, n);
+            let (b, lb) = find(variant, n);
+            PartDiff {
+                name: n.to_owned(),
+                delta: Delta::between(&a, &b),
+                launches: (la, lb),
+            }
+        })
+        .collect();
+    out.sort_by(|x, y| y.delta.mj.abs().total_cmp(&x.delta.mj.abs()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(name: &str, mj: f64, half: f64) -> Part {
+        Part {
+            name: name.into(),
+            launches: 10,
+            energy: EnergyEstimate::from_half_width(mj, half),
+        }
+    }
+
+    fn variant(name: &str, total_mj: f64, ops: Vec<Part>) -> Variant {
+        Variant {
+            name: name.into(),
+            energy: EnergyEstimate::from_half_width(total_mj, 1.0),
+            time_s: 2.0,
+            mean_power_w: total_mj / 2e3,
+            edp_js: total_mj / 1e3 * 2.0,
+            requests: vec![RequestMean {
+                path: "request".into(),
+                count: 4,
+                mean: EnergyEstimate::from_half_width(total_mj / 4.0, total_mj / 400.0),
+                per_token: None,
+            }],
+            ops,
+            kernels: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_difference_is_named_by_op_and_its_explained_share_adds_up() {
+        let base = variant(
+            "fp16",
+            100_000.0,
+            vec![
+                part("matmul", 60_000.0, 600.0),
+                part("norm", 5_000.0, 500.0),
+            ],
+        );
+        let int8 = variant(
+            "int8",
+            130_000.0,
+            vec![
+                part("matmul", 50_000.0, 500.0),
+                part("norm", 5_100.0, 500.0),
+                part("elementwise", 36_000.0, 400.0),
+            ],
+        );
+        let v = verdict(&base, &int8);
+        assert_eq!(
+            v.ops[0].name, "elementwise",
+            "the dequantise kernels, largest first"
+        );
+        assert!((v.ops[0].delta.mj - 36_000.0).abs() < 1e-9);
+        assert!(v.ops[0].delta.is_resolved());
+        let norm = v.ops.iter().find(|d| d.name == "norm").unwrap();
+        assert!(!norm.delta.is_resolved(), "100 mJ ± 707 mJ says nothing");
+        assert!((v.explained - 26_100.0 / 30_000.0).abs() < 1e-9);
+        let r = v.energy.unwrap();
+        assert!((r.value - 1.3).abs() < 1e-9 && r.low < 1.3 && r.high > 1.3);
+        assert_eq!(v.requests.len(), 1);
+        assert!((v.requests[0].1.value - 1.3).abs() < 1e-9);
+    }
+}
