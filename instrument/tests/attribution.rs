@@ -526,3 +526,69 @@ fn region_paths_thousands_deep_are_rolled_up_to_a_bounded_depth() {
     let top = a.regions.iter().find(|r| r.path == "a").unwrap();
     assert_eq!(top.launches, work, "the top level holds every span");
 }
+
+/// A replay that does less work than the launch in place (a persistent kernel whose tile
+/// counter the first repeat used up: 15× shorter launches, here at the kernel's own power) is
+/// left out of the fit and named, and the energy of its burst and checkpoint is the profiler's
+/// own in the closure, not unattributed.
+#[test]
+fn a_replay_left_out_as_unlike_is_the_profilers_own_energy_in_the_closure() {
+    let mut workload = lockstep().with_replays(ALONE_BURST_NS, (6_000_000, 150_000), 1.0, &[]);
+    let mut altered = None;
+    for item in &mut workload.items {
+        if let WorkItem::Replay(r) = item {
+            if altered.is_none() {
+                r.kernel.duration_ns = (r.kernel.duration_ns / 15).max(1);
+                r.kernel.count = r.kernel.count.saturating_mul(15);
+                altered = Some(r.kernel.name.clone());
+            }
+        }
+    }
+    let name = altered.expect("a replay to alter");
+    let run = simulate_with_budget(
+        &workload,
+        &GpuModel::h200(),
+        &SensorProfile::default(),
+        1,
+        T0,
+        REPLAY_CPU_BUDGET,
+    );
+    let a = attribute(&run.trace, 0).unwrap();
+    let replay = a.replay.as_ref().expect("a replay summary");
+    assert!(
+        replay
+            .notes
+            .iter()
+            .any(|n| n.name == name && n.outcome.contains("faster alone")),
+        "{:?}",
+        replay.notes
+    );
+    let c = &a.closure;
+    println!("{c:?}");
+    // The truth of the profiler's own device work that no span prices: what the left-out burst
+    // drew above idle (its thermal leakage included), and every burst's checkpoint copies
+    // (150 W, 6 ms each way).
+    let burst_mj: f64 = run
+        .trace
+        .spans
+        .iter()
+        .zip(&run.truth.span_above_idle_mj)
+        .filter(|(s, _)| matches!(s.kind, SpanKind::Alone { .. }) && run.trace.str(s.name) == name)
+        .map(|(_, mj)| mj)
+        .sum();
+    let truth_mj = burst_mj + replay.bursts as f64 * 2.0 * 6e-3 * 150_000.0;
+    // What the idle power's interval allows over the counter windows that see an episode (the
+    // episodes and, at most, a counter period on each side of each).
+    let idle_half_mw = (a.idle_power.high_mw - a.idle_power.low_mw) / 2.0;
+    let seen_s = replay.held_ns as f64 * 1e-9 + replay.bursts as f64 * 0.2;
+    let allowed_mj = 0.05 * truth_mj + idle_half_mw * seen_s;
+    println!(
+        "profiler's own: {:.0} mJ, truth {truth_mj:.0} mJ, allowed ±{allowed_mj:.0} mJ",
+        c.profiler_mj
+    );
+    assert!(
+        (c.profiler_mj - truth_mj).abs() < allowed_mj,
+        "{c:?} vs {truth_mj}"
+    );
+    assert!(c.residual_mj.abs() < 0.01 * c.counter_mj, "{c:?}");
+}
