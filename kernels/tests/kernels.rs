@@ -80,7 +80,9 @@ mod runtime_gpu {
     use wattlens_instrument::trace::{CopyDirection, SpanKind, Trace};
     use wattlens_kernels::runtime_checks as k;
     use wattlens_runtime::digest::{content_digest, ContentHash};
-    use wattlens_runtime::{CudaError, ProfiledArg, Profiler, ProfilerConfig, TimingChoice};
+    use wattlens_runtime::{
+        CudaError, ProfiledArg, Profiler, ProfilerConfig, TimingChoice, TimingMethod,
+    };
 
     fn config(timing: TimingChoice) -> ProfilerConfig {
         // Facts come from the manifest the pass wrote at build time.
@@ -107,11 +109,11 @@ mod runtime_gpu {
             "{err}"
         );
         let auto = Profiler::start(config(TimingChoice::Auto)).unwrap();
-        assert_eq!(auto.timing(), &["events"]);
+        assert_eq!(auto.timing(), &[TimingMethod::Events]);
         drop(auto);
         drop(first);
         let again = Profiler::start(config(TimingChoice::Cupti)).unwrap();
-        assert_eq!(again.timing(), &["cupti"]);
+        assert_eq!(again.timing(), &[TimingMethod::Cupti]);
     }
 
     fn saxpy_session(timing: TimingChoice) -> (Trace, Vec<f32>) {

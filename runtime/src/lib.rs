@@ -20,3 +20,4 @@ pub use cuda::{
     Aborted, AloneReport, CudaError, CudaGpu, DeviceBuffer, Finished, Kernel, ProfiledArg,
     ProfiledLaunch, Profiler, ProfilerConfig, RegionGuard, Scalar, TimingChoice,
 };
+pub use timing::TimingMethod;

@@ -182,7 +182,7 @@ fn main() -> Res<()> {
         println!(
             "{}",
             json!({
-                "timing": finished.timing,
+                "timing": finished.timing.iter().map(|m| m.label()).collect::<Vec<_>>(),
                 "host_ns_per_launch": {"plain_before": plain_before, "instrumented": instrumented, "plain_after": plain_after,
                     "added": instrumented - plain_before.min(plain_after)},
                 "workload_10k_wall_ms": {"plain": pw, "instrumented": iw, "slowdown_pct": (iw / pw - 1.0) * 100.0},
@@ -230,7 +230,7 @@ fn main() -> Res<()> {
         println!(
             "{}",
             json!({
-                "alignment_session_s": seconds, "timing": finished.timing, "probes": probes.len(), "spans": spans.len(),
+                "alignment_session_s": seconds, "timing": finished.timing.iter().map(|m| m.label()).collect::<Vec<_>>(), "probes": probes.len(), "spans": spans.len(),
                 "worst_bracket_violation_ns": worst_violation, "median_bracket_ns": median(widths),
                 "fitted_error_bound_ns": bound,
                 "drift_ppb": finished.trace.alignments.first().map(|a| a.drift_ppb),

@@ -14,6 +14,7 @@ use wattlens_instrument::trace::{AccessMode, LaunchShape};
 
 use super::error::CudaError;
 use super::profiler::{lock, Kernel, Profiler};
+use crate::timing::TimingMethod;
 
 /// Launches between two looks at the clock during a burst.
 const LAUNCHES_PER_CHECK: u32 = 32;
@@ -74,7 +75,7 @@ impl Profiler {
         let ctx = self.context(device as usize)?;
         // The device must be idle, so the burst is all that runs.
         ctx.synchronize().map_err(|e| self.fault(e))?;
-        let paused = if self.methods.get(device as usize) == Some(&"cupti") {
+        let paused = if self.methods.get(device as usize) == Some(&TimingMethod::Cupti) {
             Some(super::cupti::pause_kernel_records().map_err(CudaError::Timer)?)
         } else {
             None

@@ -24,7 +24,9 @@ use super::nvtx::{self, NvtxRange};
 use crate::c_abi;
 use crate::digest::ContentHash;
 use crate::recorder::{OpDesc, Recorder};
-use crate::timing::{CuptiTimer, EventTimer, Expect, OpTimer, StreamKey, TimerError};
+use crate::timing::{
+    CuptiTimer, EventTimer, Expect, OpTimer, StreamKey, TimerError, TimingMethod,
+};
 
 /// Which GPU timing method a session uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -195,7 +197,7 @@ pub struct Finished {
     /// The trace.
     pub trace: Trace,
     /// The timing method of each device.
-    pub timing: Vec<&'static str>,
+    pub timing: Vec<TimingMethod>,
     /// Issued operations the timer never saw complete (0 in a healthy run).
     pub untimed: usize,
     /// What the power sampler did and cost, when it ran.
@@ -230,7 +232,7 @@ pub struct Profiler {
     driver: Option<String>,
     pub(crate) config: ProfilerConfig,
     facts: HashMap<String, KernelFacts>,
-    pub(crate) methods: Vec<&'static str>,
+    pub(crate) methods: Vec<TimingMethod>,
     pub(crate) alone: Mutex<AloneState>,
     done: bool,
 }
@@ -354,7 +356,7 @@ impl Profiler {
     }
 
     /// The timing method of each device (`"cupti"` or `"events"`).
-    pub fn timing(&self) -> &[&'static str] {
+    pub fn timing(&self) -> &[TimingMethod] {
         &self.methods
     }
 
@@ -504,7 +506,7 @@ impl Profiler {
     ) -> Result<R, CudaError> {
         let caller = std::panic::Location::caller();
         let device = self.device_of(stream)?;
-        if self.methods.get(device as usize) != Some(&"cupti") {
+        if self.methods.get(device as usize) != Some(&TimingMethod::Cupti) {
             return Err(CudaError::Unavailable(format!(
                 "{name} runs library kernels that only CUPTI can see, and this session times GPU {device} with CUDA events; make libcupti loadable (it ships under extras/CUPTI/lib64) or call the library outside the session"
             )));

@@ -253,8 +253,8 @@ fn foreign_span(
 }
 
 impl<A: CuptiApi> OpTimer for CuptiTimer<A> {
-    fn method(&self) -> &'static str {
-        "cupti"
+    fn method(&self) -> super::TimingMethod {
+        super::TimingMethod::Cupti
     }
 
     fn before(&mut self, _stream: &StreamKey, _seq: u64) -> Result<(), TimerError> {

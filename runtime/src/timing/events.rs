@@ -202,8 +202,8 @@ impl<A: EventApi> EventTimer<A> {
 }
 
 impl<A: EventApi> OpTimer for EventTimer<A> {
-    fn method(&self) -> &'static str {
-        "events"
+    fn method(&self) -> super::TimingMethod {
+        super::TimingMethod::Events
     }
 
     fn before(&mut self, stream: &StreamKey, seq: u64) -> Result<(), TimerError> {

@@ -110,10 +110,29 @@ pub enum TimerError {
     Unavailable(String),
 }
 
+/// How a session times the GPU's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimingMethod {
+    /// CUPTI activity records.
+    Cupti,
+    /// CUDA event pairs around each operation.
+    Events,
+}
+
+impl TimingMethod {
+    /// Its name in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            TimingMethod::Cupti => "cupti",
+            TimingMethod::Events => "events",
+        }
+    }
+}
+
 /// Times issued operations on the GPU.
 pub trait OpTimer: Send {
-    /// Short name of the method, for reports (`"cupti"`, `"events"`).
-    fn method(&self) -> &'static str;
+    /// The method.
+    fn method(&self) -> TimingMethod;
 
     /// Called just before operation `seq` is enqueued on `stream`.
     ///
