@@ -3,20 +3,20 @@
 //! price, the energy counter prices the windows directly.
 //!
 //! Per nesting depth, the counter windows inside the ranges' stretch are regressed on the
-//! instance-seconds each range path holds in them, plus the seconds no range of that depth
-//! holds: `E_w = Σ_k P_k · t_kw + P_gap · t_gap,w`. `P_k` is the GPU's mean power while an
-//! instance of path `k` runs (idle included), so an instance costs `P_k` × its wall time, and
-//! the fit's covariance gives the interval. Counter windows are exact integrals, so a request
-//! shorter than a window is priced without bias when its kind recurs in windows of different
-//! mixes; a single window's uniform split would charge it its neighbours' power.
+//! instance-seconds each range path holds in them, the seconds no range of that depth holds
+//! priced at the idle power measured outside the ranges: `E_w − P_idle · g_w = Σ_k P_k · t_kw`.
+//! `P_k` is the GPU's mean power while an instance of path `k` runs (idle included), so an
+//! instance costs `P_k` × its wall time, and the fit's covariance gives the interval. Counter
+//! windows are exact integrals, so a request shorter than a window is priced without bias when
+//! its kind recurs in windows of different mixes; a single window's uniform split would charge
+//! it its neighbours' power. The stretches between requests are short (the host's time between
+//! them): a free power for them is barely determined and took energy from the requests' powers
+//! in the simulator (−1.6% and −5.4%), so they are held at idle, and the interval assumes so.
 //!
 //! Instances of one path that overlap hold the GPU together: each instance-second costs
 //! `P_k`, which splits a shared stretch equally.
 
 use std::collections::BTreeMap;
-
-/// How a light trace prices a request, for every report of one.
-pub const LIGHT_DEFINITION: &str = "Light mode (ranges and sensors only): each range path's mean power while an instance runs is fitted from the energy counter's windows (idle included), and an instance costs that power × its wall time; the part above the idle power measured outside the ranges is its dynamic energy. Its interval is the fit's, which assumes each path draws one mean power. No kernel or op is priced.";
 
 use super::linalg::{cholesky_inverse, cholesky_solve, t95, Square};
 use super::requests::{
@@ -25,6 +25,9 @@ use super::requests::{
 use super::EnergyEstimate;
 use crate::power::CounterWindow;
 use crate::trace::Trace;
+
+/// How a light trace prices a request, for every report of one.
+pub const LIGHT_DEFINITION: &str = "Light mode (ranges and sensors only): each range path's mean power while an instance runs is fitted from the energy counter's windows (idle included; the time between requests held at the idle power measured outside them), and an instance costs that power × its wall time; the part above the idle power measured outside the ranges is its dynamic energy. Its interval is the fit's, which assumes each path draws one mean power. No kernel or op is priced.";
 
 /// The requests of a trace without work records, priced from `windows` (the counter's); the
 /// idle part of each is `idle_mw` (and its 95% half-width) over its wall time, the rest

@@ -24,9 +24,7 @@ use super::nvtx::{self, NvtxRange};
 use crate::c_abi;
 use crate::digest::ContentHash;
 use crate::recorder::{OpDesc, Recorder};
-use crate::timing::{
-    CuptiTimer, EventTimer, Expect, OpTimer, StreamKey, TimerError, TimingMethod,
-};
+use crate::timing::{CuptiTimer, EventTimer, Expect, OpTimer, StreamKey, TimerError, TimingMethod};
 
 /// Which GPU timing method a session uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
