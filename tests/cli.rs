@@ -490,9 +490,8 @@ fn the_request_table_and_footprint_lines_match_their_golden_report() {
 #[test]
 fn recorded_runs_compare_as_variants_with_the_ops_behind_the_difference() {
     let dir = scratch("compare-runs");
-    let mut traces = Vec::new();
-    for (seed, steps) in [("1", "6"), ("2", "12")] {
-        let out_dir = dir.join(format!("s{seed}"));
+    let demo = |seed: &str, steps: &str| {
+        let out_dir = dir.join(format!("s{seed}-{steps}"));
         let out = wattlens(&[
             "demo",
             "--simulate",
@@ -504,14 +503,28 @@ fn recorded_runs_compare_as_variants_with_the_ops_behind_the_difference() {
             out_dir.to_str().unwrap(),
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        traces.push(out_dir.join("demo.wlt"));
-    }
-    let a = format!("short={}", traces[0].display());
-    let b = format!("long={}", traces[1].display());
+        out_dir.join("demo.wlt").display().to_string()
+    };
+    // Four runs of the short workload (an A/A check), two of one with twice the decode steps.
+    let short: Vec<String> = ["1", "2", "3", "4"].iter().map(|s| demo(s, "6")).collect();
+    let long: Vec<String> = ["5", "6"].iter().map(|s| demo(s, "12")).collect();
+    let a = format!("short={}", short.join(","));
+    let b = format!("long={}", long.join(","));
     let out = wattlens(&["compare", &a, &b]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stdout.contains("baseline: short"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("short "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let aa: Vec<f64> = row
+        .split(['×', '[', ',', ']'])
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    assert!(row.contains(" 4 ") && aa.len() >= 3, "{row}");
+    let (low, high) = (aa[aa.len() - 2], aa[aa.len() - 1]);
+    assert!(low <= 1.0 && 1.0 <= high, "the A/A check holds 1: {row}");
     let verdict = stdout
         .lines()
         .find(|l| l.starts_with("verdict: long against short: energy ×"))

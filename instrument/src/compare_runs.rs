@@ -6,13 +6,15 @@
 //! classes and kernels that make the difference, with the share of the difference they explain.
 //!
 //! Intervals: a run's energy is the counter's (exact but for its 1 mJ steps); a request's,
-//! op's or kernel's is the attribution's. Independent intervals combine in quadrature. One run
-//! per variant says nothing about run-to-run spread: record several runs and compare their
-//! traces to see it.
+//! op's or kernel's is the attribution's. A variant of several runs takes the mean of each
+//! figure, with the wider of the runs' own mean half-width and the t-interval of their spread;
+//! with four runs or more, an A/A check compares its even runs with its odd ones, which a sound
+//! comparison finds equal. Independent intervals combine in quadrature. One run per variant
+//! says nothing about run-to-run spread.
 
 use serde::Serialize;
 
-use crate::attribution::{Attribution, EnergyEstimate};
+use crate::attribution::{t_quantile_95, Attribution, EnergyEstimate};
 use crate::trace::LaunchShape;
 
 /// A signed energy with its 95% half-width, mJ.
@@ -96,11 +98,16 @@ pub struct Part {
     pub energy: EnergyEstimate,
 }
 
-/// One variant's run.
+/// One variant: one run, or the mean of several.
 #[derive(Debug, Clone, Serialize)]
 pub struct Variant {
     /// Its name.
     pub name: String,
+    /// Runs it is the mean of.
+    pub runs: usize,
+    /// Its even runs' energy over its odd runs' (four runs or more): an A/A check, whose
+    /// interval should hold 1.
+    pub aa: Option<Ratio>,
     /// Energy the counter measured over the run.
     pub energy: EnergyEstimate,
     /// The run's length, s.
@@ -129,6 +136,8 @@ impl Variant {
         };
         Self {
             name: name.to_owned(),
+            runs: 1,
+            aa: None,
             energy,
             time_s,
             mean_power_w: if time_s > 0.0 {
@@ -168,6 +177,113 @@ impl Variant {
                 .collect(),
         }
     }
+}
+
+impl Variant {
+    /// The variant `name` of several runs: each figure's mean, with the wider of the runs' own
+    /// mean half-width and the t-interval of their spread; parts a run lacks count as zero
+    /// there. `None` for no runs.
+    pub fn of_runs(name: &str, runs: &[Variant]) -> Option<Self> {
+        let first = runs.first()?;
+        if runs.len() == 1 {
+            return Some(Self {
+                name: name.to_owned(),
+                ..first.clone()
+            });
+        }
+        let n = runs.len() as f64;
+        let mean_f = |f: &dyn Fn(&Variant) -> f64| runs.iter().map(f).sum::<f64>() / n;
+        let energy = combine(&runs.iter().map(|r| r.energy).collect::<Vec<_>>());
+        let time_s = mean_f(&|r| r.time_s);
+        let parts = |of: &dyn Fn(&Variant) -> &Vec<Part>| -> Vec<Part> {
+            let mut names: Vec<String> = runs
+                .iter()
+                .flat_map(|r| of(r).iter().map(|p| p.name.clone()))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|name| {
+                    let found: Vec<Option<&Part>> = runs
+                        .iter()
+                        .map(|r| of(r).iter().find(|p| p.name == name))
+                        .collect();
+                    let energies: Vec<EnergyEstimate> = found
+                        .iter()
+                        .map(|p| p.map_or(EnergyEstimate::from_half_width(0.0, 0.0), |p| p.energy))
+                        .collect();
+                    let launches = found
+                        .iter()
+                        .map(|p| p.map_or(0, |p| p.launches))
+                        .sum::<u64>()
+                        / runs.len() as u64;
+                    Part {
+                        name,
+                        launches,
+                        energy: combine(&energies),
+                    }
+                })
+                .collect()
+        };
+        let requests = first
+            .requests
+            .iter()
+            .filter_map(|r| {
+                let all: Vec<&RequestMean> = runs
+                    .iter()
+                    .filter_map(|v| v.requests.iter().find(|q| q.path == r.path))
+                    .collect();
+                (all.len() == runs.len()).then(|| RequestMean {
+                    path: r.path.clone(),
+                    count: all.iter().map(|q| q.count).sum(),
+                    mean: combine(&all.iter().map(|q| q.mean).collect::<Vec<_>>()),
+                    per_token: all
+                        .iter()
+                        .map(|q| q.per_token)
+                        .collect::<Option<Vec<_>>>()
+                        .map(|t| combine(&t)),
+                })
+            })
+            .collect();
+        let halves = |parity: usize| -> Vec<EnergyEstimate> {
+            runs.iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == parity)
+                .map(|(_, r)| r.energy)
+                .collect()
+        };
+        let aa = (runs.len() >= 4)
+            .then(|| Ratio::of(&combine(&halves(0)), &combine(&halves(1))))
+            .flatten();
+        Some(Self {
+            name: name.to_owned(),
+            runs: runs.len(),
+            aa,
+            energy,
+            time_s,
+            mean_power_w: mean_f(&|r| r.mean_power_w),
+            edp_js: mean_f(&|r| r.edp_js),
+            requests,
+            ops: parts(&|r| &r.ops),
+            kernels: parts(&|r| &r.kernels),
+        })
+    }
+}
+
+/// The mean of `estimates`, with the wider of their mean half-width and the t-interval of
+/// their spread.
+fn combine(estimates: &[EnergyEstimate]) -> EnergyEstimate {
+    let n = estimates.len().max(1) as f64;
+    let mean = estimates.iter().map(|e| e.mj).sum::<f64>() / n;
+    let own = estimates.iter().map(half).sum::<f64>() / n;
+    let spread = if estimates.len() > 1 {
+        let var = estimates.iter().map(|e| (e.mj - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        t_quantile_95(estimates.len() - 1) * (var / n).sqrt()
+    } else {
+        0.0
+    };
+    EnergyEstimate::from_half_width(mean, own.max(spread))
 }
 
 /// A kernel signature's name in the comparison: its name and launch shape.
@@ -294,6 +410,8 @@ mod tests {
     fn variant(name: &str, total_mj: f64, ops: Vec<Part>) -> Variant {
         Variant {
             name: name.into(),
+            runs: 1,
+            aa: None,
             energy: EnergyEstimate::from_half_width(total_mj, 1.0),
             time_s: 2.0,
             mean_power_w: total_mj / 2e3,
@@ -342,5 +460,24 @@ mod tests {
         assert!((r.value - 1.3).abs() < 1e-9 && r.low < 1.3 && r.high > 1.3);
         assert_eq!(v.requests.len(), 1);
         assert!((v.requests[0].1.value - 1.3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn repeated_runs_give_a_spread_interval_and_an_a_a_check() {
+        let runs: Vec<Variant> = [100_000.0, 104_000.0, 98_000.0, 102_000.0]
+            .iter()
+            .map(|&mj| variant("fp16", mj, vec![part("matmul", mj * 0.6, 600.0)]))
+            .collect();
+        let v = Variant::of_runs("fp16", &runs).unwrap();
+        assert_eq!(v.runs, 4);
+        assert!((v.energy.mj - 101_000.0).abs() < 1e-9);
+        // The runs' spread (sd 2582 mJ) dominates their own 1 mJ: t(3) × sd / 2.
+        let half = (v.energy.high_mj - v.energy.low_mj) / 2.0;
+        assert!((half - 3.182 * 2582.0 / 2.0).abs() < 10.0, "{half}");
+        let aa = v.aa.unwrap();
+        assert!(aa.low <= 1.0 && 1.0 <= aa.high, "{aa:?}");
+        assert_eq!(v.ops[0].name, "matmul");
+        assert!(v.requests[0].count == 16);
+        assert!(Variant::of_runs("x", &[]).is_none());
     }
 }

@@ -2,7 +2,7 @@
 //! baseline ([`wattlens_instrument::compare_runs`]).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use wattlens_instrument::compare_runs::{verdict, Delta, Ratio, Variant, Verdict};
 
@@ -14,45 +14,66 @@ use crate::render::units::{energy, joules};
 /// Parts listed per verdict; the rest are summed in one line.
 const TOP_PARTS: usize = 8;
 
-/// A run named on the command line: `NAME=PATH`, or `PATH` named by its file stem.
-fn named(arg: &str) -> (String, PathBuf) {
+/// A variant named on the command line: `NAME=TRACE[,TRACE…]` (its runs), or `TRACE` named by
+/// its file stem.
+fn named(arg: &str) -> (String, Vec<PathBuf>) {
     match arg.split_once('=') {
-        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
-            (name.to_owned(), PathBuf::from(path))
-        }
+        Some((name, paths)) if !name.is_empty() && !paths.is_empty() => (
+            name.to_owned(),
+            paths
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+        ),
         _ => {
             let path = PathBuf::from(arg);
             let name = path
                 .file_stem()
                 .map_or_else(|| arg.to_owned(), |s| s.to_string_lossy().into_owned());
-            (name, path)
+            (name, vec![path])
         }
     }
 }
 
-/// Compare the recorded runs `runs`.
+/// One run of a variant, from its trace.
 ///
 /// # Errors
-/// [`CliError::Usage`] for fewer than two runs, [`CliError::ReadTrace`] for a trace that
-/// cannot be read, [`CliError::Attribution`] for one without an attributable device.
+/// As [`run`].
+fn one_run(name: &str, path: &Path) -> Result<Variant, CliError> {
+    let trace = crate::commands::load_trace(path)?;
+    let report = analyze(&trace)?;
+    let Some(a) = report.devices.iter().find_map(|d| d.attribution.as_ref()) else {
+        return Err(CliError::Usage(format!(
+            "{} has no device with energy data to compare",
+            path.display()
+        )));
+    };
+    Ok(Variant::of(name, a))
+}
+
+/// Compare the variants `runs` names, the first as the baseline.
+///
+/// # Errors
+/// [`CliError::Usage`] for fewer than two variants or a variant without a trace,
+/// [`CliError::ReadTrace`] for a trace that cannot be read, [`CliError::Attribution`] for one
+/// without an attributable device.
 pub fn run(runs: &[String], out: &mut dyn Write) -> Result<(), CliError> {
     if runs.len() < 2 {
         return Err(CliError::Usage(
-            "compare needs two recorded runs or more (`wattlens compare fp16=a.wlt int8=b.wlt`); without runs it measures the built-in kernels".into(),
+            "compare needs two recorded runs or more (`wattlens compare fp16=a.wlt int8=b.wlt`, or NAME=A.wlt,B.wlt for several runs of one variant); without runs it measures the built-in kernels".into(),
         ));
     }
     let mut variants = Vec::with_capacity(runs.len());
     for arg in runs {
-        let (name, path) = named(arg);
-        let trace = crate::commands::load_trace(&path)?;
-        let report = analyze(&trace)?;
-        let Some(a) = report.devices.iter().find_map(|d| d.attribution.as_ref()) else {
-            return Err(CliError::Usage(format!(
-                "{} has no device with energy data to compare",
-                path.display()
-            )));
-        };
-        variants.push(Variant::of(&name, a));
+        let (name, paths) = named(arg);
+        let each = paths
+            .iter()
+            .map(|p| one_run(&name, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let v = Variant::of_runs(&name, &each)
+            .ok_or_else(|| CliError::Usage(format!("{arg} names no trace")))?;
+        variants.push(v);
     }
     write(out, &variants)?;
     Ok(())
@@ -74,24 +95,26 @@ fn write(out: &mut dyn Write, variants: &[Variant]) -> std::io::Result<()> {
     let base = &variants[0];
     writeln!(
         out,
-        "Compare {} recorded runs, each taken as one run of the same workload; baseline: {}. Intervals are 95%; one run per variant shows no run-to-run spread.",
+        "Compare {} variants of one workload (each the mean of its runs); baseline: {}. Intervals are 95%: a variant of one run shows no run-to-run spread; of four or more, its A/A check (even runs over odd) should hold 1.",
         variants.len(),
         base.name
     )?;
     writeln!(
         out,
-        "{:<16} {:>22} {:>9} {:>9} {:>12}",
-        "variant", "energy (counter)", "time s", "power W", "EDP J·s"
+        "{:<16} {:>5} {:>22} {:>9} {:>9} {:>12}  A/A",
+        "variant", "runs", "energy (counter)", "time s", "power W", "EDP J·s"
     )?;
     for v in variants {
         writeln!(
             out,
-            "{:<16} {:>22} {:>9.3} {:>9.1} {:>12.1}",
+            "{:<16} {:>5} {:>22} {:>9.3} {:>9.1} {:>12.1}  {}",
             clip(&v.name, 16),
+            v.runs,
             energy(&v.energy),
             v.time_s,
             v.mean_power_w,
-            v.edp_js
+            v.edp_js,
+            ratio(&v.aa)
         )?;
     }
     let paths: Vec<&str> = base.requests.iter().map(|r| r.path.as_str()).collect();
