@@ -142,7 +142,8 @@ pub unsafe fn other_work(memset: Option<MemsetCall>, params: *const u8) {
     }
     // SAFETY: per the contract.
     let reset = memset.and_then(|m| unsafe { read_memset(m, params) });
-    LAST_RESET.with(|r| r.set(reset));
+    // A thread being torn down has no such state left: nothing to remember.
+    let _ = LAST_RESET.try_with(|r| r.set(reset));
 }
 
 /// A stream capture began (`true`) or ended.
@@ -196,7 +197,7 @@ pub unsafe fn on_launch(
 ) -> Option<Replayed> {
     let r = REPLAY.get()?;
     // A memset belongs to the launch right after it, on its stream, if to any.
-    let reset = LAST_RESET.with(|l| l.take());
+    let reset = LAST_RESET.try_with(Cell::take).ok().flatten();
     if r.broken.load(Ordering::Relaxed) || ctx.is_null() {
         return None;
     }
