@@ -31,7 +31,7 @@ impl Delta {
     fn between(a: &EnergyEstimate, b: &EnergyEstimate) -> Self {
         Self {
             mj: b.mj - a.mj,
-            half_mj: half(a).hypot(half(b)),
+            half_mj: a.half_mj().hypot(b.half_mj()),
         }
     }
 
@@ -60,17 +60,13 @@ impl Ratio {
             return None;
         }
         let value = b.mj / a.mj;
-        let rel = (half(a) / a.mj).hypot(if b.mj > 0.0 { half(b) / b.mj } else { 0.0 });
+        let rel = (a.half_mj() / a.mj).hypot(if b.mj > 0.0 { b.half_mj() / b.mj } else { 0.0 });
         Some(Self {
             value,
             low: (value * (1.0 - rel)).max(0.0),
             high: value * (1.0 + rel),
         })
     }
-}
-
-fn half(e: &EnergyEstimate) -> f64 {
-    (e.high_mj - e.low_mj) / 2.0
 }
 
 /// One request path of a variant.
@@ -131,9 +127,6 @@ impl Variant {
         // The counter's 1 mJ steps, at both ends of the run.
         let energy = EnergyEstimate::from_half_width(c.counter_mj, 1.0);
         let time_s = c.window_ns as f64 * 1e-9;
-        let sum = |d: &EnergyEstimate, s: &EnergyEstimate| {
-            EnergyEstimate::from_half_width(d.mj + s.mj, half(d) + half(s))
-        };
         Self {
             name: name.to_owned(),
             runs: 1,
@@ -163,7 +156,7 @@ impl Variant {
                 .map(|o| Part {
                     name: o.op_class.label().to_owned(),
                     launches: o.launches,
-                    energy: sum(&o.dynamic, &o.static_share),
+                    energy: o.dynamic.plus_correlated(&o.static_share),
                 })
                 .collect(),
             kernels: a
@@ -172,7 +165,7 @@ impl Variant {
                 .map(|s| Part {
                     name: kernel_key(&s.name, s.launch),
                     launches: s.launches,
-                    energy: sum(&s.dynamic, &s.static_share),
+                    energy: s.dynamic.plus_correlated(&s.static_share),
                 })
                 .collect(),
         }
@@ -276,7 +269,7 @@ impl Variant {
 fn combine(estimates: &[EnergyEstimate]) -> EnergyEstimate {
     let n = estimates.len().max(1) as f64;
     let mean = estimates.iter().map(|e| e.mj).sum::<f64>() / n;
-    let own = estimates.iter().map(half).sum::<f64>() / n;
+    let own = estimates.iter().map(EnergyEstimate::half_mj).sum::<f64>() / n;
     let spread = if estimates.len() > 1 {
         let var = estimates.iter().map(|e| (e.mj - mean).powi(2)).sum::<f64>() / (n - 1.0);
         t_quantile_95(estimates.len() - 1) * (var / n).sqrt()

@@ -32,34 +32,48 @@ fn kernel(
     })
 }
 
+/// One request of the long kind (64 decode steps, 64 tokens) or the short one (8 steps, 8
+/// tokens), each step 3 launches (and a read-back of `step_readback_ns` where given), then
+/// 3 ms of host time.
+fn push_request(items: &mut Vec<WorkItem>, long: bool, step_readback_ns: Option<u64>) {
+    let (name, steps) = if long { ("long", 64) } else { ("short", 8) };
+    let region = format!("{name} tokens={steps}");
+    for _ in 0..steps {
+        items.push(kernel("attn", 0, (300_000, 150_000), &region));
+        items.push(kernel("mlp", 0, (500_000, 250_000), &region));
+        items.push(kernel("norm", 0, (20_000, 40_000), &region));
+        if let Some(host_ns) = step_readback_ns {
+            items.push(WorkItem::Sync {
+                host_ns,
+                lead_ns: 0,
+            });
+        }
+    }
+    items.push(WorkItem::Sync {
+        host_ns: 3_000_000,
+        lead_ns: 0,
+    });
+}
+
+/// `items` with a second of idle before and after.
+fn requests_workload(name: &str, items: Vec<WorkItem>) -> Workload {
+    Workload {
+        name: name.into(),
+        lead_idle_ns: 1_000_000_000,
+        tail_idle_ns: 1_000_000_000,
+        items,
+    }
+}
+
 /// Requests of two kinds, one at a time and alternating: a short one (8 decode steps, 8
 /// tokens) and a long one (64 steps, 64 tokens, 8× longer), each step 3 launches, with host
 /// time between requests.
 pub fn two_kinds() -> Workload {
     let mut items = Vec::new();
     for r in 0..40 {
-        let (name, steps) = if r % 2 == 0 {
-            ("long", 64)
-        } else {
-            ("short", 8)
-        };
-        let region = format!("{name} tokens={steps}");
-        for _ in 0..steps {
-            items.push(kernel("attn", 0, (300_000, 150_000), &region));
-            items.push(kernel("mlp", 0, (500_000, 250_000), &region));
-            items.push(kernel("norm", 0, (20_000, 40_000), &region));
-        }
-        items.push(WorkItem::Sync {
-            host_ns: 3_000_000,
-            lead_ns: 0,
-        });
+        push_request(&mut items, r % 2 == 0, None);
     }
-    Workload {
-        name: "two request kinds".into(),
-        lead_idle_ns: 1_000_000_000,
-        tail_idle_ns: 1_000_000_000,
-        items,
-    }
+    requests_workload("two request kinds", items)
 }
 
 /// The true energy above idle over `[a, b]` plus the true idle power over it, mJ.
@@ -217,33 +231,10 @@ fn two_kinds_mixed(requests: usize) -> Workload {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
-        let (name, steps) = if z >> 63 == 0 {
-            ("long", 64)
-        } else {
-            ("short", 8)
-        };
-        let region = format!("{name} tokens={steps}");
-        for _ in 0..steps {
-            items.push(kernel("attn", 0, (300_000, 150_000), &region));
-            items.push(kernel("mlp", 0, (500_000, 250_000), &region));
-            items.push(kernel("norm", 0, (20_000, 40_000), &region));
-            // Each step's token is read back before the next step (as `generate` does).
-            items.push(WorkItem::Sync {
-                host_ns: 50_000,
-                lead_ns: 0,
-            });
-        }
-        items.push(WorkItem::Sync {
-            host_ns: 3_000_000,
-            lead_ns: 0,
-        });
+        // Each step's token is read back before the next step (as `generate` does).
+        push_request(&mut items, z >> 63 == 0, Some(50_000));
     }
-    Workload {
-        name: "two request kinds, mixed".into(),
-        lead_idle_ns: 1_000_000_000,
-        tail_idle_ns: 1_000_000_000,
-        items,
-    }
+    requests_workload("two request kinds, mixed", items)
 }
 
 /// The light trace (`wattlens run --light`: ranges and sensors, no work records) of `workload`.

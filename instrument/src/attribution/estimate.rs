@@ -91,6 +91,17 @@ impl EnergyEstimate {
         }
     }
 
+    /// The 95% half-width, mJ.
+    pub fn half_mj(&self) -> f64 {
+        (self.high_mj - self.low_mj) / 2.0
+    }
+
+    /// `self + other`, the half-widths added: their errors are not independent (idle power
+    /// enters both, or both come from one fit).
+    pub fn plus_correlated(&self, other: &EnergyEstimate) -> Self {
+        Self::from_half_width(self.mj + other.mj, self.half_mj() + other.half_mj())
+    }
+
     /// Scale by a non-negative factor (a share, or 1/launches).
     pub fn scaled(&self, k: f64) -> Self {
         Self {

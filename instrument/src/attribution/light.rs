@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use super::linalg::{cholesky_inverse, cholesky_solve, t95, Square};
 use super::requests::{
-    instances_by_path, summarize, Instance, RequestEnergy, RequestReport, SplitRule,
+    instances_by_path, overlapping, summarize, Instance, RequestEnergy, RequestReport, SplitRule,
 };
 use super::EnergyEstimate;
 use crate::power::CounterWindow;
@@ -49,7 +49,7 @@ pub(crate) fn requests(
     for (_, paths) in by_depth {
         let powers = powers_with_edge_error(&paths, windows, idle_mw);
         for ((path, instances), power) in paths.into_iter().zip(powers) {
-            let split = if overlaps(&instances) {
+            let split = if overlapping(&instances) {
                 SplitRule::Equal
             } else {
                 SplitRule::Alone
@@ -104,18 +104,10 @@ fn above(total: &EnergyEstimate, idle: &EnergyEstimate) -> EnergyEstimate {
     if total.coverage == super::Coverage::Uncovered {
         return EnergyEstimate::uncovered();
     }
-    let half = (total.high_mj - total.low_mj) / 2.0 + (idle.high_mj - idle.low_mj) / 2.0;
-    EnergyEstimate::from_half_width((total.mj - idle.mj).max(0.0), half)
-}
-
-/// Whether any two instances (in start order) overlap.
-fn overlaps(instances: &[Instance]) -> bool {
-    let mut reach = 0u64;
-    instances.iter().any(|i| {
-        let o = i.start_ns < reach;
-        reach = reach.max(i.end_ns);
-        o
-    })
+    EnergyEstimate::from_half_width(
+        (total.mj - idle.mj).max(0.0),
+        total.half_mj() + idle.half_mj(),
+    )
 }
 
 /// [`fit_powers`], with the interval widened by what the counter windows' edge placement can
@@ -179,12 +171,12 @@ fn fit_powers(
     let (Some(lo), Some(hi)) = (lo, hi) else {
         return none;
     };
-    let mut all: Vec<(u64, u64)> = paths
-        .iter()
-        .flat_map(|(_, v)| v.iter().map(|i| (i.start_ns, i.end_ns)))
-        .collect();
-    all.sort_unstable();
-    let held = merge(&all);
+    let held = crate::intervals::union(
+        paths
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|i| (i.start_ns, i.end_ns)))
+            .collect(),
+    );
     let rows: Vec<(Vec<f64>, f64)> = windows
         .iter()
         .filter(|w| w.start_ns >= lo && w.end_ns <= hi && w.end_ns > w.start_ns)
@@ -244,16 +236,4 @@ fn fit_powers(
 /// Seconds of `[a, b]` inside window `w`.
 fn overlap_s(a: u64, b: u64, w: &CounterWindow) -> f64 {
     b.min(w.end_ns).saturating_sub(a.max(w.start_ns)) as f64 * 1e-9
-}
-
-/// Sorted intervals merged where they overlap or touch.
-fn merge(sorted: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(sorted.len());
-    for &(a, b) in sorted {
-        match out.last_mut() {
-            Some(last) if a <= last.1 => last.1 = last.1.max(b),
-            _ => out.push((a, b)),
-        }
-    }
-    out
 }

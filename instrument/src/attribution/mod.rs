@@ -125,6 +125,9 @@ pub struct OpEnergy {
 /// Whether attributed energy adds up to what the counter measured.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Closure {
+    /// The first counter change, ns (trace clock).
+    #[serde(default)]
+    pub start_ns: u64,
     /// Time from the first to the last counter change, ns.
     pub window_ns: u64,
     /// Energy the counter measured over that time, mJ.
@@ -664,6 +667,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         regions_folded,
         spans,
         closure: Closure {
+            start_ns: covered_window.0,
             window_ns,
             counter_mj,
             idle_mj,

@@ -56,8 +56,8 @@ impl ProfilerCost {
 pub(crate) struct CostTimeline {
     /// Host call times of the program's work records, sorted, ns.
     records: Vec<u64>,
-    /// (from, to, host ns) of each callback-cost interval, sorted.
-    callbacks: Vec<(u64, u64, u64)>,
+    /// (from, to, host ns, calls) of each callback-cost interval, sorted.
+    callbacks: Vec<(u64, u64, u64, u64)>,
 }
 
 impl CostTimeline {
@@ -73,7 +73,7 @@ impl CostTimeline {
             .map(|s| s.host_call_ns.map_or(s.start_ns, |c| c.0))
             .collect();
         records.sort_unstable();
-        let mut callbacks: Vec<(u64, u64, u64)> = trace
+        let mut callbacks: Vec<(u64, u64, u64, u64)> = trace
             .annotations
             .iter()
             .filter_map(|a| match *a {
@@ -81,8 +81,8 @@ impl CostTimeline {
                     from_ns,
                     to_ns,
                     host_ns,
-                    ..
-                } if to_ns > from_ns => Some((from_ns, to_ns, host_ns)),
+                    calls,
+                } if to_ns > from_ns => Some((from_ns, to_ns, host_ns, calls)),
                 _ => None,
             })
             .collect();
@@ -92,19 +92,11 @@ impl CostTimeline {
 
     /// The run's totals.
     pub fn summary(&self, trace: &Trace) -> ProfilerCost {
-        let calls: u64 = trace
-            .annotations
-            .iter()
-            .filter_map(|a| match *a {
-                Annotation::CallbackCost { calls, .. } => Some(calls),
-                _ => None,
-            })
-            .sum();
         let (first, last) = trace.spans.iter().fold((u64::MAX, 0u64), |(a, b), s| {
             (a.min(s.start_ns), b.max(s.end_ns))
         });
         ProfilerCost {
-            callbacks: calls,
+            callbacks: self.callbacks.iter().map(|c| c.3).sum(),
             callback_ns: self.callbacks.iter().map(|c| c.2).sum(),
             records: self.records.len() as u64,
             record_ns: self.records.len() as f64 * CUPTI_RECORD_COST_NS,
@@ -122,7 +114,7 @@ impl CostTimeline {
         let callback_ns: f64 = self.callbacks[first..]
             .iter()
             .take_while(|c| c.0 < b)
-            .map(|&(from, to, ns)| {
+            .map(|&(from, to, ns, _)| {
                 let inside = to.min(b).saturating_sub(from.max(a));
                 ns as f64 * inside as f64 / (to - from) as f64
             })
@@ -139,7 +131,7 @@ mod tests {
     fn a_window_holds_its_records_cost_and_its_share_of_the_callbacks() {
         let t = CostTimeline {
             records: vec![10, 20, 30, 40],
-            callbacks: vec![(0, 100, 1_000), (100, 200, 500)],
+            callbacks: vec![(0, 100, 1_000, 10), (100, 200, 500, 5)],
         };
         let (ns, half) = t.within(15, 35);
         // Two records, and 20% of the first interval's callbacks.

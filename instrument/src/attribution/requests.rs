@@ -234,7 +234,7 @@ pub(crate) fn requests(
                 end_ns: inst.end_ns,
                 tokens: inst.tokens,
                 held_ns,
-                total: sum(&dynamic, &idle),
+                total: dynamic.plus_correlated(&idle),
                 dynamic,
                 idle,
             });
@@ -300,7 +300,7 @@ pub(crate) fn summarize(
     (dynamic, idle): (EnergyEstimate, EnergyEstimate),
     split: SplitRule,
 ) -> RangeEnergy {
-    let total = sum(&dynamic, &idle);
+    let total = dynamic.plus_correlated(&idle);
     let count = entries.len() as u64;
     let tokens: Option<u64> = entries
         .iter()
@@ -324,6 +324,17 @@ pub(crate) fn summarize(
     }
 }
 
+/// Whether any two instances (sorted by start) overlap: one starts before the furthest end so
+/// far (a long early instance may reach past several later ones).
+pub(crate) fn overlapping(instances: &[Instance]) -> bool {
+    let mut reach = 0u64;
+    instances.iter().any(|i| {
+        let o = i.start_ns < reach;
+        reach = reach.max(i.end_ns);
+        o
+    })
+}
+
 /// Each instance's share of the work and of the wall time over its window: its own window
 /// where it overlapped no other instance, else its share of every stretch it shared.
 fn shares(
@@ -331,15 +342,7 @@ fn shares(
     window: &dyn Fn(u64, u64) -> Rollup,
     p: usize,
 ) -> (Vec<(Rollup, f64)>, SplitRule) {
-    // Sorted by start: an instance overlaps an earlier one when it starts before the furthest
-    // end so far (a long early instance may reach past several later ones).
-    let mut reach = 0u64;
-    let overlapping = instances.iter().any(|i| {
-        let o = i.start_ns < reach;
-        reach = reach.max(i.end_ns);
-        o
-    });
-    if !overlapping {
+    if !overlapping(instances) {
         let own = instances
             .iter()
             .map(|i| {
@@ -486,12 +489,6 @@ pub(crate) fn overlap_ns(held: &[(u64, u64)], a: u64, b: u64) -> u64 {
         .take_while(|&&(s, _)| s < b)
         .map(|&(s, e)| e.min(b).saturating_sub(s.max(a)))
         .sum()
-}
-
-/// `a + b`, the half-widths added (their errors are not independent: idle power enters both).
-pub(crate) fn sum(a: &EnergyEstimate, b: &EnergyEstimate) -> EnergyEstimate {
-    let half = |e: &EnergyEstimate| (e.high_mj - e.low_mj) / 2.0;
-    EnergyEstimate::from_half_width(a.mj + b.mj, half(a) + half(b))
 }
 
 /// The `q` quantile of `values` (nearest rank), with a distribution-free 95% interval: the

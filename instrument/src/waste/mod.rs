@@ -1044,16 +1044,8 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
             profiler_idle_ns as f64 / 1e6
         ));
     }
-    let windows = crate::power::counter_windows(
-        &trace.power,
-        cx.device,
-        trace.meta.sensor_profile.counter_period_ns,
-    );
-    let covered = windows
-        .first()
-        .zip(windows.last())
-        .map(|(a, b)| (a.start_ns, b.end_ns));
     let c = &attribution.closure;
+    let covered = (c.window_ns > 0).then_some((c.start_ns, c.start_ns + c.window_ns));
     // The attributed dynamic energy is uncertain by at most what the closure left unexplained.
     let spread = c.residual_mj.abs();
     let phases = covered.and_then(|covered| {
