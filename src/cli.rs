@@ -112,7 +112,7 @@ pub struct CalibrateArgs {
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     pub device: usize,
-    /// Folder for calibration.wlt and profiles/<gpu>--<driver>.json.
+    /// Folder for calibration.wlt and `profiles/<gpu>--<driver>.json`.
     #[arg(long, default_value = "wattlens-out")]
     pub out_dir: PathBuf,
 }

@@ -13,7 +13,7 @@ use wattlens_instrument::trace::{
 };
 use wattlens_instrument::SensorProfile;
 use wattlens_kernels::calibration as k;
-use wattlens_runtime::cuda::{CudaError, CudaGpu, Timeline};
+use wattlens_runtime::internal::cuda::{CudaError, CudaGpu, Timeline};
 
 /// Why a GPU session failed.
 #[derive(Debug, thiserror::Error)]

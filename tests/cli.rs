@@ -487,6 +487,30 @@ fn the_request_table_and_footprint_lines_match_their_golden_report() {
     assert!(section.contains("per token of serve/long"));
 }
 
+/// `wattlens report --json` of a real trace (H100, light mode, a request mix, 2026-12-07)
+/// against `tests/data/golden/h100-light-requests.json`, field for field: refactors of the
+/// analysis must not change a report (`WATTLENS_BLESS=1` rewrites it when one should).
+#[test]
+fn a_recorded_h100_trace_reports_the_same_json_as_its_golden() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let trace = data.join("h100-light-requests.wlt");
+    let out = wattlens(&["report", "--json", trace.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let golden = data.join("golden/h100-light-requests.json");
+    if std::env::var_os("WATTLENS_BLESS").is_some() {
+        std::fs::write(&golden, &out.stdout).unwrap();
+    }
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&golden).unwrap()).unwrap();
+    let ranges = &want["devices"][0]["attribution"]["requests"]["ranges"];
+    assert!(ranges.as_array().is_some_and(|r| r.len() >= 2), "{ranges}");
+    assert_eq!(
+        got, want,
+        "the JSON report of a recorded H100 trace changed"
+    );
+}
+
 #[test]
 fn recorded_runs_compare_as_variants_with_the_ops_behind_the_difference() {
     let dir = scratch("compare-runs");

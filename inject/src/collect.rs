@@ -11,9 +11,9 @@ use wattlens_instrument::trace::{
     Annotation, ClockSource, CopyDirection, LaunchShape, PowerReading, ReplayOutcome, Span,
     SpanKind, StrId, ALONE_REGION,
 };
-use wattlens_runtime::clock_fit::{ClockMap, ClockPoint};
-use wattlens_runtime::cuda::cupti_records::CuptiRecord;
-use wattlens_runtime::timing::ActivityKind;
+use wattlens_runtime::internal::clock_fit::{ClockMap, ClockPoint};
+use wattlens_runtime::internal::cuda::cupti_records::CuptiRecord;
+use wattlens_runtime::internal::timing::ActivityKind;
 
 use crate::demangle::display_name;
 use crate::nvtx_ranges::MARK_TRACK;

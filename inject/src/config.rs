@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use wattlens_runtime::cuda::cupti_records::MIN_BUFFER_BYTES;
+use wattlens_runtime::internal::cuda::cupti_records::MIN_BUFFER_BYTES;
 
 use crate::uploads::Digests;
 

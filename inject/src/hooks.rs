@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use cudarc::cupti::sys as cupti;
 use wattlens_instrument::clock::Clock;
-use wattlens_runtime::cuda::cupti_records::{
+use wattlens_runtime::internal::cuda::cupti_records::{
     buffer_requested, drain_buffer, prefill_buffers, set_buffer_bytes, CuptiRecord,
 };
 

@@ -1,6 +1,6 @@
 //! NVTX ranges: this library is NVTX's injection library too (`wattlens run` points
 //! `NVTX_INJECTION64_PATH` at it), so each `nvtxRangePush*`/`nvtxRangePop` of the program
-//! calls straight into [`push_range`]/[`pop_range`] with no CUPTI callback layer in between,
+//! calls straight into `push_range`/`pop_range` with no CUPTI callback layer in between,
 //! and each `nvtxRangeStart*`/`nvtxRangeEnd` and `nvtxMark*` into [`crate::nvtx_ranges`].
 //!
 //! NVTX's injection protocol (`nvToolsExt` v3): the first NVTX call of each library that

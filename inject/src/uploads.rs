@@ -8,7 +8,7 @@
 //! source as device or managed memory. The cost is bounded: whole up to [`WHOLE_LIMIT_BYTES`], about 20 µs; 65
 //! chunks of 4 KiB above it (BENCHMARKS.md, content digests).
 
-use wattlens_runtime::digest::{bounded_digest, SAMPLE_BYTES};
+use wattlens_runtime::internal::digest::{bounded_digest, SAMPLE_BYTES};
 
 /// Uploads up to this size are hashed whole by default (what a sampled digest reads anyway),
 /// bytes; larger ones from samples.

@@ -19,8 +19,8 @@ use wattlens_instrument::power::Sampler;
 use wattlens_instrument::sensor_profile::{profile_for, user_profile_dir};
 use wattlens_instrument::trace::{ClockAlignment, DeviceInfo, LaunchShape, RunMeta};
 use wattlens_instrument::{SensorProfile, TraceWriter};
-use wattlens_runtime::clock_fit::ClockPoint;
-use wattlens_runtime::cuda::cupti_records::CuptiRecord;
+use wattlens_runtime::internal::clock_fit::ClockPoint;
+use wattlens_runtime::internal::cuda::cupti_records::CuptiRecord;
 
 use crate::collect::{CallInfo, Collector};
 use crate::config::Config;
@@ -268,7 +268,7 @@ impl Writer {
         for (d, limit) in self.devices.iter_mut().zip(real_power_limits_mw(&uuids)) {
             d.power_limit_mw = limit.unwrap_or(0);
         }
-        let driver = wattlens_runtime::cuda::driver_version();
+        let driver = wattlens_runtime::internal::cuda::driver_version();
         self.profile = profile_for(
             &self.devices[0].name,
             driver.as_deref(),
@@ -462,7 +462,7 @@ fn enumerate_devices() -> Vec<DeviceInfo> {
             let dev = device::get(i).ok()?;
             let name = device::get_name(dev).unwrap_or_default();
             let uuid = device::get_uuid(dev)
-                .map(|u| wattlens_runtime::cuda::format_uuid(&u.bytes))
+                .map(|u| wattlens_runtime::internal::cuda::format_uuid(&u.bytes))
                 .unwrap_or_default();
             // SAFETY: a valid device handle and attribute.
             let sms = unsafe {

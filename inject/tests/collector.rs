@@ -14,9 +14,9 @@ use wattlens_instrument::trace::{
     Annotation, CopyDirection, DeviceInfo, LaunchShape, PowerReading, RunMeta, SpanKind, Trace,
 };
 use wattlens_instrument::TraceWriter;
-use wattlens_runtime::clock_fit::ClockPoint;
-use wattlens_runtime::cuda::cupti_records::CuptiRecord;
-use wattlens_runtime::timing::{Activity, ActivityKind};
+use wattlens_runtime::internal::clock_fit::ClockPoint;
+use wattlens_runtime::internal::cuda::cupti_records::CuptiRecord;
+use wattlens_runtime::internal::timing::{Activity, ActivityKind};
 
 /// A writer whose bytes the test can read while the collector still holds it.
 #[derive(Clone, Default)]

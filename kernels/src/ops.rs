@@ -619,7 +619,7 @@ impl Ops {
         }
     }
 
-    /// out[t] = table[ids[t]] for every id, rows of `d`. Ids must be valid rows of the table.
+    /// `out[t] = table[ids[t]]` for every id, rows of `d`. Ids must be valid rows of the table.
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
@@ -653,7 +653,7 @@ impl Ops {
         }
     }
 
-    /// cache[b][h][pos[b]] = knew[b][h] for a cache laid out `[b][h][max_len][d]`; positions
+    /// `cache[b][h][pos[b]] = knew[b][h]` for a cache laid out `[b][h][max_len][d]`; positions
     /// outside 0..max_len are skipped by the kernel.
     ///
     /// # Errors
@@ -725,7 +725,7 @@ impl Ops {
         }
     }
 
-    /// x[b·T+t] = wte[ids[b·T+t]] + wpe[pos0[b] + t], rows of `d`.
+    /// `x[b·T+t] = wte[ids[b·T+t]] + wpe[pos0[b] + t]`, rows of `d`.
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.

@@ -79,7 +79,7 @@ mod runtime_gpu {
     use cudarc::driver::LaunchConfig;
     use wattlens_instrument::trace::{CopyDirection, SpanKind, Trace};
     use wattlens_kernels::runtime_checks as k;
-    use wattlens_runtime::digest::{content_digest, ContentHash};
+    use wattlens_runtime::internal::digest::{content_digest, ContentHash};
     use wattlens_runtime::{
         CudaError, ProfiledArg, Profiler, ProfilerConfig, TimingChoice, TimingMethod,
     };

@@ -30,7 +30,7 @@ pub const MAX_INPUT_BYTES: u64 = 1 << 30;
 ///
 /// # Errors
 /// [`PassError::Input`] for a path that is not a regular file or is over
-/// [`MAX_INPUT_BYTES`], [`PassError::Load`] when LLVM cannot parse it,
+/// `MAX_INPUT_BYTES`, [`PassError::Load`] when LLVM cannot parse it,
 /// [`PassError::InvalidInput`] when it parses but does not verify.
 pub fn load_module<'ctx>(context: &'ctx Context, path: &Path) -> Result<Module<'ctx>, PassError> {
     let input = |reason: String| PassError::Input {

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use criterion::{criterion_group, criterion_main, Criterion};
 use wattlens_instrument::clock::FakeClock;
 use wattlens_instrument::trace::{AccessMode, LaunchShape, SpanKind, StrId};
-use wattlens_runtime::buffers::Touches;
-use wattlens_runtime::digest::{content_digest, ArgDigest, ContentHash, SAMPLE_BYTES};
-use wattlens_runtime::recorder::{OpDesc, Recorder};
-use wattlens_runtime::timing::fake::FakeGpu;
-use wattlens_runtime::timing::{CuptiTimer, Expect, OpTimer, StreamKey};
+use wattlens_runtime::internal::buffers::Touches;
+use wattlens_runtime::internal::digest::{content_digest, ArgDigest, ContentHash, SAMPLE_BYTES};
+use wattlens_runtime::internal::recorder::{OpDesc, Recorder};
+use wattlens_runtime::internal::timing::fake::FakeGpu;
+use wattlens_runtime::internal::timing::{CuptiTimer, Expect, OpTimer, StreamKey};
 
 fn record_launch(c: &mut Criterion) {
     let clock = Arc::new(FakeClock::new(1_000_000));

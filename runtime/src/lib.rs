@@ -7,17 +7,16 @@
 //! Everything that does not touch the GPU (recording, buffer versions, regions, digests, clock
 //! fits, the timers' logic) sits above small traits with fakes and is tested on any machine.
 
-pub mod buffers;
-pub mod c_abi;
-pub mod clock_fit;
-pub mod cuda;
-pub mod detect;
-pub mod digest;
-pub mod recorder;
-pub mod timing;
+#[doc(hidden)]
+pub mod internal;
+
+use internal::{buffers, c_abi, clock_fit, cuda, detect, digest, recorder, timing};
 
 pub use cuda::{
-    Aborted, AloneReport, CudaError, CudaGpu, DeviceBuffer, Finished, Kernel, ProfiledArg,
-    ProfiledLaunch, Profiler, ProfilerConfig, RegionGuard, Scalar, TimingChoice,
+    Aborted, AloneReport, CudaError, DeviceBuffer, Finished, Kernel, ProfiledArg, ProfiledLaunch,
+    Profiler, ProfilerConfig, RegionGuard, Scalar, TimingChoice,
 };
+pub use detect::nvidia_gpus;
+pub use digest::ContentHash;
+pub use recorder::PaddingMask;
 pub use timing::TimingMethod;

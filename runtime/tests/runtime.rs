@@ -5,7 +5,7 @@
 mod detect {
     use std::fs;
 
-    use wattlens_runtime::detect::{nvidia_gpus, nvidia_gpus_under};
+    use wattlens_runtime::internal::detect::{nvidia_gpus, nvidia_gpus_under};
 
     #[test]
     fn finds_device_nodes_and_models_in_a_fake_root() {
@@ -53,8 +53,8 @@ mod timing {
 
     use wattlens_instrument::clock::FakeClock;
     use wattlens_instrument::trace::LaunchShape;
-    use wattlens_runtime::timing::fake::FakeGpu;
-    use wattlens_runtime::timing::{CuptiTimer, EventTimer, Expect, OpTimer, StreamKey};
+    use wattlens_runtime::internal::timing::fake::FakeGpu;
+    use wattlens_runtime::internal::timing::{CuptiTimer, EventTimer, Expect, OpTimer, StreamKey};
 
     fn key(raw: u64) -> StreamKey {
         StreamKey {
@@ -104,7 +104,7 @@ mod timing {
     /// to `start_bias_ns` (an event recorded on an idle stream fires before the kernel's
     /// launch latency has passed: the bias measured on real GPUs).
     fn check(
-        report_times: &[wattlens_runtime::timing::OpTime],
+        report_times: &[wattlens_runtime::internal::timing::OpTime],
         truth: &[(u64, u64, u64)],
         tol_ns: i64,
         start_bias_ns: i64,
@@ -123,7 +123,7 @@ mod timing {
         }
     }
 
-    const BIAS: i64 = wattlens_runtime::timing::fake::LAUNCH_LATENCY_NS as i64;
+    const BIAS: i64 = wattlens_runtime::internal::timing::fake::LAUNCH_LATENCY_NS as i64;
 
     #[test]
     fn event_timer_recovers_times_through_drift_and_recalibration() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use cudarc::cupti::sys as cupti;
 use cudarc::driver::sys;
-use wattlens_runtime::cuda::checkpoint::Checkpoint;
+use wattlens_runtime::internal::cuda::checkpoint::Checkpoint;
 
 use super::launch::{self, Launch};
 use crate::state::lock;

@@ -119,7 +119,7 @@ impl<R: BufRead> TraceReader<R> {
     }
 
     /// Bytes after the end marker, read to the end of the input (counted up to
-    /// [`MAX_TRAILING_COUNT`]): a trace file with another appended (`cat a.wlt a.wlt`) has
+    /// `MAX_TRAILING_COUNT`): a trace file with another appended (`cat a.wlt a.wlt`) has
     /// them. 0 before the end marker was read.
     ///
     /// # Errors

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::CudaStream;
-use wattlens_runtime::recorder::PaddingMask;
+use wattlens_runtime::PaddingMask;
 use wattlens_runtime::{CudaError, DeviceBuffer, Profiler};
 
 use super::{argmax, ModelConfig, Weights};

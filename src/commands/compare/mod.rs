@@ -1,8 +1,8 @@
 //! `wattlens compare`: kernel variants measured with the repetition harness — fp32 vs bf16 vs
 //! int8 matmul, unfused vs fused attention — each with energy, time, power, energy-delay
 //! product and accuracy (95% CIs), then one verdict line per pair. On a real GPU the variants
-//! are wattlens' own kernels ([`gpu`]); without one, the simulated GPU runs a model of them
-//! ([`sim`]) and the true energies are printed beside the estimates.
+//! are wattlens' own kernels (`gpu`); without one, the simulated GPU runs a model of them
+//! (`sim`) and the true energies are printed beside the estimates.
 
 mod gpu;
 mod runs;
@@ -37,7 +37,7 @@ pub fn run(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
         batches: args.batches,
         ..RepeatConfig::default()
     };
-    if !args.simulate && !wattlens_runtime::detect::nvidia_gpus().is_empty() {
+    if !args.simulate && !wattlens_runtime::nvidia_gpus().is_empty() {
         return gpu::run(args, &config, out);
     }
     simulated(args, &config, out).map(|_| ())

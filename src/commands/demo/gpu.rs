@@ -109,7 +109,7 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
         trace_path: Some(trace_path.clone()),
         // Every byte of every upload is hashed, so a repeated upload is proven redundant, not
         // just likely (about 0.1 s per GB of host time).
-        content_hash: wattlens_runtime::digest::ContentHash::Full,
+        content_hash: wattlens_runtime::ContentHash::Full,
         measure_alone_ns: args
             .measure_alone
             .then_some(wattlens_instrument::trace::ALONE_BURST_NS),

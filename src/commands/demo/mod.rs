@@ -1,5 +1,5 @@
 //! `wattlens demo`: the built-in workload, end to end: on the GPU when there is one
-//! ([`gpu`]), else on the simulated GPU ([`sim`]). Both write their outputs where [`output`]
+//! (`gpu`), else on the simulated GPU (`sim`). Both write their outputs where `output`
 //! says.
 
 mod gpu;
@@ -20,7 +20,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
         path: args.out_dir.clone(),
         source,
     })?;
-    let gpus = wattlens_runtime::detect::nvidia_gpus();
+    let gpus = wattlens_runtime::nvidia_gpus();
     if !gpus.is_empty() && !args.simulate {
         return gpu::run(args, out);
     }
