@@ -26,9 +26,10 @@ pub enum Command {
     Report(ReportArgs),
     /// Convert a trace for other tools.
     Export(ExportArgs),
-    /// Compare variants: recorded runs (`wattlens compare fp16=a.wlt int8=b.wlt`), with the op
-    /// classes and kernels behind the difference; or, without runs, the built-in kernel
-    /// variants (fp32 vs bf16 vs int8 matmul, unfused vs fused attention) with accuracy.
+    /// Compare variants with the op classes and kernels behind the difference: commands
+    /// (`--variant fp16='python3 m.py --fp16'`), NVTX ranges of one program (`--ranges a,b --
+    /// CMD`), or recorded runs (`fp16=a.wlt int8=b.wlt`); or the built-in kernel variants
+    /// (`--builtin`, or nothing) with accuracy.
     Compare(CompareArgs),
     /// Fit the power sensors' profile of a real GPU (about 15 s; needs an NVIDIA GPU).
     Calibrate(CalibrateArgs),
@@ -71,9 +72,42 @@ pub enum CompareSet {
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// Recorded runs to compare as variants, each `NAME=TRACE.wlt` or `TRACE.wlt` (named by its
-    /// file stem); the first is the baseline. Without them, the built-in kernel variants run.
+    /// file stem), `NAME=A.wlt,B.wlt` for several runs of one; the first is the baseline.
     #[arg(value_name = "RUNS")]
     pub runs: Vec<String>,
+    /// A variant as a command, `NAME=CMD` (run by `sh -c`), once per variant: each runs under
+    /// `wattlens run`, in interleaved rounds after a discarded warm-up, with a cool-down to
+    /// idle power before every run. The first is the baseline.
+    #[arg(long = "variant", value_name = "NAME=CMD")]
+    pub variants: Vec<String>,
+    /// Variants as NVTX ranges of one program (given after `--`): `--ranges fp16,int8 -- python3
+    /// bench.py` compares the instances of the range `fp16` with those of `int8`.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub ranges: Vec<String>,
+    /// The program whose ranges `--ranges` compares.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Measured runs of each command (`--variant`, `--ranges`).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeats: u32,
+    /// Warm-up rounds run first and discarded.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub warmup: u32,
+    /// Longest wait before each run for the GPU to return to its idle power, s (0: none).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub cooldown_s: u64,
+    /// A regular expression matched against each run's standard output: the number its first
+    /// group captures (or the whole match) is the variant's accuracy figure (perplexity, max
+    /// error), reported beside its energy.
+    #[arg(long, value_name = "REGEX")]
+    pub metric: Option<String>,
+    /// Record the commands with kernel replay (`wattlens run --replay`), for per-kernel joules.
+    #[arg(long)]
+    pub replay: bool,
+    /// Measure wattlens' built-in kernel variants (fp32, bf16 and int8 matmul; unfused and fused
+    /// attention), as `wattlens compare` with nothing else does.
+    #[arg(long)]
+    pub builtin: bool,
     /// Which variants to measure.
     #[arg(long, value_enum, default_value = "all")]
     pub what: CompareSet,
@@ -86,7 +120,8 @@ pub struct CompareArgs {
     /// Length of each batch, ms (several energy-counter periods).
     #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u64).range(300..=60_000))]
     pub batch_ms: u64,
-    /// Folder for compare.wlt (the trace) and compare.json.
+    /// Folder for the traces: compare.wlt and compare.json of the built-in variants, and
+    /// `compare/NAME.rROUND.wlt` (with the command's output in `.out`) of each run of a command.
     #[arg(long, default_value = "wattlens-out")]
     pub out_dir: PathBuf,
     /// Seed of the simulated GPU and of the inputs.

@@ -566,3 +566,202 @@ fn recorded_runs_compare_as_variants_with_the_ops_behind_the_difference() {
     assert_eq!(code, 2);
     assert!(err.contains("two recorded runs"), "{err}");
 }
+
+/// A stand-in for a CUDA program under `wattlens run` (a mock executor, as hyperfine's): it
+/// writes a simulated run's trace where the injection library would, then prints an accuracy
+/// line. Arguments: decode steps and the error to print.
+fn fake_gpu_program(dir: &std::path::Path) -> PathBuf {
+    let script = dir.join("fake-gpu-program.sh");
+    std::fs::write(
+        &script,
+        r#"set -e
+d=$(mktemp -d)
+"$WATTLENS_BIN" demo --simulate --seed $$ --steps "$1" --out-dir "$d" >/dev/null 2>&1
+cp "$d/demo.wlt" "$WATTLENS_OUTPUT.pid$$.wlt"
+rm -r "$d"
+echo "step done"
+echo "max error $2"
+"#,
+    )
+    .unwrap();
+    script
+}
+
+fn compare_with_fake(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(exe())
+        .arg("compare")
+        .args(["--cooldown-s", "0", "--out-dir", dir.to_str().unwrap()])
+        .args(args)
+        .env("WATTLENS_BIN", exe())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn commands_compare_as_variants_interleaved_with_their_metric() {
+    let dir = scratch("compare-commands");
+    let fake = fake_gpu_program(&dir);
+    let short = format!("short=sh {} 4 0.010", fake.display());
+    let long = format!("long=sh {} 10 0.020", fake.display());
+    let out = compare_with_fake(
+        &dir,
+        &[
+            "--variant",
+            &short,
+            "--variant",
+            &long,
+            "--repeats",
+            "2",
+            "--metric",
+            r"max error ([0-9.]+)",
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    // One warm-up round and two measured ones, the order rotated each round.
+    let rounds: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("wattlens: compare: round"))
+        .collect();
+    assert_eq!(rounds.len(), 6, "{stderr}");
+    assert!(rounds[0].contains("(warm-up), short") && rounds[1].contains("(warm-up), long"));
+    assert!(rounds[2].ends_with("round 2/3, long") && rounds[3].ends_with("round 2/3, short"));
+    for (name, round) in [("short", 0), ("long", 2)] {
+        assert!(dir.join(format!("compare/{name}.r{round}.wlt")).is_file());
+        let printed = std::fs::read_to_string(dir.join(format!("compare/{name}.r{round}.out")));
+        assert!(printed.unwrap().contains("max error"));
+    }
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{stdout}"))
+            .to_owned()
+    };
+    let short_row = row("short");
+    assert!(short_row.contains(" 2 "), "{stdout}");
+    assert!(short_row.ends_with("0.0100 [0.0100, 0.0100]"), "{stdout}");
+    assert!(row("long").ends_with("0.0200 [0.0200, 0.0200]"), "{stdout}");
+    let verdict = stdout
+        .lines()
+        .find(|l| l.starts_with("verdict: long against short: energy ×"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let ratio: f64 = verdict
+        .split('×')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap();
+    assert!(ratio > 1.0, "more decode steps cost more: {verdict}");
+    assert!(stdout.contains("    op "), "{stdout}");
+}
+
+#[test]
+fn ranges_of_one_program_compare_as_variants() {
+    let dir = scratch("compare-ranges");
+    let fake = fake_gpu_program(&dir);
+    let fake = fake.to_str().unwrap();
+    let out = compare_with_fake(
+        &dir,
+        &[
+            "--ranges",
+            "mlp,attention",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--",
+            "sh",
+            fake,
+            "4",
+            "0",
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("per range instance"), "{stdout}");
+    assert!(
+        stdout.contains("verdict: attention against mlp"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("idle over the wall time"), "{stdout}");
+    // The parts add up to the instances' energy difference.
+    let share: f64 = stdout
+        .split("the op classes and idle add up to ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!((80.0..=120.0).contains(&share), "{stdout}");
+    let missing = compare_with_fake(
+        &dir,
+        &[
+            "--ranges",
+            "mlp,nowhere",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--",
+            "sh",
+            fake,
+            "4",
+            "0",
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    let err = text(&missing.stderr);
+    assert!(err.contains("the range nowhere never appears"), "{err}");
+}
+
+#[test]
+fn compare_refuses_bad_variants_in_one_sentence() {
+    let dir = scratch("compare-errors");
+    let fake = fake_gpu_program(&dir);
+    let good = format!("good=sh {} 4 0", fake.display());
+    // A command that cannot start.
+    let out = compare_with_fake(
+        &dir,
+        &[
+            "--variant",
+            "gone=no-such-command-xyz",
+            "--variant",
+            &good,
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("variant gone, round 1"));
+    // Not NAME=CMD, one variant only, two forms at once.
+    for args in [
+        vec!["--variant", "python3 m.py", "--variant", &good],
+        vec!["--variant", &good],
+        vec!["--variant", &good, "--builtin"],
+        vec!["--ranges", "a,b"],
+    ] {
+        let out = compare_with_fake(&dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stderr).trim().lines().count(), 1, "{args:?}");
+    }
+    // Traces from different GPUs.
+    let demo_dir = dir.join("demo");
+    let out = wattlens(&[
+        "demo",
+        "--simulate",
+        "--steps",
+        "4",
+        "--out-dir",
+        demo_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let a = demo_dir.join("demo.wlt");
+    let mut other = wattlens_instrument::read_trace_file(&a).unwrap().trace;
+    other.meta.devices[0].name = "NVIDIA B200".into();
+    let b = dir.join("b200.wlt");
+    wattlens_instrument::TraceWriter::write_trace(std::fs::File::create(&b).unwrap(), &other)
+        .unwrap();
+    let (code, err) = fails(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("different GPUs"), "{err}");
+}

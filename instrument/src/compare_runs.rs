@@ -14,8 +14,10 @@
 
 use serde::Serialize;
 
-use crate::attribution::{t_quantile_95, Attribution, EnergyEstimate};
-use crate::trace::LaunchShape;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::attribution::{op_class_of, t_quantile_95, Attribution, EnergyEstimate};
+use crate::trace::{LaunchShape, Trace};
 
 /// A signed energy with its 95% half-width, mJ.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -118,6 +120,45 @@ pub struct Variant {
     pub ops: Vec<Part>,
     /// Per kernel signature.
     pub kernels: Vec<Part>,
+    /// The accuracy metric its runs printed (`wattlens compare --metric`), where asked for.
+    pub metric: Option<Metric>,
+}
+
+/// A number each run of a variant printed (perplexity, max error): its mean over the runs that
+/// printed it, with the t-interval of their spread.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Metric {
+    /// Mean.
+    pub mean: f64,
+    /// Lower end of the 95% interval.
+    pub low: f64,
+    /// Upper end.
+    pub high: f64,
+    /// Runs that printed it.
+    pub runs: usize,
+}
+
+impl Metric {
+    /// The summary of `values`; `None` for none.
+    pub fn of(values: &[f64]) -> Option<Self> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let half = if n > 1 {
+            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+            t_quantile_95(n - 1) * (var / n as f64).sqrt()
+        } else {
+            0.0
+        };
+        Some(Self {
+            mean,
+            low: mean - half,
+            high: mean + half,
+            runs: n,
+        })
+    }
 }
 
 impl Variant {
@@ -158,6 +199,7 @@ impl Variant {
                     launches: o.launches,
                     energy: o.dynamic.plus_correlated(&o.static_share),
                 })
+                .chain(std::iter::once(idle_outside_work(a)))
                 .collect(),
             kernels: a
                 .signatures
@@ -168,6 +210,7 @@ impl Variant {
                     energy: s.dynamic.plus_correlated(&s.static_share),
                 })
                 .collect(),
+            metric: None,
         }
     }
 }
@@ -260,6 +303,146 @@ impl Variant {
             requests,
             ops: parts(&|r| &r.ops),
             kernels: parts(&|r| &r.kernels),
+            metric: None,
+        })
+    }
+}
+
+/// The part that holds a run's idle energy outside its work's busy time, beside its op
+/// classes (which hold the static share of their busy time): a variant that runs longer, or
+/// with more gaps, pays it.
+pub const IDLE_OUTSIDE_PART: &str = "idle outside the work";
+
+/// Idle power over the run's time that no op's static share covers.
+fn idle_outside_work(a: &Attribution) -> Part {
+    let shares: f64 = a.ops.iter().map(|o| o.static_share.mj).sum();
+    let mj = (a.closure.idle_mj - shares).max(0.0);
+    let p = &a.idle_power;
+    let half = if p.mw > 0.0 {
+        mj * (p.high_mw - p.low_mw) / 2.0 / p.mw
+    } else {
+        0.0
+    };
+    Part {
+        name: IDLE_OUTSIDE_PART.to_owned(),
+        launches: 0,
+        energy: EnergyEstimate::from_half_width(mj, half),
+    }
+}
+
+/// Whether the range path `path` is the range `name`: the whole path, or its last component.
+pub fn is_range(path: &str, name: &str) -> bool {
+    path == name || path.rsplit('/').next() == Some(name)
+}
+
+/// The part that holds a range's idle power over its wall time, beside its op classes.
+pub const RANGE_IDLE_PART: &str = "idle over the wall time";
+
+impl Variant {
+    /// The instances of range `name` in one run as a variant of their own (`wattlens compare
+    /// --ranges`): per instance, its energy as a request costs it, its wall time, mean power
+    /// and energy-delay product; and the op classes and kernels whose work ran inside the
+    /// instances, per instance, with the idle over their wall time as one more op part, so that
+    /// the parts add up to the instance's energy. Sums inside a variant add half-widths (they
+    /// share the fit and the idle power). `None` when no instance of `name` is there.
+    pub fn of_range(name: &str, trace: &Trace, a: &Attribution) -> Option<Self> {
+        let ranges: Vec<_> = a
+            .requests
+            .ranges
+            .iter()
+            .filter(|r| is_range(&r.path, name))
+            .collect();
+        let count: u64 = ranges.iter().map(|r| r.count).sum();
+        if count == 0 {
+            return None;
+        }
+        let per = 1.0 / count as f64;
+        let zero = EnergyEstimate::from_half_width(0.0, 0.0);
+        let sum = |f: &dyn Fn(&crate::attribution::RangeEnergy) -> EnergyEstimate| {
+            ranges
+                .iter()
+                .fold(zero, |acc, r| acc.plus_correlated(&f(r)))
+        };
+        let energy = sum(&|r| r.total).scaled(per);
+        let idle = sum(&|r| r.idle).scaled(per);
+        let time_s = ranges.iter().map(|r| r.wall_ns).sum::<u64>() as f64 * 1e-9 * per;
+        let tokens: Option<u64> = ranges.iter().map(|r| r.tokens).sum();
+        let per_token = tokens
+            .filter(|&t| t > 0)
+            .map(|t| sum(&|r| r.total).scaled(1.0 / t as f64));
+        let windows = crate::intervals::union(
+            a.requests
+                .instances
+                .iter()
+                .filter(|r| is_range(&r.path, name))
+                .map(|r| (r.start_ns, r.end_ns))
+                .collect(),
+        );
+        let inside = |t_ns: u64| {
+            let i = windows.partition_point(|w| w.0 <= t_ns);
+            i > 0 && t_ns <= windows[i - 1].1
+        };
+        let index: HashMap<u64, usize> = trace
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        let mut ops: BTreeMap<String, (u64, EnergyEstimate)> = BTreeMap::new();
+        let mut kernels: BTreeMap<String, (u64, EnergyEstimate)> = BTreeMap::new();
+        for e in &a.spans {
+            let Some(span) = index.get(&e.span).map(|&i| &trace.spans[i]) else {
+                continue;
+            };
+            if !inside(span.start_ns / 2 + span.end_ns / 2) {
+                continue;
+            }
+            let name = trace.str(span.name);
+            let energy = e
+                .dynamic
+                .plus_correlated(&EnergyEstimate::from_half_width(e.static_mj, 0.0));
+            let op = op_class_of(trace, name, span.kind.label())
+                .label()
+                .to_owned();
+            for (map, key) in [
+                (&mut ops, op),
+                (&mut kernels, kernel_key(name, span.launch)),
+            ] {
+                let entry = map.entry(key).or_insert((0, zero));
+                *entry = (entry.0 + 1, entry.1.plus_correlated(&energy));
+            }
+        }
+        ops.insert(RANGE_IDLE_PART.to_owned(), (0, idle.scaled(count as f64)));
+        let parts = |map: BTreeMap<String, (u64, EnergyEstimate)>| -> Vec<Part> {
+            map.into_iter()
+                .map(|(name, (launches, e))| Part {
+                    name,
+                    launches: launches / count,
+                    energy: e.scaled(per),
+                })
+                .collect()
+        };
+        Some(Self {
+            name: name.to_owned(),
+            runs: 1,
+            aa: None,
+            energy,
+            time_s,
+            mean_power_w: if time_s > 0.0 {
+                energy.mj / 1e3 / time_s
+            } else {
+                0.0
+            },
+            edp_js: energy.mj / 1e3 * time_s,
+            requests: vec![RequestMean {
+                path: name.to_owned(),
+                count,
+                mean: energy,
+                per_token,
+            }],
+            ops: parts(ops),
+            kernels: parts(kernels),
+            metric: None,
         })
     }
 }
@@ -317,8 +500,8 @@ pub struct Verdict {
     pub kernels: Vec<PartDiff>,
     /// The run energy's difference.
     pub total: Delta,
-    /// The share of that difference the op classes' differences add up to (the rest is idle
-    /// outside the work, and what the attribution left unexplained).
+    /// The share of that difference the op classes' differences add up to, with the idle
+    /// outside the work (the rest is what the attribution left unexplained).
     pub explained: f64,
 }
 
@@ -417,6 +600,7 @@ mod tests {
             }],
             ops,
             kernels: Vec::new(),
+            metric: None,
         }
     }
 

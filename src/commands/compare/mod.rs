@@ -1,10 +1,13 @@
-//! `wattlens compare`: kernel variants measured with the repetition harness — fp32 vs bf16 vs
-//! int8 matmul, unfused vs fused attention — each with energy, time, power, energy-delay
-//! product and accuracy (95% CIs), then one verdict line per pair. On a real GPU the variants
-//! are wattlens' own kernels (`gpu`); without one, the simulated GPU runs a model of them
-//! (`sim`) and the true energies are printed beside the estimates.
+//! `wattlens compare`: variants with energy, time, power and energy-delay product (95% CIs), a
+//! verdict per variant against the first, and the op classes and kernels behind it. Variants
+//! are commands (`commands`, run by the repetition `protocol`), ranges of one program, or
+//! recorded runs (`runs`). The built-in ones (`--builtin`) are wattlens' own kernels — fp32 vs
+//! bf16 vs int8 matmul, unfused vs fused attention — with accuracy: on a real GPU (`gpu`), or
+//! without one on the simulated GPU (`sim`), with the true energies beside the estimates.
 
+mod commands;
 mod gpu;
+mod protocol;
 mod runs;
 mod sim;
 mod variants;
@@ -25,8 +28,30 @@ pub use variants::{Comparison, Variant};
 /// [`CliError`] when the GPU session fails (the trace recorded so far is still written), a
 /// batch cannot be analysed, or output fails.
 pub fn run(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let forms = [
+        !args.runs.is_empty(),
+        !args.variants.is_empty(),
+        !args.ranges.is_empty(),
+        args.builtin,
+    ];
+    if forms.iter().filter(|&&f| f).count() > 1 {
+        return Err(CliError::Usage(
+            "give one kind of variant: recorded runs (A.wlt B.wlt), commands (--variant NAME=CMD), ranges (--ranges A,B -- CMD) or --builtin".into(),
+        ));
+    }
+    if !args.command.is_empty() && args.ranges.is_empty() {
+        return Err(CliError::Usage(
+            "a command after `--` is for --ranges; give variants as commands with --variant NAME=CMD".into(),
+        ));
+    }
     if !args.runs.is_empty() {
         return runs::run(&args.runs, out);
+    }
+    if !args.variants.is_empty() {
+        return commands::variants(args, out);
+    }
+    if !args.ranges.is_empty() {
+        return commands::ranges(args, out);
     }
     std::fs::create_dir_all(&args.out_dir).map_err(|source| CliError::WriteFile {
         path: args.out_dir.clone(),

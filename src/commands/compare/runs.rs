@@ -2,14 +2,18 @@
 //! baseline ([`wattlens_instrument::compare_runs`]).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use wattlens_instrument::compare_runs::{verdict, Delta, Ratio, Variant, Verdict};
+use wattlens_instrument::compare_runs::{verdict, Delta, Metric, Ratio, Variant, Verdict};
+use wattlens_instrument::Trace;
 
 use crate::error::CliError;
 use crate::render::analyze;
 use crate::render::table::clip;
 use crate::render::units::{energy, joules};
+
+/// What a variant's energy is when variants are runs.
+pub(super) const RUN_ENERGY: &str = "per run, from the energy counter";
 
 /// Parts listed per verdict; the rest are summed in one line.
 const TOP_PARTS: usize = 8;
@@ -36,46 +40,76 @@ fn named(arg: &str) -> (String, Vec<PathBuf>) {
     }
 }
 
-/// One run of a variant, from its trace.
+/// The attribution of the first device of `trace` that has one.
 ///
 /// # Errors
-/// As [`run`].
-fn one_run(name: &str, path: &Path) -> Result<Variant, CliError> {
-    let trace = crate::commands::load_trace(path)?;
-    let report = analyze(&trace)?;
-    let Some(a) = report.devices.iter().find_map(|d| d.attribution.as_ref()) else {
-        return Err(CliError::Usage(format!(
-            "{} has no device with energy data to compare",
-            path.display()
-        )));
+/// [`CliError::Usage`] naming `what` when no device has energy data; attribution errors.
+pub(super) fn attribution_of(
+    trace: &Trace,
+    what: &str,
+) -> Result<wattlens_instrument::attribution::Attribution, CliError> {
+    let report = analyze(trace)?;
+    report
+        .devices
+        .into_iter()
+        .find_map(|d| d.attribution)
+        .ok_or_else(|| CliError::Usage(format!("{what} has no device with energy data to compare")))
+}
+
+/// The GPU a trace ran on (its first device's name), for the same-GPU check.
+pub(super) fn gpu_of(trace: &Trace) -> String {
+    trace
+        .meta
+        .devices
+        .first()
+        .map_or_else(|| "no GPU".to_owned(), |d| d.name.clone())
+}
+
+/// Refuse variants recorded on different GPU models: their joules do not compare.
+///
+/// # Errors
+/// [`CliError::Usage`] naming the first two that differ.
+pub(super) fn same_gpu(gpus: &[(String, String)]) -> Result<(), CliError> {
+    let Some((first, gpu)) = gpus.first() else {
+        return Ok(());
     };
-    Ok(Variant::of(name, a))
+    match gpus.iter().find(|(_, g)| g != gpu) {
+        Some((other, g)) => Err(CliError::Usage(format!(
+            "{first} ran on {gpu} and {other} on {g}: energies from different GPUs do not compare; record every variant on one GPU model"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Compare the variants `runs` names, the first as the baseline.
 ///
 /// # Errors
-/// [`CliError::Usage`] for fewer than two variants or a variant without a trace,
-/// [`CliError::ReadTrace`] for a trace that cannot be read, [`CliError::Attribution`] for one
-/// without an attributable device.
+/// [`CliError::Usage`] for fewer than two variants, a variant without a trace, or traces from
+/// different GPUs; [`CliError::ReadTrace`] for a trace that cannot be read,
+/// [`CliError::Attribution`] for one without an attributable device.
 pub fn run(runs: &[String], out: &mut dyn Write) -> Result<(), CliError> {
     if runs.len() < 2 {
         return Err(CliError::Usage(
-            "compare needs two recorded runs or more (`wattlens compare fp16=a.wlt int8=b.wlt`, or NAME=A.wlt,B.wlt for several runs of one variant); without runs it measures the built-in kernels".into(),
+            "compare needs two recorded runs or more (`wattlens compare fp16=a.wlt int8=b.wlt`, or NAME=A.wlt,B.wlt for several runs of one variant); `--variant NAME=CMD` runs commands, and `--builtin` measures the built-in kernels".into(),
         ));
     }
     let mut variants = Vec::with_capacity(runs.len());
+    let mut gpus = Vec::new();
     for arg in runs {
         let (name, paths) = named(arg);
-        let each = paths
-            .iter()
-            .map(|p| one_run(&name, p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut each = Vec::with_capacity(paths.len());
+        for p in &paths {
+            let trace = crate::commands::load_trace(p)?;
+            gpus.push((p.display().to_string(), gpu_of(&trace)));
+            let a = attribution_of(&trace, &p.display().to_string())?;
+            each.push(Variant::of(&name, &a));
+        }
         let v = Variant::of_runs(&name, &each)
             .ok_or_else(|| CliError::Usage(format!("{arg} names no trace")))?;
         variants.push(v);
     }
-    write(out, &variants)?;
+    same_gpu(&gpus)?;
+    write(out, &variants, RUN_ENERGY)?;
     Ok(())
 }
 
@@ -91,33 +125,88 @@ fn signed(d: &Delta) -> String {
     format!("{sign}{} ±{}", joules(d.mj.abs()), joules(d.half_mj))
 }
 
-fn write(out: &mut dyn Write, variants: &[Variant]) -> std::io::Result<()> {
+/// A time in s, ms or µs, four significant digits or so.
+fn seconds(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.3} µs", s * 1e6)
+    }
+}
+
+fn metric(m: &Option<Metric>) -> String {
+    m.map_or_else(
+        || "-".to_owned(),
+        |m| {
+            if m.runs > 1 {
+                format!("{:.4} [{:.4}, {:.4}]", m.mean, m.low, m.high)
+            } else {
+                format!("{:.4}", m.mean)
+            }
+        },
+    )
+}
+
+/// The comparison's table and one verdict per variant against the first.
+pub(super) fn write(
+    out: &mut dyn Write,
+    variants: &[Variant],
+    energy_is: &str,
+) -> std::io::Result<()> {
     let base = &variants[0];
     writeln!(
         out,
-        "Compare {} variants of one workload (each the mean of its runs); baseline: {}. Intervals are 95%: a variant of one run shows no run-to-run spread; of four or more, its A/A check (even runs over odd) should hold 1.",
+        "Compare {} variants of one workload (each the mean of its runs); baseline: {}. Energy is {energy_is}. Intervals are 95%: a variant of one run shows no run-to-run spread; of four or more, its A/A check (even runs over odd) should hold 1.",
         variants.len(),
         base.name
     )?;
     writeln!(
         out,
-        "{:<16} {:>5} {:>22} {:>9} {:>9} {:>12}  A/A",
-        "variant", "runs", "energy (counter)", "time s", "power W", "EDP J·s"
+        "{:<16} {:>5} {:>22} {:>11} {:>9} {:>12}  {:<28}{}",
+        "variant",
+        "runs",
+        "energy",
+        "time",
+        "power W",
+        "EDP J·s",
+        "A/A",
+        if variants.iter().any(|v| v.metric.is_some()) {
+            "metric (mean, 95%)"
+        } else {
+            ""
+        }
     )?;
     for v in variants {
         writeln!(
             out,
-            "{:<16} {:>5} {:>22} {:>9.3} {:>9.1} {:>12.1}  {}",
+            "{:<16} {:>5} {:>22} {:>11} {:>9.1} {:>12.4e}  {:<28}{}",
             clip(&v.name, 16),
             v.runs,
             energy(&v.energy),
-            v.time_s,
+            seconds(v.time_s),
             v.mean_power_w,
             v.edp_js,
-            ratio(&v.aa)
+            ratio(&v.aa),
+            if variants.iter().any(|v| v.metric.is_some()) {
+                metric(&v.metric)
+            } else {
+                String::new()
+            }
         )?;
     }
-    let paths: Vec<&str> = base.requests.iter().map(|r| r.path.as_str()).collect();
+    // Paths at least two variants have (ranges as variants each have their own).
+    let paths: Vec<&str> = base
+        .requests
+        .iter()
+        .map(|r| r.path.as_str())
+        .filter(|p| {
+            variants[1..]
+                .iter()
+                .any(|v| v.requests.iter().any(|r| r.path == *p))
+        })
+        .collect();
     if !paths.is_empty() {
         writeln!(
             out,
@@ -171,7 +260,7 @@ fn verdict_lines(out: &mut dyn Write, v: &Verdict) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "  what makes the difference ({} − {}, {} in all), largest first; the op classes add up to {:.0}% of it:",
+        "  what makes the difference ({} − {}, {} in all), largest first; the op classes and idle add up to {:.0}% of it:",
         v.variant,
         v.baseline,
         signed(&v.total),
