@@ -162,8 +162,8 @@ pub(super) fn write(
         variants.len(),
         base.name
     )?;
-    writeln!(
-        out,
+    let metrics = variants.iter().any(|v| v.metric.is_some());
+    let head = format!(
         "{:<16} {:>5} {:>22} {:>11} {:>9} {:>12}  {:<28}{}",
         "variant",
         "runs",
@@ -172,15 +172,11 @@ pub(super) fn write(
         "power W",
         "EDP J·s",
         "A/A",
-        if variants.iter().any(|v| v.metric.is_some()) {
-            "metric (mean, 95%)"
-        } else {
-            ""
-        }
-    )?;
+        if metrics { "metric (mean, 95%)" } else { "" }
+    );
+    writeln!(out, "{}", head.trim_end())?;
     for v in variants {
-        writeln!(
-            out,
+        let row = format!(
             "{:<16} {:>5} {:>22} {:>11} {:>9.1} {:>12.4e}  {:<28}{}",
             clip(&v.name, 16),
             v.runs,
@@ -189,12 +185,13 @@ pub(super) fn write(
             v.mean_power_w,
             v.edp_js,
             ratio(&v.aa),
-            if variants.iter().any(|v| v.metric.is_some()) {
+            if metrics {
                 metric(&v.metric)
             } else {
                 String::new()
             }
-        )?;
+        );
+        writeln!(out, "{}", row.trim_end())?;
     }
     // Paths at least two variants have (ranges as variants each have their own).
     let paths: Vec<&str> = base
