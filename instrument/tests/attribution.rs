@@ -418,6 +418,45 @@ fn the_replay_closure_sees_replays_that_draw_more_than_the_program_and_widens_in
     }
 }
 
+/// A board draws above its enforced power limit over 100 ms windows (an H100 limited to 700 W
+/// drew 733-771 W in replays of cuBLAS kernels). With the limit set below what the loop's
+/// 60 W `mm` draws above idle, the replayed `mm` keeps its measured power near its truth,
+/// above the cap, while every bound stays under the cap.
+#[test]
+fn a_power_the_counter_measured_alone_is_not_cut_to_the_boards_limit() {
+    let workload = lockstep().with_replays(ALONE_BURST_NS, (6_000_000, 150_000), 1.0, &[]);
+    let mut run = simulate_with_budget(
+        &workload,
+        &GpuModel::h200(),
+        &SensorProfile::default(),
+        1,
+        T0,
+        REPLAY_CPU_BUDGET,
+    );
+    // 124 W idle: a cap of about 40 W, under `mm`'s 60 W.
+    run.trace.meta.devices[0].power_limit_mw = 164_000;
+    let a = attribute(&run.trace, 0).unwrap();
+    let cap_mw = a.board_cap_mw.unwrap();
+    assert!(cap_mw < 45_000.0, "{cap_mw}");
+    let mm = a.signatures.iter().find(|s| s.name == "mm").unwrap();
+    assert_eq!(mm.dynamic_power.coverage, Coverage::Measured, "{mm:?}");
+    assert!(mm.dynamic_power.mw > cap_mw, "{mm:?}");
+    let truth = own_dynamic_truth(&run, "mm");
+    assert!((mm.dynamic.mj - truth).abs() < 0.05 * truth, "{mm:?} vs {truth}");
+    for s in a.signatures.iter().filter(|s| s.dynamic.coverage == Coverage::Unresolved) {
+        assert!(s.dynamic_power.high_mw <= cap_mw, "{s:?}");
+    }
+    for o in &a.ops {
+        let measured_inside: bool = a
+            .signatures
+            .iter()
+            .any(|s| s.op_class == o.op_class && s.dynamic.coverage == Coverage::Measured);
+        if measured_inside {
+            assert_ne!(o.dynamic.coverage, Coverage::Unresolved, "{o:?}");
+        }
+    }
+}
+
 /// Attribute the lockstep loop run with kernel replays whose bursts draw `warm` times the
 /// kernels' power, checking what every replay must give and then `check` on each signature.
 fn replayed_lockstep(

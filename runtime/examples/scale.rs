@@ -53,6 +53,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scale = prof.kernel(&prof.load_ptx(0, PTX)?, "scale")?;
     let mut x = prof.upload(&stream, &vec![1.0f32; n as usize])?;
     let cfg = LaunchConfig::for_num_elems(n);
+    // Quiet stretches before and after the work: idle power is measured in counter windows
+    // (100 ms) with no work in them, and a session busy from start to end has none.
+    let quiet = std::time::Duration::from_millis(500);
+    prof.synchronize(&stream)?;
+    std::thread::sleep(quiet);
     {
         let _step = prof.region("scale");
         for _ in 0..launches {
@@ -66,11 +71,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }?;
         }
     }
+    prof.synchronize(&stream)?;
+    std::thread::sleep(quiet);
     let trace = match prof.finish() {
         Ok(f) => f.trace,
         Err(aborted) => return Err(aborted.error.into()),
     };
-    let a = attribute(&trace, 0)?;
+    let a = attribute(&trace, 0).map_err(|e| format!("cannot attribute the run: {e}"))?;
     for s in &a.signatures {
         println!(
             "kernel {:<10} {:>7} launches  dynamic {:.1} J [{:.1}, {:.1}] ({})",
