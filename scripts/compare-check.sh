@@ -7,7 +7,7 @@
 #
 #   bash scripts/compare-check.sh [BIN_DIR]      (default .gpu-bundle/bin)
 #
-# Environment: REPEATS (3), COOL (cool-down limit, s; 3), RUN_S (seconds of work per run; 1.5).
+# Environment: REPEATS (3), COOL (cool-down limit, s; 3), STEPS (steps of work per run; 300).
 set -u
 bin=$(cd "${1:-.gpu-bundle/bin}" && pwd)
 out=${OUT:-/tmp/compare-check}
@@ -15,7 +15,7 @@ work=$(mktemp -d)
 mkdir -p "$out"
 export PATH="$bin:$PATH" PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-b="python3 scripts/variants_bench.py --seconds ${RUN_S:-1.5}"
+b="python3 scripts/variants_bench.py --steps ${STEPS:-300}"
 common=(--repeats "${REPEATS:-3}" --warmup 1 --cooldown-s "${COOL:-3}")
 metric=(--metric 'max error ([0-9.e+-]+)')
 for k in 1 2; do

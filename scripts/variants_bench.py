@@ -2,14 +2,15 @@
 
 An MLP stack (4 layers of 4096x4096, GELU) on 256 tokens, in fp16, bf16, or weight-only int8
 (per-output-channel scales, dequantised to fp16 before each matmul: the dequantise kernels are
-the extra work). Prints `max error E` against an fp32 reference on the same input.
+the extra work). A fixed number of steps (8 forward passes each, inside an NVTX range `step`),
+so that a run's energy is its work's: a time-boxed loop would make every variant cost the same
+per run. Prints `max error E` against an fp32 reference on the same input.
 
-    python3 variants_bench.py --dtype fp16|bf16|int8 [--seconds 2]
-    python3 variants_bench.py --ranges [--seconds 2]   # all three, each call in its NVTX range
+    python3 variants_bench.py --dtype fp16|bf16|int8 [--steps 300]
+    python3 variants_bench.py --ranges [--steps 300]   # all three, each step in its NVTX range
 """
 
 import argparse
-import time
 
 import torch
 
@@ -56,7 +57,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dtype", choices=["fp16", "bf16", "int8"])
     ap.add_argument("--ranges", action="store_true")
-    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--steps", type=int, default=300)
     a = ap.parse_args()
     ws, x = build()
     ref = forward("fp32", ws, x)
@@ -65,16 +66,13 @@ def main():
     for k in kinds:  # warm-up: kernels chosen, pools filled
         forward(k, *prepared[k])
     torch.cuda.synchronize()
-    end = time.time() + a.seconds
-    while time.time() < end:
+    for _ in range(a.steps):
         for k in kinds:
-            if a.ranges:
-                torch.cuda.nvtx.range_push(k)
+            torch.cuda.nvtx.range_push(k if a.ranges else "step")
             for _ in range(8):
-                out = forward(k, *prepared[k])
+                forward(k, *prepared[k])
             torch.cuda.synchronize()
-            if a.ranges:
-                torch.cuda.nvtx.range_pop()
+            torch.cuda.nvtx.range_pop()
     for k in kinds:
         print(f"{k} max error {max_error(forward(k, *prepared[k]), ref):.4e}")
 
