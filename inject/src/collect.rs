@@ -13,7 +13,7 @@ use wattlens_instrument::trace::{
 };
 use wattlens_runtime::internal::clock_fit::{ClockMap, ClockPoint};
 use wattlens_runtime::internal::cuda::cupti_records::CuptiRecord;
-use wattlens_runtime::internal::timing::ActivityKind;
+use wattlens_runtime::internal::timing::{work_span, ActivityKind};
 
 use crate::demangle::display_name;
 use crate::nvtx_ranges::MARK_TRACK;
@@ -185,57 +185,43 @@ impl<W: Write> Collector<W> {
         };
         for record in records {
             match record {
-                CuptiRecord::Work {
-                    device,
-                    memset_value,
-                    activity,
-                } => {
+                CuptiRecord::Work { device, activity } => {
                     self.devices.insert(device);
                     if !ended(activity.start_ns, activity.end_ns) {
                         self.counts.skipped += 1;
                         continue;
                     }
+                    let Some((mut kind, launch, label)) = work_span(&activity.kind) else {
+                        self.counts.skipped += 1;
+                        continue;
+                    };
                     let mut upload = None;
-                    let (kind, name, launch) = match &activity.kind {
-                        ActivityKind::Kernel { name, shape } => {
+                    match (&activity.kind, &mut kind) {
+                        (ActivityKind::Kernel { name, shape }, _) => {
                             self.counts.kernels += 1;
                             let busy_ns = map
                                 .map_ns(activity.end_ns)
                                 .saturating_sub(map.map_ns(activity.start_ns));
                             calls.kernel(device, name, *shape, busy_ns);
-                            (SpanKind::Kernel, self.name(name)?, Some(*shape))
                         }
-                        ActivityKind::Memcpy { bytes, direction } => {
-                            let Some(direction) = *direction else {
-                                self.counts.skipped += 1;
-                                continue;
-                            };
+                        (
+                            ActivityKind::Memcpy { bytes, .. },
+                            SpanKind::Memcpy {
+                                direction,
+                                content_digest,
+                                ..
+                            },
+                        ) => {
                             self.counts.copies += 1;
-                            let label = match direction {
-                                CopyDirection::HostToDevice => "memcpy HtoD",
-                                CopyDirection::DeviceToHost => "memcpy DtoH",
-                                _ => "memcpy DtoD",
-                            };
-                            upload = (direction == CopyDirection::HostToDevice)
+                            upload = (*direction == CopyDirection::HostToDevice)
                                 .then(|| calls.upload(activity.correlation_id))
                                 .flatten()
                                 .filter(|u| u.bytes == *bytes);
-                            let kind = SpanKind::Memcpy {
-                                direction,
-                                bytes: *bytes,
-                                content_digest: upload.map(|u| u.digest),
-                            };
-                            (kind, self.out.intern(label)?, None)
+                            *content_digest = upload.map(|u| u.digest);
                         }
-                        ActivityKind::Memset { bytes } => {
-                            self.counts.memsets += 1;
-                            let kind = SpanKind::Memset {
-                                bytes: *bytes,
-                                value: u8::try_from(memset_value).unwrap_or(u8::MAX),
-                            };
-                            (kind, self.out.intern("memset")?, None)
-                        }
-                    };
+                        _ => self.counts.memsets += 1,
+                    }
+                    let name = self.name(label)?;
                     let mut span = Span::new(
                         self.id(),
                         kind,

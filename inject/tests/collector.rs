@@ -40,7 +40,6 @@ const NOW_NS: u64 = 30_000_000;
 fn kernel(name: &str, start: u64, end: u64, correlation: u32) -> CuptiRecord {
     CuptiRecord::Work {
         device: 1,
-        memset_value: 0,
         activity: Activity {
             kind: ActivityKind::Kernel {
                 name: name.into(),
@@ -95,7 +94,6 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
         kernel("ampere_sgemm_128x64_nn", 20_100_000, 20_400_000, 42),
         CuptiRecord::Work {
             device: 1,
-            memset_value: 0,
             activity: Activity {
                 kind: ActivityKind::Memcpy {
                     bytes: 4096,
@@ -109,7 +107,6 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
         },
         CuptiRecord::Work {
             device: 1,
-            memset_value: 0,
             activity: Activity {
                 kind: ActivityKind::Memcpy {
                     bytes: 64,
@@ -123,9 +120,11 @@ fn records_become_spans_with_regions_on_the_trace_clock() {
         },
         CuptiRecord::Work {
             device: 1,
-            memset_value: 0xff,
             activity: Activity {
-                kind: ActivityKind::Memset { bytes: 512 },
+                kind: ActivityKind::Memset {
+                    bytes: 512,
+                    value: 0xff,
+                },
                 stream_id: 13,
                 start_ns: 19_040_000,
                 end_ns: 19_041_000,
@@ -303,7 +302,6 @@ impl CallInfo for Hashed {
 fn copy(direction: CopyDirection, bytes: u64, start: u64, correlation: u32) -> CuptiRecord {
     CuptiRecord::Work {
         device: 1,
-        memset_value: 0,
         activity: Activity {
             kind: ActivityKind::Memcpy {
                 bytes,

@@ -442,8 +442,15 @@ fn a_power_the_counter_measured_alone_is_not_cut_to_the_boards_limit() {
     assert_eq!(mm.dynamic_power.coverage, Coverage::Measured, "{mm:?}");
     assert!(mm.dynamic_power.mw > cap_mw, "{mm:?}");
     let truth = own_dynamic_truth(&run, "mm");
-    assert!((mm.dynamic.mj - truth).abs() < 0.05 * truth, "{mm:?} vs {truth}");
-    for s in a.signatures.iter().filter(|s| s.dynamic.coverage == Coverage::Unresolved) {
+    assert!(
+        (mm.dynamic.mj - truth).abs() < 0.05 * truth,
+        "{mm:?} vs {truth}"
+    );
+    for s in a
+        .signatures
+        .iter()
+        .filter(|s| s.dynamic.coverage == Coverage::Unresolved)
+    {
         assert!(s.dynamic_power.high_mw <= cap_mw, "{s:?}");
     }
     for o in &a.ops {

@@ -588,9 +588,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 path,
                 launches,
                 busy_ns,
-                dynamic: r
-                    .estimate(beta, cov, t, fit.joint.as_ref())
-                    .capped_at(cap),
+                dynamic: r.estimate(beta, cov, t, fit.joint.as_ref()).capped_at(cap),
                 static_share: static_estimate(static_s),
             }
         })

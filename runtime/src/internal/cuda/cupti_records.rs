@@ -88,8 +88,6 @@ pub enum CuptiRecord {
     Work {
         /// CUDA device ordinal it ran on.
         device: u32,
-        /// The byte value a memset wrote (0 for other work).
-        memset_value: u32,
         /// What ran, where and when (CUPTI timestamps).
         activity: Activity,
     },
@@ -144,7 +142,6 @@ pub unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<CuptiRecord>
         };
         return Some(CuptiRecord::Work {
             device: k.deviceId,
-            memset_value: 0,
             activity: Activity {
                 kind: ActivityKind::Kernel {
                     name: c_string(k.name),
@@ -172,7 +169,6 @@ pub unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<CuptiRecord>
         let m = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityMemcpy6>()) };
         return Some(CuptiRecord::Work {
             device: m.deviceId,
-            memset_value: 0,
             activity: Activity {
                 kind: ActivityKind::Memcpy {
                     bytes: m.bytes,
@@ -190,9 +186,11 @@ pub unsafe fn parse(record: *const cupti::CUpti_Activity) -> Option<CuptiRecord>
         let m = unsafe { std::ptr::read_unaligned(record.cast::<cupti::CUpti_ActivityMemset4>()) };
         return Some(CuptiRecord::Work {
             device: m.deviceId,
-            memset_value: m.value,
             activity: Activity {
-                kind: ActivityKind::Memset { bytes: m.bytes },
+                kind: ActivityKind::Memset {
+                    bytes: m.bytes,
+                    value: u8::try_from(m.value).unwrap_or(u8::MAX),
+                },
                 stream_id: m.streamId,
                 start_ns: m.start,
                 end_ns: m.end,

@@ -198,6 +198,9 @@ pub struct Finished {
     pub timing: Vec<TimingMethod>,
     /// Issued operations the timer never saw complete (0 in a healthy run).
     pub untimed: usize,
+    /// CUPTI records of work the timer could not read (copies of no known direction), left
+    /// out of the trace.
+    pub unreadable: u64,
     /// What the power sampler did and cost, when it ran.
     pub sampler: Option<SamplerReport>,
     /// Which kernel signatures were measured alone ([`ProfilerConfig::measure_alone_ns`]).
@@ -641,7 +644,9 @@ impl Profiler {
         };
         let mut rec = lock(&self.rec);
         let mut alignments = Vec::new();
+        let mut unreadable = 0;
         for report in reports {
+            unreadable += report.unreadable;
             for t in report.times {
                 rec.set_times(t.seq, t.start_ns, t.end_ns);
             }
@@ -700,6 +705,7 @@ impl Profiler {
                 trace,
                 timing: self.methods.clone(),
                 untimed,
+                unreadable,
                 sampler,
                 alone: lock(&self.alone).report.clone(),
             },

@@ -42,7 +42,42 @@ pub enum ActivityKind {
     Memset {
         /// Bytes.
         bytes: u64,
+        /// The byte value it wrote (CUPTI's value, `u8::MAX` where it does not fit a byte).
+        value: u8,
     },
+}
+
+/// What a work record becomes in a trace: its span kind, launch shape and label (the kernel's
+/// name, `memcpy HtoD|DtoH|DtoD`, or `memset`). One policy for every recorder (the runtime's
+/// CUPTI timer and the injection library): a copy whose direction CUPTI's copy kind does not
+/// give (host to host, or a kind this build does not know) is `None`, to be skipped and
+/// counted, never guessed.
+pub fn work_span(kind: &ActivityKind) -> Option<(SpanKind, Option<LaunchShape>, &str)> {
+    Some(match kind {
+        ActivityKind::Kernel { name, shape } => (SpanKind::Kernel, Some(*shape), name.as_str()),
+        ActivityKind::Memcpy { bytes, direction } => {
+            let direction = (*direction)?;
+            let label = match direction {
+                CopyDirection::HostToDevice => "memcpy HtoD",
+                CopyDirection::DeviceToHost => "memcpy DtoH",
+                _ => "memcpy DtoD",
+            };
+            let kind = SpanKind::Memcpy {
+                direction,
+                bytes: *bytes,
+                content_digest: None,
+            };
+            (kind, None, label)
+        }
+        ActivityKind::Memset { bytes, value } => (
+            SpanKind::Memset {
+                bytes: *bytes,
+                value: *value,
+            },
+            None,
+            "memset",
+        ),
+    })
 }
 
 /// One CUPTI activity record, reduced to what matching needs.
@@ -147,7 +182,7 @@ impl<A: CuptiApi> CuptiTimer<A> {
                 **name == **n && shape.grid == s.grid && shape.block == s.block
             }
             (Expect::Memcpy { bytes }, ActivityKind::Memcpy { bytes: b, .. })
-            | (Expect::Memset { bytes }, ActivityKind::Memset { bytes: b }) => bytes == b,
+            | (Expect::Memset { bytes }, ActivityKind::Memset { bytes: b, .. }) => bytes == b,
             _ => false,
         }
     }
@@ -188,16 +223,16 @@ impl<A: CuptiApi> CuptiTimer<A> {
                         }
                     }
                     None => {
-                        let (span, name) = foreign_span(
-                            &r,
-                            self.device,
-                            ordinal_of
-                                .get(&stream_id)
-                                .copied()
-                                .unwrap_or(u64::from(stream_id)),
-                            start_ns,
-                            end_ns,
-                        );
+                        let stream = ordinal_of
+                            .get(&stream_id)
+                            .copied()
+                            .unwrap_or(u64::from(stream_id));
+                        let Some((span, name)) =
+                            foreign_span(&r, self.device, stream, start_ns, end_ns)
+                        else {
+                            report.unreadable += 1;
+                            continue;
+                        };
                         report.foreign.push(ForeignOp {
                             span,
                             name,
@@ -212,33 +247,16 @@ impl<A: CuptiApi> CuptiTimer<A> {
     }
 }
 
+/// A record of work wattlens did not issue as a span of its own, with its label; `None` for
+/// one [`work_span`] cannot read.
 fn foreign_span(
     r: &Activity,
     device: u32,
     stream: u64,
     start_ns: u64,
     end_ns: u64,
-) -> (Span, String) {
-    let (kind, launch, name) = match &r.kind {
-        ActivityKind::Kernel { name, shape } => (SpanKind::Kernel, Some(*shape), name.clone()),
-        ActivityKind::Memcpy { bytes, direction } => (
-            SpanKind::Memcpy {
-                direction: direction.unwrap_or(CopyDirection::DeviceToDevice),
-                bytes: *bytes,
-                content_digest: None,
-            },
-            None,
-            "memcpy (not issued by wattlens)".to_owned(),
-        ),
-        ActivityKind::Memset { bytes } => (
-            SpanKind::Memset {
-                bytes: *bytes,
-                value: 0,
-            },
-            None,
-            "memset (not issued by wattlens)".to_owned(),
-        ),
-    };
+) -> Option<(Span, String)> {
+    let (kind, launch, label) = work_span(&r.kind)?;
     let span = Span {
         launch,
         ..Span::new(
@@ -249,7 +267,7 @@ fn foreign_span(
             (start_ns, end_ns.max(start_ns)),
         )
     };
-    (span, name)
+    Some((span, label.to_owned()))
 }
 
 impl<A: CuptiApi> OpTimer for CuptiTimer<A> {
@@ -290,5 +308,61 @@ impl<A: CuptiApi> OpTimer for CuptiTimer<A> {
     fn salvage(&mut self) -> TimingReport {
         let records = self.api.take().unwrap_or_default();
         self.report(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_policy_maps_every_work_record() {
+        let copy = |direction| ActivityKind::Memcpy {
+            bytes: 64,
+            direction,
+        };
+        let upload = copy(Some(CopyDirection::HostToDevice));
+        let (kind, launch, label) = work_span(&upload).unwrap_or((SpanKind::Kernel, None, ""));
+        assert_eq!(label, "memcpy HtoD");
+        assert!(launch.is_none());
+        assert!(matches!(
+            kind,
+            SpanKind::Memcpy {
+                direction: CopyDirection::HostToDevice,
+                bytes: 64,
+                content_digest: None
+            }
+        ));
+        // A copy of no known direction is skipped, never guessed as device to device.
+        assert!(work_span(&copy(None)).is_none());
+        // A memset keeps the value it wrote.
+        let memset = ActivityKind::Memset {
+            bytes: 4,
+            value: 0xab,
+        };
+        assert!(matches!(
+            work_span(&memset),
+            Some((
+                SpanKind::Memset {
+                    bytes: 4,
+                    value: 0xab
+                },
+                None,
+                "memset"
+            ))
+        ));
+        let shape = LaunchShape {
+            grid: [4, 1, 1],
+            block: [128, 1, 1],
+            shared_mem_bytes: 0,
+        };
+        let kernel = ActivityKind::Kernel {
+            name: "gemm".into(),
+            shape,
+        };
+        assert!(matches!(
+            work_span(&kernel),
+            Some((SpanKind::Kernel, Some(s), "gemm")) if s == shape
+        ));
     }
 }

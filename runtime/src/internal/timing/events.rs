@@ -191,6 +191,7 @@ impl<A: EventApi> EventTimer<A> {
                 })
                 .collect(),
             foreign: Vec::new(),
+            unreadable: 0,
             alignments: vec![map.alignment(ClockSource::CudaEvents, self.device, &self.points)],
         }
     }

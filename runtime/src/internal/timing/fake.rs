@@ -110,7 +110,7 @@ impl FakeGpu {
                     bytes,
                     direction: None,
                 },
-                Expect::Memset { bytes } => ActivityKind::Memset { bytes },
+                Expect::Memset { bytes } => ActivityKind::Memset { bytes, value: 0 },
             };
             let correlation_id = u32::try_from(index + 1).unwrap_or(u32::MAX);
             if let Some(ext) = s.external_now {

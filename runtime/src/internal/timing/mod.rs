@@ -15,7 +15,7 @@ mod cupti;
 mod events;
 pub mod fake;
 
-pub use cupti::{Activity, ActivityKind, CuptiApi, CuptiTimer};
+pub use cupti::{work_span, Activity, ActivityKind, CuptiApi, CuptiTimer};
 pub use events::{EventApi, EventTimer};
 
 use std::sync::Arc;
@@ -88,6 +88,9 @@ pub struct TimingReport {
     /// Operations the GPU ran that the session did not issue (a library's kernels on a
     /// profiled stream).
     pub foreign: Vec<ForeignOp>,
+    /// Records of work it could not read ([`work_span`]: a copy of no known
+    /// direction), skipped.
+    pub unreadable: u64,
     /// Clock evidence.
     pub alignments: Vec<ClockAlignment>,
 }
