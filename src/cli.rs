@@ -101,6 +101,10 @@ pub struct CompareArgs {
     /// error), reported beside its energy.
     #[arg(long, value_name = "REGEX")]
     pub metric: Option<String>,
+    /// A regular expression naming kernels (`dequant|gemm`): each variant's energy per launch
+    /// of the kernels it matches, and its ratio against the first variant's.
+    #[arg(long, value_name = "REGEX")]
+    pub kernel: Option<String>,
     /// Record the commands with kernel replay (`wattlens run --replay`), for per-kernel joules.
     #[arg(long)]
     pub replay: bool,

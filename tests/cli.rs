@@ -614,6 +614,8 @@ fn commands_compare_as_variants_interleaved_with_their_metric() {
             "2",
             "--metric",
             r"max error ([0-9.]+)",
+            "--kernel",
+            "^matmul_qkv",
         ],
     );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -654,6 +656,19 @@ fn commands_compare_as_variants_interleaved_with_their_metric() {
         .unwrap();
     assert!(ratio > 1.0, "more decode steps cost more: {verdict}");
     assert!(stdout.contains("    op "), "{stdout}");
+    // Energy per launch of the named kernel, the same work in both: a ratio near 1.
+    let per_launch = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Per launch of kernels matching \"^matmul_qkv\""))
+        .nth(2)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let r: f64 = per_launch
+        .split('×')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{per_launch}"));
+    assert!((r - 1.0).abs() < 0.05, "{per_launch}");
 }
 
 #[test]

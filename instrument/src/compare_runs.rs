@@ -57,7 +57,7 @@ pub struct Ratio {
 impl Ratio {
     /// `b / a`, from the two estimates' relative half-widths in quadrature; `None` when `a`
     /// is not positive.
-    fn of(b: &EnergyEstimate, a: &EnergyEstimate) -> Option<Self> {
+    pub fn of(b: &EnergyEstimate, a: &EnergyEstimate) -> Option<Self> {
         if a.mj <= 0.0 || b.mj < 0.0 {
             return None;
         }
@@ -328,6 +328,20 @@ fn idle_outside_work(a: &Attribution) -> Part {
         launches: 0,
         energy: EnergyEstimate::from_half_width(mj, half),
     }
+}
+
+/// The kernels of `v` whose names `matches` takes, summed: launches per run and energy per
+/// launch (half-widths added: one fit prices them). `None` when none matches or none launched.
+pub fn per_launch(v: &Variant, matches: impl Fn(&str) -> bool) -> Option<(u64, EnergyEstimate)> {
+    let zero = EnergyEstimate::from_half_width(0.0, 0.0);
+    let (launches, energy) = v
+        .kernels
+        .iter()
+        .filter(|k| matches(&k.name))
+        .fold((0u64, zero), |(n, e), k| {
+            (n + k.launches, e.plus_correlated(&k.energy))
+        });
+    (launches > 0).then(|| (launches, energy.scaled(1.0 / launches as f64)))
 }
 
 /// Whether the range path `path` is the range `name`: the whole path, or its last component.
@@ -637,6 +651,21 @@ mod tests {
         assert!((r.value - 1.3).abs() < 1e-9 && r.low < 1.3 && r.high > 1.3);
         assert_eq!(v.requests.len(), 1);
         assert!((v.requests[0].1.value - 1.3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn energy_per_launch_of_the_named_kernels() {
+        let mut v = variant("int8", 100_000.0, Vec::new());
+        v.kernels = vec![
+            part("dequant_a (64x128)", 4_000.0, 400.0),
+            part("dequant_b (32x128)", 2_000.0, 200.0),
+            part("gemm (132x384)", 50_000.0, 500.0),
+        ];
+        let (n, e) = per_launch(&v, |k| k.starts_with("dequant")).unwrap();
+        assert_eq!(n, 20);
+        assert!((e.mj - 300.0).abs() < 1e-9);
+        assert!((e.half_mj() - 30.0).abs() < 1e-9);
+        assert!(per_launch(&v, |k| k.contains("softmax")).is_none());
     }
 
     #[test]

@@ -195,6 +195,7 @@ pub fn variants(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError>
     let names: Vec<&str> = specs.iter().map(|(n, _)| n.as_str()).collect();
     check_names(&names, "--variant NAME=CMD")?;
     let metric = compile_metric(args.metric.as_deref())?;
+    let kernel = runs::compile_kernel(args.kernel.as_deref())?;
     let (protocol, dir) = prepare(args)?;
     let flags = RunFlags {
         replay: args.replay,
@@ -230,7 +231,11 @@ pub fn variants(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError>
         v.metric = m;
         variants.push(v);
     }
-    runs::write(out, &variants, runs::RUN_ENERGY)?;
+    let view = runs::View {
+        energy_is: runs::RUN_ENERGY,
+        kernel: kernel.as_ref(),
+    };
+    runs::write(out, &variants, &view)?;
     Ok(())
 }
 
@@ -253,6 +258,7 @@ pub fn ranges(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
             "--metric reads one number per command; with --ranges the program is one command, so compare its variants as --variant commands to get a metric each".into(),
         ));
     }
+    let kernel = runs::compile_kernel(args.kernel.as_deref())?;
     let (protocol, dir) = prepare(args)?;
     let flags = RunFlags {
         replay: args.replay,
@@ -287,7 +293,11 @@ pub fn ranges(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .zip(&runs)
         .filter_map(|(name, each)| Variant::of_runs(name, each))
         .collect();
-    runs::write(out, &variants, RANGE_ENERGY)?;
+    let view = runs::View {
+        energy_is: RANGE_ENERGY,
+        kernel: kernel.as_ref(),
+    };
+    runs::write(out, &variants, &view)?;
     Ok(())
 }
 

@@ -45,7 +45,7 @@ pub fn run(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
         ));
     }
     if !args.runs.is_empty() {
-        return runs::run(&args.runs, out);
+        return runs::run(&args.runs, args.kernel.as_deref(), out);
     }
     if !args.variants.is_empty() {
         return commands::variants(args, out);

@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use wattlens_instrument::compare_runs::{verdict, Delta, Metric, Ratio, Variant, Verdict};
+use wattlens_instrument::compare_runs::{
+    per_launch, verdict, Delta, Metric, Ratio, Variant, Verdict,
+};
 use wattlens_instrument::Trace;
 
 use crate::error::CliError;
@@ -87,7 +89,8 @@ pub(super) fn same_gpu(gpus: &[(String, String)]) -> Result<(), CliError> {
 /// [`CliError::Usage`] for fewer than two variants, a variant without a trace, or traces from
 /// different GPUs; [`CliError::ReadTrace`] for a trace that cannot be read,
 /// [`CliError::Attribution`] for one without an attributable device.
-pub fn run(runs: &[String], out: &mut dyn Write) -> Result<(), CliError> {
+pub fn run(runs: &[String], kernel: Option<&str>, out: &mut dyn Write) -> Result<(), CliError> {
+    let kernel = compile_kernel(kernel)?;
     if runs.len() < 2 {
         return Err(CliError::Usage(
             "compare needs two recorded runs or more (`wattlens compare fp16=a.wlt int8=b.wlt`, or NAME=A.wlt,B.wlt for several runs of one variant); `--variant NAME=CMD` runs commands, and `--builtin` measures the built-in kernels".into(),
@@ -109,7 +112,11 @@ pub fn run(runs: &[String], out: &mut dyn Write) -> Result<(), CliError> {
         variants.push(v);
     }
     same_gpu(&gpus)?;
-    write(out, &variants, RUN_ENERGY)?;
+    let view = View {
+        energy_is: RUN_ENERGY,
+        kernel: kernel.as_ref(),
+    };
+    write(out, &variants, &view)?;
     Ok(())
 }
 
@@ -149,12 +156,66 @@ fn metric(m: &Option<Metric>) -> String {
     )
 }
 
+/// How a comparison is shown: what a variant's energy is, and the kernels to show per launch.
+pub(super) struct View<'a> {
+    /// What a variant's energy is ([`RUN_ENERGY`], or per range instance).
+    pub energy_is: &'a str,
+    /// `--kernel`: kernels whose energy per launch is shown.
+    pub kernel: Option<&'a regex_lite::Regex>,
+}
+
+/// The `--kernel` expression, compiled.
+///
+/// # Errors
+/// [`CliError::Usage`] for one that does not compile.
+pub(super) fn compile_kernel(kernel: Option<&str>) -> Result<Option<regex_lite::Regex>, CliError> {
+    kernel
+        .map(|k| {
+            regex_lite::Regex::new(k).map_err(|e| {
+                CliError::Usage(format!("--kernel {k:?} is not a regular expression: {e}"))
+            })
+        })
+        .transpose()
+}
+
+/// Each variant's energy per launch of the kernels `re` matches, with its ratio against the
+/// first variant's.
+fn per_launch_lines(
+    out: &mut dyn Write,
+    variants: &[Variant],
+    re: &regex_lite::Regex,
+) -> std::io::Result<()> {
+    writeln!(out, "Per launch of kernels matching {:?}:", re.as_str())?;
+    let base = per_launch(&variants[0], |k| re.is_match(k));
+    for v in variants {
+        match per_launch(v, |k| re.is_match(k)) {
+            Some((n, e)) => writeln!(
+                out,
+                "  {:<16} {:>22}  ({n} launches a run){}",
+                clip(&v.name, 16),
+                energy(&e),
+                base.as_ref()
+                    .filter(|_| v.name != variants[0].name)
+                    .and_then(|(_, b)| Ratio::of(&e, b))
+                    .map_or(String::new(), |r| format!("  {}", ratio(&Some(r))))
+            )?,
+            None => writeln!(
+                out,
+                "  {:<16} no launch of a matching kernel",
+                clip(&v.name, 16)
+            )?,
+        }
+    }
+    Ok(())
+}
+
 /// The comparison's table and one verdict per variant against the first.
 pub(super) fn write(
     out: &mut dyn Write,
     variants: &[Variant],
-    energy_is: &str,
+    view: &View<'_>,
 ) -> std::io::Result<()> {
+    let energy_is = view.energy_is;
     let base = &variants[0];
     writeln!(
         out,
@@ -227,6 +288,9 @@ pub(super) fn write(
             }
             writeln!(out)?;
         }
+    }
+    if let Some(re) = view.kernel {
+        per_launch_lines(out, variants, re)?;
     }
     for v in &variants[1..] {
         verdict_lines(out, &verdict(base, v))?;
