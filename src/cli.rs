@@ -326,12 +326,13 @@ pub struct RunArgs {
 /// Arguments of `wattlens export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Write Chrome/Perfetto JSON (open it at ui.perfetto.dev).
+    /// Write a Perfetto trace (open it at ui.perfetto.dev): Perfetto's protobuf format, or
+    /// Chrome JSON when the output's name ends in `.json`.
     #[arg(long, required = true)]
     pub perfetto: bool,
     /// The trace file (.wlt).
     pub trace: PathBuf,
-    /// Where to write the export.
+    /// Where to write the export (`run.pftrace`, or `run.json` for JSON).
     #[arg(short, long)]
     pub output: PathBuf,
 }

@@ -146,6 +146,20 @@ fn export_writes_perfetto_json() {
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     assert!(doc["traceEvents"].as_array().unwrap().len() > 100);
+    // Any other name: Perfetto's protobuf format, a stream of `Trace.packet` fields (tag 0x0a).
+    let proto_file = out_file.with_extension("pftrace");
+    let out = wattlens(&[
+        "export",
+        "--perfetto",
+        demo_trace().to_str().unwrap(),
+        "-o",
+        proto_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("protobuf"));
+    let bytes = std::fs::read(&proto_file).unwrap();
+    assert_eq!(bytes[0], 0x0a);
+    assert!(bytes.len() * 3 < std::fs::metadata(&out_file).unwrap().len() as usize);
 }
 
 #[test]
@@ -593,6 +607,9 @@ fn compare_with_fake(dir: &std::path::Path, args: &[&str]) -> Output {
         .args(["--cooldown-s", "0", "--out-dir", dir.to_str().unwrap()])
         .args(args)
         .env("WATTLENS_BIN", exe())
+        // The stand-in uses no CUDA, so no library is loaded: any file stands in for the
+        // injection library (a fresh `cargo test` builds no cdylib).
+        .env("WATTLENS_INJECT_LIB", "/bin/true")
         .output()
         .unwrap()
 }

@@ -15,9 +15,9 @@ use crate::state::lock;
 use crate::thread::with_thread;
 
 /// The region track (span stream) of start/end ranges; push/pop ranges use track 0.
-pub const START_END_TRACK: u64 = 1;
+pub const START_END_TRACK: u64 = wattlens_instrument::trace::START_END_RANGE_STREAM;
 /// The region track of marks, zero-length region spans.
-pub const MARK_TRACK: u64 = 2;
+pub const MARK_TRACK: u64 = wattlens_instrument::trace::MARK_STREAM;
 /// Ranges kept open at most; a start beyond them is not recorded (its end is ignored).
 pub const MAX_OPEN: usize = 65_536;
 

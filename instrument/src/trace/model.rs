@@ -337,6 +337,12 @@ pub const ALONE_REGION: &str = "wattlens:alone";
 /// see the kernel by itself.
 pub const ALONE_BURST_NS: u64 = 400_000_000;
 
+/// The region-span stream of NVTX start/end ranges (`nvtxRangeStart`/`End`, which may end on
+/// another thread); push/pop ranges and the runtime's regions use stream 0.
+pub const START_END_RANGE_STREAM: u64 = 1;
+/// The region-span stream of NVTX marks (zero-length region spans).
+pub const MARK_STREAM: u64 = 2;
+
 /// The kind of a span, with its kind-specific payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SpanKind {

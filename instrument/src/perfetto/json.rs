@@ -1,29 +1,19 @@
-//! Export to the Chrome/Perfetto JSON trace format.
-//!
-//! Per GPU (a process): kernels, copies and memsets as slices on one track per stream, regions
-//! as nested slices on a region track per stream, sync/idle spans on their stream's track, and
-//! counter tracks for the power samples, the power derived from the energy counter, and the
-//! instant-power field. Times are µs since the run's start; the run metadata is in
-//! `otherData`. Events are streamed, so memory does not grow with the trace.
+//! The Chrome/Perfetto JSON trace format: one event per span and reading, streamed, so memory
+//! does not grow with the trace. Times are µs since the run's start; the run metadata is in
+//! `otherData`.
 
 use std::io::Write;
 
 use serde_json::{json, Value};
 
+use super::{
+    stream_track_name, COUNTER_TRACK, INSTANT_TRACK, MEMORY_TRACK, SAMPLE_TRACK, WASTE_TRACK,
+};
 use crate::power::counter_windows;
 use crate::trace::{PowerReading, SpanKind, Trace};
 
 /// Track id offset of the region track of a stream.
 const REGION_TRACK_BASE: u64 = 1 << 40;
-
-/// Names of the counter tracks, one set per GPU.
-pub const SAMPLE_TRACK: &str = "power samples (W)";
-/// Counter-derived mean power of each counter window.
-pub const COUNTER_TRACK: &str = "power from energy counter (W)";
-/// Instant-power field readings.
-pub const INSTANT_TRACK: &str = "instant power field (W)";
-/// Name of the counter track for the memory instant-power field.
-pub const MEMORY_TRACK: &str = "memory instant power (W)";
 
 /// Write `trace` as Chrome/Perfetto JSON to `out`.
 ///
@@ -32,9 +22,6 @@ pub const MEMORY_TRACK: &str = "memory instant power (W)";
 pub fn export<W: Write>(trace: &Trace, out: W) -> std::io::Result<()> {
     export_with_findings(trace, &[], out)
 }
-
-/// Name of the track that shows waste findings.
-pub const WASTE_TRACK: &str = "waste findings";
 
 /// [`export`], with the spans of `findings` marked (a `waste` argument naming the kind and the
 /// fix) and every wasted span and idle gap repeated on a "waste findings" track.
@@ -98,11 +85,7 @@ pub fn export_with_findings<W: Write>(
             s.stream
         };
         if named.insert((s.device, tid)) {
-            let label = if is_region {
-                format!("regions (stream {})", s.stream)
-            } else {
-                format!("stream {}", s.stream)
-            };
+            let label = stream_track_name(trace, is_region, s.stream);
             emit(
                 &mut out,
                 json!({"ph":"M","name":"thread_name","pid":s.device,"tid":tid,"args":{"name":label}}),
