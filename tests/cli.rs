@@ -797,3 +797,26 @@ fn compare_refuses_bad_variants_in_one_sentence() {
     assert_eq!(code, 2);
     assert!(err.contains("different GPUs"), "{err}");
 }
+
+#[test]
+fn traces_of_two_gpus_report_the_whole_job() {
+    let dir = scratch("job");
+    let a = demo_trace();
+    let mut other = wattlens_instrument::read_trace_file(&a).unwrap().trace;
+    other.meta.devices[0].uuid = "GPU-rank1".into();
+    // Another process: it started a moment later (the same start is the same run, counted once).
+    other.meta.start_unix_ns += 1;
+    let b = dir.join("rank1.wlt");
+    wattlens_instrument::TraceWriter::write_trace(std::fs::File::create(&b).unwrap(), &other)
+        .unwrap();
+    let out = wattlens(&["report", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("on 2 GPU(s)"), "{stdout}");
+    let job = stdout
+        .lines()
+        .find(|l| l.starts_with("Whole job [simulated]: 2 GPUs drew"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(job.contains("quadrature"), "{job}");
+    assert!(stdout.contains("Per request across GPUs"), "{stdout}");
+}

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::attribution::{attribute, Attribution, AttributionError};
+use crate::attribution::{attribute, Attribution, AttributionError, EnergyEstimate};
 use crate::footprint::Factors;
 use crate::trace::Trace;
 use crate::waste::{detect as detect_waste, WasteConfig, WasteReport};
@@ -35,8 +35,105 @@ pub struct Report {
     pub power_readings: usize,
     /// One entry per device.
     pub devices: Vec<DeviceReport>,
+    /// The whole job, where two GPUs or more were attributed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSummary>,
     /// The footprint factors the report converts GPU energy with.
     pub footprint: Factors,
+}
+
+/// A job across its GPUs (ranks of `torchrun`, or one process on several cards): what their
+/// energy counters measured together, and each request path's energy summed over the GPUs
+/// that ran it. Each GPU has its own sensor, so their intervals add in quadrature.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSummary {
+    /// GPUs attributed.
+    pub gpus: usize,
+    /// What their counters measured, summed.
+    pub energy: EnergyEstimate,
+    /// Their idle power over the run, summed.
+    pub idle: EnergyEstimate,
+    /// Per request path, over the GPUs whose ranges carry it.
+    pub requests: Vec<JobRequest>,
+}
+
+/// One request path across a job's GPUs.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRequest {
+    /// The range path.
+    pub path: String,
+    /// GPUs whose ranges carry it.
+    pub gpus: usize,
+    /// Instances on the GPU with the most (each rank runs every request of a tensor-parallel
+    /// job).
+    pub count: u64,
+    /// Mean energy per instance, summed over the GPUs.
+    pub mean: EnergyEstimate,
+    /// Energy per token, summed over the GPUs, where every GPU knows the tokens.
+    pub per_token: Option<EnergyEstimate>,
+}
+
+/// The sum of independent estimates: half-widths in quadrature.
+fn sum_independent<'a>(estimates: impl Iterator<Item = &'a EnergyEstimate>) -> EnergyEstimate {
+    let (mj, var) = estimates.fold((0.0, 0.0), |(mj, var), e| {
+        (mj + e.mj, var + e.half_mj() * e.half_mj())
+    });
+    EnergyEstimate::from_half_width(mj, f64::sqrt(var))
+}
+
+impl JobSummary {
+    /// The job of `attributions`; `None` for fewer than two.
+    pub fn of(attributions: &[&Attribution]) -> Option<Self> {
+        if attributions.len() < 2 {
+            return None;
+        }
+        // The counter's 1 mJ steps at both ends of each GPU's run.
+        let counters: Vec<EnergyEstimate> = attributions
+            .iter()
+            .map(|a| EnergyEstimate::from_half_width(a.closure.counter_mj, 1.0))
+            .collect();
+        let idles: Vec<EnergyEstimate> = attributions
+            .iter()
+            .map(|a| {
+                let p = &a.idle_power;
+                let k = a.closure.idle_mj / p.mw.max(f64::MIN_POSITIVE);
+                EnergyEstimate::from_half_width(a.closure.idle_mj, k * (p.high_mw - p.low_mw) / 2.0)
+            })
+            .collect();
+        let mut paths: Vec<&str> = attributions
+            .iter()
+            .flat_map(|a| a.requests.ranges.iter().map(|r| r.path.as_str()))
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        let requests = paths
+            .into_iter()
+            .map(|path| {
+                let on: Vec<_> = attributions
+                    .iter()
+                    .filter_map(|a| a.requests.ranges.iter().find(|r| r.path == path))
+                    .collect();
+                let per_token = on
+                    .iter()
+                    .map(|r| r.per_token)
+                    .collect::<Option<Vec<_>>>()
+                    .map(|t| sum_independent(t.iter()));
+                JobRequest {
+                    path: path.to_owned(),
+                    gpus: on.len(),
+                    count: on.iter().map(|r| r.count).max().unwrap_or(0),
+                    mean: sum_independent(on.iter().map(|r| &r.mean)),
+                    per_token,
+                }
+            })
+            .collect();
+        Some(Self {
+            gpus: attributions.len(),
+            energy: sum_independent(counters.iter()),
+            idle: sum_independent(idles.iter()),
+            requests,
+        })
+    }
 }
 
 /// The report of one device.
@@ -95,6 +192,11 @@ impl Report {
                 return Err(e);
             }
         }
+        let attributed: Vec<&Attribution> = devices
+            .iter()
+            .filter_map(|d| d.attribution.as_ref())
+            .collect();
+        let job = JobSummary::of(&attributed);
         Ok(Self {
             simulated: trace.meta.simulated,
             recorded_by: trace.meta.tool_version.clone(),
@@ -104,6 +206,7 @@ impl Report {
             spans: trace.spans.len(),
             power_readings: trace.power.len(),
             devices,
+            job,
             footprint: Factors::default(),
         })
     }

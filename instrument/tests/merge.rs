@@ -153,3 +153,58 @@ fn a_reader_after_the_process_gives_it_quiet_windows() {
     bare.power.clear();
     assert_eq!(add_power_after(&mut bare, &extra), whole.power.len());
 }
+
+/// Two ranks on two GPUs (one simulated run each, the second's GPU another UUID) merge into a
+/// job of two GPUs: its energy is both counters' sum, and a request path both ranks carry
+/// costs both GPUs' energy, its interval both intervals in quadrature.
+#[test]
+fn two_ranks_on_two_gpus_merge_into_a_job_with_requests_across_them() {
+    use wattlens_instrument::report::analyze;
+    let rank = |seed: u64, uuid: &str| {
+        let mut t = simulate(
+            &demo_workload(4),
+            &GpuModel::h200(),
+            &SensorProfile::h200_2026_11_22(),
+            seed,
+            1_700_000_000_000_000_000,
+        )
+        .trace;
+        t.meta.devices[0].uuid = uuid.into();
+        t
+    };
+    let job = merge(vec![rank(1, "GPU-rank0"), rank(2, "GPU-rank1")]).unwrap();
+    assert_eq!(job.meta.devices.len(), 2);
+    let report = analyze(&job).unwrap();
+    let summary = report.job.as_ref().expect("a job of two GPUs");
+    assert_eq!(summary.gpus, 2);
+    let a: Vec<_> = report
+        .devices
+        .iter()
+        .map(|d| d.attribution.as_ref().unwrap())
+        .collect();
+    let counters = a[0].closure.counter_mj + a[1].closure.counter_mj;
+    assert!((summary.energy.mj - counters).abs() < 1e-6);
+    let layer: Vec<_> = a
+        .iter()
+        .map(|x| {
+            x.requests
+                .ranges
+                .iter()
+                .find(|r| r.path == "decode/layer0")
+                .unwrap()
+        })
+        .collect();
+    let both = summary
+        .requests
+        .iter()
+        .find(|r| r.path == "decode/layer0")
+        .unwrap();
+    assert_eq!((both.gpus, both.count), (2, layer[0].count));
+    assert!((both.mean.mj - (layer[0].mean.mj + layer[1].mean.mj)).abs() < 1e-6);
+    let quadrature = layer[0].mean.half_mj().hypot(layer[1].mean.half_mj());
+    assert!((both.mean.half_mj() - quadrature).abs() < 1e-6 * quadrature.max(1.0));
+    // One GPU: no job view, and its JSON does not name one.
+    let single = analyze(&rank(1, "GPU-rank0")).unwrap();
+    assert!(single.job.is_none());
+    assert!(!serde_json::to_string(&single).unwrap().contains("\"job\""));
+}

@@ -49,6 +49,54 @@ pub fn write(out: &mut dyn Write, report: &Report, truth: Option<&Truth>) -> io:
             (None, None) => {}
         }
     }
+    if let Some(job) = &report.job {
+        job_lines(out, job, sim)?;
+    }
+    Ok(())
+}
+
+/// Request paths listed in the whole-job view.
+const JOB_TOP: usize = 12;
+
+/// The whole job across its GPUs.
+fn job_lines(
+    out: &mut dyn Write,
+    job: &wattlens_instrument::report::JobSummary,
+    sim: &str,
+) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Whole job{sim}: {} GPUs drew {} (their energy counters; idle {}). Each GPU has its own sensor: intervals add in quadrature.",
+        job.gpus,
+        energy(&job.energy),
+        energy(&job.idle)
+    )?;
+    let mut requests: Vec<_> = job.requests.iter().filter(|r| r.gpus > 1).collect();
+    requests.sort_by(|a, b| b.mean.mj.total_cmp(&a.mean.mj));
+    if requests.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "Per request across GPUs (each range path's mean energy per instance, summed over the GPUs whose ranges carry it):"
+    )?;
+    for r in requests.iter().take(JOB_TOP) {
+        writeln!(
+            out,
+            "  {:<36} {:>3} GPUs {:>6} instances  {:>22}{}",
+            clip(&r.path, 36),
+            r.gpus,
+            r.count,
+            energy(&r.mean),
+            r.per_token
+                .as_ref()
+                .map_or(String::new(), |t| format!("  {}/token", energy(t)))
+        )?;
+    }
+    if requests.len() > JOB_TOP {
+        writeln!(out, "  ({} more paths in --json)", requests.len() - JOB_TOP)?;
+    }
     Ok(())
 }
 
