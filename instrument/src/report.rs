@@ -197,6 +197,18 @@ impl Report {
             .filter_map(|d| d.attribution.as_ref())
             .collect();
         let job = JobSummary::of(&attributed);
+        let imbalance = crate::waste::imbalance::detect(trace, &attributed);
+        for (device, finding) in imbalance {
+            if let Some(w) = devices
+                .iter_mut()
+                .find(|d| d.index == device)
+                .and_then(|d| d.waste.as_mut())
+            {
+                w.findings.push(finding);
+                w.findings
+                    .sort_by(|a, b| b.energy.mj.total_cmp(&a.energy.mj));
+            }
+        }
         Ok(Self {
             simulated: trace.meta.simulated,
             recorded_by: trace.meta.tool_version.clone(),

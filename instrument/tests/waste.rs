@@ -1303,3 +1303,92 @@ fn start_up_and_host_only_idle_are_phases_not_launch_bound_waste() {
         p.startup
     );
 }
+
+/// Two ranks on two GPUs, 400 steps each of compute then an all-reduce. Rank 1's compute
+/// takes 0.5 ms longer, so rank 0 reaches every all-reduce 0.5 ms early and spins in it (60 W
+/// above idle) until rank 1 joins. Rank 0 gets a load-imbalance finding of 400 waits, 200 ms,
+/// whose interval holds the truth (idle plus the kernel's power over the waits); rank 1 none.
+#[test]
+fn a_rank_that_waits_in_collectives_for_a_slower_one_is_load_imbalance() {
+    use wattlens_instrument::merge::merge;
+    use wattlens_instrument::report::analyze;
+    const STEPS: usize = 400;
+    const T0: u64 = 1_700_000_000_000_000_000;
+    let kernel = |name: &str, op_class, (duration_ns, dynamic_mw): (u64, u32)| {
+        WorkItem::Kernel(KernelSpec {
+            name: name.into(),
+            op_class,
+            stream: 0,
+            duration_ns,
+            dynamic_mw,
+            launch: LaunchShape {
+                grid: [132, 1, 1],
+                block: [256, 1, 1],
+                shared_mem_bytes: 0,
+            },
+            region: "step".into(),
+            count: 1,
+            gap_ns: 20_000,
+        })
+    };
+    let nccl = "ncclDevKernel_AllReduce_Sum_f32_RING_LL";
+    let rank = |compute_ns: u64, nccl_ns: u64, uuid: &str, seed: u64| {
+        // Steps of two lengths, so the fit can tell compute from communication.
+        let items = (0..STEPS)
+            .flat_map(|k| {
+                let extra = if k % 2 == 0 { 0 } else { 400_000 };
+                [
+                    kernel("gemm", OpClass::Matmul, (compute_ns + extra, 250_000)),
+                    kernel(nccl, OpClass::Communication, (nccl_ns, 60_000)),
+                ]
+            })
+            .collect();
+        let w = Workload {
+            name: "tp".into(),
+            lead_idle_ns: 1_000_000_000,
+            tail_idle_ns: 1_000_000_000,
+            items,
+        };
+        let mut t = simulate(&w, &GpuModel::h200(), &SensorProfile::default(), seed, T0).trace;
+        t.meta.devices[0].uuid = uuid.into();
+        t.meta.start_unix_ns += seed;
+        t
+    };
+    // Both ranks' steps last 2.52 ms (or 2.92): rank 0 computes 1.0 ms and spins 1.5 ms in
+    // the all-reduce; rank 1 computes 1.5 ms and spends 1.0 ms in it.
+    let job = merge(vec![
+        rank(1_000_000, 1_500_000, "GPU-rank0", 1),
+        rank(1_500_000, 1_000_000, "GPU-rank1", 2),
+    ])
+    .unwrap();
+    let report = analyze(&job).unwrap();
+    let finding = |device: u32| -> Option<Finding> {
+        report.devices[device as usize]
+            .waste
+            .as_ref()
+            .and_then(|w| {
+                w.findings
+                    .iter()
+                    .find(|f| f.kind == WasteKind::LoadImbalance)
+            })
+            .cloned()
+    };
+    assert!(finding(1).is_none(), "the slower rank waits for nobody");
+    let f = finding(0).expect("rank 0 waits");
+    assert_eq!(f.occurrences, STEPS as u64);
+    assert_eq!(f.time_ns, STEPS as u64 * 500_000);
+    let idle_mw = report.devices[0]
+        .attribution
+        .as_ref()
+        .unwrap()
+        .idle_power
+        .mw;
+    let truth = (idle_mw + 60_000.0) * STEPS as f64 * 500e-6;
+    println!("load imbalance: {:?}, truth {truth:.0} mJ", f.energy);
+    assert!(
+        f.energy.low_mj <= truth && truth <= f.energy.high_mj,
+        "{:?} vs {truth}",
+        f.energy
+    );
+    assert!((f.energy.mj - truth).abs() < 0.15 * truth, "{:?}", f.energy);
+}

@@ -9,6 +9,7 @@
 
 mod dead_write;
 mod idle;
+pub mod imbalance;
 pub use idle::IdlePhases;
 mod launch_cost;
 mod padding;
@@ -40,6 +41,8 @@ pub enum WasteKind {
     UnderfilledLaunch,
     /// Work spent on padding rows.
     PaddingCompute,
+    /// A GPU spinning in a collective while a slower rank catches up.
+    LoadImbalance,
 }
 
 impl WasteKind {
@@ -52,6 +55,7 @@ impl WasteKind {
             WasteKind::IdleGap => "idle gap",
             WasteKind::UnderfilledLaunch => "under-filled launch",
             WasteKind::PaddingCompute => "padding compute",
+            WasteKind::LoadImbalance => "load imbalance",
         }
     }
 }
