@@ -105,6 +105,10 @@ pub struct CompareArgs {
     /// of the kernels it matches, and its ratio against the first variant's.
     #[arg(long, value_name = "REGEX")]
     pub kernel: Option<String>,
+    /// Print the comparison as JSON (every variant, and every verdict against the first)
+    /// instead of tables.
+    #[arg(long)]
+    pub json: bool,
     /// Record the commands with kernel replay (`wattlens run --replay`), for per-kernel joules.
     #[arg(long)]
     pub replay: bool,

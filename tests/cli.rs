@@ -576,6 +576,26 @@ fn recorded_runs_compare_as_variants_with_the_ops_behind_the_difference() {
         .unwrap();
     assert!(ratio > 1.0, "{verdict}");
     assert!(stdout.contains("    op "), "{stdout}");
+    // The same as JSON: every variant and every verdict.
+    let out = wattlens(&["compare", &a, &b, "--json", "--kernel", "^matmul"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["variants"].as_array().map(Vec::len), Some(2));
+    assert_eq!(doc["variants"][0]["runs"], 4);
+    let v = &doc["verdicts"][0];
+    assert_eq!(
+        (v["variant"].as_str(), v["baseline"].as_str()),
+        (Some("long"), Some("short"))
+    );
+    assert!(
+        v["energy"]["value"].as_f64().is_some_and(|r| r > 1.0),
+        "{v}"
+    );
+    assert!(doc["per_launch"][1]["launches"]
+        .as_u64()
+        .is_some_and(|n| n > 0));
+    let (code, err) = fails(&["compare", "--json", "--builtin"]);
+    assert_eq!(code, 2, "{err}");
     let (code, err) = fails(&["compare", &a]);
     assert_eq!(code, 2);
     assert!(err.contains("two recorded runs"), "{err}");

@@ -234,6 +234,7 @@ pub fn variants(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError>
     let view = runs::View {
         energy_is: runs::RUN_ENERGY,
         kernel: kernel.as_ref(),
+        json: args.json,
     };
     runs::write(out, &variants, &view)?;
     Ok(())
@@ -296,6 +297,7 @@ pub fn ranges(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let view = runs::View {
         energy_is: RANGE_ENERGY,
         kernel: kernel.as_ref(),
+        json: args.json,
     };
     runs::write(out, &variants, &view)?;
     Ok(())

@@ -44,8 +44,13 @@ pub fn run(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
             "a command after `--` is for --ranges; give variants as commands with --variant NAME=CMD".into(),
         ));
     }
+    if args.json && forms[..3].iter().all(|f| !f) {
+        return Err(CliError::Usage(
+            "--json prints a comparison of your variants (runs, --variant or --ranges); the built-in comparison writes compare.json in --out-dir".into(),
+        ));
+    }
     if !args.runs.is_empty() {
-        return runs::run(&args.runs, args.kernel.as_deref(), out);
+        return runs::run(&args.runs, (args.kernel.as_deref(), args.json), out);
     }
     if !args.variants.is_empty() {
         return commands::variants(args, out);

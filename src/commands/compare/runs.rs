@@ -89,7 +89,11 @@ pub(super) fn same_gpu(gpus: &[(String, String)]) -> Result<(), CliError> {
 /// [`CliError::Usage`] for fewer than two variants, a variant without a trace, or traces from
 /// different GPUs; [`CliError::ReadTrace`] for a trace that cannot be read,
 /// [`CliError::Attribution`] for one without an attributable device.
-pub fn run(runs: &[String], kernel: Option<&str>, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn run(
+    runs: &[String],
+    (kernel, json): (Option<&str>, bool),
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let kernel = compile_kernel(kernel)?;
     if runs.len() < 2 {
         return Err(CliError::Usage(
@@ -115,6 +119,7 @@ pub fn run(runs: &[String], kernel: Option<&str>, out: &mut dyn Write) -> Result
     let view = View {
         energy_is: RUN_ENERGY,
         kernel: kernel.as_ref(),
+        json,
     };
     write(out, &variants, &view)?;
     Ok(())
@@ -156,12 +161,42 @@ fn metric(m: &Option<Metric>) -> String {
     )
 }
 
-/// How a comparison is shown: what a variant's energy is, and the kernels to show per launch.
+/// How a comparison is shown: what a variant's energy is, the kernels to show per launch, and
+/// whether as JSON.
 pub(super) struct View<'a> {
     /// What a variant's energy is ([`RUN_ENERGY`], or per range instance).
     pub energy_is: &'a str,
     /// `--kernel`: kernels whose energy per launch is shown.
     pub kernel: Option<&'a regex_lite::Regex>,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// The comparison as JSON: what energy is, every variant (with its energy per launch of the
+/// `--kernel` kernels), and every verdict against the first.
+fn write_json(out: &mut dyn Write, variants: &[Variant], view: &View<'_>) -> std::io::Result<()> {
+    let per_launch: Vec<serde_json::Value> = variants
+        .iter()
+        .map(|v| match view.kernel {
+            Some(re) => per_launch(v, |k| re.is_match(k)).map_or(
+                serde_json::Value::Null,
+                |(n, e)| serde_json::json!({"pattern": re.as_str(), "launches": n, "energy": e}),
+            ),
+            None => serde_json::Value::Null,
+        })
+        .collect();
+    let verdicts: Vec<Verdict> = variants[1..]
+        .iter()
+        .map(|v| verdict(&variants[0], v))
+        .collect();
+    let doc = serde_json::json!({
+        "energy_is": view.energy_is,
+        "variants": variants,
+        "per_launch": per_launch,
+        "verdicts": verdicts,
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::other)?;
+    writeln!(out)
 }
 
 /// The `--kernel` expression, compiled.
@@ -215,6 +250,9 @@ pub(super) fn write(
     variants: &[Variant],
     view: &View<'_>,
 ) -> std::io::Result<()> {
+    if view.json {
+        return write_json(out, variants, view);
+    }
     let energy_is = view.energy_is;
     let base = &variants[0];
     writeln!(
