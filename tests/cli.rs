@@ -785,6 +785,28 @@ fn compare_refuses_bad_variants_in_one_sentence() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("variant gone, round 1"));
+    // A command that uses no GPU, where an earlier comparison left a trace of that name: the
+    // old trace does not stand in for the run.
+    std::fs::create_dir_all(dir.join("compare")).unwrap();
+    std::fs::copy(demo_trace(), dir.join("compare/quiet.r0.wlt")).unwrap();
+    let out = compare_with_fake(
+        &dir,
+        &[
+            "--variant",
+            "quiet=true",
+            "--variant",
+            &good,
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("used no GPU"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.join("compare/quiet.r0.wlt").exists());
     // Not NAME=CMD, one variant only, two forms at once.
     for args in [
         vec!["--variant", "python3 m.py", "--variant", &good],

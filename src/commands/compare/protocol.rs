@@ -198,6 +198,13 @@ pub struct RunFlags {
 /// again; [`CliError::ChildExit`] with the command's code when it failed.
 pub fn record(argv: &[String], output: &Path, flags: RunFlags) -> Result<Recorded, CliError> {
     let command = argv.join(" ");
+    // A trace left by an earlier comparison in the same folder must not stand in for this run.
+    for stale in traces_of(output) {
+        std::fs::remove_file(&stale).map_err(|source| CliError::WriteFile {
+            path: stale.clone(),
+            source,
+        })?;
+    }
     let exe = std::env::current_exe()
         .map_err(|e| CliError::Setup(format!("cannot find the wattlens binary to run: {e}")))?;
     let mut cmd = Command::new(exe);
