@@ -222,7 +222,11 @@ pub fn variants(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError>
         }
     }
     runs::same_gpu(&gpus)?;
-    let summaries = metrics(&names, &values, protocol.repeats);
+    let summaries = if metric.is_some() {
+        metrics(&names, &values, protocol.repeats)
+    } else {
+        vec![None; names.len()]
+    };
     let mut variants = Vec::with_capacity(specs.len());
     for ((name, each), m) in names.iter().zip(&runs).zip(summaries) {
         let Some(mut v) = Variant::of_runs(name, each) else {
