@@ -2,7 +2,8 @@
 # `wattlens compare` on the GPU machine, on a user's own precision variants
 # (scripts/variants_bench.py): fp16, bf16 and weight-only int8 as three commands, twice (the
 # two verdicts' intervals should overlap); the same command given as two variants, three times
-# (each A/A ratio's interval should hold 1); and the three as NVTX ranges of one program.
+# (each A/A ratio's interval should hold 1); and the three as NVTX ranges of one program. The
+# variants are recorded with kernel replay, so that the difference table's op classes resolve.
 # Writes each comparison's report (.txt) and log (.err) to $OUT (or /tmp/compare-check).
 #
 #   bash scripts/compare-check.sh [BIN_DIR]      (default .gpu-bundle/bin)
@@ -19,7 +20,8 @@ b="python3 scripts/variants_bench.py --steps ${STEPS:-300}"
 common=(--repeats "${REPEATS:-3}" --warmup 1 --cooldown-s "${COOL:-3}")
 metric=(--metric 'max error ([0-9.e+-]+)')
 for k in 1 2; do
-  timeout 200 wattlens compare "${common[@]}" "${metric[@]}" --out-dir "$work/v$k" \
+  timeout 200 wattlens compare "${common[@]}" "${metric[@]}" --replay --kernel 'elementwise|nvjet|gemm' \
+    --out-dir "$work/v$k" \
     --variant fp16="$b --dtype fp16" --variant bf16="$b --dtype bf16" \
     --variant int8="$b --dtype int8" >"$out/variants$k.txt" 2>"$out/variants$k.err"
   echo "variants $k: exit $?"
