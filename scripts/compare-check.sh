@@ -20,7 +20,7 @@ b="python3 scripts/variants_bench.py --steps ${STEPS:-300}"
 common=(--repeats "${REPEATS:-3}" --warmup 1 --cooldown-s "${COOL:-3}")
 metric=(--metric 'max error ([0-9.e+-]+)')
 for k in 1 2; do
-  timeout 200 wattlens compare "${common[@]}" "${metric[@]}" --replay --kernel 'elementwise|nvjet|gemm' \
+  timeout 280 wattlens compare "${common[@]}" "${metric[@]}" --replay --kernel 'elementwise|nvjet|gemm' \
     --out-dir "$work/v$k" \
     --variant fp16="$b --dtype fp16" --variant bf16="$b --dtype bf16" \
     --variant int8="$b --dtype int8" >"$out/variants$k.txt" 2>"$out/variants$k.err"
