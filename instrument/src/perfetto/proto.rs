@@ -9,7 +9,7 @@
 //! - `TracePacket`: `timestamp` 8, `trusted_packet_sequence_id` 10, `track_event` 11,
 //!   `interned_data` 12, `sequence_flags` 13, `track_descriptor` 60;
 //! - `TrackDescriptor`: `uuid` 1, `name` 2, `process` 3, `parent_uuid` 5, `counter` 8;
-//!   `ProcessDescriptor`: `pid` 1, `process_name` 6; `CounterDescriptor`: `unit_name` 6;
+//!   `ProcessDescriptor`: `pid` 1, `process_name` 6; `CounterDescriptor` (empty);
 //! - `TrackEvent`: `category_iids` 3, `debug_annotations` 4, `type` 9 (1 begin, 2 end, 4
 //!   counter), `name_iid` 10, `track_uuid` 11, `double_counter_value` 44;
 //!   `DebugAnnotation`: `name_iid` 1, `uint_value` 3;
@@ -168,9 +168,9 @@ impl<W: Write> Writer<W> {
                 let parent = self.track(TrackKey::Device(device), trace)?;
                 d.string(2, name).uint(5, parent);
                 if name.ends_with("(W)") {
-                    let mut counter = Message::default();
-                    counter.string(6, "W");
-                    d.message(8, &counter);
+                    // An empty CounterDescriptor makes it a counter track; the unit is in the
+                    // track's name.
+                    d.message(8, &Message::default());
                 }
             }
         }
