@@ -40,14 +40,14 @@ fn variant_command(arg: &str) -> Result<(String, String), CliError> {
     }
 }
 
-/// Names that are distinct and at least two.
+/// Names that are distinct and at least two; `how` says how to give more.
 ///
 /// # Errors
 /// [`CliError::Usage`] otherwise.
-fn check_names(names: &[&str], flag: &str) -> Result<(), CliError> {
+fn check_names(names: &[&str], how: &str) -> Result<(), CliError> {
     if names.len() < 2 {
         return Err(CliError::Usage(format!(
-            "compare needs two variants or more; give {flag} at least twice"
+            "compare needs two variants or more; {how}"
         )));
     }
     for (i, n) in names.iter().enumerate() {
@@ -193,7 +193,7 @@ pub fn variants(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError>
         .map(|a| variant_command(a))
         .collect::<Result<Vec<_>, _>>()?;
     let names: Vec<&str> = specs.iter().map(|(n, _)| n.as_str()).collect();
-    check_names(&names, "--variant NAME=CMD")?;
+    check_names(&names, "give --variant NAME=CMD once for each")?;
     let metric = compile_metric(args.metric.as_deref())?;
     let kernel = runs::compile_kernel(args.kernel.as_deref())?;
     let (protocol, dir) = prepare(args)?;
@@ -257,7 +257,7 @@ pub fn ranges(args: &CompareArgs, out: &mut dyn Write) -> Result<(), CliError> {
         ));
     }
     let names: Vec<&str> = args.ranges.iter().map(String::as_str).collect();
-    check_names(&names, "--ranges with a name")?;
+    check_names(&names, "name two ranges or more, as in --ranges fp16,int8")?;
     if args.metric.is_some() {
         return Err(CliError::Usage(
             "--metric reads one number per command; with --ranges the program is one command, so compare its variants as --variant commands to get a metric each".into(),
