@@ -161,10 +161,12 @@ mod tests {
         let inside = Arc::new(AtomicU64::new(0));
         let overlaps = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicU64::new(0));
         // Four threads issue work calls in a loop.
         let workers: Vec<_> = (0..4)
             .map(|_| {
                 let (gate, inside, stop) = (gate.clone(), inside.clone(), stop.clone());
+                let running = running.clone();
                 std::thread::spawn(move || {
                     let mut calls = 0u64;
                     while !stop.load(Ordering::SeqCst) {
@@ -173,12 +175,21 @@ mod tests {
                         std::hint::spin_loop();
                         inside.fetch_sub(1, Ordering::SeqCst);
                         gate.exit();
+                        if calls == 0 {
+                            running.fetch_add(1, Ordering::SeqCst);
+                        }
                         calls += 1;
                     }
                     calls
                 })
             })
             .collect();
+        // The replays start once every worker is calling: on a loaded machine the threads may
+        // not have run at all by then otherwise, and the test would check nothing.
+        let since = std::time::Instant::now();
+        while running.load(Ordering::SeqCst) < 4 && since.elapsed() < Duration::from_secs(10) {
+            std::thread::yield_now();
+        }
         // A fifth replays, from inside a work call of its own, twenty times.
         let mut holds = 0;
         for _ in 0..20 {
