@@ -122,6 +122,32 @@ pub struct Variant {
     pub kernels: Vec<Part>,
     /// The accuracy metric its runs printed (`wattlens compare --metric`), where asked for.
     pub metric: Option<Metric>,
+    /// The run-to-run spread of its time, mean power and energy-delay product; `None` for one
+    /// run, which shows none.
+    pub spread: Option<Spread>,
+}
+
+/// Time, mean power and energy-delay product over a variant's runs, each with the 95%
+/// t-interval of their mean.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// Run time, s.
+    pub time_s: Metric,
+    /// Mean power, W.
+    pub mean_power_w: Metric,
+    /// Energy-delay product, J·s.
+    pub edp_js: Metric,
+}
+
+impl Metric {
+    /// The half-width of its interval relative to its mean (0 for a mean of 0).
+    pub fn relative_half(&self) -> f64 {
+        if self.mean.abs() > 0.0 {
+            (self.high - self.low) / 2.0 / self.mean.abs()
+        } else {
+            0.0
+        }
+    }
 }
 
 /// A number each run of a variant printed (perplexity, max error): its mean over the runs that
@@ -211,6 +237,7 @@ impl Variant {
                 })
                 .collect(),
             metric: None,
+            spread: None,
         }
     }
 }
@@ -229,6 +256,8 @@ impl Variant {
         }
         let n = runs.len() as f64;
         let mean_f = |f: &dyn Fn(&Variant) -> f64| runs.iter().map(f).sum::<f64>() / n;
+        let each =
+            |f: &dyn Fn(&Variant) -> f64| Metric::of(&runs.iter().map(f).collect::<Vec<_>>());
         let energy = combine(&runs.iter().map(|r| r.energy).collect::<Vec<_>>());
         let time_s = mean_f(&|r| r.time_s);
         let parts = |of: &dyn Fn(&Variant) -> &Vec<Part>| -> Vec<Part> {
@@ -304,6 +333,11 @@ impl Variant {
             ops: parts(&|r| &r.ops),
             kernels: parts(&|r| &r.kernels),
             metric: None,
+            spread: Some(Spread {
+                time_s: each(&|r| r.time_s)?,
+                mean_power_w: each(&|r| r.mean_power_w)?,
+                edp_js: each(&|r| r.edp_js)?,
+            }),
         })
     }
 }
@@ -457,6 +491,7 @@ impl Variant {
             ops: parts(ops),
             kernels: parts(kernels),
             metric: None,
+            spread: None,
         })
     }
 }
@@ -506,6 +541,8 @@ pub struct Verdict {
     pub energy: Option<Ratio>,
     /// Run time, variant over baseline.
     pub time_ratio: f64,
+    /// The same with its 95% interval, where both variants have several runs.
+    pub time: Option<Ratio>,
     /// Per request path both runs have: mean energy, variant over baseline.
     pub requests: Vec<(String, Ratio)>,
     /// Per op class, largest difference first.
@@ -536,6 +573,18 @@ pub fn verdict(baseline: &Variant, variant: &Variant) -> Verdict {
             variant.time_s / baseline.time_s
         } else {
             0.0
+        },
+        time: match (&baseline.spread, &variant.spread) {
+            (Some(a), Some(b)) if a.time_s.mean > 0.0 => {
+                let value = b.time_s.mean / a.time_s.mean;
+                let rel = a.time_s.relative_half().hypot(b.time_s.relative_half());
+                Some(Ratio {
+                    value,
+                    low: (value * (1.0 - rel)).max(0.0),
+                    high: value * (1.0 + rel),
+                })
+            }
+            _ => None,
         },
         requests: baseline
             .requests
@@ -615,6 +664,7 @@ mod tests {
             ops,
             kernels: Vec::new(),
             metric: None,
+            spread: None,
         }
     }
 
@@ -651,6 +701,38 @@ mod tests {
         assert!((r.value - 1.3).abs() < 1e-9 && r.low < 1.3 && r.high > 1.3);
         assert_eq!(v.requests.len(), 1);
         assert!((v.requests[0].1.value - 1.3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn time_power_and_edp_carry_their_run_to_run_spread_into_the_verdict() {
+        let runs = |name: &str, times: &[f64]| {
+            let each: Vec<Variant> = times
+                .iter()
+                .map(|&t| Variant {
+                    time_s: t,
+                    mean_power_w: 100.0 / t,
+                    edp_js: 100.0 * t,
+                    ..variant(name, 100_000.0, Vec::new())
+                })
+                .collect();
+            Variant::of_runs(name, &each).unwrap()
+        };
+        let a = runs("a", &[2.0, 2.2, 1.8]);
+        let b = runs("b", &[4.0, 4.4, 3.6]);
+        let s = a.spread.unwrap();
+        assert!((s.time_s.mean - 2.0).abs() < 1e-12);
+        // t(2) = 4.303 × sd 0.2 / √3.
+        assert!((s.time_s.high - s.time_s.mean - 4.303 * 0.2 / 3f64.sqrt()).abs() < 1e-3);
+        assert!(s.mean_power_w.low < s.mean_power_w.mean && s.edp_js.runs == 3);
+        let v = verdict(&a, &b);
+        let t = v.time.unwrap();
+        assert!(
+            (t.value - 2.0).abs() < 1e-12 && t.low < 2.0 && 2.0 < t.high,
+            "{t:?}"
+        );
+        // One run shows no spread, and the verdict's time then has no interval.
+        let one = Variant::of_runs("c", &[variant("c", 1.0, Vec::new())]).unwrap();
+        assert!(one.spread.is_none() && verdict(&one, &b).time.is_none());
     }
 
     #[test]

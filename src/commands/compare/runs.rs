@@ -137,6 +137,13 @@ fn signed(d: &Delta) -> String {
     format!("{sign}{} ±{}", joules(d.mj.abs()), joules(d.half_mj))
 }
 
+/// A figure's run-to-run 95% half-width, relative: ` ±1.2%`, or nothing for one run.
+fn spread(m: Option<Metric>) -> String {
+    m.map_or(String::new(), |m| {
+        format!(" ±{:.1}%", 100.0 * m.relative_half())
+    })
+}
+
 /// A time in s, ms or µs, four significant digits or so.
 fn seconds(s: f64) -> String {
     if s >= 1.0 {
@@ -263,7 +270,7 @@ pub(super) fn write(
     )?;
     let metrics = variants.iter().any(|v| v.metric.is_some());
     let head = format!(
-        "{:<16} {:>5} {:>22} {:>11} {:>9} {:>12}  {:<28}{}",
+        "{:<16} {:>5} {:>22} {:>18} {:>15} {:>18}  {:<28}{}",
         "variant",
         "runs",
         "energy",
@@ -276,13 +283,21 @@ pub(super) fn write(
     writeln!(out, "{}", head.trim_end())?;
     for v in variants {
         let row = format!(
-            "{:<16} {:>5} {:>22} {:>11} {:>9.1} {:>12.4e}  {:<28}{}",
+            "{:<16} {:>5} {:>22} {:>18} {:>15} {:>18}  {:<28}{}",
             clip(&v.name, 16),
             v.runs,
             energy(&v.energy),
-            seconds(v.time_s),
-            v.mean_power_w,
-            v.edp_js,
+            format!(
+                "{}{}",
+                seconds(v.time_s),
+                spread(v.spread.map(|s| s.time_s))
+            ),
+            format!(
+                "{:.1}{}",
+                v.mean_power_w,
+                spread(v.spread.map(|s| s.mean_power_w))
+            ),
+            format!("{:.4e}{}", v.edp_js, spread(v.spread.map(|s| s.edp_js))),
             ratio(&v.aa),
             if metrics {
                 metric(&v.metric)
@@ -346,11 +361,12 @@ fn verdict_lines(out: &mut dyn Write, v: &Verdict) -> std::io::Result<()> {
         .collect();
     writeln!(
         out,
-        "verdict: {} against {}: energy {}, time ×{:.3}{}",
+        "verdict: {} against {}: energy {}, time {}{}",
         v.variant,
         v.baseline,
         ratio(&v.energy),
-        v.time_ratio,
+        v.time
+            .map_or_else(|| format!("×{:.3}", v.time_ratio), |r| ratio(&Some(r))),
         if requests.is_empty() {
             String::new()
         } else {
