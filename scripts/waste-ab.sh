@@ -21,7 +21,7 @@ for sw in "$@"; do
       if [ "$which" = waste ]; then extra="--waste $sw ${WASTE_ARGS:-}"; else extra=""; fi
       "$bin" demo --steps "$steps" $extra ${DEMO_ARGS:-} --out-dir "$d" > "$d/stdout.txt" 2>&1 || echo "run $d failed: $(tail -1 "$d/stdout.txt")"
       "$bin" report "$d/demo.wlt" --json > "$d/report.json" 2>/dev/null
-      rm -f "$d/demo.perfetto.json"
+      rm -f "$d/demo.perfetto.json" "$d/demo.pftrace"
       [ -n "${KEEP_TRACES:-}" ] || rm -f "$d/demo.wlt"
     done
   done

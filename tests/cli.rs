@@ -79,6 +79,16 @@ fn demo_labels_everything_simulated_and_writes_both_files() {
     let perfetto: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("demo.perfetto.json")).unwrap()).unwrap();
     assert_eq!(perfetto["otherData"]["simulated"], true);
+    // Perfetto's protobuf format beside it: a stream of `Trace.packet` fields, smaller.
+    let proto = std::fs::read(dir.join("demo.pftrace")).unwrap();
+    assert_eq!(proto[0], 0x0a);
+    assert!(
+        proto.len() * 3
+            < std::fs::metadata(dir.join("demo.perfetto.json"))
+                .unwrap()
+                .len() as usize
+    );
+    assert!(stdout.contains("demo.pftrace"), "{stdout}");
 }
 
 #[test]

@@ -98,7 +98,8 @@ pub fn save_trace(path: &Path, trace: &Trace) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Write the Perfetto export of `trace` to `path`.
+/// Write the Perfetto export of `trace` to `path`, marking `findings`: Chrome JSON when the
+/// name ends in `.json`, else Perfetto's protobuf format.
 ///
 /// # Errors
 /// [`CliError::WriteFile`] when the file cannot be written.
@@ -111,14 +112,20 @@ pub fn save_perfetto(
         path: path.to_owned(),
         source,
     };
-    let pb = progress::spinner("writing Perfetto JSON");
-    let file = File::create(path).map_err(err)?;
-    let r = wattlens_instrument::perfetto::export_with_findings(
-        trace,
-        findings,
-        BufWriter::with_capacity(1 << 16, file),
-    )
+    let pb = progress::spinner("writing the Perfetto trace");
+    let file = BufWriter::with_capacity(1 << 16, File::create(path).map_err(err)?);
+    let r = if is_json(path) {
+        wattlens_instrument::perfetto::export_with_findings(trace, findings, file)
+    } else {
+        wattlens_instrument::perfetto::proto::export_with_findings(trace, findings, file)
+            .map(|_| ())
+    }
     .map_err(err);
     pb.finish_and_clear();
     r
+}
+
+/// Whether `path` names a JSON file.
+pub fn is_json(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json")
 }

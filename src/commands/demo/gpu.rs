@@ -98,7 +98,7 @@ fn per_op(out: &mut dyn Write, a: &Attribution, tokens: usize) -> std::io::Resul
 /// [`CliError::Gpu`] when CUDA or NVML fails (the trace recorded so far is still written);
 /// [`CliError`] when the output cannot be written.
 pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let (trace_path, perfetto_path) = super::output::output_paths(args);
+    let (trace_path, perfetto_paths) = super::output::output_paths(args);
     let manifest = wattlens_kernels::manifest().map_err(|e| {
         cuda(CudaError::Unavailable(format!(
             "the embedded kernel manifest is unreadable: {e}"
@@ -195,7 +195,9 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
     let tokens = generated.tokens.iter().map(Vec::len).sum::<usize>();
     writeln!(out, "generated {tokens} tokens in {work_s:.2} s")?;
     let report = analyze(&trace)?;
-    crate::commands::save_perfetto(&perfetto_path, &trace, &report.waste())?;
+    for p in &perfetto_paths {
+        crate::commands::save_perfetto(p, &trace, &report.waste())?;
+    }
     render::table::write(out, &report, None)?;
     for d in &report.devices {
         if let Some(a) = &d.attribution {
@@ -203,5 +205,5 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
         }
     }
     render::waste::write(out, &report)?;
-    super::output::print_outputs(out, &trace_path, &perfetto_path)
+    super::output::print_outputs(out, &trace_path, &perfetto_paths)
 }

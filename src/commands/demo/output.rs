@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 use crate::cli::DemoArgs;
 use crate::error::CliError;
 
-/// Where the demo writes its trace and its Perfetto file.
-pub(super) fn output_paths(args: &DemoArgs) -> (PathBuf, PathBuf) {
+/// Where the demo writes its trace, and its Perfetto files: Perfetto's protobuf format and
+/// Chrome JSON.
+pub(super) fn output_paths(args: &DemoArgs) -> (PathBuf, [PathBuf; 2]) {
     (
         args.out_dir.join("demo.wlt"),
-        args.out_dir.join("demo.perfetto.json"),
+        [
+            args.out_dir.join("demo.pftrace"),
+            args.out_dir.join("demo.perfetto.json"),
+        ],
     )
 }
 
@@ -21,7 +25,7 @@ pub(super) fn output_paths(args: &DemoArgs) -> (PathBuf, PathBuf) {
 pub(super) fn print_outputs(
     out: &mut dyn Write,
     trace_path: &Path,
-    perfetto_path: &Path,
+    perfetto_paths: &[PathBuf; 2],
 ) -> Result<(), CliError> {
     writeln!(out)?;
     writeln!(
@@ -31,8 +35,9 @@ pub(super) fn print_outputs(
     )?;
     writeln!(
         out,
-        "perfetto: {}  (open at ui.perfetto.dev)",
-        perfetto_path.display()
+        "perfetto: {}  (open at ui.perfetto.dev; Chrome JSON: {})",
+        perfetto_paths[0].display(),
+        perfetto_paths[1].display()
     )?;
     Ok(())
 }

@@ -24,7 +24,7 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
             "note: --waste plants waste in the GPU pipeline; the simulated demo runs its own workload without it."
         )?;
     }
-    let (trace_path, perfetto_path) = output_paths(args);
+    let (trace_path, perfetto_paths) = output_paths(args);
 
     let pb = progress::spinner("simulating GPU");
     let workload = if args.measure_alone {
@@ -48,9 +48,11 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
     // The trace goes to disk before any analysis, so nothing measured is lost if a later step fails.
     crate::commands::save_trace(&trace_path, &run.trace)?;
     let report = analyze(&run.trace)?;
-    crate::commands::save_perfetto(&perfetto_path, &run.trace, &report.waste())?;
+    for p in &perfetto_paths {
+        crate::commands::save_perfetto(p, &run.trace, &report.waste())?;
+    }
     let truth = Truth::from_sim(&run);
     render::table::write(out, &report, Some(&truth))?;
     render::waste::write(out, &report)?;
-    print_outputs(out, &trace_path, &perfetto_path)
+    print_outputs(out, &trace_path, &perfetto_paths)
 }
