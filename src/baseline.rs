@@ -25,6 +25,27 @@ pub const AFTER: Duration = Duration::from_millis(1200);
 /// several idle windows. It runs in wattlens' own process, beside the command, not in it.
 pub const CPU_BUDGET: f64 = 0.03;
 
+/// NVML on every GPU `CUDA_VISIBLE_DEVICES` leaves visible (all without it), read by
+/// wattlens itself within [`CPU_BUDGET`], on `clock`.
+///
+/// # Errors
+/// A sentence saying why NVML cannot read the GPUs (no driver, no GPU).
+pub fn open_visible_gpus(
+    clock: Arc<HostClock>,
+) -> Result<impl PowerSource + Send + 'static, String> {
+    let selection = match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(v) => DeviceSelection::CudaVisible(v),
+        Err(_) => DeviceSelection::All,
+    };
+    open_nvml(
+        &selection,
+        clock,
+        SensorProfile::h200_2026_11_22(),
+        CPU_BUDGET,
+    )
+    .map_err(|e| e.to_string())
+}
+
 /// A running reader of the GPUs the command can see.
 pub struct Baseline {
     sampler: Sampler,
@@ -39,17 +60,7 @@ impl Baseline {
     /// A sentence saying why NVML cannot read the GPUs (no driver, no GPU).
     pub fn start() -> Result<Self, String> {
         let clock = Arc::new(HostClock::new());
-        let selection = match std::env::var("CUDA_VISIBLE_DEVICES") {
-            Ok(v) => DeviceSelection::CudaVisible(v),
-            Err(_) => DeviceSelection::All,
-        };
-        let source = open_nvml(
-            &selection,
-            clock.clone(),
-            SensorProfile::h200_2026_11_22(),
-            CPU_BUDGET,
-        )
-        .map_err(|e| e.to_string())?;
+        let source = open_visible_gpus(clock.clone())?;
         let devices = source.devices().to_vec();
         let start_unix_ns = wattlens_instrument::clock::Clock::now_ns(&*clock);
         let sampler = Sampler::start(source, clock).map_err(|e| e.to_string())?;

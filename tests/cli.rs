@@ -535,6 +535,23 @@ fn a_recorded_h100_trace_reports_the_same_json_as_its_golden() {
     );
 }
 
+/// The verdict line of variant `long` against the baseline `short`.
+fn long_against_short(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("verdict: long against short: energy ×"))
+        .unwrap_or_else(|| panic!("{stdout}"))
+}
+
+/// The first ratio (`×1.234`) a line prints.
+fn first_ratio(line: &str) -> f64 {
+    line.split('×')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no ratio in {line}"))
+}
+
 #[test]
 fn recorded_runs_compare_as_variants_with_the_ops_behind_the_difference() {
     let dir = scratch("compare-runs");
@@ -573,18 +590,9 @@ fn recorded_runs_compare_as_variants_with_the_ops_behind_the_difference() {
     assert!(row.contains(" 4 ") && aa.len() >= 3, "{row}");
     let (low, high) = (aa[aa.len() - 2], aa[aa.len() - 1]);
     assert!(low <= 1.0 && 1.0 <= high, "the A/A check holds 1: {row}");
-    let verdict = stdout
-        .lines()
-        .find(|l| l.starts_with("verdict: long against short: energy ×"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let verdict = long_against_short(&stdout);
     // Twice the decode steps cost more energy.
-    let ratio: f64 = verdict
-        .split('×')
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|r| r.parse().ok())
-        .unwrap();
-    assert!(ratio > 1.0, "{verdict}");
+    assert!(first_ratio(verdict) > 1.0, "{verdict}");
     assert!(stdout.contains("    op "), "{stdout}");
     // The same as JSON: every variant and every verdict.
     let out = wattlens(&["compare", &a, &b, "--json", "--kernel", "^matmul"]);
@@ -691,17 +699,11 @@ fn commands_compare_as_variants_interleaved_with_their_metric() {
     assert!(short_row.contains(" 2 "), "{stdout}");
     assert!(short_row.ends_with("0.0100 [0.0100, 0.0100]"), "{stdout}");
     assert!(row("long").ends_with("0.0200 [0.0200, 0.0200]"), "{stdout}");
-    let verdict = stdout
-        .lines()
-        .find(|l| l.starts_with("verdict: long against short: energy ×"))
-        .unwrap_or_else(|| panic!("{stdout}"));
-    let ratio: f64 = verdict
-        .split('×')
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|r| r.parse().ok())
-        .unwrap();
-    assert!(ratio > 1.0, "more decode steps cost more: {verdict}");
+    let verdict = long_against_short(&stdout);
+    assert!(
+        first_ratio(verdict) > 1.0,
+        "more decode steps cost more: {verdict}"
+    );
     assert!(stdout.contains("    op "), "{stdout}");
     // Energy per launch of the named kernel, the same work in both: a ratio near 1.
     let per_launch = stdout
@@ -709,13 +711,7 @@ fn commands_compare_as_variants_interleaved_with_their_metric() {
         .skip_while(|l| !l.starts_with("Per launch of kernels matching \"^matmul_qkv\""))
         .nth(2)
         .unwrap_or_else(|| panic!("{stdout}"));
-    let r: f64 = per_launch
-        .split('×')
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("{per_launch}"));
-    assert!((r - 1.0).abs() < 0.05, "{per_launch}");
+    assert!((first_ratio(per_launch) - 1.0).abs() < 0.05, "{per_launch}");
 }
 
 #[test]

@@ -188,12 +188,9 @@ impl Metric {
 }
 
 impl Variant {
-    /// The variant `name` of one device's attribution.
-    pub fn of(name: &str, a: &Attribution) -> Self {
-        let c = &a.closure;
-        // The counter's 1 mJ steps, at both ends of the run.
-        let energy = EnergyEstimate::from_half_width(c.counter_mj, 1.0);
-        let time_s = c.window_ns as f64 * 1e-9;
+    /// One run of `name` that drew `energy` over `time_s`, its mean power and energy-delay
+    /// product derived from them; parts and requests empty.
+    fn one_run(name: &str, energy: EnergyEstimate, time_s: f64) -> Self {
         Self {
             name: name.to_owned(),
             runs: 1,
@@ -201,11 +198,25 @@ impl Variant {
             energy,
             time_s,
             mean_power_w: if time_s > 0.0 {
-                c.counter_mj / 1e3 / time_s
+                energy.mj / 1e3 / time_s
             } else {
                 0.0
             },
-            edp_js: c.counter_mj / 1e3 * time_s,
+            edp_js: energy.mj / 1e3 * time_s,
+            requests: Vec::new(),
+            ops: Vec::new(),
+            kernels: Vec::new(),
+            metric: None,
+            spread: None,
+        }
+    }
+
+    /// The variant `name` of one device's attribution.
+    pub fn of(name: &str, a: &Attribution) -> Self {
+        let c = &a.closure;
+        // The counter's 1 mJ steps, at both ends of the run.
+        let energy = EnergyEstimate::from_half_width(c.counter_mj, 1.0);
+        Self {
             requests: a
                 .requests
                 .ranges
@@ -236,8 +247,7 @@ impl Variant {
                     energy: s.dynamic.plus_correlated(&s.static_share),
                 })
                 .collect(),
-            metric: None,
-            spread: None,
+            ..Self::one_run(name, energy, c.window_ns as f64 * 1e-9)
         }
     }
 }
@@ -471,17 +481,6 @@ impl Variant {
                 .collect()
         };
         Some(Self {
-            name: name.to_owned(),
-            runs: 1,
-            aa: None,
-            energy,
-            time_s,
-            mean_power_w: if time_s > 0.0 {
-                energy.mj / 1e3 / time_s
-            } else {
-                0.0
-            },
-            edp_js: energy.mj / 1e3 * time_s,
             requests: vec![RequestMean {
                 path: name.to_owned(),
                 count,
@@ -490,8 +489,7 @@ impl Variant {
             }],
             ops: parts(ops),
             kernels: parts(kernels),
-            metric: None,
-            spread: None,
+            ..Self::one_run(name, energy, time_s)
         })
     }
 }

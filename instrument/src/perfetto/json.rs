@@ -7,7 +7,8 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::{
-    stream_track_name, COUNTER_TRACK, INSTANT_TRACK, MEMORY_TRACK, SAMPLE_TRACK, WASTE_TRACK,
+    counter_point, gpu_name, stream_track_name, waste_labels, COUNTER_TRACK, SENSOR_GAPS_TRACK,
+    WASTE_TRACK,
 };
 use crate::power::counter_windows;
 use crate::trace::{PowerReading, SpanKind, Trace};
@@ -33,20 +34,10 @@ pub fn export_with_findings<W: Write>(
     findings: &[crate::waste::WasteReport],
     mut out: W,
 ) -> std::io::Result<()> {
-    let mut flagged: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
-    for f in findings.iter().flat_map(|r| &r.findings) {
-        for &id in &f.wasted_spans {
-            flagged.insert(id, format!("{}: {}", f.kind.label(), f.fix));
-        }
-    }
+    let flagged = waste_labels(findings);
     let t0 = trace.meta.start_unix_ns;
     // Subtract in integers first: f64 cannot hold absolute epoch ns to the nanosecond.
     let us = |t: u64| (i128::from(t) - i128::from(t0)) as f64 / 1000.0;
-    let sim = if trace.meta.simulated {
-        " (simulated)"
-    } else {
-        ""
-    };
     let other = json!({
         "tool_version": trace.meta.tool_version,
         "simulated": trace.meta.simulated,
@@ -72,7 +63,7 @@ pub fn export_with_findings<W: Write>(
     for d in &trace.meta.devices {
         emit(
             &mut out,
-            json!({"ph":"M","name":"process_name","pid":d.index,"tid":0,"args":{"name":format!("GPU {}: {}{sim}", d.index, d.name)}}),
+            json!({"ph":"M","name":"process_name","pid":d.index,"tid":0,"args":{"name":gpu_name(trace, d.index)}}),
         )?;
     }
     let mut named = std::collections::BTreeSet::new();
@@ -143,30 +134,22 @@ pub fn export_with_findings<W: Write>(
         }
     }
     for r in &trace.power {
-        let (track, ts, w) = match *r {
-            PowerReading::Sample {
-                ts_ns, power_mw, ..
-            } => (SAMPLE_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
-            PowerReading::Instant {
-                ts_ns, power_mw, ..
-            } => (INSTANT_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
-            PowerReading::MemoryInstant {
-                ts_ns, power_mw, ..
-            } => (MEMORY_TRACK, ts_ns, f64::from(power_mw) / 1000.0),
-            PowerReading::Energy { .. } => continue,
-            PowerReading::Lost {
-                device,
-                from_ns,
-                to_ns,
-            } => {
-                emit(
-                    &mut out,
-                    json!({"ph":"X","name":"lost power readings","cat":"sensor","pid":device,
-                           "tid":"sensor gaps","ts":us(from_ns),
-                           "dur":(to_ns.saturating_sub(from_ns) as f64)/1000.0}),
-                )?;
-                continue;
-            }
+        if let PowerReading::Lost {
+            device,
+            from_ns,
+            to_ns,
+        } = *r
+        {
+            emit(
+                &mut out,
+                json!({"ph":"X","name":"lost power readings","cat":"sensor","pid":device,
+                       "tid":SENSOR_GAPS_TRACK,"ts":us(from_ns),
+                       "dur":(to_ns.saturating_sub(from_ns) as f64)/1000.0}),
+            )?;
+            continue;
+        }
+        let Some((track, ts, w)) = counter_point(r) else {
+            continue;
         };
         emit(
             &mut out,

@@ -25,6 +25,53 @@ pub const WASTE_TRACK: &str = "waste findings";
 /// Name of the track of lost power readings.
 pub const SENSOR_GAPS_TRACK: &str = "sensor gaps";
 
+/// Each wasted span's label on the waste track (its finding's kind and fix), by span id.
+fn waste_labels(findings: &[crate::waste::WasteReport]) -> std::collections::HashMap<u64, String> {
+    findings
+        .iter()
+        .flat_map(|r| &r.findings)
+        .flat_map(|f| {
+            let label = format!("{}: {}", f.kind.label(), f.fix);
+            f.wasted_spans.iter().map(move |&id| (id, label.clone()))
+        })
+        .collect()
+}
+
+/// The name of GPU `device` of `trace`, as the parent of its tracks.
+fn gpu_name(trace: &crate::trace::Trace, device: u32) -> String {
+    let name = trace
+        .meta
+        .devices
+        .iter()
+        .find(|d| d.index == device)
+        .map_or("?", |d| d.name.as_str());
+    let sim = if trace.meta.simulated {
+        " (simulated)"
+    } else {
+        ""
+    };
+    format!("GPU {device}: {name}{sim}")
+}
+
+/// A reading's point on its counter track: the track, its time (ns) and its power (W).
+/// `None` for energy-counter reads (their windows go on [`COUNTER_TRACK`]) and lost readings.
+fn counter_point(r: &crate::trace::PowerReading) -> Option<(&'static str, u64, f64)> {
+    use crate::trace::PowerReading;
+    let (track, ts_ns, power_mw) = match *r {
+        PowerReading::Sample {
+            ts_ns, power_mw, ..
+        } => (SAMPLE_TRACK, ts_ns, power_mw),
+        PowerReading::Instant {
+            ts_ns, power_mw, ..
+        } => (INSTANT_TRACK, ts_ns, power_mw),
+        PowerReading::MemoryInstant {
+            ts_ns, power_mw, ..
+        } => (MEMORY_TRACK, ts_ns, power_mw),
+        PowerReading::Energy { .. } | PowerReading::Lost { .. } => return None,
+    };
+    Some((track, ts_ns, f64::from(power_mw) / 1000.0))
+}
+
 /// The name of a stream's track in `trace`: its work, or (for region spans) its ranges. The
 /// injection library records push/pop ranges on region stream 0, start/end ranges on
 /// [`crate::trace::START_END_RANGE_STREAM`] and marks on [`crate::trace::MARK_STREAM`]; other

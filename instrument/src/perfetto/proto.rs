@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use super::{
-    stream_track_name, COUNTER_TRACK, INSTANT_TRACK, MEMORY_TRACK, SAMPLE_TRACK, SENSOR_GAPS_TRACK,
+    counter_point, gpu_name, stream_track_name, waste_labels, COUNTER_TRACK, SENSOR_GAPS_TRACK,
     WASTE_TRACK,
 };
 use crate::power::counter_windows;
@@ -142,21 +142,10 @@ impl<W: Write> Writer<W> {
         d.uint(1, uuid);
         match key {
             TrackKey::Device(device) => {
-                let name = trace
-                    .meta
-                    .devices
-                    .iter()
-                    .find(|d| d.index == device)
-                    .map_or_else(|| "?".to_owned(), |d| d.name.clone());
-                let sim = if trace.meta.simulated {
-                    " (simulated)"
-                } else {
-                    ""
-                };
                 let mut process = Message::default();
                 process
                     .uint(1, u64::from(device) + 1)
-                    .string(6, &format!("GPU {device}: {name}{sim}"));
+                    .string(6, &gpu_name(trace, device));
                 d.message(3, &process);
             }
             TrackKey::Stream(device, stream, region) => {
@@ -260,12 +249,7 @@ pub fn export_with_findings<W: Write>(
     findings: &[crate::waste::WasteReport],
     out: W,
 ) -> std::io::Result<u64> {
-    let mut flagged: HashMap<u64, String> = HashMap::new();
-    for f in findings.iter().flat_map(|r| &r.findings) {
-        for &id in &f.wasted_spans {
-            flagged.insert(id, format!("{}: {}", f.kind.label(), f.fix));
-        }
-    }
+    let flagged = waste_labels(findings);
     let mut w = Writer {
         out,
         first: true,
@@ -309,34 +293,26 @@ pub fn export_with_findings<W: Write>(
         }
     }
     for r in &trace.power {
-        let (name, ts_ns, mw) = match *r {
-            PowerReading::Sample {
-                ts_ns, power_mw, ..
-            } => (SAMPLE_TRACK, ts_ns, power_mw),
-            PowerReading::Instant {
-                ts_ns, power_mw, ..
-            } => (INSTANT_TRACK, ts_ns, power_mw),
-            PowerReading::MemoryInstant {
-                ts_ns, power_mw, ..
-            } => (MEMORY_TRACK, ts_ns, power_mw),
-            PowerReading::Energy { .. } => continue,
-            PowerReading::Lost {
-                device,
-                from_ns,
-                to_ns,
-            } => {
-                let gaps = w.track(TrackKey::Named(device, SENSOR_GAPS_TRACK), trace)?;
-                w.slice(
-                    gaps,
-                    ("lost power readings", "sensor"),
-                    (from_ns, to_ns),
-                    None,
-                )?;
-                continue;
-            }
+        if let PowerReading::Lost {
+            device,
+            from_ns,
+            to_ns,
+        } = *r
+        {
+            let gaps = w.track(TrackKey::Named(device, SENSOR_GAPS_TRACK), trace)?;
+            w.slice(
+                gaps,
+                ("lost power readings", "sensor"),
+                (from_ns, to_ns),
+                None,
+            )?;
+            continue;
+        }
+        let Some((name, ts_ns, watts)) = counter_point(r) else {
+            continue;
         };
         let track = w.track(TrackKey::Named(r.device(), name), trace)?;
-        w.counter(track, ts_ns, f64::from(mw) / 1000.0)?;
+        w.counter(track, ts_ns, watts)?;
     }
     for d in &trace.meta.devices {
         let windows = counter_windows(

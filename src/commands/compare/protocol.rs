@@ -122,19 +122,8 @@ impl NvmlProbe {
     /// # Errors
     /// A sentence saying why NVML cannot read them.
     pub fn open() -> Result<Self, String> {
-        use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection};
         let clock = std::sync::Arc::new(wattlens_instrument::clock::HostClock::new());
-        let selection = match std::env::var("CUDA_VISIBLE_DEVICES") {
-            Ok(v) => DeviceSelection::CudaVisible(v),
-            Err(_) => DeviceSelection::All,
-        };
-        let source = open_nvml(
-            &selection,
-            clock.clone(),
-            wattlens_instrument::SensorProfile::h200_2026_11_22(),
-            crate::baseline::CPU_BUDGET,
-        )
-        .map_err(|e| e.to_string())?;
+        let source = crate::baseline::open_visible_gpus(clock.clone())?;
         Ok(Self {
             source: Box::new(source),
             clock,

@@ -10,7 +10,6 @@ use wattlens_instrument::compare_runs::{
 use wattlens_instrument::Trace;
 
 use crate::error::CliError;
-use crate::render::analyze;
 use crate::render::table::clip;
 use crate::render::units::{energy, joules};
 
@@ -42,20 +41,29 @@ fn named(arg: &str) -> (String, Vec<PathBuf>) {
     }
 }
 
-/// The attribution of the first device of `trace` that has one.
+/// The attribution of the first device of `trace` that has one (a comparison needs energy,
+/// not the waste detection a full report runs too).
 ///
 /// # Errors
-/// [`CliError::Usage`] naming `what` when no device has energy data; attribution errors.
+/// [`CliError::Usage`] naming `what` for a trace of no device; the first device's attribution
+/// error when none can be attributed.
 pub(super) fn attribution_of(
     trace: &Trace,
     what: &str,
 ) -> Result<wattlens_instrument::attribution::Attribution, CliError> {
-    let report = analyze(trace)?;
-    report
-        .devices
-        .into_iter()
-        .find_map(|d| d.attribution)
-        .ok_or_else(|| CliError::Usage(format!("{what} has no device with energy data to compare")))
+    let mut first_err = None;
+    for d in &trace.meta.devices {
+        match wattlens_instrument::attribute(trace, d.index) {
+            Ok(a) => return Ok(a),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.map_or_else(
+        || CliError::Usage(format!("{what} has no device with energy data to compare")),
+        CliError::Attribution,
+    ))
 }
 
 /// The GPU a trace ran on (its first device's name), for the same-GPU check.
