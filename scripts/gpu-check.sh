@@ -8,7 +8,8 @@
 #   bash scripts/gpu-check.sh [BIN_DIR]      (default .gpu-bundle/bin)
 #
 # Environment: REPLAY_ONLY (programs for replay-check, default all), OVH_REPEATS (3; 0 skips
-# the overhead runs), SKIP_MIX (skips the bare request mix).
+# the overhead runs), SKIP_MIX (skips the bare request mix), BUNDLE_S and REPLAY_S (time limits of
+# the bundle and of replay-check, s; 240 and 300).
 set -u
 bin=$(cd "${1:-.gpu-bundle/bin}" && pwd)
 out=${OUT:-/tmp/gpu-check}
@@ -16,8 +17,8 @@ work=$(mktemp -d)
 mkdir -p "$out" "$work/tests" "$work/replay" "$work/overhead"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu --format=csv >"$out/gpu.txt" 2>&1
-OUT=$work/tests timeout 200 bash .gpu-bundle/run >"$out/bundle.txt" 2>&1
-ONLY=${REPLAY_ONLY:-} NO_PLAIN=1 OUT=$work/replay timeout 300 bash scripts/replay-check.sh "$bin" \
+OUT=$work/tests timeout ${BUNDLE_S:-240} bash .gpu-bundle/run >"$out/bundle.txt" 2>&1
+ONLY=${REPLAY_ONLY:-} NO_PLAIN=1 OUT=$work/replay timeout ${REPLAY_S:-300} bash scripts/replay-check.sh "$bin" \
   >"$out/replay-summary.txt" 2>&1
 [ "${OVH_REPEATS:-3}" -gt 0 ] && timeout 150 bash scripts/run-overhead.sh "$bin/wattlens" \
   "$work/overhead" "${OVH_REPEATS:-3}" 1000 8 bare,wattlens-light >"$out/overhead.txt" 2>&1

@@ -20,6 +20,7 @@ nvcc -O2 -o /tmp/cublas_app tests/data/cublas_app.cu -lcublas >"$out/nvcc.txt" 2
 programs=(
   "hf|python3 scripts/hf_generate.py --iters ${HF_ITERS:-12}"
   "hf64|python3 scripts/hf_generate.py --iters ${HF64_ITERS:-4} --batch 64"
+  "hf256|python3 scripts/hf_generate.py --iters ${HF256_ITERS:-3} --batch 256 --prompt 256 --new-tokens 16"
   "torch|python3 scripts/torch_infer.py --steps ${TORCH_STEPS:-1500} --checksum"
   "cublas|/tmp/cublas_app ${CUBLAS_STEPS:-6000}"
   "inplace|python3 scripts/inplace_check.py"

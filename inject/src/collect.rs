@@ -72,8 +72,9 @@ pub trait CallInfo {
     fn region(&mut self, correlation: u32) -> Option<Arc<str>>;
     /// The upload the call made, if its content was hashed.
     fn upload(&mut self, correlation: u32) -> Option<Upload>;
-    /// A kernel of the program ran on `device` for `busy_ns` (kernel replay's plan counts it).
-    fn kernel(&mut self, _device: u32, _name: &str, _shape: LaunchShape, _busy_ns: u64) {}
+    /// A kernel (with its shape) or a copy of the program ran on `device` for `busy_ns`, under
+    /// the name its span carries (kernel replay's plan counts it).
+    fn work(&mut self, _device: u32, _name: &str, _shape: Option<LaunchShape>, _busy_ns: u64) {}
 }
 
 /// The stream number kernel replay's bursts are recorded on (no CUPTI stream has it).
@@ -196,13 +197,13 @@ impl<W: Write> Collector<W> {
                         continue;
                     };
                     let mut upload = None;
+                    let busy_ns = map
+                        .map_ns(activity.end_ns)
+                        .saturating_sub(map.map_ns(activity.start_ns));
                     match (&activity.kind, &mut kind) {
                         (ActivityKind::Kernel { name, shape }, _) => {
                             self.counts.kernels += 1;
-                            let busy_ns = map
-                                .map_ns(activity.end_ns)
-                                .saturating_sub(map.map_ns(activity.start_ns));
-                            calls.kernel(device, name, *shape, busy_ns);
+                            calls.work(device, name, Some(*shape), busy_ns);
                         }
                         (
                             ActivityKind::Memcpy { bytes, .. },
@@ -213,6 +214,7 @@ impl<W: Write> Collector<W> {
                             },
                         ) => {
                             self.counts.copies += 1;
+                            calls.work(device, label, None, busy_ns);
                             upload = (*direction == CopyDirection::HostToDevice)
                                 .then(|| calls.upload(activity.correlation_id))
                                 .flatten()
@@ -237,7 +239,7 @@ impl<W: Write> Collector<W> {
                         }
                     }
                     self.out.span(&span)?;
-                    if span.kind == SpanKind::Kernel {
+                    if matches!(span.kind, SpanKind::Kernel | SpanKind::Memcpy { .. }) {
                         if let Some(r) = self.replays.remove(&activity.correlation_id) {
                             self.burst(&r, span.id)?;
                         }
@@ -299,7 +301,7 @@ impl<W: Write> Collector<W> {
             name,
             (r.burst.start_ns, r.burst.end_ns.max(r.burst.start_ns)),
         );
-        span.launch = Some(r.shape);
+        span.launch = r.shape;
         span.region = self.out.intern(ALONE_REGION)?;
         self.devices.insert(r.device);
         self.out.span(&span)
@@ -317,7 +319,7 @@ impl<W: Write> Collector<W> {
             self.out.annotation(&Annotation::ReplayNote {
                 device: *device,
                 name: display_name(name),
-                launch: Some(*shape),
+                launch: *shape,
                 busy_ppm: *busy_ppm,
                 outcome: outcome.clone(),
             })?;

@@ -12,11 +12,12 @@ use std::sync::OnceLock;
 use cudarc::cupti::sys as cupti;
 use wattlens_instrument::clock::Clock;
 use wattlens_runtime::internal::cuda::cupti_records::{
-    buffer_requested, drain_buffer, prefill_buffers, set_buffer_bytes, CuptiRecord,
+    buffer_requested, drain_buffer, prefill_buffers, set_buffer_bytes, CuptiRecord, WORK_KINDS,
 };
 
 use crate::config::{Hooks, LaunchApi};
 use crate::nvtx::{attr_message, c_text, pop_range, push_range, wide_text, Registered};
+use crate::replay::copy::{copy_call, CopyCall};
 use crate::replay::launch::{launch_call, memset_call, LaunchCall, MemsetCall};
 use crate::state::{lock, shared, Completed};
 use crate::syncs::HostSync;
@@ -45,23 +46,6 @@ const PREFILLED_BUFFERS: usize = 4;
 /// Callback ids tried per API domain when looking for launches and copies by name.
 const MAX_CBID: u32 = 2048;
 
-/// CUPTI activity kinds that can be recorded, by the name `WATTLENS_KINDS` gives them. The
-/// fourth kind, `sync`, comes from API callbacks instead ([`crate::syncs`]).
-const KINDS: [(&str, cupti::CUpti_ActivityKind); 3] = [
-    (
-        "kernel",
-        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
-    ),
-    (
-        "memcpy",
-        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY,
-    ),
-    (
-        "memset",
-        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMSET,
-    ),
-];
-
 /// What a synchronize call waits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waits {
@@ -87,6 +71,8 @@ struct Call {
     launch: Option<LaunchCall>,
     /// An asynchronous memset kernel replay reads as a possible counter reset.
     memset: Option<MemsetCall>,
+    /// A copy kernel replay can read, and its parameter layout.
+    copy: Option<CopyCall>,
     /// A stream capture's beginning (`true`) or end, counted so that no replay runs during one.
     capture: Option<bool>,
 }
@@ -190,7 +176,7 @@ pub(crate) fn enable_activity(kinds: &[String], buffer_bytes: usize) -> Result<(
             "registering activity buffers",
             cupti::cuptiActivityRegisterCallbacks(Some(buffer_requested), Some(buffer_completed)),
         )?;
-        for (name, kind) in KINDS {
+        for (name, kind) in WORK_KINDS {
             if kinds.iter().any(|k| k == name) {
                 check(
                     "enabling activity records",
@@ -204,7 +190,7 @@ pub(crate) fn enable_activity(kinds: &[String], buffer_bytes: usize) -> Result<(
 
 /// The CUPTI activity kinds `kinds` (as `WATTLENS_KINDS` names them) stand for.
 pub(crate) fn activity_kinds(kinds: &[String]) -> Vec<cupti::CUpti_ActivityKind> {
-    KINDS
+    WORK_KINDS
         .iter()
         .filter(|(name, _)| kinds.iter().any(|k| k == name))
         .map(|&(_, kind)| kind)
@@ -352,6 +338,7 @@ pub(crate) fn subscribe(
                 gated: replay && driver && issues_work(&name),
                 launch: launch_call(&name).filter(|_| replay && driver),
                 memset: memset_call(&name).filter(|_| replay && driver),
+                copy: copy_call(&name).filter(|_| replay && driver),
                 capture: capture_edge(&name).filter(|_| replay && driver),
             };
             let wanted = call.waits.is_some()
@@ -451,7 +438,11 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
     }
     if let Some(launch) = call.launch {
         // SAFETY: per the contract; `launch` is this call's parameter layout.
-        unsafe { on_launch(launch, correlation, data) };
+        unsafe { on_launch(Work::Launch(launch), correlation, data) };
+    }
+    if let Some(copy) = call.copy {
+        // SAFETY: per the contract; `copy` is this call's parameter layout.
+        unsafe { on_launch(Work::Copy(copy), correlation, data) };
     }
     if let Some(upload) = call.upload {
         // SAFETY: per the contract; `upload` is this call's parameter layout.
@@ -477,12 +468,19 @@ unsafe fn returned_success(data: *const cupti::CUpti_CallbackData) -> bool {
     !ret.is_null() && unsafe { *ret } == 0
 }
 
-/// A launch call was entered: kernel replay replays it first if its plan wants the signature,
-/// and the burst is queued for the writer.
+/// A call kernel replay may repeat, and its parameter layout.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    Launch(LaunchCall),
+    Copy(CopyCall),
+}
+
+/// A launch or copy call was entered: kernel replay replays it first if its plan wants the
+/// signature, and the burst is queued for the writer.
 ///
 /// # Safety
-/// `data` must be CUPTI's callback data of a call whose parameters are laid out as `launch`.
-unsafe fn on_launch(launch: LaunchCall, correlation: u32, data: *const cupti::CUpti_CallbackData) {
+/// `data` must be CUPTI's callback data of a call whose parameters are laid out as `work`.
+unsafe fn on_launch(work: Work, correlation: u32, data: *const cupti::CUpti_CallbackData) {
     let Some(s) = shared() else {
         return;
     };
@@ -490,8 +488,14 @@ unsafe fn on_launch(launch: LaunchCall, correlation: u32, data: *const cupti::CU
     let (params, context) = unsafe { ((*data).functionParams.cast::<u8>(), (*data).context) };
     let now = || s.clock.now_ns();
     // SAFETY: per the contract; the context is the call's.
-    let replayed =
-        unsafe { crate::replay::on_launch(launch, params, context.cast(), correlation, &now) };
+    let replayed = unsafe {
+        match work {
+            Work::Launch(l) => {
+                crate::replay::on_launch(l, params, context.cast(), correlation, &now)
+            }
+            Work::Copy(c) => crate::replay::on_copy(c, params, context.cast(), correlation, &now),
+        }
+    };
     if let Some(r) = replayed {
         with_thread(|t, _| {
             lock(&t.pending).queue(|p| &mut p.replays, r);

@@ -428,7 +428,7 @@ impl CallInfo for Calls<'_> {
         self.uploads.remove(&correlation)
     }
 
-    fn kernel(&mut self, device: u32, name: &str, shape: LaunchShape, busy_ns: u64) {
+    fn work(&mut self, device: u32, name: &str, shape: Option<LaunchShape>, busy_ns: u64) {
         crate::replay::observe(device, name, shape, busy_ns);
     }
 }

@@ -418,7 +418,7 @@ impl CallInfo for Busy {
     fn upload(&mut self, _correlation: u32) -> Option<Upload> {
         None
     }
-    fn kernel(&mut self, device: u32, name: &str, _shape: LaunchShape, busy_ns: u64) {
+    fn work(&mut self, device: u32, name: &str, _shape: Option<LaunchShape>, busy_ns: u64) {
         self.0.push((device, name.to_owned(), busy_ns));
     }
 }
@@ -438,7 +438,7 @@ fn a_replay_is_an_alone_span_of_the_launch_it_replayed_inside_a_profiler_episode
         device: 1,
         correlation,
         name: Arc::from("ampere_sgemm_128x64_nn"),
-        shape,
+        shape: Some(shape),
         burst: Burst {
             start_ns,
             end_ns: start_ns + 400_000_000,
@@ -463,7 +463,7 @@ fn a_replay_is_an_alone_span_of_the_launch_it_replayed_inside_a_profiler_episode
         vec![(1, "ampere_sgemm_128x64_nn".to_owned(), 300_000)]
     );
     let notes = vec![(
-        (1, Arc::<str>::from("_Z6reducePf"), shape),
+        (1, Arc::<str>::from("_Z6reducePf"), Some(shape)),
         12_000,
         ReplayOutcome::Skipped("launched inside a stream capture".into()),
     )];
@@ -513,4 +513,63 @@ fn a_replay_is_an_alone_span_of_the_launch_it_replayed_inside_a_profiler_episode
         a,
         Annotation::ReplayNote { name, busy_ppm: 12_000, .. } if name == "reduce"
     )));
+}
+
+#[test]
+fn a_replayed_copy_is_an_alone_span_of_the_copy_and_copies_count_in_the_plan() {
+    use wattlens_inject::replay::{device::Burst, Replayed};
+    let buf = Shared::default();
+    let mut c = collector(&buf);
+    c.replays(vec![Replayed {
+        device: 1,
+        correlation: 9,
+        name: Arc::from(CopyDirection::DeviceToDevice.span_name()),
+        shape: None,
+        burst: Burst {
+            start_ns: 50_000_000,
+            end_ns: 450_000_000,
+            launches: 80_000,
+            trial_ns: 4_000,
+        },
+        held_ns: (45_000_000, 455_000_000),
+    }])
+    .unwrap();
+    let mut busy = Busy::default();
+    c.records(
+        vec![
+            copy(CopyDirection::DeviceToDevice, 1 << 20, 20_100_000, 9),
+            copy(CopyDirection::HostToDevice, 64, 20_200_000, 10),
+        ],
+        NOW_NS,
+        &mut busy,
+    )
+    .unwrap();
+    let names: Vec<&str> = busy.0.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["memcpy DtoD", "memcpy HtoD"],
+        "both copies weigh in the plan"
+    );
+    c.finish(&[]).unwrap();
+    let t = read_trace(&buf.0.lock().unwrap()[..]).unwrap();
+    let copy_id = t
+        .spans
+        .iter()
+        .find(|s| t.str(s.name) == "memcpy DtoD" && s.is_program_work())
+        .unwrap()
+        .id;
+    let burst = t
+        .spans
+        .iter()
+        .find(|s| matches!(s.kind, SpanKind::Alone { .. }))
+        .unwrap();
+    assert_eq!(
+        burst.kind,
+        SpanKind::Alone {
+            launches: 80_000,
+            of: copy_id
+        }
+    );
+    assert_eq!(t.str(burst.name), "memcpy DtoD");
+    assert_eq!(burst.launch, None, "a copy has no launch shape");
 }

@@ -472,7 +472,7 @@ fn replay(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "Kernel replay{sim}: {} signatures replayed alone ({:.1}% of kernel busy time), {} bursts of {:.1} s in all; replay held the program {:.1} s",
+        "Kernel replay{sim}: {} signatures replayed alone ({:.1}% of the program's busy time), {} bursts of {:.1} s in all; replay held the program {:.1} s",
         r.signatures,
         100.0 * r.replayed_busy_share,
         r.bursts,

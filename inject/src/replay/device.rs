@@ -14,6 +14,9 @@ use cudarc::cupti::sys as cupti;
 use cudarc::driver::sys;
 use wattlens_runtime::internal::cuda::checkpoint::Checkpoint;
 
+use wattlens_instrument::trace::CopyDirection;
+
+use super::copy::Copy;
 use super::launch::{self, Launch};
 use crate::state::lock;
 
@@ -133,7 +136,23 @@ impl Drop for Event {
     }
 }
 
-/// A graph of `n` copies of a launch (each after its counter reset, if it has one),
+/// Device work a burst repeats: a kernel launch, or a copy between buffers of ours.
+trait Repeat {
+    /// Issue the work once more on `stream` (ours).
+    ///
+    /// # Safety
+    /// The buffers and parameters the work names must be live, its context current.
+    unsafe fn issue_on(&self, stream: sys::CUstream) -> sys::CUresult;
+}
+
+impl Repeat for Launch {
+    unsafe fn issue_on(&self, stream: sys::CUstream) -> sys::CUresult {
+        // SAFETY: per the contract (inside the launch call, its parameter arrays live).
+        unsafe { self.issue_with_reset_on(stream) }
+    }
+}
+
+/// A graph of `n` issues of a piece of work (a launch after its counter reset, if it has one),
 /// instantiated; destroyed when dropped.
 struct Graph {
     graph: sys::CUgraph,
@@ -141,11 +160,11 @@ struct Graph {
 }
 
 impl Graph {
-    /// Capture `n` issues of `launch` on `stream` (ours, idle) and instantiate them.
+    /// Capture `n` issues of `work` on `stream` (ours, idle) and instantiate them.
     ///
     /// # Safety
-    /// As [`Launch::issue_on`].
-    unsafe fn capture(launch: &Launch, stream: sys::CUstream, n: u64) -> Result<Self, String> {
+    /// As [`Repeat::issue_on`].
+    unsafe fn capture(work: &dyn Repeat, stream: sys::CUstream, n: u64) -> Result<Self, String> {
         // SAFETY: our own idle stream; thread-local mode restricts only this thread, which
         // makes no unsafe call until the capture ends.
         ok("beginning a capture", unsafe {
@@ -157,9 +176,7 @@ impl Graph {
         let mut issued = Ok(());
         for _ in 0..n {
             // SAFETY: per the contract.
-            issued = ok("capturing the launch", unsafe {
-                launch.issue_with_reset_on(stream)
-            });
+            issued = ok("capturing the work", unsafe { work.issue_on(stream) });
             if issued.is_err() {
                 break;
             }
@@ -242,6 +259,19 @@ pub unsafe fn replay(
     // SAFETY: the launch's context is current in its call.
     ok("waiting for the device", unsafe { sys::cuCtxSynchronize() })?;
     let _paused = Paused::pause(kinds);
+    // A counter reset whose target is gone is not repeated (the burst then does less work, and
+    // the report leaves it out as unlike the program's launches).
+    let checked;
+    let launch = match &launch.reset {
+        Some(r) if !r.target_is_live() => {
+            checked = launch::Launch {
+                reset: None,
+                ..launch.clone()
+            };
+            &checked
+        }
+        _ => launch,
+    };
     // SAFETY: the context is idle (synchronised) and the other threads are held.
     let mut checkpoint = unsafe { Checkpoint::save(ctx) }
         .map_err(|e| format!("the checkpoint of device memory failed: {e}"))?;
@@ -263,37 +293,157 @@ pub unsafe fn replay(
     measured
 }
 
-/// The trial launch, then the burst.
+/// A copy repeated between buffers of ours, freed when dropped: a device buffer, and a
+/// page-locked host buffer for a copy to or from the host (a graph takes no pageable copy; a
+/// program's pageable copy that this makes much faster is left out as unlike it).
+struct CopyBuffers {
+    direction: CopyDirection,
+    bytes: usize,
+    device: sys::CUdeviceptr,
+    /// The source of a device-to-device copy.
+    device_src: sys::CUdeviceptr,
+    host: *mut c_void,
+}
+
+impl CopyBuffers {
+    /// Allocate the buffers `copy` needs, and fill its source with the bytes the program's
+    /// copy reads (the context idle, so they are what it will read).
+    ///
+    /// # Safety
+    /// The program's source must be live, its context current and idle.
+    unsafe fn for_copy(copy: &Copy) -> Result<Self, String> {
+        let mut b = Self {
+            direction: copy.direction,
+            bytes: copy.bytes,
+            device: 0,
+            device_src: 0,
+            host: std::ptr::null_mut(),
+        };
+        let bytes = copy.bytes;
+        let no_room = |what: &str| format!("no room for a {what} of {bytes} bytes to copy");
+        // SAFETY (each allocation): valid out-pointers; what is allocated is freed on drop.
+        if unsafe { sys::cuMemAlloc_v2(&mut b.device, bytes) } != sys::CUresult::CUDA_SUCCESS {
+            return Err(no_room("device buffer"));
+        }
+        // SAFETY (each fill): the program's source is live and holds `bytes` (its own copy
+        // reads them); ours were just allocated with that size.
+        let filled = match copy.direction {
+            CopyDirection::DeviceToDevice => {
+                if unsafe { sys::cuMemAlloc_v2(&mut b.device_src, bytes) }
+                    != sys::CUresult::CUDA_SUCCESS
+                {
+                    return Err(no_room("device buffer"));
+                }
+                unsafe { sys::cuMemcpyDtoD_v2(b.device_src, copy.src, bytes) }
+            }
+            CopyDirection::HostToDevice | CopyDirection::DeviceToHost => {
+                if unsafe { sys::cuMemAllocHost_v2(&mut b.host, bytes) }
+                    != sys::CUresult::CUDA_SUCCESS
+                {
+                    return Err(no_room("page-locked host buffer"));
+                }
+                if copy.direction == CopyDirection::HostToDevice {
+                    // Through the device, so that an unreadable source is CUDA's error, not a
+                    // fault in the program.
+                    let r =
+                        unsafe { sys::cuMemcpyHtoD_v2(b.device, copy.src as *const c_void, bytes) };
+                    if r == sys::CUresult::CUDA_SUCCESS {
+                        unsafe { sys::cuMemcpyDtoH_v2(b.host, b.device, bytes) }
+                    } else {
+                        r
+                    }
+                } else {
+                    unsafe { sys::cuMemcpyDtoD_v2(b.device, copy.src, bytes) }
+                }
+            }
+        };
+        ok("filling the copy's source", filled)?;
+        Ok(b)
+    }
+}
+
+impl Repeat for CopyBuffers {
+    unsafe fn issue_on(&self, stream: sys::CUstream) -> sys::CUresult {
+        // SAFETY: our own live buffers of `bytes`, and our stream.
+        unsafe {
+            match self.direction {
+                CopyDirection::HostToDevice => {
+                    sys::cuMemcpyHtoDAsync_v2(self.device, self.host, self.bytes, stream)
+                }
+                CopyDirection::DeviceToHost => {
+                    sys::cuMemcpyDtoHAsync_v2(self.host, self.device, self.bytes, stream)
+                }
+                CopyDirection::DeviceToDevice => {
+                    sys::cuMemcpyDtoDAsync_v2(self.device, self.device_src, self.bytes, stream)
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CopyBuffers {
+    fn drop(&mut self) {
+        // SAFETY: ours, freed once (a null or zero handle was never allocated).
+        unsafe {
+            if self.device != 0 {
+                let _ = sys::cuMemFree_v2(self.device);
+            }
+            if self.device_src != 0 {
+                let _ = sys::cuMemFree_v2(self.device_src);
+            }
+            if !self.host.is_null() {
+                let _ = sys::cuMemFreeHost(self.host);
+            }
+        }
+    }
+}
+
+/// Replay `copy` (context `ctx`, current) for `burst` between buffers of ours, the device
+/// idle and the program's other threads held, with `kinds` of activity records paused. No
+/// checkpoint: nothing of the program's is written.
+///
+/// # Errors
+/// Why it could not be replayed, in one phrase.
 ///
 /// # Safety
-/// As [`replay`].
+/// Only inside the program's copy call, on its thread (its source is live).
+pub unsafe fn replay_copy(
+    copy: &Copy,
+    ctx: sys::CUcontext,
+    burst: Duration,
+    kinds: &[cupti::CUpti_ActivityKind],
+    now_ns: &dyn Fn() -> u64,
+) -> Result<Burst, String> {
+    // SAFETY: the copy's context is current in its call.
+    ok("waiting for the device", unsafe { sys::cuCtxSynchronize() })?;
+    let _paused = Paused::pause(kinds);
+    // SAFETY: per the contract; the context is idle.
+    let buffers = unsafe { CopyBuffers::for_copy(copy) }?;
+    // SAFETY: our buffers, the context current.
+    let measured = unsafe { burst_of(&buffers, ctx, burst, now_ns) };
+    // SAFETY: waits for our copies before the buffers are freed.
+    let idle = ok("waiting for the device", unsafe { sys::cuCtxSynchronize() });
+    drop(buffers);
+    idle?;
+    measured
+}
+
+/// The trial issue of `work`, then the burst.
+///
+/// # Safety
+/// As [`replay`], or [`replay_copy`].
 unsafe fn burst_of(
-    launch: &Launch,
+    work: &dyn Repeat,
     ctx: sys::CUcontext,
     burst: Duration,
     now_ns: &dyn Fn() -> u64,
 ) -> Result<Burst, String> {
     // SAFETY: the current context.
     let stream = unsafe { private_stream(ctx) }?;
-    // A counter reset whose target is gone is not repeated (the burst then does less work, and
-    // the report leaves it out as unlike the program's launches).
-    let checked;
-    let launch = match &launch.reset {
-        Some(r) if !r.target_is_live() => {
-            checked = launch::Launch {
-                reset: None,
-                ..launch.clone()
-            };
-            &checked
-        }
-        _ => launch,
-    };
     let (a, b) = (Event::new()?, Event::new()?);
     a.record(stream)?;
     // SAFETY: per the contract.
-    ok("replaying the launch", unsafe {
-        launch.issue_with_reset_on(stream)
-    })?;
+    ok("replaying the work", unsafe { work.issue_on(stream) })?;
     b.record(stream)?;
     if !b.wait(TRIAL_LIMIT)? {
         return Err(format!(
@@ -304,7 +454,7 @@ unsafe fn burst_of(
     let trial_ns = a.ns_until(&b)?.max(1);
     let per_graph = (GRAPH_TARGET_NS / trial_ns).clamp(1, MAX_GRAPH_LAUNCHES);
     // SAFETY: per the contract.
-    let graph = unsafe { Graph::capture(launch, stream, per_graph) }?;
+    let graph = unsafe { Graph::capture(work, stream, per_graph) }?;
     let burst_ns = burst.as_nanos() as u64;
     // Two graphs in flight at most, so that the burst ends close to its time.
     let marks = [Event::new()?, Event::new()?];

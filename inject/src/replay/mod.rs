@@ -12,6 +12,7 @@
 //! issued. The burst goes into the trace as an `alone` span, the time the program was held as
 //! a profiler episode; what could not be replayed, and why, as replay notes.
 
+pub mod copy;
 pub mod device;
 pub mod gate;
 pub mod launch;
@@ -46,10 +47,10 @@ pub struct Replayed {
     pub device: u32,
     /// Correlation id of the program's launch call.
     pub correlation: u32,
-    /// Kernel name as CUDA gives it (mangled).
+    /// Kernel name as CUDA gives it (mangled), or the copy's span name.
     pub name: Arc<str>,
-    /// Launch shape.
-    pub shape: LaunchShape,
+    /// Launch shape (kernels).
+    pub shape: Option<LaunchShape>,
     /// The burst.
     pub burst: device::Burst,
     /// From when the program was held until it went on, trace ns.
@@ -88,7 +89,9 @@ thread_local! {
 struct ThreadCache {
     names: HashMap<usize, Option<Arc<str>>>,
     devices: HashMap<usize, Option<u32>>,
-    looked: HashMap<(usize, LaunchShape), u64>,
+    /// By function handle and shape, or by copy direction (a small integer no handle is) and
+    /// no shape.
+    looked: HashMap<(usize, Option<LaunchShape>), u64>,
 }
 
 /// Turn replay on with `settings`, pausing `kinds` of activity records during bursts.
@@ -159,8 +162,9 @@ pub fn capture(began: bool) {
     }
 }
 
-/// Count `busy_ns` of the program's kernel time for a signature (the writer, per record).
-pub fn observe(device: u32, name: &str, shape: LaunchShape, busy_ns: u64) {
+/// Count `busy_ns` of the program's device time for a signature: a kernel's, or a copy's (no
+/// shape). The writer, per record.
+pub fn observe(device: u32, name: &str, shape: Option<LaunchShape>, busy_ns: u64) {
     if let Some(r) = REPLAY.get() {
         lock(&r.plan).observe(&(device, Arc::from(name), shape), busy_ns);
     }
@@ -204,18 +208,7 @@ pub unsafe fn on_launch(
     // SAFETY: per the contract.
     let mut launch = unsafe { read_launch(call, params) }?;
     launch.reset = reset.filter(|m| m.stream == launch.stream);
-    let generation = r.generation.load(Ordering::Acquire);
-    // One lookup per launch while the plan has not changed.
-    let fresh = SEEN.with(|s| {
-        let mut s = s.borrow_mut();
-        let key = (launch.func as usize, launch.shape);
-        let fresh = s.looked.get(&key) != Some(&generation);
-        if fresh {
-            s.looked.insert(key, generation);
-        }
-        fresh
-    });
-    if !fresh {
+    if !first_look(r, (launch.func as usize, Some(launch.shape))) {
         return None;
     }
     let (name, device) = SEEN.with(|s| {
@@ -226,20 +219,98 @@ pub unsafe fn on_launch(
             // SAFETY: the function of a launch in progress is live.
             .or_insert_with(|| unsafe { device::function_name(launch.func) }.map(Arc::from))
             .clone();
-        let device = *s
-            .devices
-            .entry(ctx as usize)
-            // SAFETY: the context of a call in progress is live.
-            .or_insert_with(|| unsafe { device::device_of(ctx) });
-        (name, device)
+        (name, device_cached(&mut s, ctx))
     });
-    let key: SigKey = (device?, name?, launch.shape);
+    let key: SigKey = (device?, name?, Some(launch.shape));
+    let check = Check {
+        cooperative: launch.cooperative && launch.call == LaunchCall::Cooperative,
+        stream: launch.stream,
+    };
+    replay_signature(r, key, correlation, now_ns, check, || {
+        // SAFETY: per the contract; the other threads are held.
+        unsafe { device::replay(&launch, ctx, r.settings.burst, &r.kinds, now_ns) }
+    })
+}
+
+/// A copy call of layout `call` was entered with `params` in context `ctx`: replay the copy
+/// first, between buffers of ours, if the plan wants its signature (its direction). Returns
+/// what ran, for the trace.
+///
+/// # Safety
+/// `params` must be the call's parameter structure, during the call, and `ctx` its context.
+pub unsafe fn on_copy(
+    call: copy::CopyCall,
+    params: *const u8,
+    ctx: sys::CUcontext,
+    correlation: u32,
+    now_ns: &dyn Fn() -> u64,
+) -> Option<Replayed> {
+    let r = REPLAY.get()?;
+    if r.broken.load(Ordering::Relaxed) || ctx.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract.
+    let c = unsafe { copy::read_copy(call, params, &copy::memory_of) }?;
+    if !first_look(r, (c.direction as usize, None)) {
+        return None;
+    }
+    let device = SEEN.with(|s| device_cached(&mut s.borrow_mut(), ctx));
+    let key: SigKey = (device?, Arc::from(c.direction.span_name()), None);
+    let check = Check {
+        cooperative: false,
+        stream: c.stream,
+    };
+    replay_signature(r, key, correlation, now_ns, check, || {
+        // SAFETY: per the contract; the other threads are held.
+        unsafe { device::replay_copy(&c, ctx, r.settings.burst, &r.kinds, now_ns) }
+    })
+}
+
+/// Whether this thread looks at the work `local` (a function and shape, or a copy direction)
+/// for the first time since the plan last changed: one lookup per call otherwise.
+fn first_look(r: &Replay, local: (usize, Option<LaunchShape>)) -> bool {
+    let generation = r.generation.load(Ordering::Acquire);
+    SEEN.with(|s| {
+        let mut s = s.borrow_mut();
+        let fresh = s.looked.get(&local) != Some(&generation);
+        if fresh {
+            s.looked.insert(local, generation);
+        }
+        fresh
+    })
+}
+
+/// CUPTI's device index of context `ctx`, cached per thread.
+fn device_cached(s: &mut ThreadCache, ctx: sys::CUcontext) -> Option<u32> {
+    *s.devices
+        .entry(ctx as usize)
+        // SAFETY: the context of a call in progress is live.
+        .or_insert_with(|| unsafe { device::device_of(ctx) })
+}
+
+/// What decides whether a claimed piece of work may be replayed at all.
+struct Check {
+    /// Launched through `cuLaunchCooperativeKernel`, which a graph cannot take.
+    cooperative: bool,
+    /// The stream the program issued it on.
+    stream: sys::CUstream,
+}
+
+/// Claim `key` from the plan and, if it is wanted, replay it through `run` (the device work,
+/// the other threads held); report the outcome to the plan and on stderr.
+fn replay_signature(
+    r: &Replay,
+    key: SigKey,
+    correlation: u32,
+    now_ns: &dyn Fn() -> u64,
+    check: Check,
+    run: impl FnOnce() -> Result<device::Burst, String>,
+) -> Option<Replayed> {
     if lock(&r.plan).claim(&key) != Claim::Replay {
         return None;
     }
     let from_ns = now_ns();
-    // SAFETY: per the contract.
-    let outcome = unsafe { replay_claimed(r, &launch, ctx, now_ns) };
+    let outcome = replay_claimed(r, &check, run);
     let to_ns = now_ns();
     let held_ns = to_ns.saturating_sub(from_ns);
     let mut plan = lock(&r.plan);
@@ -250,11 +321,13 @@ pub unsafe fn on_launch(
     match outcome {
         Ok(burst) => {
             finished(&mut plan, Ok(()));
+            let shape = key
+                .2
+                .map(|s| format!(" ({}x{})", s.blocks(), s.threads_per_block()))
+                .unwrap_or_default();
             crate::log(format!(
-                "replayed {} ({}x{}), {:.1}% of busy time: {} launches in {:.2} s; {:.1} s of the replay budget left",
+                "replayed {}{shape}, {:.1}% of busy time: {} issues in {:.2} s; {:.1} s of the replay budget left",
                 short(&key.1),
-                key.2.blocks(),
-                key.2.threads_per_block(),
                 100.0 * plan.share_of(&key),
                 burst.launches,
                 burst.end_ns.saturating_sub(burst.start_ns) as f64 * 1e-9,
@@ -282,17 +355,13 @@ pub unsafe fn on_launch(
     }
 }
 
-/// Replay a claimed launch: check that it may be, hold the other threads, run it.
-///
-/// # Safety
-/// As [`on_launch`].
-unsafe fn replay_claimed(
+/// Replay claimed work: check that it may be, hold the other threads, run it.
+fn replay_claimed(
     r: &Replay,
-    launch: &launch::Launch,
-    ctx: sys::CUcontext,
-    now_ns: &dyn Fn() -> u64,
+    check: &Check,
+    run: impl FnOnce() -> Result<device::Burst, String>,
 ) -> Result<device::Burst, String> {
-    if launch.cooperative && launch.call == LaunchCall::Cooperative {
+    if check.cooperative {
         // Graphs take cooperative kernels as nodes with the attribute; a plain cooperative
         // launch call cannot be captured as one.
         return Err(
@@ -300,19 +369,18 @@ unsafe fn replay_claimed(
         );
     }
     // SAFETY: the call's own stream, live during the call.
-    if unsafe { device::capturing(launch.stream) } {
-        return Err("launched inside a stream capture (a CUDA graph being recorded)".into());
+    if unsafe { device::capturing(check.stream) } {
+        return Err("issued inside a stream capture (a CUDA graph being recorded)".into());
     }
     if r.captures.load(Ordering::SeqCst) > 0 {
-        return Err("a stream capture was under way when it launched".into());
+        return Err("a stream capture was under way when it was issued".into());
     }
     let held = r
         .gate
         .hold(HOLD_WAIT)
         .ok_or_else(|| "other threads kept issuing work, so it could not run alone".to_owned())?;
     REPLAYING.with(|f| f.set(true));
-    // SAFETY: per the contract; the other threads are held.
-    let result = unsafe { device::replay(launch, ctx, r.settings.burst, &r.kinds, now_ns) };
+    let result = run();
     REPLAYING.with(|f| f.set(false));
     let disturbed = held.disturbed();
     drop(held);

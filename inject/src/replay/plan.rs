@@ -1,7 +1,7 @@
-//! Which kernel signatures to replay, within the budget: the heaviest first, once their weight
+//! Which kernel and copy signatures to replay, within the budget: the heaviest first, once their weight
 //! is known.
 //!
-//! The writer counts each signature's busy time from the kernel records; every flush it ranks
+//! The writer counts each signature's busy time from the kernel and copy records; every flush it ranks
 //! the signatures not yet replayed by that busy time and marks as wanted as many of the
 //! heaviest as the budget left can pay for. A launch of a wanted signature is then replayed
 //! (a signature at most once). Nothing here touches CUDA.
@@ -22,8 +22,9 @@ pub const MIN_SHARE: f64 = 0.001;
 /// restore, the synchronisations, and the capture of the launch graph.
 const FIRST_OVERHEAD: Duration = Duration::from_millis(60);
 
-/// A kernel signature: device, kernel name as CUDA reports it (mangled), launch shape.
-pub type SigKey = (u32, Arc<str>, LaunchShape);
+/// A signature: device, kernel name as CUDA reports it (mangled) and launch shape, or a copy's
+/// span name and no shape.
+pub type SigKey = (u32, Arc<str>, Option<LaunchShape>);
 
 /// Where a signature stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +82,7 @@ impl Plan {
         self.generation
     }
 
-    /// Count `busy_ns` of the program's kernel time for `key`.
+    /// Count `busy_ns` of the program's device time for `key`.
     pub fn observe(&mut self, key: &SigKey, busy_ns: u64) {
         self.total_busy_ns = self.total_busy_ns.saturating_add(busy_ns);
         if let Some(b) = self.busy_ns.get_mut(key) {
@@ -220,11 +221,11 @@ mod tests {
         (
             0,
             Arc::from(name),
-            LaunchShape {
+            Some(LaunchShape {
                 grid: [1, 1, 1],
                 block: [128, 1, 1],
                 shared_mem_bytes: 0,
-            },
+            }),
         )
     }
 

@@ -40,13 +40,23 @@ impl Design {
     pub fn build(trace: &Trace, work: &[usize], windows: &[CounterWindow]) -> Self {
         let mut keys: Vec<SigKey> = Vec::new();
         let mut index: HashMap<SigKey, usize> = HashMap::new();
+        // A burst measured alone joins the signature of the program's own work of its name and
+        // shape: a kernel's, or a copy's (a copy has no shape).
+        let program_kind: HashMap<(StrId, Option<LaunchShape>), &'static str> = work
+            .iter()
+            .map(|&i| &trace.spans[i])
+            .filter(|s| s.is_program_work())
+            .map(|s| ((s.name, s.launch), s.kind.label()))
+            .collect();
         let sig_of: Vec<usize> = work
             .iter()
             .map(|&i| {
                 let s = &trace.spans[i];
-                // A burst of launches measured alone joins the kernel's own signature.
                 let label = match s.kind {
-                    SpanKind::Alone { .. } => SpanKind::Kernel.label(),
+                    SpanKind::Alone { .. } => program_kind
+                        .get(&(s.name, s.launch))
+                        .copied()
+                        .unwrap_or(SpanKind::Kernel.label()),
                     k => k.label(),
                 };
                 let key = (s.name, label, s.launch);
@@ -115,7 +125,45 @@ impl Design {
 
 #[cfg(test)]
 mod tests {
-    use super::alone_density;
+    use super::{alone_density, Design};
+    use crate::power::CounterWindow;
+    use crate::trace::{CopyDirection, RunMeta, Span, SpanKind, Trace};
+
+    #[test]
+    fn a_replayed_copy_joins_the_programs_copies_of_its_direction() {
+        let mut t = Trace::new(RunMeta::default());
+        let dtod = t.strings.intern("memcpy DtoD").0;
+        let copy = SpanKind::Memcpy {
+            direction: CopyDirection::DeviceToDevice,
+            bytes: 4096,
+            content_digest: None,
+        };
+        t.spans = vec![
+            Span::new(1, copy, (0, 7), dtod, (1_000, 5_000)),
+            Span::new(
+                2,
+                SpanKind::Alone {
+                    launches: 100,
+                    of: 1,
+                },
+                (0, 9),
+                dtod,
+                (10_000, 410_000),
+            ),
+            Span::new(3, copy, (0, 7), dtod, (500_000, 504_000)),
+        ];
+        let windows = [CounterWindow {
+            start_ns: 0,
+            end_ns: 1_000_000,
+            energy_mj: 1,
+            edge_sd_ns: 0.0,
+        }];
+        let d = Design::build(&t, &[0, 1, 2], &windows);
+        assert_eq!(d.keys.len(), 1, "one signature: {:?}", d.keys);
+        assert_eq!(d.keys[0].1, "memcpy");
+        // 100 copies of the program's typical 4 µs in the 400 µs burst, and the program's two.
+        assert!((d.x[0][0] - 408e-6).abs() < 1e-12, "{}", d.x[0][0]);
+    }
 
     #[test]
     fn a_burst_counts_its_launches_at_the_programs_typical_duration() {

@@ -646,11 +646,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         )
     };
     let replay = (!episodes.is_empty()).then(|| {
-        let program_kernel_ns: u64 = signatures
-            .iter()
-            .filter(|s| s.kind == SpanKind::Kernel.label())
-            .map(|s| s.busy_ns)
-            .sum();
+        let program_busy_ns: u64 = signatures.iter().map(|s| s.busy_ns).sum();
         let replayed: Vec<&SignatureEnergy> =
             signatures.iter().filter(|s| s.alone_launches > 0).collect();
         ReplaySummary {
@@ -661,7 +657,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
                 .count(),
             burst_ns: replayed.iter().map(|s| s.alone_ns).sum(),
             held_ns: episodes.held_ns(),
-            replayed_busy_share: share(replayed.iter().map(|s| s.busy_ns).sum(), program_kernel_ns),
+            replayed_busy_share: share(replayed.iter().map(|s| s.busy_ns).sum(), program_busy_ns),
             closure: replay_closure,
             notes: replay::notes(trace, device, &unlike),
         }

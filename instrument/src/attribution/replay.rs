@@ -125,7 +125,8 @@ pub struct ReplaySummary {
     /// Time the profiler held the program for them (checkpoint, burst, restore), ns: what
     /// replay cost the run.
     pub held_ns: u64,
-    /// Share of the program's kernel busy time in replayed signatures (0..=1).
+    /// Share of the program's device busy time (kernels, copies, memsets) in replayed
+    /// signatures (0..=1).
     pub replayed_busy_share: f64,
     /// The replay closure, where the run had steady stretches to check it on.
     pub closure: Option<ReplayClosure>,
@@ -342,7 +343,7 @@ pub(crate) fn unlike_replays(trace: &Trace, device: u32) -> Vec<UnlikeReplay> {
     for s in trace
         .spans
         .iter()
-        .filter(|s| s.device == device && s.kind == SpanKind::Kernel)
+        .filter(|s| s.device == device && s.is_program_work())
     {
         in_place
             .entry((s.name, s.launch))

@@ -410,6 +410,18 @@ pub enum CopyDirection {
     DeviceToDevice,
 }
 
+impl CopyDirection {
+    /// The name a copy's spans carry: `memcpy HtoD`, `memcpy DtoH` or `memcpy DtoD`, whoever
+    /// recorded it (a replay of a copy joins the program's copies of that name).
+    pub fn span_name(self) -> &'static str {
+        match self {
+            CopyDirection::HostToDevice => "memcpy HtoD",
+            CopyDirection::DeviceToHost => "memcpy DtoH",
+            CopyDirection::DeviceToDevice => "memcpy DtoD",
+        }
+    }
+}
+
 /// Launch configuration of a kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LaunchShape {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cudarc::cupti::sys as cupti;
 use cudarc::driver::CudaContext;
 
-use super::cupti_records::{buffer_requested, drain_buffer, CuptiRecord};
+use super::cupti_records::{buffer_requested, drain_buffer, CuptiRecord, WORK_KINDS};
 use crate::timing::{Activity, CuptiApi, StreamKey, TimerError};
 
 /// Records delivered by CUPTI, with the CUDA device ordinal each ran on.
@@ -41,9 +41,9 @@ fn check(what: &'static str, r: cupti::CUptiResult) -> Result<(), TimerError> {
 /// kernels, by `cuLaunchKernelEx`): driver-API records come on with a session's first
 /// library call ([`record_driver_calls`]), so sessions that make none pay nothing for them.
 const KINDS: [cupti::CUpti_ActivityKind; 5] = [
-    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
-    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY,
-    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMSET,
+    WORK_KINDS[0].1,
+    WORK_KINDS[1].1,
+    WORK_KINDS[2].1,
     cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION,
     cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_RUNTIME,
 ];

@@ -10,6 +10,23 @@ use super::activity_buffers::BufferPool;
 pub use super::activity_buffers::MIN_BUFFER_BYTES;
 use crate::timing::{Activity, ActivityKind};
 
+/// The activity kinds of device work every recorder reads ([`drain_buffer`] parses them), by
+/// the name the injection library's `WATTLENS_KINDS` gives them.
+pub const WORK_KINDS: [(&str, cupti::CUpti_ActivityKind); 3] = [
+    (
+        "kernel",
+        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
+    ),
+    (
+        "memcpy",
+        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMCPY,
+    ),
+    (
+        "memset",
+        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_MEMSET,
+    ),
+];
+
 /// Buffers handed to CUPTI: 8 MiB each unless changed; at most 8, and 16 MiB, kept for reuse.
 static POOL: BufferPool = BufferPool::new(8 << 20, 8);
 

@@ -228,7 +228,7 @@ impl Profiler {
                     rec,
                     device,
                     stream,
-                    "memcpy HtoD",
+                    CopyDirection::HostToDevice.span_name(),
                     site,
                     SpanKind::Memcpy {
                         direction: CopyDirection::HostToDevice,
@@ -276,7 +276,7 @@ impl Profiler {
                     rec,
                     device,
                     stream,
-                    "memcpy DtoH",
+                    CopyDirection::DeviceToHost.span_name(),
                     site,
                     SpanKind::Memcpy {
                         direction: CopyDirection::DeviceToHost,
@@ -325,7 +325,7 @@ impl Profiler {
                     rec,
                     device,
                     stream,
-                    "memcpy DtoD",
+                    CopyDirection::DeviceToDevice.span_name(),
                     site,
                     SpanKind::Memcpy {
                         direction: CopyDirection::DeviceToDevice,

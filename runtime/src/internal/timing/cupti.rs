@@ -57,11 +57,7 @@ pub fn work_span(kind: &ActivityKind) -> Option<(SpanKind, Option<LaunchShape>, 
         ActivityKind::Kernel { name, shape } => (SpanKind::Kernel, Some(*shape), name.as_str()),
         ActivityKind::Memcpy { bytes, direction } => {
             let direction = (*direction)?;
-            let label = match direction {
-                CopyDirection::HostToDevice => "memcpy HtoD",
-                CopyDirection::DeviceToHost => "memcpy DtoH",
-                _ => "memcpy DtoD",
-            };
+            let label = direction.span_name();
             let kind = SpanKind::Memcpy {
                 direction,
                 bytes: *bytes,
