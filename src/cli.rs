@@ -329,14 +329,21 @@ pub struct RunArgs {
 
 /// Arguments of `wattlens export`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("format").required(true).args(["perfetto", "parquet"])))]
 pub struct ExportArgs {
-    /// Write a Perfetto trace (open it at ui.perfetto.dev): Perfetto's protobuf format, or
-    /// Chrome JSON when the output's name ends in `.json`.
-    #[arg(long, required = true)]
+    /// Write a Perfetto trace to `-o FILE` (open it at ui.perfetto.dev): Perfetto's protobuf
+    /// format, or Chrome JSON when the output's name ends in `.json`. One trace at a time.
+    #[arg(long)]
     pub perfetto: bool,
-    /// The trace file (.wlt).
-    pub trace: PathBuf,
-    /// Where to write the export (`run.pftrace`, or `run.json` for JSON).
-    #[arg(short, long)]
-    pub output: PathBuf,
+    /// Write Parquet tables under this folder: `spans`, `power`, `signatures`, `ops`,
+    /// `regions`, `requests` and `findings`, one file per run (named for its trace file),
+    /// every row with its run and host, for DuckDB, Spark or Trino across many runs.
+    #[arg(long, value_name = "DIR")]
+    pub parquet: Option<PathBuf>,
+    /// The trace files (.wlt).
+    #[arg(required = true)]
+    pub traces: Vec<PathBuf>,
+    /// Where to write the Perfetto export (`run.pftrace`, or `run.json` for JSON).
+    #[arg(short, long, required_unless_present = "parquet")]
+    pub output: Option<PathBuf>,
 }

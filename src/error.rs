@@ -46,6 +46,9 @@ pub enum CliError {
     /// Traces could not be merged.
     #[error("cannot merge the traces: {0}")]
     Merge(#[from] wattlens_instrument::merge::MergeError),
+    /// A Parquet export could not be written.
+    #[error("cannot export Parquet: {0}")]
+    Parquet(#[from] crate::render::parquet::ParquetExportError),
     /// Variants could not be compared.
     #[error("cannot compare the variants: {0}")]
     Compare(#[from] wattlens_instrument::compare::CompareError),

@@ -172,6 +172,95 @@ fn export_writes_perfetto_json() {
     assert!(bytes.len() * 3 < std::fs::metadata(&out_file).unwrap().len() as usize);
 }
 
+/// A Python with DuckDB, in a virtual environment under the target folder, made once (its
+/// package comes from PyPI; `scripts/setup-debian.sh` installs Python's venv).
+fn duckdb_python() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let venv = target.join("duckdb-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        let made = Command::new("python3")
+            .args(["-m", "venv", venv.to_str().unwrap()])
+            .output()
+            .expect("python3 runs (scripts/setup-debian.sh installs it)");
+        assert!(
+            made.status.success(),
+            "python3 -m venv: {}",
+            text(&made.stderr)
+        );
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "duckdb"])
+            .output()
+            .unwrap();
+        assert!(
+            pip.status.success(),
+            "pip install duckdb: {}",
+            text(&pip.stderr)
+        );
+    }
+    python
+}
+
+#[test]
+fn parquet_tables_reproduce_each_runs_per_op_totals_and_their_sum_in_duckdb() {
+    let dir = scratch("parquet");
+    let mut runs = Vec::new();
+    for (run, steps) in [("a", "3"), ("b", "5")] {
+        let out_dir = dir.join(format!("demo-{run}"));
+        let out = wattlens(&[
+            "demo",
+            "--simulate",
+            "--steps",
+            steps,
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let trace = dir.join(format!("{run}.wlt"));
+        std::fs::copy(out_dir.join("demo.wlt"), &trace).unwrap();
+        let json = dir.join(format!("{run}.json"));
+        let out = wattlens(&["report", "--json", trace.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::write(&json, &out.stdout).unwrap();
+        runs.push((run, trace, json));
+    }
+    let tables = dir.join("tables");
+    let mut args = vec!["export", "--parquet", tables.to_str().unwrap()];
+    args.extend(runs.iter().map(|r| r.1.to_str().unwrap()));
+    let out = wattlens(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("wrote 7 Parquet tables of run b"));
+    // Two traces of one name would write over each other's files.
+    let again = runs[0].1.to_str().unwrap();
+    let (code, err) = fails(&[
+        "export",
+        "--parquet",
+        tables.to_str().unwrap(),
+        again,
+        again,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let check = Command::new(duckdb_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/duckdb_check.py"
+        ))
+        .arg(&tables)
+        .args(
+            runs.iter()
+                .map(|(run, _, json)| format!("{run}={}", json.display())),
+        )
+        .output()
+        .unwrap();
+    let said = text(&check.stdout);
+    assert!(check.status.success(), "{said}{}", text(&check.stderr));
+    assert!(said.contains("14 per-run op rows"), "{said}");
+}
+
 #[test]
 fn planted_waste_is_named_and_refused_when_unknown() {
     let dir = scratch("waste");
@@ -197,6 +286,10 @@ fn usage_errors_exit_2() {
     assert_eq!(fails(&["frobnicate"]).0, 2);
     assert_eq!(fails(&["report"]).0, 2);
     assert_eq!(fails(&["export", "x.wlt", "-o", "y.json"]).0, 2);
+    assert_eq!(
+        fails(&["export", "--perfetto", "x.wlt", "y.wlt", "-o", "z.json"]).0,
+        2
+    );
     assert_eq!(fails(&["report", "x.wlt", "--json", "--csv"]).0, 2);
     assert_eq!(fails(&["demo", "--steps", "0"]).0, 2);
     let (code, err) = fails(&["compare", "--size", "1000"]);

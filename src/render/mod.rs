@@ -2,6 +2,7 @@
 
 pub mod csv;
 pub mod json;
+pub mod parquet;
 pub mod table;
 pub mod units;
 pub mod waste;
