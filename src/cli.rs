@@ -269,6 +269,11 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Also write the HTML report to this file: one self-contained page with charts (power
+    /// over time, energy per op class, kernel and request with CIs, regions, waste, and the
+    /// measurement's quality) that opens offline in any browser.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Footprint factors.
     #[command(flatten)]
     pub footprint: FootprintArgs,

@@ -172,6 +172,75 @@ fn export_writes_perfetto_json() {
     assert!(bytes.len() * 3 < std::fs::metadata(&out_file).unwrap().len() as usize);
 }
 
+/// Open `html` in headless Chromium (`scripts/setup-debian.sh` installs it) and return the
+/// page's DOM once its scripts ran.
+fn rendered_dom(html: &std::path::Path) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            &format!("file://{}", html.display()),
+        ])
+        .output()
+        .expect("chromium runs (scripts/setup-debian.sh installs it)");
+    assert!(out.status.success(), "chromium: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn the_html_report_is_self_contained_and_draws_without_errors_in_a_browser() {
+    let dir = scratch("html");
+    let gpu_trace = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/h100-light-requests.wlt"
+    );
+    let demo_html = demo().0.join("demo.html");
+    assert!(demo().1.contains("html:"), "the demo names its HTML report");
+    let gpu_html = dir.join("h100.html");
+    let out = wattlens(&["report", gpu_trace, "--html", gpu_html.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for html in [&demo_html, &gpu_html] {
+        let page = std::fs::read_to_string(html).unwrap();
+        assert!(page.contains("uPlot"), "the charting library is inlined");
+        for external in ["src=\"http", "href=\"http", "@import"] {
+            assert!(
+                !page.contains(external),
+                "{}: fetches {external}",
+                html.display()
+            );
+        }
+        let dom = rendered_dom(html);
+        assert!(
+            dom.contains("data-status=\"drawn\""),
+            "{}: {}",
+            html.display(),
+            dom.split("wl-errors")
+                .nth(1)
+                .unwrap_or("")
+                .chars()
+                .take(400)
+                .collect::<String>()
+        );
+        assert!(
+            dom.contains("<canvas"),
+            "{}: no chart was drawn",
+            html.display()
+        );
+    }
+    // The GPU trace's requests are charted with their CIs.
+    let dom = rendered_dom(&gpu_html);
+    assert!(dom.contains("Mean J per request"));
+    assert!(
+        dom.contains("<td>long</td><td class=\"num\">35</td><td>47.9"),
+        "the long request's row: 35 instances, 48.0 J ±0.4%"
+    );
+    // An HTML file never replaces a trace.
+    let (code, err) = fails(&["report", gpu_trace, "--html", gpu_trace]);
+    assert_ne!(code, 0, "{err}");
+}
+
 /// A Python with DuckDB, in a virtual environment under the target folder, made once (its
 /// package comes from PyPI; `scripts/setup-debian.sh` installs Python's venv).
 fn duckdb_python() -> PathBuf {

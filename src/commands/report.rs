@@ -20,7 +20,16 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
     for path in &args.traces {
         traces.push(super::load_trace(path)?);
     }
-    write(traces, (args.chosen_format(), factors), out)
+    if let Some(html) = &args.html {
+        let inputs: Vec<&std::path::Path> = args.traces.iter().map(|p| p.as_path()).collect();
+        super::refuse_overwriting(html, &inputs)?;
+    }
+    write(
+        traces,
+        (args.chosen_format(), factors),
+        args.html.as_deref(),
+        out,
+    )
 }
 
 /// The footprint factors of `args`: each from its flag, else its environment variable, else
@@ -61,13 +70,15 @@ fn default_footprint_config() -> Option<std::path::PathBuf> {
         .map(|d| d.join("wattlens").join("footprint.conf"))
 }
 
-/// Merge `traces` (one per process) per GPU and write their report in `format`.
+/// Merge `traces` (one per process) per GPU and write their report in `format`, and as HTML to
+/// `html` where given.
 ///
 /// # Errors
 /// [`CliError`] when the traces cannot be merged or attributed, or output fails.
 pub fn write(
     traces: Vec<Trace>,
     (format, factors): (Format, Factors),
+    html: Option<&std::path::Path>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let (traces, repeated) = wattlens_instrument::merge::distinct(traces);
@@ -88,6 +99,9 @@ pub fn write(
         )?;
     }
     let report = analyze(&trace)?.with_footprint(factors);
+    if let Some(path) = html {
+        write_html(path, &trace, &report)?;
+    }
     // Stdout flushes at every newline: a large JSON report would be millions of writes.
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let out: &mut dyn Write = &mut out;
@@ -100,5 +114,32 @@ pub fn write(
         Format::Csv => render::csv::write(out, &report)?,
     }
     out.flush()?;
+    Ok(())
+}
+
+/// Write the HTML report of `trace` to `path`.
+///
+/// # Errors
+/// [`CliError::Setup`] when this build has no charting library; [`CliError::WriteFile`] when
+/// the file cannot be written.
+pub fn write_html(
+    path: &std::path::Path,
+    trace: &Trace,
+    report: &render::Report,
+) -> Result<(), CliError> {
+    if let Some(why) = render::html::unavailable() {
+        return Err(CliError::Setup(format!(
+            "this build of wattlens cannot write HTML reports: {why}; rebuild it with network access"
+        )));
+    }
+    let failed = |source| CliError::WriteFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(failed)?;
+    let mut w = std::io::BufWriter::new(file);
+    render::html::write(&mut w, trace, report).map_err(failed)?;
+    w.flush().map_err(failed)?;
+    eprintln!("wattlens: HTML report: {}", path.display());
     Ok(())
 }

@@ -151,11 +151,13 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         if args.no_report {
             Ok(())
         } else {
+            let mut html = stem.clone();
+            html.push(".html");
             report(
                 traces,
-                cupti.is_some(),
-                program,
+                (cupti.is_some(), program),
                 (args.format, factors),
+                &dir.join(html),
                 out,
             )
         }
@@ -199,12 +201,12 @@ fn complete(paths: &[PathBuf], traces: &mut [Trace], after: &Trace) -> Result<()
     Ok(())
 }
 
-/// Print the report of `traces`, or say why there is none.
+/// Print the report of `traces` and write its HTML to `html`, or say why there is none.
 fn report(
     traces: Vec<Trace>,
-    attached: bool,
-    program: &str,
+    (attached, program): (bool, &str),
     (format, factors): (Format, wattlens_instrument::footprint::Factors),
+    html: &Path,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     if traces.is_empty() {
@@ -234,7 +236,9 @@ fn report(
         )?;
         return Ok(());
     }
-    super::report::write(traces, (format, factors), out)
+    // A build without the charting library still reports; it says why there is no HTML.
+    let html = crate::render::html::unavailable().is_none().then_some(html);
+    super::report::write(traces, (format, factors), html, out)
 }
 
 /// The output's folder (which must exist) and its file stem.

@@ -1,6 +1,7 @@
 //! Reports: what `demo` and `report` print, as tables, JSON or CSV.
 
 pub mod csv;
+pub mod html;
 pub mod json;
 pub mod parquet;
 pub mod table;

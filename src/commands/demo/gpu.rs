@@ -98,7 +98,7 @@ fn per_op(out: &mut dyn Write, a: &Attribution, tokens: usize) -> std::io::Resul
 /// [`CliError::Gpu`] when CUDA or NVML fails (the trace recorded so far is still written);
 /// [`CliError`] when the output cannot be written.
 pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let (trace_path, perfetto_paths) = super::output::output_paths(args);
+    let paths = super::output::output_paths(args);
     let manifest = wattlens_kernels::manifest().map_err(|e| {
         cuda(CudaError::Unavailable(format!(
             "the embedded kernel manifest is unreadable: {e}"
@@ -106,7 +106,7 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
     })?;
     let config = ProfilerConfig {
         profile: SensorProfile::h200_2026_11_22(),
-        trace_path: Some(trace_path.clone()),
+        trace_path: Some(paths.trace.clone()),
         // Every byte of every upload is hashed, so a repeated upload is proven redundant, not
         // just likely (about 0.1 s per GB of host time).
         content_hash: wattlens_runtime::ContentHash::Full,
@@ -187,17 +187,15 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
             f.trace
         }
         Err(aborted) => {
-            crate::commands::save_trace(&trace_path, &aborted.trace)?;
+            crate::commands::save_trace(&paths.trace, &aborted.trace)?;
             return Err(cuda(aborted.error));
         }
     };
-    crate::commands::save_trace(&trace_path, &trace)?;
+    crate::commands::save_trace(&paths.trace, &trace)?;
     let tokens = generated.tokens.iter().map(Vec::len).sum::<usize>();
     writeln!(out, "generated {tokens} tokens in {work_s:.2} s")?;
     let report = analyze(&trace)?;
-    for p in &perfetto_paths {
-        crate::commands::save_perfetto(p, &trace, &report.waste())?;
-    }
+    super::output::save_views(&paths, &trace, &report)?;
     render::table::write(out, &report, None)?;
     for d in &report.devices {
         if let Some(a) = &d.attribution {
@@ -205,5 +203,5 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
         }
     }
     render::waste::write(out, &report)?;
-    super::output::print_outputs(out, &trace_path, &perfetto_paths)
+    super::output::print_outputs(out, &paths)
 }

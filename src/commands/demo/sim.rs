@@ -7,7 +7,7 @@ use wattlens_instrument::sim::{demo_workload, simulate, GpuModel};
 use wattlens_instrument::trace::ALONE_BURST_NS;
 use wattlens_instrument::SensorProfile;
 
-use super::output::{output_paths, print_outputs};
+use super::output::{output_paths, print_outputs, save_views};
 use crate::cli::DemoArgs;
 use crate::error::CliError;
 use crate::progress;
@@ -24,7 +24,7 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
             "note: --waste plants waste in the GPU pipeline; the simulated demo runs its own workload without it."
         )?;
     }
-    let (trace_path, perfetto_paths) = output_paths(args);
+    let paths = output_paths(args);
 
     let pb = progress::spinner("simulating GPU");
     let workload = if args.measure_alone {
@@ -46,13 +46,11 @@ pub(super) fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> 
     pb.finish_and_clear();
 
     // The trace goes to disk before any analysis, so nothing measured is lost if a later step fails.
-    crate::commands::save_trace(&trace_path, &run.trace)?;
+    crate::commands::save_trace(&paths.trace, &run.trace)?;
     let report = analyze(&run.trace)?;
-    for p in &perfetto_paths {
-        crate::commands::save_perfetto(p, &run.trace, &report.waste())?;
-    }
+    save_views(&paths, &run.trace, &report)?;
     let truth = Truth::from_sim(&run);
     render::table::write(out, &report, Some(&truth))?;
     render::waste::write(out, &report)?;
-    print_outputs(out, &trace_path, &perfetto_paths)
+    print_outputs(out, &paths)
 }
