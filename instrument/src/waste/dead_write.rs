@@ -6,7 +6,7 @@
 //! arguments writing through its only written argument, with addresses that do not depend on
 //! loaded data (not a gather/scatter, no pointer table).
 
-use super::{Context, Occurrence, WasteKind};
+use super::{Context, Evidence, Occurrence, WasteKind};
 use crate::trace::{AccessMode, OpClass, Span, SpanKind};
 
 /// Whether `second` overwrites every byte of buffer `buffer` that `first` wrote.
@@ -132,11 +132,8 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             out.push(cx.occurrence(
                 WasteKind::DeadWrite,
                 first,
-                cx.span_mj(first.id),
-                first.duration_ns(),
-                (evidence, buffers),
-                proof,
-                fix.to_owned(),
+                (cx.span_mj(first.id), first.duration_ns()),
+                Evidence::new((evidence, buffers), proof, fix.to_owned()),
             ));
         }
     }

@@ -175,6 +175,32 @@ pub(crate) struct Occurrence {
     fix: String,
 }
 
+/// What an occurrence rests on: the spans and buffer versions it cites, the proof in words, and
+/// the fix.
+#[derive(Debug, Clone)]
+pub(crate) struct Evidence {
+    spans: Vec<u64>,
+    buffers: Vec<BufferVersion>,
+    proof: String,
+    fix: String,
+}
+
+impl Evidence {
+    /// Evidence of `spans` and `buffers`, with its `proof` and `fix`.
+    pub(crate) fn new(
+        (spans, buffers): (Vec<u64>, Vec<BufferVersion>),
+        proof: String,
+        fix: String,
+    ) -> Self {
+        Self {
+            spans,
+            buffers,
+            proof,
+            fix,
+        }
+    }
+}
+
 /// What exactly an occurrence wasted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Wasted {
@@ -696,19 +722,15 @@ impl<'a> Context<'a> {
         self.trace.str(s.name).to_owned()
     }
 
-    /// An occurrence about span `s` with the given kind, energy and text. A launch wasted
-    /// whole (dead write, recomputation, redundant transfer) also wasted the wait for it to
-    /// arrive, which is added.
-    #[allow(clippy::too_many_arguments)] // the parts of a finding
+    /// An occurrence about span `s` with the given kind, its energy (mJ, low, high) and time
+    /// (ns), and its evidence. A launch wasted whole (dead write, recomputation, redundant
+    /// transfer) also wasted the wait for it to arrive, which is added.
     fn occurrence(
         &self,
         kind: WasteKind,
         s: &Span,
-        energy: (f64, f64, f64),
-        time_ns: u64,
-        evidence: (Vec<u64>, Vec<BufferVersion>),
-        proof: String,
-        fix: String,
+        (energy, time_ns): ((f64, f64, f64), u64),
+        evidence: Evidence,
     ) -> Occurrence {
         let whole_launch = matches!(
             kind,
@@ -722,22 +744,18 @@ impl<'a> Context<'a> {
         };
         Occurrence {
             whole_launch,
-            ..self.partial_occurrence(kind, s, energy, time_ns, evidence, proof, fix)
+            ..self.partial_occurrence(kind, s, (energy, time_ns), evidence)
         }
     }
 
     /// An occurrence about part of span `s` (padding or recomputed rows): the launch still
     /// runs, so the wait for it to arrive is not charged.
-    #[allow(clippy::too_many_arguments)] // the parts of a finding
     fn partial_occurrence(
         &self,
         kind: WasteKind,
         s: &Span,
-        energy: (f64, f64, f64),
-        time_ns: u64,
-        (spans, buffers): (Vec<u64>, Vec<BufferVersion>),
-        proof: String,
-        fix: String,
+        (energy, time_ns): ((f64, f64, f64), u64),
+        evidence: Evidence,
     ) -> Occurrence {
         Occurrence {
             kind,
@@ -748,11 +766,11 @@ impl<'a> Context<'a> {
             time_ns,
             run_saved_ns: None,
             whole_launch: false,
-            spans,
-            buffers,
+            spans: evidence.spans,
+            buffers: evidence.buffers,
             wasted: Wasted::Span(s.id),
-            proof,
-            fix,
+            proof: evidence.proof,
+            fix: evidence.fix,
         }
     }
 

@@ -2,7 +2,7 @@
 //! program's declared padding mask marks as padding, priced as the work and time those units
 //! cost (`Context::partial_mj`).
 
-use super::{Context, Occurrence, WasteKind};
+use super::{Context, Evidence, Occurrence, WasteKind};
 
 pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mut Vec<String>) {
     if cx.padding.values().all(|&(padded, _)| padded == 0) {
@@ -16,14 +16,6 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             continue;
         };
         let (energy, time) = cx.partial_mj(s, padded as f64, total as f64);
-        out.push(cx.partial_occurrence(
-            WasteKind::PaddingCompute,
-            s,
-            energy,
-            (s.duration_ns() as f64 * time) as u64,
-            (vec![s.id], Vec::new()),
-            format!("{padded} of its {total} rows (or query–key pairs) are padding"),
-            "batch sequences of similar length, or skip padding (packed or variable-length kernels)".into(),
-        ));
+        out.push(cx.partial_occurrence(WasteKind::PaddingCompute, s, (energy, (s.duration_ns() as f64 * time) as u64), Evidence::new((vec![s.id], Vec::new()), format!("{padded} of its {total} rows (or query–key pairs) are padding"), "batch sequences of similar length, or skip padding (packed or variable-length kernels)".into())));
     }
 }

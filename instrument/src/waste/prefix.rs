@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Context, Occurrence, WasteKind};
+use super::{Context, Evidence, Occurrence, WasteKind};
 use crate::trace::{Annotation, OpClass};
 
 struct Pass<'a> {
@@ -136,18 +136,10 @@ pub(super) fn report(cx: &Context<'_>, found: &[Recomputed], out: &mut Vec<Occur
             continue;
         };
         let (energy, time) = cx.partial_mj(s, r.wasted, r.total);
-        out.push(cx.partial_occurrence(
-            WasteKind::Recomputation,
-            s,
-            energy,
-            (s.duration_ns() as f64 * time) as u64,
-            (vec![r.span], s.reads.clone()),
-            format!(
+        out.push(cx.partial_occurrence(WasteKind::Recomputation, s, (energy, (s.duration_ns() as f64 * time) as u64), Evidence::new((vec![r.span], s.reads.clone()), format!(
                 "a causal pass over tokens that pass {} already ran: {} of its {} rows recompute positions computed before, with the same weights",
                 r.prev_pass, r.rows.0, r.rows.1
-            ),
-            "keep the earlier positions' keys and values (a KV cache) and run only the new tokens".into(),
-        ));
+            ), "keep the earlier positions' keys and values (a KV cache) and run only the new tokens".into())));
     }
 }
 

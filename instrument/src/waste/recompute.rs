@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{Context, Occurrence, WasteKind};
+use super::{Context, Evidence, Occurrence, WasteKind};
 use crate::trace::{BufferVersion, LaunchShape, SpanKind};
 
 type Key = (
@@ -54,23 +54,15 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
                     .collect();
                 let mut buffers = s.reads.clone();
                 buffers.extend(first.writes.iter().copied());
-                out.push(cx.occurrence(
-                    WasteKind::Recomputation,
-                    s,
-                    cx.span_mj(s.id),
-                    s.duration_ns(),
-                    (vec![s.id, first.id], buffers),
-                    format!(
+                out.push(cx.occurrence(WasteKind::Recomputation, s, (cx.span_mj(s.id), s.duration_ns()), Evidence::new((vec![s.id, first.id], buffers), format!(
                         "{} ran again with the same shape, scalars and inputs (buffers {}) as span {}, whose output was still intact",
                         key.0,
                         inputs.join(", "),
                         first.id
-                    ),
-                    format!(
+                    ), format!(
                         "reuse the output of the earlier launch ({}) instead of recomputing it",
                         cx.trace.str(first.site)
-                    ),
-                ));
+                    ))));
             }
         }
         seen.insert(key, s);

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Context, Occurrence, WasteKind};
+use super::{Context, Evidence, Occurrence, WasteKind};
 use crate::trace::{Annotation, CopyDirection, Span, SpanKind};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -75,11 +75,8 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
                         out.push(cx.occurrence(
                             WasteKind::RedundantTransfer,
                             s,
-                            cx.span_mj(s.id),
-                            s.duration_ns(),
-                            (vec![s.id], vec![*dst]),
-                            proof,
-                            fix,
+                            (cx.span_mj(s.id), s.duration_ns()),
+                            Evidence::new((vec![s.id], vec![*dst]), proof, fix),
                         ));
                     }
                     content.insert(dst.buffer, (d, bytes, Source::Upload));
@@ -214,17 +211,9 @@ fn by_address(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mut Vec<S
 
 /// The finding for upload `s` of `bytes` to `address`, which already held its content.
 fn proven_at(cx: &Context<'_>, s: &Span, address: u64, bytes: u64) -> Occurrence {
-    cx.occurrence(
-        WasteKind::RedundantTransfer,
-        s,
-        cx.span_mj(s.id),
-        s.duration_ns(),
-        (vec![s.id], Vec::new()),
-        format!(
+    cx.occurrence(WasteKind::RedundantTransfer, s, (cx.span_mj(s.id), s.duration_ns()), Evidence::new((vec![s.id], Vec::new()), format!(
             "{bytes} bytes copied to device address {address:#x}, which already held exactly this content: it was copied there before, and no work ran on the device since"
-        ),
-        "skip this upload: the device already holds the same content there".to_owned(),
-    )
+        ), "skip this upload: the device already holds the same content there".to_owned()))
 }
 
 #[cfg(test)]
