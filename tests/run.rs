@@ -152,6 +152,10 @@ fn gpu_pytorch_inference_gets_joules_per_kernel_and_per_nvtx_range() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
     assert!(stdout.contains("Energy per kernel"), "{stdout}");
+    assert!(
+        dir.join("torch.html").is_file(),
+        "the HTML report is written beside the trace"
+    );
     let stderr = text(&out.stderr);
     let cpu_line = stderr
         .lines()
