@@ -438,11 +438,11 @@ unsafe fn on_api(domain: u32, cbid: u32, data: *const cupti::CUpti_CallbackData)
     }
     if let Some(launch) = call.launch {
         // SAFETY: per the contract; `launch` is this call's parameter layout.
-        unsafe { on_launch(Work::Launch(launch), correlation, data) };
+        unsafe { on_work(Work::Launch(launch), correlation, data) };
     }
     if let Some(copy) = call.copy {
         // SAFETY: per the contract; `copy` is this call's parameter layout.
-        unsafe { on_launch(Work::Copy(copy), correlation, data) };
+        unsafe { on_work(Work::Copy(copy), correlation, data) };
     }
     if let Some(upload) = call.upload {
         // SAFETY: per the contract; `upload` is this call's parameter layout.
@@ -480,7 +480,7 @@ enum Work {
 ///
 /// # Safety
 /// `data` must be CUPTI's callback data of a call whose parameters are laid out as `work`.
-unsafe fn on_launch(work: Work, correlation: u32, data: *const cupti::CUpti_CallbackData) {
+unsafe fn on_work(work: Work, correlation: u32, data: *const cupti::CUpti_CallbackData) {
     let Some(s) = shared() else {
         return;
     };
