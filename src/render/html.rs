@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use serde_json::{json, Value};
-use wattlens_instrument::trace::{PowerReading, Trace};
-use wattlens_instrument::{op_class_of, Attribution, Coverage, EnergyEstimate};
+use wattlens_instrument::power::counter_windows;
+use wattlens_instrument::trace::Trace;
+use wattlens_instrument::{Attribution, Coverage, EnergyEstimate};
 
 use super::{DeviceReport, Report};
 
@@ -176,37 +177,22 @@ fn timeline(trace: &Trace, a: &Attribution) -> Value {
         t0 = t0.min(a);
         t1 = t1.max(b);
     };
-    let samples: Vec<(u64, f64)> = trace
-        .power
-        .iter()
-        .filter_map(|r| match *r {
-            PowerReading::Sample {
-                device: d,
-                ts_ns,
-                power_mw,
-                ..
-            } if d == device => Some((ts_ns, f64::from(power_mw) * 1e-3)),
-            _ => None,
-        })
+    // NVML samples in W, and the counter's windows between its steps (never between two
+    // reads of one step).
+    let samples: Vec<(u64, f64)> = wattlens_instrument::attribution::samples_of(trace, device)
+        .into_iter()
+        .map(|(t, mw)| (t, mw * 1e-3))
         .collect();
-    let counter: Vec<(u64, u64)> = trace
-        .power
-        .iter()
-        .filter_map(|r| match *r {
-            PowerReading::Energy {
-                device: d,
-                ts_ns,
-                energy_mj,
-                ..
-            } if d == device => Some((ts_ns, energy_mj)),
-            _ => None,
-        })
-        .collect();
+    let windows = counter_windows(
+        &trace.power,
+        device,
+        trace.meta.sensor_profile.counter_period_ns,
+    );
     for &(t, _) in &samples {
         widen(t, t);
     }
-    for &(t, _) in &counter {
-        widen(t, t);
+    for w in &windows {
+        widen(w.start_ns, w.end_ns);
     }
     let spans = &trace.spans;
     for s in spans
@@ -238,36 +224,25 @@ fn timeline(trace: &Trace, a: &Attribution) -> Value {
         sample_sum[k].0 += w;
         sample_sum[k].1 += 1;
     }
-    // The counter moves in steps (every 100 ms or so): power is read between the first reads
-    // that show each new value, never between two reads of one step.
-    let mut steps: Vec<(u64, u64)> = Vec::new();
-    for &(t, e) in &counter {
-        if steps.last().is_none_or(|&(_, last)| e != last) {
-            steps.push((t, e));
-        }
-    }
-    let mut counter_mj = vec![0.0f64; n];
+    let mut counter_w_ns = vec![0.0f64; n];
     let mut counter_ns = vec![0.0f64; n];
-    for pair in steps.windows(2) {
-        let ((a, ea), (b, eb)) = (pair[0], pair[1]);
-        if b <= a || eb < ea {
-            continue;
-        }
-        let w_per_ns = (eb - ea) as f64 / (b - a) as f64;
-        spread(a, b, &mut |k, ns| {
-            counter_mj[k] += w_per_ns * ns;
+    for w in windows.iter().filter(|w| w.end_ns > w.start_ns) {
+        let watts = w.power_w();
+        spread(w.start_ns, w.end_ns, &mut |k, ns| {
+            counter_w_ns[k] += watts * ns;
             counter_ns[k] += ns;
         });
     }
     // Attributed dynamic energy and busy time by op class, per bin.
     let energy: std::collections::HashMap<u64, f64> =
         a.spans.iter().map(|s| (s.span, s.dynamic.mj)).collect();
+    let mut classes = super::SpanClasses::new(trace);
     let mut by_class: BTreeMap<&'static str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for s in spans
         .iter()
         .filter(|s| s.device == device && s.is_program_work())
     {
-        let class = op_class_of(trace, trace.str(s.name), s.kind.label()).label();
+        let class = classes.of(s).label();
         let (mj, busy) = by_class
             .entry(class)
             .or_insert_with(|| (vec![0.0; n], vec![0.0; n]));
@@ -296,7 +271,7 @@ fn timeline(trace: &Trace, a: &Attribution) -> Value {
     json!({
         "t_s": (0..n).map(|k| ((k as f64 + 0.5) * bin_ns * 1e-3).round() * 1e-6).collect::<Vec<_>>(),
         "sample_w": sample_sum.iter().map(|&(s, c)| (c > 0).then(|| round(s / f64::from(c)))).collect::<Vec<_>>(),
-        "counter_w": counter_mj.iter().zip(&counter_ns).map(|(&e, &ns)| (ns > 0.0).then(|| round(e / ns * 1e6))).collect::<Vec<_>>(),
+        "counter_w": counter_w_ns.iter().zip(&counter_ns).map(|(&e, &ns)| (ns > 0.0).then(|| round(e / ns))).collect::<Vec<_>>(),
         "idle_w": round(idle_w),
         "layers": layers,
     })

@@ -15,6 +15,32 @@ use wattlens_instrument::{op_class_of, LaunchShape, OpClass, StrId};
 
 pub use wattlens_instrument::report::{analyze, DeviceReport, Report};
 
+/// Each span's op class, looked up once per name and kind (a trace of a million spans has a
+/// few hundred signatures).
+pub(crate) struct SpanClasses<'t> {
+    trace: &'t wattlens_instrument::Trace,
+    seen: HashMap<(StrId, &'static str), OpClass>,
+}
+
+impl<'t> SpanClasses<'t> {
+    /// An empty cache over `trace`.
+    pub(crate) fn new(trace: &'t wattlens_instrument::Trace) -> Self {
+        Self {
+            trace,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The op class of span `s`.
+    pub(crate) fn of(&mut self, s: &wattlens_instrument::Span) -> OpClass {
+        let trace = self.trace;
+        *self
+            .seen
+            .entry((s.name, s.kind.label()))
+            .or_insert_with(|| op_class_of(trace, trace.str(s.name), s.kind.label()))
+    }
+}
+
 /// The simulator's true energy above idle per signature and per op class, for comparison.
 #[derive(Debug, Default)]
 pub struct Truth {

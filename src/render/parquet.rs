@@ -12,7 +12,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
 use wattlens_instrument::trace::{PowerReading, Trace};
-use wattlens_instrument::{op_class_of, EnergyEstimate};
+use wattlens_instrument::EnergyEstimate;
 
 use super::{DeviceReport, Report};
 
@@ -220,16 +220,13 @@ fn spans(id: &RunId, trace: &Trace, devices: &[DeviceReport]) -> Table {
         .collect();
     let s = &trace.spans;
     let of = |i: usize| energy.get(&(s[i].device, s[i].id));
+    let mut classes = super::SpanClasses::new(trace);
     let mut t = Table::new("spans", id, s.len());
     t.u64("device", s.iter().map(|x| u64::from(x.device)))
         .u64("span", s.iter().map(|x| x.id))
         .text("kind", s.iter().map(|x| x.kind.label()))
         .text("name", s.iter().map(|x| trace.str(x.name)))
-        .text(
-            "op_class",
-            s.iter()
-                .map(|x| op_class_of(trace, trace.str(x.name), x.kind.label()).label()),
-        )
+        .text("op_class", s.iter().map(|x| classes.of(x).label()))
         .text("region", s.iter().map(|x| trace.str(x.region)))
         .u64("stream", s.iter().map(|x| x.stream))
         .u64("start_ns", s.iter().map(|x| x.start_ns))
@@ -262,65 +259,49 @@ fn spans(id: &RunId, trace: &Trace, devices: &[DeviceReport]) -> Table {
 /// Every power reading: samples and instant reads (mW), energy-counter reads (mJ since the
 /// driver loaded), and sensor gaps (`lost`, value 0, from `t_ns` to `until_ns`).
 fn power(id: &RunId, trace: &Trace) -> Table {
-    let rows: Vec<(u32, &'static str, u64, u64, f64)> = trace
+    // A read names its start and how long the call took; a sample is an instant.
+    let read = |ts_ns: u64, read_ns: u32| (ts_ns, ts_ns + u64::from(read_ns));
+    let rows: Vec<(u32, &'static str, (u64, u64), f64)> = trace
         .power
         .iter()
-        .map(|r| match *r {
-            PowerReading::Sample {
-                device,
-                ts_ns,
-                power_mw,
-                ..
-            } => (device, "sample_mw", ts_ns, ts_ns, f64::from(power_mw)),
-            PowerReading::Energy {
-                device,
-                ts_ns,
-                read_ns,
-                energy_mj,
-            } => (
-                device,
-                "counter_mj",
-                ts_ns,
-                ts_ns + u64::from(read_ns),
-                energy_mj as f64,
-            ),
-            PowerReading::Instant {
-                device,
-                ts_ns,
-                read_ns,
-                power_mw,
-            } => (
-                device,
-                "instant_mw",
-                ts_ns,
-                ts_ns + u64::from(read_ns),
-                f64::from(power_mw),
-            ),
-            PowerReading::MemoryInstant {
-                device,
-                ts_ns,
-                read_ns,
-                power_mw,
-            } => (
-                device,
-                "memory_instant_mw",
-                ts_ns,
-                ts_ns + u64::from(read_ns),
-                f64::from(power_mw),
-            ),
-            PowerReading::Lost {
-                device,
-                from_ns,
-                to_ns,
-            } => (device, "lost", from_ns, to_ns, 0.0),
+        .map(|r| {
+            let (label, span, value) = match *r {
+                PowerReading::Sample {
+                    ts_ns, power_mw, ..
+                } => ("sample_mw", (ts_ns, ts_ns), f64::from(power_mw)),
+                PowerReading::Energy {
+                    ts_ns,
+                    read_ns,
+                    energy_mj,
+                    ..
+                } => ("counter_mj", read(ts_ns, read_ns), energy_mj as f64),
+                PowerReading::Instant {
+                    ts_ns,
+                    read_ns,
+                    power_mw,
+                    ..
+                } => ("instant_mw", read(ts_ns, read_ns), f64::from(power_mw)),
+                PowerReading::MemoryInstant {
+                    ts_ns,
+                    read_ns,
+                    power_mw,
+                    ..
+                } => (
+                    "memory_instant_mw",
+                    read(ts_ns, read_ns),
+                    f64::from(power_mw),
+                ),
+                PowerReading::Lost { from_ns, to_ns, .. } => ("lost", (from_ns, to_ns), 0.0),
+            };
+            (r.device(), label, span, value)
         })
         .collect();
     let mut t = Table::new("power", id, rows.len());
     t.u64("device", rows.iter().map(|r| u64::from(r.0)))
         .text("reading", rows.iter().map(|r| r.1))
-        .u64("t_ns", rows.iter().map(|r| r.2))
-        .u64("until_ns", rows.iter().map(|r| r.3))
-        .f64("value", rows.iter().map(|r| r.4));
+        .u64("t_ns", rows.iter().map(|r| r.2 .0))
+        .u64("until_ns", rows.iter().map(|r| r.2 .1))
+        .f64("value", rows.iter().map(|r| r.3));
     t
 }
 

@@ -199,12 +199,9 @@ pub unsafe fn on_launch(
     correlation: u32,
     now_ns: &dyn Fn() -> u64,
 ) -> Option<Replayed> {
-    let r = REPLAY.get()?;
     // A memset belongs to the launch right after it, on its stream, if to any.
     let reset = LAST_RESET.try_with(Cell::take).ok().flatten();
-    if r.broken.load(Ordering::Relaxed) || ctx.is_null() {
-        return None;
-    }
+    let r = active(ctx)?;
     // SAFETY: per the contract.
     let mut launch = unsafe { read_launch(call, params) }?;
     launch.reset = reset.filter(|m| m.stream == launch.stream);
@@ -245,10 +242,7 @@ pub unsafe fn on_copy(
     correlation: u32,
     now_ns: &dyn Fn() -> u64,
 ) -> Option<Replayed> {
-    let r = REPLAY.get()?;
-    if r.broken.load(Ordering::Relaxed) || ctx.is_null() {
-        return None;
-    }
+    let r = active(ctx)?;
     // SAFETY: per the contract.
     let c = unsafe { copy::read_copy(call, params, &copy::memory_of) }?;
     if !first_look(r, (c.direction as usize, None)) {
@@ -264,6 +258,14 @@ pub unsafe fn on_copy(
         // SAFETY: per the contract; the other threads are held.
         unsafe { device::replay_copy(&c, ctx, r.settings.burst, &r.kinds, now_ns) }
     })
+}
+
+/// The replay state, where replay is on, has not been turned off by a failed restore, and the
+/// call has a context.
+fn active(ctx: sys::CUcontext) -> Option<&'static Replay> {
+    REPLAY
+        .get()
+        .filter(|r| !r.broken.load(Ordering::Relaxed) && !ctx.is_null())
 }
 
 /// Whether this thread looks at the work `local` (a function and shape, or a copy direction)
