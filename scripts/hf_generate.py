@@ -3,7 +3,12 @@
 (fp16, random weights, no network): one of the unmodified programs wattlens is judged on.
 
     python3 scripts/hf_generate.py [--iters N] [--batch B] [--prompt P] [--new-tokens T]
-                                   [--no-cache] [--layers L]
+                                   [--no-cache] [--reload] [--layers L] [--tiny] [--cpu]
+
+`--no-cache` decodes without a KV cache (every step recomputes the whole prefix); `--reload`
+loads the weights from host tensors before every call (the same bytes every time). Both are
+the waste `wattlens run --audit` must prove. `--tiny` is a 2-layer, 64-wide model and `--cpu`
+runs on the CPU in fp32 (for capturing the audit's facts on a machine without a GPU).
 
 It prints one JSON line: iterations, the loop's wall time, tokens generated, and a SHA-256
 checksum of every generated token, so that a run under wattlens can be compared bit for bit
@@ -30,14 +35,27 @@ def main():
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--no-cache", action="store_true", help="recompute the whole prefix every step")
+    p.add_argument("--reload", action="store_true",
+                   help="load the weights from host tensors before every generate call")
+    p.add_argument("--tiny", action="store_true", help="a 2-layer, 64-wide model")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU, in fp32")
+    p.add_argument("--nvtx", action="store_true",
+                   help="run each timed generate call in an NVTX range `generate` (a request)")
     a = p.parse_args()
 
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=a.layers)
-    model = GPT2LMHeadModel(config).to("cuda", dtype=torch.float16).eval()
+    if a.tiny:
+        config = GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=256, n_positions=256,
+                            bos_token_id=0, eos_token_id=0)
+    else:
+        config = GPT2Config(n_layer=a.layers)
+    device, dtype = ("cpu", torch.float32) if a.cpu else ("cuda", torch.float16)
+    model = GPT2LMHeadModel(config).to(device, dtype=dtype).eval()
+    host_weights = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     gen = torch.Generator(device="cpu").manual_seed(1)
-    prompts = torch.randint(0, config.vocab_size, (a.batch, a.prompt), generator=gen).cuda()
+    prompts = torch.randint(0, config.vocab_size, (a.batch, a.prompt), generator=gen).to(device)
     mask = torch.ones_like(prompts)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     kwargs = dict(
         attention_mask=mask,
         max_new_tokens=a.new_tokens,
@@ -49,12 +67,19 @@ def main():
     digest = hashlib.sha256()
     with torch.no_grad():
         model.generate(prompts, **kwargs)  # warm-up: cuBLAS handles, kernel selection
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         for _ in range(a.iters):
+            if a.reload:
+                model.load_state_dict(host_weights)
+            if a.nvtx:
+                torch.cuda.nvtx.range_push("generate")
             out = model.generate(prompts, **kwargs)
+            if a.nvtx:
+                torch.cuda.synchronize()
+                torch.cuda.nvtx.range_pop()
             digest.update(out.cpu().numpy().tobytes())
-        torch.cuda.synchronize()
+        sync()
     loop_s = time.perf_counter() - t0
     print(json.dumps({"iters": a.iters, "loop_s": loop_s,
                       "tokens": a.iters * a.batch * a.new_tokens,

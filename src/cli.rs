@@ -324,6 +324,13 @@ pub struct RunArgs {
     /// priced from the energy counter over their windows; kernels and ops are not.
     #[arg(long, conflicts_with = "replay")]
     pub light: bool,
+    /// Audit a PyTorch program's operations for waste proven from content: digests of what
+    /// each operation read and wrote, taken on the device after every operation (slow: it
+    /// waits for the device once or twice per operation). Finds recomputation, recomputed
+    /// prefixes (decoding without a KV cache), uploads of content the device already held and
+    /// writes that changed nothing. The audit's own work is not charged to the program.
+    #[arg(long, conflicts_with_all = ["light", "replay"])]
+    pub audit: bool,
     /// Footprint factors.
     #[command(flatten)]
     pub footprint: FootprintArgs,

@@ -3,6 +3,7 @@
 //! `wattlens-instrument` (trace, power, attribution), `wattlens-runtime` (CUDA) and
 //! `wattlens-kernels` (workloads).
 
+pub mod audit;
 pub mod baseline;
 pub mod child;
 pub mod cli;

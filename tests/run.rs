@@ -104,6 +104,36 @@ fn bad_run_arguments_get_one_sentence_and_exit_2() {
     assert!(!marker.exists(), "the command did not run");
 }
 
+#[test]
+fn the_audit_is_armed_in_python_and_keeps_the_programs_own_sitecustomize() {
+    let dir = scratch("run-audit");
+    let user = dir.join("user-site");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(
+        user.join("sitecustomize.py"),
+        "print('user sitecustomize ran')\n",
+    )
+    .unwrap();
+    let probe = "import sys, wattlens_audit; print('armed', bool(wattlens_audit.os.environ.get(wattlens_audit.FACTS_ENV))); sys.exit(4)";
+    let out = Command::new(exe())
+        .args(["run", "--audit", "-o", dir.join("a.wlt").to_str().unwrap()])
+        .args(["--cupti", "/bin/sh", "--inject-lib", "/bin/true", "--"])
+        .args(["python3", "-c", probe])
+        .env("PYTHONPATH", &user)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(stdout.contains("armed True"), "{stdout}");
+    assert!(
+        stdout.contains("user sitecustomize ran"),
+        "the program's own sitecustomize still runs: {stdout}"
+    );
+    // The audit does not combine with modes that record no kernels, or replay them.
+    let out = wattlens(&["run", "--audit", "--light", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
 // ---- on a GPU machine ----
 
 /// The repository root (tests run from the package folder, which is the root).
@@ -572,4 +602,108 @@ fn gpu_replay_measures_the_kernels_of_a_cublas_program_and_its_output_is_unchang
         .unwrap();
     assert!(gemm["alone_launches"].as_u64().unwrap() > 0, "{gemm}");
     assert_eq!(gemm["op_class"], "Matmul");
+}
+
+/// `scripts/hf_generate.py` with `flags` (2 layers, batch 4, 16-token prompts, 8 new tokens,
+/// one timed call), under `wattlens run --audit` into `trace`; its JSON output line.
+fn audited_generate(trace: &Path, flags: &[&str]) -> String {
+    let script = repo().join("scripts/hf_generate.py").display().to_string();
+    let mut cmd = vec![
+        "python3",
+        &script,
+        "--iters",
+        "1",
+        "--batch",
+        "4",
+        "--prompt",
+        "16",
+        "--new-tokens",
+        "8",
+        "--layers",
+        "2",
+    ];
+    cmd.extend(flags);
+    let out = run(&["--audit", "-o", trace.to_str().unwrap()], &cmd);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// (kind, what) of each finding of GPU 0 but idle gaps.
+fn audit_findings(trace: &Path) -> Vec<(String, String)> {
+    let report = json_report(&[trace]);
+    report["devices"][0]["waste"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap_or("").to_owned(),
+                f["what"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .filter(|(k, _)| k != "IdleGap")
+        .collect()
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn gpu_the_audit_proves_a_recomputed_prefix_and_reloaded_weights_in_a_generate_loop() {
+    let dir = scratch("run-audit-gpu");
+    let script = repo().join("scripts/hf_generate.py").display().to_string();
+    let bare = Command::new("python3")
+        .args([&script, "--iters", "1", "--batch", "4", "--prompt", "16"])
+        .args(["--new-tokens", "8", "--layers", "2"])
+        .output()
+        .unwrap();
+    let checksum = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line).unwrap()["checksum"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let bare = checksum(
+        text(&bare.stdout)
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap(),
+    );
+    let cached = dir.join("cache.wlt");
+    assert_eq!(
+        checksum(&audited_generate(&cached, &[])),
+        bare,
+        "tokens unchanged"
+    );
+    let found = audit_findings(&cached);
+    assert!(
+        found
+            .iter()
+            .all(|(k, _)| k != "Recomputation" && k != "RedundantTransfer"),
+        "{found:?}"
+    );
+    let uncached = dir.join("nocache.wlt");
+    assert_eq!(
+        checksum(&audited_generate(&uncached, &["--no-cache"])),
+        bare
+    );
+    let found = audit_findings(&uncached);
+    assert!(
+        found
+            .iter()
+            .any(|(k, w)| k == "Recomputation" && w == "aten::addmm in Conv1D"),
+        "{found:?}"
+    );
+    let reload = dir.join("reload.wlt");
+    audited_generate(&reload, &["--reload"]);
+    let found = audit_findings(&reload);
+    assert!(
+        found
+            .iter()
+            .any(|(k, w)| k == "RedundantTransfer" && w == "aten::copy_"),
+        "{found:?}"
+    );
 }

@@ -6,6 +6,7 @@
 
 pub mod accuracy;
 pub mod attribution;
+pub mod audit;
 pub mod calibrate;
 pub mod clock;
 pub mod compare;

@@ -235,6 +235,17 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
                 },
                 // Host time of one process: the clocks of one host are already aligned.
                 cost @ Annotation::CallbackCost { .. } => cost,
+                Annotation::AuditOp(op) => Annotation::AuditOp(Box::new(audit_op_of_process(
+                    *op,
+                    k64,
+                    |s| span_ids.get(&s).copied(),
+                    &device,
+                ))),
+                Annotation::AuditFreed { tensor, after_seq } => Annotation::AuditFreed {
+                    tensor: k64 << 40 | tensor,
+                    after_seq: k64 << 40 | after_seq,
+                },
+                summary @ Annotation::AuditSummary(_) => summary,
                 Annotation::ProfilerEpisode {
                     device: d,
                     from_ns,
@@ -303,6 +314,31 @@ pub fn add_power_after(trace: &mut Trace, extra: &Trace) -> usize {
 }
 
 /// A pass number unique across processes (process k's passes in their own range).
+/// Audit facts of process `k` with its ids made unique in the merged trace: operations and
+/// tensors by `k` in their high bits, storage addresses likewise, spans through `span`, and
+/// devices through `device`.
+fn audit_op_of_process(
+    mut op: crate::trace::AuditOp,
+    k: u64,
+    span: impl Fn(u64) -> Option<u64>,
+    device: &impl Fn(u32) -> u32,
+) -> crate::trace::AuditOp {
+    let tensor = |t: &mut crate::trace::AuditTensor| {
+        t.tensor |= k << 40;
+        t.storage |= k << 56;
+        t.device = t.device.map(device);
+    };
+    op.seq |= k << 40;
+    op.spans = op.spans.iter().filter_map(|&s| span(s)).collect();
+    op.inputs.iter_mut().for_each(tensor);
+    op.outputs.iter_mut().for_each(tensor);
+    op.writes.iter_mut().for_each(|(t, _)| tensor(t));
+    if let Some(r) = op.rows.as_mut() {
+        r.previous |= k << 40;
+    }
+    op
+}
+
 fn pass_id(k: usize, pass: u32) -> u32 {
     u32::try_from(k)
         .unwrap_or(u32::MAX)

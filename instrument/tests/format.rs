@@ -226,6 +226,51 @@ fn annotations_round_trip_and_an_unknown_kind_is_skipped() {
             span: 1,
             address: 0x7f00_2000_0000,
         },
+        Annotation::AuditOp(Box::new(AuditOp {
+            seq: 7,
+            name: "aten::addmm".into(),
+            module: "Conv1D#4".into(),
+            ordinal: 2,
+            identity: 0xfeed,
+            random: false,
+            moves_data: false,
+            spans: vec![1],
+            inputs: vec![AuditTensor {
+                tensor: 1,
+                storage: 0x7f00,
+                digest: u64::MAX,
+                bytes: 64,
+                device: None,
+            }],
+            outputs: Vec::new(),
+            writes: vec![(
+                AuditTensor {
+                    tensor: 2,
+                    storage: 0x7f40,
+                    digest: 3,
+                    bytes: 64,
+                    device: Some(1),
+                },
+                3,
+            )],
+            rows: Some(AuditRows {
+                matched: 3,
+                total: 4,
+                previous: 5,
+            }),
+        })),
+        Annotation::AuditFreed {
+            tensor: 1,
+            after_seq: 7,
+        },
+        Annotation::AuditSummary(AuditSummary {
+            ops: 7,
+            audit_host_ns: 100,
+            digest_spans: 2,
+            digest_busy_ns: 50,
+            skipped: vec![("inside a CUDA graph capture".into(), 3)],
+            unreadable_lines: 1,
+        }),
     ];
     assert_eq!(
         read_trace(&encode(&t)[..]).unwrap().annotations,

@@ -9,8 +9,8 @@ use wattlens_instrument::sim::{
     simulate, GpuModel, KernelSpec, SimRun, TransferSpec, WorkItem, Workload,
 };
 use wattlens_instrument::trace::{
-    AccessMode, Annotation, BufferVersion, CopyDirection, KernelFacts, LaunchShape, OpClass,
-    SpanKind,
+    AccessMode, Annotation, AuditOp, AuditRows, AuditTensor, BufferVersion, CopyDirection,
+    KernelFacts, LaunchShape, OpClass, SpanKind,
 };
 use wattlens_instrument::waste::{detect, Finding, WasteConfig, WasteKind, WasteReport};
 use wattlens_instrument::{attribute, SensorProfile};
@@ -340,6 +340,15 @@ fn findings(run: &SimRun) -> WasteReport {
     detect(&run.trace, &a, &WasteConfig::default())
 }
 
+/// Assert that `report` has no finding of any of `kinds`.
+fn assert_no_finding_of(report: &WasteReport, kinds: &[WasteKind]) {
+    assert!(
+        report.findings.iter().all(|f| !kinds.contains(&f.kind)),
+        "{:#?}",
+        report.findings
+    );
+}
+
 /// True energy of the planted waste of `kind`, mJ.
 fn truth_mj(run: &SimRun, ops: &[Op], kind: WasteKind) -> f64 {
     let idle = f64::from(run.truth.idle_mw);
@@ -473,14 +482,7 @@ fn unknown_access_modes_block_dead_write_and_recomputation_findings() {
         s.unknown_access = s.writes.iter().map(|w| w.buffer).collect();
     }
     let report = findings(&run);
-    assert!(
-        report
-            .findings
-            .iter()
-            .all(|f| !matches!(f.kind, WasteKind::DeadWrite | WasteKind::Recomputation)),
-        "{:#?}",
-        report.findings
-    );
+    assert_no_finding_of(&report, &[WasteKind::DeadWrite, WasteKind::Recomputation]);
     assert!(report
         .unchecked
         .iter()
@@ -575,14 +577,7 @@ fn an_unmodified_programs_uploads_are_proven_redundant_only_with_no_work_in_betw
         }
     }
     let report = findings(&run);
-    assert!(
-        report
-            .findings
-            .iter()
-            .all(|f| f.kind != WasteKind::RedundantTransfer),
-        "{:#?}",
-        report.findings
-    );
+    assert_no_finding_of(&report, &[WasteKind::RedundantTransfer]);
     let said = report.unchecked.join("\n");
     assert!(
         said.contains(
@@ -1031,14 +1026,7 @@ fn absurd_upload_sizes_and_addresses_in_a_trace_file_do_not_panic() {
     // Every upload now covers the top of the address space: each overwrites the last.
     let report = findings(&run);
     assert!(report.findings.iter().all(|f| f.energy.mj.is_finite()));
-    assert!(
-        report
-            .findings
-            .iter()
-            .all(|f| f.kind != WasteKind::RedundantTransfer),
-        "{:#?}",
-        report.findings
-    );
+    assert_no_finding_of(&report, &[WasteKind::RedundantTransfer]);
 }
 
 #[test]
@@ -1391,4 +1379,366 @@ fn a_rank_that_waits_in_collectives_for_a_slower_one_is_load_imbalance() {
         f.energy
     );
     assert!((f.energy.mj - truth).abs() < 0.15 * truth, "{:?}", f.energy);
+}
+
+/// The ids of `run`'s program work spans, in trace order.
+fn program_work_ids(run: &SimRun) -> Vec<u64> {
+    run.trace
+        .spans
+        .iter()
+        .filter(|s| s.is_program_work())
+        .map(|s| s.id)
+        .collect()
+}
+
+/// The audit's facts (`wattlens run --audit`) for `ops` as run in `run`: each buffer's content
+/// followed by digest (an upload's own, else a digest of the kernel and its inputs), every
+/// kernel a new operation whose outputs are the buffers it writes, every upload a `copy_` from
+/// a host tensor into its buffer.
+fn audit_facts(run: &SimRun, ops: &[Op]) -> Vec<Annotation> {
+    let work = program_work_ids(run);
+    let mut content: HashMap<u64, u64> = HashMap::new();
+    // A tensor per buffer and operation that made it; a buffer is its memory.
+    let tensor = |buffer: u64, digest: u64, device: Option<u32>| AuditTensor {
+        tensor: buffer,
+        storage: 0x7f00_0000 + (buffer & 0xff),
+        digest,
+        bytes: 1 << 20,
+        device,
+    };
+    let mut facts = Vec::new();
+    for (k, (op, &span)) in ops.iter().zip(&work).enumerate() {
+        let seq = k as u64 + 1;
+        let mut a = AuditOp {
+            seq,
+            name: format!("aten::{}", op.name),
+            module: "Block#1".into(),
+            ordinal: 1,
+            identity: 42,
+            random: false,
+            moves_data: false,
+            spans: vec![span],
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            writes: Vec::new(),
+            rows: None,
+        };
+        match op.kind {
+            Kind::Upload { digest } => {
+                let dst = op.writes[0];
+                let before = content.get(&dst).copied().unwrap_or(0);
+                a.name = "aten::copy_".into();
+                a.inputs = vec![tensor(seq << 8 | 0x80, digest, None)];
+                a.writes = vec![(tensor(dst, before, Some(0)), digest)];
+                content.insert(dst, digest);
+            }
+            Kind::Kernel { .. } => {
+                a.inputs = op
+                    .reads
+                    .iter()
+                    .map(|b| tensor(*b, content.get(b).copied().unwrap_or(0), Some(0)))
+                    .collect();
+                // Outputs are new tensors over the buffers' memory.
+                let digest = a.inputs.iter().fold(op.name.len() as u64, |h, t| {
+                    h.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ t.digest
+                });
+                for &b in &op.writes {
+                    content.insert(b, digest);
+                    a.outputs.push(tensor(seq << 8 | b, digest, Some(0)));
+                }
+            }
+            Kind::Readback => {
+                a.name = "aten::_to_copy".into();
+                let src = op.reads[0];
+                a.inputs = vec![tensor(
+                    src,
+                    content.get(&src).copied().unwrap_or(0),
+                    Some(0),
+                )];
+                a.outputs = vec![tensor(seq << 8 | 0x81, 0, None)];
+            }
+        }
+        facts.push(Annotation::AuditOp(Box::new(a)));
+    }
+    facts
+}
+
+#[test]
+fn the_audits_content_facts_prove_recomputation_and_repeated_uploads_in_an_unmodified_program() {
+    let ops = program(Plant::all(), 40);
+    let mut run = run(&ops, 21);
+    let facts = audit_facts(&run, &ops);
+    as_unmodified_program(&mut run);
+    // Without the audit, an unmodified program's recomputation is not found.
+    let before = findings(&run);
+    assert_no_finding_of(&before, &[WasteKind::Recomputation]);
+    run.trace.annotations.extend(facts);
+    let report = findings(&run);
+    for kind in [WasteKind::Recomputation, WasteKind::RedundantTransfer] {
+        let found: f64 = report
+            .findings
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.energy.mj)
+            .sum();
+        let truth = truth_mj(&run, &ops, kind);
+        let err = (found - truth).abs() / truth;
+        assert!(
+            err < 0.05,
+            "{kind:?}: {found} mJ against the truth {truth} mJ"
+        );
+    }
+    let recomputed = report
+        .findings
+        .iter()
+        .find(|f| f.kind == WasteKind::Recomputation);
+    assert!(
+        recomputed.is_some_and(
+            |f| f.what == "aten::norm in Block" && f.proof.contains("still held unchanged")
+        ),
+        "{recomputed:#?}"
+    );
+}
+
+#[test]
+fn the_audit_calls_nothing_recomputed_whose_earlier_output_was_freed_changed_or_random() {
+    let ops = program(Plant::all(), 12);
+    let mut run = run(&ops, 22);
+    let mut facts = audit_facts(&run, &ops);
+    as_unmodified_program(&mut run);
+    let norms: Vec<&mut AuditOp> = facts
+        .iter_mut()
+        .filter_map(|a| match a {
+            Annotation::AuditOp(op) if op.name == "aten::norm" => Some(op.as_mut()),
+            _ => None,
+        })
+        .collect();
+    // Every norm's output is freed right after it ran, or it draws random numbers.
+    let mut freed = Vec::new();
+    for (k, op) in norms.into_iter().enumerate() {
+        if k % 2 == 0 {
+            op.random = true;
+        } else {
+            freed.push(Annotation::AuditFreed {
+                tensor: op.outputs[0].tensor,
+                after_seq: op.seq,
+            });
+        }
+    }
+    run.trace.annotations.extend(facts);
+    run.trace.annotations.extend(freed);
+    let report = findings(&run);
+    assert_no_finding_of(&report, &[WasteKind::Recomputation]);
+}
+
+#[test]
+fn rows_an_operation_produced_in_its_previous_call_are_priced_as_their_share() {
+    let ops = program(Plant::default(), 30);
+    let mut run = run(&ops, 23);
+    let mut facts = audit_facts(&run, &ops);
+    as_unmodified_program(&mut run);
+    // Each matmul call recomputes 3 of its 4 rows (a decode step without a KV cache).
+    let mut truth = 0.0;
+    let idle = f64::from(run.truth.idle_mw);
+    for a in &mut facts {
+        if let Annotation::AuditOp(op) = a {
+            if op.name == "aten::matmul" {
+                op.rows = Some(AuditRows {
+                    matched: 3,
+                    total: 4,
+                    previous: 1,
+                });
+                let i = run
+                    .trace
+                    .spans
+                    .iter()
+                    .position(|s| s.id == op.spans[0])
+                    .unwrap();
+                let s = &run.trace.spans[i];
+                truth +=
+                    0.75 * (run.truth.span_above_idle_mj[i] + idle * s.duration_ns() as f64 * 1e-9);
+            }
+        }
+    }
+    run.trace.annotations.extend(facts);
+    let report = findings(&run);
+    let found: f64 = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == WasteKind::Recomputation && f.what.starts_with("aten::matmul"))
+        .map(|f| f.energy.mj)
+        .sum();
+    assert!(
+        (found - truth).abs() / truth < 0.05,
+        "{found} mJ against the truth {truth} mJ"
+    );
+}
+
+/// A simulated run of the operations in a real audit's facts file (`tests/data/audit`), one
+/// kernel per operation (a copy from host memory for a `copy_` whose source is on the host),
+/// with the facts joined to it. The facts were captured on a CPU, so every tensor is placed
+/// on GPU 0 but the source of a `copy_`, which stays on the host: where a GPU program keeps
+/// them.
+fn audited_run(file: &str) -> SimRun {
+    let path = format!("{}/../tests/data/audit/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let facts = wattlens_instrument::audit::read_facts(text.as_bytes()).unwrap();
+    assert_eq!(facts.unreadable_lines, 0);
+    let mut ops = facts.ops.clone();
+    for op in &mut ops {
+        let copy = op.name == "aten::copy_";
+        let written: Vec<u64> = op.writes.iter().map(|(t, _)| t.tensor).collect();
+        for t in op.inputs.iter_mut() {
+            t.device = (!copy || written.contains(&t.tensor)).then_some(0);
+        }
+        for t in op
+            .outputs
+            .iter_mut()
+            .chain(op.writes.iter_mut().map(|(t, _)| t))
+        {
+            t.device = Some(0);
+        }
+    }
+    let items: Vec<WorkItem> = ops
+        .iter()
+        .map(|op| {
+            if op.name == "aten::copy_" && op.inputs.iter().any(|t| t.device.is_none()) {
+                WorkItem::Transfer(TransferSpec {
+                    name: "memcpy HtoD".into(),
+                    stream: 0,
+                    direction: CopyDirection::HostToDevice,
+                    bytes: op.inputs[0].bytes,
+                    duration_ns: 40_000,
+                    dynamic_mw: 50_000,
+                    region: String::new(),
+                    count: 1,
+                })
+            } else {
+                WorkItem::Kernel(KernelSpec {
+                    name: op.name.clone(),
+                    op_class: OpClass::Elementwise,
+                    stream: 0,
+                    duration_ns: 30_000,
+                    dynamic_mw: 150_000,
+                    launch: LaunchShape {
+                        grid: [264, 1, 1],
+                        block: [256, 1, 1],
+                        shared_mem_bytes: 0,
+                    },
+                    region: String::new(),
+                    count: 1,
+                    gap_ns: 5_000,
+                })
+            }
+        })
+        .collect();
+    let workload = Workload {
+        name: "audited".into(),
+        lead_idle_ns: 1_000_000_000,
+        tail_idle_ns: 1_000_000_000,
+        items,
+    };
+    let mut run = simulate(
+        &workload,
+        &GpuModel::h200(),
+        &SensorProfile::h200_2026_11_22(),
+        5,
+        1_700_000_000_000_000_000,
+    );
+    let work = program_work_ids(&run);
+    for (op, &span) in ops.iter_mut().zip(&work) {
+        op.spans = vec![span];
+    }
+    for s in &mut run.trace.spans {
+        s.reads.clear();
+        s.writes.clear();
+    }
+    run.trace.annotations.extend(
+        ops.into_iter()
+            .map(|o| Annotation::AuditOp(Box::new(o)))
+            .chain(
+                facts
+                    .freed
+                    .iter()
+                    .map(|&(tensor, after_seq)| Annotation::AuditFreed { tensor, after_seq }),
+            )
+            .chain(facts.summary.map(Annotation::AuditSummary)),
+    );
+    run
+}
+
+fn kinds(report: &WasteReport) -> Vec<(WasteKind, String, u64)> {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.kind != WasteKind::IdleGap)
+        .map(|f| (f.kind, f.what.clone(), f.occurrences))
+        .collect()
+}
+
+#[test]
+fn the_audit_of_a_real_generate_loop_finds_its_recomputed_prefix_only_without_a_cache() {
+    let cached = findings(&audited_run("hf-tiny-cache.facts.jsonl"));
+    let uncached = findings(&audited_run("hf-tiny-nocache.facts.jsonl"));
+    // With a cache, nothing is recomputed or uploaded twice. (Its silent writes are real:
+    // the model's weight initialisation zeroes biases that were made zero, and fills norm
+    // weights made one; a GPU program does that on the host, where nothing is priced.)
+    assert!(
+        cached.findings.iter().all(|f| !matches!(
+            f.kind,
+            WasteKind::Recomputation | WasteKind::RedundantTransfer
+        )),
+        "{:#?}",
+        kinds(&cached)
+    );
+    assert!(
+        cached
+            .findings
+            .iter()
+            .filter(|f| f.kind == WasteKind::SilentWrite)
+            .all(|f| f.what == "aten::zero_" || f.what == "aten::fill_"),
+        "{:#?}",
+        kinds(&cached)
+    );
+    let recomputed: Vec<&Finding> = uncached
+        .findings
+        .iter()
+        .filter(|f| f.kind == WasteKind::Recomputation)
+        .collect();
+    // Every layer's projections, norms and attention recompute the earlier positions.
+    for what in [
+        "aten::addmm in Conv1D",
+        "aten::native_layer_norm in LayerNorm",
+    ] {
+        assert!(
+            recomputed
+                .iter()
+                .any(|f| f.what == what && f.energy.mj > 0.0),
+            "{what}: {:#?}",
+            kinds(&uncached)
+        );
+    }
+    assert!(uncached.audit.is_some_and(|a| a.ops > 0));
+}
+
+#[test]
+fn the_audit_of_a_real_generate_loop_proves_its_weight_reloads_redundant() {
+    let report = findings(&audited_run("hf-tiny-reload.facts.jsonl"));
+    let uploads: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == WasteKind::RedundantTransfer)
+        .collect();
+    assert_eq!(uploads.len(), 1, "{:#?}", kinds(&report));
+    assert!(uploads[0]
+        .proof
+        .contains("already held exactly these bytes"));
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.kind != WasteKind::Recomputation),
+        "{:#?}",
+        kinds(&report)
+    );
 }

@@ -105,6 +105,20 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         cmd.env("WATTLENS_CUPTI", c);
     }
     cmd.envs(settings.iter().map(|(k, v)| (*k, v)));
+    let audit = if args.audit {
+        let folder = crate::audit::AuditFolder::create()?;
+        cmd.env(
+            "PYTHONPATH",
+            folder.python_path(std::env::var_os("PYTHONPATH")),
+        )
+        .env(
+            crate::audit::ENV_FACTS,
+            crate::audit::facts_pattern(&prefix),
+        );
+        Some(folder)
+    } else {
+        None
+    };
     let started = std::time::Instant::now();
     let status = child::run(&mut cmd).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -120,7 +134,12 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         "wattlens: `{program}` ran for {:.3} s",
         started.elapsed().as_secs_f64()
     );
+    drop(audit);
     let mut paths = process_traces(&dir, &stem, since);
+    if args.audit {
+        let ops = crate::audit::attach_facts(&paths, &prefix)?;
+        eprintln!("wattlens: audit: {ops} operations' content facts joined to the trace");
+    }
     // The quiet readings after the command are taken while its traces are read.
     let reading = if paths.is_empty() {
         None

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use super::table::clip;
 use super::units::{energy, joules};
 use super::Report;
-use wattlens_instrument::waste::IdlePhases;
+use wattlens_instrument::waste::{AuditCost, IdlePhases};
 
 /// Findings shown per device; the JSON report has them all.
 const MAX_FINDINGS: usize = 12;
@@ -76,11 +76,32 @@ pub fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
                 )?;
             }
         }
+        if let Some(a) = &w.audit {
+            audit(out, d.index, a)?;
+        }
         for u in &w.unchecked {
             writeln!(out, "  not checked: {u}")?;
         }
     }
     Ok(())
+}
+
+/// What the audit saw, and what it cost the run.
+fn audit(out: &mut dyn Write, device: u32, a: &AuditCost) -> io::Result<()> {
+    let run_s = a.run_ns as f64 * 1e-9;
+    writeln!(
+        out,
+        "Audit (GPU {device}): {} operations audited, {} of them with work on this GPU; recomputation, repeated uploads and silent writes above are proven from full-content digests",
+        a.ops, a.ops_on_device
+    )?;
+    writeln!(
+        out,
+        "  its own cost, not charged to the program: {:.2} s of host time ({:.1}% of the run's {:.2} s) and {:.2} ms of digest kernels; idle it caused is left out, but this run's times are slower than the program's own: take kernel and op energies from a run without --audit",
+        a.audit_host_ns as f64 * 1e-9,
+        100.0 * a.audit_host_ns as f64 * 1e-9 / run_s.max(f64::MIN_POSITIVE),
+        run_s,
+        a.digest_busy_ns as f64 / 1e6
+    )
 }
 
 /// The device's idle by phase: start-up, host-only stretches and tear-down are reported for

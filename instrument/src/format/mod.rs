@@ -37,9 +37,12 @@ pub const OLDEST_MAJOR: u16 = 1;
 /// [`Annotation::CopyTarget`](crate::trace::Annotation::CopyTarget), 3 kernel replay's
 /// [`Annotation::ProfilerEpisode`](crate::trace::Annotation::ProfilerEpisode) and
 /// [`Annotation::ReplayNote`](crate::trace::Annotation::ReplayNote), 4 the profiler's own
-/// [`Annotation::CallbackCost`](crate::trace::Annotation::CallbackCost); older readers skip
+/// [`Annotation::CallbackCost`](crate::trace::Annotation::CallbackCost), 5 the audit's
+/// [`Annotation::AuditOp`](crate::trace::Annotation::AuditOp),
+/// [`Annotation::AuditFreed`](crate::trace::Annotation::AuditFreed) and
+/// [`Annotation::AuditSummary`](crate::trace::Annotation::AuditSummary); older readers skip
 /// them).
-pub const FORMAT_MINOR: u16 = 4;
+pub const FORMAT_MINOR: u16 = 5;
 /// Largest record payload accepted, bytes.
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Length of the file header, bytes.

@@ -142,6 +142,98 @@ pub enum Annotation {
         /// What happened to it.
         outcome: ReplayOutcome,
     },
+    /// One PyTorch operation that `wattlens run --audit` saw, with the content digests of what
+    /// it read and wrote (format 2.5).
+    AuditOp(Box<AuditOp>),
+    /// A tensor the audit saw was freed (format 2.5).
+    AuditFreed {
+        /// The tensor ([`AuditTensor::tensor`]).
+        tensor: u64,
+        /// The last operation ([`AuditOp::seq`]) begun before it was freed.
+        after_seq: u64,
+    },
+    /// What the audit of one process did and cost (format 2.5).
+    AuditSummary(AuditSummary),
+}
+
+/// One PyTorch (aten) operation of an audited run, as its content facts ([`Annotation::AuditOp`]).
+/// Digests are 64-bit multilinear hashes of the whole content, computed on the tensor's own
+/// device; equal digests of unequal contents occur with probability at most 2⁻⁴⁶.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditOp {
+    /// Sequence number in the process, from 1, in issue order.
+    pub seq: u64,
+    /// Operator name (`aten::addmm`).
+    pub name: String,
+    /// Where in the model: the module instance it ran in (`GPT2MLP#7`, "" outside modules).
+    pub module: String,
+    /// Its position among the operations of that module's forward call, from 1.
+    pub ordinal: u64,
+    /// Digest of the operator and every argument but tensor contents (scalars, shapes,
+    /// strides, types, devices): two operations with the same identity and the same input
+    /// contents compute the same thing.
+    pub identity: u64,
+    /// The operator draws random numbers: equal inputs need not give equal outputs.
+    pub random: bool,
+    /// The operator moves, rearranges or fills data (a copy, a concatenation, an index, a
+    /// fill) rather than computing it: a repeat is a copy, not recomputation.
+    pub moves_data: bool,
+    /// The program's device work the operation issued (span ids).
+    pub spans: Vec<u64>,
+    /// Tensor inputs, as read.
+    pub inputs: Vec<AuditTensor>,
+    /// Newly made outputs.
+    pub outputs: Vec<AuditTensor>,
+    /// Tensors written in place: each with its digest before ([`AuditTensor::digest`]) and
+    /// after.
+    pub writes: Vec<(AuditTensor, u64)>,
+    /// Rows of the first output (its last dimension) equal to rows that the same operation at
+    /// the same place, with the same parameter content, produced in its previous call.
+    pub rows: Option<AuditRows>,
+}
+
+/// A tensor in an [`AuditOp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditTensor {
+    /// Tensor id, unique within the process (a tensor object, not its memory).
+    pub tensor: u64,
+    /// Address of its storage: tensors sharing memory share it.
+    pub storage: u64,
+    /// Content digest.
+    pub digest: u64,
+    /// Size, bytes.
+    pub bytes: u64,
+    /// CUDA device index, or `None` for host memory.
+    pub device: Option<u32>,
+}
+
+/// Rows of an operation's output that its previous call at the same place already produced
+/// ([`AuditOp::rows`]). Constant rows, and rows that repeat within the output, never count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRows {
+    /// Rows equal to one of the previous call's.
+    pub matched: u64,
+    /// All rows.
+    pub total: u64,
+    /// The previous call ([`AuditOp::seq`]).
+    pub previous: u64,
+}
+
+/// What the audit of one process did ([`Annotation::AuditSummary`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AuditSummary {
+    /// Operations audited.
+    pub ops: u64,
+    /// Host time the audit itself took (digests and bookkeeping), ns.
+    pub audit_host_ns: u64,
+    /// The audit's own device work (its digest kernels), spans.
+    pub digest_spans: u64,
+    /// Device time of those, ns.
+    pub digest_busy_ns: u64,
+    /// Operations not audited, by reason.
+    pub skipped: Vec<(String, u64)>,
+    /// Fact lines that could not be read.
+    pub unreadable_lines: u64,
 }
 
 /// Why kernel replay did not measure a signature ([`Annotation::ReplayNote`]).

@@ -7,6 +7,7 @@
 //!
 //! Definitions are in ARCHITECTURE.md ("What wasted means").
 
+mod audit;
 mod dead_write;
 mod idle;
 pub mod imbalance;
@@ -35,6 +36,8 @@ pub enum WasteKind {
     Recomputation,
     /// A host-to-device copy of content the device already held.
     RedundantTransfer,
+    /// An in-place write that left the content exactly as it was (found by `--audit`).
+    SilentWrite,
     /// The GPU idle between dependent work.
     IdleGap,
     /// A long launch with fewer blocks than the GPU has SMs.
@@ -52,6 +55,7 @@ impl WasteKind {
             WasteKind::DeadWrite => "dead write",
             WasteKind::Recomputation => "recomputation",
             WasteKind::RedundantTransfer => "redundant transfer",
+            WasteKind::SilentWrite => "silent write",
             WasteKind::IdleGap => "idle gap",
             WasteKind::UnderfilledLaunch => "under-filled launch",
             WasteKind::PaddingCompute => "padding compute",
@@ -110,6 +114,24 @@ pub struct WasteReport {
     /// The device's idle by phase; `None` without program work or counter readings.
     #[serde(default)]
     pub phases: Option<idle::IdlePhases>,
+    /// What the audit (`wattlens run --audit`) saw and cost, where the run was audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditCost>,
+}
+
+/// What the audit of an audited run saw and cost ([`WasteReport::audit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct AuditCost {
+    /// Operations audited.
+    pub ops: u64,
+    /// Of which with device work recorded on this device.
+    pub ops_on_device: u64,
+    /// Host time the audit itself took (digests and bookkeeping), ns.
+    pub audit_host_ns: u64,
+    /// Device time of the audit's digest kernels, ns.
+    pub digest_busy_ns: u64,
+    /// The run's length on the trace clock (first to last record), ns.
+    pub run_ns: u64,
 }
 
 impl WasteReport {
@@ -330,6 +352,9 @@ impl<'a> Context<'a> {
                 | Annotation::ProfilerEpisode { .. }
                 | Annotation::ReplayNote { .. }
                 | Annotation::CallbackCost { .. }
+                | Annotation::AuditOp(_)
+                | Annotation::AuditFreed { .. }
+                | Annotation::AuditSummary(_)
                 | Annotation::Tokens { .. }
                 | Annotation::Pass { .. }
                 | Annotation::CopyTarget { .. } => {}
@@ -1044,6 +1069,7 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
     cx.claim_partial(recomputed.iter().map(|r| (r.span, r.wasted)));
     prefix::report(&cx, &recomputed, &mut occurrences);
     transfer::detect(&cx, &mut occurrences, &mut unchecked);
+    audit::detect(&cx, &mut occurrences, &mut unchecked);
     // After the launch detectors: the waits they were charged are not idle findings again.
     idle::detect(&cx, config, &mut occurrences);
     underfill::detect(&cx, config, &mut occurrences);
@@ -1084,6 +1110,7 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
         unchecked,
         profiler_idle_ns,
         phases,
+        audit: audit::cost(&cx),
     }
 }
 

@@ -1,0 +1,146 @@
+//! `wattlens run --audit`: load the audit into an unmodified PyTorch program, and join the
+//! facts it wrote to the traces of its processes.
+//!
+//! The audit is Python (`wattlens_audit.py`, armed by a `sitecustomize.py`), shipped inside
+//! this binary and written to a private folder that goes first on the program's PYTHONPATH.
+//! Why Python and not the driver's launch callback: an unmodified PyTorch program allocates
+//! through the caching allocator, which hands out pieces of large segments, so a launch's
+//! buffer extents are unknown at the driver; a dispatch mode sees each operation's tensors
+//! exactly (shape, strides, storage), knows which it writes, and needs no change to the
+//! program. What it cannot see (a custom extension writing through raw pointers, work on
+//! other threads) it does not audit.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use wattlens_instrument::audit::{attach, read_facts};
+
+use crate::error::CliError;
+
+/// The audit module.
+const AUDIT_PY: &str = include_str!("wattlens_audit.py");
+/// The `sitecustomize` that arms it when the program starts.
+const SITECUSTOMIZE_PY: &str = include_str!("sitecustomize.py");
+/// The setting that names each process's facts file (`{pid}` stands for its process id).
+pub const ENV_FACTS: &str = "WATTLENS_AUDIT_FACTS";
+
+/// The audit's Python, written to a private folder for the program's run; removed on drop.
+pub struct AuditFolder {
+    dir: PathBuf,
+}
+
+impl AuditFolder {
+    /// Write the audit's Python to a new folder under the system's temporary folder.
+    ///
+    /// # Errors
+    /// [`CliError::WriteFile`] when the folder or its files cannot be written.
+    pub fn create() -> Result<Self, CliError> {
+        let dir = std::env::temp_dir().join(format!("wattlens-audit-{}", std::process::id()));
+        let write = |path: PathBuf, text: &str| {
+            std::fs::write(&path, text).map_err(|source| CliError::WriteFile { path, source })
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| CliError::WriteFile {
+            path: dir.clone(),
+            source,
+        })?;
+        write(dir.join("wattlens_audit.py"), AUDIT_PY)?;
+        write(dir.join("sitecustomize.py"), SITECUSTOMIZE_PY)?;
+        Ok(Self { dir })
+    }
+
+    /// The program's PYTHONPATH: this folder first, then `existing`.
+    pub fn python_path(&self, existing: Option<OsString>) -> OsString {
+        let mut path = self.dir.clone().into_os_string();
+        if let Some(rest) = existing.filter(|p| !p.is_empty()) {
+            path.push(":");
+            path.push(rest);
+        }
+        path
+    }
+}
+
+impl Drop for AuditFolder {
+    fn drop(&mut self) {
+        // Best effort: a leftover folder in the temporary folder harms nothing.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The facts file pattern for output prefix `prefix` (`PREFIX.audit.pid{pid}.jsonl`).
+pub fn facts_pattern(prefix: &Path) -> OsString {
+    let mut p = prefix.as_os_str().to_owned();
+    p.push(".audit.pid{pid}.jsonl");
+    p
+}
+
+/// The process id in a per-process trace's name (`STEM.[rankR.]pidP.wlt`).
+fn pid_of(trace: &Path) -> Option<&str> {
+    let name = trace.file_name()?.to_str()?.strip_suffix(".wlt")?;
+    name.rsplit('.').next()?.strip_prefix("pid")
+}
+
+/// Join each process's facts to its trace and rewrite the trace; the facts file is removed
+/// once its facts are in the trace. Returns how many operations were joined.
+///
+/// # Errors
+/// [`CliError`] when a trace cannot be read or written back; a facts file that cannot be read
+/// is reported and left on disk.
+pub fn attach_facts(traces: &[PathBuf], prefix: &Path) -> Result<u64, CliError> {
+    let mut joined = 0;
+    for path in traces {
+        let Some(pid) = pid_of(path) else {
+            continue;
+        };
+        let pattern = facts_pattern(prefix)
+            .to_string_lossy()
+            .replace("{pid}", pid);
+        let facts_path = PathBuf::from(pattern);
+        let facts = match std::fs::File::open(&facts_path) {
+            Ok(f) => read_facts(std::io::BufReader::new(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => Err(e.into()),
+        };
+        let facts = match facts {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!(
+                    "wattlens: warning: {} ({e}); its process's trace has no audit",
+                    facts_path.display()
+                );
+                continue;
+            }
+        };
+        joined += facts.ops.len() as u64;
+        let mut trace = super::commands::load_trace(path)?;
+        attach(&mut trace, facts);
+        super::commands::save_trace(path, &trace)?;
+        // The facts are in the trace now.
+        let _ = std::fs::remove_file(&facts_path);
+    }
+    Ok(joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traces_process_id_is_read_from_its_name() {
+        assert_eq!(pid_of(Path::new("/x/run.pid42.wlt")), Some("42"));
+        assert_eq!(pid_of(Path::new("run.rank1.pid7.wlt")), Some("7"));
+        assert_eq!(pid_of(Path::new("run.wlt")), None);
+    }
+
+    #[test]
+    fn the_python_path_puts_the_audit_first() {
+        let f = AuditFolder {
+            dir: PathBuf::from("/tmp/a"),
+        };
+        assert_eq!(f.python_path(None), OsString::from("/tmp/a"));
+        assert_eq!(
+            f.python_path(Some(OsString::from("/u/lib"))),
+            OsString::from("/tmp/a:/u/lib")
+        );
+        std::mem::forget(f);
+    }
+}
