@@ -9,7 +9,8 @@
 #
 # Environment: REPLAY_ONLY (programs for replay-check, default all), OVH_REPEATS (3; 0 skips
 # the overhead runs), SKIP_MIX (skips the bare request mix), BUNDLE_S and REPLAY_S (time limits of
-# the bundle and of replay-check, s; 240 and 300).
+# the bundle and of replay-check, s; 240 and 300), AUDIT_S (time limit of scripts/audit-check.sh,
+# s; 0, the default, skips it).
 set -u
 bin=$(cd "${1:-.gpu-bundle/bin}" && pwd)
 out=${OUT:-/tmp/gpu-check}
@@ -24,7 +25,14 @@ ONLY=${REPLAY_ONLY:-} NO_PLAIN=1 OUT=$work/replay timeout ${REPLAY_S:-300} bash 
   "$work/overhead" "${OVH_REPEATS:-3}" 1000 8 bare,wattlens-light >"$out/overhead.txt" 2>&1
 [ -z "${SKIP_MIX:-}" ] && timeout 60 python3 scripts/requests_check.py mix --requests 60 \
   >"$out/mix-bare.json" 2>&1
+if [ "${AUDIT_S:-0}" -gt 0 ]; then
+  mkdir -p "$work/audit"
+  WATTLENS="$bin/wattlens" timeout "$AUDIT_S" bash scripts/audit-check.sh "$work/audit" \
+    >"$out/audit-summary.txt" 2>&1
+  cp "$work/audit/audit-check.json" "$out/" 2>/dev/null
+  rm -f "$work"/audit/*.wlt
+fi
 rm -f "$work"/replay/*.json
 tar czf "$out/tests.tgz" -C "$work/tests" .
-(cd "$work" && tar czf - replay overhead | split -b 15m - "$out/runs.tgz.")
+(cd "$work" && tar czf - replay overhead $( [ -d audit ] && echo audit ) | split -b 15m - "$out/runs.tgz.")
 tail -1 "$out/bundle.txt"

@@ -3,7 +3,7 @@
 
 use wattlens_instrument::merge::{add_power_after, merge, MergeError};
 use wattlens_instrument::sim::{demo_workload, simulate, GpuModel};
-use wattlens_instrument::trace::{Annotation, Trace};
+use wattlens_instrument::trace::{Annotation, AuditOp, AuditTensor, Trace};
 use wattlens_instrument::{attribute, SensorProfile};
 
 /// The demo workload (a compute stream and a copy stream) as one process, and as two: one per
@@ -34,6 +34,27 @@ fn split() -> (Trace, Trace, Trace) {
                 span: first,
                 address: 0x7f00_0000_0000 + stream,
             },
+            // As `wattlens run --audit` adds: an operation of each process names its kernels.
+            Annotation::AuditOp(Box::new(AuditOp {
+                seq: 1,
+                name: "aten::addmm".into(),
+                module: String::new(),
+                ordinal: 0,
+                identity: 9,
+                random: false,
+                moves_data: false,
+                spans: vec![first],
+                inputs: vec![AuditTensor {
+                    tensor: 1,
+                    storage: 0x7f00,
+                    digest: 5,
+                    bytes: 64,
+                    device: Some(0),
+                }],
+                outputs: Vec::new(),
+                writes: Vec::new(),
+                rows: None,
+            })),
         ];
         t
     };
@@ -88,6 +109,23 @@ fn two_processes_on_one_gpu_merge_into_one_attribution_like_the_whole() {
             (span.start_ns, span.end_ns, merged.str(span.name)),
             (original.start_ns, original.end_ns, part.str(original.name))
         );
+    }
+    // Each process's audited operation keeps its kernels; its ids stay apart from the other's.
+    let ops: Vec<&AuditOp> = merged
+        .annotations
+        .iter()
+        .filter_map(|a| match a {
+            Annotation::AuditOp(op) => Some(op.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ops.len(), 2);
+    assert_ne!(ops[0].seq, ops[1].seq);
+    assert_ne!(ops[0].inputs[0].tensor, ops[1].inputs[0].tensor);
+    assert_ne!(ops[0].inputs[0].storage, ops[1].inputs[0].storage);
+    for (op, part) in ops.iter().zip([&a, &b]) {
+        let span = merged.spans.iter().find(|s| s.id == op.spans[0]).unwrap();
+        assert_eq!(span.start_ns, part.spans[0].start_ns);
     }
     let (w, m) = (
         attribute(&whole, 0).unwrap(),

@@ -138,7 +138,11 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let mut paths = process_traces(&dir, &stem, since);
     if args.audit {
         let ops = crate::audit::attach_facts(&paths, &prefix)?;
-        eprintln!("wattlens: audit: {ops} operations' content facts joined to the trace");
+        if ops == 0 {
+            eprintln!("wattlens: note: the audit saw no PyTorch operation on a traced process (it audits Python programs that import torch); nothing was audited");
+        } else {
+            eprintln!("wattlens: audit: {ops} operations' content facts joined to the trace");
+        }
     }
     // The quiet readings after the command are taken while its traces are read.
     let reading = if paths.is_empty() {

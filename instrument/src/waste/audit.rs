@@ -138,6 +138,11 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             .into_iter()
             .filter(|o| !o.spans.iter().any(|s| claimed.contains(s))),
     );
+    if !f.summaries.is_empty() {
+        unchecked.push(
+            "padding: the audit does not know which rows of an operation are padding (declare a padding mask through the runtime to have it priced)".to_owned(),
+        );
+    }
     for s in &f.summaries {
         for (why, n) in &s.skipped {
             unchecked.push(format!("{n} operations were not audited: {why}"));
