@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use super::{AuditCost, Context, Evidence, Occurrence, WasteKind};
+use super::{AuditCost, Context, Evidence, Mj, Occurrence, WasteKind};
 use crate::trace::{Annotation, AuditOp, AuditSummary, OpClass};
 
 /// What an operation is for grouping: its operator, and the kind of module it ran in.
@@ -85,9 +85,9 @@ fn occurrence(
         .filter_map(|id| cx.by_id.get(id).copied())
         .collect();
     let first = spans.first()?;
-    let (mut energy, mut time_ns) = ((0.0, 0.0, 0.0), 0.0);
+    let (mut energy, mut time_ns) = (Mj::ZERO, 0.0);
     for s in &spans {
-        let ((mj, low, high), time_share) = if wasted >= total {
+        let (mj, time_share) = if wasted >= total {
             (cx.span_mj(s.id), 1.0)
         } else {
             let attention =
@@ -101,7 +101,7 @@ fn occurrence(
             };
             cx.partial_mj(s, w, t)
         };
-        energy = (energy.0 + mj, energy.1 + low, energy.2 + high);
+        energy += mj;
         time_ns += s.duration_ns() as f64 * time_share;
     }
     let mut o = cx.partial_occurrence(

@@ -13,7 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{is_readback, Context, Gap, Occurrence, WasteConfig, WasteKind, Wasted};
+use super::{
+    drawn_over, is_readback, Context, Gap, Mj, Occurrence, WasteConfig, WasteKind, Wasted,
+};
 use crate::attribution::EnergyEstimate;
 use crate::trace::Span;
 
@@ -102,13 +104,13 @@ pub struct IdlePhases {
 }
 
 /// Split the device's idle into start-up, tear-down, host-only stretches and the steady
-/// stretches between; `covered` is the counter's first and last reading, `dynamic_mj` the
-/// attributed dynamic energy (mid, low, high).
+/// stretches between; `covered` is the counter's first and last reading, `dynamic` the
+/// attributed dynamic energy.
 pub(super) fn phases(
     cx: &Context<'_>,
     config: &WasteConfig,
     covered: (u64, u64),
-    dynamic_mj: (f64, f64, f64),
+    dynamic: Mj,
 ) -> Option<IdlePhases> {
     let first = cx.work.first()?.start_ns;
     let last = cx.work.iter().map(|s| s.end_ns).max()?;
@@ -134,15 +136,16 @@ pub(super) fn phases(
     let startup_ns = first.saturating_sub(covered.0);
     let teardown_ns = program_end.saturating_sub(last);
     let steady_ns = last.saturating_sub(first).saturating_sub(host_ns);
-    let (mw, low, high) = cx.idle_mw;
+    let p = &cx.idle;
+    let idle_half_width_mw = (p.high_mw - p.low_mw) / 2.0;
     let at_idle = |ns: u64| {
         let s = ns as f64 * 1e-9;
-        EnergyEstimate::from_half_width(mw * s, (high - low) / 2.0 * s)
+        EnergyEstimate::from_half_width(p.mw * s, idle_half_width_mw * s)
     };
     let s = steady_ns as f64 * 1e-9;
     let steady = EnergyEstimate::from_half_width(
-        mw * s + dynamic_mj.0,
-        (high - low) / 2.0 * s + (dynamic_mj.2 - dynamic_mj.1) / 2.0,
+        p.mw * s + dynamic.mj,
+        idle_half_width_mw * s + (dynamic.high_mj - dynamic.low_mj) / 2.0,
     );
     Some(IdlePhases {
         startup_ns,
@@ -186,8 +189,6 @@ fn occurrence(
     cause: Cause<'_>,
     (from, ns): (u64, u64),
 ) -> Occurrence {
-    let (mw, low, high) = cx.idle_mw;
-    let j = |p: f64| p * ns as f64 * 1e-9;
     let (what, anchor, fix) = match cause {
         Cause::Sync(s) => (
             "idle after a host synchronisation",
@@ -223,7 +224,7 @@ fn occurrence(
         what: what.to_owned(),
         region: cx.trace.str(anchor.region).to_owned(),
         site: cx.trace.str(anchor.site).to_owned(),
-        energy: (j(mw), j(low), j(high)),
+        energy: drawn_over(&cx.idle, ns as f64),
         time_ns: ns,
         run_saved_ns: None,
         whole_launch: false,

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::attribution::{Attribution, EnergyEstimate, SpanEnergy};
+use crate::attribution::{Attribution, EnergyEstimate, PowerEstimate, SpanEnergy};
 use crate::trace::{Annotation, BufferVersion, Span, Trace};
 
 /// A kind of waste.
@@ -176,6 +176,79 @@ impl Default for WasteConfig {
     }
 }
 
+/// An energy with its 95% interval, mJ: what the detectors price before findings are grouped.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Mj {
+    /// The estimate.
+    pub mj: f64,
+    /// The interval's lower end.
+    pub low_mj: f64,
+    /// The interval's upper end.
+    pub high_mj: f64,
+}
+
+impl Mj {
+    /// No energy.
+    pub(crate) const ZERO: Self = Self::new(0.0, 0.0, 0.0);
+
+    /// `mj` within `[low_mj, high_mj]`.
+    pub(crate) const fn new(mj: f64, low_mj: f64, high_mj: f64) -> Self {
+        Self {
+            mj,
+            low_mj,
+            high_mj,
+        }
+    }
+
+    /// This energy and an exactly known `mj` more.
+    pub(crate) fn plus_exact(self, mj: f64) -> Self {
+        Self::new(self.mj + mj, self.low_mj + mj, self.high_mj + mj)
+    }
+
+    /// This energy times `k`.
+    pub(crate) fn scaled(self, k: f64) -> Self {
+        Self::new(self.mj * k, self.low_mj * k, self.high_mj * k)
+    }
+}
+
+impl std::ops::Add for Mj {
+    type Output = Self;
+
+    fn add(self, o: Self) -> Self {
+        Self::new(
+            self.mj + o.mj,
+            self.low_mj + o.low_mj,
+            self.high_mj + o.high_mj,
+        )
+    }
+}
+
+impl std::ops::AddAssign for Mj {
+    fn add_assign(&mut self, o: Self) {
+        *self = *self + o;
+    }
+}
+
+/// The energy power `p` draws over `ns`, with its interval.
+fn drawn_over(p: &PowerEstimate, ns: f64) -> Mj {
+    let mj = |mw: f64| mw * ns * 1e-9;
+    Mj::new(mj(p.mw), mj(p.low_mw), mj(p.high_mw))
+}
+
+/// A top-level region's dynamic energy and busy time: what a busy ns there costs.
+#[derive(Debug, Clone, Copy)]
+struct RegionRate {
+    dynamic: Mj,
+    busy_ns: f64,
+}
+
+impl RegionRate {
+    /// The region's dynamic energy over `ns` of its busy time.
+    fn over_ns(&self, ns: f64) -> Mj {
+        self.dynamic.scaled(ns / self.busy_ns)
+    }
+}
+
 /// One occurrence before grouping.
 #[derive(Debug, Clone)]
 pub(crate) struct Occurrence {
@@ -183,7 +256,7 @@ pub(crate) struct Occurrence {
     what: String,
     region: String,
     site: String,
-    energy: (f64, f64, f64),
+    energy: Mj,
     time_ns: u64,
     /// How much sooner the run would end without it, ns, where replayed.
     run_saved_ns: Option<f64>,
@@ -274,11 +347,11 @@ pub(crate) struct Context<'a> {
     freed: HashMap<u64, u64>,
     /// Spans that read each buffer version.
     readers: HashMap<(u64, u32), Vec<u64>>,
-    /// Idle power (mW) and its CI.
-    idle_mw: (f64, f64, f64),
+    /// Idle power and its CI.
+    idle: PowerEstimate,
     /// Dynamic power per busy ns of each top-level region, as (mJ, low, high) per ns: the price
     /// of a span whose own signature the sensors could not resolve.
-    region_rate: HashMap<String, (f64, f64, f64)>,
+    region_rate: HashMap<String, RegionRate>,
     /// (padding, all) units of each span launched under a declared pass (padding mask).
     padding: HashMap<u64, (u64, u64)>,
     /// Units of each span that partial-waste findings (padding, recomputed rows) claim
@@ -416,18 +489,15 @@ impl<'a> Context<'a> {
             .iter()
             .filter(|r| !r.path.contains('/') && r.busy_ns > 0)
             .map(|r| {
-                let ns = r.busy_ns as f64;
                 (
                     r.path.clone(),
-                    (
-                        r.dynamic.mj / ns,
-                        r.dynamic.low_mj / ns,
-                        r.dynamic.high_mj / ns,
-                    ),
+                    RegionRate {
+                        dynamic: Mj::new(r.dynamic.mj, r.dynamic.low_mj, r.dynamic.high_mj),
+                        busy_ns: r.busy_ns as f64,
+                    },
                 )
             })
             .collect();
-        let p = attribution.idle_power;
         let time_models = HashMap::new();
         let writer = work
             .iter()
@@ -465,7 +535,7 @@ impl<'a> Context<'a> {
             sizes,
             freed,
             readers,
-            idle_mw: (p.mw, p.low_mw, p.high_mw),
+            idle: attribution.idle_power,
         };
         cx.time_models = cx.fit_time_models();
         cx
@@ -601,11 +671,11 @@ impl<'a> Context<'a> {
     /// time and of dynamic energy, as a kernel made for the smaller size would; its lower end
     /// takes the dynamic energy in proportion to time instead of work, as for a launch whose
     /// every SM stays busy.
-    fn partial_mj(&self, s: &Span, wasted: f64, total: f64) -> ((f64, f64, f64), f64) {
+    fn partial_mj(&self, s: &Span, wasted: f64, total: f64) -> (Mj, f64) {
         let claimed = self.partial_units.get(&s.id).copied().unwrap_or(0.0);
         let joint = claimed.max(wasted).min(total);
         if total <= 0.0 || joint <= 0.0 || wasted <= 0.0 {
-            return ((0.0, 0.0, 0.0), 0.0);
+            return (Mj::ZERO, 0.0);
         }
         let part = (wasted / joint).clamp(0.0, 1.0);
         let units = joint / total;
@@ -617,64 +687,58 @@ impl<'a> Context<'a> {
         };
         let (own, static_mj) = self.span_parts(s);
         let top = top_region(self.trace, s);
-        let (mj, low, high) = match self.region_rate.get(top) {
-            Some(&(rate, rate_low, rate_high)) if self.masked_regions.contains(top) => {
-                let ns = s.duration_ns() as f64;
-                (rate * ns, rate_low * ns, rate_high * ns)
-            }
+        let dynamic = match self.region_rate.get(top) {
+            Some(rate) if self.masked_regions.contains(top) => rate.over_ns(s.duration_ns() as f64),
             _ => own,
         };
         let time_mid = time.unwrap_or(0.0);
         (
-            (
-                part * (mj * work + static_mj * time_mid),
-                part * (low * time.map_or(work, |t| work.min(t)) + static_mj * time_mid),
-                part * (high * units + static_mj * time_mid.max(units)),
+            Mj::new(
+                part * (dynamic.mj * work + static_mj * time_mid),
+                part * (dynamic.low_mj * time.map_or(work, |t| work.min(t)) + static_mj * time_mid),
+                part * (dynamic.high_mj * units + static_mj * time_mid.max(units)),
             ),
             part * time_mid,
         )
     }
 
-    /// Energy of span `id`: dynamic plus its static share, as (mJ, low, high). Where the
+    /// Energy of span `id`: dynamic plus its static share. Where the
     /// span's own dynamic energy is unresolved, its top-level region's dynamic power per busy
     /// ns prices it instead (each busy ns there costs alike, as far as the sensors can tell),
     /// held under the span's own upper bound: a kernel the sensors bound below its region's
     /// average is cheaper than that average.
-    fn span_mj(&self, id: u64) -> (f64, f64, f64) {
+    fn span_mj(&self, id: u64) -> Mj {
         let Some(s) = self.by_id.get(&id) else {
-            return (0.0, 0.0, 0.0);
+            return Mj::ZERO;
         };
-        let ((mj, low, high), static_mj) = self.span_parts(s);
-        (mj + static_mj, low + static_mj, high + static_mj)
+        let (dynamic, static_mj) = self.span_parts(s);
+        dynamic.plus_exact(static_mj)
     }
 
-    /// Span `s`'s dynamic energy (mJ, low, high), priced as [`Context::span_mj`] says, and its
-    /// static share, mJ.
-    fn span_parts(&self, s: &Span) -> ((f64, f64, f64), f64) {
+    /// Span `s`'s dynamic energy, priced as [`Context::span_mj`] says, and its static share,
+    /// mJ.
+    fn span_parts(&self, s: &Span) -> (Mj, f64) {
         let Some(e) = self.energy.get(&s.id) else {
-            return ((0.0, 0.0, 0.0), 0.0);
+            return (Mj::ZERO, 0.0);
         };
-        let own = (e.dynamic.mj, e.dynamic.low_mj, e.dynamic.high_mj);
-        let dynamic = match (e.dynamic.coverage, self.span_rate(s)) {
-            (crate::attribution::Coverage::Unresolved, Some((rate, ns))) => {
-                priced_at_rate(own, rate.0, ns)
+        let own = Mj::new(e.dynamic.mj, e.dynamic.low_mj, e.dynamic.high_mj);
+        let dynamic = match (
+            e.dynamic.coverage,
+            self.region_rate.get(top_region(self.trace, s)),
+        ) {
+            (crate::attribution::Coverage::Unresolved, Some(rate)) => {
+                priced_at_rate(own, rate.over_ns(s.duration_ns() as f64).mj)
             }
             _ => own,
         };
         (dynamic, e.static_mj)
     }
 
-    /// The rate of span `s`'s top-level region and the span's duration, ns.
-    fn span_rate(&self, s: &Span) -> Option<((f64, f64, f64), f64)> {
-        let rate = self.region_rate.get(top_region(self.trace, s))?;
-        Some((*rate, s.duration_ns() as f64))
-    }
-
-    /// The idle wait before span `s` that a wasted launch is charged for: (mJ, low, high) and
-    /// ns, or zeros. Only a short wait with no synchronisation ending in it, after work that
+    /// The idle wait before span `s` that a wasted launch is charged for: its energy and ns, or
+    /// zeros. Only a short wait with no synchronisation ending in it, after work that
     /// was not a read-back.
-    fn charge_wait(&self, s: &Span) -> ((f64, f64, f64), u64) {
-        let none = ((0.0, 0.0, 0.0), 0);
+    fn charge_wait(&self, s: &Span) -> (Mj, u64) {
+        let none = (Mj::ZERO, 0);
         let Some(g) = self.gap_before.get(&s.id).and_then(|&i| self.gaps.get(i)) else {
             return none;
         };
@@ -684,9 +748,7 @@ impl<'a> Context<'a> {
             return none;
         }
         self.charged.borrow_mut().insert(s.id);
-        let (mw, low, high) = self.idle_mw;
-        let j = |p: f64| p * ns as f64 * 1e-9;
-        ((j(mw), j(low), j(high)), ns)
+        (drawn_over(&self.idle, ns as f64), ns)
     }
 
     /// The last host synchronisation that ended inside gap `g`, if any.
@@ -747,14 +809,14 @@ impl<'a> Context<'a> {
         self.trace.str(s.name).to_owned()
     }
 
-    /// An occurrence about span `s` with the given kind, its energy (mJ, low, high) and time
-    /// (ns), and its evidence. A launch wasted whole (dead write, recomputation, redundant
+    /// An occurrence about span `s` with the given kind, its energy and time (ns), and its
+    /// evidence. A launch wasted whole (dead write, recomputation, redundant
     /// transfer) also wasted the wait for it to arrive, which is added.
     fn occurrence(
         &self,
         kind: WasteKind,
         s: &Span,
-        (energy, time_ns): ((f64, f64, f64), u64),
+        (energy, time_ns): (Mj, u64),
         evidence: Evidence,
     ) -> Occurrence {
         let whole_launch = matches!(
@@ -762,8 +824,8 @@ impl<'a> Context<'a> {
             WasteKind::DeadWrite | WasteKind::Recomputation | WasteKind::RedundantTransfer
         );
         let (energy, time_ns) = if whole_launch {
-            let ((a, b, c), ns) = self.charge_wait(s);
-            ((energy.0 + a, energy.1 + b, energy.2 + c), time_ns + ns)
+            let (wait, ns) = self.charge_wait(s);
+            (energy + wait, time_ns + ns)
         } else {
             (energy, time_ns)
         };
@@ -779,7 +841,7 @@ impl<'a> Context<'a> {
         &self,
         kind: WasteKind,
         s: &Span,
-        (energy, time_ns): ((f64, f64, f64), u64),
+        (energy, time_ns): (Mj, u64),
         evidence: Evidence,
     ) -> Occurrence {
         Occurrence {
@@ -971,7 +1033,6 @@ fn price_by_time_saved(cx: &Context<'_>, occurrences: &mut [Occurrence]) {
             groups.entry(group_key(o)).or_default().push(i);
         }
     }
-    let (mw, low_mw, high_mw) = cx.idle_mw;
     for members in groups.values() {
         let ids: Vec<u64> = members
             .iter()
@@ -989,13 +1050,15 @@ fn price_by_time_saved(cx: &Context<'_>, occurrences: &mut [Occurrence]) {
             let (Some(saved), Some(s)) = (shares.get(&id), cx.by_id.get(&id)) else {
                 continue;
             };
-            let ((dynamic, dyn_low, dyn_high), _) = cx.span_parts(s);
-            let j = |p_mw: f64, ns: f64| p_mw * ns * 1e-9;
-            o.energy = (
-                dynamic + j(mw, saved.mid_ns),
-                dyn_low + j(low_mw, saved.low_ns),
-                dyn_high + j(high_mw, saved.high_ns),
-            );
+            let (dynamic, _) = cx.span_parts(s);
+            let at_idle = |mw: f64, ns: f64| mw * ns * 1e-9;
+            let p = &cx.idle;
+            o.energy = dynamic
+                + Mj::new(
+                    at_idle(p.mw, saved.mid_ns),
+                    at_idle(p.low_mw, saved.low_ns),
+                    at_idle(p.high_mw, saved.high_ns),
+                );
             o.time_ns = s.duration_ns();
             o.run_saved_ns = Some(saved.mid_ns);
         }
@@ -1031,9 +1094,9 @@ fn group(occurrences: Vec<Occurrence>) -> Vec<Finding> {
             };
         }
         let (mj, low, high) = (
-            f.energy.mj + o.energy.0,
-            f.energy.low_mj + o.energy.1,
-            f.energy.high_mj + o.energy.2,
+            f.energy.mj + o.energy.mj,
+            f.energy.low_mj + o.energy.low_mj,
+            f.energy.high_mj + o.energy.high_mj,
         );
         f.energy = EnergyEstimate {
             mj,
@@ -1101,7 +1164,7 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
             &cx,
             config,
             covered,
-            (c.dynamic_mj, c.dynamic_mj - spread, c.dynamic_mj + spread),
+            Mj::new(c.dynamic_mj, c.dynamic_mj - spread, c.dynamic_mj + spread),
         )
     });
     WasteReport {
@@ -1114,13 +1177,13 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
     }
 }
 
-/// The dynamic energy (mJ, low, high) of an unresolved span of `ns` at its region's
-/// `rate_mj_per_ns`, held under the span's `own` upper bound. The region's rate is only a
+/// The dynamic energy of an unresolved span at its region's rate (`at_rate_mj`: the region's
+/// dynamic energy over the span's duration), held under the span's `own` upper bound. The region's rate is only a
 /// guess at what the span itself drew, so the CI is the span's own: a narrow kernel in a
 /// region of wide ones draws far less than the region's average, and the sensors cannot say.
-fn priced_at_rate(own: (f64, f64, f64), rate_mj_per_ns: f64, ns: f64) -> (f64, f64, f64) {
-    let mid = (rate_mj_per_ns * ns).min(own.2);
-    (mid, own.1.clamp(0.0, mid), own.2.max(mid))
+fn priced_at_rate(own: Mj, at_rate_mj: f64) -> Mj {
+    let mid = at_rate_mj.min(own.high_mj);
+    Mj::new(mid, own.low_mj.clamp(0.0, mid), own.high_mj.max(mid))
 }
 
 #[cfg(test)]
@@ -1187,12 +1250,20 @@ mod tests {
         let rate = 40e-6;
         // Its own bound (0.06 mJ: 60 W over the 1000 ns) is above the region's price: the rate
         // stands, and the CI is the span's own, not the region's.
-        let (mid, low, high) = priced_at_rate((0.01, 0.0, 0.06), rate, 1000.0);
+        let Mj {
+            mj: mid,
+            low_mj: low,
+            high_mj: high,
+        } = priced_at_rate(Mj::new(0.01, 0.0, 0.06), rate * 1000.0);
         assert!((mid - 0.04).abs() < 1e-12 && low == 0.0);
         assert!((high - 0.06).abs() < 1e-12);
         // Its own bound (28 W) is below the region's price: held at the bound, with the
         // span's own CI below it.
-        let (mid, low, high) = priced_at_rate((0.01, 0.002, 0.028), rate, 1000.0);
+        let Mj {
+            mj: mid,
+            low_mj: low,
+            high_mj: high,
+        } = priced_at_rate(Mj::new(0.01, 0.002, 0.028), rate * 1000.0);
         assert!((mid - 0.028).abs() < 1e-12, "{mid}");
         assert!((low - 0.002).abs() < 1e-12 && (high - 0.028).abs() < 1e-12);
     }

@@ -194,7 +194,7 @@ fn by_address(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mut Vec<S
         } else if copied.exact(start, end) == Some(d) {
             repeats += 1;
             repeat_bytes = repeat_bytes.saturating_add(bytes);
-            repeat_mj += cx.span_mj(s.id).0;
+            repeat_mj += cx.span_mj(s.id).mj;
         }
         held.put(start, end, d);
         copied.put(start, end, d);

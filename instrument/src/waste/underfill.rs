@@ -3,7 +3,7 @@
 //! the launch's static share times the idle fraction of SMs. Occupancy below one block per SM
 //! is not estimated (the trace has no register or shared-memory counts).
 
-use super::{Context, Evidence, Occurrence, WasteConfig, WasteKind};
+use super::{Context, Evidence, Mj, Occurrence, WasteConfig, WasteKind};
 use crate::trace::SpanKind;
 
 pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occurrence>) {
@@ -18,7 +18,7 @@ pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occur
     else {
         return;
     };
-    let (mw, low, high) = cx.idle_mw;
+    let idle = cx.idle;
     for s in cx.work.iter().filter(|s| s.kind == SpanKind::Kernel) {
         let Some(shape) = s.launch else {
             continue;
@@ -29,8 +29,15 @@ pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occur
         }
         let idle_share = 1.0 - blocks as f64 / sms as f64;
         let wasted = cx.static_mj(s.id) * idle_share;
-        let scale = |p: f64| if mw > 0.0 { wasted * p / mw } else { wasted };
-        out.push(cx.occurrence(WasteKind::UnderfilledLaunch, s, ((wasted, scale(low), scale(high)), (s.duration_ns() as f64 * idle_share) as u64), Evidence::new((vec![s.id], Vec::new()), format!(
+        let scale = |p: f64| {
+            if idle.mw > 0.0 {
+                wasted * p / idle.mw
+            } else {
+                wasted
+            }
+        };
+        let energy = Mj::new(wasted, scale(idle.low_mw), scale(idle.high_mw));
+        out.push(cx.occurrence(WasteKind::UnderfilledLaunch, s, (energy, (s.duration_ns() as f64 * idle_share) as u64), Evidence::new((vec![s.id], Vec::new()), format!(
                 "{blocks} blocks on {sms} SMs: {} SMs drew static power for {:.1} µs with nothing to run",
                 sms - blocks,
                 s.duration_ns() as f64 / 1e3
