@@ -10,7 +10,8 @@
 # Environment: REPLAY_ONLY (programs for replay-check, default all), OVH_REPEATS (3; 0 skips
 # the overhead runs), SKIP_MIX (skips the bare request mix), BUNDLE_S and REPLAY_S (time limits of
 # the bundle and of replay-check, s; 240 and 300), AUDIT_S (time limit of scripts/audit-check.sh,
-# s; 0, the default, skips it).
+# s; 0, the default, skips it), IDLE_STATES (1 runs scripts/device/idle_states.py first, about
+# 50 s: which idle power a launch-bound loop's closure should subtract).
 set -u
 bin=$(cd "${1:-.gpu-bundle/bin}" && pwd)
 out=${OUT:-/tmp/gpu-check}
@@ -18,6 +19,7 @@ work=$(mktemp -d)
 mkdir -p "$out" "$work/tests" "$work/replay" "$work/overhead"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu --format=csv >"$out/gpu.txt" 2>&1
+[ -n "${IDLE_STATES:-}" ] && timeout 90 python3 scripts/device/idle_states.py >"$out/idle-states.json" 2>&1
 OUT=$work/tests timeout ${BUNDLE_S:-240} bash .gpu-bundle/run >"$out/bundle.txt" 2>&1
 ONLY=${REPLAY_ONLY:-} NO_PLAIN=1 OUT=$work/replay timeout ${REPLAY_S:-300} bash scripts/replay-check.sh "$bin" \
   >"$out/replay-summary.txt" 2>&1
