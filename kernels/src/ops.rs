@@ -40,6 +40,88 @@ pub struct Ops {
     attn_cached: Kernel,
 }
 
+/// Where a launch goes: the profiling session that records it and the stream it runs on.
+#[derive(Clone, Copy)]
+pub struct On<'a> {
+    /// The session.
+    pub prof: &'a Profiler,
+    /// The stream.
+    pub stream: &'a Arc<CudaStream>,
+}
+
+/// An int8 matrix for [`Ops::matmul_int8`]: its values packed four per i32 and one fp32 scale
+/// per row.
+#[derive(Clone, Copy)]
+pub struct Int8Matrix<'a> {
+    /// The values, packed four per i32 (see [`crate::reference::pack_int8`]).
+    pub packed: &'a DeviceBuffer<i32>,
+    /// One scale per row.
+    pub scales: &'a DeviceBuffer<f32>,
+}
+
+/// The inputs of an attention call over `[b][h][l][d]` tensors: queries, keys, values, and
+/// each batch row's valid length.
+#[derive(Clone, Copy)]
+pub struct AttnInputs<'a> {
+    /// Queries.
+    pub q: &'a DeviceBuffer<f32>,
+    /// Keys.
+    pub k: &'a DeviceBuffer<f32>,
+    /// Values.
+    pub v: &'a DeviceBuffer<f32>,
+    /// Valid length of each batch row.
+    pub lens: &'a DeviceBuffer<i32>,
+}
+
+/// A LayerNorm's weights: scale and shift, one per column.
+#[derive(Clone, Copy)]
+pub struct LayerNormWeights<'a> {
+    /// Scale.
+    pub gamma: &'a DeviceBuffer<f32>,
+    /// Shift.
+    pub beta: &'a DeviceBuffer<f32>,
+}
+
+/// The embedding tables: one row per token id, and one per position.
+#[derive(Clone, Copy)]
+pub struct Embeddings<'a> {
+    /// Token embeddings (`wte`).
+    pub tokens: &'a DeviceBuffer<f32>,
+    /// Position embeddings (`wpe`).
+    pub positions: &'a DeviceBuffer<f32>,
+}
+
+/// A KV cache laid out `[b][h][max_len][hd]`, being written.
+pub struct KvCacheMut<'a> {
+    /// Keys.
+    pub k: &'a mut DeviceBuffer<f32>,
+    /// Values.
+    pub v: &'a mut DeviceBuffer<f32>,
+    /// Positions per row.
+    pub max_len: usize,
+}
+
+/// A KV cache laid out `[b][h][max_len][hd]`, being read.
+#[derive(Clone, Copy)]
+pub struct KvCache<'a> {
+    /// Keys.
+    pub k: &'a DeviceBuffer<f32>,
+    /// Values.
+    pub v: &'a DeviceBuffer<f32>,
+    /// Positions per row.
+    pub max_len: usize,
+}
+
+/// Where cached attention's queries sit: each batch row's first query position, and its number
+/// of valid keys.
+#[derive(Clone, Copy)]
+pub struct CachedPositions<'a> {
+    /// First query position of each batch row.
+    pub query_start: &'a DeviceBuffer<i32>,
+    /// Valid keys of each batch row.
+    pub key_len: &'a DeviceBuffer<i32>,
+}
+
 /// `(batch, heads, tokens, head_dim)` of the decoder plumbing.
 pub type HeadShape = (usize, usize, usize, usize);
 
@@ -147,11 +229,9 @@ impl Ops {
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when a buffer is too small for the shape; launch errors.
-    #[allow(clippy::too_many_arguments)] // a matmul has three buffers and three sizes
     pub fn matmul_f32(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         kind: MatmulF32,
         a: &DeviceBuffer<f32>,
         b: &DeviceBuffer<f32>,
@@ -184,7 +264,8 @@ impl Ops {
         // SAFETY: the buffers hold m·k, k·n and m·n elements (checked above), and the kernel's
         // signature is (const float*, const float*, float*, int, int, int).
         unsafe {
-            prof.launch(stream, kernel)
+            on.prof
+                .launch(on.stream, kernel)
                 .arg(a)
                 .arg(b)
                 .arg(c)
@@ -202,8 +283,7 @@ impl Ops {
     /// [`CudaError::Arguments`] for a shape that is not a multiple of the tile or a buffer too small.
     pub fn matmul_bf16(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         a: &DeviceBuffer<u16>,
         bt: &DeviceBuffer<u16>,
         c: &mut DeviceBuffer<f32>,
@@ -238,7 +318,8 @@ impl Ops {
         // SAFETY: shapes are tile multiples of the chosen kernel and the buffers hold m·k,
         // n·k and m·n elements.
         unsafe {
-            prof.launch(stream, kernel)
+            on.prof
+                .launch(on.stream, kernel)
                 .arg(a)
                 .arg(bt)
                 .arg(c)
@@ -249,24 +330,21 @@ impl Ops {
         }
     }
 
-    /// C (m×n) = diag(sa)·(A·B)·diag(sb) in int8: A (m×k) and Bt (n×k) packed four per i32
-    /// (see [`crate::reference::pack_int8`]); k a multiple of 4.
+    /// C (m×n) = diag(sa)·(A·B)·diag(sb) in int8: A (m×k, scales sa) and Bt (n×k, scales sb)
+    /// packed four per i32 (see [`crate::reference::pack_int8`]); k a multiple of 4.
     ///
     /// # Errors
     /// [`CudaError::Arguments`] for k not a multiple of 4 or a buffer too small.
-    #[allow(clippy::too_many_arguments)] // two operands, two scale vectors, the output, the shape
     pub fn matmul_int8(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
-        a4: &DeviceBuffer<i32>,
-        bt4: &DeviceBuffer<i32>,
-        sa: &DeviceBuffer<f32>,
-        sb: &DeviceBuffer<f32>,
+        on: On<'_>,
+        a: Int8Matrix<'_>,
+        bt: Int8Matrix<'_>,
         c: &mut DeviceBuffer<f32>,
         (m, n, k): (usize, usize, usize),
     ) -> Result<(), CudaError> {
         let name = "matmul_int8_dp4a";
+        let (a4, sa, bt4, sb) = (a.packed, a.scales, bt.packed, bt.scales);
         if k % 4 != 0 {
             return Err(shape_error(name, format!("k={k} must be a multiple of 4")));
         }
@@ -284,7 +362,8 @@ impl Ops {
         );
         // SAFETY: the buffers hold the elements the shape needs (checked above).
         unsafe {
-            prof.launch(stream, &self.matmul_int8_dp4a)
+            on.prof
+                .launch(on.stream, &self.matmul_int8_dp4a)
                 .arg(a4)
                 .arg(bt4)
                 .arg(sa)
@@ -328,16 +407,11 @@ impl Ops {
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
-    #[allow(clippy::too_many_arguments)] // Q, K, V, O, lens, the scratch scores, the shape
     pub fn attention_unfused(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
-        q: &DeviceBuffer<f32>,
-        k: &DeviceBuffer<f32>,
-        v: &DeviceBuffer<f32>,
+        on: On<'_>,
+        AttnInputs { q, k, v, lens }: AttnInputs<'_>,
         o: &mut DeviceBuffer<f32>,
-        lens: &DeviceBuffer<i32>,
         scores: &mut DeviceBuffer<f32>,
         s: AttnShape,
         scale: f32,
@@ -361,7 +435,8 @@ impl Ops {
         // SAFETY (three launches): every buffer holds what the shape needs (checked above) and
         // the arguments follow the kernels' signatures in ops.cu.
         unsafe {
-            prof.launch(stream, &self.attn_scores)
+            on.prof
+                .launch(on.stream, &self.attn_scores)
                 .arg(q)
                 .arg(k)
                 .arg(&mut *scores)
@@ -374,12 +449,14 @@ impl Ops {
                 .arg(&scale)
                 .launch(cfg(rows * s.l))?;
             let sm = grid((blocks(rows, 4), 1), (128, 1));
-            prof.launch(stream, &self.softmax_rows)
+            on.prof
+                .launch(on.stream, &self.softmax_rows)
                 .arg(&mut *scores)
                 .arg(&rows_i)
                 .arg(&l)
                 .launch(sm)?;
-            prof.launch(stream, &self.attn_pv)
+            on.prof
+                .launch(on.stream, &self.attn_pv)
                 .arg(&*scores)
                 .arg(v)
                 .arg(o)
@@ -394,16 +471,11 @@ impl Ops {
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when d is too large or a buffer too small; launch errors.
-    #[allow(clippy::too_many_arguments)] // Q, K, V, O, lens, the shape and the scale
     pub fn attention_fused(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
-        q: &DeviceBuffer<f32>,
-        k: &DeviceBuffer<f32>,
-        v: &DeviceBuffer<f32>,
+        on: On<'_>,
+        AttnInputs { q, k, v, lens }: AttnInputs<'_>,
         o: &mut DeviceBuffer<f32>,
-        lens: &DeviceBuffer<i32>,
         s: AttnShape,
         scale: f32,
     ) -> Result<(), CudaError> {
@@ -427,7 +499,8 @@ impl Ops {
         let cfg = grid((blocks(s.b * s.h * s.l, 64), 1), (64, 1));
         // SAFETY: the buffers hold the shape (checked above); d ≤ MAX_D of the kernel.
         unsafe {
-            prof.launch(stream, &self.attn_fused)
+            on.prof
+                .launch(on.stream, &self.attn_fused)
                 .arg(q)
                 .arg(k)
                 .arg(v)
@@ -449,8 +522,7 @@ impl Ops {
     /// [`CudaError::Arguments`] when the buffer is too small; launch errors.
     pub fn softmax(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         x: &mut DeviceBuffer<f32>,
         rows: usize,
         n: usize,
@@ -463,7 +535,8 @@ impl Ops {
         let cfg = grid((blocks(rows, 4), 1), (128, 1));
         // SAFETY: X holds rows·n elements.
         unsafe {
-            prof.launch(stream, &self.softmax_rows)
+            on.prof
+                .launch(on.stream, &self.softmax_rows)
                 .arg(x)
                 .arg(&r)
                 .arg(&ni)
@@ -475,14 +548,11 @@ impl Ops {
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
-    #[allow(clippy::too_many_arguments)] // X, gamma, beta, Y and the shape
     pub fn layernorm(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         x: &DeviceBuffer<f32>,
-        gamma: &DeviceBuffer<f32>,
-        beta: &DeviceBuffer<f32>,
+        LayerNormWeights { gamma, beta }: LayerNormWeights<'_>,
         y: &mut DeviceBuffer<f32>,
         rows: usize,
         d: usize,
@@ -496,7 +566,8 @@ impl Ops {
         let cfg = grid((blocks(rows, 4), 1), (128, 1));
         // SAFETY: the buffers hold the shape (checked above).
         unsafe {
-            prof.launch(stream, &self.layernorm)
+            on.prof
+                .launch(on.stream, &self.layernorm)
                 .arg(x)
                 .arg(gamma)
                 .arg(beta)
@@ -512,11 +583,9 @@ impl Ops {
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
-    #[allow(clippy::too_many_arguments)] // X, w, Y and the shape
     pub fn rmsnorm(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         x: &DeviceBuffer<f32>,
         w: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
@@ -531,7 +600,8 @@ impl Ops {
         let cfg = grid((blocks(rows, 4), 1), (128, 1));
         // SAFETY: the buffers hold the shape (checked above).
         unsafe {
-            prof.launch(stream, &self.rmsnorm)
+            on.prof
+                .launch(on.stream, &self.rmsnorm)
                 .arg(x)
                 .arg(w)
                 .arg(y)
@@ -544,8 +614,7 @@ impl Ops {
 
     fn unary(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         kernel: &Kernel,
         x: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
@@ -555,7 +624,8 @@ impl Ops {
         check(kernel.name(), "Y", y, n)?;
         // SAFETY: X and Y hold at least n elements (checked above).
         unsafe {
-            prof.launch(stream, kernel)
+            on.prof
+                .launch(on.stream, kernel)
                 .arg(x)
                 .arg(y)
                 .arg(&(n as u64))
@@ -569,13 +639,12 @@ impl Ops {
     /// [`CudaError::Arguments`] when X or Y holds fewer than `n`; launch errors.
     pub fn gelu(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         x: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
         n: usize,
     ) -> Result<(), CudaError> {
-        self.unary(prof, stream, &self.gelu, x, y, n)
+        self.unary(on, &self.gelu, x, y, n)
     }
 
     /// Y = SiLU(X), over all of X.
@@ -584,12 +653,11 @@ impl Ops {
     /// [`CudaError::Arguments`] when Y is smaller than X; launch errors.
     pub fn silu(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         x: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
     ) -> Result<(), CudaError> {
-        self.unary(prof, stream, &self.silu, x, y, x.len())
+        self.unary(on, &self.silu, x, y, x.len())
     }
 
     /// Y = X + R, over the first `n` elements (the rest of Y is left as is).
@@ -598,8 +666,7 @@ impl Ops {
     /// [`CudaError::Arguments`] when X, R or Y holds fewer than `n`; launch errors.
     pub fn residual_add(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         x: &DeviceBuffer<f32>,
         r: &DeviceBuffer<f32>,
         y: &mut DeviceBuffer<f32>,
@@ -610,7 +677,8 @@ impl Ops {
         check("residual_add", "Y", y, n)?;
         // SAFETY: X, R and Y hold at least n elements (checked above).
         unsafe {
-            prof.launch(stream, &self.residual_add)
+            on.prof
+                .launch(on.stream, &self.residual_add)
                 .arg(x)
                 .arg(r)
                 .arg(y)
@@ -625,8 +693,7 @@ impl Ops {
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
     pub fn embedding(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         ids: &DeviceBuffer<i32>,
         table: &DeviceBuffer<f32>,
         out: &mut DeviceBuffer<f32>,
@@ -643,7 +710,8 @@ impl Ops {
         // SAFETY: out holds ntok·d elements; the ids index rows of the table (the caller's
         // contract, as in every embedding lookup).
         unsafe {
-            prof.launch(stream, &self.embedding_gather)
+            on.prof
+                .launch(on.stream, &self.embedding_gather)
                 .arg(ids)
                 .arg(table)
                 .arg(out)
@@ -658,11 +726,9 @@ impl Ops {
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
-    #[allow(clippy::too_many_arguments)] // the new keys, the cache, the positions and the shape
     pub fn kv_append(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         knew: &DeviceBuffer<f32>,
         cache: &mut DeviceBuffer<f32>,
         pos: &DeviceBuffer<i32>,
@@ -682,7 +748,8 @@ impl Ops {
         let cfg = grid(((b * h).max(1) as u32, 1), (128, 1));
         // SAFETY: the buffers hold the shape (checked above); the kernel skips bad positions.
         unsafe {
-            prof.launch(stream, &self.kv_append)
+            on.prof
+                .launch(on.stream, &self.kv_append)
                 .arg(knew)
                 .arg(cache)
                 .arg(pos)
@@ -700,8 +767,7 @@ impl Ops {
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
     pub fn transpose(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         x: &DeviceBuffer<f32>,
         out: &mut DeviceBuffer<f32>,
         rows: usize,
@@ -716,7 +782,8 @@ impl Ops {
         let cfg = grid((blocks(cols, 32), blocks(rows, 32)), (32, 8));
         // SAFETY: both buffers hold rows·cols elements.
         unsafe {
-            prof.launch(stream, &self.transpose)
+            on.prof
+                .launch(on.stream, &self.transpose)
                 .arg(x)
                 .arg(out)
                 .arg(&r)
@@ -729,15 +796,15 @@ impl Ops {
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
-    #[allow(clippy::too_many_arguments)] // ids, positions, two tables, the output, the shape
     pub fn embed_tokens(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         ids: &DeviceBuffer<i32>,
         pos0: &DeviceBuffer<i32>,
-        wte: &DeviceBuffer<f32>,
-        wpe: &DeviceBuffer<f32>,
+        Embeddings {
+            tokens: wte,
+            positions: wpe,
+        }: Embeddings<'_>,
         out: &mut DeviceBuffer<f32>,
         (b, t, d): (usize, usize, usize),
     ) -> Result<(), CudaError> {
@@ -756,7 +823,8 @@ impl Ops {
         // SAFETY: the buffers hold the shape (checked above); ids and positions index the
         // tables (the caller's contract).
         unsafe {
-            prof.launch(stream, &self.embed_tokens)
+            on.prof
+                .launch(on.stream, &self.embed_tokens)
                 .arg(ids)
                 .arg(pos0)
                 .arg(wte)
@@ -773,19 +841,20 @@ impl Ops {
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
-    #[allow(clippy::too_many_arguments)] // qkv, q, two caches, positions, the shape
     pub fn split_heads(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         qkv: &DeviceBuffer<f32>,
         q: &mut DeviceBuffer<f32>,
-        k_cache: &mut DeviceBuffer<f32>,
-        v_cache: &mut DeviceBuffer<f32>,
+        cache: KvCacheMut<'_>,
         pos0: &DeviceBuffer<i32>,
         (b, h, t, hd): HeadShape,
-        max_len: usize,
     ) -> Result<(), CudaError> {
+        let KvCacheMut {
+            k: k_cache,
+            v: v_cache,
+            max_len,
+        } = cache;
         let name = "split_heads";
         check(name, "qkv", qkv, b * t * 3 * h * hd)?;
         check(name, "q", q, b * h * t * hd)?;
@@ -802,7 +871,8 @@ impl Ops {
         let cfg = grid(((b * t).max(1) as u32, 1), (256, 1));
         // SAFETY: the buffers hold the shape (checked above); positions past max_len are skipped.
         unsafe {
-            prof.launch(stream, &self.split_heads)
+            on.prof
+                .launch(on.stream, &self.split_heads)
                 .arg(qkv)
                 .arg(q)
                 .arg(k_cache)
@@ -822,19 +892,21 @@ impl Ops {
     ///
     /// # Errors
     /// [`CudaError::Arguments`] when hd exceeds [`MAX_HEAD_DIM`] or a buffer is too small.
-    #[allow(clippy::too_many_arguments)] // q, two caches, the output, positions, lengths, the shape
     pub fn attention_cached(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         q: &DeviceBuffer<f32>,
-        k_cache: &DeviceBuffer<f32>,
-        v_cache: &DeviceBuffer<f32>,
+        KvCache {
+            k: k_cache,
+            v: v_cache,
+            max_len,
+        }: KvCache<'_>,
         o: &mut DeviceBuffer<f32>,
-        qpos0: &DeviceBuffer<i32>,
-        klen: &DeviceBuffer<i32>,
+        CachedPositions {
+            query_start: qpos0,
+            key_len: klen,
+        }: CachedPositions<'_>,
         (b, h, t, hd): HeadShape,
-        max_len: usize,
     ) -> Result<(), CudaError> {
         let name = "attn_cached";
         if hd > MAX_HEAD_DIM || hd % 32 != 0 {
@@ -862,7 +934,8 @@ impl Ops {
         // SAFETY: the buffers hold the shape (checked above); the kernel bounds keys by
         // max_len and the query's position.
         unsafe {
-            prof.launch(stream, &self.attn_cached)
+            on.prof
+                .launch(on.stream, &self.attn_cached)
                 .arg(q)
                 .arg(k_cache)
                 .arg(v_cache)
@@ -885,8 +958,7 @@ impl Ops {
     /// [`CudaError::Arguments`] when a buffer is too small; launch errors.
     pub fn merge_heads(
         &self,
-        prof: &Profiler,
-        stream: &Arc<CudaStream>,
+        on: On<'_>,
         o: &DeviceBuffer<f32>,
         out: &mut DeviceBuffer<f32>,
         (b, h, t, hd): HeadShape,
@@ -903,7 +975,8 @@ impl Ops {
         let cfg = grid(((b * t).max(1) as u32, 1), (256, 1));
         // SAFETY: both buffers hold b·h·t·hd elements.
         unsafe {
-            prof.launch(stream, &self.merge_heads)
+            on.prof
+                .launch(on.stream, &self.merge_heads)
                 .arg(o)
                 .arg(out)
                 .arg(&v[0])

@@ -464,7 +464,9 @@ mod ops_gpu {
 
     use cudarc::driver::CudaStream;
     use wattlens_instrument::sim::SimRng;
-    use wattlens_kernels::ops::{AttnShape, MatmulF32, Ops};
+    use wattlens_kernels::ops::{
+        AttnInputs, AttnShape, Int8Matrix, LayerNormWeights, MatmulF32, On, Ops,
+    };
     use wattlens_kernels::reference as r;
     use wattlens_runtime::{DeviceBuffer, Profiler, ProfilerConfig, TimingChoice};
 
@@ -511,6 +513,10 @@ mod ops_gpu {
         let _gpu = super::gpu_session_lock();
         let prof = Profiler::start(config).unwrap();
         let s = prof.context(0).unwrap().default_stream();
+        let on = On {
+            prof: &prof,
+            stream: &s,
+        };
         let ops = Ops::load(&prof, 0).unwrap();
         let mut rng = SimRng::new(std::process::id() as u64);
         let mut errors = Vec::new();
@@ -522,7 +528,7 @@ mod ops_gpu {
         let (da, db) = (up(&prof, &s, &a), up(&prof, &s, &b));
         for kind in [MatmulF32::Naive, MatmulF32::Tiled, MatmulF32::Register] {
             let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
-            ops.matmul_f32(&prof, &s, kind, &da, &db, &mut dc, (m, n, k))
+            ops.matmul_f32(on, kind, &da, &db, &mut dc, (m, n, k))
                 .unwrap();
             expect(
                 &format!("matmul fp32 {kind:?}"),
@@ -535,7 +541,7 @@ mod ops_gpu {
         // A wrong shape is refused before launching.
         let mut small = prof.alloc_zeros::<f32>(&s, 3).unwrap();
         assert!(ops
-            .matmul_f32(&prof, &s, MatmulF32::Naive, &da, &db, &mut small, (m, n, k))
+            .matmul_f32(on, MatmulF32::Naive, &da, &db, &mut small, (m, n, k))
             .is_err());
 
         // bf16 on tensor cores, against the same bf16-rounded inputs: a shape for the kernel
@@ -562,8 +568,7 @@ mod ops_gpu {
             let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
             kernels
                 .matmul_bf16(
-                    &prof,
-                    &s,
+                    on,
                     &up(&prof, &s, &a),
                     &up(&prof, &s, &bt),
                     &mut dc,
@@ -598,17 +603,20 @@ mod ops_gpu {
                 .collect(),
         );
         let mut dc = prof.alloc_zeros::<f32>(&s, m * n).unwrap();
-        ops.matmul_int8(
-            &prof,
-            &s,
-            &up(&prof, &s, &r::pack_int8(&ai)),
-            &up(&prof, &s, &r::pack_int8(&bi)),
-            &up(&prof, &s, &sa),
-            &up(&prof, &s, &sb),
-            &mut dc,
-            (m, n, k),
-        )
-        .unwrap();
+        let (a4, b4) = (
+            up(&prof, &s, &r::pack_int8(&ai)),
+            up(&prof, &s, &r::pack_int8(&bi)),
+        );
+        let (dsa, dsb) = (up(&prof, &s, &sa), up(&prof, &s, &sb));
+        let a = Int8Matrix {
+            packed: &a4,
+            scales: &dsa,
+        };
+        let bt = Int8Matrix {
+            packed: &b4,
+            scales: &dsb,
+        };
+        ops.matmul_int8(on, a, bt, &mut dc, (m, n, k)).unwrap();
         expect(
             "matmul int8 dp4a",
             &down(&prof, &s, &dc),
@@ -645,19 +653,14 @@ mod ops_gpu {
             let mut scores = prof
                 .alloc_zeros::<f32>(&s, shape.b * shape.h * shape.l * shape.l)
                 .unwrap();
-            ops.attention_unfused(
-                &prof,
-                &s,
-                &dq,
-                &dk,
-                &dv,
-                &mut o,
-                &dl,
-                &mut scores,
-                shape,
-                scale,
-            )
-            .unwrap();
+            let inputs = AttnInputs {
+                q: &dq,
+                k: &dk,
+                v: &dv,
+                lens: &dl,
+            };
+            ops.attention_unfused(on, inputs, &mut o, &mut scores, shape, scale)
+                .unwrap();
             expect(
                 &format!("attention unfused causal={causal}"),
                 &down(&prof, &s, &o),
@@ -666,7 +669,7 @@ mod ops_gpu {
                 &mut errors,
             );
             let mut o = prof.alloc_zeros::<f32>(&s, len).unwrap();
-            ops.attention_fused(&prof, &s, &dq, &dk, &dv, &mut o, &dl, shape, scale)
+            ops.attention_fused(on, inputs, &mut o, shape, scale)
                 .unwrap();
             expect(
                 &format!("attention fused causal={causal}"),
@@ -682,7 +685,7 @@ mod ops_gpu {
         let x = uniform(&mut rng, rows * d);
         let dx = up(&prof, &s, &x);
         let mut sm = up(&prof, &s, &x);
-        ops.softmax(&prof, &s, &mut sm, rows, d).unwrap();
+        ops.softmax(on, &mut sm, rows, d).unwrap();
         expect(
             "softmax",
             &down(&prof, &s, &sm),
@@ -692,17 +695,12 @@ mod ops_gpu {
         );
         let (g, bta) = (uniform(&mut rng, d), uniform(&mut rng, d));
         let mut y = prof.alloc_zeros::<f32>(&s, rows * d).unwrap();
-        ops.layernorm(
-            &prof,
-            &s,
-            &dx,
-            &up(&prof, &s, &g),
-            &up(&prof, &s, &bta),
-            &mut y,
-            rows,
-            d,
-        )
-        .unwrap();
+        let (dg, dbeta) = (up(&prof, &s, &g), up(&prof, &s, &bta));
+        let weights = LayerNormWeights {
+            gamma: &dg,
+            beta: &dbeta,
+        };
+        ops.layernorm(on, &dx, weights, &mut y, rows, d).unwrap();
         expect(
             "layernorm",
             &down(&prof, &s, &y),
@@ -710,7 +708,7 @@ mod ops_gpu {
             1e-5,
             &mut errors,
         );
-        ops.rmsnorm(&prof, &s, &dx, &up(&prof, &s, &g), &mut y, rows, d)
+        ops.rmsnorm(on, &dx, &up(&prof, &s, &g), &mut y, rows, d)
             .unwrap();
         expect(
             "rmsnorm",
@@ -721,7 +719,7 @@ mod ops_gpu {
         );
         let x4: Vec<f32> = x.iter().map(|v| v * 4.0).collect();
         let dx4 = up(&prof, &s, &x4);
-        ops.gelu(&prof, &s, &dx4, &mut y, x4.len()).unwrap();
+        ops.gelu(on, &dx4, &mut y, x4.len()).unwrap();
         expect(
             "gelu",
             &down(&prof, &s, &y),
@@ -729,7 +727,7 @@ mod ops_gpu {
             1e-5,
             &mut errors,
         );
-        ops.silu(&prof, &s, &dx4, &mut y).unwrap();
+        ops.silu(on, &dx4, &mut y).unwrap();
         expect(
             "silu",
             &down(&prof, &s, &y),
@@ -737,13 +735,12 @@ mod ops_gpu {
             1e-5,
             &mut errors,
         );
-        ops.residual_add(&prof, &s, &dx, &dx4, &mut y, x.len())
-            .unwrap();
+        ops.residual_add(on, &dx, &dx4, &mut y, x.len()).unwrap();
         let sum: Vec<f64> = x.iter().zip(&x4).map(|(a, b)| f64::from(*a + *b)).collect();
         expect("residual add", &down(&prof, &s, &y), &sum, 0.0, &mut errors);
         // Over the first elements only: the rest of Y keeps what it held (the sum above).
         let half = x.len() / 2;
-        ops.gelu(&prof, &s, &dx4, &mut y, half).unwrap();
+        ops.gelu(on, &dx4, &mut y, half).unwrap();
         let mut head_gelu = r::gelu(&x4[..half]);
         head_gelu.extend_from_slice(&sum[half..]);
         expect(
@@ -753,8 +750,7 @@ mod ops_gpu {
             1e-5,
             &mut errors,
         );
-        ops.residual_add(&prof, &s, &dx, &dx4, &mut y, half)
-            .unwrap();
+        ops.residual_add(on, &dx, &dx4, &mut y, half).unwrap();
         expect(
             "residual add, first half",
             &down(&prof, &s, &y),
@@ -769,8 +765,7 @@ mod ops_gpu {
         let ids: Vec<i32> = (0..17).map(|i| (i * 7 % vocab) as i32).collect();
         let mut out = prof.alloc_zeros::<f32>(&s, ids.len() * d).unwrap();
         ops.embedding(
-            &prof,
-            &s,
+            on,
             &up(&prof, &s, &ids),
             &up(&prof, &s, &table),
             &mut out,
@@ -789,8 +784,7 @@ mod ops_gpu {
         let pos = [4, 9];
         let mut cache = prof.alloc_zeros::<f32>(&s, b * h * max_len * hd).unwrap();
         ops.kv_append(
-            &prof,
-            &s,
+            on,
             &up(&prof, &s, &knew),
             &mut cache,
             &up(&prof, &s, &pos),
@@ -814,7 +808,7 @@ mod ops_gpu {
         let (tr, tc) = (100, 37);
         let t = uniform(&mut rng, tr * tc);
         let mut out = prof.alloc_zeros::<f32>(&s, tr * tc).unwrap();
-        ops.transpose(&prof, &s, &up(&prof, &s, &t), &mut out, tr, tc)
+        ops.transpose(on, &up(&prof, &s, &t), &mut out, tr, tc)
             .unwrap();
         expect(
             "transpose",

@@ -10,8 +10,13 @@ use std::sync::Arc;
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{CudaStream, DeviceRepr, ValidAsZeroBits};
 use wattlens_instrument::trace::SpanKind;
-use wattlens_kernels::ops::{AttnShape, MatmulF32, Ops};
+use wattlens_kernels::ops::{AttnInputs, AttnShape, Int8Matrix, MatmulF32, On, Ops};
 use wattlens_runtime::{CudaError, Profiler, ProfilerConfig, TimingChoice};
+
+/// Launches of session `prof` on stream `stream`.
+fn on<'a>(prof: &'a Profiler, stream: &'a Arc<CudaStream>) -> On<'a> {
+    On { prof, stream }
+}
 
 /// Repetitions measured after two warm-up runs.
 const REPS: usize = 10;
@@ -171,7 +176,7 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
             let a = p.upload(s, &random(n * n, 1))?;
             let b = p.upload(s, &random(n * n, 2))?;
             let mut c = p.alloc_zeros::<f32>(s, n * n)?;
-            ops.matmul_f32(p, s, kind, &a, &b, &mut c, (n, n, n))
+            ops.matmul_f32(on(p, s), kind, &a, &b, &mut c, (n, n, n))
         })?;
         row(
             label,
@@ -214,7 +219,7 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         let a = p.upload(s, &bits(1))?;
         let bt = p.upload(s, &bits(2))?;
         let mut c = p.alloc_zeros::<f32>(s, n * n)?;
-        ops.matmul_bf16(p, s, &a, &bt, &mut c, (n, n, n))
+        ops.matmul_bf16(on(p, s), &a, &bt, &mut c, (n, n, n))
     })?;
     row(
         "matmul bf16 staged (ldmatrix + mma.sync)",
@@ -237,7 +242,15 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         let sa = p.upload(s, &vec![1.0f32 / 127.0; n])?;
         let sb = p.upload(s, &vec![1.0f32 / 127.0; n])?;
         let mut c = p.alloc_zeros::<f32>(s, n * n)?;
-        ops.matmul_int8(p, s, &a, &bt, &sa, &sb, &mut c, (n, n, n))
+        let a = Int8Matrix {
+            packed: &a,
+            scales: &sa,
+        };
+        let bt = Int8Matrix {
+            packed: &bt,
+            scales: &sb,
+        };
+        ops.matmul_int8(on(p, s), a, bt, &mut c, (n, n, n))
     })?;
     row(
         "matmul int8 dp4a",
@@ -276,11 +289,17 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
             let mut o = p.alloc_zeros::<f32>(s, len)?;
             let mut lens = p.alloc_zeros::<i32>(s, shape.b)?;
             p.htod(s, &vec![shape.l as i32; shape.b], &mut lens)?;
+            let inputs = AttnInputs {
+                q: &q,
+                k: &k,
+                v: &v,
+                lens: &lens,
+            };
             if fused {
-                ops.attention_fused(p, s, &q, &k, &v, &mut o, &lens, shape, 0.125)
+                ops.attention_fused(on(p, s), inputs, &mut o, shape, 0.125)
             } else {
                 let mut scores = p.alloc_zeros::<f32>(s, shape.b * shape.h * shape.l * shape.l)?;
-                ops.attention_unfused(p, s, &q, &k, &v, &mut o, &lens, &mut scores, shape, 0.125)
+                ops.attention_unfused(on(p, s), inputs, &mut o, &mut scores, shape, 0.125)
             }
         })?;
         row(label, ms, attn_flops, peak.as_ref().map(|p| p.fp32), None);

@@ -11,7 +11,14 @@ use wattlens_runtime::{CudaError, DeviceBuffer, Profiler};
 
 use super::{argmax, ModelConfig, Weights};
 
-use crate::ops::{MatmulF32, Ops};
+use crate::ops::{
+    CachedPositions, Embeddings, KvCache, KvCacheMut, LayerNormWeights, MatmulF32, On, Ops,
+};
+
+/// A layer's LayerNorm weights as the kernels take them, from its (gamma, beta) pair.
+fn norm_weights((gamma, beta): &(DeviceBuffer<f32>, DeviceBuffer<f32>)) -> LayerNormWeights<'_> {
+    LayerNormWeights { gamma, beta }
+}
 
 /// One block's weights on the device.
 struct DeviceLayer {
@@ -126,12 +133,10 @@ struct Matmul<'a> {
 
 impl Matmul<'_> {
     /// C (m×n) = A (m×k) · B (k×n), row-major, with `kind` choosing our own kernel.
-    #[allow(clippy::too_many_arguments)] // a matmul has three buffers and its shape
     #[track_caller]
     fn run(
         &self,
-        prof: &Profiler,
-        s: &Arc<CudaStream>,
+        on: On<'_>,
         kind: MatmulF32,
         a: &DeviceBuffer<f32>,
         b: &DeviceBuffer<f32>,
@@ -139,7 +144,7 @@ impl Matmul<'_> {
         (m, n, k): (usize, usize, usize),
     ) -> Result<(), CudaError> {
         let Some(blas) = self.blas else {
-            return self.ops.matmul_f32(prof, s, kind, a, b, c, (m, n, k));
+            return self.ops.matmul_f32(on, kind, a, b, c, (m, n, k));
         };
         if a.len() < m * k || b.len() < k * n || c.len() < m * n {
             return Err(usage(format!(
@@ -164,12 +169,13 @@ impl Matmul<'_> {
             ldc: dim(n)?,
         };
         let touched = ([a.id(), b.id()], [c.id()]);
-        prof.library(s, "cublas_sgemm", (&touched.0, &touched.1), || {
-            // SAFETY: the buffers hold k·n, m·k and m·n elements (checked above), as the
-            // column-major config reads and writes them.
-            unsafe { blas.gemm(cfg, b.slice(), a.slice(), c.slice_mut()) }
-        })?
-        .map_err(|e| CudaError::Unavailable(format!("cuBLAS sgemm failed: {e:?}")))
+        on.prof
+            .library(on.stream, "cublas_sgemm", (&touched.0, &touched.1), || {
+                // SAFETY: the buffers hold k·n, m·k and m·n elements (checked above), as the
+                // column-major config reads and writes them.
+                unsafe { blas.gemm(cfg, b.slice(), a.slice(), c.slice_mut()) }
+            })?
+            .map_err(|e| CudaError::Unavailable(format!("cuBLAS sgemm failed: {e:?}")))
     }
 }
 
@@ -345,6 +351,7 @@ impl<'p> Decoder<'p> {
             blas: self.blas.as_ref(),
         };
         let s = &self.stream.clone();
+        let on = On { prof, stream: s };
         let cfg = self.cfg;
         let waste = self.waste;
         let (b, d) = (pos0.len(), cfg.d_model);
@@ -400,76 +407,56 @@ impl<'p> Decoder<'p> {
         };
         {
             let _r = prof.region("embedding");
-            ops.embed_tokens(
-                prof,
-                s,
-                &act.ids,
-                &act.pos0,
-                &self.wte,
-                &self.wpe,
-                &mut act.x,
-                (b, t, d),
-            )?;
+            let tables = Embeddings {
+                tokens: &self.wte,
+                positions: &self.wpe,
+            };
+            ops.embed_tokens(on, &act.ids, &act.pos0, tables, &mut act.x, (b, t, d))?;
             sync()?;
         }
         for (i, l) in self.layers.iter_mut().enumerate() {
             let _layer = prof.region(&format!("layer{i}"));
             {
                 let _r = prof.region("norm");
-                ops.layernorm(prof, s, &act.x, &l.ln1.0, &l.ln1.1, &mut act.h, rows, d)?;
+                ops.layernorm(on, &act.x, norm_weights(&l.ln1), &mut act.h, rows, d)?;
                 sync()?;
             }
             {
                 let _r = prof.region("attention");
-                mm_run.run(
-                    prof,
-                    s,
-                    mm,
-                    &act.h,
-                    &l.w_qkv,
-                    &mut act.qkv,
-                    (rows, 3 * d, d),
-                )?;
+                mm_run.run(on, mm, &act.h, &l.w_qkv, &mut act.qkv, (rows, 3 * d, d))?;
                 sync()?;
-                ops.split_heads(
-                    prof,
-                    s,
-                    &act.qkv,
-                    &mut act.q,
-                    &mut l.k_cache,
-                    &mut l.v_cache,
-                    &act.pos0,
-                    shape_bht,
-                    cfg.max_len,
-                )?;
+                let cache = KvCacheMut {
+                    k: &mut l.k_cache,
+                    v: &mut l.v_cache,
+                    max_len: cfg.max_len,
+                };
+                ops.split_heads(on, &act.qkv, &mut act.q, cache, &act.pos0, shape_bht)?;
                 sync()?;
-                ops.attention_cached(
-                    prof,
-                    s,
-                    &act.q,
-                    &l.k_cache,
-                    &l.v_cache,
-                    &mut act.o,
-                    &act.pos0,
-                    &act.klen,
-                    shape_bht,
-                    cfg.max_len,
-                )?;
+                let cache = KvCache {
+                    k: &l.k_cache,
+                    v: &l.v_cache,
+                    max_len: cfg.max_len,
+                };
+                let positions = CachedPositions {
+                    query_start: &act.pos0,
+                    key_len: &act.klen,
+                };
+                ops.attention_cached(on, &act.q, cache, &mut act.o, positions, shape_bht)?;
                 sync()?;
-                ops.merge_heads(prof, s, &act.o, &mut act.merged, shape_bht)?;
+                ops.merge_heads(on, &act.o, &mut act.merged, shape_bht)?;
                 sync()?;
-                mm_run.run(prof, s, mm, &act.merged, &l.w_o, &mut act.a, (rows, d, d))?;
+                mm_run.run(on, mm, &act.merged, &l.w_o, &mut act.a, (rows, d, d))?;
                 sync()?;
-                ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt, rows * d)?;
+                ops.residual_add(on, &act.x, &act.a, &mut act.x_alt, rows * d)?;
                 sync()?;
                 std::mem::swap(&mut act.x, &mut act.x_alt);
             }
             {
                 let _r = prof.region("norm");
-                ops.layernorm(prof, s, &act.x, &l.ln2.0, &l.ln2.1, &mut act.h, rows, d)?;
+                ops.layernorm(on, &act.x, norm_weights(&l.ln2), &mut act.h, rows, d)?;
                 sync()?;
                 for _ in 0..waste.duplicate_layernorm {
-                    ops.layernorm(prof, s, &act.x, &l.ln2.0, &l.ln2.1, &mut act.h, rows, d)?;
+                    ops.layernorm(on, &act.x, norm_weights(&l.ln2), &mut act.h, rows, d)?;
                     sync()?;
                 }
             }
@@ -477,42 +464,32 @@ impl<'p> Decoder<'p> {
                 let _r = prof.region("mlp");
                 if waste.dead_kernel {
                     // Written, then overwritten by the real up-projection before any read.
-                    mm_run.run(prof, s, mm, &act.x, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
+                    mm_run.run(on, mm, &act.x, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
                     sync()?;
                 }
-                mm_run.run(prof, s, mm, &act.h, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
+                mm_run.run(on, mm, &act.h, &l.w_fc, &mut act.f, (rows, 4 * d, d))?;
                 sync()?;
-                ops.gelu(prof, s, &act.f, &mut act.g, rows * 4 * d)?;
+                ops.gelu(on, &act.f, &mut act.g, rows * 4 * d)?;
                 sync()?;
-                mm_run.run(prof, s, mm, &act.g, &l.w_proj, &mut act.a, (rows, d, 4 * d))?;
+                mm_run.run(on, mm, &act.g, &l.w_proj, &mut act.a, (rows, d, 4 * d))?;
                 sync()?;
-                ops.residual_add(prof, s, &act.x, &act.a, &mut act.x_alt, rows * d)?;
+                ops.residual_add(on, &act.x, &act.a, &mut act.x_alt, rows * d)?;
                 sync()?;
                 std::mem::swap(&mut act.x, &mut act.x_alt);
             }
         }
         {
             let _r = prof.region("norm");
-            ops.layernorm(
-                prof,
-                s,
-                &act.x,
-                &self.ln_f.0,
-                &self.ln_f.1,
-                &mut act.h,
-                rows,
-                d,
-            )?;
+            ops.layernorm(on, &act.x, norm_weights(&self.ln_f), &mut act.h, rows, d)?;
             sync()?;
         }
         prof.set_padding(None);
         {
             let _r = prof.region("lm_head");
-            ops.embedding(prof, s, &act.last, &act.h, &mut act.hn, d)?;
+            ops.embedding(on, &act.last, &act.h, &mut act.hn, d)?;
             sync()?;
             mm_run.run(
-                prof,
-                s,
+                on,
                 MatmulF32::Tiled,
                 &act.hn,
                 &self.w_lm,

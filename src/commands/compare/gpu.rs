@@ -11,7 +11,7 @@ use wattlens_instrument::compare::AccuracySample;
 use wattlens_instrument::repeat::{plan, RepeatConfig};
 use wattlens_instrument::sim::SimRng;
 use wattlens_instrument::SensorProfile;
-use wattlens_kernels::ops::{MatmulF32, Ops};
+use wattlens_kernels::ops::{AttnInputs, Int8Matrix, MatmulF32, On, Ops};
 use wattlens_kernels::reference::{self as r, AttnShape};
 use wattlens_runtime::{CudaError, DeviceBuffer, Profiler, ProfilerConfig, TimingChoice};
 
@@ -61,8 +61,8 @@ enum Work {
         sb: DeviceBuffer<f32>,
         c: DeviceBuffer<f32>,
     },
+    /// Attention: fused where there are no scores to keep.
     Attn {
-        fused: bool,
         q: DeviceBuffer<f32>,
         k: DeviceBuffer<f32>,
         v: DeviceBuffer<f32>,
@@ -124,7 +124,6 @@ impl Gpu<'_> {
                 let len = shape.b * shape.h * shape.l * shape.d;
                 let fused = variant == Variant::AttnFused;
                 Work::Attn {
-                    fused,
                     q: self.up(q)?,
                     k: self.up(kk)?,
                     v: self.up(v)?,
@@ -147,21 +146,26 @@ impl Gpu<'_> {
         mnk: (usize, usize, usize),
         shape: AttnShape,
     ) -> Result<(), CudaError> {
-        let (p, s, ops) = (self.prof, &self.s, &self.ops);
+        let ops = &self.ops;
+        let on = On {
+            prof: self.prof,
+            stream: &self.s,
+        };
         let scale = 1.0 / (shape.d as f32).sqrt();
         match w {
-            Work::F32 { a, b, c } => ops.matmul_f32(p, s, MatmulF32::Register, a, b, c, mnk),
-            Work::Bf16 { a, bt, c } => ops.matmul_bf16(p, s, a, bt, c, mnk),
-            Work::Int8 { a, bt, sa, sb, c } => ops.matmul_int8(p, s, a, bt, sa, sb, c, mnk),
-            Work::Attn {
-                fused: true,
-                q,
-                k,
-                v,
-                o,
-                lens,
-                ..
-            } => ops.attention_fused(p, s, q, k, v, o, lens, shape, scale),
+            Work::F32 { a, b, c } => ops.matmul_f32(on, MatmulF32::Register, a, b, c, mnk),
+            Work::Bf16 { a, bt, c } => ops.matmul_bf16(on, a, bt, c, mnk),
+            Work::Int8 { a, bt, sa, sb, c } => {
+                let a = Int8Matrix {
+                    packed: a,
+                    scales: sa,
+                };
+                let bt = Int8Matrix {
+                    packed: bt,
+                    scales: sb,
+                };
+                ops.matmul_int8(on, a, bt, c, mnk)
+            }
             Work::Attn {
                 q,
                 k,
@@ -170,10 +174,13 @@ impl Gpu<'_> {
                 lens,
                 scores,
                 ..
-            } => match scores {
-                Some(sc) => ops.attention_unfused(p, s, q, k, v, o, lens, sc, shape, scale),
-                None => ops.attention_fused(p, s, q, k, v, o, lens, shape, scale),
-            },
+            } => {
+                let inputs = AttnInputs { q, k, v, lens };
+                match scores {
+                    Some(sc) => ops.attention_unfused(on, inputs, o, sc, shape, scale),
+                    None => ops.attention_fused(on, inputs, o, shape, scale),
+                }
+            }
         }
     }
 
