@@ -4,7 +4,7 @@
 //! Every function CUPTI calls catches panics: a fault of ours must never unwind into CUDA or
 //! take the program down.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -14,6 +14,7 @@ use wattlens_instrument::clock::Clock;
 use wattlens_runtime::internal::cuda::cupti_records::{
     buffer_requested, drain_buffer, prefill_buffers, set_buffer_bytes, CuptiRecord, WORK_KINDS,
 };
+use wattlens_runtime::internal::cuda::cupti_result as cr;
 
 use crate::config::{Hooks, LaunchApi};
 use crate::nvtx::{attr_message, c_text, pop_range, push_range, wide_text, Registered};
@@ -94,17 +95,6 @@ fn api_call(domain: u32, cbid: u32) -> Option<Call> {
     by_id.get(cbid as usize).copied()
 }
 
-fn check(what: &'static str, r: cupti::CUptiResult) -> Result<(), InjectError> {
-    if r == cupti::CUptiResult::CUPTI_SUCCESS {
-        Ok(())
-    } else {
-        Err(InjectError::Cupti {
-            what,
-            message: format!("{r:?}"),
-        })
-    }
-}
-
 /// Make libcupti loadable: reuse one already in the process, else load `path` so that the
 /// bindings (which look it up by name) find it.
 ///
@@ -118,8 +108,7 @@ pub(crate) fn load_cupti(path: Option<&Path>) -> Result<(), InjectError> {
             let _ = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
         }
     }
-    // SAFETY: only tries to open the library by its candidate names.
-    if unsafe { cupti::is_culib_present() } {
+    if cr::is_loadable() {
         Ok(())
     } else {
         Err(InjectError::NoCupti(
@@ -170,20 +159,10 @@ pub(crate) fn enable_activity(kinds: &[String], buffer_bytes: usize) -> Result<(
     set_buffer_bytes(buffer_bytes);
     // CUPTI asks for buffers on the launching thread: have them ready, mapped and touched.
     prefill_buffers(PREFILLED_BUFFERS);
-    // SAFETY: the callbacks match CUPTI's signatures and live for the whole process.
-    unsafe {
-        check(
-            "registering activity buffers",
-            cupti::cuptiActivityRegisterCallbacks(Some(buffer_requested), Some(buffer_completed)),
-        )?;
-        for (name, kind) in WORK_KINDS {
-            if kinds.iter().any(|k| k == name) {
-                check(
-                    "enabling activity records",
-                    cupti::cuptiActivityEnable(kind),
-                )?;
-            }
-        }
+    // SAFETY: the callbacks follow CUPTI's buffer contract and live for the whole process.
+    unsafe { cr::register_buffer_callbacks(buffer_requested, buffer_completed) }?;
+    for kind in activity_kinds(kinds) {
+        cr::enable_activity(kind, "enabling activity records")?;
     }
     Ok(())
 }
@@ -199,16 +178,12 @@ pub(crate) fn activity_kinds(kinds: &[String]) -> Vec<cupti::CUpti_ActivityKind>
 
 /// Deliver CUPTI's buffers: completed ones only, or (`forced`, at exit) all of them.
 pub(crate) fn flush(forced: bool) {
-    // SAFETY: a plain CUPTI call.
-    let _ = unsafe { cupti::cuptiActivityFlushAll(u32::from(forced)) };
+    let _ = cr::flush_all(forced);
 }
 
 /// CUPTI's clock, ns.
 pub(crate) fn timestamp_ns() -> Option<u64> {
-    let mut t = 0u64;
-    // SAFETY: a valid out-pointer.
-    let r = unsafe { cupti::cuptiGetTimestamp(&mut t) };
-    (r == cupti::CUptiResult::CUPTI_SUCCESS).then_some(t)
+    cr::timestamp_ns().ok()
 }
 
 /// What an API callback of this name waits on, if it is a host synchronisation.
@@ -283,21 +258,18 @@ pub(crate) fn subscribe(
             ),
         >(raw)
     });
-    let mut sub: cupti::CUpti_SubscriberHandle = std::ptr::null_mut();
     use cupti::CUpti_CallbackDomain as D;
-    // SAFETY: valid out-pointer and callback; the subscriber lives for the process.
+    // SAFETY: the callback reads each domain's data as CUPTI defines it and lives for the
+    // process, as does the subscriber.
+    let sub = unsafe { cr::subscribe(callback) }?;
+    // SAFETY: a subscriber from `subscribe`.
     unsafe {
-        check(
-            "subscribing to callbacks",
-            cupti::cuptiSubscribe(&mut sub, callback, std::ptr::null_mut()),
-        )?;
-        check(
-            "enabling NVTX callbacks",
-            cupti::cuptiEnableDomain(1, sub, D::CUPTI_CB_DOMAIN_NVTX),
-        )?;
-        check(
+        cr::enable_domain(sub, D::CUPTI_CB_DOMAIN_NVTX, "enabling NVTX callbacks")?;
+        cr::enable_callback(
+            sub,
+            D::CUPTI_CB_DOMAIN_RESOURCE,
+            CONTEXT_CREATED,
             "enabling context callbacks",
-            cupti::cuptiEnableCallback(1, sub, D::CUPTI_CB_DOMAIN_RESOURCE, CONTEXT_CREATED),
         )?;
     }
     let mut api_callbacks = 0;
@@ -317,14 +289,10 @@ pub(crate) fn subscribe(
     };
     for domain in domains {
         for cbid in 1..MAX_CBID {
-            let mut name: *const c_char = std::ptr::null();
-            // SAFETY: a valid out-pointer; an unknown id is refused with an error code.
-            let r = unsafe { cupti::cuptiGetCallbackName(domain, cbid, &mut name) };
-            if r != cupti::CUptiResult::CUPTI_SUCCESS || name.is_null() {
+            let Some(name) = cr::callback_name(domain, cbid) else {
                 continue;
-            }
-            // SAFETY: CUPTI's callback names are static NUL-terminated strings.
-            let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+            };
+            let name = name.to_string_lossy();
             let of = |api: LaunchApi| match api {
                 LaunchApi::Both => true,
                 LaunchApi::Runtime => domain == D::CUPTI_CB_DOMAIN_RUNTIME_API,
@@ -346,10 +314,10 @@ pub(crate) fn subscribe(
                 || call.tags
                 || call.gated
                 || call.capture.is_some();
-            // SAFETY: a valid subscriber, domain and id.
+            // SAFETY: a subscriber from `subscribe`.
             if wanted
-                && unsafe { cupti::cuptiEnableCallback(1, sub, domain, cbid) }
-                    == cupti::CUptiResult::CUPTI_SUCCESS
+                && unsafe { cr::enable_callback(sub, domain, cbid, "enabling an API callback") }
+                    .is_ok()
             {
                 let by_id = api_index(domain as u32).and_then(|d| calls.get_mut(d));
                 if let Some(slot) = by_id.and_then(|t| t.get_mut(cbid as usize)) {
@@ -595,15 +563,13 @@ unsafe fn on_sync(entered: bool, waits: Waits, data: *const cupti::CUpti_Callbac
         let start_ns = unsafe { *slot };
         // SAFETY: per the contract.
         let context = unsafe { (*data).context };
-        let mut device = 0u32;
-        // SAFETY: a context the call ran in (still live: the call is returning), and a valid
-        // out-pointer.
-        if context.is_null()
-            || unsafe { cupti::cuptiGetDeviceId(context as _, &mut device) }
-                != cupti::CUptiResult::CUPTI_SUCCESS
-        {
+        if context.is_null() {
             return;
         }
+        // SAFETY: a context the call ran in (still live: the call is returning).
+        let Ok(device) = (unsafe { cr::device_id(context as _) }) else {
+            return;
+        };
         let stream = match waits {
             // SAFETY: the stream variants' parameters start with the stream handle.
             Waits::Stream { per_thread } => unsafe { stream_id(data, context, per_thread) },
@@ -636,12 +602,8 @@ unsafe fn stream_id(
     }
     // SAFETY: the first parameter is the stream handle (null for the default stream).
     let stream = unsafe { *params };
-    let mut id = 0u32;
-    // SAFETY: a live context and stream, and a valid out-pointer.
-    let r = unsafe {
-        cupti::cuptiGetStreamIdEx(context as _, stream as _, u8::from(per_thread), &mut id)
-    };
-    (r == cupti::CUptiResult::CUPTI_SUCCESS).then_some(id)
+    // SAFETY: a live context and stream.
+    unsafe { cr::stream_id(context, stream as _, per_thread) }.ok()
 }
 
 /// An NVTX range was pushed or popped on this thread (NVTX routed to CUPTI, when the user
@@ -680,10 +642,8 @@ unsafe fn on_nvtx(cbid: u32, data: *const cupti::CUpti_NvtxData) {
 /// # Safety
 /// `data` must be CUPTI's resource callback data.
 unsafe fn on_context(data: *const cupti::CUpti_ResourceData) {
-    let mut device = 0u32;
     // SAFETY: the context CUPTI reports is live during its creation callback.
-    let r = unsafe { cupti::cuptiGetDeviceId((*data).context as _, &mut device) };
-    if r == cupti::CUptiResult::CUPTI_SUCCESS {
+    if let Ok(device) = unsafe { cr::device_id((*data).context as _) } {
         if let Some(s) = shared() {
             lock(&s.new_devices).push(device);
             crate::signals::wake();

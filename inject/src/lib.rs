@@ -69,6 +69,15 @@ pub enum InjectError {
     Os(String),
 }
 
+impl From<wattlens_runtime::internal::cuda::cupti_result::CuptiError> for InjectError {
+    fn from(e: wattlens_runtime::internal::cuda::cupti_result::CuptiError) -> Self {
+        Self::Cupti {
+            what: e.what,
+            message: format!("{:?}", e.status),
+        }
+    }
+}
+
 /// Write one `wattlens:` line on stderr (never panics, even with stderr closed).
 pub(crate) fn log(msg: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr(), "wattlens: {msg}");

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use cudarc::cupti::sys as cupti;
 use cudarc::driver::sys;
 use wattlens_runtime::internal::cuda::checkpoint::Checkpoint;
+use wattlens_runtime::internal::cuda::cupti_result as cr;
 
 use wattlens_instrument::trace::CopyDirection;
 
@@ -223,8 +224,7 @@ struct Paused(Vec<cupti::CUpti_ActivityKind>);
 impl Paused {
     fn pause(kinds: &[cupti::CUpti_ActivityKind]) -> Self {
         for &k in kinds {
-            // SAFETY: a kind this process enabled.
-            let _ = unsafe { cupti::cuptiActivityDisable(k) };
+            let _ = cr::disable_activity(k, "pausing activity records for a replay");
         }
         Self(kinds.to_vec())
     }
@@ -233,8 +233,7 @@ impl Paused {
 impl Drop for Paused {
     fn drop(&mut self) {
         for &k in &self.0 {
-            // SAFETY: as above.
-            let _ = unsafe { cupti::cuptiActivityEnable(k) };
+            let _ = cr::enable_activity(k, "resuming activity records after a replay");
         }
     }
 }
@@ -517,8 +516,6 @@ pub unsafe fn function_name(func: sys::CUfunction) -> Option<String> {
 /// # Safety
 /// `ctx` must be a live context.
 pub unsafe fn device_of(ctx: sys::CUcontext) -> Option<u32> {
-    let mut device = 0u32;
-    // SAFETY: per the contract, and a valid out-pointer.
-    let r = unsafe { cupti::cuptiGetDeviceId(ctx.cast::<c_void>().cast(), &mut device) };
-    (r == cupti::CUptiResult::CUPTI_SUCCESS).then_some(device)
+    // SAFETY: per the contract.
+    unsafe { cr::device_id(ctx) }.ok()
 }

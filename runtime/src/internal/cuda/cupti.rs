@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use cudarc::cupti::sys as cupti;
 use cudarc::driver::CudaContext;
 
 use super::cupti_records::{buffer_requested, drain_buffer, CuptiRecord, WORK_KINDS};
+use super::cupti_result::{self as cr, ActivityKind};
 use crate::timing::{Activity, CuptiApi, StreamKey, TimerError};
 
 /// Records delivered by CUPTI, with the CUDA device ordinal each ran on.
@@ -22,30 +22,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn check(what: &'static str, r: cupti::CUptiResult) -> Result<(), TimerError> {
-    if r == cupti::CUptiResult::CUPTI_SUCCESS {
-        Ok(())
-    } else {
-        Err(TimerError::Api {
-            api: "CUPTI",
-            what,
-            message: format!("{r:?}"),
-        })
-    }
-}
-
 /// Activity kinds recorded. Runtime-API records are read for nothing but are needed: CUPTI
 /// writes an external correlation record only beside an API record, and libraries (cuBLAS)
 /// launch through the runtime API. wattlens' own launches use the driver API, so they add no
 /// API records. Some library kernels are launched through the driver API (cuBLAS's CUTLASS
 /// kernels, by `cuLaunchKernelEx`): driver-API records come on with a session's first
 /// library call ([`record_driver_calls`]), so sessions that make none pay nothing for them.
-const KINDS: [cupti::CUpti_ActivityKind; 5] = [
+const KINDS: [ActivityKind; 5] = [
     WORK_KINDS[0].1,
     WORK_KINDS[1].1,
     WORK_KINDS[2].1,
-    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION,
-    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_RUNTIME,
+    ActivityKind::CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION,
+    ActivityKind::CUPTI_ACTIVITY_KIND_RUNTIME,
 ];
 
 /// Whether driver-API records are on ([`record_driver_calls`]).
@@ -61,10 +49,10 @@ static DRIVER_RECORDS: Mutex<bool> = Mutex::new(false);
 pub(crate) fn record_driver_calls() -> Result<(), TimerError> {
     let mut on = lock(&DRIVER_RECORDS);
     if !*on {
-        // SAFETY: a plain CUPTI call with a valid kind; CUPTI is loaded (a `Cupti` exists).
-        check("enabling driver-API records", unsafe {
-            cupti::cuptiActivityEnable(cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER)
-        })?;
+        cr::enable_activity(
+            ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER,
+            "enabling driver-API records",
+        )?;
         *on = true;
     }
     Ok(())
@@ -80,13 +68,7 @@ static EXTERNAL: Mutex<Option<HashMap<u32, u64>>> = Mutex::new(None);
 /// # Errors
 /// [`TimerError::Api`] when CUPTI refuses.
 pub(crate) fn push_external(id: u64) -> Result<(), TimerError> {
-    // SAFETY: a plain CUPTI call with a valid kind; CUPTI is loaded (a `Cupti` exists).
-    check("pushing an external correlation id", unsafe {
-        cupti::cuptiActivityPushExternalCorrelationId(
-            cupti::CUpti_ExternalCorrelationKind::CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0,
-            id,
-        )
-    })
+    Ok(cr::push_external_correlation(id)?)
 }
 
 /// End the marking [`push_external`] began.
@@ -94,14 +76,8 @@ pub(crate) fn push_external(id: u64) -> Result<(), TimerError> {
 /// # Errors
 /// [`TimerError::Api`] when CUPTI refuses.
 pub(crate) fn pop_external() -> Result<(), TimerError> {
-    let mut id = 0u64;
-    // SAFETY: as in `push_external`; the out-pointer is valid.
-    check("popping an external correlation id", unsafe {
-        cupti::cuptiActivityPopExternalCorrelationId(
-            cupti::CUpti_ExternalCorrelationKind::CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0,
-            &mut id,
-        )
-    })
+    cr::pop_external_correlation()?;
+    Ok(())
 }
 
 unsafe extern "C" fn buffer_completed(
@@ -145,8 +121,7 @@ impl Cupti {
     /// process is timing the same GPU with CUPTI; [`TimerError::Api`] when CUPTI refuses
     /// (another tool may own it).
     pub(crate) fn new(ctx: Arc<CudaContext>) -> Result<Self, TimerError> {
-        // SAFETY: only probes for the library by name; cudarc panics on first use otherwise.
-        if !unsafe { cupti::is_culib_present() } {
+        if !cr::is_loadable() {
             return Err(TimerError::Unavailable(
                 "libcupti.so is not on the library path (it ships with the CUDA toolkit, under extras/CUPTI/lib64)".into(),
             ));
@@ -163,24 +138,15 @@ impl Cupti {
         }
         let mut users = lock(&USERS);
         let enabled = if *users == 0 {
-            // SAFETY: the callbacks match CUPTI's signatures and live for the whole process.
-            unsafe {
-                check(
-                    "registering buffer callbacks",
-                    cupti::cuptiActivityRegisterCallbacks(
-                        Some(buffer_requested),
-                        Some(buffer_completed),
-                    ),
-                )
+            // SAFETY: the callbacks follow CUPTI's buffer contract and live for the whole
+            // process.
+            unsafe { cr::register_buffer_callbacks(buffer_requested, buffer_completed) }
                 .and_then(|()| {
                     KINDS.iter().try_for_each(|&kind| {
-                        check(
-                            "enabling activity records",
-                            cupti::cuptiActivityEnable(kind),
-                        )
+                        cr::enable_activity(kind, "enabling activity records")
                     })
                 })
-            }
+                .map_err(TimerError::from)
         } else {
             Ok(())
         };
@@ -199,20 +165,20 @@ impl Drop for Cupti {
         let mut users = lock(&USERS);
         *users = users.saturating_sub(1);
         if *users == 0 {
-            // SAFETY: plain CUPTI calls with valid arguments; errors leave nothing to undo.
-            unsafe {
-                let _ = cupti::cuptiActivityFlushAll(1);
-                for kind in KINDS {
-                    let _ = cupti::cuptiActivityDisable(kind);
-                }
-                let mut driver = lock(&DRIVER_RECORDS);
-                if *driver {
-                    let _ = cupti::cuptiActivityDisable(
-                        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER,
-                    );
-                    *driver = false;
-                }
+            // Errors leave nothing to undo.
+            let _ = cr::flush_all(true);
+            for kind in KINDS {
+                let _ = cr::disable_activity(kind, "disabling activity records");
             }
+            let mut driver = lock(&DRIVER_RECORDS);
+            if *driver {
+                let _ = cr::disable_activity(
+                    ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER,
+                    "disabling driver-API records",
+                );
+                *driver = false;
+            }
+            drop(driver);
             lock(&RECORDS).clear();
             *lock(&EXTERNAL) = None;
         }
@@ -221,29 +187,18 @@ impl Drop for Cupti {
 
 impl CuptiApi for Cupti {
     fn timestamp_ns(&self) -> Result<u64, TimerError> {
-        let mut t = 0u64;
-        // SAFETY: a valid out-pointer.
-        check("reading its clock", unsafe {
-            cupti::cuptiGetTimestamp(&mut t)
-        })?;
-        Ok(t)
+        Ok(cr::timestamp_ns()?)
     }
 
     fn stream_id(&self, stream: &StreamKey) -> Result<u32, TimerError> {
-        let mut id = 0u32;
         // SAFETY: the context is alive (held here) and `stream.raw` is a live stream of it,
-        // held by the caller for this call; the out-pointer is valid.
-        check("identifying a stream", unsafe {
-            cupti::cuptiGetStreamIdEx(self.ctx.cu_ctx() as _, stream.raw as _, 0, &mut id)
-        })?;
-        Ok(id)
+        // held by the caller for this call.
+        Ok(unsafe { cr::stream_id(self.ctx.cu_ctx(), stream.raw as _, false) }?)
     }
 
     fn take(&self) -> Result<Vec<Activity>, TimerError> {
-        // SAFETY: a plain CUPTI call; forced flush delivers partly filled buffers too.
-        check("flushing records", unsafe {
-            cupti::cuptiActivityFlushAll(1)
-        })?;
+        // A forced flush delivers partly filled buffers too.
+        cr::flush_all(true)?;
         let mut all = lock(&RECORDS);
         let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(d, _)| *d == self.ordinal);
         *all = rest;
@@ -271,21 +226,16 @@ pub(crate) struct KernelRecordsPaused {
 /// [`TimerError::Api`] when CUPTI refuses.
 pub(crate) fn pause_kernel_records() -> Result<KernelRecordsPaused, TimerError> {
     let driver = *lock(&DRIVER_RECORDS);
-    // SAFETY: plain CUPTI calls with valid kinds; CUPTI is loaded (a `Cupti` exists).
-    unsafe {
-        check("flushing records", cupti::cuptiActivityFlushAll(1))?;
-        check(
-            "pausing kernel records",
-            cupti::cuptiActivityDisable(
-                cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
-            ),
+    cr::flush_all(true)?;
+    cr::disable_activity(
+        ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
+        "pausing kernel records",
+    )?;
+    if driver {
+        cr::disable_activity(
+            ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER,
+            "pausing driver-API records",
         )?;
-        if driver {
-            check(
-                "pausing driver-API records",
-                cupti::cuptiActivityDisable(cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER),
-            )?;
-        }
     }
     Ok(KernelRecordsPaused {
         driver,
@@ -304,22 +254,15 @@ impl KernelRecordsPaused {
     }
 
     fn enable(driver: bool) -> Result<(), TimerError> {
-        // SAFETY: plain CUPTI calls with valid kinds; CUPTI is loaded (a `Cupti` exists).
-        unsafe {
-            check(
-                "resuming kernel records",
-                cupti::cuptiActivityEnable(
-                    cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
-                ),
+        cr::enable_activity(
+            ActivityKind::CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
+            "resuming kernel records",
+        )?;
+        if driver {
+            cr::enable_activity(
+                ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER,
+                "resuming driver-API records",
             )?;
-            if driver {
-                check(
-                    "resuming driver-API records",
-                    cupti::cuptiActivityEnable(
-                        cupti::CUpti_ActivityKind::CUPTI_ACTIVITY_KIND_DRIVER,
-                    ),
-                )?;
-            }
         }
         Ok(())
     }

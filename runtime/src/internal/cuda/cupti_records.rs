@@ -87,9 +87,8 @@ pub unsafe fn drain_buffer(
     // SAFETY: per this function's contract; each record pointer CUPTI returns points into the
     // buffer, which is given back only after the last one is read.
     unsafe {
-        while cupti::cuptiActivityGetNextRecord(buffer, valid, &mut record)
-            == cupti::CUptiResult::CUPTI_SUCCESS
-        {
+        while let Some(next) = super::cupti_result::next_record(buffer, valid, record) {
+            record = next;
             if let Some(r) = parse(record) {
                 each(r);
             }

@@ -8,6 +8,7 @@ mod alone_state;
 pub mod checkpoint;
 mod cupti;
 pub mod cupti_records;
+pub mod cupti_result;
 mod device;
 mod error;
 mod events;
