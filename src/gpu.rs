@@ -1,29 +1,26 @@
-//! A measured session on a real GPU: the calibration kernels loaded, launches timed with
-//! CUDA events, and the NVML sampler running beside them; at the end, a trace.
+//! The calibration session (`wattlens calibrate` and `validate`): the calibration kernels and
+//! their buffers in a [`Profiler`] session timed with CUDA events, each launch tagged by the
+//! caller; at the end, the profiler's trace and each tagged launch's times. The trace is built
+//! by the profiler, as every other recording is.
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
-use wattlens_instrument::clock::{Clock, HostClock};
-use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection, ReadPlan};
-use wattlens_instrument::power::{PowerError, Sampler, SamplerReport};
-use wattlens_instrument::trace::{
-    ClockAlignment, ClockSource, DeviceInfo, LaunchShape, PowerReading, RunMeta, Span, SpanKind,
-    Trace,
-};
+use cudarc::driver::{CudaStream, LaunchConfig};
+use wattlens_instrument::power::nvml::ReadPlan;
+use wattlens_instrument::power::SamplerReport;
+use wattlens_instrument::trace::{DeviceInfo, LaunchShape, SpanKind, Trace};
 use wattlens_instrument::SensorProfile;
 use wattlens_kernels::calibration as k;
-use wattlens_runtime::internal::cuda::{CudaError, CudaGpu, Timeline};
+use wattlens_runtime::{
+    CudaError, DeviceBuffer, Kernel, ProfiledArg, Profiler, ProfilerConfig, TimingChoice,
+};
 
 /// Why a GPU session failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
-    /// CUDA failed.
+    /// CUDA (or NVML, through the profiler) failed.
     #[error(transparent)]
     Cuda(#[from] CudaError),
-    /// NVML failed.
-    #[error(transparent)]
-    Power(#[from] PowerError),
 }
 
 /// What a finished session recorded.
@@ -57,24 +54,19 @@ pub enum Launch {
     Sgemm,
 }
 
-/// A GPU with the calibration kernels, a timeline and a running sampler.
-pub struct GpuSession {
-    /// The device.
-    pub gpu: CudaGpu,
-    clock: Arc<HostClock>,
-    sampler: Option<Sampler>,
-    readings: Vec<PowerReading>,
-    timeline: Timeline,
-    funcs: [CudaFunction; 5],
-    scratch: CudaSlice<f32>,
-    copy_in: CudaSlice<f32>,
-    copy_out: CudaSlice<f32>,
-    gemm: [CudaSlice<f32>; 3],
-    /// Launches so far: (what, tag for the caller).
-    launches: Vec<(Launch, usize)>,
-    start_unix_ns: u64,
-    driver: Option<String>,
-    profile: SensorProfile,
+/// The calibration kernels and their buffers in a profiling session of one GPU.
+pub struct CalibrationSession {
+    prof: Profiler,
+    stream: Arc<CudaStream>,
+    kernels: [Kernel; 5],
+    scratch: DeviceBuffer<f32>,
+    copy_in: DeviceBuffer<f32>,
+    copy_out: DeviceBuffer<f32>,
+    gemm: [DeviceBuffer<f32>; 3],
+    /// The caller's tag of each launch, in launch order.
+    tags: Vec<usize>,
+    /// The GPU.
+    pub gpu: DeviceInfo,
     /// How the sampler reads the GPU (measured read costs and the counter stride).
     pub read_plans: Vec<ReadPlan>,
 }
@@ -84,68 +76,60 @@ const COPY_FLOATS: usize = 1 << 28;
 /// Edge of the GEMM matrices.
 const GEMM_N: u32 = 2048;
 
-impl GpuSession {
-    /// Open CUDA device `ordinal`, load the kernels, allocate buffers and start the sampler on
-    /// the same GPU (matched by UUID), reading NVML within `cpu_budget` (share of a core).
+impl CalibrationSession {
+    /// Open CUDA device `ordinal` in a profiling session timed with CUDA events, with the
+    /// power sampler reading it within `cpu_budget` (share of a core) under `profile`; load the
+    /// kernels and allocate their buffers.
     ///
     /// # Errors
     /// [`GpuError`] without CUDA or NVML, or when loading fails.
     pub fn open(ordinal: usize, profile: SensorProfile, cpu_budget: f64) -> Result<Self, GpuError> {
-        let gpu = CudaGpu::open(ordinal)?;
-        let module = gpu.load(k::PTX)?;
-        let f = |name: &str| gpu.function(&module, name);
-        let funcs = [
+        let prof = Profiler::start(ProfilerConfig {
+            devices: vec![ordinal],
+            timing: TimingChoice::Events,
+            power: true,
+            cpu_budget,
+            profile,
+            ..ProfilerConfig::default()
+        })?;
+        let gpu = prof
+            .devices()
+            .into_iter()
+            .next()
+            .ok_or_else(|| CudaError::Unavailable("the profiler opened no device".into()))?;
+        let read_plans = prof.read_plans().to_vec();
+        let stream = prof.context(0)?.default_stream();
+        let module = prof.load_ptx(0, k::PTX)?;
+        let f = |name: &str| prof.kernel(&module, name);
+        let kernels = [
             f(k::SPIN_FOR)?,
             f(k::IDLE_FOR)?,
             f(k::SPIN_FMA)?,
             f(k::COPY_F4)?,
             f(k::SGEMM_TILED)?,
         ];
-        let s = gpu.stream().clone();
-        let alloc = |n: usize| {
-            s.alloc_zeros::<f32>(n).map_err(|source| CudaError::Driver {
-                what: "allocating buffers",
-                source,
-            })
-        };
+        let alloc = |n: usize| prof.alloc_zeros::<f32>(&stream, n);
         let n2 = (GEMM_N * GEMM_N) as usize;
         let (scratch, copy_in, copy_out) = (alloc(1024)?, alloc(COPY_FLOATS)?, alloc(COPY_FLOATS)?);
         let gemm = [alloc(n2)?, alloc(n2)?, alloc(n2)?];
-        let clock = Arc::new(HostClock::new());
-        let source = open_nvml(
-            &DeviceSelection::Uuids(vec![gpu.uuid.clone()]),
-            clock.clone(),
-            profile.clone(),
-            cpu_budget,
-        )?;
-        let driver = source.driver().map(str::to_owned);
-        let read_plans = source.plans();
-        let start_unix_ns = clock.now_ns();
-        let sampler = Sampler::start(source, clock.clone())?;
-        let mut timeline = Timeline::new();
-        timeline.anchor(&gpu, &*clock)?;
+        prof.synchronize(&stream)?;
         Ok(Self {
-            gpu,
-            clock,
-            sampler: Some(sampler),
-            readings: Vec::new(),
-            timeline,
-            funcs,
+            prof,
+            stream,
+            kernels,
             scratch,
             copy_in,
             copy_out,
             gemm,
-            launches: Vec::new(),
-            start_unix_ns,
-            driver,
-            profile,
+            tags: Vec::new(),
+            gpu,
             read_plans,
         })
     }
 
     /// The trace clock.
     pub fn now_ns(&self) -> u64 {
-        self.clock.now_ns()
+        self.prof.now_ns()
     }
 
     /// The launch shape of a kernel on this GPU.
@@ -184,7 +168,8 @@ impl GpuSession {
         }
     }
 
-    /// Queue one launch, timed; `tag` is returned with its times by [`GpuSession::finish`].
+    /// Queue one launch, timed; `tag` is returned with its times by
+    /// [`CalibrationSession::finish`].
     ///
     /// # Errors
     /// [`GpuError::Cuda`] when the launch fails.
@@ -195,59 +180,40 @@ impl GpuSession {
             block_dim: (shape.block[0], shape.block[1], shape.block[2]),
             shared_mem_bytes: 0,
         };
-        let stream = self.gpu.stream().clone();
-        let (funcs, scratch) = (&self.funcs, &self.scratch);
-        let (cin, cout, gemm, n) = (&self.copy_in, &mut self.copy_out, &self.gemm, GEMM_N);
+        let (prof, s, kernels) = (&self.prof, &self.stream, &self.kernels);
         let n4 = (COPY_FLOATS / 4) as u64;
-        let n_i32 = n as i32;
-        let run = || -> Result<(), CudaError> {
-            let err = |source| CudaError::Driver {
-                what: "launching a kernel",
-                source,
-            };
-            // SAFETY: each argument list matches the kernel's C signature in
-            // kernels/cuda/calibration.cu, and every buffer is large enough for its grid.
-            unsafe {
-                match l {
-                    Launch::SpinFor(ns) => stream
-                        .launch_builder(&funcs[0])
-                        .arg(scratch)
-                        .arg(&ns)
-                        .launch(cfg)
-                        .map(|_| ()),
-                    Launch::IdleFor(ns) => stream
-                        .launch_builder(&funcs[1])
-                        .arg(&ns)
-                        .launch(cfg)
-                        .map(|_| ()),
-                    Launch::SpinFma { iters, .. } => stream
-                        .launch_builder(&funcs[2])
-                        .arg(scratch)
-                        .arg(&iters)
-                        .launch(cfg)
-                        .map(|_| ()),
-                    Launch::Copy => stream
-                        .launch_builder(&funcs[3])
-                        .arg(cin)
-                        .arg(cout)
-                        .arg(&n4)
-                        .launch(cfg)
-                        .map(|_| ()),
-                    Launch::Sgemm => stream
-                        .launch_builder(&funcs[4])
-                        .arg(&gemm[0])
-                        .arg(&gemm[1])
-                        .arg(&gemm[2])
-                        .arg(&n_i32)
-                        .launch(cfg)
-                        .map(|_| ()),
-                }
-                .map_err(err)
+        let n_i32 = GEMM_N as i32;
+        // SAFETY: each argument list matches the kernel's C signature in
+        // kernels/cuda/calibration.cu, and every buffer is large enough for its grid.
+        unsafe {
+            match l {
+                Launch::SpinFor(ns) => prof
+                    .launch(s, &kernels[0])
+                    .arg(&self.scratch)
+                    .arg(&ns)
+                    .launch(cfg),
+                Launch::IdleFor(ns) => prof.launch(s, &kernels[1]).arg(&ns).launch(cfg),
+                Launch::SpinFma { iters, .. } => prof
+                    .launch(s, &kernels[2])
+                    .arg(&self.scratch)
+                    .arg(&iters)
+                    .launch(cfg),
+                Launch::Copy => prof
+                    .launch(s, &kernels[3])
+                    .arg(&self.copy_in)
+                    .arg(&mut self.copy_out)
+                    .arg(&n4)
+                    .launch(cfg),
+                Launch::Sgemm => prof
+                    .launch(s, &kernels[4])
+                    .arg(&self.gemm[0])
+                    .arg(&self.gemm[1])
+                    .arg(&self.gemm[2])
+                    .arg(&n_i32)
+                    .launch(cfg),
             }
-        };
-        let id = self.launches.len();
-        self.timeline.time(&self.gpu, id, run)?;
-        self.launches.push((l, tag));
+        }?;
+        self.tags.push(tag);
         Ok(())
     }
 
@@ -256,83 +222,38 @@ impl GpuSession {
     /// # Errors
     /// [`GpuError::Cuda`] when queued work failed.
     pub fn host_idle(&mut self, ns: u64) -> Result<(), GpuError> {
-        self.timeline.anchor(&self.gpu, &*self.clock)?;
+        self.prof.synchronize(&self.stream)?;
         std::thread::sleep(std::time::Duration::from_nanos(ns));
-        self.timeline.anchor(&self.gpu, &*self.clock)?;
-        self.pull();
         Ok(())
     }
 
-    /// Move readings the sampler delivered into the session (bounded memory in the sampler).
-    fn pull(&mut self) {
-        if let Some(s) = &self.sampler {
-            s.drain(&mut self.readings);
-        }
-    }
-
-    /// Stop everything and build the trace: one kernel span per launch (named by kernel, with
-    /// its shape), the power readings and the clock evidence. Returns each launch's
-    /// (tag, start, end) too, and the sampler's report.
+    /// Stop the session: the profiler's trace (recording `command`), each launch's (tag,
+    /// start, end) in launch order, and the sampler's report.
     ///
     /// # Errors
     /// [`GpuError::Cuda`] when the queued work failed.
-    pub fn finish(mut self, command: Vec<String>) -> Result<Finished, GpuError> {
-        self.gpu.synchronize()?;
-        let anchor_err = self.timeline.anchor_error_ns();
-        let times = std::mem::take(&mut self.timeline).finish(&self.gpu)?;
-        // Let the sensors see the tail before stopping.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let (rest, report) = match self.sampler.take() {
-            Some(s) => s.stop(),
-            None => (Vec::new(), SamplerReport::default()),
-        };
-        self.pull();
-        self.readings.extend(rest);
-        let meta = RunMeta {
-            tool_version: concat!("wattlens ", env!("CARGO_PKG_VERSION")).to_owned(),
-            simulated: false,
-            host: RunMeta::this_host(),
-            command,
-            start_unix_ns: self.start_unix_ns,
-            driver: self.driver.clone(),
-            devices: vec![DeviceInfo {
-                index: 0,
-                name: self.gpu.name.clone(),
-                uuid: self.gpu.uuid.clone(),
-                sm_count: self.gpu.sm_count,
-                power_limit_mw: 0,
-            }],
-            sensor_profile: self.profile.clone(),
-        };
-        let mut trace = Trace::new(meta);
-        let mut tagged = Vec::with_capacity(times.len());
-        for &(id, s, e) in &times {
-            let Some(&(l, tag)) = self.launches.get(id) else {
-                continue;
-            };
-            let name = trace.strings.id(Self::name(l));
-            let shape = self.shape(l);
-            trace.spans.push(Span {
-                launch: Some(shape),
-                ..Span::new(id as u64, SpanKind::Kernel, (0, 0), name, (s, e.max(s)))
-            });
-            tagged.push((tag, s, e));
-        }
-        self.readings.sort_by_key(PowerReading::ts_ns);
-        trace.power = std::mem::take(&mut self.readings);
-        trace.alignments.extend(report.alignments.iter().cloned());
-        trace.alignments.push(ClockAlignment {
-            source: ClockSource::CudaEvents,
-            device: 0,
-            offset_ns: 0,
-            drift_ppb: 0,
-            error_bound_ns: anchor_err,
-            points: Vec::new(),
-        });
+    pub fn finish(self, command: Vec<String>) -> Result<Finished, GpuError> {
+        let Self { prof, tags, .. } = self;
+        let finished = prof.finish().map_err(|a| a.error)?;
+        let mut trace = finished.trace;
+        trace.meta.command = command;
+        // One stream: the kernels ran in launch order (the buffers' memsets are not launches).
+        let mut kernels: Vec<(u64, u64)> = trace
+            .spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Kernel)
+            .map(|s| (s.start_ns, s.end_ns))
+            .collect();
+        kernels.sort_unstable();
+        let launches = tags
+            .into_iter()
+            .zip(kernels)
+            .map(|(tag, (start, end))| (tag, start, end))
+            .collect();
         Ok(Finished {
             trace,
-            launches: tagged,
-            sampler: report,
+            launches,
+            sampler: finished.sampler.unwrap_or_default(),
         })
     }
 }

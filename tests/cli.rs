@@ -546,11 +546,11 @@ fn a_closed_stdout_is_not_an_error() {
 
 #[test]
 #[ignore = "needs an NVIDIA GPU"]
-fn gpu_session_times_kernels_and_samples_power() {
-    use wattlens::gpu::{Finished, GpuSession, Launch};
+fn gpu_calibration_session_times_kernels_and_samples_power() {
+    use wattlens::gpu::{CalibrationSession, Finished, Launch};
     use wattlens_instrument::power::nvml::DEFAULT_CPU_BUDGET;
     use wattlens_instrument::{PowerReading, SensorProfile};
-    let mut s = GpuSession::open(0, SensorProfile::default(), DEFAULT_CPU_BUDGET).unwrap();
+    let mut s = CalibrationSession::open(0, SensorProfile::default(), DEFAULT_CPU_BUDGET).unwrap();
     for i in 0..3 {
         s.launch(Launch::SpinFor(50_000_000), i).unwrap();
     }

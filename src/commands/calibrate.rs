@@ -11,7 +11,7 @@ use wattlens_instrument::SensorProfile;
 
 use crate::cli::CalibrateArgs;
 use crate::error::CliError;
-use crate::gpu::{Finished, GpuSession, Launch};
+use crate::gpu::{CalibrationSession, Finished, Launch};
 
 /// Idle steps at least this long leave the GPU truly idle (host sleep) instead of holding it
 /// with the idle kernel.
@@ -23,7 +23,7 @@ const HOST_IDLE_NS: u64 = 500_000_000;
 /// [`CliError`] without a GPU, NVML or CUDA, or when the files cannot be written.
 pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let reference = SensorProfile::h200_2026_11_22();
-    let mut s = GpuSession::open(args.device, reference.clone(), CALIBRATION_CPU_BUDGET)?;
+    let mut s = CalibrationSession::open(args.device, reference.clone(), CALIBRATION_CPU_BUDGET)?;
     writeln!(
         out,
         "calibrating {} ({}) for about 15 s…",

@@ -14,7 +14,7 @@ use wattlens_instrument::{attribute, SensorProfile};
 
 use crate::cli::ValidateArgs;
 use crate::error::CliError;
-use crate::gpu::{Finished, GpuSession, Launch};
+use crate::gpu::{CalibrationSession, Finished, Launch};
 
 /// The kernels of the check: (label, launch).
 fn kernels() -> [(&'static str, Launch); 4] {
@@ -40,7 +40,7 @@ fn kernels() -> [(&'static str, Launch); 4] {
 
 /// Floating-point operations of one launch (an FMA counts 2), where the kernel computes.
 fn flops_per_launch(l: Launch, sm_count: u32) -> Option<f64> {
-    let shape = GpuSession::shape_for(l, sm_count);
+    let shape = CalibrationSession::shape_for(l, sm_count);
     let threads = (shape.blocks() as f64) * (shape.threads_per_block() as f64);
     match l {
         // Two chains of 256 dependent FMAs per iteration.
@@ -90,7 +90,7 @@ fn measure_alone(
 ) -> Result<RepeatResult, CliError> {
     let profile = SensorProfile::h200_2026_11_22();
     let config = RepeatConfig::default();
-    let mut s = GpuSession::open(device, profile.clone(), DEFAULT_CPU_BUDGET)?;
+    let mut s = CalibrationSession::open(device, profile.clone(), DEFAULT_CPU_BUDGET)?;
     // Estimate one launch's length to fill each batch.
     let t0 = s.now_ns();
     for _ in 0..3 {
@@ -176,7 +176,7 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> Result<(), CliError> {
 
     // The mix: bursts of every kernel in random order, random host gaps, idle around it.
     let profile = SensorProfile::h200_2026_11_22();
-    let mut s = GpuSession::open(args.device, profile, DEFAULT_CPU_BUDGET)?;
+    let mut s = CalibrationSession::open(args.device, profile, DEFAULT_CPU_BUDGET)?;
     let gpu = s.gpu.name.clone();
     writeln!(out, "sampler read plan: {:?}", s.read_plans)?;
     s.host_idle(3_500_000_000)?;
@@ -210,9 +210,9 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let a = attribute(&trace, 0)?;
     let mut checks = Vec::new();
     for (k, (label, l)) in ks.iter().enumerate() {
-        let name = GpuSession::name(*l);
+        let name = CalibrationSession::name(*l);
         let sm_count = trace.meta.devices.first().map_or(0, |d| d.sm_count);
-        let shape = GpuSession::shape_for(*l, sm_count);
+        let shape = CalibrationSession::shape_for(*l, sm_count);
         let Some(sig) = a
             .signatures
             .iter()
@@ -293,7 +293,7 @@ fn sampler_cost(
     args: &ValidateArgs,
     out: &mut dyn Write,
 ) -> Result<(f64, f64, u64, u64, Vec<String>), CliError> {
-    let mut s = GpuSession::open(
+    let mut s = CalibrationSession::open(
         args.device,
         SensorProfile::h200_2026_11_22(),
         DEFAULT_CPU_BUDGET,

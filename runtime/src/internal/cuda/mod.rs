@@ -1,6 +1,5 @@
-//! The CUDA side, through cudarc's driver API loaded at run time: a plain device handle for
-//! the calibration workloads ([`CudaGpu`]), and the profiling session ([`Profiler`]) with its
-//! instrumented launches, transfers, buffers and regions.
+//! The CUDA side, through cudarc's driver API loaded at run time: the profiling session
+//! ([`Profiler`]) with its instrumented launches, transfers, buffers and regions.
 
 mod activity_buffers;
 mod alone;
@@ -19,7 +18,7 @@ mod scalar;
 mod transfer;
 
 pub use alone_state::AloneReport;
-pub use device::{driver_version, format_uuid, CudaGpu, Timeline};
+pub use device::{driver_version, format_uuid};
 pub use error::{Aborted, CudaError};
 pub use launch::{ProfiledArg, ProfiledLaunch};
 pub use profiler::{

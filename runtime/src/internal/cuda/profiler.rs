@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream};
 use cudarc::nvrtc::Ptx;
 use wattlens_instrument::clock::{Clock, HostClock};
-use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection};
+use wattlens_instrument::power::nvml::{open_nvml, DeviceSelection, ReadPlan};
 use wattlens_instrument::power::{Sampler, SamplerReport};
 use wattlens_instrument::trace::{
     AccessMode, DeviceInfo, KernelFacts, OpClass, PowerReading, RunMeta, SpanKind, StrId, Trace,
@@ -229,6 +229,8 @@ pub struct Profiler {
     pub(crate) timers: Mutex<Timers>,
     devices: Vec<Device>,
     sampler: Option<Sampler>,
+    /// How the sampler reads each GPU (measured read costs, the counter's stride).
+    read_plans: Vec<ReadPlan>,
     start_unix_ns: u64,
     driver: Option<String>,
     pub(crate) config: ProfilerConfig,
@@ -296,6 +298,7 @@ impl Profiler {
                 },
             });
         }
+        let mut read_plans = Vec::new();
         let (sampler, mut driver) = if config.power {
             let uuids = devices.iter().map(|d| d.info.uuid.clone()).collect();
             let source = open_nvml(
@@ -306,6 +309,7 @@ impl Profiler {
             )
             .map_err(|e| CudaError::Unavailable(format!("power readings: {e}")))?;
             let driver = source.driver().map(str::to_owned);
+            read_plans = source.plans();
             let sampler = Sampler::start(source, clock.clone())
                 .map_err(|e| CudaError::Unavailable(format!("power readings: {e}")))?;
             (Some(sampler), driver)
@@ -335,6 +339,7 @@ impl Profiler {
             }),
             devices,
             sampler,
+            read_plans,
             start_unix_ns,
             driver,
             config,
@@ -354,6 +359,17 @@ impl Profiler {
             .get(device)
             .map(|d| &d.ctx)
             .ok_or_else(|| CudaError::ForeignDevice(format!("the session has no device {device}")))
+    }
+
+    /// The session's GPUs: name, UUID and SMs of each trace device.
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        self.devices.iter().map(|d| d.info.clone()).collect()
+    }
+
+    /// How the power sampler reads each GPU (measured read costs, the energy counter's
+    /// stride); empty without power readings.
+    pub fn read_plans(&self) -> &[ReadPlan] {
+        &self.read_plans
     }
 
     /// The timing method of each device (`"cupti"` or `"events"`).
