@@ -260,101 +260,35 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         return Err(AttributionError::NoSuchDevice(device));
     }
     let profile = &trace.meta.sensor_profile;
-    let windows = counter_windows(&trace.power, device, profile.counter_period_ns);
-    if windows.is_empty() {
-        return Err(AttributionError::NoCounter(device));
-    }
-    // A replay that did other work than the launch in place (a kernel that keeps state
-    // across launches) measures nothing of the program: it is left out, and said.
-    let unlike = replay::unlike_replays(trace, device);
-    let work: Vec<usize> = (0..trace.spans.len())
-        .filter(|&i| trace.spans[i].device == device && trace.spans[i].is_device_work())
-        .filter(|&i| !unlike.iter().any(|u| u.span == trace.spans[i].id))
-        .collect();
-    // Observations that see the profiler's own checkpoint copies, or a burst left out, are
-    // not the program's.
-    let episodes = replay::Episodes::of(trace, device, &unlike);
-    let fit_windows: Vec<_> = windows
-        .iter()
-        .filter(|w| !episodes.spoils(w.start_ns, w.end_ns))
-        .copied()
-        .collect();
-    let design = Design::build(trace, &work, &fit_windows);
-    // A light trace (ranges and sensors, no work records): the ranges are the work, and idle
-    // is what the GPU drew outside them.
-    let light = work.is_empty()
-        && trace
-            .spans
-            .iter()
-            .any(|s| matches!(s.kind, SpanKind::Region { .. }) && s.end_ns > s.start_ns);
-    let not_idle = if light {
-        crate::intervals::union(
-            episodes
-                .held()
-                .iter()
-                .copied()
-                .chain(
-                    trace
-                        .spans
-                        .iter()
-                        .filter(|s| matches!(s.kind, SpanKind::Region { .. }))
-                        .map(|s| (s.start_ns, s.end_ns)),
-                )
-                .collect(),
-        )
-    } else {
-        episodes.held().to_vec()
-    };
+    let obs = Observations::of(trace, device)?;
+    let Observations {
+        windows,
+        work,
+        episodes,
+        design,
+        light,
+        ..
+    } = &obs;
+    let light = *light;
+    let not_idle = not_idle(trace, episodes, light);
     let idle =
-        idle::measure(trace, &work, &not_idle, &windows).ok_or(AttributionError::NoIdle(device))?;
+        idle::measure(trace, work, &not_idle, windows).ok_or(AttributionError::NoIdle(device))?;
     let samples = episodes.usable_samples(&samples_of(trace, device), profile.sample_tau_ns);
     let board_cap_mw = board_cap_mw(trace, device, idle.power.low_mw);
-    // The most dynamic energy the board can draw over `busy_ns` of work.
     let rows = samples::sample_rows(
         trace,
-        &work,
+        work,
         (&design.sig_of, &design.density),
         design.len(),
         &samples,
         profile.sample_tau_ns,
     );
-    let mut fit = regression::fit(
-        &design,
-        &fit_windows,
-        &idle,
-        &rows,
-        &samples,
-        (profile.sample_noise_sd_mw, board_cap_mw),
-    );
-    let checked = replay_closure(
-        trace,
-        &work,
-        &design,
-        &fit_windows,
-        &episodes,
-        &idle,
-        &fit.beta,
-    );
-    // Signatures the counter measured alone, in replay bursts.
-    let mut replayed = vec![false; design.len()];
-    let replay_closure = checked.map(|(closure, powers)| {
-        for (s, r) in replayed.iter_mut().enumerate() {
-            *r = powers.get(s).copied().flatten().is_some();
-        }
-        // The closure's distance from 1 is an error common to every replayed signature.
-        let sd: Vec<f64> = (0..design.len())
-            .map(|s| match powers.get(s).copied().flatten() {
-                Some(_) => closure.systematic * fit.beta[s].max(0.0) / fit.t,
-                None => 0.0,
-            })
-            .collect();
-        fit.add_systematic(&sd);
-        closure
-    });
-    let Fit { beta, cov, t, .. } = &fit;
-    let residuals = samples::residuals(&samples, &rows, beta, idle.power.mw);
-    let (beta, cov, t) = (beta.as_slice(), cov, *t);
-    let p = design.len();
+    let Fitted {
+        fit,
+        replayed,
+        replay_closure,
+    } = fit_with_replays(trace, &obs, &idle, (&rows, &samples), board_cap_mw);
+    let residuals = samples::residuals(&samples, &rows, &fit.beta, idle.power.mw);
     let (idle_power, idle_mw) = (idle.power, idle.power.mw);
     let idle_half_mw = (idle_power.high_mw - idle_power.low_mw) / 2.0;
     let covered_window = (
@@ -362,8 +296,458 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         windows.last().map_or(0, |w| w.end_ns),
     );
 
-    // Per span: priced at the signature's power, or integrated when long.
-    let share_s = shares::concurrency_shares(trace, &work);
+    let share_s = shares::concurrency_shares(trace, work);
+    let PricedSpans {
+        parts: span_parts,
+        spans,
+        dynamic_in_window_mj,
+    } = price_spans(
+        trace,
+        &obs,
+        (&fit, &residuals),
+        (&share_s, idle_mw),
+        covered_window,
+    );
+
+    // Roll the spans up by signature, op class and region.
+    let rollups = Rollups {
+        trace,
+        obs: &obs,
+        fit: &fit,
+        parts: &span_parts,
+        share_s: &share_s,
+        idle: idle_power,
+        power_cap_mw: power_caps(&fit, &replayed, board_cap_mw),
+    };
+    let class_of: Vec<OpClass> = design
+        .keys
+        .iter()
+        .map(|&(name, kind, _)| op_class_of(trace, trace.str(name), kind))
+        .collect();
+    let mut signatures = rollups.signatures(&class_of);
+    let mut ops = rollups.ops(&class_of, &signatures);
+    let (mut regions, regions_folded) = rollups.regions();
+    most_energy_first(&mut signatures, |s| (&s.dynamic, &s.static_share));
+    most_energy_first(&mut ops, |o| (&o.dynamic, &o.static_share));
+    most_energy_first(&mut regions, |r| (&r.dynamic, &r.static_share));
+
+    let window_ns = covered_window.1 - covered_window.0;
+    let profiler_mj = profiler_energy_mj(trace, work, &spans, windows, episodes, idle_mw);
+    let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();
+    let idle_mj = idle_mw * window_ns as f64 * 1e-9;
+    let measured = measured_share(&signatures, &ops);
+    let held = profiler_held(trace, device, episodes);
+    let cost = profiler_cost::CostTimeline::of(trace, work);
+    let profiler_cost = cost.summary(trace);
+    let requests = if light {
+        light::requests(trace, windows, (idle_mw, idle_half_mw))
+    } else {
+        requests::requests(
+            trace,
+            device,
+            (work, &span_parts),
+            (&held, &cost),
+            &requests::FitView {
+                beta: &fit.beta,
+                cov: &fit.cov,
+                t: fit.t,
+                joint: fit.joint.as_ref(),
+                idle_mw: (idle_mw, idle_half_mw),
+            },
+        )
+    };
+    let replay = (!episodes.is_empty())
+        .then(|| replay_summary(trace, device, &obs, &signatures, replay_closure));
+    Ok(Attribution {
+        device,
+        simulated: trace.meta.simulated,
+        idle_power,
+        idle_windows: idle.windows,
+        idle_after_power: idle.after,
+        regression_windows: fit.counter_rows,
+        regression_samples: fit.sample_rows,
+        sensor_gaps: sensor_gaps(trace, device),
+        signatures,
+        ops,
+        regions,
+        regions_folded,
+        spans,
+        closure: Closure {
+            start_ns: covered_window.0,
+            window_ns,
+            counter_mj,
+            idle_mj,
+            dynamic_mj: dynamic_in_window_mj,
+            profiler_mj,
+            residual_mj: counter_mj - idle_mj - dynamic_in_window_mj - profiler_mj,
+        },
+        measured,
+        replay,
+        board_cap_mw,
+        requests,
+        light,
+        profiler_cost,
+    })
+}
+
+/// What attribution rests on for one device: the counter's windows, the work, the profiler's
+/// own episodes, and the design of signatures over the windows the fit may use.
+struct Observations {
+    /// Every counter window.
+    windows: Vec<crate::power::CounterWindow>,
+    /// Replays that did other work than the launch in place, left out.
+    unlike: Vec<replay::UnlikeReplay>,
+    /// Indices into the trace's spans of the device's work (replays left out excluded).
+    work: Vec<usize>,
+    /// The profiler's own device work.
+    episodes: replay::Episodes,
+    /// The windows free of the profiler's own work outside bursts: the fit's.
+    fit_windows: Vec<crate::power::CounterWindow>,
+    /// Busy time of each signature in each fit window.
+    design: Design,
+    /// A light trace: ranges and sensors, no work records.
+    light: bool,
+}
+
+impl Observations {
+    /// The observations of `device` in `trace`.
+    ///
+    /// # Errors
+    /// [`AttributionError::NoCounter`] without energy counter readings.
+    fn of(trace: &Trace, device: u32) -> Result<Self, AttributionError> {
+        let profile = &trace.meta.sensor_profile;
+        let windows = counter_windows(&trace.power, device, profile.counter_period_ns);
+        if windows.is_empty() {
+            return Err(AttributionError::NoCounter(device));
+        }
+        // A replay that did other work than the launch in place (a kernel that keeps state
+        // across launches) measures nothing of the program: it is left out, and said.
+        let unlike = replay::unlike_replays(trace, device);
+        let work: Vec<usize> = (0..trace.spans.len())
+            .filter(|&i| trace.spans[i].device == device && trace.spans[i].is_device_work())
+            .filter(|&i| !unlike.iter().any(|u| u.span == trace.spans[i].id))
+            .collect();
+        // Observations that see the profiler's own checkpoint copies, or a burst left out,
+        // are not the program's.
+        let episodes = replay::Episodes::of(trace, device, &unlike);
+        let fit_windows: Vec<_> = windows
+            .iter()
+            .filter(|w| !episodes.spoils(w.start_ns, w.end_ns))
+            .copied()
+            .collect();
+        let design = Design::build(trace, &work, &fit_windows);
+        // A light trace (ranges and sensors, no work records): the ranges are the work, and
+        // idle is what the GPU drew outside them.
+        let light = work.is_empty()
+            && trace
+                .spans
+                .iter()
+                .any(|s| matches!(s.kind, SpanKind::Region { .. }) && s.end_ns > s.start_ns);
+        Ok(Self {
+            windows,
+            unlike,
+            work,
+            episodes,
+            fit_windows,
+            design,
+            light,
+        })
+    }
+}
+
+/// Sort `rows` by their energy, dynamic plus static (as `energy` gives them), most first.
+fn most_energy_first<T>(rows: &mut [T], energy: impl Fn(&T) -> (&EnergyEstimate, &EnergyEstimate)) {
+    let total = |r: &T| {
+        let (dynamic, static_share) = energy(r);
+        dynamic.mj + static_share.mj
+    };
+    rows.sort_by(|a, b| total(b).total_cmp(&total(a)));
+}
+
+/// The time the profiler held `device` for its own work (replays, content hashing), sorted and
+/// disjoint: not charged to a request.
+fn profiler_held(trace: &Trace, device: u32, episodes: &replay::Episodes) -> Vec<(u64, u64)> {
+    crate::intervals::union(
+        episodes
+            .held()
+            .iter()
+            .copied()
+            .chain(trace.annotations.iter().filter_map(|a| match *a {
+                crate::trace::Annotation::Overhead {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } if d == device && to_ns >= from_ns => Some((from_ns, to_ns)),
+                _ => None,
+            }))
+            .collect(),
+    )
+}
+
+/// What kernel replay measured on `device`: the replayed signatures, their bursts, what the
+/// replays cost the run, the closure, and what was not replayed.
+fn replay_summary(
+    trace: &Trace,
+    device: u32,
+    obs: &Observations,
+    signatures: &[SignatureEnergy],
+    closure: Option<ReplayClosure>,
+) -> ReplaySummary {
+    let program_busy_ns: u64 = signatures.iter().map(|s| s.busy_ns).sum();
+    let replayed: Vec<&SignatureEnergy> =
+        signatures.iter().filter(|s| s.alone_launches > 0).collect();
+    ReplaySummary {
+        signatures: replayed.len(),
+        bursts: obs
+            .work
+            .iter()
+            .filter(|&&i| matches!(trace.spans[i].kind, SpanKind::Alone { .. }))
+            .count(),
+        burst_ns: replayed.iter().map(|s| s.alone_ns).sum(),
+        held_ns: obs.episodes.held_ns(),
+        replayed_busy_share: share(replayed.iter().map(|s| s.busy_ns).sum(), program_busy_ns),
+        closure,
+        notes: replay::notes(trace, device, &obs.unlike),
+    }
+}
+
+/// The stretches the power samples of `device` were lost, (from, to) ns.
+fn sensor_gaps(trace: &Trace, device: u32) -> Vec<(u64, u64)> {
+    trace
+        .power
+        .iter()
+        .filter_map(|r| match *r {
+            PowerReading::Lost {
+                device: d,
+                from_ns,
+                to_ns,
+            } if d == device => Some((from_ns, to_ns)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The most each signature can draw, mW: the board's cap, which makes bounds physical; or, for
+/// a signature the counter measured alone to within ±50%, the upper end of that power where it
+/// is higher. A board draws above its enforced limit over 100 ms windows (the limit holds on
+/// average): an H100 limited to 700 W drew 733-771 W in replays of cuBLAS kernels.
+fn power_caps(fit: &Fit, replayed: &[bool], board_cap_mw: Option<f64>) -> Vec<Option<f64>> {
+    (0..fit.beta.len())
+        .map(|s| {
+            let cap = board_cap_mw?;
+            let half = fit.t * fit.cov.at(s, s).max(0.0).sqrt();
+            Some(if replayed[s] && half <= 0.5 * fit.beta[s] {
+                cap.max(fit.beta[s] + half)
+            } else {
+                cap
+            })
+        })
+        .collect()
+}
+
+/// A group of work spans rolled up: their energy terms, launches, busy time, and busy seconds
+/// of static share.
+struct Group {
+    rollup: Rollup,
+    launches: u64,
+    busy_ns: u64,
+    static_s: f64,
+}
+
+/// Rolls priced spans up into signatures, op classes and regions, each with its CI from the
+/// fit and its static share, and capped at what the board can draw.
+struct Rollups<'a> {
+    trace: &'a Trace,
+    obs: &'a Observations,
+    fit: &'a Fit,
+    parts: &'a [SpanPart],
+    share_s: &'a [f64],
+    idle: PowerEstimate,
+    power_cap_mw: Vec<Option<f64>>,
+}
+
+impl Rollups<'_> {
+    /// Work span `w` (an index into the observations' work) is the program's: the profiler's
+    /// bursts of launches measured alone inform the fit and the closure, not the rollups.
+    fn program(&self, w: usize) -> bool {
+        self.trace.spans[self.obs.work[w]].is_program_work()
+    }
+
+    /// The spans `members` rolled up.
+    fn group(&self, members: impl Iterator<Item = usize>) -> Group {
+        let mut g = Group {
+            rollup: Rollup::new(self.obs.design.len()),
+            launches: 0,
+            busy_ns: 0,
+            static_s: 0.0,
+        };
+        for w in members {
+            g.rollup.add_span(&self.parts[w]);
+            g.launches += 1;
+            g.busy_ns += self.trace.spans[self.obs.work[w]].duration_ns();
+            g.static_s += self.share_s[w];
+        }
+        g
+    }
+
+    /// The group's dynamic energy with its CI.
+    fn dynamic(&self, g: &Group) -> EnergyEstimate {
+        let fit = self.fit;
+        g.rollup
+            .estimate(&fit.beta, &fit.cov, fit.t, fit.joint.as_ref())
+    }
+
+    /// Idle power over `static_s` busy seconds, with its CI.
+    fn static_estimate(&self, static_s: f64) -> EnergyEstimate {
+        let half_mw = (self.idle.high_mw - self.idle.low_mw) / 2.0;
+        EnergyEstimate::from_half_width(self.idle.mw * static_s, half_mw * static_s)
+    }
+
+    /// The most the spans `members` can draw together, mJ.
+    fn group_cap_mj(&self, members: &[usize]) -> Option<f64> {
+        members.iter().try_fold(0.0, |acc, &w| {
+            let busy_s = self.trace.spans[self.obs.work[w]].duration_ns() as f64 * 1e-9;
+            self.power_cap_mw[self.obs.design.sig_of[w]].map(|c| acc + c * busy_s)
+        })
+    }
+
+    /// Each signature with program work: its power, energy and launches, and what replays
+    /// measured of it.
+    fn signatures(&self, class_of: &[OpClass]) -> Vec<SignatureEnergy> {
+        let (trace, design, fit) = (self.trace, &self.obs.design, self.fit);
+        let p = design.len();
+        let mut members_of: Vec<Vec<usize>> = vec![Vec::new(); p];
+        let mut alone_of: Vec<(u64, u64)> = vec![(0, 0); p];
+        for (w, &s) in design.sig_of.iter().enumerate() {
+            match trace.spans[self.obs.work[w]].kind {
+                SpanKind::Alone { launches, .. } => {
+                    alone_of[s].0 += u64::from(launches);
+                    alone_of[s].1 += trace.spans[self.obs.work[w]].duration_ns();
+                }
+                _ => members_of[s].push(w),
+            }
+        }
+        (0..p)
+            .filter(|&i| !members_of[i].is_empty())
+            .map(|i| {
+                let (name, kind, launch) = design.keys[i];
+                let name = trace.str(name).to_owned();
+                let g = self.group(members_of[i].iter().copied());
+                let dynamic = self.dynamic(&g);
+                let dynamic_power = if design.covered_ns[i] == 0 && !g.rollup.covered {
+                    PowerEstimate {
+                        mw: 0.0,
+                        low_mw: 0.0,
+                        high_mw: 0.0,
+                        coverage: Coverage::Uncovered,
+                    }
+                } else {
+                    PowerEstimate::from_half_width(fit.beta[i], fit.t * fit.cov.at(i, i).sqrt())
+                };
+                let cap = self.power_cap_mw[i];
+                let dynamic_power = dynamic_power.capped_at(cap);
+                let dynamic = dynamic.capped_at(cap.map(|c| c * g.busy_ns as f64 * 1e-9));
+                let static_share = self.static_estimate(g.static_s);
+                let launches = g.launches as f64;
+                let per_launch = EnergyEstimate::from_half_width(
+                    (dynamic.mj + static_share.mj) / launches,
+                    ((dynamic.high_mj - dynamic.mj) + (static_share.high_mj - static_share.mj))
+                        / launches,
+                );
+                SignatureEnergy {
+                    op_class: class_of[i],
+                    name,
+                    kind: kind.to_owned(),
+                    launch,
+                    launches: g.launches,
+                    busy_ns: g.busy_ns,
+                    covered_ns: design.covered_ns[i],
+                    dynamic_power,
+                    dynamic,
+                    static_share,
+                    per_launch,
+                    alone_launches: alone_of[i].0,
+                    alone_ns: alone_of[i].1,
+                }
+            })
+            .collect()
+    }
+
+    /// Each op class of `signatures`: the program's work of its signatures rolled up.
+    fn ops(&self, class_of: &[OpClass], signatures: &[SignatureEnergy]) -> Vec<OpEnergy> {
+        let mut classes: Vec<OpClass> = signatures.iter().map(|s| s.op_class).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        classes
+            .into_iter()
+            .map(|class| {
+                let members: Vec<usize> = (0..self.obs.work.len())
+                    .filter(|&w| self.program(w) && class_of[self.obs.design.sig_of[w]] == class)
+                    .collect();
+                let g = self.group(members.iter().copied());
+                OpEnergy {
+                    op_class: class,
+                    launches: g.launches,
+                    busy_ns: g.busy_ns,
+                    dynamic: self.dynamic(&g).capped_at(self.group_cap_mj(&members)),
+                    static_share: self.static_estimate(g.static_s),
+                }
+            })
+            .collect()
+    }
+
+    /// Each region path of the program's work, and how many paths were folded into their
+    /// ancestors.
+    fn regions(&self) -> (Vec<RegionEnergy>, u64) {
+        let mut by_region: BTreeMap<StrId, Vec<usize>> = BTreeMap::new();
+        for (w, &i) in self.obs.work.iter().enumerate() {
+            let region = self.trace.spans[i].region;
+            if region != StrId::NONE && self.program(w) {
+                by_region.entry(region).or_default().push(w);
+            }
+        }
+        let (region_members, folded) = region_groups(self.trace, &by_region);
+        let regions = region_members
+            .into_iter()
+            .map(|(path, members)| {
+                let cap = self.group_cap_mj(&members);
+                let g = self.group(members.into_iter());
+                RegionEnergy {
+                    path,
+                    launches: g.launches,
+                    busy_ns: g.busy_ns,
+                    dynamic: self.dynamic(&g).capped_at(cap),
+                    static_share: self.static_estimate(g.static_s),
+                }
+            })
+            .collect();
+        (regions, folded)
+    }
+}
+
+/// Every work span priced: its signature-priced busy time and directly integrated energy
+/// (`parts`, for the rollups), its dynamic and static energy, and the dynamic energy of all of
+/// them inside the counter's window, mJ.
+struct PricedSpans {
+    parts: Vec<SpanPart>,
+    spans: Vec<SpanEnergy>,
+    dynamic_in_window_mj: f64,
+}
+
+/// Price each work span at its signature's power; a span long enough for the samples to
+/// resolve adds its share of the samples' `residuals` against the fit (response-corrected,
+/// split among concurrent spans by their predicted energy). Its static share is idle power
+/// over its share of the busy time (`share_s`, seconds).
+fn price_spans(
+    trace: &Trace,
+    obs: &Observations,
+    (fit, residuals): (&Fit, &[(u64, f64)]),
+    (share_s, idle_mw): (&[f64], f64),
+    covered_window: (u64, u64),
+) -> PricedSpans {
+    let (work, design) = (&obs.work, &obs.design);
+    let profile = &trace.meta.sensor_profile;
+    let (beta, cov, t) = (fit.beta.as_slice(), &fit.cov, fit.t);
     let long_ns = LONG_SPAN_SAMPLE_PERIODS * profile.sample_period_ns.max(1);
     let max_gap_ns = GAP_SAMPLE_PERIODS * profile.sample_period_ns.max(1);
     let tau_s = profile.sample_tau_ns as f64 * 1e-9;
@@ -375,7 +759,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         .map(|&i| trace.spans[i].duration_ns())
         .max()
         .unwrap_or(0);
-    let mut span_parts: Vec<SpanPart> = Vec::with_capacity(work.len());
+    let mut parts: Vec<SpanPart> = Vec::with_capacity(work.len());
     let mut spans = Vec::with_capacity(work.len());
     let mut dynamic_in_window_mj = 0.0;
     for (w, &i) in work.iter().enumerate() {
@@ -395,7 +779,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         let residual = (dur >= long_ns)
             .then(|| {
                 samples::deconvolved_energy_mj(
-                    &residuals,
+                    residuals,
                     span.start_ns,
                     span.end_ns,
                     profile.sample_tau_ns,
@@ -448,261 +832,96 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
             static_mj: idle_mw * share_s[w],
             method,
         });
-        span_parts.push(r);
+        parts.push(r);
     }
+    PricedSpans {
+        parts,
+        spans,
+        dynamic_in_window_mj,
+    }
+}
 
-    // Roll the spans up by signature, op class and region.
-    let group = |members: &mut dyn Iterator<Item = usize>| {
-        let mut r = Rollup::new(p);
-        let (mut launches, mut busy_ns, mut static_s) = (0u64, 0u64, 0.0f64);
-        for w in members {
-            r.add_span(&span_parts[w]);
-            launches += 1;
-            busy_ns += trace.spans[work[w]].duration_ns();
-            static_s += share_s[w];
+/// The fit, with its replay closure where the run replayed kernels.
+struct Fitted {
+    /// Each signature's power, its covariance and the quantile for its intervals.
+    fit: Fit,
+    /// Signatures the counter measured alone, in replay bursts.
+    replayed: Vec<bool>,
+    /// Whether the replays add up to what the program drew in place.
+    replay_closure: Option<ReplayClosure>,
+}
+
+/// Fit each signature's power to the counter windows and the samples (`rows` over `samples`),
+/// no signature above `board_cap_mw`; then check the replays against the program, and carry
+/// the closure's distance from 1 into every replayed signature's interval, as an error common
+/// to all of them.
+fn fit_with_replays(
+    trace: &Trace,
+    obs: &Observations,
+    idle: &idle::IdleBaseline,
+    (rows, samples): (&samples::SampleRows, &[(u64, f64)]),
+    board_cap_mw: Option<f64>,
+) -> Fitted {
+    let design = &obs.design;
+    let noise_sd_mw = trace.meta.sensor_profile.sample_noise_sd_mw;
+    let mut fit = regression::fit(
+        design,
+        &obs.fit_windows,
+        idle,
+        rows,
+        samples,
+        (noise_sd_mw, board_cap_mw),
+    );
+    let checked = replay_closure(
+        trace,
+        &obs.work,
+        design,
+        &obs.fit_windows,
+        &obs.episodes,
+        idle,
+        &fit.beta,
+    );
+    let mut replayed = vec![false; design.len()];
+    let replay_closure = checked.map(|(closure, powers)| {
+        for (s, r) in replayed.iter_mut().enumerate() {
+            *r = powers.get(s).copied().flatten().is_some();
         }
-        (r, launches, busy_ns, static_s)
-    };
-    let static_estimate = |static_s: f64| {
-        EnergyEstimate::from_half_width(idle_mw * static_s, idle_half_mw * static_s)
-    };
-    // The most a span can draw: the board's cap, which makes bounds physical; or, for a
-    // signature the counter measured alone to within ±50%, the upper end of that power where
-    // it is higher. A board draws above its enforced limit over 100 ms windows (the limit
-    // holds on average): an H100 limited to 700 W drew 733-771 W in replays of cuBLAS kernels.
-    let power_cap_mw: Vec<Option<f64>> = (0..p)
-        .map(|s| {
-            let cap = board_cap_mw?;
-            let half = t * cov.at(s, s).max(0.0).sqrt();
-            Some(if replayed[s] && half <= 0.5 * beta[s] {
-                cap.max(beta[s] + half)
-            } else {
-                cap
+        let sd: Vec<f64> = (0..design.len())
+            .map(|s| match powers.get(s).copied().flatten() {
+                Some(_) => closure.systematic * fit.beta[s].max(0.0) / fit.t,
+                None => 0.0,
             })
-        })
-        .collect();
-    let group_cap_mj = |members: &[usize]| -> Option<f64> {
-        members.iter().try_fold(0.0, |acc, &w| {
-            let busy_s = trace.spans[work[w]].duration_ns() as f64 * 1e-9;
-            power_cap_mw[design.sig_of[w]].map(|c| acc + c * busy_s)
-        })
-    };
-    // The profiler's bursts of launches measured alone inform the fit and the closure, not the
-    // program's rollups.
-    let program = |w: usize| trace.spans[work[w]].is_program_work();
-    let mut members_of: Vec<Vec<usize>> = vec![Vec::new(); p];
-    let mut alone_of: Vec<(u64, u64)> = vec![(0, 0); p];
-    for (w, &s) in design.sig_of.iter().enumerate() {
-        match trace.spans[work[w]].kind {
-            SpanKind::Alone { launches, .. } => {
-                alone_of[s].0 += u64::from(launches);
-                alone_of[s].1 += trace.spans[work[w]].duration_ns();
-            }
-            _ => members_of[s].push(w),
-        }
+            .collect();
+        fit.add_systematic(&sd);
+        closure
+    });
+    Fitted {
+        fit,
+        replayed,
+        replay_closure,
     }
-    let class_of: Vec<OpClass> = design
-        .keys
-        .iter()
-        .map(|&(name, kind, _)| op_class_of(trace, trace.str(name), kind))
-        .collect();
-    let mut signatures: Vec<SignatureEnergy> = (0..p)
-        .filter(|&i| !members_of[i].is_empty())
-        .map(|i| {
-            let (name, kind, launch) = design.keys[i];
-            let name = trace.str(name).to_owned();
-            let (r, launches, busy_ns, static_s) = group(&mut members_of[i].iter().copied());
-            let dynamic = r.estimate(beta, cov, t, fit.joint.as_ref());
-            let dynamic_power = if design.covered_ns[i] == 0 && !r.covered {
-                PowerEstimate {
-                    mw: 0.0,
-                    low_mw: 0.0,
-                    high_mw: 0.0,
-                    coverage: Coverage::Uncovered,
-                }
-            } else {
-                PowerEstimate::from_half_width(beta[i], t * cov.at(i, i).sqrt())
-            };
-            let dynamic_power = dynamic_power.capped_at(power_cap_mw[i]);
-            let dynamic = dynamic.capped_at(power_cap_mw[i].map(|c| c * busy_ns as f64 * 1e-9));
-            let static_share = static_estimate(static_s);
-            let per_launch = EnergyEstimate::from_half_width(
-                (dynamic.mj + static_share.mj) / launches as f64,
-                ((dynamic.high_mj - dynamic.mj) + (static_share.high_mj - static_share.mj))
-                    / launches as f64,
-            );
-            SignatureEnergy {
-                op_class: class_of[i],
-                name,
-                kind: kind.to_owned(),
-                launch,
-                launches,
-                busy_ns,
-                covered_ns: design.covered_ns[i],
-                dynamic_power,
-                dynamic,
-                static_share,
-                per_launch,
-                alone_launches: alone_of[i].0,
-                alone_ns: alone_of[i].1,
-            }
-        })
-        .collect();
+}
 
-    let mut classes: Vec<OpClass> = signatures.iter().map(|s| s.op_class).collect();
-    classes.sort_unstable();
-    classes.dedup();
-    let mut ops: Vec<OpEnergy> = classes
-        .into_iter()
-        .map(|class| {
-            let members: Vec<usize> = (0..work.len())
-                .filter(|&w| program(w) && class_of[design.sig_of[w]] == class)
-                .collect();
-            let (r, launches, busy_ns, static_s) = group(&mut members.iter().copied());
-            OpEnergy {
-                op_class: class,
-                launches,
-                busy_ns,
-                dynamic: r
-                    .estimate(beta, cov, t, fit.joint.as_ref())
-                    .capped_at(group_cap_mj(&members)),
-                static_share: static_estimate(static_s),
-            }
-        })
-        .collect();
-
-    let mut by_region: BTreeMap<StrId, Vec<usize>> = BTreeMap::new();
-    for (w, &i) in work.iter().enumerate() {
-        let region = trace.spans[i].region;
-        if region != StrId::NONE && program(w) {
-            by_region.entry(region).or_default().push(w);
-        }
+/// What is not idle on the device: the profiler's episodes, and in a light trace the ranges
+/// too (they stand for the work).
+fn not_idle(trace: &Trace, episodes: &replay::Episodes, light: bool) -> Vec<(u64, u64)> {
+    if !light {
+        return episodes.held().to_vec();
     }
-    let (region_members, regions_folded) = region_groups(trace, &by_region);
-    let mut regions: Vec<RegionEnergy> = region_members
-        .into_iter()
-        .map(|(path, members)| {
-            let cap = group_cap_mj(&members);
-            let (r, launches, busy_ns, static_s) = group(&mut members.into_iter());
-            RegionEnergy {
-                path,
-                launches,
-                busy_ns,
-                dynamic: r.estimate(beta, cov, t, fit.joint.as_ref()).capped_at(cap),
-                static_share: static_estimate(static_s),
-            }
-        })
-        .collect();
-
-    let total = |d: &EnergyEstimate, s: &EnergyEstimate| d.mj + s.mj;
-    signatures.sort_by(|a, b| {
-        total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share))
-    });
-    ops.sort_by(|a, b| {
-        total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share))
-    });
-    regions.sort_by(|a, b| {
-        total(&b.dynamic, &b.static_share).total_cmp(&total(&a.dynamic, &a.static_share))
-    });
-
-    let window_ns = covered_window.1 - covered_window.0;
-    let profiler_mj = profiler_energy_mj(trace, &work, &spans, &windows, &episodes, idle_mw);
-    let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();
-    let idle_mj = idle_mw * window_ns as f64 * 1e-9;
-    let measured = measured_share(&signatures, &ops);
-    // The profiler's own time (replays, hashing) is not charged to a request.
-    let held = crate::intervals::union(
+    crate::intervals::union(
         episodes
             .held()
             .iter()
             .copied()
-            .chain(trace.annotations.iter().filter_map(|a| match *a {
-                crate::trace::Annotation::Overhead {
-                    device: d,
-                    from_ns,
-                    to_ns,
-                } if d == device && to_ns >= from_ns => Some((from_ns, to_ns)),
-                _ => None,
-            }))
+            .chain(
+                trace
+                    .spans
+                    .iter()
+                    .filter(|s| matches!(s.kind, SpanKind::Region { .. }))
+                    .map(|s| (s.start_ns, s.end_ns)),
+            )
             .collect(),
-    );
-    let cost = profiler_cost::CostTimeline::of(trace, &work);
-    let profiler_cost = cost.summary(trace);
-    let requests = if light {
-        light::requests(trace, &windows, (idle_mw, idle_half_mw))
-    } else {
-        requests::requests(
-            trace,
-            device,
-            (&work, &span_parts),
-            (&held, &cost),
-            &requests::FitView {
-                beta,
-                cov,
-                t,
-                joint: fit.joint.as_ref(),
-                idle_mw: (idle_mw, idle_half_mw),
-            },
-        )
-    };
-    let replay = (!episodes.is_empty()).then(|| {
-        let program_busy_ns: u64 = signatures.iter().map(|s| s.busy_ns).sum();
-        let replayed: Vec<&SignatureEnergy> =
-            signatures.iter().filter(|s| s.alone_launches > 0).collect();
-        ReplaySummary {
-            signatures: replayed.len(),
-            bursts: work
-                .iter()
-                .filter(|&&i| matches!(trace.spans[i].kind, SpanKind::Alone { .. }))
-                .count(),
-            burst_ns: replayed.iter().map(|s| s.alone_ns).sum(),
-            held_ns: episodes.held_ns(),
-            replayed_busy_share: share(replayed.iter().map(|s| s.busy_ns).sum(), program_busy_ns),
-            closure: replay_closure,
-            notes: replay::notes(trace, device, &unlike),
-        }
-    });
-    Ok(Attribution {
-        device,
-        simulated: trace.meta.simulated,
-        idle_power,
-        idle_windows: idle.windows,
-        idle_after_power: idle.after,
-        regression_windows: fit.counter_rows,
-        regression_samples: fit.sample_rows,
-        sensor_gaps: trace
-            .power
-            .iter()
-            .filter_map(|r| match *r {
-                PowerReading::Lost {
-                    device: d,
-                    from_ns,
-                    to_ns,
-                } if d == device => Some((from_ns, to_ns)),
-                _ => None,
-            })
-            .collect(),
-        signatures,
-        ops,
-        regions,
-        regions_folded,
-        spans,
-        closure: Closure {
-            start_ns: covered_window.0,
-            window_ns,
-            counter_mj,
-            idle_mj,
-            dynamic_mj: dynamic_in_window_mj,
-            profiler_mj,
-            residual_mj: counter_mj - idle_mj - dynamic_in_window_mj - profiler_mj,
-        },
-        measured,
-        replay,
-        board_cap_mw,
-        requests,
-        light,
-        profiler_cost,
-    })
+    )
 }
 
 /// Region paths deeper than this many components are rolled up at this depth: a program that
