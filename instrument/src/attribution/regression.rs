@@ -123,6 +123,81 @@ pub(crate) fn fit(
     (sample_noise_mw, cap_mw): (f64, Option<f64>),
 ) -> Fit {
     let p = design.len();
+    let (rows, counter_rows) = observation_rows(design, windows, idle, (sample_rows, samples));
+    // Starting noise: the counter's 1 mJ steps plus 1% of a window's energy; the samples'
+    // sensor noise.
+    let mean_counter_mj = if counter_rows > 0 {
+        rows[..counter_rows].iter().map(|r| r.y.abs()).sum::<f64>() / counter_rows as f64
+    } else {
+        0.0
+    };
+    let mut var = [
+        1.0 + (0.01 * mean_counter_mj).powi(2),
+        sample_noise_mw.max(1.0).powi(2),
+    ];
+    let normal = Normal::of(&rows, p);
+    let (beta, passive) = reweighted_nnls(&rows, &normal, &mut var);
+    // Residuals of neighbouring observations are correlated (drift the model does not carry,
+    // such as the thermal tail): widen each group's variance by its effective-sample-size
+    // factor (1+ρ)/(1−ρ), ρ its lag-1 residual autocorrelation (rows are in time order).
+    for (g, v) in var.iter_mut().enumerate() {
+        let res: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.group == g)
+            .map(|r| r.residual(&beta))
+            .collect();
+        *v *= inflation(&res);
+    }
+    let (ata, _, att) = normal.combine(&var);
+    let df = rows.len().saturating_sub(passive.len());
+    let (mut cov, inflation) =
+        robust_covariance(&rows, (&beta, &passive), (&var, idle.var_mw2), (&ata, &att));
+    for i in (0..p).filter(|i| !passive.contains(i)) {
+        // Clamped at zero: only an upper bound from the marginal information.
+        let info = ata.at(i, i);
+        cov.a[i * p + i] = if info > 0.0 {
+            1.0 / info
+        } else {
+            f64::INFINITY
+        };
+    }
+    let joint = joint_inverse(&ata, &att, idle.var_mw2, inflation);
+    if let Some(j) = &joint {
+        let t = t95(df);
+        let mut bounds = window_bounds(&rows[..counter_rows], p, idle.var_mw2, t);
+        // No signature draws more than the board can.
+        if let Some(cap) = cap_mw {
+            bounds.iter_mut().for_each(|b| *b = b.min(cap));
+        }
+        widen_unpinned(&mut cov, &beta, j, &bounds, t);
+    }
+    Fit {
+        beta,
+        cov,
+        joint,
+        t: t95(df),
+        counter_rows,
+        sample_rows: rows.len() - counter_rows,
+        sample_sd_mw: var[1].sqrt(),
+    }
+}
+
+impl Row {
+    /// The observation less what powers `beta` predict for it.
+    fn residual(&self, beta: &[f64]) -> f64 {
+        self.y - self.x.iter().map(|&(i, x)| beta[i] * x).sum::<f64>()
+    }
+}
+
+/// The fit's observations in time order within each group: one per counter window with work
+/// (group 0; energy above idle, mJ), then one per sample row (group 1; power above idle, mW);
+/// and how many are counter windows.
+fn observation_rows(
+    design: &Design,
+    windows: &[CounterWindow],
+    idle: &IdleBaseline,
+    (sample_rows, samples): (&SampleRows, &[(u64, f64)]),
+) -> (Vec<Row>, usize) {
     let mut rows: Vec<Row> = Vec::new();
     for (k, w) in windows.iter().enumerate() {
         let x: Vec<(usize, f64)> = design.x[k]
@@ -153,225 +228,223 @@ pub(crate) fn fit(
             t_ns: samples[j].0,
         });
     }
-    // Starting noise: the counter's 1 mJ steps plus 1% of a window's energy; the samples'
-    // sensor noise.
-    let mean_counter_mj = if counter_rows > 0 {
-        rows[..counter_rows].iter().map(|r| r.y.abs()).sum::<f64>() / counter_rows as f64
-    } else {
-        0.0
-    };
-    let mut var = [
-        1.0 + (0.01 * mean_counter_mj).powi(2),
-        sample_noise_mw.max(1.0).powi(2),
-    ];
-    // Each group's Gram matrix, XᵀY and Xᵀ(∂y/∂idle), once: a round only reweights them.
-    let mut gram = [Square::zeros(p), Square::zeros(p)];
-    let mut xty = [vec![0.0; p], vec![0.0; p]];
-    let mut xtt = [vec![0.0; p], vec![0.0; p]];
-    for r in &rows {
-        let (g, xy, xt) = (&mut gram[r.group], &mut xty[r.group], &mut xtt[r.group]);
-        for (a, &(i, xi)) in r.x.iter().enumerate() {
-            xy[i] += xi * r.y;
-            xt[i] += xi * r.idle_sens;
-            for &(j, xj) in &r.x[a..] {
-                g.a[i * p + j] += xi * xj;
+    (rows, counter_rows)
+}
+
+/// Each group's Gram matrix XᵀX, XᵀY and Xᵀ(∂y/∂idle), built once: a round of the fit only
+/// reweights them.
+struct Normal {
+    gram: [Square; 2],
+    xty: [Vec<f64>; 2],
+    xtt: [Vec<f64>; 2],
+}
+
+impl Normal {
+    /// The normal equations' parts of `rows` over `p` signatures.
+    fn of(rows: &[Row], p: usize) -> Self {
+        let mut gram = [Square::zeros(p), Square::zeros(p)];
+        let mut xty = [vec![0.0; p], vec![0.0; p]];
+        let mut xtt = [vec![0.0; p], vec![0.0; p]];
+        for r in rows {
+            let (g, xy, xt) = (&mut gram[r.group], &mut xty[r.group], &mut xtt[r.group]);
+            for (a, &(i, xi)) in r.x.iter().enumerate() {
+                xy[i] += xi * r.y;
+                xt[i] += xi * r.idle_sens;
+                for &(j, xj) in &r.x[a..] {
+                    g.a[i * p + j] += xi * xj;
+                }
             }
         }
-    }
-    for g in &mut gram {
-        for i in 0..p {
-            for j in 0..i {
-                // Rows list each signature once, so one triangle holds each pair once; fold
-                // whichever triangle got it into both.
-                let v = g.a[i * p + j] + g.a[j * p + i];
-                g.a[i * p + j] = v;
-                g.a[j * p + i] = v;
+        for g in &mut gram {
+            for i in 0..p {
+                for j in 0..i {
+                    // Rows list each signature once, so one triangle holds each pair once; fold
+                    // whichever triangle got it into both.
+                    let v = g.a[i * p + j] + g.a[j * p + i];
+                    g.a[i * p + j] = v;
+                    g.a[j * p + i] = v;
+                }
             }
         }
+        Self { gram, xty, xtt }
     }
-    let combine = |var: &[f64; 2]| -> (Square, Vec<f64>, Vec<f64>) {
+
+    /// Signatures.
+    fn len(&self) -> usize {
+        self.xty[0].len()
+    }
+
+    /// XᵀWX, XᵀWy and XᵀW(∂y/∂idle), each group weighted by the inverse of its `var`.
+    fn combine(&self, var: &[f64; 2]) -> (Square, Vec<f64>, Vec<f64>) {
+        let p = self.len();
         let mut ata = Square::zeros(p);
         let (mut atb, mut att) = (vec![0.0; p], vec![0.0; p]);
-        for g in 0..2 {
-            let w = 1.0 / var[g];
-            for (a, b) in ata.a.iter_mut().zip(&gram[g].a) {
+        for (g, v) in var.iter().enumerate() {
+            let w = 1.0 / v;
+            for (a, b) in ata.a.iter_mut().zip(&self.gram[g].a) {
                 *a += w * b;
             }
             for i in 0..p {
-                atb[i] += w * xty[g][i];
-                att[i] += w * xtt[g][i];
+                atb[i] += w * self.xty[g][i];
+                att[i] += w * self.xtt[g][i];
             }
         }
         (ata, atb, att)
-    };
-    let residual = |r: &Row, beta: &[f64]| r.y - r.x.iter().map(|&(i, x)| beta[i] * x).sum::<f64>();
+    }
+}
+
+/// Non-negative least squares over `rows`, three rounds, each group's noise (`var`, updated)
+/// re-estimated from its residuals between rounds: the powers, and the signatures left free
+/// (the passive set).
+fn reweighted_nnls(rows: &[Row], normal: &Normal, var: &mut [f64; 2]) -> (Vec<f64>, Vec<usize>) {
+    let p = normal.len();
     let mut beta = vec![0.0; p];
     let mut passive = Vec::new();
     for _round in 0..3 {
         if p == 0 {
             break;
         }
-        let (ata, atb, _) = combine(&var);
+        let (ata, atb, _) = normal.combine(var);
         (beta, passive) = nnls(&ata, &atb);
-        // Re-estimate each group's noise from its residuals.
         let mut rss = [0.0f64; 2];
         let mut n = [0usize; 2];
-        for r in &rows {
-            rss[r.group] += residual(r, &beta).powi(2);
+        for r in rows {
+            rss[r.group] += r.residual(&beta).powi(2);
             n[r.group] += 1;
         }
         let share = |g: usize| n[g] as f64 / rows.len().max(1) as f64;
-        for g in 0..2 {
+        for (g, v) in var.iter_mut().enumerate() {
             if n[g] > 0 {
                 let dof = (n[g] as f64 - passive.len() as f64 * share(g)).max(1.0);
-                var[g] = (rss[g] / dof).max(1.0);
+                *v = (rss[g] / dof).max(1.0);
             }
         }
     }
-    // Residuals of neighbouring observations are correlated (drift the model does not carry,
-    // such as the thermal tail): widen each group's variance by its effective-sample-size
-    // factor (1+ρ)/(1−ρ), ρ its lag-1 residual autocorrelation (rows are in time order).
-    for (g, v) in var.iter_mut().enumerate() {
-        let res: Vec<f64> = rows
-            .iter()
-            .filter(|r| r.group == g)
-            .map(|r| residual(r, &beta))
-            .collect();
-        *v *= inflation(&res);
-    }
-    let (ata, _, att) = combine(&var);
-    let df = rows.len().saturating_sub(passive.len());
+    (beta, passive)
+}
+
+/// The covariance of the free (passive) signatures' powers, block-robust, with the idle
+/// estimate's variance (`idle_var`, mW²) carried through how each power moves with idle; and
+/// how far the robust variances exceed the model's (≥ 1). The clamped signatures' entries
+/// are left at zero.
+///
+/// Errors the model does not carry (drift, the thermal tail, a signature whose power varies)
+/// are correlated within a block of time: the sandwich A⁻¹(Σ_b g_b g_bᵀ)A⁻¹ with g_b the
+/// block's weighted score. Each coefficient's variance is then the larger of the two,
+/// keeping the correlations of the model.
+fn robust_covariance(
+    rows: &[Row],
+    (beta, passive): (&[f64], &[usize]),
+    (var, idle_var): (&[f64; 2], f64),
+    (ata, att): (&Square, &[f64]),
+) -> (Square, f64) {
+    let p = beta.len();
     let mut cov = Square::zeros(p);
     let mut inflation = 1.0f64;
-    if let Some(l) = ata.sub(&passive).cholesky() {
-        let inv = cholesky_inverse(&l, passive.len());
-        // How each passive coefficient moves when idle power moves: −(XᵀWX)⁻¹XᵀWt.
-        let g: Vec<f64> = (0..passive.len())
-            .map(|r| {
-                (0..passive.len())
-                    .map(|c| inv.at(r, c) * att[passive[c]])
-                    .sum()
-            })
-            .collect();
-        // Block-robust (sandwich) variances: errors the model does not carry (drift, the
-        // thermal tail, a signature whose power varies) are correlated within a block of
-        // time; A⁻¹(Σ_b g_b g_bᵀ)A⁻¹ with g_b the block's weighted score. Each coefficient's
-        // variance is then the larger of the two, keeping the correlations of the model.
-        let k = passive.len();
-        let pos: Vec<Option<usize>> = (0..p)
-            .map(|i| passive.iter().position(|&x| x == i))
-            .collect();
-        let mut meat = vec![0.0f64; k * k];
-        let mut blocks: Vec<(u64, usize, usize)> = rows
-            .iter()
-            .enumerate()
-            .map(|(n, r)| (r.t_ns / BLOCK_NS, r.group, n))
-            .collect();
-        blocks.sort_unstable();
-        let mut score = vec![0.0f64; k];
-        let mut flush = |score: &mut Vec<f64>| {
-            for a in 0..k {
-                if score[a] != 0.0 {
-                    for b in 0..k {
-                        meat[a * k + b] += score[a] * score[b];
-                    }
-                }
-            }
-            score.iter_mut().for_each(|v| *v = 0.0);
-        };
-        let mut current = None;
-        for &(b, g, n) in &blocks {
-            if current != Some((b, g)) {
-                flush(&mut score);
-                current = Some((b, g));
-            }
-            let r = &rows[n];
-            let e = residual(r, &beta) / var[r.group];
-            for &(i, x) in &r.x {
-                if let Some(a) = pos[i] {
-                    score[a] += x * e;
-                }
-            }
-        }
-        flush(&mut score);
-        let n_obs = rows.len() as f64;
-        let small = n_obs / (n_obs - k as f64).max(1.0);
-        // R = A⁻¹ M A⁻¹ in full, so sums over correlated signatures are robust too.
-        let mut im = vec![0.0f64; k * k];
-        for a in 0..k {
-            for d in 0..k {
-                im[a * k + d] = (0..k).map(|c| inv.at(a, c) * meat[c * k + d]).sum();
-            }
-        }
-        let robust = |a: usize, b: usize| -> f64 {
-            (0..k).map(|d| im[a * k + d] * inv.at(d, b)).sum::<f64>() * small
-        };
-        for (r, &i) in passive.iter().enumerate() {
-            for (c, &j) in passive.iter().enumerate() {
-                let mut v = robust(r, c);
-                if r == c {
-                    // Never below the model's own variance.
-                    if inv.at(r, r) > 0.0 {
-                        inflation = inflation.max(v / inv.at(r, r));
-                    }
-                    v = v.max(inv.at(r, r));
-                }
-                cov.a[i * p + j] = v + idle.var_mw2 * g[r] * g[c];
-            }
-        }
-    }
-    for i in (0..p).filter(|i| !passive.contains(i)) {
-        // Clamped at zero: only an upper bound from the marginal information.
-        let info = ata.at(i, i);
-        cov.a[i * p + i] = if info > 0.0 {
-            1.0 / info
-        } else {
-            f64::INFINITY
-        };
-    }
-
-    let joint = if p > 1 {
-        let max_diag = (0..p).map(|i| ata.at(i, i)).fold(0.0f64, f64::max);
-        let ridge = 1e-9 * max_diag;
-        let mut a = ata.clone();
-        for i in 0..p {
-            a.a[i * p + i] += ridge;
-        }
-        a.cholesky().filter(|_| ridge > 0.0).map(|l| {
-            let inv = cholesky_inverse(&l, p);
-            let idle_g = (0..p)
-                .map(|i| (0..p).map(|j| inv.at(i, j) * att[j]).sum())
-                .collect();
-            Joint {
-                inv,
-                ridge,
-                idle_g,
-                idle_var: idle.var_mw2,
-                inflation,
-                systematic_sd_mw: Vec::new(),
-            }
-        })
-    } else {
-        None
+    let Some(l) = ata.sub(passive).cholesky() else {
+        return (cov, inflation);
     };
-    if let Some(j) = &joint {
-        let t = t95(df);
-        let mut bounds = window_bounds(&rows[..counter_rows], p, idle.var_mw2, t);
-        // No signature draws more than the board can.
-        if let Some(cap) = cap_mw {
-            bounds.iter_mut().for_each(|b| *b = b.min(cap));
+    let inv = cholesky_inverse(&l, passive.len());
+    // How each passive coefficient moves when idle power moves: −(XᵀWX)⁻¹XᵀWt.
+    let g: Vec<f64> = (0..passive.len())
+        .map(|r| {
+            (0..passive.len())
+                .map(|c| inv.at(r, c) * att[passive[c]])
+                .sum()
+        })
+        .collect();
+    let k = passive.len();
+    let pos: Vec<Option<usize>> = (0..p)
+        .map(|i| passive.iter().position(|&x| x == i))
+        .collect();
+    let mut meat = vec![0.0f64; k * k];
+    let mut blocks: Vec<(u64, usize, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(n, r)| (r.t_ns / BLOCK_NS, r.group, n))
+        .collect();
+    blocks.sort_unstable();
+    let mut score = vec![0.0f64; k];
+    let mut flush = |score: &mut Vec<f64>| {
+        for a in 0..k {
+            if score[a] != 0.0 {
+                for b in 0..k {
+                    meat[a * k + b] += score[a] * score[b];
+                }
+            }
         }
-        widen_unpinned(&mut cov, &beta, j, &bounds, t);
+        score.iter_mut().for_each(|v| *v = 0.0);
+    };
+    let mut current = None;
+    for &(b, g, n) in &blocks {
+        if current != Some((b, g)) {
+            flush(&mut score);
+            current = Some((b, g));
+        }
+        let r = &rows[n];
+        let e = r.residual(beta) / var[r.group];
+        for &(i, x) in &r.x {
+            if let Some(a) = pos[i] {
+                score[a] += x * e;
+            }
+        }
     }
-    Fit {
-        beta,
-        cov,
-        joint,
-        t: t95(df),
-        counter_rows,
-        sample_rows: rows.len() - counter_rows,
-        sample_sd_mw: var[1].sqrt(),
+    flush(&mut score);
+    let n_obs = rows.len() as f64;
+    let small = n_obs / (n_obs - k as f64).max(1.0);
+    // R = A⁻¹ M A⁻¹ in full, so sums over correlated signatures are robust too.
+    let mut im = vec![0.0f64; k * k];
+    for a in 0..k {
+        for d in 0..k {
+            im[a * k + d] = (0..k).map(|c| inv.at(a, c) * meat[c * k + d]).sum();
+        }
     }
+    let robust = |a: usize, b: usize| -> f64 {
+        (0..k).map(|d| im[a * k + d] * inv.at(d, b)).sum::<f64>() * small
+    };
+    for (r, &i) in passive.iter().enumerate() {
+        for (c, &j) in passive.iter().enumerate() {
+            let mut v = robust(r, c);
+            if r == c {
+                // Never below the model's own variance.
+                if inv.at(r, r) > 0.0 {
+                    inflation = inflation.max(v / inv.at(r, r));
+                }
+                v = v.max(inv.at(r, r));
+            }
+            cov.a[i * p + j] = v + idle_var * g[r] * g[c];
+        }
+    }
+    (cov, inflation)
+}
+
+/// The inverse of the whole (lightly ridged) normal matrix `ata`, for the CIs of sums over
+/// signatures the fit cannot tell apart; `None` for a single signature or a singular matrix.
+fn joint_inverse(ata: &Square, att: &[f64], idle_var: f64, inflation: f64) -> Option<Joint> {
+    let p = att.len();
+    if p <= 1 {
+        return None;
+    }
+    let max_diag = (0..p).map(|i| ata.at(i, i)).fold(0.0f64, f64::max);
+    let ridge = 1e-9 * max_diag;
+    let mut a = ata.clone();
+    for i in 0..p {
+        a.a[i * p + i] += ridge;
+    }
+    a.cholesky().filter(|_| ridge > 0.0).map(|l| {
+        let inv = cholesky_inverse(&l, p);
+        let idle_g = (0..p)
+            .map(|i| (0..p).map(|j| inv.at(i, j) * att[j]).sum())
+            .collect();
+        Joint {
+            inv,
+            ridge,
+            idle_g,
+            idle_var,
+            inflation,
+            systematic_sd_mw: Vec::new(),
+        }
+    })
 }
 
 /// Each signature's dynamic power if it had drawn all the dynamic energy of the counter
