@@ -383,78 +383,14 @@ pub(crate) struct Context<'a> {
 impl<'a> Context<'a> {
     fn new(trace: &'a Trace, attribution: &'a Attribution, config: WasteConfig) -> Self {
         let device = attribution.device;
-        let mut work: Vec<&Span> = trace
-            .spans
-            .iter()
-            .filter(|s| s.device == device && s.is_program_work())
-            .collect();
-        work.sort_by_key(|s| (s.start_ns, s.id));
-        let mut sizes = HashMap::new();
-        let mut freed = HashMap::new();
-        let mut overhead = Vec::new();
-        let mut padding = HashMap::new();
-        for a in &trace.annotations {
-            match *a {
-                Annotation::Buffer { id, bytes, .. } => {
-                    sizes.insert(id, bytes);
-                }
-                Annotation::Freed { id, at_ns } => {
-                    freed.insert(id, at_ns);
-                }
-                Annotation::Overhead {
-                    device: d,
-                    from_ns,
-                    to_ns,
-                } if d == device => overhead.push((from_ns, to_ns)),
-                Annotation::Padding {
-                    span,
-                    padded,
-                    total,
-                    ..
-                } if total > 0 => {
-                    padding.insert(span, (padded, total));
-                }
-                // The program was held while the profiler replayed a kernel: not its idle.
-                Annotation::ProfilerEpisode {
-                    device: d,
-                    from_ns,
-                    to_ns,
-                } if d == device => overhead.push((from_ns, to_ns)),
-                Annotation::Padding { .. }
-                | Annotation::Overhead { .. }
-                | Annotation::ProfilerEpisode { .. }
-                | Annotation::ReplayNote { .. }
-                | Annotation::CallbackCost { .. }
-                | Annotation::AuditOp(_)
-                | Annotation::AuditFreed { .. }
-                | Annotation::AuditSummary(_)
-                | Annotation::Tokens { .. }
-                | Annotation::Pass { .. }
-                | Annotation::CopyTarget { .. } => {}
-            }
-        }
-        let mut readers: HashMap<(u64, u32), Vec<u64>> = HashMap::new();
-        for s in &work {
-            for r in &s.reads {
-                readers.entry((r.buffer, r.version)).or_default().push(s.id);
-            }
-        }
-        let mut gaps = Vec::new();
-        let mut last: Option<&Span> = None;
-        for &s in &work {
-            match last {
-                Some(prev) if s.start_ns > prev.end_ns => gaps.push(Gap {
-                    from: prev.end_ns,
-                    to: s.start_ns,
-                    prev,
-                    next: s,
-                }),
-                _ => {}
-            }
-            if last.is_none_or(|l| s.end_ns >= l.end_ns) {
-                last = Some(s);
-            }
-        }
+        let work = program_work(trace, device);
+        let BufferNotes {
+            sizes,
+            freed,
+            held,
+            padding,
+        } = BufferNotes::of(trace, device);
+        let gaps = gaps_between(&work);
         let queued_gap_ns = gaps
             .iter()
             .map(|g| g.to - g.from)
@@ -471,34 +407,6 @@ impl<'a> Context<'a> {
             .filter(|s| s.device == device && s.kind == crate::trace::SpanKind::Sync)
             .collect();
         syncs.sort_by_key(|s| (s.end_ns, s.id));
-        // The profiler's bursts of kernels replayed alone held the program up too.
-        overhead.extend(
-            trace
-                .spans
-                .iter()
-                .filter(|s| {
-                    s.device == device && matches!(s.kind, crate::trace::SpanKind::Alone { .. })
-                })
-                .map(|s| (s.start_ns, s.end_ns)),
-        );
-        overhead = crate::intervals::union(overhead);
-        // A top-level region's dynamic energy is resolved even where the kernels inside it,
-        // launched in lockstep, cannot be told apart.
-        let region_rate = attribution
-            .regions
-            .iter()
-            .filter(|r| !r.path.contains('/') && r.busy_ns > 0)
-            .map(|r| {
-                (
-                    r.path.clone(),
-                    RegionRate {
-                        dynamic: Mj::new(r.dynamic.mj, r.dynamic.low_mj, r.dynamic.high_mj),
-                        busy_ns: r.busy_ns as f64,
-                    },
-                )
-            })
-            .collect();
-        let time_models = HashMap::new();
         let writer = work
             .iter()
             .flat_map(|s| s.writes.iter().map(move |w| ((w.buffer, w.version), *s)))
@@ -517,24 +425,24 @@ impl<'a> Context<'a> {
             partial_units,
             padding,
             masked_regions,
-            time_models,
+            time_models: HashMap::new(),
             writer,
             by_id: work.iter().map(|s| (s.id, *s)).collect(),
-            region_rate,
+            region_rate: region_rates(attribution),
             gaps,
             gap_before,
             charged: std::cell::RefCell::default(),
             config,
             queued_gap_ns,
             syncs,
-            overhead,
+            overhead: profiler_held(trace, device, held),
             trace,
             device,
+            readers: readers_of(&work),
             work,
             energy: attribution.spans.iter().map(|e| (e.span, e)).collect(),
             sizes,
             freed,
-            readers,
             idle: attribution.idle_power,
         };
         cx.time_models = cx.fit_time_models();
@@ -874,6 +782,148 @@ impl<'a> Context<'a> {
                     .contains("not issued through wattlens")
         })
     }
+}
+
+/// The program's work on `device` (the profiler's own left out), by start.
+fn program_work(trace: &Trace, device: u32) -> Vec<&Span> {
+    let mut work: Vec<&Span> = trace
+        .spans
+        .iter()
+        .filter(|s| s.device == device && s.is_program_work())
+        .collect();
+    work.sort_by_key(|s| (s.start_ns, s.id));
+    work
+}
+
+/// What the trace's annotations say of `device`'s buffers and of the profiler's own time.
+struct BufferNotes {
+    /// Buffer sizes, bytes.
+    sizes: HashMap<u64, u64>,
+    /// When each freed buffer was freed, ns.
+    freed: HashMap<u64, u64>,
+    /// Host time the profiler held the program (its overhead and its replay episodes), ns.
+    held: Vec<(u64, u64)>,
+    /// (padding, all) units of each span launched under a declared pass.
+    padding: HashMap<u64, (u64, u64)>,
+}
+
+impl BufferNotes {
+    fn of(trace: &Trace, device: u32) -> Self {
+        let mut notes = Self {
+            sizes: HashMap::new(),
+            freed: HashMap::new(),
+            held: Vec::new(),
+            padding: HashMap::new(),
+        };
+        for a in &trace.annotations {
+            match *a {
+                Annotation::Buffer { id, bytes, .. } => {
+                    notes.sizes.insert(id, bytes);
+                }
+                Annotation::Freed { id, at_ns } => {
+                    notes.freed.insert(id, at_ns);
+                }
+                Annotation::Overhead {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } if d == device => notes.held.push((from_ns, to_ns)),
+                Annotation::Padding {
+                    span,
+                    padded,
+                    total,
+                    ..
+                } if total > 0 => {
+                    notes.padding.insert(span, (padded, total));
+                }
+                // The program was held while the profiler replayed a kernel: not its idle.
+                Annotation::ProfilerEpisode {
+                    device: d,
+                    from_ns,
+                    to_ns,
+                } if d == device => notes.held.push((from_ns, to_ns)),
+                Annotation::Padding { .. }
+                | Annotation::Overhead { .. }
+                | Annotation::ProfilerEpisode { .. }
+                | Annotation::ReplayNote { .. }
+                | Annotation::CallbackCost { .. }
+                | Annotation::AuditOp(_)
+                | Annotation::AuditFreed { .. }
+                | Annotation::AuditSummary(_)
+                | Annotation::Tokens { .. }
+                | Annotation::Pass { .. }
+                | Annotation::CopyTarget { .. } => {}
+            }
+        }
+        notes
+    }
+}
+
+/// The spans that read each buffer version.
+fn readers_of(work: &[&Span]) -> HashMap<(u64, u32), Vec<u64>> {
+    let mut readers: HashMap<(u64, u32), Vec<u64>> = HashMap::new();
+    for s in work {
+        for r in &s.reads {
+            readers.entry((r.buffer, r.version)).or_default().push(s.id);
+        }
+    }
+    readers
+}
+
+/// Every stretch the device ran nothing between two pieces of `work` (by start), in time
+/// order.
+fn gaps_between<'a>(work: &[&'a Span]) -> Vec<Gap<'a>> {
+    let mut gaps = Vec::new();
+    let mut last: Option<&Span> = None;
+    for &s in work {
+        match last {
+            Some(prev) if s.start_ns > prev.end_ns => gaps.push(Gap {
+                from: prev.end_ns,
+                to: s.start_ns,
+                prev,
+                next: s,
+            }),
+            _ => {}
+        }
+        if last.is_none_or(|l| s.end_ns >= l.end_ns) {
+            last = Some(s);
+        }
+    }
+    gaps
+}
+
+/// The time the profiler held the program on `device`: `held` (its overhead and episodes)
+/// and its bursts of kernels replayed alone, sorted and disjoint.
+fn profiler_held(trace: &Trace, device: u32, mut held: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    held.extend(
+        trace
+            .spans
+            .iter()
+            .filter(|s| {
+                s.device == device && matches!(s.kind, crate::trace::SpanKind::Alone { .. })
+            })
+            .map(|s| (s.start_ns, s.end_ns)),
+    );
+    crate::intervals::union(held)
+}
+
+/// Each top-level region's dynamic energy and busy time: its dynamic energy is resolved even
+/// where the kernels inside it, launched in lockstep, cannot be told apart.
+fn region_rates(attribution: &Attribution) -> HashMap<String, RegionRate> {
+    attribution
+        .regions
+        .iter()
+        .filter(|r| !r.path.contains('/') && r.busy_ns > 0)
+        .map(|r| {
+            (
+                r.path.clone(),
+                RegionRate {
+                    dynamic: Mj::new(r.dynamic.mj, r.dynamic.low_mj, r.dynamic.high_mj),
+                    busy_ns: r.busy_ns as f64,
+                },
+            )
+        })
+        .collect()
 }
 
 /// The share of a top-level region's busy time that launches under declared passes must make
