@@ -52,6 +52,14 @@ MASK64 = (1 << 64) - 1
 # Operations that move, rearrange or fill data rather than compute it: equal rows or equal
 # results out of them are copies, not recomputation (a KV cache's concatenation repeats every
 # earlier row by design). Their facts say so ("moves"); a repeated upload is still found.
+# Operators whose output row i depends only on input row i of this argument (and on
+# parameters): equal input rows with the same parameters prove the output rows recomputed even
+# where a kernel chosen for another number of rows rounds them differently in their last bits.
+ROW_WISE = {
+    "aten::addmm": 1, "aten::mm": 0, "aten::linear": 0, "aten::native_layer_norm": 0,
+    "aten::layer_norm": 0, "aten::_softmax": 0, "aten::gelu": 0, "aten::silu": 0,
+    "aten::rms_norm": 0, "aten::_fused_rms_norm": 0,
+}
 # Embedding is a lookup: a repeated token gives an equal row without anything recomputed.
 MOVEMENT = {
     "aten::cat", "aten::stack", "aten::copy_", "aten::_to_copy", "aten::clone",
@@ -357,6 +365,7 @@ def make_mode(torch, facts):
             moves = plan["name"] in MOVEMENT
             if fresh and not moves and inputs:
                 rows = row_digests(fresh[0])
+                rows = rows and (rows[0], rows[1], row_wise_input(plan, fresh[0]))
             pending = plan["pending"]
             # The rows' key needs the parameters' digests; where they are known already (a
             # parameter's digest is kept while it is unchanged), the rows are compared on the
@@ -419,18 +428,35 @@ def make_mode(torch, facts):
             or isinstance(getattr(t, "_base", None), torch.nn.Parameter)
         ]
 
+    def row_wise_input(plan, out):
+        """The row digests of a row-wise operator's row input (see ROW_WISE), where its rows
+        line up with the output's; else None."""
+        index = ROW_WISE.get(plan["name"])
+        inputs = plan["inputs"]
+        if index is None or index >= len(inputs) or out.dim() < 1:
+            return None
+        source = inputs[index]
+        rows = out.numel() // max(out.shape[-1], 1)
+        if source.dim() < 2 or source.numel() // max(source.shape[-1], 1) != rows:
+            return None
+        return row_digests(source)
+
     def compare_rows_on_device(plan, rows, params):
         """(matched rows as a device scalar, rows, previous seq): the first output's rows equal
         to rows of the same operation at the same place, with the same parameter content, in
-        its previous call."""
-        rh, unusable = rows
+        its previous call; for a row-wise operator, also the rows whose input row equals one of
+        the previous call's (the same computation, whatever the last bits of its result)."""
+        rh, unusable, row_input = rows
         key = (plan["where"], plan["name"], params)
         previous = state["previous_rows"].get(key)
-        state["previous_rows"][key] = (rh, plan["seq"])
+        state["previous_rows"][key] = (rh, row_input and row_input[0], plan["seq"])
         if previous is None:
             return torch.zeros((), dtype=torch.int64, device=rh.device), int(rh.numel()), 0
-        matched = (torch.isin(rh, previous[0]) & ~unusable).sum()
-        return matched, int(rh.numel()), previous[1]
+        same = torch.isin(rh, previous[0]) & ~unusable
+        if row_input is not None and previous[1] is not None:
+            in_rh, in_unusable = row_input
+            same = same | (torch.isin(in_rh, previous[1]) & ~in_unusable)
+        return same.sum(), int(rh.numel()), previous[2]
 
     def tensor_fact(t, digest):
         return [uid_of(t), t.untyped_storage().data_ptr(), digest, t.nbytes, str(t.device)]
