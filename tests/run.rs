@@ -129,6 +129,11 @@ fn the_audit_is_armed_in_python_and_keeps_the_programs_own_sitecustomize() {
         stdout.contains("user sitecustomize ran"),
         "the program's own sitecustomize still runs: {stdout}"
     );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the audit saw no PyTorch operation"),
+        "a program that never imports torch is said to be unaudited: {stderr}"
+    );
     // The audit does not combine with modes that record no kernels, or replay them.
     let out = wattlens(&["run", "--audit", "--light", "--", "true"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));

@@ -120,6 +120,32 @@ pub fn attach_facts(traces: &[PathBuf], prefix: &Path) -> Result<u64, CliError> 
     Ok(joined)
 }
 
+/// Facts files of output prefix `prefix` still on disk: those of processes that left no trace
+/// to join them to (they ran no CUDA work).
+pub fn unjoined_facts(prefix: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(stem)) = (prefix.parent(), prefix.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let start = format!("{}.audit.pid", stem.to_string_lossy());
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&start) && name.ends_with(".jsonl")
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

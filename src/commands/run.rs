@@ -138,10 +138,18 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let mut paths = process_traces(&dir, &stem, since);
     if args.audit {
         let ops = crate::audit::attach_facts(&paths, &prefix)?;
-        if ops == 0 {
-            eprintln!("wattlens: note: the audit saw no PyTorch operation on a traced process (it audits Python programs that import torch); nothing was audited");
-        } else {
+        let unjoined = crate::audit::unjoined_facts(&prefix);
+        if ops > 0 {
             eprintln!("wattlens: audit: {ops} operations' content facts joined to the trace");
+        } else if unjoined.is_empty() {
+            eprintln!("wattlens: note: the audit saw no PyTorch operation (it audits Python programs that import torch); nothing was audited");
+        }
+        if !unjoined.is_empty() {
+            let shown: Vec<String> = unjoined.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "wattlens: note: the audit's facts of processes that ran no CUDA work are kept, with no trace to join them to: {}",
+                shown.join(" ")
+            );
         }
     }
     // The quiet readings after the command are taken while its traces are read.
