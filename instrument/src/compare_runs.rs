@@ -17,6 +17,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::attribution::{op_class_of, t_quantile_95, Attribution, EnergyEstimate};
+use crate::intervals::Interval;
 use crate::trace::{LaunchShape, Trace};
 
 /// A signed energy with its 95% half-width, mJ.
@@ -433,12 +434,12 @@ impl Variant {
                 .instances
                 .iter()
                 .filter(|r| is_range(&r.path, name))
-                .map(|r| (r.start_ns, r.end_ns))
+                .map(|r| Interval::new(r.start_ns, r.end_ns))
                 .collect(),
         );
         let inside = |t_ns: u64| {
-            let i = windows.partition_point(|w| w.0 <= t_ns);
-            i > 0 && t_ns <= windows[i - 1].1
+            let i = windows.partition_point(|w| w.from_ns <= t_ns);
+            i > 0 && t_ns <= windows[i - 1].to_ns
         };
         let index: HashMap<u64, usize> = trace
             .spans

@@ -2,6 +2,7 @@
 
 use super::linalg::t95;
 use super::{PowerEstimate, MIN_BASELINE_WINDOWS, SETTLE_NS};
+use crate::intervals::Interval;
 use crate::power::CounterWindow;
 use crate::trace::Trace;
 
@@ -24,11 +25,11 @@ pub(crate) struct IdleBaseline {
 pub(crate) fn measure(
     trace: &Trace,
     work: &[usize],
-    held: &[(u64, u64)],
+    held: &[Interval],
     windows: &[CounterWindow],
 ) -> Option<IdleBaseline> {
     let busy = merged_busy(trace, work, held);
-    let first_work_ns = busy.first().map_or(u64::MAX, |b| b.0);
+    let first_work_ns = busy.first().map_or(u64::MAX, |b| b.from_ns);
     let quiet: Vec<&CounterWindow> = windows.iter().filter(|w| is_quiet(&busy, w)).collect();
     let (before, after): (Vec<&CounterWindow>, Vec<&CounterWindow>) =
         quiet.iter().partition(|w| w.end_ns <= first_work_ns);
@@ -83,18 +84,18 @@ fn estimate(windows: &[&CounterWindow]) -> Option<(PowerEstimate, f64)> {
 }
 
 /// The union of the device-work intervals and `held`, sorted and disjoint.
-fn merged_busy(trace: &Trace, work: &[usize], held: &[(u64, u64)]) -> Vec<(u64, u64)> {
+fn merged_busy(trace: &Trace, work: &[usize], held: &[Interval]) -> Vec<Interval> {
     crate::intervals::union(
         work.iter()
-            .map(|&i| (trace.spans[i].start_ns, trace.spans[i].end_ns))
+            .map(|&i| Interval::new(trace.spans[i].start_ns, trace.spans[i].end_ns))
             .chain(held.iter().copied())
             .collect(),
     )
 }
 
 /// True when no work overlaps the window or the settling time before it.
-fn is_quiet(busy: &[(u64, u64)], w: &CounterWindow) -> bool {
+fn is_quiet(busy: &[Interval], w: &CounterWindow) -> bool {
     let from = w.start_ns.saturating_sub(SETTLE_NS);
-    let i = busy.partition_point(|&(_, e)| e <= from);
-    busy.get(i).is_none_or(|&(s, _)| s >= w.end_ns)
+    let i = busy.partition_point(|b| b.to_ns <= from);
+    busy.get(i).is_none_or(|b| b.from_ns >= w.end_ns)
 }

@@ -23,6 +23,7 @@ use super::requests::{
     instances_by_path, overlapping, summarize, Instance, RequestEnergy, RequestReport, SplitRule,
 };
 use super::EnergyEstimate;
+use crate::intervals::Interval;
 use crate::power::CounterWindow;
 use crate::trace::Trace;
 
@@ -174,7 +175,7 @@ fn fit_powers(
     let held = crate::intervals::union(
         paths
             .iter()
-            .flat_map(|(_, v)| v.iter().map(|i| (i.start_ns, i.end_ns)))
+            .flat_map(|(_, v)| v.iter().map(|i| Interval::new(i.start_ns, i.end_ns)))
             .collect(),
     );
     let rows: Vec<(Vec<f64>, f64)> = windows
@@ -190,7 +191,7 @@ fn fit_powers(
                         .sum()
                 })
                 .collect();
-            let in_ranges: f64 = held.iter().map(|&(a, b)| overlap_s(a, b, w)).sum();
+            let in_ranges: f64 = held.iter().map(|i| overlap_s(i.from_ns, i.to_ns, w)).sum();
             let gap_s = ((w.end_ns - w.start_ns) as f64 * 1e-9 - in_ranges).max(0.0);
             (x, w.energy_mj as f64 - idle_mw * gap_s)
         })

@@ -38,6 +38,7 @@ pub use requests::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::intervals::Interval;
 use crate::power::counter_windows;
 use std::collections::BTreeMap;
 
@@ -466,7 +467,7 @@ fn most_energy_first<T>(rows: &mut [T], energy: impl Fn(&T) -> (&EnergyEstimate,
 
 /// The time the profiler held `device` for its own work (replays, content hashing), sorted and
 /// disjoint: not charged to a request.
-fn profiler_held(trace: &Trace, device: u32, episodes: &replay::Episodes) -> Vec<(u64, u64)> {
+fn profiler_held(trace: &Trace, device: u32, episodes: &replay::Episodes) -> Vec<Interval> {
     crate::intervals::union(
         episodes
             .held()
@@ -477,7 +478,7 @@ fn profiler_held(trace: &Trace, device: u32, episodes: &replay::Episodes) -> Vec
                     device: d,
                     from_ns,
                     to_ns,
-                } if d == device && to_ns >= from_ns => Some((from_ns, to_ns)),
+                } if d == device && to_ns >= from_ns => Some(Interval::new(from_ns, to_ns)),
                 _ => None,
             }))
             .collect(),
@@ -904,7 +905,7 @@ fn fit_with_replays(
 
 /// What is not idle on the device: the profiler's episodes, and in a light trace the ranges
 /// too (they stand for the work).
-fn not_idle(trace: &Trace, episodes: &replay::Episodes, light: bool) -> Vec<(u64, u64)> {
+fn not_idle(trace: &Trace, episodes: &replay::Episodes, light: bool) -> Vec<Interval> {
     if !light {
         return episodes.held().to_vec();
     }
@@ -918,7 +919,7 @@ fn not_idle(trace: &Trace, episodes: &replay::Episodes, light: bool) -> Vec<(u64
                     .spans
                     .iter()
                     .filter(|s| matches!(s.kind, SpanKind::Region { .. }))
-                    .map(|s| (s.start_ns, s.end_ns)),
+                    .map(|s| Interval::new(s.start_ns, s.end_ns)),
             )
             .collect(),
     )

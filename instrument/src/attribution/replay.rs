@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::design::Design;
 use super::linalg::t95;
+use crate::intervals::Interval;
 use crate::power::CounterWindow;
 use crate::trace::{Annotation, LaunchShape, SpanKind, Trace};
 
@@ -27,10 +28,10 @@ const SAMPLE_REACH_TAUS: u64 = 5;
 /// The profiler's own device work on one device: episodes, and the bursts inside them.
 #[derive(Debug, Default)]
 pub(crate) struct Episodes {
-    /// Episodes, sorted and merged, ns.
-    held: Vec<(u64, u64)>,
-    /// Bursts (the [`SpanKind::Alone`] spans), sorted, ns.
-    bursts: Vec<(u64, u64)>,
+    /// Episodes, sorted and merged.
+    held: Vec<Interval>,
+    /// Bursts (the [`SpanKind::Alone`] spans), sorted.
+    bursts: Vec<Interval>,
 }
 
 impl Episodes {
@@ -45,9 +46,9 @@ impl Episodes {
             .iter()
             .filter(|s| s.device == device && matches!(s.kind, SpanKind::Alone { .. }))
         {
-            held.push((s.start_ns, s.end_ns));
+            held.push(Interval::new(s.start_ns, s.end_ns));
             if !unlike.iter().any(|u| u.span == s.id) {
-                bursts.push((s.start_ns, s.end_ns));
+                bursts.push(Interval::new(s.start_ns, s.end_ns));
             }
         }
         bursts.sort_unstable();
@@ -56,7 +57,7 @@ impl Episodes {
                 device: d,
                 from_ns,
                 to_ns,
-            } if d == device && to_ns >= from_ns => Some((from_ns, to_ns)),
+            } if d == device && to_ns >= from_ns => Some(Interval::new(from_ns, to_ns)),
             _ => None,
         }));
         Self {
@@ -71,25 +72,25 @@ impl Episodes {
     }
 
     /// The episodes, sorted and disjoint: device time that is not the program's.
-    pub fn held(&self) -> &[(u64, u64)] {
+    pub fn held(&self) -> &[Interval] {
         &self.held
     }
 
     /// Total time the profiler held the device, ns.
     pub fn held_ns(&self) -> u64 {
-        self.held.iter().map(|&(a, b)| b - a).sum()
+        self.held.iter().map(|i| i.to_ns - i.from_ns).sum()
     }
 
     /// True when `[a, b]` overlaps an episode.
     pub fn touches(&self, a: u64, b: u64) -> bool {
-        let i = self.held.partition_point(|&(_, e)| e <= a);
-        self.held.get(i).is_some_and(|&(s, _)| s < b)
+        let i = self.held.partition_point(|h| h.to_ns <= a);
+        self.held.get(i).is_some_and(|h| h.from_ns < b)
     }
 
     /// True when `[a, b]` lies inside one burst.
     fn inside_burst(&self, a: u64, b: u64) -> bool {
-        let i = self.bursts.partition_point(|&(s, _)| s <= a);
-        i > 0 && self.bursts[i - 1].1 >= b
+        let i = self.bursts.partition_point(|s| s.from_ns <= a);
+        i > 0 && self.bursts[i - 1].to_ns >= b
     }
 
     /// True when an observation of `[a, b]` sees profiler work that no span explains: it
@@ -506,7 +507,7 @@ mod tests {
         let mut t = trace_with((0, 0), (200, 900));
         t.annotations.clear();
         let e = Episodes::of(&t, 0, &[]);
-        assert_eq!(e.held(), &[(200, 900)]);
+        assert_eq!(e.held(), &[Interval::new(200, 900)]);
         assert!(!e.spoils(300, 400));
         assert!(e.spoils(100, 300));
         assert!(Episodes::of(&t, 1, &[]).is_empty(), "another device");
@@ -519,6 +520,6 @@ mod tests {
         }];
         let e = Episodes::of(&t, 0, &unlike);
         assert!(e.spoils(300, 400));
-        assert_eq!(e.held(), &[(200, 900)]);
+        assert_eq!(e.held(), &[Interval::new(200, 900)]);
     }
 }

@@ -189,7 +189,7 @@ pub(crate) fn requests(
     trace: &Trace,
     device: u32,
     (work, parts): (&[usize], &[SpanPart]),
-    (held, cost): (&[(u64, u64)], &CostTimeline),
+    (held, cost): (&[crate::intervals::Interval], &CostTimeline),
     fit: &FitView<'_>,
 ) -> RequestReport {
     let p = fit.beta.len();
@@ -215,7 +215,8 @@ pub(crate) fn requests(
             let window_ns = (inst.end_ns - inst.start_ns).max(1) as f64;
             let (cost_ns, cost_half_ns) = cost.within(inst.start_ns, inst.end_ns);
             let not_charged_ns =
-                (overlap_ns(held, inst.start_ns, inst.end_ns) as f64 + cost_ns).min(window_ns);
+                (crate::intervals::covered_ns(held, inst.start_ns, inst.end_ns) as f64 + cost_ns)
+                    .min(window_ns);
             let held_ns = not_charged_ns as u64;
             let idle_s = (wall_s * (1.0 - not_charged_ns / window_ns)).max(0.0);
             let cost_half_s = wall_s * cost_half_ns / window_ns;
@@ -481,16 +482,6 @@ pub fn clean_path(raw: &str) -> (String, Option<u64>) {
     (parts.join("/"), tokens)
 }
 
-/// How much of `[a, b]` the sorted, disjoint intervals `held` cover, ns.
-pub(crate) fn overlap_ns(held: &[(u64, u64)], a: u64, b: u64) -> u64 {
-    let first = held.partition_point(|&(_, e)| e <= a);
-    held[first..]
-        .iter()
-        .take_while(|&&(s, _)| s < b)
-        .map(|&(s, e)| e.min(b).saturating_sub(s.max(a)))
-        .sum()
-}
-
 /// The `q` quantile of `values` (nearest rank), with a distribution-free 95% interval: the
 /// order statistics of the low and high ends at ranks `n·q ∓ 1.96·√(n·q·(1−q))`.
 fn quantile(values: &[EnergyEstimate], q: f64) -> EnergyEstimate {
@@ -613,7 +604,6 @@ mod tests {
         let mut none = Rollup::new(1);
         lane.add_window(60, 90, &mut none);
         assert_eq!(none.priced_s[0], 0.0);
-        assert_eq!(overlap_ns(&[(10, 20), (30, 40)], 15, 35), 10);
     }
 
     #[test]

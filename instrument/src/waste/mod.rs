@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::{Attribution, EnergyEstimate, PowerEstimate, SpanEnergy};
+use crate::intervals::Interval;
 use crate::trace::{Annotation, BufferVersion, Span, Trace};
 
 /// A kind of waste.
@@ -374,7 +375,7 @@ pub(crate) struct Context<'a> {
     syncs: Vec<&'a Span>,
     /// Host time the profiler itself spent holding up the program, (from, to) ns, sorted and
     /// disjoint.
-    overhead: Vec<(u64, u64)>,
+    overhead: Vec<Interval>,
     /// The device timeline, for replays without wasted launches, where the trace has the host
     /// calls for it.
     timeline: Option<time_saved::Timeline<'a>>,
@@ -679,12 +680,15 @@ impl<'a> Context<'a> {
     fn host_wait_ns(&self, g: &Gap<'_>, since_ns: u64) -> u64 {
         let waits = self
             .syncs_in(g)
-            .map(|s| (s.start_ns.max(since_ns), s.end_ns))
-            .filter(|(a, b)| a < b)
+            .map(|s| Interval::new(s.start_ns.max(since_ns), s.end_ns))
+            .filter(|i| i.from_ns < i.to_ns)
             .collect();
         crate::intervals::union(waits)
             .into_iter()
-            .map(|(a, b)| (b - a).saturating_sub(self.overhead_within(a, b)))
+            .map(|i| {
+                i.len_ns()
+                    .saturating_sub(self.overhead_within(i.from_ns, i.to_ns))
+            })
             .sum()
     }
 
@@ -695,12 +699,7 @@ impl<'a> Context<'a> {
 
     /// How much of `(from, to)` the profiler's own overhead covers, ns.
     fn overhead_within(&self, from: u64, to: u64) -> u64 {
-        let first = self.overhead.partition_point(|&(_, b)| b <= from);
-        self.overhead[first..]
-            .iter()
-            .take_while(|(a, _)| *a < to)
-            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
-            .sum()
+        crate::intervals::covered_ns(&self.overhead, from, to)
     }
 
     /// Whether the wait before span `id` was charged to a wasted launch.
@@ -802,7 +801,7 @@ struct BufferNotes {
     /// When each freed buffer was freed, ns.
     freed: HashMap<u64, u64>,
     /// Host time the profiler held the program (its overhead and its replay episodes), ns.
-    held: Vec<(u64, u64)>,
+    held: Vec<Interval>,
     /// (padding, all) units of each span launched under a declared pass.
     padding: HashMap<u64, (u64, u64)>,
 }
@@ -827,7 +826,7 @@ impl BufferNotes {
                     device: d,
                     from_ns,
                     to_ns,
-                } if d == device => notes.held.push((from_ns, to_ns)),
+                } if d == device => notes.held.push(Interval::new(from_ns, to_ns)),
                 Annotation::Padding {
                     span,
                     padded,
@@ -841,7 +840,7 @@ impl BufferNotes {
                     device: d,
                     from_ns,
                     to_ns,
-                } if d == device => notes.held.push((from_ns, to_ns)),
+                } if d == device => notes.held.push(Interval::new(from_ns, to_ns)),
                 Annotation::Padding { .. }
                 | Annotation::Overhead { .. }
                 | Annotation::ProfilerEpisode { .. }
@@ -894,7 +893,7 @@ fn gaps_between<'a>(work: &[&'a Span]) -> Vec<Gap<'a>> {
 
 /// The time the profiler held the program on `device`: `held` (its overhead and episodes)
 /// and its bursts of kernels replayed alone, sorted and disjoint.
-fn profiler_held(trace: &Trace, device: u32, mut held: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+fn profiler_held(trace: &Trace, device: u32, mut held: Vec<Interval>) -> Vec<Interval> {
     held.extend(
         trace
             .spans
@@ -902,7 +901,7 @@ fn profiler_held(trace: &Trace, device: u32, mut held: Vec<(u64, u64)>) -> Vec<(
             .filter(|s| {
                 s.device == device && matches!(s.kind, crate::trace::SpanKind::Alone { .. })
             })
-            .map(|s| (s.start_ns, s.end_ns)),
+            .map(|s| Interval::new(s.start_ns, s.end_ns)),
     );
     crate::intervals::union(held)
 }
