@@ -335,7 +335,12 @@ pub struct Span {
     pub kind: SpanKind,
     /// Device index (see [`DeviceInfo::index`]).
     pub device: u32,
-    /// CUDA stream handle or ordinal the work ran on.
+    /// The stream the work ran on, as a key: equal for the work of one stream of one device
+    /// within a trace, and nothing more (each recorder picks its keys: the runtime numbers the
+    /// streams it times, the injection library takes CUPTI's stream ids, the simulator its
+    /// ordinals; merging traces keeps them apart per process). Analysis only compares keys.
+    /// For a region span, its track instead: 0 for push/pop ranges,
+    /// [`START_END_RANGE_STREAM`] and [`MARK_STREAM`].
     pub stream: u64,
     /// Start on the trace clock, ns since the Unix epoch.
     pub start_ns: u64,
