@@ -9,7 +9,7 @@
 #
 # Environment: REPLAY_ONLY (programs for replay-check, default all), OVH_REPEATS (3; 0 skips
 # the overhead runs), SKIP_MIX (skips the bare request mix), BUNDLE_S and REPLAY_S (time limits of
-# the bundle and of replay-check, s; 240 and 300), AUDIT_S (time limit of scripts/audit-check.sh,
+# the bundle and of replay-check, s; 240 and 300; 0 skips them), AUDIT_S (time limit of scripts/audit-check.sh,
 # s; 0, the default, skips it), IDLE_STATES (1 runs scripts/device/idle_states.py first, about
 # 50 s: which idle power a launch-bound loop's closure should subtract).
 set -u
@@ -20,9 +20,10 @@ mkdir -p "$out" "$work/tests" "$work/replay" "$work/overhead"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu --format=csv >"$out/gpu.txt" 2>&1
 [ -n "${IDLE_STATES:-}" ] && timeout 90 python3 scripts/device/idle_states.py >"$out/idle-states.json" 2>&1
-OUT=$work/tests timeout ${BUNDLE_S:-240} bash .gpu-bundle/run >"$out/bundle.txt" 2>&1
-ONLY=${REPLAY_ONLY:-} NO_PLAIN=1 OUT=$work/replay timeout ${REPLAY_S:-300} bash scripts/replay-check.sh "$bin" \
-  >"$out/replay-summary.txt" 2>&1
+[ "${BUNDLE_S:-240}" -gt 0 ] && OUT=$work/tests timeout ${BUNDLE_S:-240} bash .gpu-bundle/run \
+  >"$out/bundle.txt" 2>&1
+[ "${REPLAY_S:-300}" -gt 0 ] && ONLY=${REPLAY_ONLY:-} NO_PLAIN=1 OUT=$work/replay timeout ${REPLAY_S:-300} \
+  bash scripts/replay-check.sh "$bin" >"$out/replay-summary.txt" 2>&1
 [ "${OVH_REPEATS:-3}" -gt 0 ] && timeout 150 bash scripts/run-overhead.sh "$bin/wattlens" \
   "$work/overhead" "${OVH_REPEATS:-3}" 1000 8 bare,wattlens-light >"$out/overhead.txt" 2>&1
 [ -z "${SKIP_MIX:-}" ] && timeout 60 python3 scripts/requests_check.py mix --requests 60 \
@@ -37,4 +38,4 @@ fi
 rm -f "$work"/replay/*.json
 tar czf "$out/tests.tgz" -C "$work/tests" .
 (cd "$work" && tar czf - replay overhead $( [ -d audit ] && echo audit ) | split -b 15m - "$out/runs.tgz.")
-tail -1 "$out/bundle.txt"
+[ -f "$out/bundle.txt" ] && tail -1 "$out/bundle.txt"
