@@ -140,12 +140,26 @@ fn device(
             "Light mode{sim}: the trace holds NVTX ranges and the sensors' readings, no kernel, copy or memset records; only requests are priced"
         );
     }
-    writeln!(out, "Energy per kernel{sim}")?;
     let truth_head = if truth.is_some() {
         format!("  {:>12}", "true (sim)")
     } else {
         String::new()
     };
+    signature_table(out, a, truth, (sim, &truth_head))?;
+    op_table(out, a, truth, (sim, &truth_head))?;
+    region_table(out, a, sim)?;
+    replay(out, a, sim)?;
+    closure_lines(out, a, sim)
+}
+
+/// The per-kernel table, with the simulator's truth beside each row where known.
+fn signature_table(
+    out: &mut dyn Write,
+    a: &Attribution,
+    truth: Option<&Truth>,
+    (sim, truth_head): (&str, &str),
+) -> io::Result<()> {
+    writeln!(out, "Energy per kernel{sim}")?;
     writeln!(
         out,
         "{:<26} {:>12} {:>8} {:>10} {:>16} {:>20} {:>18} {:>20} {:<10}{truth_head}",
@@ -191,6 +205,16 @@ fn device(
             replays.iter().map(|s| s.alone_ns).sum::<u64>() as f64 * 1e-9,
         )?;
     }
+    Ok(())
+}
+
+/// The per-op-class table, with the simulator's truth beside each row where known.
+fn op_table(
+    out: &mut dyn Write,
+    a: &Attribution,
+    truth: Option<&Truth>,
+    (sim, truth_head): (&str, &str),
+) -> io::Result<()> {
     writeln!(out)?;
     writeln!(out, "Energy per op{sim}")?;
     writeln!(
@@ -215,6 +239,11 @@ fn device(
             o.dynamic.coverage.label(),
         )?;
     }
+    Ok(())
+}
+
+/// The costliest regions.
+fn region_table(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<()> {
     if !a.regions.is_empty() {
         writeln!(out)?;
         let shown = a.regions.len().min(MAX_REGIONS);
@@ -241,7 +270,11 @@ fn device(
             )?;
         }
     }
-    replay(out, a, sim)?;
+    Ok(())
+}
+
+/// What the fit rests on, the closure against the energy counter, and the measured share.
+fn closure_lines(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<()> {
     let c = &a.closure;
     writeln!(out)?;
     writeln!(
