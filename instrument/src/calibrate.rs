@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::samples_of;
+use crate::power::CounterWindow;
 use crate::power::{counter_reads, counter_windows, fit_counter_grid};
 use crate::sensor_profile::SensorProfile;
 use crate::trace::{PowerReading, Trace};
@@ -100,118 +101,16 @@ pub fn fit_profile(
 ) -> Result<Calibration, CalibrationError> {
     let base = &trace.meta.sensor_profile;
     let samples = samples_of(trace, device);
-    let in_range = |a: u64, b: u64| -> Vec<(u64, f64)> {
-        samples
-            .iter()
-            .copied()
-            .filter(|&(t, _)| t >= a && t < b)
-            .collect()
-    };
-    // Cadence: the median interval; a displaced sample arrives > 25% early.
-    let mut intervals: Vec<f64> = samples
-        .windows(2)
-        .map(|w| (w[1].0 - w[0].0) as f64)
-        .collect();
-    if intervals.len() < 20 {
-        return Err(CalibrationError::TooFew("whole", "sample"));
-    }
-    let period = median(&mut intervals);
-    let regular: Vec<f64> = intervals
-        .iter()
-        .copied()
-        .filter(|&d| (d - period).abs() <= 0.25 * period)
-        .collect();
-    // A displaced sample makes one short interval before it and one long after: count the
-    // short ones.
-    let displaced: Vec<f64> = intervals
-        .iter()
-        .copied()
-        .filter(|&d| d < 0.75 * period)
-        .collect();
-    let mut offsets: Vec<f64> = displaced.iter().map(|d| (d - period).abs()).collect();
-    offsets.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        offsets
-            .get(((offsets.len().saturating_sub(1)) as f64 * q) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let (_, reg_sd) = mean_sd(&regular);
-
-    // Idle: counter windows inside the idle phase (after 300 ms of settling), else samples.
-    let settle = 300_000_000;
-    let (i0, i1) = (phases.idle.0 + settle, phases.idle.1);
-    let idle_samples: Vec<f64> = in_range(i0, i1).iter().map(|s| s.1).collect();
-    if idle_samples.len() < 5 {
-        return Err(CalibrationError::TooFew("idle", "sample"));
-    }
-    let (idle_s_mw, noise_sd) = mean_sd(&idle_samples);
+    let cadence = Cadence::of(&samples)?;
     let windows = counter_windows(&trace.power, device, base.counter_period_ns);
-    let idle_windows: Vec<_> = windows
-        .iter()
-        .filter(|w| w.start_ns >= i0 && w.end_ns <= i1)
-        .collect();
-    let idle_mw = if idle_windows.is_empty() {
-        idle_s_mw
-    } else {
-        idle_windows.iter().map(|w| w.energy_mj as f64).sum::<f64>()
-            / idle_windows
-                .iter()
-                .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
-                .sum::<f64>()
-    };
-
-    // Step: plateau after 300 ms, then the τ that best fits the rise.
-    let (s0, s1) = phases.step;
-    let plateau: Vec<f64> = in_range(s0 + settle, s1).iter().map(|s| s.1).collect();
-    if plateau.len() < 5 {
-        return Err(CalibrationError::TooFew("step", "sample"));
-    }
-    let step_mw = plateau.iter().sum::<f64>() / plateau.len() as f64;
-    let rise = in_range(s0, s0 + 200_000_000);
-    let amp = step_mw - idle_s_mw;
-    let sse = |tau: f64| -> f64 {
-        rise.iter()
-            .map(|&(t, p)| {
-                let model = idle_s_mw + amp * (1.0 - (-((t - s0) as f64) / tau).exp());
-                (p - model).powi(2)
-            })
-            .sum()
-    };
-    let mut best = (f64::INFINITY, base.sample_tau_ns as f64);
-    let mut tau = 1_000_000.0;
-    while tau <= 100_000_000.0 {
-        let e = sse(tau);
-        if e < best.0 {
-            best = (e, tau);
-        }
-        tau += 250_000.0;
-    }
-    let tau_fit_rms_mw = (best.0 / rise.len().max(1) as f64).sqrt();
-
+    let idle = Idle::of(&samples, &windows, phases.idle)?;
+    let step = Step::of(&samples, phases.step, idle.samples_mw, base.sample_tau_ns)?;
     // Counter: the update grid and the resolution (gcd of the increments).
     let reads = counter_reads(&trace.power, device);
     let grid = fit_counter_grid(&reads, base.counter_period_ns)
         .ok_or(CalibrationError::TooFew("whole", "energy-counter"))?;
     let resolution = windows.iter().fold(0u64, |g, w| gcd(g, w.energy_mj)).max(1);
-
-    // Instant field: first read after the step start showing half the step.
-    let half = idle_mw + (step_mw - idle_mw) / 2.0;
-    let crossing = trace
-        .power
-        .iter()
-        .filter_map(|r| match *r {
-            PowerReading::Instant {
-                device: d,
-                ts_ns,
-                read_ns,
-                power_mw,
-            } if d == device && ts_ns >= s0 && f64::from(power_mw) >= half => {
-                Some(ts_ns.saturating_add(u64::from(read_ns) / 2) - s0)
-            }
-            _ => None,
-        })
-        .min();
+    let crossing = instant_crossing_ns(trace, device, phases.step.0, (idle.mw, step.mw));
     let read_cost = {
         let mut v: Vec<f64> = reads
             .iter()
@@ -222,34 +121,8 @@ pub fn fit_profile(
     // The ring: how many samples the first drain returned (those older than the first read).
     let first_read = reads.first().map_or(0, |r| r.start_ns);
     let ring = samples.iter().filter(|s| s.0 < first_read).count() as u32;
-
-    // Square wave: samples vs counter over the whole wave.
-    let (q0, q1) = phases.square;
-    let sq: Vec<f64> = in_range(q0, q1).iter().map(|s| s.1).collect();
-    let square_samples_mw = sq.iter().sum::<f64>() / sq.len().max(1) as f64;
-    let sq_windows: Vec<_> = windows
-        .iter()
-        .filter(|w| w.start_ns >= q0 && w.end_ns <= q1)
-        .collect();
-    let square_counter_mw = sq_windows.iter().map(|w| w.energy_mj as f64).sum::<f64>()
-        / sq_windows
-            .iter()
-            .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
-            .sum::<f64>()
-            .max(1e-9);
-    // Pulses: the excess sample energy in the 300 ms after each pulse's start.
-    let excess: Vec<f64> = phases
-        .pulses
-        .iter()
-        .map(|&(a, _)| {
-            let s = in_range(a.saturating_sub(period as u64), a + 300_000_000);
-            let e: f64 = s
-                .windows(2)
-                .map(|w| ((w[0].1 + w[1].1) / 2.0 - idle_s_mw) * (w[1].0 - w[0].0) as f64 * 1e-9)
-                .sum();
-            e
-        })
-        .collect();
+    let (square_samples_mw, square_counter_mw) = square_wave(&samples, &windows, phases.square);
+    let excess = pulse_excess_mj(&samples, &phases.pulses, (cadence.period, idle.samples_mw));
     let lag = crossing.unwrap_or(base.instant_lag_max_ns);
     let profile = SensorProfile {
         name: format!(
@@ -261,13 +134,13 @@ pub fn fit_profile(
                 .map_or("GPU", |d| d.name.as_str()),
             trace.meta.driver.clone().unwrap_or_default()
         ),
-        sample_period_ns: period as u64,
-        sample_displaced_fraction: displaced.len() as f64 / intervals.len() as f64,
-        sample_displacement_min_ns: pick(0.05) as u64,
-        sample_displacement_max_ns: pick(0.95) as u64,
-        sample_jitter_sd_ns: (reg_sd / 2f64.sqrt()) as u64,
-        sample_tau_ns: best.1 as u64,
-        sample_noise_sd_mw: noise_sd,
+        sample_period_ns: cadence.period as u64,
+        sample_displaced_fraction: cadence.displaced_fraction,
+        sample_displacement_min_ns: cadence.displacement_ns.0 as u64,
+        sample_displacement_max_ns: cadence.displacement_ns.1 as u64,
+        sample_jitter_sd_ns: (cadence.regular_sd / 2f64.sqrt()) as u64,
+        sample_tau_ns: step.tau_ns as u64,
+        sample_noise_sd_mw: idle.noise_sd_mw,
         sample_ring_capacity: if ring > 0 {
             ring
         } else {
@@ -289,9 +162,9 @@ pub fn fit_profile(
             .first()
             .map_or_else(String::new, |d| d.name.clone()),
         driver: trace.meta.driver.clone().unwrap_or_default(),
-        idle_mw,
-        step_mw,
-        tau_fit_rms_mw,
+        idle_mw: idle.mw,
+        step_mw: step.mw,
+        tau_fit_rms_mw: step.fit_rms_mw,
         counter_brackets: grid.brackets,
         counter_reads: reads.len(),
         counter_windows: windows.len(),
@@ -300,6 +173,236 @@ pub fn fit_profile(
         square_counter_mw,
         pulse_excess_samples_mj: excess.iter().sum::<f64>() / excess.len().max(1) as f64,
     })
+}
+
+/// Settling time before a phase's plateau is read, ns.
+const SETTLE_NS: u64 = 300_000_000;
+
+/// The samples in `[a, b)`.
+fn samples_in_range(samples: &[(u64, f64)], a: u64, b: u64) -> Vec<(u64, f64)> {
+    samples
+        .iter()
+        .copied()
+        .filter(|&(t, _)| t >= a && t < b)
+        .collect()
+}
+
+/// The sample cadence: the median interval, and the samples displaced from it.
+struct Cadence {
+    /// The median interval between samples, ns.
+    period: f64,
+    /// Share of intervals shortened by a displaced sample (more than 25% early).
+    displaced_fraction: f64,
+    /// How far displaced samples came early, 5th and 95th percentiles, ns.
+    displacement_ns: (f64, f64),
+    /// Spread of the regular intervals, ns.
+    regular_sd: f64,
+}
+
+impl Cadence {
+    fn of(samples: &[(u64, f64)]) -> Result<Self, CalibrationError> {
+        let mut intervals: Vec<f64> = samples
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) as f64)
+            .collect();
+        if intervals.len() < 20 {
+            return Err(CalibrationError::TooFew("whole", "sample"));
+        }
+        let period = median(&mut intervals);
+        let regular: Vec<f64> = intervals
+            .iter()
+            .copied()
+            .filter(|&d| (d - period).abs() <= 0.25 * period)
+            .collect();
+        // A displaced sample makes one short interval before it and one long after: count the
+        // short ones.
+        let displaced: Vec<f64> = intervals
+            .iter()
+            .copied()
+            .filter(|&d| d < 0.75 * period)
+            .collect();
+        let mut offsets: Vec<f64> = displaced.iter().map(|d| (d - period).abs()).collect();
+        offsets.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            offsets
+                .get(((offsets.len().saturating_sub(1)) as f64 * q) as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let (_, regular_sd) = mean_sd(&regular);
+        Ok(Self {
+            period,
+            displaced_fraction: displaced.len() as f64 / intervals.len() as f64,
+            displacement_ns: (pick(0.05), pick(0.95)),
+            regular_sd,
+        })
+    }
+}
+
+/// Idle power in the idle phase.
+struct Idle {
+    /// From the counter windows inside the phase (after settling), else the samples, mW.
+    mw: f64,
+    /// The samples' mean there, mW.
+    samples_mw: f64,
+    /// The samples' spread there: the sensor's noise, mW.
+    noise_sd_mw: f64,
+}
+
+impl Idle {
+    fn of(
+        samples: &[(u64, f64)],
+        windows: &[CounterWindow],
+        (from_ns, to_ns): (u64, u64),
+    ) -> Result<Self, CalibrationError> {
+        let (i0, i1) = (from_ns + SETTLE_NS, to_ns);
+        let idle_samples: Vec<f64> = samples_in_range(samples, i0, i1)
+            .iter()
+            .map(|s| s.1)
+            .collect();
+        if idle_samples.len() < 5 {
+            return Err(CalibrationError::TooFew("idle", "sample"));
+        }
+        let (samples_mw, noise_sd_mw) = mean_sd(&idle_samples);
+        let idle_windows: Vec<_> = windows
+            .iter()
+            .filter(|w| w.start_ns >= i0 && w.end_ns <= i1)
+            .collect();
+        let mw = if idle_windows.is_empty() {
+            samples_mw
+        } else {
+            idle_windows.iter().map(|w| w.energy_mj as f64).sum::<f64>()
+                / idle_windows
+                    .iter()
+                    .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
+                    .sum::<f64>()
+        };
+        Ok(Self {
+            mw,
+            samples_mw,
+            noise_sd_mw,
+        })
+    }
+}
+
+/// The step phase: its plateau, and the sensor time constant that best fits the rise.
+struct Step {
+    /// The plateau after settling, mW.
+    mw: f64,
+    /// The best-fitting time constant, ns.
+    tau_ns: f64,
+    /// The fit's RMS error over the rise, mW.
+    fit_rms_mw: f64,
+}
+
+impl Step {
+    fn of(
+        samples: &[(u64, f64)],
+        (s0, s1): (u64, u64),
+        idle_s_mw: f64,
+        default_tau_ns: u64,
+    ) -> Result<Self, CalibrationError> {
+        let plateau: Vec<f64> = samples_in_range(samples, s0 + SETTLE_NS, s1)
+            .iter()
+            .map(|s| s.1)
+            .collect();
+        if plateau.len() < 5 {
+            return Err(CalibrationError::TooFew("step", "sample"));
+        }
+        let step_mw = plateau.iter().sum::<f64>() / plateau.len() as f64;
+        let rise = samples_in_range(samples, s0, s0 + 200_000_000);
+        let amp = step_mw - idle_s_mw;
+        let sse = |tau: f64| -> f64 {
+            rise.iter()
+                .map(|&(t, p)| {
+                    let model = idle_s_mw + amp * (1.0 - (-((t - s0) as f64) / tau).exp());
+                    (p - model).powi(2)
+                })
+                .sum()
+        };
+        let mut best = (f64::INFINITY, default_tau_ns as f64);
+        let mut tau = 1_000_000.0;
+        while tau <= 100_000_000.0 {
+            let e = sse(tau);
+            if e < best.0 {
+                best = (e, tau);
+            }
+            tau += 250_000.0;
+        }
+        Ok(Self {
+            mw: step_mw,
+            tau_ns: best.1,
+            fit_rms_mw: (best.0 / rise.len().max(1) as f64).sqrt(),
+        })
+    }
+}
+
+/// When, after the step began at `s0`, the instant power field first showed half the step
+/// from `idle_mw` to `step_mw`, ns.
+fn instant_crossing_ns(
+    trace: &Trace,
+    device: u32,
+    s0: u64,
+    (idle_mw, step_mw): (f64, f64),
+) -> Option<u64> {
+    let half = idle_mw + (step_mw - idle_mw) / 2.0;
+    trace
+        .power
+        .iter()
+        .filter_map(|r| match *r {
+            PowerReading::Instant {
+                device: d,
+                ts_ns,
+                read_ns,
+                power_mw,
+            } if d == device && ts_ns >= s0 && f64::from(power_mw) >= half => {
+                Some(ts_ns.saturating_add(u64::from(read_ns) / 2) - s0)
+            }
+            _ => None,
+        })
+        .min()
+}
+
+/// The square wave's mean power by the samples and by the counter, mW.
+fn square_wave(
+    samples: &[(u64, f64)],
+    windows: &[CounterWindow],
+    (q0, q1): (u64, u64),
+) -> (f64, f64) {
+    let sq: Vec<f64> = samples_in_range(samples, q0, q1)
+        .iter()
+        .map(|s| s.1)
+        .collect();
+    let square_samples_mw = sq.iter().sum::<f64>() / sq.len().max(1) as f64;
+    let sq_windows: Vec<_> = windows
+        .iter()
+        .filter(|w| w.start_ns >= q0 && w.end_ns <= q1)
+        .collect();
+    let square_counter_mw = sq_windows.iter().map(|w| w.energy_mj as f64).sum::<f64>()
+        / sq_windows
+            .iter()
+            .map(|w| (w.end_ns - w.start_ns) as f64 * 1e-9)
+            .sum::<f64>()
+            .max(1e-9);
+    (square_samples_mw, square_counter_mw)
+}
+
+/// Each pulse's excess sample energy above the samples' idle in the 300 ms after its start
+/// (from one sample period before), mJ.
+fn pulse_excess_mj(
+    samples: &[(u64, f64)],
+    pulses: &[(u64, u64)],
+    (period, idle_s_mw): (f64, f64),
+) -> Vec<f64> {
+    pulses
+        .iter()
+        .map(|&(a, _)| {
+            let s = samples_in_range(samples, a.saturating_sub(period as u64), a + 300_000_000);
+            s.windows(2)
+                .map(|w| ((w[0].1 + w[1].1) / 2.0 - idle_s_mw) * (w[1].0 - w[0].0) as f64 * 1e-9)
+                .sum()
+        })
+        .collect()
 }
 
 /// The file name a profile is saved under: GPU model and driver, lower-case, safe characters.
