@@ -86,21 +86,7 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
     out.meta.start_unix_ns = all.iter().map(|t| t.meta.start_unix_ns).min().unwrap_or(0);
     let mut device_of_uuid: HashMap<String, u32> = HashMap::new();
     let mut next_id = 0u64;
-    // Per device: (process, covered interval) of the readings kept whole.
-    let mut primary: HashMap<String, (usize, u64, u64)> = HashMap::new();
-    for (k, t) in all.iter().enumerate() {
-        for d in &t.meta.devices {
-            let Some((lo, hi)) = covered(t, d.index) else {
-                continue;
-            };
-            let better = primary
-                .get(&d.uuid)
-                .is_none_or(|&(_, a, b)| hi.saturating_sub(lo) > b.saturating_sub(a));
-            if better {
-                primary.insert(d.uuid.clone(), (k, lo, hi));
-            }
-        }
-    }
+    let primary = primary_readers(&all);
     for (k, t) in all.iter().enumerate() {
         let k64 = k as u64;
         let mut dev: HashMap<u32, u32> = HashMap::new();
@@ -176,104 +162,139 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
             a.device = device(a.device);
             out.alignments.push(a);
         }
-        for a in &t.annotations {
-            out.annotations.push(match a.clone() {
-                Annotation::Buffer {
-                    id,
-                    device: d,
-                    bytes,
-                } => Annotation::Buffer {
-                    id: k64 << 40 | id,
-                    device: device(d),
-                    bytes,
-                },
-                Annotation::Freed { id, at_ns } => Annotation::Freed {
-                    id: k64 << 40 | id,
-                    at_ns,
-                },
-                Annotation::Overhead {
-                    device: d,
-                    from_ns,
-                    to_ns,
-                } => Annotation::Overhead {
-                    device: device(d),
-                    from_ns,
-                    to_ns,
-                },
-                Annotation::Padding {
-                    span,
-                    pass,
-                    padded,
-                    total,
-                } => match span_ids.get(&span) {
-                    Some(&span) => Annotation::Padding {
-                        span,
-                        pass: pass_id(k, pass),
-                        padded,
-                        total,
-                    },
-                    None => continue,
-                },
-                Annotation::Pass {
-                    pass,
-                    padded_len,
-                    causal,
-                    rows,
-                } => Annotation::Pass {
-                    pass: pass_id(k, pass),
-                    padded_len,
-                    causal,
-                    rows,
-                },
-                Annotation::CopyTarget { span, address } => match span_ids.get(&span) {
-                    Some(&span) => Annotation::CopyTarget { span, address },
-                    None => continue,
-                },
-                Annotation::Tokens { span, tokens } => match span_ids.get(&span) {
-                    Some(&span) => Annotation::Tokens { span, tokens },
-                    None => continue,
-                },
-                // Host time of one process: the clocks of one host are already aligned.
-                cost @ Annotation::CallbackCost { .. } => cost,
-                Annotation::AuditOp(op) => Annotation::AuditOp(Box::new(audit_op_of_process(
-                    *op,
-                    k64,
-                    |s| span_ids.get(&s).copied(),
-                    &device,
-                ))),
-                Annotation::AuditFreed { tensor, after_seq } => Annotation::AuditFreed {
-                    tensor: k64 << 40 | tensor,
-                    after_seq: k64 << 40 | after_seq,
-                },
-                summary @ Annotation::AuditSummary(_) => summary,
-                Annotation::ProfilerEpisode {
-                    device: d,
-                    from_ns,
-                    to_ns,
-                } => Annotation::ProfilerEpisode {
-                    device: device(d),
-                    from_ns,
-                    to_ns,
-                },
-                Annotation::ReplayNote {
-                    device: d,
-                    name,
-                    launch,
-                    busy_ppm,
-                    outcome,
-                } => Annotation::ReplayNote {
-                    device: device(d),
-                    name,
-                    launch,
-                    busy_ppm,
-                    outcome,
-                },
-            });
-        }
+        out.annotations.extend(
+            t.annotations
+                .iter()
+                .filter_map(|a| annotation_of_process(a.clone(), k, &span_ids, &device)),
+        );
     }
     out.spans.sort_by_key(|s| (s.start_ns, s.id));
     out.power.sort_by_key(PowerReading::ts_ns);
     Ok(out)
+}
+
+/// Annotation `a` of process `k` in the merged trace: its spans through `span_ids`, its
+/// devices through `device`, and its buffers, passes, tensors and operations made unique to the
+/// process; `None` where it names a span the process did not record.
+fn annotation_of_process(
+    a: Annotation,
+    k: usize,
+    span_ids: &HashMap<u64, u64>,
+    device: &impl Fn(u32) -> u32,
+) -> Option<Annotation> {
+    let k64 = k as u64;
+    Some(match a {
+        Annotation::Buffer {
+            id,
+            device: d,
+            bytes,
+        } => Annotation::Buffer {
+            id: k64 << 40 | id,
+            device: device(d),
+            bytes,
+        },
+        Annotation::Freed { id, at_ns } => Annotation::Freed {
+            id: k64 << 40 | id,
+            at_ns,
+        },
+        Annotation::Overhead {
+            device: d,
+            from_ns,
+            to_ns,
+        } => Annotation::Overhead {
+            device: device(d),
+            from_ns,
+            to_ns,
+        },
+        Annotation::Padding {
+            span,
+            pass,
+            padded,
+            total,
+        } => match span_ids.get(&span) {
+            Some(&span) => Annotation::Padding {
+                span,
+                pass: pass_id(k, pass),
+                padded,
+                total,
+            },
+            None => return None,
+        },
+        Annotation::Pass {
+            pass,
+            padded_len,
+            causal,
+            rows,
+        } => Annotation::Pass {
+            pass: pass_id(k, pass),
+            padded_len,
+            causal,
+            rows,
+        },
+        Annotation::CopyTarget { span, address } => match span_ids.get(&span) {
+            Some(&span) => Annotation::CopyTarget { span, address },
+            None => return None,
+        },
+        Annotation::Tokens { span, tokens } => match span_ids.get(&span) {
+            Some(&span) => Annotation::Tokens { span, tokens },
+            None => return None,
+        },
+        // Host time of one process: the clocks of one host are already aligned.
+        cost @ Annotation::CallbackCost { .. } => cost,
+        Annotation::AuditOp(op) => Annotation::AuditOp(Box::new(audit_op_of_process(
+            *op,
+            k64,
+            |s| span_ids.get(&s).copied(),
+            &device,
+        ))),
+        Annotation::AuditFreed { tensor, after_seq } => Annotation::AuditFreed {
+            tensor: k64 << 40 | tensor,
+            after_seq: k64 << 40 | after_seq,
+        },
+        summary @ Annotation::AuditSummary(_) => summary,
+        Annotation::ProfilerEpisode {
+            device: d,
+            from_ns,
+            to_ns,
+        } => Annotation::ProfilerEpisode {
+            device: device(d),
+            from_ns,
+            to_ns,
+        },
+        Annotation::ReplayNote {
+            device: d,
+            name,
+            launch,
+            busy_ppm,
+            outcome,
+        } => Annotation::ReplayNote {
+            device: device(d),
+            name,
+            launch,
+            busy_ppm,
+            outcome,
+        },
+    })
+}
+
+/// Per device (by UUID): the process whose readings of it are kept whole (the one that read it
+/// longest) and the interval they cover; other processes' readings inside it are dropped.
+fn primary_readers(all: &[Trace]) -> HashMap<String, (usize, u64, u64)> {
+    let mut primary: HashMap<String, (usize, u64, u64)> = HashMap::new();
+    for (k, t) in all.iter().enumerate() {
+        for d in &t.meta.devices {
+            let Some((lo, hi)) = covered(t, d.index) else {
+                continue;
+            };
+            let better = primary
+                .get(&d.uuid)
+                .is_none_or(|&(_, a, b)| hi.saturating_sub(lo) > b.saturating_sub(a));
+            if better {
+                primary.insert(d.uuid.clone(), (k, lo, hi));
+            }
+        }
+    }
+    primary
 }
 
 /// The interval trace `t`'s own readings of device `index` cover, if it has any.
@@ -313,7 +334,6 @@ pub fn add_power_after(trace: &mut Trace, extra: &Trace) -> usize {
     added
 }
 
-/// A pass number unique across processes (process k's passes in their own range).
 /// Audit facts of process `k` with its ids made unique in the merged trace: operations and
 /// tensors by `k` in their high bits, storage addresses likewise, spans through `span`, and
 /// devices through `device`.
@@ -339,6 +359,7 @@ fn audit_op_of_process(
     op
 }
 
+/// A pass number unique across processes (process k's passes in their own range).
 fn pass_id(k: usize, pass: u32) -> u32 {
     u32::try_from(k)
         .unwrap_or(u32::MAX)
