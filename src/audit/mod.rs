@@ -120,6 +120,29 @@ pub fn attach_facts(traces: &[PathBuf], prefix: &Path) -> Result<u64, CliError> 
     Ok(joined)
 }
 
+/// Join each process's facts to its trace ([`attach_facts`]) and say what was joined, and
+/// which facts had no trace to join.
+///
+/// # Errors
+/// [`CliError`] when a trace cannot be read or written back.
+pub fn join_facts(traces: &[PathBuf], prefix: &Path) -> Result<(), CliError> {
+    let ops = attach_facts(traces, prefix)?;
+    let unjoined = unjoined_facts(prefix);
+    if ops > 0 {
+        eprintln!("wattlens: audit: {ops} operations' content facts joined to the trace");
+    } else if unjoined.is_empty() {
+        eprintln!("wattlens: note: the audit saw no PyTorch operation (it audits Python programs that import torch); nothing was audited");
+    }
+    if !unjoined.is_empty() {
+        let shown: Vec<String> = unjoined.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "wattlens: note: the audit's facts of processes that ran no CUDA work are kept, with no trace to join them to: {}",
+            shown.join(" ")
+        );
+    }
+    Ok(())
+}
+
 /// Facts files of output prefix `prefix` still on disk: those of processes that left no trace
 /// to join them to (they ran no CUDA work).
 pub fn unjoined_facts(prefix: &Path) -> Vec<PathBuf> {

@@ -66,21 +66,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let prefix = dir.join(&stem);
     let settings = injection_settings(args)?;
     let factors = super::report::footprint_factors(&args.footprint)?;
-    wattlens_inject::config::check_unicode(std::env::vars_os())
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    wattlens_inject::Config::from_env(
-        |k| {
-            if k == ENV_OUTPUT {
-                Some(prefix.display().to_string())
-            } else if let Some((_, v)) = settings.iter().find(|(name, _)| *name == k) {
-                Some(v.clone())
-            } else {
-                std::env::var(k).ok()
-            }
-        },
-        std::process::id(),
-    )
-    .map_err(|e| CliError::Usage(e.to_string()))?;
+    check_settings(&prefix, &settings)?;
     let lib = locate::injection_library(args.inject_lib.as_deref())?;
     let cupti = locate::cupti(args.cupti.as_deref())?;
     if cupti.is_none() {
@@ -90,21 +76,8 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     }
     let since = SystemTime::now();
     let mut cmd = Command::new(program);
-    cmd.args(rest)
-        .env("CUDA_INJECTION64_PATH", &lib)
-        .env(ENV_OUTPUT, &prefix);
-    if std::env::var_os("NVTX_INJECTION64_PATH").is_none() {
-        // NVTX calls our handlers directly (a user's own choice, such as libcupti, stays).
-        cmd.env("NVTX_INJECTION64_PATH", &lib);
-    }
-    if std::env::var_os("WATTLENS_TAIL_MS").is_none() {
-        // wattlens reads the sensors after the command itself: no tail in the process.
-        cmd.env("WATTLENS_TAIL_MS", "0");
-    }
-    if let Some(c) = &cupti {
-        cmd.env("WATTLENS_CUPTI", c);
-    }
-    cmd.envs(settings.iter().map(|(k, v)| (*k, v)));
+    cmd.args(rest);
+    attach_injection(&mut cmd, (&lib, cupti.as_deref()), &prefix, &settings);
     let audit = if args.audit {
         let folder = crate::audit::AuditFolder::create()?;
         cmd.env(
@@ -137,20 +110,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     drop(audit);
     let mut paths = process_traces(&dir, &stem, since);
     if args.audit {
-        let ops = crate::audit::attach_facts(&paths, &prefix)?;
-        let unjoined = crate::audit::unjoined_facts(&prefix);
-        if ops > 0 {
-            eprintln!("wattlens: audit: {ops} operations' content facts joined to the trace");
-        } else if unjoined.is_empty() {
-            eprintln!("wattlens: note: the audit saw no PyTorch operation (it audits Python programs that import torch); nothing was audited");
-        }
-        if !unjoined.is_empty() {
-            let shown: Vec<String> = unjoined.iter().map(|p| p.display().to_string()).collect();
-            eprintln!(
-                "wattlens: note: the audit's facts of processes that ran no CUDA work are kept, with no trace to join them to: {}",
-                shown.join(" ")
-            );
-        }
+        crate::audit::join_facts(&paths, &prefix)?;
     }
     // The quiet readings after the command are taken while its traces are read.
     let reading = if paths.is_empty() {
@@ -203,6 +163,54 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             Err(CliError::ChildExit(code))
         }
     }
+}
+
+/// Refuse, before the command runs, a setting the injection library would refuse in each
+/// process (`settings` are the ones the flags stand for; the rest come from the environment).
+///
+/// # Errors
+/// [`CliError::Usage`] naming the setting.
+fn check_settings(prefix: &Path, settings: &[(&'static str, String)]) -> Result<(), CliError> {
+    wattlens_inject::config::check_unicode(std::env::vars_os())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    wattlens_inject::Config::from_env(
+        |k| {
+            if k == ENV_OUTPUT {
+                Some(prefix.display().to_string())
+            } else if let Some((_, v)) = settings.iter().find(|(name, _)| *name == k) {
+                Some(v.clone())
+            } else {
+                std::env::var(k).ok()
+            }
+        },
+        std::process::id(),
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(())
+}
+
+/// Have `cmd`'s CUDA processes load the injection library `lib` (and NVTX call it), with
+/// libcupti `cupti`, writing traces under `prefix`, with `settings`.
+fn attach_injection(
+    cmd: &mut Command,
+    (lib, cupti): (&Path, Option<&Path>),
+    prefix: &Path,
+    settings: &[(&'static str, String)],
+) {
+    cmd.env("CUDA_INJECTION64_PATH", lib)
+        .env(ENV_OUTPUT, prefix);
+    if std::env::var_os("NVTX_INJECTION64_PATH").is_none() {
+        // NVTX calls our handlers directly (a user's own choice, such as libcupti, stays).
+        cmd.env("NVTX_INJECTION64_PATH", lib);
+    }
+    if std::env::var_os("WATTLENS_TAIL_MS").is_none() {
+        // wattlens reads the sensors after the command itself: no tail in the process.
+        cmd.env("WATTLENS_TAIL_MS", "0");
+    }
+    if let Some(c) = cupti {
+        cmd.env("WATTLENS_CUPTI", c);
+    }
+    cmd.envs(settings.iter().map(|(k, v)| (*k, v)));
 }
 
 /// Read the traces, and complete them with the readings taken after the command.
