@@ -44,12 +44,31 @@ pub struct AuditFacts {
     /// Each operation's number among those on a CUDA device, from 1 (`None` for the others):
     /// its range is named for it modulo [`OP_RANGE_CYCLE`].
     pub cuda_seq: Vec<Option<u64>>,
-    /// Tensors freed: (tensor, last operation begun before).
-    pub freed: Vec<(u64, u64)>,
+    /// Tensors freed.
+    pub freed: Vec<TensorFreed>,
     /// The summary (absent when the process did not end normally).
     pub summary: Option<AuditSummary>,
     /// Lines that were not facts.
     pub unreadable_lines: u64,
+}
+
+/// A tensor the audit saw was freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorFreed {
+    /// The tensor ([`AuditTensor::tensor`]).
+    pub tensor: u64,
+    /// The last operation ([`AuditOp::seq`]) begun before it was freed.
+    pub after_seq: u64,
+}
+
+impl TensorFreed {
+    /// As the trace's annotation.
+    pub fn annotation(self) -> Annotation {
+        Annotation::AuditFreed {
+            tensor: self.tensor,
+            after_seq: self.after_seq,
+        }
+    }
 }
 
 /// One line of the facts file.
@@ -161,7 +180,10 @@ pub fn read_facts(input: impl BufRead) -> Result<AuditFacts, AuditError> {
                 facts.cuda_seq.push(op.cs);
                 facts.ops.push(op.into_op());
             }
-            Ok(Line::Free { free, at }) => facts.freed.push((free, at)),
+            Ok(Line::Free { free, at }) => facts.freed.push(TensorFreed {
+                tensor: free,
+                after_seq: at,
+            }),
             Ok(Line::End { end }) => {
                 let mut skipped: Vec<(String, u64)> = end.skipped.into_iter().collect();
                 skipped.sort();
@@ -303,12 +325,9 @@ pub fn attach(trace: &mut Trace, facts: AuditFacts) {
     trace
         .annotations
         .extend(ops.into_iter().map(|o| Annotation::AuditOp(Box::new(o))));
-    trace.annotations.extend(
-        facts
-            .freed
-            .into_iter()
-            .map(|(tensor, after_seq)| Annotation::AuditFreed { tensor, after_seq }),
-    );
+    trace
+        .annotations
+        .extend(facts.freed.into_iter().map(TensorFreed::annotation));
     trace.annotations.push(Annotation::AuditSummary(summary));
 }
 
@@ -359,7 +378,13 @@ mod tests {
         assert_eq!(f.ops[1].writes[0].0.digest, 5);
         assert_eq!(f.ops[1].writes[0].1, 5);
         assert_eq!(f.ops[1].inputs[0].device, None);
-        assert_eq!(f.freed, vec![(1, 1)]);
+        assert_eq!(
+            f.freed,
+            vec![TensorFreed {
+                tensor: 1,
+                after_seq: 1
+            }]
+        );
         let s = f.summary.unwrap();
         assert_eq!((s.ops, s.audit_host_ns), (2, 1500));
         assert_eq!(

@@ -1656,12 +1656,7 @@ fn audited_run(file: &str) -> SimRun {
     run.trace.annotations.extend(
         ops.into_iter()
             .map(|o| Annotation::AuditOp(Box::new(o)))
-            .chain(
-                facts
-                    .freed
-                    .iter()
-                    .map(|&(tensor, after_seq)| Annotation::AuditFreed { tensor, after_seq }),
-            )
+            .chain(facts.freed.iter().map(|f| f.annotation()))
             .chain(facts.summary.map(Annotation::AuditSummary)),
     );
     run
