@@ -125,7 +125,10 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
     let claimed: std::collections::HashSet<u64> = out
         .iter()
         .filter(|o| o.whole_launch)
-        .flat_map(|o| o.spans.iter().copied())
+        .filter_map(|o| match o.wasted {
+            super::Wasted::Span(id) => Some(id),
+            super::Wasted::Interval(..) => None,
+        })
         .collect();
     let mut found = Vec::new();
     repeated(cx, &f, &mut found);
