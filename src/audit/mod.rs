@@ -181,6 +181,27 @@ mod tests {
     }
 
     #[test]
+    fn facts_left_without_a_trace_are_found_by_their_prefix() {
+        let dir = std::env::temp_dir().join(format!("wattlens-unjoined-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "run.audit.pid7.jsonl",
+            "run.audit.pid9.jsonl",
+            "rerun.audit.pid7.jsonl",
+            "run.pid7.wlt",
+        ] {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        let found = unjoined_facts(&dir.join("run"));
+        let names: Vec<String> = found
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["run.audit.pid7.jsonl", "run.audit.pid9.jsonl"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_python_path_puts_the_audit_first() {
         let f = AuditFolder {
             dir: PathBuf::from("/tmp/a"),
