@@ -13,7 +13,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use wattlens_instrument::audit::{attach, read_facts};
+use wattlens_instrument::audit::{attach, read_facts, AuditError};
+use wattlens_instrument::Trace;
 
 use crate::error::CliError;
 
@@ -79,54 +80,45 @@ fn pid_of(trace: &Path) -> Option<&str> {
     name.rsplit('.').next()?.strip_prefix("pid")
 }
 
-/// Join each process's facts to its trace and rewrite the trace; the facts file is removed
-/// once its facts are in the trace. Returns how many operations were joined.
-///
-/// # Errors
-/// [`CliError`] when a trace cannot be read or written back; a facts file that cannot be read
-/// is reported and left on disk.
-pub fn attach_facts(traces: &[PathBuf], prefix: &Path) -> Result<u64, CliError> {
-    let mut joined = 0;
-    for path in traces {
-        let Some(pid) = pid_of(path) else {
-            continue;
-        };
-        let pattern = facts_pattern(prefix)
-            .to_string_lossy()
-            .replace("{pid}", pid);
-        let facts_path = PathBuf::from(pattern);
-        let facts = match std::fs::File::open(&facts_path) {
-            Ok(f) => read_facts(std::io::BufReader::new(f)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => Err(e.into()),
-        };
-        let facts = match facts {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!(
-                    "wattlens: warning: {} ({e}); its process's trace has no audit",
-                    facts_path.display()
-                );
-                continue;
-            }
-        };
-        joined += facts.ops.len() as u64;
-        let mut trace = super::commands::load_trace(path)?;
-        attach(&mut trace, facts);
-        super::commands::save_trace(path, &trace)?;
-        // The facts are in the trace now.
-        let _ = std::fs::remove_file(&facts_path);
-    }
-    Ok(joined)
+/// The facts file the audit wrote for the process of per-process trace `trace` (under output
+/// prefix `prefix`), where there is one. Call it before the trace is renamed: its name holds
+/// the process id.
+pub fn facts_of(trace: &Path, prefix: &Path) -> Option<PathBuf> {
+    let pid = pid_of(trace)?;
+    let pattern = facts_pattern(prefix)
+        .to_string_lossy()
+        .replace("{pid}", pid);
+    let path = PathBuf::from(pattern);
+    path.is_file().then_some(path)
 }
 
-/// Join each process's facts to its trace ([`attach_facts`]) and say what was joined, and
-/// which facts had no trace to join.
-///
-/// # Errors
-/// [`CliError`] when a trace cannot be read or written back.
-pub fn join_facts(traces: &[PathBuf], prefix: &Path) -> Result<(), CliError> {
-    let ops = attach_facts(traces, prefix)?;
+/// Join the facts in file `facts` to `trace`, and remove the file once they are in it; the
+/// number of operations joined. A file that cannot be read is reported and left on disk.
+pub fn join(trace: &mut Trace, facts: &Path) -> u64 {
+    let read = std::fs::File::open(facts)
+        .map_err(AuditError::from)
+        .and_then(|f| read_facts(std::io::BufReader::new(f)));
+    match read {
+        Ok(f) => {
+            let ops = f.ops.len() as u64;
+            attach(trace, f);
+            // The facts are in the trace now (written back by the caller).
+            let _ = std::fs::remove_file(facts);
+            ops
+        }
+        Err(e) => {
+            eprintln!(
+                "wattlens: warning: {} ({e}); its process's trace has no audit",
+                facts.display()
+            );
+            0
+        }
+    }
+}
+
+/// Say how many operations' facts were joined to the traces of output prefix `prefix`, and
+/// which facts files had no trace to join.
+pub fn say_joined(ops: u64, prefix: &Path) {
     let unjoined = unjoined_facts(prefix);
     if ops > 0 {
         eprintln!("wattlens: audit: {ops} operations' content facts joined to the trace");
@@ -140,7 +132,6 @@ pub fn join_facts(traces: &[PathBuf], prefix: &Path) -> Result<(), CliError> {
             shown.join(" ")
         );
     }
-    Ok(())
 }
 
 /// Facts files of output prefix `prefix` still on disk: those of processes that left no trace
@@ -149,24 +140,10 @@ pub fn unjoined_facts(prefix: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(stem)) = (prefix.parent(), prefix.file_name()) else {
         return Vec::new();
     };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
     let start = format!("{}.audit.pid", stem.to_string_lossy());
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(&start) && name.ends_with(".jsonl")
-        })
-        .map(|e| e.path())
-        .collect();
-    found.sort();
-    found
+    crate::commands::files_in(dir, |name| {
+        name.starts_with(&start) && name.ends_with(".jsonl")
+    })
 }
 
 #[cfg(test)]

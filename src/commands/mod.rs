@@ -18,6 +18,24 @@ use wattlens_instrument::Trace;
 use crate::error::CliError;
 use crate::progress;
 
+/// The files in `dir` ("" for the current folder) whose names `keep` accepts, sorted.
+pub fn files_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| keep(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
 /// Read `path`, keeping the readable prefix of a cut-short trace and warning about it on stderr.
 ///
 /// # Errors

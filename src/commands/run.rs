@@ -109,9 +109,15 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     );
     drop(audit);
     let mut paths = process_traces(&dir, &stem, since);
-    if args.audit {
-        crate::audit::join_facts(&paths, &prefix)?;
-    }
+    // Each trace's audit facts, found by the process id in its name (before the rename).
+    let facts: Vec<Option<PathBuf>> = paths
+        .iter()
+        .map(|p| {
+            args.audit
+                .then(|| crate::audit::facts_of(p, &prefix))
+                .flatten()
+        })
+        .collect();
     // The quiet readings after the command are taken while its traces are read.
     let reading = if paths.is_empty() {
         None
@@ -138,7 +144,11 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             shown.join(" ")
         ),
     }
-    let reported = finish_traces(&paths, reading).and_then(|traces| {
+    let finished = finish_traces(&paths, &facts, reading);
+    if args.audit {
+        crate::audit::say_joined(finished.as_ref().map_or(0, |f| f.1), &prefix);
+    }
+    let reported = finished.and_then(|(traces, _)| {
         if args.no_report {
             Ok(())
         } else {
@@ -213,31 +223,39 @@ fn attach_injection(
     cmd.envs(settings.iter().map(|(k, v)| (*k, v)));
 }
 
-/// Read the traces, and complete them with the readings taken after the command.
+/// Read the traces, join each its audit facts (`facts`, where it has some) and add the
+/// readings taken after the command; rewrite, once, each file that gained something. The
+/// traces, and how many audited operations were joined.
 fn finish_traces(
     paths: &[PathBuf],
+    facts: &[Option<PathBuf>],
     reading: Option<(Baseline, std::time::Instant)>,
-) -> Result<Vec<Trace>, CliError> {
+) -> Result<(Vec<Trace>, u64), CliError> {
     let mut traces = Vec::with_capacity(paths.len());
-    for p in paths {
-        traces.push(super::load_trace(p)?);
+    let mut changed = Vec::with_capacity(paths.len());
+    let mut ops = 0;
+    for (p, f) in paths.iter().zip(facts) {
+        let mut trace = super::load_trace(p)?;
+        let joined = f
+            .as_deref()
+            .map_or(0, |f| crate::audit::join(&mut trace, f));
+        ops += joined;
+        changed.push(joined > 0);
+        traces.push(trace);
     }
     if let Some((b, started)) = reading {
         std::thread::sleep(baseline::AFTER.saturating_sub(started.elapsed()));
-        complete(paths, &mut traces, &b.finish())?;
+        let after = b.finish();
+        for (t, c) in traces.iter_mut().zip(changed.iter_mut()) {
+            *c |= add_power_after(t, &after) > 0;
+        }
     }
-    Ok(traces)
-}
-
-/// Add the readings wattlens took after the command exited to each process's trace,
-/// rewriting the files that gained some.
-fn complete(paths: &[PathBuf], traces: &mut [Trace], after: &Trace) -> Result<(), CliError> {
-    for (p, t) in paths.iter().zip(traces.iter_mut()) {
-        if add_power_after(t, after) > 0 {
+    for ((p, t), c) in paths.iter().zip(&traces).zip(&changed) {
+        if *c {
             super::save_trace(p, t)?;
         }
     }
-    Ok(())
+    Ok((traces, ops))
 }
 
 /// Print the report of `traces` and write its HTML to `html`, or say why there is none.
@@ -330,25 +348,63 @@ pub fn is_process_trace(stem: &str, name: &str) -> bool {
 /// The per-process traces in `dir` written since `since`, sorted by name.
 fn process_traces(dir: &Path, stem: &OsString, since: SystemTime) -> Vec<PathBuf> {
     let stem = stem.to_string_lossy();
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+    super::files_in(dir, |name| is_process_trace(&stem, name))
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| is_process_trace(&stem, &e.file_name().to_string_lossy()))
-        .filter(|e| {
-            e.metadata()
+        .filter(|p| {
+            p.metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t >= since)
         })
-        .map(|e| e.path())
-        .collect();
-    found.sort();
-    found
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_traces_audit_facts_are_joined_and_the_trace_written_once_with_them() {
+        use wattlens_instrument::sim::{demo_workload, simulate, GpuModel};
+        use wattlens_instrument::trace::Annotation;
+        let dir = std::env::temp_dir().join(format!("wattlens-join-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = simulate(
+            &demo_workload(1),
+            &GpuModel::h200(),
+            &wattlens_instrument::SensorProfile::h200_2026_11_22(),
+            1,
+            1_700_000_000_000_000_000,
+        );
+        let trace = dir.join("run.pid7.wlt");
+        super::super::save_trace(&trace, &run.trace).unwrap();
+        std::fs::write(
+            dir.join("run.audit.pid7.jsonl"),
+            concat!(
+                r#"{"op":1,"name":"aten::mm","at":["",0],"id":"1","in":[],"out":[],"w":[]}"#,
+                "\n",
+                r#"{"end":{"ops":1,"audit_ns":10}}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let prefix = dir.join("run");
+        let facts = vec![crate::audit::facts_of(&trace, &prefix)];
+        assert!(facts[0].is_some());
+        let (traces, ops) = finish_traces(std::slice::from_ref(&trace), &facts, None).unwrap();
+        assert_eq!(ops, 1);
+        let on_disk = super::super::load_trace(&trace).unwrap();
+        for t in [&traces[0], &on_disk] {
+            assert!(t
+                .annotations
+                .iter()
+                .any(|a| matches!(a, Annotation::AuditSummary(s) if s.ops == 1)));
+        }
+        assert!(
+            crate::audit::unjoined_facts(&prefix).is_empty(),
+            "the facts file is gone"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn recognises_per_process_traces_only() {
