@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -26,8 +26,12 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A fresh folder for one test, under cargo's own temporary folder for integration tests
+/// (inside `target/`), emptied when it is made: a test's outputs stay there to be read
+/// after a failure, and a run replaces the last run's instead of adding to the disk.
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wattlens-cli-{}-{name}", std::process::id()));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }

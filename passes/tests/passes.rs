@@ -12,10 +12,14 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A path for one test's output, under cargo's own temporary folder for integration tests
+/// (inside `target/`), so that runs replace each other's files instead of filling the disk.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wattlens-passes-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("passes");
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 fn run(cmd: &mut Command) -> std::process::Output {
