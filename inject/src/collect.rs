@@ -11,6 +11,7 @@ use wattlens_instrument::trace::{
     Annotation, ClockSource, CopyDirection, LaunchShape, PowerReading, ReplayOutcome, Span,
     SpanKind, StrId, ALONE_REGION,
 };
+use wattlens_instrument::Interval;
 use wattlens_runtime::internal::clock_fit::{ClockMap, ClockPoint};
 use wattlens_runtime::internal::cuda::cupti_records::CuptiRecord;
 use wattlens_runtime::internal::timing::{work_span, ActivityKind};
@@ -250,8 +251,8 @@ impl<W: Write> Collector<W> {
                             span: span.id,
                             address: u.address,
                         })?;
-                        let (from_ns, to_ns) = u.hashed_ns;
-                        self.counts.hashing_ns += to_ns.saturating_sub(from_ns);
+                        let Interval { from_ns, to_ns } = u.hashed_ns;
+                        self.counts.hashing_ns += u.hashed_ns.len_ns();
                         if to_ns > from_ns {
                             self.out.annotation(&Annotation::Overhead {
                                 device,
@@ -275,8 +276,8 @@ impl<W: Write> Collector<W> {
     pub fn replays(&mut self, replays: Vec<Replayed>) -> Result<(), TraceError> {
         for r in replays {
             self.counts.replays += 1;
-            let (from_ns, to_ns) = r.held_ns;
-            self.counts.replay_held_ns += to_ns.saturating_sub(from_ns);
+            let Interval { from_ns, to_ns } = r.held_ns;
+            self.counts.replay_held_ns += r.held_ns.len_ns();
             self.out.annotation(&Annotation::ProfilerEpisode {
                 device: r.device,
                 from_ns,
@@ -379,7 +380,7 @@ impl<W: Write> Collector<W> {
     /// [`TraceError`] when the trace cannot be written.
     pub fn callback_cost(
         &mut self,
-        (from_ns, to_ns): (u64, u64),
+        Interval { from_ns, to_ns }: Interval,
         calls: u64,
         host_ns: u64,
     ) -> Result<(), TraceError> {

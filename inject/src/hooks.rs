@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use cudarc::cupti::sys as cupti;
 use wattlens_instrument::clock::Clock;
+use wattlens_instrument::Interval;
 use wattlens_runtime::internal::cuda::cupti_records::{
     buffer_requested, drain_buffer, prefill_buffers, set_buffer_bytes, CuptiRecord, WORK_KINDS,
 };
@@ -508,7 +509,7 @@ unsafe fn on_upload(call: UploadCall, correlation: u32, data: *const cupti::CUpt
             address,
             bytes: bytes as u64,
             digest,
-            hashed_ns: (from_ns, to_ns.max(from_ns)),
+            hashed_ns: Interval::new(from_ns, to_ns.max(from_ns)),
         };
         lock(&t.pending).queue(|p| &mut p.uploads, upload);
     });

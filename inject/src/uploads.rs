@@ -8,6 +8,7 @@
 //! source as device or managed memory. The cost is bounded: whole up to [`WHOLE_LIMIT_BYTES`], about 20 µs; 65
 //! chunks of 4 KiB above it (BENCHMARKS.md, content digests).
 
+use wattlens_instrument::Interval;
 use wattlens_runtime::internal::digest::{bounded_digest, SAMPLE_BYTES};
 
 /// Uploads up to this size are hashed whole by default (what a sampled digest reads anyway),
@@ -47,9 +48,9 @@ pub struct Upload {
     pub bytes: u64,
     /// Content digest ([`Digests::digest`]).
     pub digest: u64,
-    /// When the source check and hashing began and ended, trace clock ns: time the program
-    /// was held up.
-    pub hashed_ns: (u64, u64),
+    /// When the source check and hashing began and ended, on the trace clock: time the
+    /// program was held up.
+    pub hashed_ns: Interval,
 }
 
 /// How an upload call lays out its parameters.

@@ -18,7 +18,7 @@ use wattlens_instrument::power::nvml::{
 use wattlens_instrument::power::Sampler;
 use wattlens_instrument::sensor_profile::{profile_for, user_profile_dir};
 use wattlens_instrument::trace::{ClockAlignment, DeviceInfo, LaunchShape, RunMeta};
-use wattlens_instrument::{SensorProfile, TraceWriter};
+use wattlens_instrument::{Interval, SensorProfile, TraceWriter};
 use wattlens_runtime::internal::clock_fit::ClockPoint;
 use wattlens_runtime::internal::cuda::cupti_records::CuptiRecord;
 
@@ -237,7 +237,11 @@ impl Writer {
         let cost = crate::cost::totals();
         let spent = cost.since(self.cost_mark.0);
         if result.is_ok() && spent.calls > 0 {
-            result = c.callback_cost((self.cost_mark.1, now_ns), spent.calls, spent.host_ns);
+            result = c.callback_cost(
+                Interval::new(self.cost_mark.1, now_ns),
+                spent.calls,
+                spent.host_ns,
+            );
         }
         self.cost_mark = (cost, now_ns);
         let mut readings = Vec::new();

@@ -13,7 +13,7 @@ use wattlens_instrument::format::{read_trace, read_trace_prefix};
 use wattlens_instrument::trace::{
     Annotation, CopyDirection, DeviceInfo, LaunchShape, PowerReading, RunMeta, SpanKind, Trace,
 };
-use wattlens_instrument::TraceWriter;
+use wattlens_instrument::{Interval, TraceWriter};
 use wattlens_runtime::internal::clock_fit::ClockPoint;
 use wattlens_runtime::internal::cuda::cupti_records::CuptiRecord;
 use wattlens_runtime::internal::timing::{Activity, ActivityKind};
@@ -324,7 +324,7 @@ fn a_hashed_upload_carries_its_digest_its_destination_and_the_time_hashing_took(
         address: 0x7f00_4000_0000,
         bytes,
         digest: 0xABC0,
-        hashed_ns: (18_000_000, 18_004_000),
+        hashed_ns: Interval::new(18_000_000, 18_004_000),
     };
     let mut calls = Hashed(vec![
         hashed(50, 4096),
@@ -445,7 +445,7 @@ fn a_replay_is_an_alone_span_of_the_launch_it_replayed_inside_a_profiler_episode
             launches: 2000,
             trial_ns: 200_000,
         },
-        held_ns: (start_ns - 5_000_000, start_ns + 405_000_000),
+        held_ns: Interval::new(start_ns - 5_000_000, start_ns + 405_000_000),
     };
     // Replayed inside the launch call, before its record comes; another replay's launch never
     // leaves one.
@@ -531,7 +531,7 @@ fn a_replayed_copy_is_an_alone_span_of_the_copy_and_copies_count_in_the_plan() {
             launches: 80_000,
             trial_ns: 4_000,
         },
-        held_ns: (45_000_000, 455_000_000),
+        held_ns: Interval::new(45_000_000, 455_000_000),
     }])
     .unwrap();
     let mut busy = Busy::default();

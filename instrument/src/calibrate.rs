@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::samples_of;
+use crate::intervals::Interval;
 use crate::power::CounterWindow;
 use crate::power::{counter_reads, counter_windows, fit_counter_grid};
 use crate::sensor_profile::SensorProfile;
@@ -22,13 +23,13 @@ pub const CALIBRATION_CPU_BUDGET: f64 = 0.05;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationPhases {
     /// The GPU idle (nothing launched).
-    pub idle: (u64, u64),
+    pub idle: Interval,
     /// The load held on.
-    pub step: (u64, u64),
+    pub step: Interval,
     /// The square wave, from its first on-interval's start to its last off-interval's end.
-    pub square: (u64, u64),
+    pub square: Interval,
     /// Each short pulse.
-    pub pulses: Vec<(u64, u64)>,
+    pub pulses: Vec<Interval>,
 }
 
 /// The fitted profile and the evidence behind it.
@@ -110,7 +111,7 @@ pub fn fit_profile(
     let grid = fit_counter_grid(&reads, base.counter_period_ns)
         .ok_or(CalibrationError::TooFew("whole", "energy-counter"))?;
     let resolution = windows.iter().fold(0u64, |g, w| gcd(g, w.energy_mj)).max(1);
-    let crossing = instant_crossing_ns(trace, device, phases.step.0, (idle.mw, step.mw));
+    let crossing = instant_crossing_ns(trace, device, phases.step.from_ns, (idle.mw, step.mw));
     let read_cost = {
         let mut v: Vec<f64> = reads
             .iter()
@@ -253,9 +254,9 @@ impl Idle {
     fn of(
         samples: &[(u64, f64)],
         windows: &[CounterWindow],
-        (from_ns, to_ns): (u64, u64),
+        idle: Interval,
     ) -> Result<Self, CalibrationError> {
-        let (i0, i1) = (from_ns + SETTLE_NS, to_ns);
+        let (i0, i1) = (idle.from_ns + SETTLE_NS, idle.to_ns);
         let idle_samples: Vec<f64> = samples_in_range(samples, i0, i1)
             .iter()
             .map(|s| s.1)
@@ -298,7 +299,10 @@ struct Step {
 impl Step {
     fn of(
         samples: &[(u64, f64)],
-        (s0, s1): (u64, u64),
+        Interval {
+            from_ns: s0,
+            to_ns: s1,
+        }: Interval,
         idle_s_mw: f64,
         default_tau_ns: u64,
     ) -> Result<Self, CalibrationError> {
@@ -367,7 +371,10 @@ fn instant_crossing_ns(
 fn square_wave(
     samples: &[(u64, f64)],
     windows: &[CounterWindow],
-    (q0, q1): (u64, u64),
+    Interval {
+        from_ns: q0,
+        to_ns: q1,
+    }: Interval,
 ) -> (f64, f64) {
     let sq: Vec<f64> = samples_in_range(samples, q0, q1)
         .iter()
@@ -391,12 +398,13 @@ fn square_wave(
 /// (from one sample period before), mJ.
 fn pulse_excess_mj(
     samples: &[(u64, f64)],
-    pulses: &[(u64, u64)],
+    pulses: &[Interval],
     (period, idle_s_mw): (f64, f64),
 ) -> Vec<f64> {
     pulses
         .iter()
-        .map(|&(a, _)| {
+        .map(|pulse| {
+            let a = pulse.from_ns;
             let s = samples_in_range(samples, a.saturating_sub(period as u64), a + 300_000_000);
             s.windows(2)
                 .map(|w| ((w[0].1 + w[1].1) / 2.0 - idle_s_mw) * (w[1].0 - w[0].0) as f64 * 1e-9)
@@ -453,21 +461,24 @@ pub fn calibration_plan() -> Vec<(PhaseKind, CalibrationStep)> {
     plan
 }
 
-/// The phases from the executed plan: each step's (kind, start, end) in trace ns.
-pub fn phases_from(executed: &[(PhaseKind, CalibrationStep, u64, u64)]) -> CalibrationPhases {
+/// The phases from the executed plan: each step's kind, and when it ran on the trace clock.
+pub fn phases_from(executed: &[(PhaseKind, CalibrationStep, Interval)]) -> CalibrationPhases {
     let mut p = CalibrationPhases::default();
-    for &(kind, step, a, b) in executed {
+    for &(kind, step, when) in executed {
         match (kind, step) {
-            (PhaseKind::Idle, _) => p.idle = (a, b),
-            (PhaseKind::Step, _) => p.step = (a, b),
+            (PhaseKind::Idle, _) => p.idle = when,
+            (PhaseKind::Step, _) => p.step = when,
             (PhaseKind::Square, _) => {
-                p.square = if p.square == (0, 0) {
-                    (a, b)
+                p.square = if p.square == Interval::default() {
+                    when
                 } else {
-                    (p.square.0.min(a), p.square.1.max(b))
+                    Interval::new(
+                        p.square.from_ns.min(when.from_ns),
+                        p.square.to_ns.max(when.to_ns),
+                    )
                 };
             }
-            (PhaseKind::Pulse, CalibrationStep::On(_)) => p.pulses.push((a, b)),
+            (PhaseKind::Pulse, CalibrationStep::On(_)) => p.pulses.push(when),
             _ => {}
         }
     }

@@ -1,8 +1,14 @@
 //! Stretches of the trace clock.
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// A stretch of the trace clock, from `from_ns` to `to_ns` (ns since the Unix epoch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Interval {
+///
+/// It is written as the pair `[from_ns, to_ns]` (in JSON, and in the trace's binary format,
+/// where a pair and a two-field struct are the same bytes), as the `(u64, u64)` pairs it
+/// replaced were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Interval {
     /// Start, ns.
     pub from_ns: u64,
     /// End, ns.
@@ -11,18 +17,41 @@ pub(crate) struct Interval {
 
 impl Interval {
     /// The stretch from `from_ns` to `to_ns`.
-    pub(crate) const fn new(from_ns: u64, to_ns: u64) -> Self {
+    pub const fn new(from_ns: u64, to_ns: u64) -> Self {
         Self { from_ns, to_ns }
     }
 
     /// Its length, ns (zero for an inverted one).
-    pub(crate) fn len_ns(self) -> u64 {
+    pub fn len_ns(self) -> u64 {
         self.to_ns.saturating_sub(self.from_ns)
     }
 
     /// How much of `[a, b]` it covers, ns.
-    pub(crate) fn overlap_ns(self, a: u64, b: u64) -> u64 {
+    pub fn overlap_ns(self, a: u64, b: u64) -> u64 {
         b.min(self.to_ns).saturating_sub(a.max(self.from_ns))
+    }
+
+    /// Whether `t_ns` lies in it, start included, end excluded.
+    pub fn contains_ns(self, t_ns: u64) -> bool {
+        (self.from_ns..self.to_ns).contains(&t_ns)
+    }
+}
+
+impl From<(u64, u64)> for Interval {
+    fn from((from_ns, to_ns): (u64, u64)) -> Self {
+        Self::new(from_ns, to_ns)
+    }
+}
+
+impl Serialize for Interval {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.from_ns, self.to_ns).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <(u64, u64)>::deserialize(d).map(Self::from)
     }
 }
 
@@ -75,5 +104,17 @@ mod tests {
         assert_eq!(Interval::new(20, 10).len_ns(), 0);
         assert_eq!(covered_ns(&all(&[(10, 20), (30, 40)]), 15, 35), 10);
         assert_eq!(covered_ns(&[], 15, 35), 0);
+    }
+
+    #[test]
+    fn an_interval_is_written_as_the_pair_it_replaced() {
+        let i = Interval::new(7, 300);
+        assert_eq!(serde_json::to_string(&i).unwrap(), "[7,300]");
+        assert_eq!(serde_json::from_str::<Interval>("[7,300]").unwrap(), i);
+        assert_eq!(
+            postcard::to_allocvec(&i).unwrap(),
+            postcard::to_allocvec(&(7u64, 300u64)).unwrap()
+        );
+        assert!(i.contains_ns(7) && !i.contains_ns(300));
     }
 }

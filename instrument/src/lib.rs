@@ -13,7 +13,7 @@ pub mod compare;
 pub mod compare_runs;
 pub mod footprint;
 pub mod format;
-mod intervals;
+pub mod intervals;
 pub mod manifest;
 pub mod merge;
 pub mod names;
@@ -32,6 +32,7 @@ pub use attribution::{
     MAX_REGION_DEPTH,
 };
 pub use format::{read_trace, read_trace_file, read_trace_prefix, TraceError, TraceWriter};
+pub use intervals::Interval;
 pub use manifest::{LaunchSite, Manifest, ManifestError};
 pub use power::{PowerError, PowerSource};
 pub use sensor_profile::SensorProfile;

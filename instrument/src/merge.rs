@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use crate::intervals::Interval;
 use crate::trace::{Annotation, BufferVersion, DeviceInfo, PowerReading, Span, StrId, Trace};
 
 /// Why traces could not be merged.
@@ -145,7 +146,7 @@ pub fn merge(traces: Vec<Trace>) -> Result<Trace, MergeError> {
                 continue;
             };
             let keep = match primary.get(uuid) {
-                Some(&(p, lo, hi)) => p == k || r.ts_ns() < lo || r.ts_ns() > hi,
+                Some(&(p, span)) => p == k || r.ts_ns() < span.from_ns || r.ts_ns() > span.to_ns,
                 None => true,
             };
             if keep {
@@ -279,18 +280,18 @@ fn annotation_of_process(
 
 /// Per device (by UUID): the process whose readings of it are kept whole (the one that read it
 /// longest) and the interval they cover; other processes' readings inside it are dropped.
-fn primary_readers(all: &[Trace]) -> HashMap<String, (usize, u64, u64)> {
-    let mut primary: HashMap<String, (usize, u64, u64)> = HashMap::new();
+fn primary_readers(all: &[Trace]) -> HashMap<String, (usize, Interval)> {
+    let mut primary: HashMap<String, (usize, Interval)> = HashMap::new();
     for (k, t) in all.iter().enumerate() {
         for d in &t.meta.devices {
-            let Some((lo, hi)) = covered(t, d.index) else {
+            let Some(span) = covered(t, d.index) else {
                 continue;
             };
             let better = primary
                 .get(&d.uuid)
-                .is_none_or(|&(_, a, b)| hi.saturating_sub(lo) > b.saturating_sub(a));
+                .is_none_or(|&(_, best)| span.len_ns() > best.len_ns());
             if better {
-                primary.insert(d.uuid.clone(), (k, lo, hi));
+                primary.insert(d.uuid.clone(), (k, span));
             }
         }
     }
@@ -298,14 +299,15 @@ fn primary_readers(all: &[Trace]) -> HashMap<String, (usize, u64, u64)> {
 }
 
 /// The interval trace `t`'s own readings of device `index` cover, if it has any.
-fn covered(t: &Trace, index: u32) -> Option<(u64, u64)> {
+fn covered(t: &Trace, index: u32) -> Option<Interval> {
     let mut ts = t
         .power
         .iter()
         .filter(|r| r.device() == index)
         .map(PowerReading::ts_ns);
     let first = ts.next()?;
-    Some(ts.fold((first, first), |(lo, hi), x| (lo.min(x), hi.max(x))))
+    let (lo, hi) = ts.fold((first, first), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    Some(Interval::new(lo, hi))
 }
 
 /// Add the power readings `extra` holds of `trace`'s GPUs (matched by UUID) from after the
@@ -320,7 +322,7 @@ pub fn add_power_after(trace: &mut Trace, extra: &Trace) -> usize {
         let Some(theirs) = extra.meta.devices.iter().find(|e| e.uuid == d.uuid) else {
             continue;
         };
-        let last = covered(trace, d.index).map(|(_, hi)| hi);
+        let last = covered(trace, d.index).map(|span| span.to_ns);
         let new: Vec<PowerReading> = extra
             .power
             .iter()

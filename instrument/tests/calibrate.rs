@@ -8,7 +8,7 @@ use wattlens_instrument::repeat::{analyze, plan, Batch, RepeatConfig};
 use wattlens_instrument::sim::{
     simulate, simulate_with_budget, GpuModel, KernelSpec, WorkItem, Workload,
 };
-use wattlens_instrument::{LaunchShape, OpClass, SensorProfile, SpanKind};
+use wattlens_instrument::{Interval, LaunchShape, OpClass, SensorProfile, SpanKind};
 
 const T0: u64 = 1_800_000_000_000_000_000;
 
@@ -69,7 +69,7 @@ fn calibration_recovers_the_simulated_profile() {
                 kernels[k - 1]
             }
         };
-        executed.push((kind, step, a, b));
+        executed.push((kind, step, Interval::new(a, b)));
         t = b;
     }
     let cal = fit_profile(&run.trace, 0, &phases_from(&executed)).unwrap();

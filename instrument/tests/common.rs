@@ -105,7 +105,7 @@ fn span(devices: u32, strings: u32) -> impl Strategy<Value = Span> {
                 region,
                 site,
                 unknown_access,
-                host_call_ns: call.map(|(from, len)| (from, from.saturating_add(len))),
+                host_call_ns: call.map(|(from, len)| Interval::new(from, from.saturating_add(len))),
             },
         )
 }

@@ -251,8 +251,9 @@ proptest! {
                     l.block = [grid, 1, 1];
                 }
             }
-            if let Some((a, b)) = s.host_call_ns {
-                s.host_call_ns = Some((shifted(a), shifted(b).max(shifted(a))));
+            if let Some(call) = s.host_call_ns {
+                let (a, b) = (shifted(call.from_ns), shifted(call.to_ns));
+                s.host_call_ns = Some(Interval::new(a, b.max(a)));
             }
         }
         for r in &mut t.power {

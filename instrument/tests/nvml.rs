@@ -8,7 +8,7 @@ use wattlens_instrument::power::nvml::{
     NvmlSource, ReadPlan, DEFAULT_CPU_BUDGET,
 };
 use wattlens_instrument::power::{PowerSource, Sampler};
-use wattlens_instrument::{PowerReading, SensorProfile};
+use wattlens_instrument::{Interval, PowerReading, SensorProfile};
 
 const START: u64 = 1_795_320_400_000_000_000;
 
@@ -109,7 +109,7 @@ fn fake_gpu_is_sampled_without_gaps_and_counter_reads_are_sparse() {
 #[test]
 fn lost_samples_and_a_lost_gpu_are_recorded_and_earlier_readings_kept() {
     let mut dev = FakeNvmlDevice::new(0, "GPU-0", 150_000);
-    dev.missing_samples = Some((START + 3_000_000_000, START + 3_500_000_000));
+    dev.missing_samples = Some(Interval::new(START + 3_000_000_000, START + 3_500_000_000));
     dev.lost_after_ns = Some(START + 6_000_000_000);
     let (out, errors, _) = run_fake(dev, 8);
     let gaps: Vec<(u64, u64)> = out

@@ -13,6 +13,7 @@ use wattlens_instrument::trace::{
     KernelFacts, LaunchShape, OpClass, SpanKind,
 };
 use wattlens_instrument::waste::{detect, Finding, WasteConfig, WasteKind, WasteReport};
+use wattlens_instrument::Interval;
 use wattlens_instrument::{attribute, SensorProfile};
 
 const IN: u64 = 1;
@@ -600,22 +601,22 @@ fn idle_time_the_profiler_caused_is_not_charged_to_the_program() {
     };
     // The profiler hashed content for the second half of every planted 2 ms gap, while the
     // host waited in the synchronisation.
-    let gaps: Vec<(u64, u64)> = before
+    let gaps: Vec<Interval> = before
         .findings
         .iter()
         .find(|f| f.kind == WasteKind::IdleGap)
         .unwrap()
         .idle_intervals
         .clone();
-    for &(from, to) in &gaps {
+    for &Interval { from_ns, to_ns } in &gaps {
         run.trace.annotations.push(Annotation::Overhead {
             device: 0,
-            from_ns: to - (to - from) / 2,
-            to_ns: to,
+            from_ns: to_ns - (to_ns - from_ns) / 2,
+            to_ns,
         });
     }
     let after = findings(&run);
-    let halved: u64 = gaps.iter().map(|(a, b)| (b - a) / 2).sum();
+    let halved: u64 = gaps.iter().map(|g| g.len_ns() / 2).sum();
     assert_eq!(after.profiler_idle_ns, halved);
     assert!(idle(&after).abs_diff(idle(&before) - halved) <= gaps.len() as u64);
     assert!(after
@@ -1088,7 +1089,7 @@ fn absurd_host_calls_and_gaps_in_a_trace_file_do_not_panic() {
         .filter(|s| s.is_program_work())
         .enumerate()
     {
-        s.host_call_ns = Some(calls[i % calls.len()]);
+        s.host_call_ns = Some(calls[i % calls.len()].into());
     }
     let a = attribute(&run.trace, 0).unwrap();
     for queued_gap_ns in [0, u64::MAX] {

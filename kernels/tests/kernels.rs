@@ -1216,14 +1216,14 @@ mod pipeline_gpu {
             .unwrap_or(0);
         let lead_ns = |s: &&wattlens_instrument::trace::Span| {
             s.host_call_ns
-                .map_or(0, |(from, _)| from.saturating_sub(s.start_ns))
+                .map_or(0, |call| call.from_ns.saturating_sub(s.start_ns))
         };
         let worst = issued.iter().map(lead_ns).max().unwrap_or(0);
         let mut latency: Vec<u64> = issued
             .iter()
             .filter_map(|s| {
                 s.host_call_ns
-                    .map(|(from, _)| s.start_ns.saturating_sub(from))
+                    .map(|call| s.start_ns.saturating_sub(call.from_ns))
             })
             .collect();
         latency.sort_unstable();

@@ -7,7 +7,7 @@ use wattlens_instrument::calibrate::{
     CALIBRATION_CPU_BUDGET,
 };
 use wattlens_instrument::sensor_profile::{user_profile_dir, ENV_PROFILE_DIR};
-use wattlens_instrument::SensorProfile;
+use wattlens_instrument::{Interval, SensorProfile};
 
 use crate::cli::CalibrateArgs;
 use crate::error::CliError;
@@ -53,10 +53,10 @@ pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), CliError> {
         source,
     })?;
     super::save_trace(&args.out_dir.join("calibration.wlt"), &trace)?;
-    let mut executed: Vec<(PhaseKind, CalibrationStep, u64, u64)> = times
+    let mut executed: Vec<(PhaseKind, CalibrationStep, Interval)> = times
         .iter()
         .chain(host_steps.iter())
-        .filter_map(|&(i, a, b)| plan.get(i).map(|&(k, st)| (k, st, a, b)))
+        .filter_map(|&(i, a, b)| plan.get(i).map(|&(k, st)| (k, st, Interval::new(a, b))))
         .collect();
     executed.sort_by_key(|e| e.2);
     let cal = fit_profile(&trace, 0, &phases_from(&executed))?;

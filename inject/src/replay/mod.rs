@@ -27,6 +27,7 @@ use std::time::Duration;
 use cudarc::cupti::sys as cupti;
 use cudarc::driver::sys;
 use wattlens_instrument::trace::LaunchShape;
+use wattlens_instrument::Interval;
 
 use crate::config::ReplaySettings;
 use crate::state::lock;
@@ -53,8 +54,8 @@ pub struct Replayed {
     pub shape: Option<LaunchShape>,
     /// The burst.
     pub burst: device::Burst,
-    /// From when the program was held until it went on, trace ns.
-    pub held_ns: (u64, u64),
+    /// From when the program was held until it went on, on the trace clock.
+    pub held_ns: Interval,
 }
 
 /// The process's replay state, once replay is on.
@@ -341,7 +342,7 @@ fn replay_signature(
                 name: key.1.clone(),
                 shape: key.2,
                 burst,
-                held_ns: (from_ns, to_ns.max(from_ns)),
+                held_ns: Interval::new(from_ns, to_ns.max(from_ns)),
             })
         }
         Err(why) => {

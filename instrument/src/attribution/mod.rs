@@ -202,8 +202,8 @@ pub struct Attribution {
     pub regression_windows: usize,
     /// Power samples used in the regression.
     pub regression_samples: usize,
-    /// Gaps the power source reported (lost samples), as (from, to) trace ns.
-    pub sensor_gaps: Vec<(u64, u64)>,
+    /// Gaps the power source reported (lost samples), on the trace clock.
+    pub sensor_gaps: Vec<Interval>,
     /// Per signature, most energy first.
     pub signatures: Vec<SignatureEnergy>,
     /// Per operator class, most energy first.
@@ -292,7 +292,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     let residuals = samples::residuals(&samples, &rows, &fit.beta, idle.power.mw);
     let (idle_power, idle_mw) = (idle.power, idle.power.mw);
     let idle_half_mw = (idle_power.high_mw - idle_power.low_mw) / 2.0;
-    let covered_window = (
+    let covered_window = Interval::new(
         windows.first().map_or(0, |w| w.start_ns),
         windows.last().map_or(0, |w| w.end_ns),
     );
@@ -332,7 +332,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     most_energy_first(&mut ops, |o| (&o.dynamic, &o.static_share));
     most_energy_first(&mut regions, |r| (&r.dynamic, &r.static_share));
 
-    let window_ns = covered_window.1 - covered_window.0;
+    let window_ns = covered_window.to_ns - covered_window.from_ns;
     let profiler_mj = profiler_energy_mj(trace, work, &spans, windows, episodes, idle_mw);
     let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();
     let idle_mj = idle_mw * window_ns as f64 * 1e-9;
@@ -374,7 +374,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         regions_folded,
         spans,
         closure: Closure {
-            start_ns: covered_window.0,
+            start_ns: covered_window.from_ns,
             window_ns,
             counter_mj,
             idle_mj,
@@ -512,8 +512,8 @@ fn replay_summary(
     }
 }
 
-/// The stretches the power samples of `device` were lost, (from, to) ns.
-fn sensor_gaps(trace: &Trace, device: u32) -> Vec<(u64, u64)> {
+/// The stretches the power samples of `device` were lost.
+fn sensor_gaps(trace: &Trace, device: u32) -> Vec<Interval> {
     trace
         .power
         .iter()
@@ -522,7 +522,7 @@ fn sensor_gaps(trace: &Trace, device: u32) -> Vec<(u64, u64)> {
                 device: d,
                 from_ns,
                 to_ns,
-            } if d == device => Some((from_ns, to_ns)),
+            } if d == device => Some(Interval::new(from_ns, to_ns)),
             _ => None,
         })
         .collect()
@@ -744,7 +744,7 @@ fn price_spans(
     obs: &Observations,
     (fit, residuals): (&Fit, &[(u64, f64)]),
     (share_s, idle_mw): (&[f64], f64),
-    covered_window: (u64, u64),
+    covered_window: Interval,
 ) -> PricedSpans {
     let (work, design) = (&obs.work, &obs.design);
     let profile = &trace.meta.sensor_profile;
@@ -822,8 +822,8 @@ fn price_spans(
             None => SpanMethod::Signature,
         };
         let dynamic = r.estimate(beta, cov, t);
-        let inside =
-            span.end_ns.min(covered_window.1) as f64 - span.start_ns.max(covered_window.0) as f64;
+        let inside = span.end_ns.min(covered_window.to_ns) as f64
+            - span.start_ns.max(covered_window.from_ns) as f64;
         if inside > 0.0 && dur > 0 {
             dynamic_in_window_mj += dynamic.mj * inside / dur as f64;
         }

@@ -70,7 +70,7 @@ impl CostTimeline {
             .iter()
             .map(|&i| &trace.spans[i])
             .filter(|s| through_cupti && s.is_program_work())
-            .map(|s| s.host_call_ns.map_or(s.start_ns, |c| c.0))
+            .map(|s| s.host_call_ns.map_or(s.start_ns, |c| c.from_ns))
             .collect();
         records.sort_unstable();
         let mut callbacks: Vec<(u64, u64, u64, u64)> = trace

@@ -10,6 +10,7 @@
 //! the span's start, and its duration as a varint; absent in older files). Trailing bytes are
 //! fields of a newer minor version and are ignored.
 
+use crate::intervals::Interval;
 use crate::trace::{BufferVersion, CopyDirection, LaunchShape, Span, SpanKind, StrId};
 
 /// What is wrong with a span record (static, so the happy path returns small values).
@@ -102,7 +103,10 @@ pub fn encode_span(span: &Span, base_ns: u64, out: &mut Vec<u8>) {
         put(out, b);
     }
     match span.host_call_ns {
-        Some((from, to)) => {
+        Some(Interval {
+            from_ns: from,
+            to_ns: to,
+        }) => {
             out.push(1);
             put(out, zigzag(from.wrapping_sub(span.start_ns) as i64));
             put(out, to.wrapping_sub(from));
@@ -292,7 +296,7 @@ pub(crate) fn decode_span(payload: &[u8], base_ns: u64) -> Result<Span, Bad> {
         region,
         site,
         unknown_access,
-        host_call_ns,
+        host_call_ns: host_call_ns.map(Interval::from),
     })
 }
 
@@ -303,7 +307,7 @@ mod tests {
     #[test]
     fn a_span_written_before_host_calls_reads_without_one() {
         let span = Span {
-            host_call_ns: Some((1_000, 1_500)),
+            host_call_ns: Some(Interval::new(1_000, 1_500)),
             ..Span::new(3, SpanKind::Kernel, (0, 1), StrId(0), (2_000, 2_400))
         };
         let mut bytes = Vec::new();

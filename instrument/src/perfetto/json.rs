@@ -123,11 +123,11 @@ pub fn export_with_findings<W: Write>(
     }
     for r in findings {
         for f in r.findings.iter().filter(|f| !f.idle_intervals.is_empty()) {
-            for &(a, b) in &f.idle_intervals {
+            for &idle in &f.idle_intervals {
                 emit(
                     &mut out,
                     json!({"ph":"X","name":f.what,"cat":"waste","pid":r.device,"tid":WASTE_TRACK,
-                           "ts":us(a),"dur":(b.saturating_sub(a) as f64)/1000.0,
+                           "ts":us(idle.from_ns),"dur":(idle.len_ns() as f64)/1000.0,
                            "args":{"waste":format!("{}: {}", f.kind.label(), f.fix),"site":f.site}}),
                 )?;
             }

@@ -287,8 +287,8 @@ pub fn export_with_findings<W: Write>(
         for f in r.findings.iter().filter(|f| !f.idle_intervals.is_empty()) {
             let waste = w.track(TrackKey::Named(r.device, WASTE_TRACK), trace)?;
             let why = format!("{}: {}", f.what, f.fix);
-            for &(a, b) in &f.idle_intervals {
-                w.slice(waste, (&why, "waste"), (a, b), None)?;
+            for idle in &f.idle_intervals {
+                w.slice(waste, (&why, "waste"), (idle.from_ns, idle.to_ns), None)?;
             }
         }
     }

@@ -23,6 +23,7 @@ pub use workload::{KernelSpec, ReplaySpec, TransferSpec, WorkItem, Workload};
 
 use std::collections::BTreeMap;
 
+use crate::intervals::Interval;
 use crate::sensor_profile::SensorProfile;
 use crate::trace::{
     ClockAlignment, ClockSource, DeviceInfo, KernelFacts, RunMeta, Span, SpanKind, StrId, Trace,
@@ -164,7 +165,7 @@ pub fn simulate_with_budget(
             region,
             host_call_ns: s
                 .host_call_ns
-                .map(|(a, b)| (start_unix_ns + a, start_unix_ns + b)),
+                .map(|c| Interval::new(start_unix_ns + c.from_ns, start_unix_ns + c.to_ns)),
             ..Span::new(
                 id,
                 kind,
@@ -205,13 +206,18 @@ pub fn simulate_with_budget(
         span_above_idle_mj.push(0.0);
         id += 1;
     }
-    trace.annotations.extend(episodes.iter().map(|&(from, to)| {
-        crate::trace::Annotation::ProfilerEpisode {
-            device: 0,
-            from_ns: start_unix_ns + from,
-            to_ns: start_unix_ns + to,
-        }
-    }));
+    trace.annotations.extend(episodes.iter().map(
+        |&Interval {
+             from_ns: from,
+             to_ns: to,
+         }| {
+            crate::trace::Annotation::ProfilerEpisode {
+                device: 0,
+                from_ns: start_unix_ns + from,
+                to_ns: start_unix_ns + to,
+            }
+        },
+    ));
     trace.kernel_facts = facts.into_values().collect();
     trace.power = sensors.readings;
     trace.alignments.push(ClockAlignment {

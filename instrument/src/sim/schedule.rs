@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::workload::{KernelSpec, WorkItem, Workload};
+use crate::intervals::Interval;
 use crate::trace::{CopyDirection, LaunchShape, OpClass, SpanKind, ALONE_REGION};
 
 /// One scheduled interval, relative to the start of the simulation.
@@ -17,8 +18,8 @@ pub(crate) struct Scheduled {
     pub region: String,
     pub dynamic_mw: u32,
     pub op_class: Option<OpClass>,
-    /// The host call that issued it, (start, end) ns (program work only).
-    pub host_call_ns: Option<(u64, u64)>,
+    /// The host call that issued it, ns from the start (program work only).
+    pub host_call_ns: Option<Interval>,
 }
 
 /// The simulated host: where it is, and what issuing costs it ([`WorkItem::HostCost`]).
@@ -30,10 +31,10 @@ struct Host {
 
 impl Host {
     /// Issue one piece of work: its call, and the earliest the device can start it.
-    fn issue(&mut self) -> ((u64, u64), u64) {
-        let call = (self.now_ns, self.now_ns + self.issue_ns);
-        self.now_ns = call.1;
-        (call, call.0 + self.latency_ns)
+    fn issue(&mut self) -> (Interval, u64) {
+        let call = Interval::new(self.now_ns, self.now_ns + self.issue_ns);
+        self.now_ns = call.to_ns;
+        (call, call.from_ns + self.latency_ns)
     }
 }
 
@@ -45,7 +46,7 @@ pub(crate) struct Schedule {
     /// The total simulated time, ns.
     pub total_ns: u64,
     /// Profiler episodes (kernel replays with their checkpoint), ns.
-    pub episodes: Vec<(u64, u64)>,
+    pub episodes: Vec<Interval>,
 }
 
 /// The name of the profiler's checkpoint copies in a [`Schedule`].
@@ -75,13 +76,13 @@ pub(crate) fn schedule(w: &Workload) -> Schedule {
                     (r.checkpoint_ns, r.checkpoint_mw),
                     r.warm_power_factor,
                 );
-                episodes.push((at, end));
+                episodes.push(Interval::new(at, end));
                 hold_until(&mut cursor, &mut host, r.kernel.stream, end);
             }
             WorkItem::Kernel(k) => {
                 for _ in 0..k.count {
                     let (call, earliest) = host.issue();
-                    let t = cursor.entry(k.stream).or_insert(call.0);
+                    let t = cursor.entry(k.stream).or_insert(call.from_ns);
                     let begin = (*t).max(earliest);
                     out.push(Scheduled {
                         kind: SpanKind::Kernel,
@@ -107,13 +108,13 @@ pub(crate) fn schedule(w: &Workload) -> Schedule {
             WorkItem::Transfer(x) => {
                 for _ in 0..x.count {
                     let (mut call, earliest) = host.issue();
-                    let t = cursor.entry(x.stream).or_insert(call.0);
+                    let t = cursor.entry(x.stream).or_insert(call.from_ns);
                     let begin = (*t).max(earliest);
                     let end = begin + x.duration_ns;
                     // A copy to the host returns when its data has arrived.
                     if x.direction == CopyDirection::DeviceToHost {
-                        call.1 = call.1.max(end);
-                        host.now_ns = call.1;
+                        call.to_ns = call.to_ns.max(end);
+                        host.now_ns = call.to_ns;
                     }
                     out.push(Scheduled {
                         kind: SpanKind::Memcpy {

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::strings::{StrId, StringTable};
+use crate::intervals::Interval;
 use crate::sensor_profile::SensorProfile;
 
 /// A whole profiling run, as read from or written to a trace file.
@@ -365,12 +366,12 @@ pub struct Span {
     /// in both `reads` and `writes`, so that waste analysis can say it is guessing.
     #[serde(default)]
     pub unknown_access: Vec<u64>,
-    /// Host time of the call that issued the work, (start, end) ns on the trace clock, where
+    /// Host time of the call that issued the work, on the trace clock, where
     /// recorded: from the moment the profiler took the launch or copy until it returned (the
     /// driver call and the profiler's bookkeeping of it). Waste analysis replays the timeline
     /// without a wasted launch from it ([`crate::waste`]).
     #[serde(default)]
-    pub host_call_ns: Option<(u64, u64)>,
+    pub host_call_ns: Option<Interval>,
 }
 
 impl Span {
@@ -381,8 +382,12 @@ impl Span {
         kind: SpanKind,
         (device, stream): (u32, u64),
         name: StrId,
-        (start_ns, end_ns): (u64, u64),
+        when: impl Into<Interval>,
     ) -> Self {
+        let Interval {
+            from_ns: start_ns,
+            to_ns: end_ns,
+        } = when.into();
         Self {
             id,
             kind,

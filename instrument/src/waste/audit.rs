@@ -127,7 +127,7 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
         .filter(|o| o.whole_launch)
         .filter_map(|o| match o.wasted {
             super::Wasted::Span(id) => Some(id),
-            super::Wasted::Interval(..) => None,
+            super::Wasted::Idle(..) => None,
         })
         .collect();
     let mut found = Vec::new();

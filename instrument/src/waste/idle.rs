@@ -17,6 +17,7 @@ use super::{
     drawn_over, is_readback, Context, Gap, Mj, Occurrence, WasteConfig, WasteKind, Wasted,
 };
 use crate::attribution::EnergyEstimate;
+use crate::intervals::Interval;
 use crate::trace::Span;
 
 pub(super) fn detect(cx: &Context<'_>, config: &WasteConfig, out: &mut Vec<Occurrence>) {
@@ -104,12 +105,12 @@ pub struct IdlePhases {
 }
 
 /// Split the device's idle into start-up, tear-down, host-only stretches and the steady
-/// stretches between; `covered` is the counter's first and last reading, `dynamic` the
+/// stretches between; `covered` runs from the counter's first reading to its last, `dynamic` the
 /// attributed dynamic energy.
 pub(super) fn phases(
     cx: &Context<'_>,
     config: &WasteConfig,
-    covered: (u64, u64),
+    covered: Interval,
     dynamic: Mj,
 ) -> Option<IdlePhases> {
     let first = cx.work.first()?.start_ns;
@@ -132,8 +133,8 @@ pub(super) fn phases(
         .map(|s| s.end_ns)
         .max()
         .unwrap_or(last)
-        .clamp(last, covered.1.max(last));
-    let startup_ns = first.saturating_sub(covered.0);
+        .clamp(last, covered.to_ns.max(last));
+    let startup_ns = first.saturating_sub(covered.from_ns);
     let teardown_ns = program_end.saturating_sub(last);
     let steady_ns = last.saturating_sub(first).saturating_sub(host_ns);
     let p = &cx.idle;
@@ -230,7 +231,7 @@ fn occurrence(
         whole_launch: false,
         spans: vec![g.prev.id, g.next.id],
         buffers: Vec::new(),
-        wasted: Wasted::Interval(from, from + ns),
+        wasted: Wasted::Idle(Interval::new(from, from + ns)),
         proof,
         fix: fix.to_owned(),
     }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use super::{Finding, WasteKind};
 use crate::attribution::{op_class_of, Attribution, EnergyEstimate};
+use crate::intervals::Interval;
 use crate::trace::{OpClass, SpanKind, Trace};
 
 /// Waits shorter than this are not counted: clock alignment across processes and launch
@@ -93,7 +94,7 @@ pub fn detect(trace: &Trace, attributions: &[&Attribution]) -> Vec<(u32, Finding
             time_ns += wait;
             waits += 1;
             spans.push(span.id);
-            intervals.push((start, start + wait));
+            intervals.push(Interval::new(start, start + wait));
         }
         if waits == 0 {
             continue;

@@ -92,8 +92,8 @@ pub struct Finding {
     pub buffers: Vec<BufferVersion>,
     /// The spans that are the waste (empty for idle gaps).
     pub wasted_spans: Vec<u64>,
-    /// The idle intervals, (from, to) ns on the trace clock (idle gaps only).
-    pub idle_intervals: Vec<(u64, u64)>,
+    /// The idle intervals on the trace clock (idle gaps only).
+    pub idle_intervals: Vec<Interval>,
     /// Why it is waste, for one occurrence.
     pub proof: String,
     /// What to do about it.
@@ -302,8 +302,8 @@ impl Evidence {
 pub(crate) enum Wasted {
     /// A span (wholly or in part).
     Span(u64),
-    /// Device time between spans, (from, to) ns.
-    Interval(u64, u64),
+    /// Device time between spans.
+    Idle(Interval),
 }
 
 /// The device idle from `from` to `to` (ns), after `prev` (the work that ended last) and
@@ -1087,7 +1087,7 @@ fn price_by_time_saved(cx: &Context<'_>, occurrences: &mut [Occurrence]) {
             .iter()
             .filter_map(|&i| match occurrences[i].wasted {
                 Wasted::Span(id) => Some(id),
-                Wasted::Interval(..) => None,
+                Wasted::Idle(..) => None,
             })
             .collect();
         let shares = timeline.shares(&ids);
@@ -1162,7 +1162,7 @@ fn group(occurrences: Vec<Occurrence>) -> Vec<Finding> {
         f.buffers.extend(o.buffers);
         match o.wasted {
             Wasted::Span(id) => f.wasted_spans.push(id),
-            Wasted::Interval(a, b) => f.idle_intervals.push((a, b)),
+            Wasted::Idle(i) => f.idle_intervals.push(i),
         }
     }
     let mut findings: Vec<Finding> = groups.into_values().collect();
@@ -1205,7 +1205,7 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
         ));
     }
     let c = &attribution.closure;
-    let covered = (c.window_ns > 0).then_some((c.start_ns, c.start_ns + c.window_ns));
+    let covered = (c.window_ns > 0).then_some(Interval::new(c.start_ns, c.start_ns + c.window_ns));
     // The attributed dynamic energy is uncertain by at most what the closure left unexplained.
     let spread = c.residual_mj.abs();
     let phases = covered.and_then(|covered| {

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::intervals::Interval;
 use crate::trace::{Span, SpanKind};
 
 /// The share of work spans that must carry their host calls for the timeline to be replayed.
@@ -99,7 +100,10 @@ impl<'a> Timeline<'a> {
             })
             .collect();
         waits.extend(ops.iter().enumerate().filter_map(|(i, s)| {
-            let (from, to) = s.host_call_ns?;
+            let Interval {
+                from_ns: from,
+                to_ns: to,
+            } = s.host_call_ns?;
             is_blocking(s).then_some(Wait {
                 arrive_ns: from,
                 return_ns: to,
@@ -143,7 +147,7 @@ impl<'a> Timeline<'a> {
         let mut seen = Vec::new();
         for (s, gap) in self.ops.iter().zip(&self.gap_ns) {
             let waited = gap.is_none_or(|g| g > self.waited_gap_ns);
-            if let (true, Some((from, _))) = (waited, s.host_call_ns) {
+            if let (true, Some(Interval { from_ns: from, .. })) = (waited, s.host_call_ns) {
                 if s.kind == SpanKind::Kernel && s.start_ns >= from {
                     seen.push(s.start_ns - from);
                 }
@@ -216,10 +220,11 @@ impl<'a> Timeline<'a> {
     /// started on (the wait for earlier work stays).
     fn host_cost_ns(&self, s: &Span, latency_ns: u64) -> f64 {
         match s.host_call_ns {
-            Some((from, to)) if is_blocking(s) => {
-                to.saturating_sub(from.max(s.start_ns.saturating_sub(latency_ns))) as f64
-            }
-            Some((from, to)) => to.saturating_sub(from) as f64,
+            Some(call) if is_blocking(s) => call
+                .to_ns
+                .saturating_sub(call.from_ns.max(s.start_ns.saturating_sub(latency_ns)))
+                as f64,
+            Some(call) => call.len_ns() as f64,
             None => 0.0,
         }
     }
@@ -265,7 +270,7 @@ impl<'a> Timeline<'a> {
             .filter(|i| removed.contains(i))
             .map(|i| {
                 let s = self.ops[i];
-                let at = s.host_call_ns.map_or(s.start_ns, |c| c.0);
+                let at = s.host_call_ns.map_or(s.start_ns, |c| c.from_ns);
                 (at, self.host_cost_ns(s, latency_ns))
             })
             .collect();
@@ -288,16 +293,18 @@ impl<'a> Timeline<'a> {
         let mut host_end = floor;
         for i in range {
             let s = self.ops[i];
-            host_end = host_end.max(s.host_call_ns.map_or(s.start_ns, |c| c.1));
+            host_end = host_end.max(s.host_call_ns.map_or(s.start_ns, |c| c.to_ns));
             done_old = done_old.max(s.end_ns as f64);
             if removed.contains(&i) {
                 continue;
             }
             // As soon as its call (made sooner by the calls dropped before it) lets it, and
             // never later than it did start.
-            let at = s.host_call_ns.map_or(s.start_ns, |c| c.0);
+            let at = s.host_call_ns.map_or(s.start_ns, |c| c.from_ns);
             let earliest = match s.host_call_ns {
-                Some((from, _)) => from.saturating_add(latency_ns).min(s.start_ns) as f64,
+                Some(Interval { from_ns: from, .. }) => {
+                    from.saturating_add(latency_ns).min(s.start_ns) as f64
+                }
                 None => floor as f64,
             } - sooner(at);
             // Work that was queued keeps the gap it had; work that waited for the host keeps
@@ -337,7 +344,7 @@ impl<'a> Timeline<'a> {
 /// through (launches never wait; a short kernel may end before its call returns).
 fn is_blocking(s: &Span) -> bool {
     matches!(s.kind, SpanKind::Memcpy { .. } | SpanKind::Memset { .. })
-        && s.host_call_ns.is_some_and(|(_, to)| to >= s.end_ns)
+        && s.host_call_ns.is_some_and(|call| call.to_ns >= s.end_ns)
 }
 
 #[cfg(test)]
@@ -348,7 +355,7 @@ mod tests {
     /// A kernel on stream 0 from `start` to `end`, issued by a call from `call.0` to `call.1`.
     fn kernel(id: u64, (start, end): (u64, u64), call: (u64, u64)) -> Span {
         Span {
-            host_call_ns: Some(call),
+            host_call_ns: Some(call.into()),
             ..Span::new(id, SpanKind::Kernel, (0, 0), StrId(0), (start, end))
         }
     }
@@ -356,7 +363,7 @@ mod tests {
     /// A read-back whose call waits until it has run.
     fn readback(id: u64, (start, end): (u64, u64), call_from: u64) -> Span {
         Span {
-            host_call_ns: Some((call_from, end + 2_000)),
+            host_call_ns: Some(Interval::new(call_from, end + 2_000)),
             ..Span::new(
                 id,
                 SpanKind::Memcpy {

@@ -9,6 +9,7 @@ use wattlens_instrument::clock::Clock;
 use wattlens_instrument::trace::{
     Annotation, LaunchShape, OpClass, Span, SpanKind, StrId, StringTable,
 };
+use wattlens_instrument::Interval;
 
 use crate::buffers::{BufferTable, Touches};
 
@@ -353,11 +354,11 @@ impl Recorder {
         seq
     }
 
-    /// Record the host time, (start, end) ns, that issuing operation `seq` took: the
-    /// profiler's bookkeeping and the driver call (see `Span::host_call_ns`).
-    pub fn set_host_call(&mut self, seq: u64, call_ns: (u64, u64)) {
+    /// Record the host time that issuing operation `seq` took: the profiler's bookkeeping and
+    /// the driver call (see `Span::host_call_ns`). An end before the start is taken as the start.
+    pub fn set_host_call(&mut self, seq: u64, call: Interval) {
         if let Some(span) = usize::try_from(seq).ok().and_then(|i| self.ops.get_mut(i)) {
-            span.host_call_ns = Some((call_ns.0, call_ns.1.max(call_ns.0)));
+            span.host_call_ns = Some(Interval::new(call.from_ns, call.to_ns.max(call.from_ns)));
         }
     }
 
@@ -583,10 +584,10 @@ mod tests {
         let (_, mut r) = recorder();
         let op = kernel(&mut r, "k");
         let seq = r.issue(op);
-        r.set_host_call(seq, (1_000, 1_200));
+        r.set_host_call(seq, Interval::new(1_000, 1_200));
         let op = kernel(&mut r, "k");
         let seq2 = r.issue(op);
-        r.set_host_call(seq2, (1_300, 1_250));
+        r.set_host_call(seq2, Interval::new(1_300, 1_250));
         assert!(r.set_times(seq, 1_100, 1_400));
         assert!(r.set_times(seq2, 1_500, 1_600));
         let (spans, _) = r.take_spans();
@@ -596,8 +597,8 @@ mod tests {
                 .find(|s| s.id == seq)
                 .and_then(|s| s.host_call_ns)
         };
-        assert_eq!(call(seq), Some((1_000, 1_200)));
-        assert_eq!(call(seq2), Some((1_300, 1_300)));
+        assert_eq!(call(seq), Some(Interval::new(1_000, 1_200)));
+        assert_eq!(call(seq2), Some(Interval::new(1_300, 1_300)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::backend::{
     SCOPE_GPU, SCOPE_MEMORY,
 };
 use crate::clock::{Clock, FakeClock};
+use crate::intervals::Interval;
 
 /// One fake GPU: constant power, a 20 ms sample ring, a 100 ms counter.
 #[derive(Debug, Clone)]
@@ -20,7 +21,7 @@ pub struct FakeNvmlDevice {
     /// From this trace time on, every call fails with `GpuLost`.
     pub lost_after_ns: Option<u64>,
     /// Samples in this trace-time interval are missing (a ring overflow).
-    pub missing_samples: Option<(u64, u64)>,
+    pub missing_samples: Option<Interval>,
 }
 
 impl FakeNvmlDevice {
@@ -115,7 +116,7 @@ impl NvmlBackend for FakeNvml {
         let out: Vec<(u64, u32)> = (oldest..=newest)
             .map(|k| k * FAKE_SAMPLE_NS)
             .filter(|&t| t / 1000 > since_us)
-            .filter(|&t| d.missing_samples.is_none_or(|(a, b)| t < a || t >= b))
+            .filter(|&t| d.missing_samples.is_none_or(|gap| !gap.contains_ns(t)))
             .map(|t| (t / 1000, d.power_mw))
             .collect();
         if out.is_empty() {

@@ -13,6 +13,7 @@ use wattlens_instrument::power::{Sampler, SamplerReport};
 use wattlens_instrument::trace::{
     AccessMode, DeviceInfo, KernelFacts, OpClass, PowerReading, RunMeta, SpanKind, StrId, Trace,
 };
+use wattlens_instrument::Interval;
 use wattlens_instrument::SensorProfile;
 
 use super::alone_state::{AloneReport, AloneState};
@@ -500,7 +501,7 @@ impl Profiler {
         let mut rec = lock(&self.rec);
         let desc = build(&mut rec, device, ordinal);
         let seq = rec.issue(desc);
-        rec.set_host_call(seq, (call_from_ns, self.clock.now_ns()));
+        rec.set_host_call(seq, Interval::new(call_from_ns, self.clock.now_ns()));
         Ok(seq)
     }
 
