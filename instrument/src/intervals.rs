@@ -55,6 +55,13 @@ impl<'de> Deserialize<'de> for Interval {
     }
 }
 
+/// `a_ns − b_ns` as an f64, exact to the ns. Trace-clock instants are ns since the Unix epoch
+/// (about 2⁶⁰), which an f64 holds only to the nearest 256 ns, so two instants are
+/// subtracted as integers first.
+pub fn diff_ns(a_ns: u64, b_ns: u64) -> f64 {
+    (i128::from(a_ns) - i128::from(b_ns)) as f64
+}
+
 /// How much of `[a, b]` the sorted, disjoint intervals `sorted` cover, ns.
 pub(crate) fn covered_ns(sorted: &[Interval], a: u64, b: u64) -> u64 {
     let first = sorted.partition_point(|i| i.to_ns <= a);
@@ -104,6 +111,15 @@ mod tests {
         assert_eq!(Interval::new(20, 10).len_ns(), 0);
         assert_eq!(covered_ns(&all(&[(10, 20), (30, 40)]), 15, 35), 10);
         assert_eq!(covered_ns(&[], 15, 35), 0);
+    }
+
+    #[test]
+    fn instants_on_the_trace_clock_subtract_exactly() {
+        let t = 1_765_000_000_123_456_789u64;
+        assert_eq!(diff_ns(t + 1, t), 1.0);
+        assert_eq!(diff_ns(t, t + 300), -300.0);
+        // What the subtraction of the two as f64 gives: nothing, or 256 ns.
+        assert_ne!((t + 1) as f64 - t as f64, 1.0);
     }
 
     #[test]

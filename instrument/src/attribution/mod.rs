@@ -822,8 +822,7 @@ fn price_spans(
             None => SpanMethod::Signature,
         };
         let dynamic = r.estimate(beta, cov, t);
-        let inside = span.end_ns.min(covered_window.to_ns) as f64
-            - span.start_ns.max(covered_window.from_ns) as f64;
+        let inside = covered_window.overlap_ns(span.start_ns, span.end_ns) as f64;
         if inside > 0.0 && dur > 0 {
             dynamic_in_window_mj += dynamic.mj * inside / dur as f64;
         }

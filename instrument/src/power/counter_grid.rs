@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::intervals::diff_ns;
+
 /// Widest bracket (read-to-read time around a change) used to locate an update, as a fraction
 /// of the period.
 const MAX_BRACKET_FRACTION: f64 = 0.2;
@@ -44,14 +46,13 @@ pub struct CounterGrid {
 impl CounterGrid {
     /// The index of the last update at or before `t_ns` (negative before the anchor).
     fn index_at(&self, t_ns: u64) -> i64 {
-        ((t_ns as f64 - self.anchor_ns as f64) / self.period_ns).floor() as i64
+        (diff_ns(t_ns, self.anchor_ns) / self.period_ns).floor() as i64
     }
 
     /// The instant of update `k`, trace clock ns.
     fn instant(&self, k: i64) -> u64 {
-        (self.anchor_ns as f64 + k as f64 * self.period_ns)
-            .max(0.0)
-            .round() as u64
+        let offset_ns = (k as f64 * self.period_ns).round() as i64;
+        self.anchor_ns.saturating_add_signed(offset_ns)
     }
 
     /// The last update at or before `t_ns`.
@@ -71,7 +72,7 @@ impl CounterGrid {
         let next = self.update_after(start_ns);
         let margin = self.error_ns;
         let clear_of_prev = (start_ns - u.min(start_ns)) as f64 >= margin;
-        let clear_of_next = next as f64 - end_ns as f64 >= margin;
+        let clear_of_next = diff_ns(next, end_ns) >= margin;
         (clear_of_prev && clear_of_next).then_some(u)
     }
 }
@@ -244,7 +245,7 @@ impl CounterScheduler {
         }
         // The stride-th update after the last one read; when that is already past, the read
         // is due now. (Never recomputed from `now`, or the target would run ahead of it.)
-        let last = ((self.last_target_ns as f64 - grid.anchor_ns as f64) / period).round() as i64;
+        let last = (diff_ns(self.last_target_ns, grid.anchor_ns) / period).round() as i64;
         let k = last + i64::from(self.stride);
         // Read late enough after the update that the read snaps to it unambiguously.
         grid.instant(k) + self.lead_ns.max((grid.error_ns * 1.5) as u64 + 1_000_000)
