@@ -17,6 +17,7 @@ use wattlens_runtime::internal::cuda::cupti_records::{
 };
 use wattlens_runtime::internal::cuda::cupti_result as cr;
 
+use crate::config::Digests;
 use crate::config::{Hooks, LaunchApi};
 use crate::nvtx::{attr_message, c_text, pop_range, push_range, wide_text, Registered};
 use crate::replay::copy::{copy_call, CopyCall};
@@ -24,7 +25,7 @@ use crate::replay::launch::{launch_call, memset_call, LaunchCall, MemsetCall};
 use crate::state::{lock, shared, Completed};
 use crate::syncs::HostSync;
 use crate::thread::with_thread;
-use crate::uploads::{read_params, upload_call, Digests, Upload, UploadCall};
+use crate::uploads::{read_params, upload_call, upload_digest, Upload, UploadCall};
 use crate::InjectError;
 
 /// Callback domains, as CUPTI numbers them (read as integers: an enum read of a value Rust
@@ -500,7 +501,7 @@ unsafe fn on_upload(call: UploadCall, correlation: u32, data: *const cupti::CUpt
         // does not know `src` as device or managed memory), which it reads before returning or,
         // asynchronously, after: the program keeps it unchanged and mapped until then.
         let content = unsafe { std::slice::from_raw_parts(src, bytes) };
-        let Some(digest) = digests.digest(content) else {
+        let Some(digest) = upload_digest(digests, content) else {
             return;
         };
         let to_ns = s.clock.now_ns();

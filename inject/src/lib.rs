@@ -19,7 +19,8 @@
 //! `wattlens:` line on stderr, and the program carries on.
 
 pub mod collect;
-pub mod config;
+/// The settings, parsed in their own crate (which `wattlens run` links to check them).
+pub use wattlens_inject_config as config;
 mod cost;
 pub mod demangle;
 mod hooks;
@@ -46,6 +47,12 @@ use wattlens_instrument::clock::{Clock, HostClock};
 use crate::config::Hooks;
 
 pub use config::{Config, ConfigError};
+
+// The smallest activity buffer the settings accept is the smallest the buffer pool hands out.
+const _: () = assert!(
+    config::MIN_BUFFER_KIB << 10
+        == wattlens_runtime::internal::cuda::cupti_records::MIN_BUFFER_BYTES as u64
+);
 
 /// Why the library could not record a process.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +114,7 @@ fn start() -> Result<(), InjectError> {
     let digests = if config.hooks == Hooks::All {
         config.digests
     } else {
-        uploads::Digests::Off
+        config::Digests::Off
     };
     let apis = (config.launch_api, config.upload_api);
     if let Some(settings) = config.replay {

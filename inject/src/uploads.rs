@@ -8,6 +8,7 @@
 //! source as device or managed memory. The cost is bounded: whole up to [`WHOLE_LIMIT_BYTES`], about 20 µs; 65
 //! chunks of 4 KiB above it (BENCHMARKS.md, content digests).
 
+use crate::config::Digests;
 use wattlens_instrument::Interval;
 use wattlens_runtime::internal::digest::{bounded_digest, SAMPLE_BYTES};
 
@@ -15,25 +16,13 @@ use wattlens_runtime::internal::digest::{bounded_digest, SAMPLE_BYTES};
 /// bytes; larger ones from samples.
 pub const WHOLE_LIMIT_BYTES: usize = SAMPLE_BYTES;
 
-/// How uploads are hashed (`WATTLENS_DIGESTS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Digests {
-    /// Not at all.
-    Off,
-    /// Whole up to [`WHOLE_LIMIT_BYTES`], from samples above (the default: a bounded cost).
-    Bounded,
-    /// Every byte: proofs for large uploads, at about 13 GiB/s of the program's thread.
-    Full,
-}
-
-impl Digests {
-    /// The digest of `bytes` in this mode; bit 0 set when it was computed from samples.
-    pub fn digest(self, bytes: &[u8]) -> Option<u64> {
-        match self {
-            Digests::Off => None,
-            Digests::Bounded => Some(bounded_digest(bytes, WHOLE_LIMIT_BYTES)),
-            Digests::Full => Some(bounded_digest(bytes, usize::MAX)),
-        }
+/// The digest of `bytes` in hashing mode `mode` (whole up to [`WHOLE_LIMIT_BYTES`] in the
+/// bounded mode); bit 0 set when it was computed from samples.
+pub fn upload_digest(mode: Digests, bytes: &[u8]) -> Option<u64> {
+    match mode {
+        Digests::Off => None,
+        Digests::Bounded => Some(bounded_digest(bytes, WHOLE_LIMIT_BYTES)),
+        Digests::Full => Some(bounded_digest(bytes, usize::MAX)),
     }
 }
 
@@ -46,7 +35,7 @@ pub struct Upload {
     pub address: u64,
     /// Bytes copied.
     pub bytes: u64,
-    /// Content digest ([`Digests::digest`]).
+    /// Content digest ([`upload_digest`]).
     pub digest: u64,
     /// When the source check and hashing began and ended, on the trace clock: time the
     /// program was held up.
@@ -233,9 +222,16 @@ mod tests {
         assert!(last.seen(9), "the driver call inside the runtime call");
         assert!(!last.seen(10));
         let big = vec![5u8; 2 * WHOLE_LIMIT_BYTES];
-        assert_eq!(Digests::Off.digest(&big), None);
-        assert_eq!(Digests::Bounded.digest(&big).unwrap() & 1, 1, "sampled");
-        assert_eq!(Digests::Full.digest(&big).unwrap() & 1, 0, "whole");
-        assert_eq!(Digests::Bounded.digest(&big[..1000]).unwrap() & 1, 0);
+        assert_eq!(upload_digest(Digests::Off, &big), None);
+        assert_eq!(
+            upload_digest(Digests::Bounded, &big).unwrap() & 1,
+            1,
+            "sampled"
+        );
+        assert_eq!(upload_digest(Digests::Full, &big).unwrap() & 1, 0, "whole");
+        assert_eq!(
+            upload_digest(Digests::Bounded, &big[..1000]).unwrap() & 1,
+            0
+        );
     }
 }

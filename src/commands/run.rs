@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use wattlens_inject::config::{
+use wattlens_inject_config::{
     ENV_DIGESTS, ENV_HOOKS, ENV_KINDS, ENV_OUTPUT, ENV_REPLAY, ENV_REPLAY_BUDGET_MS,
 };
 use wattlens_instrument::merge::add_power_after;
@@ -181,9 +181,9 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
 /// # Errors
 /// [`CliError::Usage`] naming the setting.
 fn check_settings(prefix: &Path, settings: &[(&'static str, String)]) -> Result<(), CliError> {
-    wattlens_inject::config::check_unicode(std::env::vars_os())
+    wattlens_inject_config::check_unicode(std::env::vars_os())
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    wattlens_inject::Config::from_env(
+    wattlens_inject_config::Config::from_env(
         |k| {
             if k == ENV_OUTPUT {
                 Some(prefix.display().to_string())

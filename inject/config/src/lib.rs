@@ -1,12 +1,21 @@
 //! What the injected process was asked to do, read once from its environment, and where its
-//! trace goes.
+//! trace goes: the injection library's settings, in a crate of their own so that `wattlens run`
+//! can refuse a bad one before the program starts without linking the library.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use wattlens_runtime::internal::cuda::cupti_records::MIN_BUFFER_BYTES;
-
-use crate::uploads::Digests;
+/// How uploads are hashed (`WATTLENS_DIGESTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digests {
+    /// Not at all.
+    Off,
+    /// Whole up to the size a sampled digest reads anyway, from samples above (the default: a
+    /// bounded cost).
+    Bounded,
+    /// Every byte: proofs for large uploads, at about 13 GiB/s of the program's thread.
+    Full,
+}
 
 /// Environment variable naming the trace path prefix; `wattlens run` sets it. Without it the
 /// library records nothing, so it never writes where nobody asked.
@@ -51,7 +60,7 @@ pub const ENV_UPLOAD_API: &str = "WATTLENS_UPLOAD_API";
 
 /// Environment variable turning kernel replay on (`on`; `off` by default): each heavy kernel
 /// signature is replayed alone inside a checkpoint of device memory, so that its power is
-/// measured on its own ([`crate::replay`]).
+/// measured on its own (the injection library's `replay` module).
 pub const ENV_REPLAY: &str = "WATTLENS_REPLAY";
 /// Environment variable: the most time kernel replay may hold the program in all, ms.
 pub const ENV_REPLAY_BUDGET_MS: &str = "WATTLENS_REPLAY_BUDGET_MS";
@@ -111,8 +120,9 @@ pub const TAIL_RANGE_MS: std::ops::RangeInclusive<u64> = 0..=60_000;
 /// Default activity buffer size, KiB: about 4,500 records, 0.14 s of a launch-bound PyTorch
 /// loop.
 pub const DEFAULT_BUFFER_KIB: u64 = 1024;
-/// Smallest activity buffer size accepted, KiB (the smallest the buffer pool hands out).
-pub const MIN_BUFFER_KIB: u64 = (MIN_BUFFER_BYTES >> 10) as u64;
+/// Smallest activity buffer size accepted, KiB: the smallest the runtime's buffer pool hands
+/// out (`MIN_BUFFER_BYTES`; the injection library checks the two agree when it compiles).
+pub const MIN_BUFFER_KIB: u64 = 64;
 /// Largest activity buffer size accepted, KiB (256 MiB).
 pub const MAX_BUFFER_KIB: u64 = 262_144;
 /// Default tail: one energy-counter period (100 ms) and a margin, so the counter has an
