@@ -237,40 +237,7 @@ impl Config {
         let prefix = var(ENV_OUTPUT)
             .filter(|p| !p.is_empty())
             .ok_or(ConfigError::NoOutput)?;
-        let number = |name: &'static str, unit: &'static str, default: u64| match var(name) {
-            None => Ok(default),
-            Some(value) => value
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| ConfigError::BadNumber {
-                    name,
-                    value,
-                    unit,
-                    example: default,
-                }),
-        };
-        let ms = |name: &'static str, default: u64| number(name, "milliseconds", default);
-        // Every duration is bounded: an endless flush period or tail would leave the trace
-        // unflushed or unclosed.
-        let in_range = |name: &'static str,
-                        range: std::ops::RangeInclusive<u64>,
-                        default: u64|
-         -> Result<Duration, ConfigError> {
-            let value = ms(name, default)?;
-            if range.contains(&value) {
-                Ok(Duration::from_millis(value))
-            } else {
-                Err(ConfigError::OutOfRange {
-                    name,
-                    value,
-                    low: *range.start(),
-                    high: *range.end(),
-                    unit: "milliseconds",
-                    example: default,
-                })
-            }
-        };
-        let buffer_kib = number(ENV_BUFFER_KIB, "KiB", DEFAULT_BUFFER_KIB)?;
+        let buffer_kib = number(&var, ENV_BUFFER_KIB, "KiB", DEFAULT_BUFFER_KIB)?;
         if !(MIN_BUFFER_KIB..=MAX_BUFFER_KIB).contains(&buffer_kib) {
             return Err(ConfigError::BufferOutOfRange { value: buffer_kib });
         }
@@ -296,27 +263,6 @@ impl Config {
         // A runtime copy makes a driver copy call, which has the same correlation id: the
         // driver's callbacks see every upload (BENCHMARKS.md, content digests).
         let upload_api = choice(&var, ENV_UPLOAD_API, LaunchApi::Driver, &apis)?;
-        let kinds: Vec<String> = match var(ENV_KINDS) {
-            // Without callbacks there are no host waits to record.
-            None => ALL_KINDS
-                .iter()
-                .filter(|k| hooks != Hooks::None || **k != "sync")
-                .map(|k| (*k).to_owned())
-                .collect(),
-            // Ranges and sensors only: no activity record at all.
-            Some(list) if list.trim() == "none" => Vec::new(),
-            Some(list) => list.split(',').map(|k| k.trim().to_owned()).collect(),
-        };
-        if let Some(bad) = kinds.iter().find(|k| !ALL_KINDS.contains(&k.as_str())) {
-            return Err(ConfigError::BadChoice {
-                name: ENV_KINDS,
-                value: bad.clone(),
-            });
-        }
-        if hooks == Hooks::None && kinds.iter().any(|k| k == "sync") {
-            return Err(ConfigError::SyncWithoutCallbacks);
-        }
-        let power = choice(&var, ENV_POWER, true, &[("on", true), ("off", false)])?;
         let digests = choice(
             &var,
             ENV_DIGESTS,
@@ -327,40 +273,18 @@ impl Config {
                 ("off", Digests::Off),
             ],
         )?;
-        let replay_on = choice(&var, ENV_REPLAY, false, &[("on", true), ("off", false)])?;
-        let replay = if replay_on {
-            if hooks != Hooks::All {
-                return Err(ConfigError::ReplayWithoutCallbacks {
-                    hooks: if hooks == Hooks::Nvtx { "nvtx" } else { "none" },
-                });
-            }
-            Some(ReplaySettings {
-                budget: in_range(
-                    ENV_REPLAY_BUDGET_MS,
-                    REPLAY_BUDGET_RANGE_MS,
-                    DEFAULT_REPLAY_BUDGET_MS,
-                )?,
-                burst: in_range(
-                    ENV_REPLAY_BURST_MS,
-                    REPLAY_BURST_RANGE_MS,
-                    DEFAULT_REPLAY_BURST_MS,
-                )?,
-            })
-        } else {
-            None
-        };
         Ok(Self {
-            replay,
+            replay: replay_settings(&var, hooks)?,
             digests,
             upload_api,
             hooks,
             launch_api,
-            kinds,
-            power,
+            kinds: activity_kinds(&var, hooks)?,
+            power: choice(&var, ENV_POWER, true, &[("on", true), ("off", false)])?,
             trace_path: trace_path(&prefix, rank, pid),
             cupti: var(ENV_CUPTI).filter(|p| !p.is_empty()).map(PathBuf::from),
-            flush: in_range(ENV_FLUSH_MS, FLUSH_RANGE_MS, DEFAULT_FLUSH_MS)?,
-            tail: in_range(ENV_TAIL_MS, TAIL_RANGE_MS, DEFAULT_TAIL_MS)?,
+            flush: duration_in(&var, ENV_FLUSH_MS, FLUSH_RANGE_MS, DEFAULT_FLUSH_MS)?,
+            tail: duration_in(&var, ENV_TAIL_MS, TAIL_RANGE_MS, DEFAULT_TAIL_MS)?,
             // In range, so at most 256 MiB: fits any usize of a 64-bit host.
             buffer_bytes: usize::try_from(buffer_kib << 10).unwrap_or(usize::MAX),
         })
@@ -384,6 +308,107 @@ pub fn check_unicode(
         }
     }
     Ok(())
+}
+
+/// The whole number in setting `name` (in `unit`), or `default` when it is unset.
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    unit: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    let Some(value) = var(name) else {
+        return Ok(default);
+    };
+    value
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| ConfigError::BadNumber {
+            name,
+            value,
+            unit,
+            example: default,
+        })
+}
+
+/// The duration in setting `name` (milliseconds), which must lie in `range_ms`; `default_ms`
+/// when it is unset. Every duration is bounded: an endless flush period or tail would leave the
+/// trace unflushed or unclosed.
+fn duration_in(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    range_ms: std::ops::RangeInclusive<u64>,
+    default_ms: u64,
+) -> Result<Duration, ConfigError> {
+    let value = number(var, name, "milliseconds", default_ms)?;
+    if range_ms.contains(&value) {
+        return Ok(Duration::from_millis(value));
+    }
+    Err(ConfigError::OutOfRange {
+        name,
+        value,
+        low: *range_ms.start(),
+        high: *range_ms.end(),
+        unit: "milliseconds",
+        example: default_ms,
+    })
+}
+
+/// The activity kinds to record (`WATTLENS_KINDS`): all of them by default (without host
+/// waits when there are no callbacks to see them), or none at all for ranges and sensors only.
+fn activity_kinds(
+    var: &impl Fn(&str) -> Option<String>,
+    hooks: Hooks,
+) -> Result<Vec<String>, ConfigError> {
+    let kinds: Vec<String> = match var(ENV_KINDS) {
+        None => ALL_KINDS
+            .iter()
+            .filter(|k| hooks != Hooks::None || **k != "sync")
+            .map(|k| (*k).to_owned())
+            .collect(),
+        Some(list) if list.trim() == "none" => Vec::new(),
+        Some(list) => list.split(',').map(|k| k.trim().to_owned()).collect(),
+    };
+    if let Some(bad) = kinds.iter().find(|k| !ALL_KINDS.contains(&k.as_str())) {
+        return Err(ConfigError::BadChoice {
+            name: ENV_KINDS,
+            value: bad.clone(),
+        });
+    }
+    if hooks == Hooks::None && kinds.iter().any(|k| k == "sync") {
+        return Err(ConfigError::SyncWithoutCallbacks);
+    }
+    Ok(kinds)
+}
+
+/// Kernel replay's settings (`WATTLENS_REPLAY` and its budget and burst), or `None` when it
+/// is off. Replay needs the launch callbacks.
+fn replay_settings(
+    var: &impl Fn(&str) -> Option<String>,
+    hooks: Hooks,
+) -> Result<Option<ReplaySettings>, ConfigError> {
+    if !choice(var, ENV_REPLAY, false, &[("on", true), ("off", false)])? {
+        return Ok(None);
+    }
+    if hooks != Hooks::All {
+        return Err(ConfigError::ReplayWithoutCallbacks {
+            hooks: if hooks == Hooks::Nvtx { "nvtx" } else { "none" },
+        });
+    }
+    Ok(Some(ReplaySettings {
+        budget: duration_in(
+            var,
+            ENV_REPLAY_BUDGET_MS,
+            REPLAY_BUDGET_RANGE_MS,
+            DEFAULT_REPLAY_BUDGET_MS,
+        )?,
+        burst: duration_in(
+            var,
+            ENV_REPLAY_BURST_MS,
+            REPLAY_BURST_RANGE_MS,
+            DEFAULT_REPLAY_BURST_MS,
+        )?,
+    }))
 }
 
 /// The value of variable `name` among `choices`; `default` when it is unset.
