@@ -109,103 +109,30 @@ pub fn simulate_with_budget(
     let mut rng = SimRng::new(seed);
     let sensors = sensor::read_sensors(&signal, profile, 0, start_unix_ns, cpu_budget, &mut rng);
 
-    let meta = RunMeta {
-        tool_version: concat!("wattlens-instrument ", env!("CARGO_PKG_VERSION")).to_owned(),
-        simulated: true,
-        host: "simulated-gpu".to_owned(),
-        command: vec!["simulate".to_owned(), workload.name.clone()],
+    let meta = sim_meta(workload, gpu, profile, seed, start_unix_ns);
+    let mut b = SimTraceBuilder {
+        trace: Trace::new(meta),
         start_unix_ns,
-        driver: None,
-        devices: vec![DeviceInfo {
-            index: 0,
-            name: gpu.name.clone(),
-            uuid: format!("GPU-SIMULATED-{seed:016x}"),
-            sm_count: gpu.sm_count,
-            power_limit_mw: gpu.power_limit_mw,
-        }],
-        sensor_profile: profile.clone(),
+        span_dynamic_mj: Vec::with_capacity(scheduled.len() + regions.len()),
+        span_above_idle_mj: Vec::with_capacity(scheduled.len() + regions.len()),
+        facts: BTreeMap::new(),
     };
-    let mut trace = Trace::new(meta);
-    let mut span_dynamic_mj = Vec::with_capacity(scheduled.len() + regions.len());
-    let mut span_above_idle_mj = Vec::with_capacity(scheduled.len() + regions.len());
-    let mut facts: BTreeMap<String, KernelFacts> = BTreeMap::new();
-    let mut id = 0u64;
     for s in &scheduled {
-        if s.kind == SpanKind::Idle && s.name == schedule::CHECKPOINT {
-            // The profiler's own copies: power the sensors see, but no span.
-            continue;
+        // The profiler's own copies: power the sensors see, but no span.
+        if !(s.kind == SpanKind::Idle && s.name == schedule::CHECKPOINT) {
+            b.push_work(s, &signal);
         }
-        let region = if s.region.is_empty() {
-            StrId::NONE
-        } else {
-            trace.strings.id(&s.region)
-        };
-        let name = trace.strings.id(&s.name);
-        if let Some(op_class) = s.op_class {
-            facts.entry(s.name.clone()).or_insert_with(|| KernelFacts {
-                op_class,
-                ..KernelFacts::unknown(&s.name, 0)
-            });
-        }
-        // A burst measured alone replays the last launch of its kernel.
-        let kind = match s.kind {
-            SpanKind::Alone { launches, .. } => SpanKind::Alone {
-                launches,
-                of: trace
-                    .spans
-                    .iter()
-                    .rev()
-                    .find(|p| p.kind == SpanKind::Kernel && p.name == name && p.launch == s.launch)
-                    .map_or(u64::MAX, |p| p.id),
-            },
-            k => k,
-        };
-        trace.spans.push(Span {
-            launch: s.launch,
-            region,
-            host_call_ns: s
-                .host_call_ns
-                .map(|c| Interval::new(start_unix_ns + c.from_ns, start_unix_ns + c.to_ns)),
-            ..Span::new(
-                id,
-                kind,
-                (0, u64::from(s.stream)),
-                name,
-                (start_unix_ns + s.start_ns, start_unix_ns + s.end_ns),
-            )
-        });
-        span_dynamic_mj
-            .push(f64::from(s.dynamic_mw) * s.end_ns.saturating_sub(s.start_ns) as f64 * 1e-9);
-        span_above_idle_mj.push(signal.above_idle_mj(
-            s.start_ns,
-            s.end_ns,
-            f64::from(s.dynamic_mw),
-        ));
-        id += 1;
     }
     for r in &regions {
-        let name = trace.strings.id(&r.name);
-        // A region span's region is its own full path, as the runtime and `wattlens run`
-        // record it.
-        let region = if r.parent.is_empty() {
-            name
-        } else {
-            trace.strings.id(&format!("{}/{}", r.parent, r.name))
-        };
-        trace.spans.push(Span {
-            region,
-            ..Span::new(
-                id,
-                SpanKind::Region { depth: r.depth },
-                (0, u64::from(r.stream)),
-                name,
-                (start_unix_ns + r.start_ns, start_unix_ns + r.end_ns),
-            )
-        });
-        span_dynamic_mj.push(0.0);
-        span_above_idle_mj.push(0.0);
-        id += 1;
+        b.push_region(r);
     }
+    let SimTraceBuilder {
+        mut trace,
+        span_dynamic_mj,
+        span_above_idle_mj,
+        facts,
+        ..
+    } = b;
     trace.annotations.extend(episodes.iter().map(
         |&Interval {
              from_ns: from,
@@ -238,4 +165,133 @@ pub fn simulate_with_budget(
         thermal_mj,
     };
     SimRun { trace, truth }
+}
+
+/// The run metadata of a simulated run of `workload` on `gpu`.
+fn sim_meta(
+    workload: &Workload,
+    gpu: &GpuModel,
+    profile: &SensorProfile,
+    seed: u64,
+    start_unix_ns: u64,
+) -> RunMeta {
+    RunMeta {
+        tool_version: concat!("wattlens-instrument ", env!("CARGO_PKG_VERSION")).to_owned(),
+        simulated: true,
+        host: "simulated-gpu".to_owned(),
+        command: vec!["simulate".to_owned(), workload.name.clone()],
+        start_unix_ns,
+        driver: None,
+        devices: vec![DeviceInfo {
+            index: 0,
+            name: gpu.name.clone(),
+            uuid: format!("GPU-SIMULATED-{seed:016x}"),
+            sm_count: gpu.sm_count,
+            power_limit_mw: gpu.power_limit_mw,
+        }],
+        sensor_profile: profile.clone(),
+    }
+}
+
+/// A simulated run's trace as its spans are added, with each span's true energies beside it.
+struct SimTraceBuilder {
+    trace: Trace,
+    /// Where the simulated clock's zero lies on the trace clock, ns.
+    start_unix_ns: u64,
+    /// Per span: its own dynamic power × duration, mJ.
+    span_dynamic_mj: Vec<f64>,
+    /// Per span: the energy above idle the signal drew while it ran, mJ.
+    span_above_idle_mj: Vec<f64>,
+    /// Per kernel name: its facts (its op class).
+    facts: BTreeMap<String, KernelFacts>,
+}
+
+impl SimTraceBuilder {
+    /// The id the next span gets.
+    fn next_id(&self) -> u64 {
+        self.trace.spans.len() as u64
+    }
+
+    /// Simulated instant `t_ns` on the trace clock.
+    fn at(&self, t_ns: u64) -> u64 {
+        self.start_unix_ns + t_ns
+    }
+
+    /// Add scheduled work `s`: a kernel, copy, sync or replay burst.
+    fn push_work(&mut self, s: &schedule::Scheduled, signal: &signal::PowerSignal) {
+        let region = if s.region.is_empty() {
+            StrId::NONE
+        } else {
+            self.trace.strings.id(&s.region)
+        };
+        let name = self.trace.strings.id(&s.name);
+        if let Some(op_class) = s.op_class {
+            self.facts
+                .entry(s.name.clone())
+                .or_insert_with(|| KernelFacts {
+                    op_class,
+                    ..KernelFacts::unknown(&s.name, 0)
+                });
+        }
+        // A burst measured alone replays the last launch of its kernel.
+        let kind = match s.kind {
+            SpanKind::Alone { launches, .. } => SpanKind::Alone {
+                launches,
+                of: self
+                    .trace
+                    .spans
+                    .iter()
+                    .rev()
+                    .find(|p| p.kind == SpanKind::Kernel && p.name == name && p.launch == s.launch)
+                    .map_or(u64::MAX, |p| p.id),
+            },
+            k => k,
+        };
+        let span = Span {
+            launch: s.launch,
+            region,
+            host_call_ns: s
+                .host_call_ns
+                .map(|c| Interval::new(self.at(c.from_ns), self.at(c.to_ns))),
+            ..Span::new(
+                self.next_id(),
+                kind,
+                (0, u64::from(s.stream)),
+                name,
+                (self.at(s.start_ns), self.at(s.end_ns)),
+            )
+        };
+        self.trace.spans.push(span);
+        self.span_dynamic_mj
+            .push(f64::from(s.dynamic_mw) * s.end_ns.saturating_sub(s.start_ns) as f64 * 1e-9);
+        self.span_above_idle_mj.push(signal.above_idle_mj(
+            s.start_ns,
+            s.end_ns,
+            f64::from(s.dynamic_mw),
+        ));
+    }
+
+    /// Add region `r`, whose region is its own full path, as the runtime and `wattlens run`
+    /// record it.
+    fn push_region(&mut self, r: &schedule::DerivedRegion) {
+        let name = self.trace.strings.id(&r.name);
+        let region = if r.parent.is_empty() {
+            name
+        } else {
+            self.trace.strings.id(&format!("{}/{}", r.parent, r.name))
+        };
+        let span = Span {
+            region,
+            ..Span::new(
+                self.next_id(),
+                SpanKind::Region { depth: r.depth },
+                (0, u64::from(r.stream)),
+                name,
+                (self.at(r.start_ns), self.at(r.end_ns)),
+            )
+        };
+        self.trace.spans.push(span);
+        self.span_dynamic_mj.push(0.0);
+        self.span_above_idle_mj.push(0.0);
+    }
 }

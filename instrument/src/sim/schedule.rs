@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::workload::{KernelSpec, WorkItem, Workload};
+use super::workload::{KernelSpec, TransferSpec, WorkItem, Workload};
 use crate::intervals::Interval;
 use crate::trace::{CopyDirection, LaunchShape, OpClass, SpanKind, ALONE_REGION};
 
@@ -54,161 +54,187 @@ pub(crate) const CHECKPOINT: &str = "wattlens:checkpoint";
 
 /// Schedule every item.
 pub(crate) fn schedule(w: &Workload) -> Schedule {
-    let mut cursor: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut out = Vec::new();
     let start = w.lead_idle_ns;
-    // Launches are asynchronous: the host only waits at syncs and read-backs, so a stream
-    // first used now starts where the host is, not after the other streams' work.
-    let mut host = Host {
-        now_ns: start,
-        issue_ns: 0,
-        latency_ns: 0,
+    let mut sc = Scheduler {
+        cursor: BTreeMap::new(),
+        out: Vec::new(),
+        start,
+        // Launches are asynchronous: the host only waits at syncs and read-backs, so a stream
+        // first used now starts where the host is, not after the other streams' work.
+        host: Host {
+            now_ns: start,
+            issue_ns: 0,
+            latency_ns: 0,
+        },
+        episodes: Vec::new(),
     };
-    let mut episodes = Vec::new();
     for item in &w.items {
         match item {
             WorkItem::Replay(r) => {
-                let at = all_idle_at(&cursor, start, host.now_ns);
-                let end = burst_alone(
-                    &mut out,
-                    &r.kernel,
-                    at,
-                    (r.checkpoint_ns, r.checkpoint_mw),
-                    r.warm_power_factor,
-                );
-                episodes.push(Interval::new(at, end));
-                hold_until(&mut cursor, &mut host, r.kernel.stream, end);
+                let at = sc.all_idle_at();
+                let checkpoint = (r.checkpoint_ns, r.checkpoint_mw);
+                let end = burst_alone(&mut sc.out, &r.kernel, at, checkpoint, r.warm_power_factor);
+                sc.episodes.push(Interval::new(at, end));
+                sc.hold_until(r.kernel.stream, end);
             }
-            WorkItem::Kernel(k) => {
-                for _ in 0..k.count {
-                    let (call, earliest) = host.issue();
-                    let t = cursor.entry(k.stream).or_insert(call.from_ns);
-                    let begin = (*t).max(earliest);
-                    out.push(Scheduled {
-                        kind: SpanKind::Kernel,
-                        stream: k.stream,
-                        start_ns: begin,
-                        end_ns: begin + k.duration_ns,
-                        name: k.name.clone(),
-                        launch: Some(k.launch),
-                        region: k.region.clone(),
-                        dynamic_mw: k.dynamic_mw,
-                        op_class: Some(k.op_class),
-                        host_call_ns: Some(call),
-                    });
-                    *t = begin + k.duration_ns + k.gap_ns;
-                }
-            }
+            WorkItem::Kernel(k) => sc.kernels(k),
             WorkItem::Alone(k) => {
                 // The host waits for the device, then launches the burst alone.
-                let at = all_idle_at(&cursor, start, host.now_ns);
-                let end = burst_alone(&mut out, k, at, (0, 0), 1.0);
-                hold_until(&mut cursor, &mut host, k.stream, end);
+                let at = sc.all_idle_at();
+                let end = burst_alone(&mut sc.out, k, at, (0, 0), 1.0);
+                sc.hold_until(k.stream, end);
             }
-            WorkItem::Transfer(x) => {
-                for _ in 0..x.count {
-                    let (mut call, earliest) = host.issue();
-                    let t = cursor.entry(x.stream).or_insert(call.from_ns);
-                    let begin = (*t).max(earliest);
-                    let end = begin + x.duration_ns;
-                    // A copy to the host returns when its data has arrived.
-                    if x.direction == CopyDirection::DeviceToHost {
-                        call.to_ns = call.to_ns.max(end);
-                        host.now_ns = call.to_ns;
-                    }
-                    out.push(Scheduled {
-                        kind: SpanKind::Memcpy {
-                            direction: x.direction,
-                            bytes: x.bytes,
-                            content_digest: None,
-                        },
-                        stream: x.stream,
-                        start_ns: begin,
-                        end_ns: end,
-                        name: x.name.clone(),
-                        launch: None,
-                        region: x.region.clone(),
-                        dynamic_mw: x.dynamic_mw,
-                        op_class: None,
-                        host_call_ns: Some(call),
-                    });
-                    *t = end;
-                }
-            }
+            WorkItem::Transfer(x) => sc.transfers(x),
             WorkItem::Gap {
                 stream,
                 duration_ns,
             } => {
-                *cursor.entry(*stream).or_insert(host.now_ns) += duration_ns;
+                *sc.cursor.entry(*stream).or_insert(sc.host.now_ns) += duration_ns;
             }
             WorkItem::HostCost {
                 issue_ns,
                 latency_ns,
             } => {
-                host.issue_ns = *issue_ns;
-                host.latency_ns = *latency_ns;
+                sc.host.issue_ns = *issue_ns;
+                sc.host.latency_ns = *latency_ns;
             }
-            WorkItem::Sync { host_ns, lead_ns } => {
-                let t = cursor.values().copied().max().unwrap_or(start);
-                // A host that issues in no time waits `lead_ns` before the device is done; one
-                // that takes time arrives when it has issued everything.
-                let arrive = if host.issue_ns > 0 {
-                    host.now_ns
-                } else {
-                    t.saturating_sub(*lead_ns).max(start)
-                };
-                let ready = t.max(arrive);
-                out.push(Scheduled {
-                    kind: SpanKind::Sync,
-                    stream: 0,
-                    start_ns: arrive,
-                    end_ns: ready + host_ns,
-                    name: "host sync".to_owned(),
-                    launch: None,
-                    region: String::new(),
-                    dynamic_mw: 0,
-                    op_class: None,
-                    host_call_ns: None,
-                });
-                for c in cursor.values_mut() {
-                    *c = ready + host_ns;
-                }
-                host.now_ns = ready + host_ns;
-            }
+            WorkItem::Sync { host_ns, lead_ns } => sc.sync(*host_ns, *lead_ns),
         }
     }
-    let end = out
-        .iter()
-        .map(|s| s.end_ns)
-        .max()
-        .unwrap_or(start)
-        .max(cursor.values().copied().max().unwrap_or(start));
-    out.sort_by_key(|s| (s.start_ns, s.stream));
-    Schedule {
-        spans: out,
-        total_ns: end + w.tail_idle_ns,
-        episodes,
-    }
+    sc.finish(w.tail_idle_ns)
 }
 
-/// When every stream has finished and the host is there: where the profiler's own device
-/// work (a replay) can start alone.
-fn all_idle_at(cursor: &BTreeMap<u32, u64>, start: u64, host_now_ns: u64) -> u64 {
-    cursor
-        .values()
-        .copied()
-        .max()
-        .unwrap_or(start)
-        .max(host_now_ns)
+/// The schedule as it is built: where each stream and the host are.
+struct Scheduler {
+    /// Per stream, when its next work can start, ns.
+    cursor: BTreeMap<u32, u64>,
+    out: Vec<Scheduled>,
+    /// The end of the lead idle, ns.
+    start: u64,
+    host: Host,
+    episodes: Vec<Interval>,
 }
 
-/// Every stream, and the host, wait until `end` (the profiler held the device alone).
-fn hold_until(cursor: &mut BTreeMap<u32, u64>, host: &mut Host, stream: u32, end: u64) {
-    for c in cursor.values_mut() {
-        *c = end;
+impl Scheduler {
+    /// When every stream has finished and the host is there: where the profiler's own device
+    /// work (a replay) can start alone.
+    fn all_idle_at(&self) -> u64 {
+        self.cursor
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(self.start)
+            .max(self.host.now_ns)
     }
-    cursor.insert(stream, end);
-    host.now_ns = end;
+
+    /// Every stream, and the host, wait until `end` (the profiler held the device alone).
+    fn hold_until(&mut self, stream: u32, end: u64) {
+        for c in self.cursor.values_mut() {
+            *c = end;
+        }
+        self.cursor.insert(stream, end);
+        self.host.now_ns = end;
+    }
+
+    /// `k`'s launches, each issued by the host and started when its stream is free.
+    fn kernels(&mut self, k: &KernelSpec) {
+        for _ in 0..k.count {
+            let (call, earliest) = self.host.issue();
+            let t = self.cursor.entry(k.stream).or_insert(call.from_ns);
+            let begin = (*t).max(earliest);
+            self.out.push(Scheduled {
+                kind: SpanKind::Kernel,
+                stream: k.stream,
+                start_ns: begin,
+                end_ns: begin + k.duration_ns,
+                name: k.name.clone(),
+                launch: Some(k.launch),
+                region: k.region.clone(),
+                dynamic_mw: k.dynamic_mw,
+                op_class: Some(k.op_class),
+                host_call_ns: Some(call),
+            });
+            *t = begin + k.duration_ns + k.gap_ns;
+        }
+    }
+
+    /// `x`'s copies; the host waits for each copy to the host until its data has arrived.
+    fn transfers(&mut self, x: &TransferSpec) {
+        for _ in 0..x.count {
+            let (mut call, earliest) = self.host.issue();
+            let t = self.cursor.entry(x.stream).or_insert(call.from_ns);
+            let begin = (*t).max(earliest);
+            let end = begin + x.duration_ns;
+            if x.direction == CopyDirection::DeviceToHost {
+                call.to_ns = call.to_ns.max(end);
+                self.host.now_ns = call.to_ns;
+            }
+            self.out.push(Scheduled {
+                kind: SpanKind::Memcpy {
+                    direction: x.direction,
+                    bytes: x.bytes,
+                    content_digest: None,
+                },
+                stream: x.stream,
+                start_ns: begin,
+                end_ns: end,
+                name: x.name.clone(),
+                launch: None,
+                region: x.region.clone(),
+                dynamic_mw: x.dynamic_mw,
+                op_class: None,
+                host_call_ns: Some(call),
+            });
+            *t = end;
+        }
+    }
+
+    /// A host synchronisation: the host waits for every stream, then spends `host_ns`.
+    fn sync(&mut self, host_ns: u64, lead_ns: u64) {
+        let t = self.cursor.values().copied().max().unwrap_or(self.start);
+        // A host that issues in no time waits `lead_ns` before the device is done; one that
+        // takes time arrives when it has issued everything.
+        let arrive = if self.host.issue_ns > 0 {
+            self.host.now_ns
+        } else {
+            t.saturating_sub(lead_ns).max(self.start)
+        };
+        let ready = t.max(arrive);
+        self.out.push(Scheduled {
+            kind: SpanKind::Sync,
+            stream: 0,
+            start_ns: arrive,
+            end_ns: ready + host_ns,
+            name: "host sync".to_owned(),
+            launch: None,
+            region: String::new(),
+            dynamic_mw: 0,
+            op_class: None,
+            host_call_ns: None,
+        });
+        for c in self.cursor.values_mut() {
+            *c = ready + host_ns;
+        }
+        self.host.now_ns = ready + host_ns;
+    }
+
+    /// The schedule, in time order, with `tail_idle_ns` of idle after the last work.
+    fn finish(mut self, tail_idle_ns: u64) -> Schedule {
+        let start = self.start;
+        let end = self
+            .out
+            .iter()
+            .map(|s| s.end_ns)
+            .max()
+            .unwrap_or(start)
+            .max(self.cursor.values().copied().max().unwrap_or(start));
+        self.out.sort_by_key(|s| (s.start_ns, s.stream));
+        Schedule {
+            spans: self.out,
+            total_ns: end + tail_idle_ns,
+            episodes: self.episodes,
+        }
+    }
 }
 
 /// Schedule `k` replayed alone from `at`: its `count` launches back to back as one burst
