@@ -1717,6 +1717,35 @@ fn the_audit_of_a_real_generate_loop_finds_its_recomputed_prefix_only_without_a_
     assert!(uncached.audit.is_some_and(|a| a.ops > 0));
 }
 
+/// A Llama-architecture model adds its positions inside attention (rotary embeddings), so at
+/// the first layer a decode step with a KV cache computes the same row as an earlier step
+/// whenever a token repeats; that is no recomputed prefix, and the audit must not call it one.
+#[test]
+fn the_audit_of_a_rotary_model_with_a_cache_finds_no_recomputed_prefix_where_tokens_repeat() {
+    let cached = findings(&audited_run("llama-tiny-cache.facts.jsonl"));
+    let uncached = findings(&audited_run("llama-tiny-nocache.facts.jsonl"));
+    assert!(
+        cached
+            .findings
+            .iter()
+            .all(|f| f.kind != WasteKind::Recomputation),
+        "{:#?}",
+        kinds(&cached)
+    );
+    let recomputed: Vec<&Finding> = uncached
+        .findings
+        .iter()
+        .filter(|f| f.kind == WasteKind::Recomputation && f.energy.mj > 0.0)
+        .collect();
+    for what in ["aten::mm in Linear", "aten::mul in LlamaRMSNorm"] {
+        assert!(
+            recomputed.iter().any(|f| f.what == what),
+            "{what}: {:#?}",
+            kinds(&uncached)
+        );
+    }
+}
+
 #[test]
 fn the_audit_of_a_real_generate_loop_proves_its_weight_reloads_redundant() {
     let report = findings(&audited_run("hf-tiny-reload.facts.jsonl"));

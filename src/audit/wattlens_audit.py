@@ -445,18 +445,28 @@ def make_mode(torch, facts):
         """(matched rows as a device scalar, rows, previous seq): the first output's rows equal
         to rows of the same operation at the same place, with the same parameter content, in
         its previous call; for a row-wise operator, also the rows whose input row equals one of
-        the previous call's (the same computation, whatever the last bits of its result)."""
+        the previous call's (the same computation, whatever the last bits of its result).
+
+        Only a recomputed prefix counts: a call with more rows than its previous one that
+        reproduces at least half of that one's rows. A decode step with a KV cache has as many
+        rows as the step before, and may still repeat one of its rows (the same token at the
+        first layer of a model whose positions enter later, as rotary embeddings do); that is
+        no prefix recomputed."""
         rh, unusable, row_input = rows
         key = (plan["where"], plan["name"], params)
         previous = state["previous_rows"].get(key)
         state["previous_rows"][key] = (rh, row_input and row_input[0], plan["seq"])
-        if previous is None:
-            return torch.zeros((), dtype=torch.int64, device=rh.device), int(rh.numel()), 0
+        none = torch.zeros((), dtype=torch.int64, device=rh.device)
+        if previous is None or rh.numel() <= previous[0].numel():
+            return none, int(rh.numel()), 0 if previous is None else previous[2]
         same = torch.isin(rh, previous[0]) & ~unusable
         if row_input is not None and previous[1] is not None:
             in_rh, in_unusable = row_input
             same = same | (torch.isin(in_rh, previous[1]) & ~in_unusable)
-        return same.sum(), int(rh.numel()), previous[2]
+        matched = same.sum()
+        # On the device, so that the program's stream is not synchronised here.
+        matched = torch.where(matched * 2 >= previous[0].numel(), matched, none)
+        return matched, int(rh.numel()), previous[2]
 
     def tensor_fact(t, digest):
         return [uid_of(t), t.untyped_storage().data_ptr(), digest, t.nbytes, str(t.device)]

@@ -9,7 +9,11 @@
 //!   already on the device in a tensor the program still holds.
 //! - **Prefix recomputation:** rows of an output equal to rows that the same operation at the
 //!   same place in the model, with the same parameter content, produced in its previous call
-//!   (a decode step without a KV cache). The rows' share of the operation's work is priced.
+//!   (a decode step without a KV cache). The audit counts them only where the call has more
+//!   rows than its previous one and reproduces at least half of that one's rows: a decode step
+//!   with a cache repeats a row whenever a token repeats in a model whose positions enter later
+//!   (rotary embeddings), and recomputes no prefix. The rows' share of the operation's work is
+//!   priced.
 //! - **Silent write:** an operation that wrote a tensor in place and left its content exactly as
 //!   it was; a copy from host memory that did so is a redundant upload, proven by the device's
 //!   own content.
