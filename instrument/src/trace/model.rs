@@ -32,6 +32,16 @@ pub struct Trace {
     pub annotations: Vec<Annotation>,
 }
 
+/// The units (rows, or query–key pairs for attention) one launch computed under a declared
+/// padding mask, and how many of them were padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PaddedUnits {
+    /// Padding units.
+    pub padded: u64,
+    /// All units.
+    pub total: u64,
+}
+
 /// A fact about buffers or spans that no single span record carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Annotation {

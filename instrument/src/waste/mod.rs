@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attribution::{Attribution, EnergyEstimate, PowerEstimate, SpanEnergy};
 use crate::intervals::Interval;
-use crate::trace::{Annotation, BufferVersion, Span, Trace};
+use crate::trace::{Annotation, BufferVersion, PaddedUnits, Span, Trace};
 
 /// A kind of waste.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -353,8 +353,8 @@ pub(crate) struct Context<'a> {
     /// Dynamic power per busy ns of each top-level region, as (mJ, low, high) per ns: the price
     /// of a span whose own signature the sensors could not resolve.
     region_rate: HashMap<String, RegionRate>,
-    /// (padding, all) units of each span launched under a declared pass (padding mask).
-    padding: HashMap<u64, (u64, u64)>,
+    /// The padded units of each span launched under a declared pass (padding mask).
+    padding: HashMap<u64, PaddedUnits>,
     /// Units of each span that partial-waste findings (padding, recomputed rows) claim
     /// together: what dropping them all would save is shared between those findings.
     partial_units: HashMap<u64, f64>,
@@ -415,7 +415,7 @@ impl<'a> Context<'a> {
         let masked_regions = masked_regions(trace, &work, &padding);
         let partial_units = padding
             .iter()
-            .map(|(&span, &(padded, _))| (span, padded as f64))
+            .map(|(&span, units)| (span, units.padded as f64))
             .collect();
         let call_of = library_calls(trace, &work, &padding);
         let timeline =
@@ -462,10 +462,10 @@ impl<'a> Context<'a> {
         // a hash map's order. A library call's kernels make one sample: the call's busy time.
         let mut call: Option<(OpKey<'a>, launch_cost::Sample)> = None;
         for s in &self.work {
-            let Some(&(_, total)) = self.padding.get(&s.id) else {
+            let Some(units) = self.padding.get(&s.id) else {
                 continue;
             };
-            let units = total as f64;
+            let units = units.total as f64;
             let ns = s.duration_ns() as f64;
             match self.call_of.get(&s.id) {
                 Some(key) => {
@@ -802,8 +802,8 @@ struct BufferNotes {
     freed: HashMap<u64, u64>,
     /// Host time the profiler held the program (its overhead and its replay episodes), ns.
     held: Vec<Interval>,
-    /// (padding, all) units of each span launched under a declared pass.
-    padding: HashMap<u64, (u64, u64)>,
+    /// The padded units of each span launched under a declared pass.
+    padding: HashMap<u64, PaddedUnits>,
 }
 
 impl BufferNotes {
@@ -833,7 +833,7 @@ impl BufferNotes {
                     total,
                     ..
                 } if total > 0 => {
-                    notes.padding.insert(span, (padded, total));
+                    notes.padding.insert(span, PaddedUnits { padded, total });
                 }
                 // The program was held while the profiler replayed a kernel: not its idle.
                 Annotation::ProfilerEpisode {
@@ -942,7 +942,7 @@ fn top_region<'t>(trace: &'t Trace, s: &Span) -> &'t str {
 fn library_calls<'a>(
     trace: &'a Trace,
     work: &[&'a Span],
-    padding: &HashMap<u64, (u64, u64)>,
+    padding: &HashMap<u64, PaddedUnits>,
 ) -> HashMap<u64, OpKey<'a>> {
     let mut out = HashMap::new();
     let call_name = |s: &Span| {
@@ -995,7 +995,7 @@ fn library_calls<'a>(
 fn masked_regions(
     trace: &Trace,
     work: &[&Span],
-    padding: &HashMap<u64, (u64, u64)>,
+    padding: &HashMap<u64, PaddedUnits>,
 ) -> std::collections::HashSet<String> {
     let mut busy: HashMap<&str, (u64, u64)> = HashMap::new();
     for s in work {
@@ -1279,9 +1279,15 @@ mod tests {
         let two = span(&mut trace, "sgemm_small (in gemm)", &[12], &[11, 3]);
         let three = span(&mut trace, "sgemm_small (in gemm)", &[13], &[12, 4]);
         let unmasked = span(&mut trace, "sgemm_small (in gemm)", &[14], &[13, 5]);
-        let padding: HashMap<u64, (u64, u64)> = [one[0], one[1], one[2], own, two, three]
+        let padding: HashMap<u64, PaddedUnits> = [one[0], one[1], one[2], own, two, three]
             .into_iter()
-            .map(|s| (s, (2, 8)))
+            .map(|s| {
+                let units = PaddedUnits {
+                    padded: 2,
+                    total: 8,
+                };
+                (s, units)
+            })
             .collect();
         let work: Vec<&Span> = trace.spans.iter().collect();
         let calls = library_calls(&trace, &work, &padding);

@@ -3,16 +3,18 @@
 //! cost (`Context::partial_mj`).
 
 use super::{Context, Evidence, Occurrence, WasteKind};
+use crate::trace::PaddedUnits;
 
 pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mut Vec<String>) {
-    if cx.padding.values().all(|&(padded, _)| padded == 0) {
+    if cx.padding.values().all(|u| u.padded == 0) {
         unchecked.push(
             "no padding mask was declared (Profiler::set_padding), so compute on padding rows was not priced".into(),
         );
         return;
     }
     for s in &cx.work {
-        let Some(&(padded, total)) = cx.padding.get(&s.id).filter(|(padded, _)| *padded > 0) else {
+        let Some(&PaddedUnits { padded, total }) = cx.padding.get(&s.id).filter(|u| u.padded > 0)
+        else {
             continue;
         };
         let (energy, time) = cx.partial_mj(s, padded as f64, total as f64);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use wattlens_instrument::clock::Clock;
 use wattlens_instrument::trace::{
-    Annotation, LaunchShape, OpClass, Span, SpanKind, StrId, StringTable,
+    Annotation, LaunchShape, OpClass, PaddedUnits, Span, SpanKind, StrId, StringTable,
 };
 use wattlens_instrument::Interval;
 
@@ -49,9 +49,9 @@ struct LibraryCall {
     touches: Touches,
     /// Indices in `regions` of the spans that ran under it.
     spans: Vec<usize>,
-    /// The padding mask in force when it was made: its pass and the (padding, all) units of
-    /// one of its kernels, the class of the call's name deciding rows or query–key pairs.
-    padding: Option<(u32, (u64, u64))>,
+    /// The padding mask in force when it was made: its pass and the padded units of one of its
+    /// kernels, the class of the call's name deciding rows or query–key pairs.
+    padding: Option<(u32, PaddedUnits)>,
 }
 
 struct OpenRegion {
@@ -77,9 +77,9 @@ pub struct PaddingMask {
 }
 
 impl PaddingMask {
-    /// (padding units, all units) of one launch of a kernel of class `op`: query–key pairs for
-    /// attention, rows otherwise.
-    pub fn units(&self, op: OpClass) -> (u64, u64) {
+    /// The units of one launch of a kernel of class `op`, and how many are padding: query–key
+    /// pairs for attention, rows otherwise.
+    pub fn units(&self, op: OpClass) -> PaddedUnits {
         // Saturating: the lengths are the program's word, and absurd ones must not panic.
         let rows = self.lens.len() as u64;
         let len = self.padded_len;
@@ -97,7 +97,10 @@ impl PaddingMask {
         } else {
             (sum(&|l| l), rows.saturating_mul(len))
         };
-        (total.saturating_sub(useful), total)
+        PaddedUnits {
+            padded: total.saturating_sub(useful),
+            total,
+        }
     }
 }
 
@@ -314,7 +317,7 @@ impl Recorder {
     /// Note that operation `seq`, a kernel of class `op`, ran under the padding mask in force.
     fn note_padding(&mut self, seq: u64, op: OpClass) {
         if let Some((mask, pass)) = &self.padding {
-            let (padded, total) = mask.units(op);
+            let PaddedUnits { padded, total } = mask.units(op);
             if total > 0 {
                 self.annotations.push(Annotation::Padding {
                     span: seq,
@@ -471,7 +474,7 @@ impl Recorder {
             .padding
             .as_ref()
             .map(|(mask, pass)| (*pass, mask.units(class)))
-            .filter(|(_, (_, total))| *total > 0);
+            .filter(|(_, units)| units.total > 0);
         self.library.push(LibraryCall {
             name: name.to_owned(),
             region,
@@ -504,7 +507,7 @@ impl Recorder {
             span.site = call.site;
             call.spans.push(index);
             // Each kernel of a call made under a padding mask computes the call's rows.
-            if let Some((pass, (padded, total))) = call.padding {
+            if let Some((pass, PaddedUnits { padded, total })) = call.padding {
                 self.annotations.push(Annotation::Padding {
                     span: span.id,
                     pass,
@@ -808,8 +811,9 @@ mod tests {
             tokens: vec![vec![5, 6, 7, 8], vec![9]],
             causal: true,
         };
-        assert_eq!(mask.units(OpClass::Matmul), (3, 8));
-        assert_eq!(mask.units(OpClass::Attention), (15, 32));
+        let units = |padded, total| PaddedUnits { padded, total };
+        assert_eq!(mask.units(OpClass::Matmul), units(3, 8));
+        assert_eq!(mask.units(OpClass::Attention), units(15, 32));
         let (_clock, mut r) = recorder();
         let padded = |r: &mut Recorder, op| OpDesc {
             padding_op: Some(op),
