@@ -1717,6 +1717,41 @@ fn the_audit_of_a_real_generate_loop_finds_its_recomputed_prefix_only_without_a_
     assert!(uncached.audit.is_some_and(|a| a.ops > 0));
 }
 
+/// Work no audited operation issued (a compiled graph's kernels, say) is counted as not
+/// checked, by its share of the device's busy time, in the report and its notes.
+#[test]
+fn the_audit_says_how_much_of_the_device_busy_time_it_did_not_see() {
+    let mut run = audited_run("hf-tiny-cache.facts.jsonl");
+    let whole = findings(&run).audit.unwrap();
+    assert!(whole.work_busy_ns > 0);
+    assert_eq!(whole.audited_share(), 1.0);
+    // A kernel launched outside every audited operation, as long as all the audited work.
+    let last = run.trace.spans.iter().map(|s| s.end_ns).max().unwrap();
+    let name = run.trace.strings.id("triton_poi_fused_add_0");
+    let id = run.trace.spans.iter().map(|s| s.id).max().unwrap() + 1;
+    let from = last + 1_000_000;
+    run.trace.spans.push(wattlens_instrument::trace::Span::new(
+        id,
+        SpanKind::Kernel,
+        (0, 0),
+        name,
+        (from, from + whole.work_busy_ns),
+    ));
+    let report = findings(&run);
+    let cost = report.audit.unwrap();
+    assert_eq!(cost.work_busy_ns, 2 * whole.work_busy_ns);
+    assert_eq!(cost.audited_busy_ns, whole.audited_busy_ns);
+    assert!((cost.audited_share() - 0.5).abs() < 1e-12);
+    assert!(
+        report
+            .unchecked
+            .iter()
+            .any(|u| u.starts_with("50.0% of the program's device busy time")),
+        "{:#?}",
+        report.unchecked
+    );
+}
+
 /// A Llama-architecture model adds its positions inside attention (rotary embeddings), so at
 /// the first layer a decode step with a KV cache computes the same row as an earlier step
 /// whenever a token repeats; that is no recomputed prefix, and the audit must not call it one.

@@ -91,8 +91,10 @@ fn audit(out: &mut dyn Write, device: u32, a: &AuditCost) -> io::Result<()> {
     let run_s = a.run_ns as f64 * 1e-9;
     writeln!(
         out,
-        "Audit (GPU {device}): {} operations audited, {} of them with work on this GPU; recomputation, repeated uploads and silent writes above are proven from full-content digests",
-        a.ops, a.ops_on_device
+        "Audit (GPU {device}): {} operations audited, {} of them with work on this GPU, issuing {:.1}% of its busy time; recomputation, repeated uploads and silent writes above are proven from full-content digests",
+        a.ops,
+        a.ops_on_device,
+        100.0 * a.audited_share()
     )?;
     writeln!(
         out,

@@ -20,9 +20,10 @@
 //!
 //! Every comparison is of full-content digests, computed by the audit on the device.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{AuditCost, Context, Evidence, Mj, Occurrence, WasteKind};
+use crate::audit::DIGEST_KERNEL;
 use crate::trace::{Annotation, AuditOp, AuditSummary, OpClass};
 
 /// What an operation is for grouping: its operator, and the kind of module it ran in.
@@ -126,7 +127,7 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
     }
     // Work the detectors before found wasted whole (an upload proven redundant from the
     // trace alone) is not found again.
-    let claimed: std::collections::HashSet<u64> = out
+    let claimed: HashSet<u64> = out
         .iter()
         .filter(|o| o.whole_launch)
         .filter_map(|o| match o.wasted {
@@ -169,6 +170,14 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
     if unmapped > 0 {
         unchecked.push(format!(
             "{unmapped} audited operations issued no device work the trace recorded on GPU {} (host operations, or work of another device); they are not priced",
+            cx.device
+        ));
+    }
+    let (all_ns, audited_ns) = audited_busy_ns(cx, &f);
+    if all_ns > 0 && audited_ns < all_ns {
+        unchecked.push(format!(
+            "{:.1}% of the program's device busy time on GPU {} ran outside every operation the audit saw (compiled graphs, CUDA graphs, extensions that launch kernels themselves); that work was not checked",
+            100.0 * (all_ns - audited_ns) as f64 / all_ns as f64,
             cx.device
         ));
     }
@@ -318,6 +327,21 @@ fn silent_write(cx: &Context<'_>, op: &AuditOp, bytes: u64) -> Option<Occurrence
     occurrence(cx, kind, op, (1.0, 1.0), (proof, fix))
 }
 
+/// The busy time of the program's device work (the audit's digests left out), and of the part
+/// that audited operations issued, ns.
+fn audited_busy_ns(cx: &Context<'_>, f: &Facts<'_>) -> (u64, u64) {
+    let issued: HashSet<u64> = f.ops.iter().flat_map(|o| o.spans.iter().copied()).collect();
+    let digest = cx.trace.strings.find(DIGEST_KERNEL);
+    let (mut all, mut audited) = (0u64, 0u64);
+    for s in cx.work.iter().filter(|s| Some(s.name) != digest) {
+        all += s.duration_ns();
+        if issued.contains(&s.id) {
+            audited += s.duration_ns();
+        }
+    }
+    (all, audited)
+}
+
 /// What the audit saw and cost, where the trace was audited.
 pub(super) fn cost(cx: &Context<'_>) -> Option<AuditCost> {
     let f = facts(cx);
@@ -327,7 +351,10 @@ pub(super) fn cost(cx: &Context<'_>) -> Option<AuditCost> {
     let (first, last) = cx.trace.spans.iter().fold((u64::MAX, 0), |(a, b), s| {
         (a.min(s.start_ns), b.max(s.end_ns))
     });
+    let (work_busy_ns, audited_busy_ns) = audited_busy_ns(cx, &f);
     Some(AuditCost {
+        work_busy_ns,
+        audited_busy_ns,
         ops: f.summaries.iter().map(|s| s.ops).sum(),
         ops_on_device: f
             .ops

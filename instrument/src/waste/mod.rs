@@ -133,6 +133,26 @@ pub struct AuditCost {
     pub digest_busy_ns: u64,
     /// The run's length on the trace clock (first to last record), ns.
     pub run_ns: u64,
+    /// Busy time of the program's kernels and copies on this device (the audit's digests left
+    /// out), ns.
+    #[serde(default)]
+    pub work_busy_ns: u64,
+    /// Of it, the busy time of work that audited operations issued, ns. The rest ran outside
+    /// every operation the audit saw (compiled graphs, CUDA graphs, extensions that launch
+    /// kernels themselves) and was not checked.
+    #[serde(default)]
+    pub audited_busy_ns: u64,
+}
+
+impl AuditCost {
+    /// The share of the program's device busy time that ran inside audited operations (1
+    /// without any busy time).
+    pub fn audited_share(&self) -> f64 {
+        if self.work_busy_ns == 0 {
+            return 1.0;
+        }
+        self.audited_busy_ns as f64 / self.work_busy_ns as f64
+    }
 }
 
 impl WasteReport {
