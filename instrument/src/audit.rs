@@ -50,6 +50,8 @@ pub struct AuditFacts {
     pub summary: Option<AuditSummary>,
     /// Lines that were not facts.
     pub unreadable_lines: u64,
+    /// What the audit could not check, one sentence each.
+    pub notes: Vec<String>,
 }
 
 /// A tensor the audit saw was freed.
@@ -113,6 +115,9 @@ struct EndLine {
     audit_ns: u64,
     #[serde(default)]
     skipped: HashMap<String, u64>,
+    /// Calls of `torch.compile` (and `Module.compile`) the program made.
+    #[serde(default)]
+    compiled: u64,
 }
 
 /// A device name as torch prints it (`cuda:1`, `cpu`) as a CUDA index, or `None` for host.
@@ -193,6 +198,12 @@ pub fn read_facts(input: impl BufRead) -> Result<AuditFacts, AuditError> {
                     skipped,
                     ..AuditSummary::default()
                 });
+                if end.compiled > 0 {
+                    facts.notes.push(format!(
+                        "the program called torch.compile {} time(s); under the audit its compiled code ran eagerly (TorchDynamo compiles nothing while a dispatch mode is active), so the findings describe the eager operations, and a run without --audit runs other kernels",
+                        end.compiled
+                    ));
+                }
             }
             Err(_) => facts.unreadable_lines += 1,
         }
@@ -329,6 +340,9 @@ pub fn attach(trace: &mut Trace, facts: AuditFacts) {
         .annotations
         .extend(facts.freed.into_iter().map(TensorFreed::annotation));
     trace.annotations.push(Annotation::AuditSummary(summary));
+    trace
+        .annotations
+        .extend(facts.notes.into_iter().map(Annotation::AuditNote));
 }
 
 #[cfg(test)]
@@ -391,6 +405,27 @@ mod tests {
             s.skipped,
             vec![("inside a CUDA graph capture".to_owned(), 4)]
         );
+        assert!(f.notes.is_empty(), "{:?}", f.notes);
+    }
+
+    /// A program that compiles with torch.compile runs eagerly under the audit; the trace
+    /// says so, for the report's notes.
+    #[test]
+    fn a_program_that_called_torch_compile_gets_a_note_in_its_trace() {
+        let text = r#"{"end":{"ops":0,"audit_ns":0,"skipped":{},"compiled":2}}"#;
+        let f = read_facts(text.as_bytes()).unwrap();
+        let mut t = Trace::new(RunMeta::default());
+        attach(&mut t, f);
+        let notes: Vec<&String> = t
+            .annotations
+            .iter()
+            .filter_map(|a| match a {
+                Annotation::AuditNote(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("torch.compile 2 time(s)") && notes[0].contains("eagerly"));
     }
 
     #[test]

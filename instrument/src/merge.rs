@@ -252,7 +252,7 @@ fn annotation_of_process(
             tensor: k64 << 40 | tensor,
             after_seq: k64 << 40 | after_seq,
         },
-        summary @ Annotation::AuditSummary(_) => summary,
+        summary @ (Annotation::AuditSummary(_) | Annotation::AuditNote(_)) => summary,
         Annotation::ProfilerEpisode {
             device: d,
             from_ns,

@@ -271,6 +271,7 @@ fn annotations_round_trip_and_an_unknown_kind_is_skipped() {
             skipped: vec![("inside a CUDA graph capture".into(), 3)],
             unreadable_lines: 1,
         }),
+        Annotation::AuditNote("the program called torch.compile 1 time(s)".into()),
     ];
     assert_eq!(
         read_trace(&encode(&t)[..]).unwrap().annotations,

@@ -199,6 +199,9 @@ def make_mode(torch, facts):
         "audit_ns": 0,
         "ops": 0,
         "skipped": {},
+        # Calls of torch.compile: under the dispatch mode, TorchDynamo compiles nothing and the
+        # compiled code runs eagerly, which the report must say.
+        "compiled": 0,
         "modules": [],
         "module_ids": {},
         "previous_rows": {},
@@ -533,9 +536,26 @@ def make_mode(torch, facts):
             "ops": state["ops"],
             "audit_ns": state["audit_ns"],
             "skipped": state["skipped"],
+            "compiled": state["compiled"],
         }
 
-    return AuditMode(), pre_hook, post_hook, summary
+    return AuditMode(), pre_hook, post_hook, summary, state
+
+
+def count_compile_calls(torch, state):
+    """Count the program's calls of torch.compile and Module.compile, passing them through."""
+    import functools
+
+    def counting(compile_fn):
+        @functools.wraps(compile_fn)
+        def wrapper(*args, **kwargs):
+            state["compiled"] += 1
+            return compile_fn(*args, **kwargs)
+        return wrapper
+
+    torch.compile = counting(torch.compile)
+    if hasattr(torch.nn.Module, "compile"):
+        torch.nn.Module.compile = counting(torch.nn.Module.compile)
 
 
 def install(torch):
@@ -545,7 +565,8 @@ def install(torch):
         return
     path = path.replace("{pid}", str(os.getpid()))
     facts = _Facts(path)
-    mode, pre, post, summary = make_mode(torch, facts)
+    mode, pre, post, summary, state = make_mode(torch, facts)
+    count_compile_calls(torch, state)
     from torch.nn.modules import module as nn_module
     nn_module.register_module_forward_pre_hook(pre)
     nn_module.register_module_forward_hook(post)

@@ -40,9 +40,9 @@ pub const OLDEST_MAJOR: u16 = 1;
 /// [`Annotation::CallbackCost`](crate::trace::Annotation::CallbackCost), 5 the audit's
 /// [`Annotation::AuditOp`](crate::trace::Annotation::AuditOp),
 /// [`Annotation::AuditFreed`](crate::trace::Annotation::AuditFreed) and
-/// [`Annotation::AuditSummary`](crate::trace::Annotation::AuditSummary); older readers skip
-/// them).
-pub const FORMAT_MINOR: u16 = 5;
+/// [`Annotation::AuditSummary`](crate::trace::Annotation::AuditSummary), 6
+/// [`Annotation::AuditNote`](crate::trace::Annotation::AuditNote); older readers skip them).
+pub const FORMAT_MINOR: u16 = 6;
 /// Largest record payload accepted, bytes.
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Length of the file header, bytes.

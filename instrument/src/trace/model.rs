@@ -165,6 +165,8 @@ pub enum Annotation {
     },
     /// What the audit of one process did and cost (format 2.5).
     AuditSummary(AuditSummary),
+    /// Something the audit of one process could not check, in one sentence (format 2.6).
+    AuditNote(String),
 }
 
 /// One PyTorch (aten) operation of an audited run, as its content facts ([`Annotation::AuditOp`]).

@@ -48,11 +48,13 @@ fn is_upload(op: &AuditOp) -> bool {
 }
 
 /// The audit's facts in `cx`'s trace: its operations with device work on `cx`'s device, in
-/// issue order; every tensor freed, with the last operation begun before; its summaries.
+/// issue order; every tensor freed, with the last operation begun before; its summaries and
+/// notes.
 struct Facts<'t> {
     ops: Vec<&'t AuditOp>,
     freed: HashMap<u64, u64>,
     summaries: Vec<&'t AuditSummary>,
+    notes: Vec<&'t str>,
 }
 
 fn facts<'t>(cx: &Context<'t>) -> Facts<'t> {
@@ -60,6 +62,7 @@ fn facts<'t>(cx: &Context<'t>) -> Facts<'t> {
         ops: Vec::new(),
         freed: HashMap::new(),
         summaries: Vec::new(),
+        notes: Vec::new(),
     };
     for a in &cx.trace.annotations {
         match a {
@@ -68,6 +71,7 @@ fn facts<'t>(cx: &Context<'t>) -> Facts<'t> {
                 f.freed.insert(*tensor, *after_seq);
             }
             Annotation::AuditSummary(s) => f.summaries.push(s),
+            Annotation::AuditNote(n) => f.notes.push(n),
             _ => {}
         }
     }
@@ -151,6 +155,7 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             "padding: the audit does not know which rows of an operation are padding (declare a padding mask through the runtime to have it priced)".to_owned(),
         );
     }
+    unchecked.extend(f.notes.iter().map(|n| (*n).to_owned()));
     for s in &f.summaries {
         for (why, n) in &s.skipped {
             unchecked.push(format!("{n} operations were not audited: {why}"));

@@ -869,6 +869,7 @@ impl BufferNotes {
                 | Annotation::AuditOp(_)
                 | Annotation::AuditFreed { .. }
                 | Annotation::AuditSummary(_)
+                | Annotation::AuditNote(_)
                 | Annotation::Tokens { .. }
                 | Annotation::Pass { .. }
                 | Annotation::CopyTarget { .. } => {}
