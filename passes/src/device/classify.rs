@@ -250,43 +250,112 @@ impl Ctx<'_> {
 
 /// Extract the classification features of `f`.
 pub(crate) fn features(f: &Func, cfg: &Cfg, roots: &[Vec<Root>]) -> Features {
-    let n = f.insts.len();
-    let mut load_of: Vec<Option<u32>> = vec![None; n];
-    // Values derived from loaded integers (for data-dependent addressing) and from any loaded
-    // data (for "computed from loads").
-    let mut int_from_load = vec![false; n];
-    let mut from_load = vec![false; n];
-    for _ in 0..3 {
-        for i in 0..n {
-            let inst = &f.insts[i];
-            let dep = |flags: &[bool]| {
-                inst.ops
-                    .iter()
-                    .any(|o| matches!(o, Val::Inst(j) if flags[*j as usize]))
+    let flow = LoadFlow::of(f);
+    let indirect = indirect_pointers(f, &flow.int_from_load);
+    let ctx = Ctx {
+        f,
+        load_of: flow.load_of,
+    };
+    let mut ft = Features::default();
+    for (i, inst) in f.insts.iter().enumerate() {
+        if is_call(inst) {
+            count_intrinsics(&mut ft, f, i, inst);
+        }
+        if is_float(inst.ty)
+            && !matches!(inst.op, Op::LLVMLoad | Op::LLVMPHI | Op::LLVMSelect)
+            && !is_conversion(inst.op)
+        {
+            ft.fp_ops += 1;
+        }
+        if inst.op == Op::LLVMPHI && is_float(inst.ty) {
+            count_loop_reductions(&mut ft, &ctx, cfg, i);
+        }
+        // Data-dependent addressing: an address built (through any chain of GEPs, casts, phis
+        // and selects) from an integer loaded from memory.
+        if matches!(inst.op, Op::LLVMLoad | Op::LLVMStore) {
+            let ptr = if inst.op == Op::LLVMLoad {
+                inst.ops.first()
+            } else {
+                inst.ops.get(1)
             };
-            match inst.op {
-                Op::LLVMLoad => {
-                    load_of[i] = Some(i as u32);
-                    from_load[i] = true;
-                    int_from_load[i] = matches!(inst.ty, Ty::Int { .. });
-                }
-                op if is_conversion(op) => {
-                    load_of[i] = match inst.ops.first() {
-                        Some(Val::Inst(j)) => load_of[*j as usize],
-                        _ => None,
-                    };
-                    from_load[i] = dep(&from_load);
-                    int_from_load[i] = matches!(inst.ty, Ty::Int { .. }) && dep(&int_from_load);
-                }
-                Op::LLVMGetElementPtr => {}
-                _ => {
-                    from_load[i] = dep(&from_load);
-                    int_from_load[i] = matches!(inst.ty, Ty::Int { .. }) && dep(&int_from_load);
+            if let Some(Val::Inst(p)) = ptr {
+                if indirect[*p as usize] {
+                    ft.indirect_accesses += 1;
                 }
             }
         }
+        if inst.op == Op::LLVMStore {
+            count_global_store(&mut ft, &ctx, inst, (roots, &flow.from_load));
+        }
+        if is_call(inst) && is_memory_intrinsic(callee_text(inst)) {
+            ft.global_stores += 1;
+            ft.move_stores += 1;
+        }
     }
-    // Pointers whose address depends on a loaded integer.
+    ft
+}
+
+/// What each instruction's value owes to loads.
+struct LoadFlow {
+    /// The load it forwards (through conversions), if any.
+    load_of: Vec<Option<u32>>,
+    /// Whether it is an integer derived from a loaded integer (for data-dependent addressing).
+    int_from_load: Vec<bool>,
+    /// Whether it is derived from any loaded data (for "computed from loads").
+    from_load: Vec<bool>,
+}
+
+impl LoadFlow {
+    fn of(f: &Func) -> Self {
+        let n = f.insts.len();
+        let mut flow = Self {
+            load_of: vec![None; n],
+            int_from_load: vec![false; n],
+            from_load: vec![false; n],
+        };
+        // Three passes reach values defined after their use in the listing (loop phis).
+        for _ in 0..3 {
+            for i in 0..n {
+                flow.visit(f, i);
+            }
+        }
+        flow
+    }
+
+    fn visit(&mut self, f: &Func, i: usize) {
+        let inst = &f.insts[i];
+        let dep = |flags: &[bool]| {
+            inst.ops
+                .iter()
+                .any(|o| matches!(o, Val::Inst(j) if flags[*j as usize]))
+        };
+        let is_int = matches!(inst.ty, Ty::Int { .. });
+        match inst.op {
+            Op::LLVMLoad => {
+                self.load_of[i] = Some(i as u32);
+                self.from_load[i] = true;
+                self.int_from_load[i] = is_int;
+            }
+            op if is_conversion(op) => {
+                self.load_of[i] = match inst.ops.first() {
+                    Some(Val::Inst(j)) => self.load_of[*j as usize],
+                    _ => None,
+                };
+                self.from_load[i] = dep(&self.from_load);
+                self.int_from_load[i] = is_int && dep(&self.int_from_load);
+            }
+            Op::LLVMGetElementPtr => {}
+            _ => {
+                self.from_load[i] = dep(&self.from_load);
+                self.int_from_load[i] = is_int && dep(&self.int_from_load);
+            }
+        }
+    }
+}
+
+/// Pointers whose address depends on a loaded integer (`int_from_load`).
+fn indirect_pointers(f: &Func, int_from_load: &[bool]) -> Vec<bool> {
+    let n = f.insts.len();
     let mut indirect = vec![false; n];
     for _ in 0..3 {
         for i in 0..n {
@@ -308,110 +377,105 @@ pub(crate) fn features(f: &Func, cfg: &Cfg, roots: &[Vec<Root>]) -> Features {
             };
         }
     }
-    let ctx = Ctx { f, load_of };
-    let mut ft = Features::default();
-    for (i, inst) in f.insts.iter().enumerate() {
-        let text = callee_text(inst);
-        if is_call(inst) {
-            if text.contains("mma") || text.contains("dp4a") || text.contains("dp2a") {
-                ft.tensor_ops += 1;
-            }
-            if text.contains("llvm.exp") || text.contains("ex2") {
-                ft.exps += 1;
-            }
-            if text.contains("sqrt") {
-                ft.sqrts += 1;
-            }
-            if text.contains("shfl") {
-                // A shuffle tree: the shuffled value combined with the value it came from.
-                let src = inst.ops.get(1).cloned().unwrap_or(Val::Other);
-                for &u in &f.users[i] {
-                    let user = &f.insts[u as usize];
-                    if let Some((step, _)) = accumulate_step(user) {
-                        if user.ops.contains(&src) {
-                            match step {
-                                Step::Max => ft.max_reductions += 1,
-                                _ => ft.sum_reductions += 1,
-                            }
-                        }
-                    }
+    indirect
+}
+
+/// Count call `inst` (instruction `i`) if it is a tensor-core or dot-product op, an exp, a
+/// square root, or a shuffle whose value is combined with the value it came from (a shuffle
+/// reduction tree).
+fn count_intrinsics(ft: &mut Features, f: &Func, i: usize, inst: &Inst) {
+    let text = callee_text(inst);
+    if text.contains("mma") || text.contains("dp4a") || text.contains("dp2a") {
+        ft.tensor_ops += 1;
+    }
+    if text.contains("llvm.exp") || text.contains("ex2") {
+        ft.exps += 1;
+    }
+    if text.contains("sqrt") {
+        ft.sqrts += 1;
+    }
+    if !text.contains("shfl") {
+        return;
+    }
+    let src = inst.ops.get(1).cloned().unwrap_or(Val::Other);
+    for &u in &f.users[i] {
+        let user = &f.insts[u as usize];
+        if let Some((step, _)) = accumulate_step(user) {
+            if user.ops.contains(&src) {
+                match step {
+                    Step::Max => ft.max_reductions += 1,
+                    _ => ft.sum_reductions += 1,
                 }
             }
-        }
-        if is_float(inst.ty)
-            && !matches!(inst.op, Op::LLVMLoad | Op::LLVMPHI | Op::LLVMSelect)
-            && !is_conversion(inst.op)
-        {
-            ft.fp_ops += 1;
-        }
-        if inst.op == Op::LLVMPHI && is_float(inst.ty) {
-            let header = inst.block;
-            if let Some(l) = cfg.loop_of[header as usize] {
-                let lp = &cfg.loops[l as usize];
-                if lp.header == header {
-                    for (k, v) in inst.ops.iter().enumerate() {
-                        let from = inst.phi_blocks.get(k).copied().unwrap_or(u32::MAX);
-                        if !lp.latches.contains(&from) {
-                            continue;
-                        }
-                        let (closed, step, macs) = ctx.chain(i as u32, v);
-                        if closed {
-                            ft.dot_macs += macs;
-                            match step {
-                                Some(Step::Max) => ft.max_reductions += 1,
-                                Some(_) => ft.sum_reductions += 1,
-                                None => {}
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        // Data-dependent addressing: an address built (through any chain of GEPs, casts, phis
-        // and selects) from an integer loaded from memory.
-        if matches!(inst.op, Op::LLVMLoad | Op::LLVMStore) {
-            let ptr = if inst.op == Op::LLVMLoad {
-                inst.ops.first()
-            } else {
-                inst.ops.get(1)
-            };
-            if let Some(Val::Inst(p)) = ptr {
-                if indirect[*p as usize] {
-                    ft.indirect_accesses += 1;
-                }
-            }
-        }
-        if inst.op == Op::LLVMStore {
-            let to_global = inst
-                .ops
-                .get(1)
-                .map(|p| val_roots(f, p, roots))
-                .is_some_and(|r| {
-                    r.iter().any(|r| {
-                        matches!(
-                            r,
-                            Root::Param(_) | Root::Field { .. } | Root::Opaque | Root::Global
-                        )
-                    })
-                });
-            if to_global {
-                ft.global_stores += 1;
-                match inst.ops.first() {
-                    Some(Val::Inst(j)) if ctx.load_of[*j as usize].is_some() => ft.move_stores += 1,
-                    Some(Val::Inst(j)) if from_load[*j as usize] => ft.computed_stores += 1,
-                    Some(Val::Inst(_)) => {}
-                    _ => ft.move_stores += 1,
-                }
-            }
-        }
-        if is_call(inst)
-            && (text.starts_with("llvm.memcpy")
-                || text.starts_with("llvm.memmove")
-                || text.starts_with("llvm.memset"))
-        {
-            ft.global_stores += 1;
-            ft.move_stores += 1;
         }
     }
-    ft
+}
+
+/// Count the reductions and dot-product multiply-adds a loop carries through float phi `i`
+/// in its header: each value from a latch whose chain closes back on the phi.
+fn count_loop_reductions(ft: &mut Features, ctx: &Ctx<'_>, cfg: &Cfg, i: usize) {
+    let inst = &ctx.f.insts[i];
+    let header = inst.block;
+    let Some(l) = cfg.loop_of[header as usize] else {
+        return;
+    };
+    let lp = &cfg.loops[l as usize];
+    if lp.header != header {
+        return;
+    }
+    for (k, v) in inst.ops.iter().enumerate() {
+        let from = inst.phi_blocks.get(k).copied().unwrap_or(u32::MAX);
+        if !lp.latches.contains(&from) {
+            continue;
+        }
+        let (closed, step, macs) = ctx.chain(i as u32, v);
+        if closed {
+            ft.dot_macs += macs;
+            match step {
+                Some(Step::Max) => ft.max_reductions += 1,
+                Some(_) => ft.sum_reductions += 1,
+                None => {}
+            }
+        }
+    }
+}
+
+/// Count store `inst` if it writes global memory: as a move (its value a load, forwarded) or
+/// as computed from loaded data (`from_load`).
+fn count_global_store(
+    ft: &mut Features,
+    ctx: &Ctx<'_>,
+    inst: &Inst,
+    (roots, from_load): (&[Vec<Root>], &[bool]),
+) {
+    let to_global = inst
+        .ops
+        .get(1)
+        .map(|p| val_roots(ctx.f, p, roots))
+        .is_some_and(|r| {
+            r.iter().any(|r| {
+                matches!(
+                    r,
+                    Root::Param(_) | Root::Field { .. } | Root::Opaque | Root::Global
+                )
+            })
+        });
+    if !to_global {
+        return;
+    }
+    ft.global_stores += 1;
+    match inst.ops.first() {
+        Some(Val::Inst(j)) if ctx.load_of[*j as usize].is_some() => ft.move_stores += 1,
+        Some(Val::Inst(j)) if from_load[*j as usize] => ft.computed_stores += 1,
+        Some(Val::Inst(_)) => {}
+        _ => ft.move_stores += 1,
+    }
+}
+
+/// Whether a callee is a memory intrinsic (`llvm.memcpy`, `llvm.memmove`, `llvm.memset`): a
+/// move of memory, counted as a global store.
+fn is_memory_intrinsic(text: &str) -> bool {
+    text.starts_with("llvm.memcpy")
+        || text.starts_with("llvm.memmove")
+        || text.starts_with("llvm.memset")
 }
