@@ -2,6 +2,7 @@
 //! costliest path, with loop trip counts derived from induction variables as expressions over
 //! the scalar arguments (`iters_L<n>` where a count cannot be derived).
 
+use inkwell::llvm_sys::LLVMIntPredicate;
 use wattlens_instrument::StaticCost;
 
 use super::access::{val_roots, Root};
@@ -389,6 +390,31 @@ impl Coster<'_> {
             }
         };
         let tested_at_latch = lp.latches.contains(e);
+        let (init, step) = self.induction(l, phi)?;
+        let mut pred = pred;
+        if swapped {
+            pred = swapped_predicate(pred);
+        }
+        if !continue_if_true {
+            pred = inverse_predicate(pred);
+        }
+        // Continue while `phi + offset pred bound`: compare the phi against `bound - offset`.
+        let span = values_passing(pred, init, Expr::sub(bound, offset), step)?;
+        // A test at the latch runs after the body: one iteration more than the values that
+        // pass. Rotated loops are guarded before entry (LLVM's rotation inserts the test), so a
+        // count below one means the loop does not run.
+        let count = if tested_at_latch {
+            Expr::add(span, Expr::Const(1))
+        } else {
+            span
+        };
+        Some(Expr::max(Expr::Const(0), count))
+    }
+
+    /// The start value and step of header phi `phi` of loop `l`: its value from outside the
+    /// loop, and the invariant it adds from inside.
+    fn induction(&self, l: usize, phi: u32) -> Option<(Expr, Expr)> {
+        let lp = &self.cfg.loops[l];
         let phi_inst = &self.f.insts[phi as usize];
         let mut init = None;
         let mut step = None;
@@ -409,61 +435,7 @@ impl Coster<'_> {
                 init = Some(self.expr(v, 0)?);
             }
         }
-        let (init, step) = (init?, step?);
-        use inkwell::llvm_sys::LLVMIntPredicate::*;
-        let mut pred = pred;
-        if swapped {
-            pred = match pred {
-                LLVMIntSLT => LLVMIntSGT,
-                LLVMIntSGT => LLVMIntSLT,
-                LLVMIntSLE => LLVMIntSGE,
-                LLVMIntSGE => LLVMIntSLE,
-                LLVMIntULT => LLVMIntUGT,
-                LLVMIntUGT => LLVMIntULT,
-                LLVMIntULE => LLVMIntUGE,
-                LLVMIntUGE => LLVMIntULE,
-                p => p,
-            };
-        }
-        if !continue_if_true {
-            pred = match pred {
-                LLVMIntEQ => LLVMIntNE,
-                LLVMIntNE => LLVMIntEQ,
-                LLVMIntSLT => LLVMIntSGE,
-                LLVMIntSGE => LLVMIntSLT,
-                LLVMIntSGT => LLVMIntSLE,
-                LLVMIntSLE => LLVMIntSGT,
-                LLVMIntULT => LLVMIntUGE,
-                LLVMIntUGE => LLVMIntULT,
-                LLVMIntUGT => LLVMIntULE,
-                LLVMIntULE => LLVMIntUGT,
-            };
-        }
-        // Continue while `phi + offset pred bound`: compare the phi against `bound - offset`.
-        let bound = Expr::sub(bound, offset);
-        let span = match pred {
-            LLVMIntSLT | LLVMIntULT | LLVMIntNE => Expr::ceil_div(Expr::sub(bound, init), step),
-            LLVMIntSLE | LLVMIntULE => {
-                Expr::ceil_div(Expr::add(Expr::sub(bound, init), Expr::Const(1)), step)
-            }
-            LLVMIntSGT | LLVMIntUGT => {
-                Expr::ceil_div(Expr::sub(init, bound), Expr::sub(Expr::Const(0), step))
-            }
-            LLVMIntSGE | LLVMIntUGE => Expr::ceil_div(
-                Expr::add(Expr::sub(init, bound), Expr::Const(1)),
-                Expr::sub(Expr::Const(0), step),
-            ),
-            LLVMIntEQ => return None,
-        };
-        // A test at the latch runs after the body: one iteration more than the values that
-        // pass. Rotated loops are guarded before entry (LLVM's rotation inserts the test), so a
-        // count below one means the loop does not run.
-        let count = if tested_at_latch {
-            Expr::add(span, Expr::Const(1))
-        } else {
-            span
-        };
-        Some(Expr::max(Expr::Const(0), count))
+        Some((init?, step?))
     }
 
     /// Costliest path through the region of loop `l` (or the whole function), for a metric.
@@ -630,4 +602,58 @@ pub(crate) fn static_cost(
         flops_per_thread: coster.region(None, |c| c.flops).simplified(),
         global_bytes_per_thread: coster.region(None, |c| c.bytes).simplified(),
     }
+}
+
+/// The predicate with its operands swapped (`a < b` is `b > a`).
+fn swapped_predicate(pred: LLVMIntPredicate) -> LLVMIntPredicate {
+    use LLVMIntPredicate::*;
+    match pred {
+        LLVMIntSLT => LLVMIntSGT,
+        LLVMIntSGT => LLVMIntSLT,
+        LLVMIntSLE => LLVMIntSGE,
+        LLVMIntSGE => LLVMIntSLE,
+        LLVMIntULT => LLVMIntUGT,
+        LLVMIntUGT => LLVMIntULT,
+        LLVMIntULE => LLVMIntUGE,
+        LLVMIntUGE => LLVMIntULE,
+        p => p,
+    }
+}
+
+/// The predicate that holds exactly where `pred` does not (a loop that exits on true
+/// continues on its inverse).
+fn inverse_predicate(pred: LLVMIntPredicate) -> LLVMIntPredicate {
+    use LLVMIntPredicate::*;
+    match pred {
+        LLVMIntEQ => LLVMIntNE,
+        LLVMIntNE => LLVMIntEQ,
+        LLVMIntSLT => LLVMIntSGE,
+        LLVMIntSGE => LLVMIntSLT,
+        LLVMIntSGT => LLVMIntSLE,
+        LLVMIntSLE => LLVMIntSGT,
+        LLVMIntULT => LLVMIntUGE,
+        LLVMIntUGE => LLVMIntULT,
+        LLVMIntUGT => LLVMIntULE,
+        LLVMIntULE => LLVMIntUGT,
+    }
+}
+
+/// How many values `init, init + step, …` satisfy `v pred bound` before the first that does
+/// not; `None` for an equality test, whose count is not a closed form.
+fn values_passing(pred: LLVMIntPredicate, init: Expr, bound: Expr, step: Expr) -> Option<Expr> {
+    use LLVMIntPredicate::*;
+    Some(match pred {
+        LLVMIntSLT | LLVMIntULT | LLVMIntNE => Expr::ceil_div(Expr::sub(bound, init), step),
+        LLVMIntSLE | LLVMIntULE => {
+            Expr::ceil_div(Expr::add(Expr::sub(bound, init), Expr::Const(1)), step)
+        }
+        LLVMIntSGT | LLVMIntUGT => {
+            Expr::ceil_div(Expr::sub(init, bound), Expr::sub(Expr::Const(0), step))
+        }
+        LLVMIntSGE | LLVMIntUGE => Expr::ceil_div(
+            Expr::add(Expr::sub(init, bound), Expr::Const(1)),
+            Expr::sub(Expr::Const(0), step),
+        ),
+        LLVMIntEQ => return None,
+    })
 }
