@@ -28,10 +28,53 @@ pub(crate) fn read_sensors(
     rng: &mut SimRng,
 ) -> SensorOutput {
     let total_ns = signal.power_mw.len() as u64 * signal.cell_ns;
+    let clock = SimClock {
+        device,
+        start_unix_ns,
+        total_ns,
+    };
+    // The random draws come in this order (samples, counter, instant field, reads), so that a
+    // seed gives the same run.
+    let mut readings = sample_ring(signal, profile, &clock, rng);
+    let counter = EnergyCounter::new(signal, profile, total_ns, rng);
+    let instant = instant_updates(signal, profile, total_ns, rng);
+    readings.extend(sampler_reads(
+        profile,
+        &clock,
+        cpu_budget,
+        (&counter, &instant),
+        rng,
+    ));
+    let counter_update_ns = counter
+        .update_ns
+        .iter()
+        .map(|u| start_unix_ns + u)
+        .collect();
+    readings.sort_by_key(PowerReading::ts_ns);
+    SensorOutput {
+        readings,
+        counter_update_ns,
+    }
+}
+
+/// Where the simulated run sits: its device, where its zero lies on the trace clock, and its
+/// length, ns.
+struct SimClock {
+    device: u32,
+    start_unix_ns: u64,
+    total_ns: u64,
+}
+
+/// The samples ring: a grid of the sample period with displaced entries and small jitter, each
+/// the smoothed power plus noise.
+fn sample_ring(
+    signal: &PowerSignal,
+    profile: &SensorProfile,
+    clock: &SimClock,
+    rng: &mut SimRng,
+) -> Vec<PowerReading> {
     let smoothed = signal.smoothed_mw(profile.sample_tau_ns);
     let mut readings = Vec::new();
-
-    // Samples ring: a 20 ms grid with displaced entries and small jitter.
     let period = profile.sample_period_ns.max(1) as f64;
     let mut n = 0u64;
     let phase = rng.uniform(0.0, period);
@@ -49,7 +92,7 @@ pub(crate) fn read_sensors(
             continue;
         }
         let t = t as u64;
-        if t >= total_ns {
+        if t >= clock.total_ns {
             break;
         }
         last = t;
@@ -57,33 +100,67 @@ pub(crate) fn read_sensors(
         let mw = (smoothed[k] + rng.normal() * profile.sample_noise_sd_mw)
             .round()
             .max(0.0) as u32;
-        let ts_ns = start_unix_ns + t;
+        let ts_ns = clock.start_unix_ns + t;
         readings.push(PowerReading::Sample {
-            device,
+            device: clock.device,
             ts_ns,
             raw_ts_us: ts_ns / 1000,
             power_mw: mw,
         });
     }
+    readings
+}
 
-    // Energy counter: an exact integral, updated on its own period, floored to its resolution.
-    let res = profile.counter_resolution_mj.max(1);
-    let base_mj = 2_000_000 + rng.next_u64() % 1_000_000;
-    let cperiod = profile.counter_period_ns.max(1);
-    let first_update = (rng.unit() * cperiod as f64) as u64;
-    let counter_update_ns: Vec<u64> = (0..)
-        .map(|k| first_update + k * cperiod)
-        .take_while(|&u| u < total_ns)
-        .collect();
-    let counter_at = |t: u64| -> Option<u64> {
-        let k = counter_update_ns.partition_point(|&u| u <= t);
-        let u = *counter_update_ns.get(k.checked_sub(1)?)?;
-        Some(base_mj + (signal.energy_mj(u) as u64 / res) * res)
-    };
+/// The energy counter: an exact integral, updated on its own period, floored to its
+/// resolution, from a random base.
+struct EnergyCounter<'s> {
+    signal: &'s PowerSignal,
+    base_mj: u64,
+    resolution_mj: u64,
+    /// When it updates, ns from the start.
+    update_ns: Vec<u64>,
+}
 
-    // Instant field: the mean over a short window, a random lag behind, on its own period.
+impl<'s> EnergyCounter<'s> {
+    fn new(
+        signal: &'s PowerSignal,
+        profile: &SensorProfile,
+        total_ns: u64,
+        rng: &mut SimRng,
+    ) -> Self {
+        let base_mj = 2_000_000 + rng.next_u64() % 1_000_000;
+        let period = profile.counter_period_ns.max(1);
+        let first_update = (rng.unit() * period as f64) as u64;
+        Self {
+            signal,
+            base_mj,
+            resolution_mj: profile.counter_resolution_mj.max(1),
+            update_ns: (0..)
+                .map(|k| first_update + k * period)
+                .take_while(|&u| u < total_ns)
+                .collect(),
+        }
+    }
+
+    /// Its value at `t` ns from the start; `None` before its first update.
+    fn at(&self, t: u64) -> Option<u64> {
+        let k = self.update_ns.partition_point(|&u| u <= t);
+        let u = *self.update_ns.get(k.checked_sub(1)?)?;
+        let res = self.resolution_mj;
+        Some(self.base_mj + (self.signal.energy_mj(u) as u64 / res) * res)
+    }
+}
+
+/// The instant power field's updates, (ns from the start, mW): the mean over a short window, a
+/// random lag behind, on its own period.
+fn instant_updates(
+    signal: &PowerSignal,
+    profile: &SensorProfile,
+    total_ns: u64,
+    rng: &mut SimRng,
+) -> Vec<(u64, u32)> {
     let iperiod = profile.instant_period_ns.max(1);
-    let mut instant_updates: Vec<(u64, u32)> = Vec::new();
+    let mut updates: Vec<(u64, u32)> = Vec::new();
     let mut u = (rng.unit() * iperiod as f64) as u64;
     while u < total_ns {
         let lag = rng.uniform(
@@ -95,18 +172,30 @@ pub(crate) fn read_sensors(
             .mean_mw(t1.saturating_sub(profile.instant_window_ns), t1)
             .round()
             .max(0.0) as u32;
-        instant_updates.push((u, mw));
+        updates.push((u, mw));
         u += iperiod;
     }
+    updates
+}
 
-    // The sampler reads both in one call, on the schedule the real sampler keeps.
+/// The sampler's reads of the counter and the instant field, both in one call, on the schedule
+/// the real sampler keeps (which runs on the trace clock; the signal on time since the start).
+fn sampler_reads(
+    profile: &SensorProfile,
+    clock: &SimClock,
+    cpu_budget: f64,
+    (counter, instant): (&EnergyCounter<'_>, &[(u64, u32)]),
+    rng: &mut SimRng,
+) -> Vec<PowerReading> {
+    let (device, start_unix_ns) = (clock.device, clock.start_unix_ns);
+    let cperiod = profile.counter_period_ns.max(1);
     let cost = profile.nvml_read_cost_ns.max(1);
     let plan = ReadPlan::fit(cost, cost / 4, cperiod, cpu_budget);
     let mut scheduler =
         CounterScheduler::new(cperiod, plan.counter_stride, READ_LEAD_NS, RELOCK_EVERY_NS);
     let read_ns = cost.min(u64::from(u32::MAX)) as u32;
-    // The scheduler runs on the trace clock; the signal on time since the start.
-    let end_abs = start_unix_ns + total_ns;
+    let end_abs = start_unix_ns + clock.total_ns;
+    let mut readings = Vec::new();
     let mut now = start_unix_ns;
     loop {
         let start = scheduler.next_read_ns(now).max(now);
@@ -116,7 +205,7 @@ pub(crate) fn read_sensors(
         }
         // NVML takes the value somewhere inside the call.
         let at = start - start_unix_ns + (rng.unit() * cost as f64) as u64;
-        if let Some(energy_mj) = counter_at(at) {
+        if let Some(energy_mj) = counter.at(at) {
             readings.push(PowerReading::Energy {
                 device,
                 ts_ns: start,
@@ -129,8 +218,8 @@ pub(crate) fn read_sensors(
                 energy_mj,
             });
         }
-        let k = instant_updates.partition_point(|&(u, _)| u <= at);
-        if let Some(&(_, power_mw)) = k.checked_sub(1).and_then(|k| instant_updates.get(k)) {
+        let k = instant.partition_point(|&(u, _)| u <= at);
+        if let Some(&(_, power_mw)) = k.checked_sub(1).and_then(|k| instant.get(k)) {
             readings.push(PowerReading::Instant {
                 device,
                 ts_ns: start,
@@ -140,13 +229,5 @@ pub(crate) fn read_sensors(
         }
         now = end;
     }
-    let counter_update_ns = counter_update_ns
-        .into_iter()
-        .map(|u| start_unix_ns + u)
-        .collect();
-    readings.sort_by_key(PowerReading::ts_ns);
-    SensorOutput {
-        readings,
-        counter_update_ns,
-    }
+    readings
 }
