@@ -71,10 +71,13 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/loc
 done
 export PATH="$here/bin:$PATH"
 filter=${1:-}
+# CPU tests that need what the GPU machine lacks (DuckDB from PyPI, Chromium): CI runs them.
+skips=(--skip parquet_tables_reproduce_each_runs_per_op_totals --skip the_html_report_is_self_contained)
+echo "skipped here, run by CI: ${skips[*]}"
 tests=0 failed=0 broken=0
 while IFS=$'\t' read -r name dir; do
   log="${OUT:-/tmp}/test-$name.log"
-  (cd "$root/$dir" && "$here/tests/$name" --include-ignored --test-threads=1 ${filter:+"$filter"}) >"$log" 2>&1
+  (cd "$root/$dir" && "$here/tests/$name" --include-ignored --test-threads=1 "${skips[@]}" ${filter:+"$filter"}) >"$log" 2>&1
   code=$?
   p=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
   f=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
