@@ -28,9 +28,17 @@ fn text(b: &[u8]) -> String {
 
 /// A fresh folder for one test, under cargo's own temporary folder for integration tests
 /// (inside `target/`), emptied when it is made: a test's outputs stay there to be read
-/// after a failure, and a run replaces the last run's instead of adding to the disk.
+/// after a failure, and a run replaces the last run's instead of adding to the disk. A test
+/// binary moved to another machine (the GPU bundle), where that folder cannot be made, uses
+/// the system's temporary folder instead.
 fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
+    let folder = format!("wattlens-cli-{name}");
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&folder);
+    let _ = std::fs::remove_dir_all(&d);
+    if std::fs::create_dir_all(&d).is_ok() {
+        return d;
+    }
+    let d = std::env::temp_dir().join(folder);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
