@@ -553,7 +553,8 @@ def count_compile_calls(torch, state):
             return compile_fn(*args, **kwargs)
         return wrapper
 
-    torch.compile = counting(torch.compile)
+    if hasattr(torch, "compile"):
+        torch.compile = counting(torch.compile)
     if hasattr(torch.nn.Module, "compile"):
         torch.nn.Module.compile = counting(torch.nn.Module.compile)
 
