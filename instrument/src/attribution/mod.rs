@@ -332,7 +332,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     most_energy_first(&mut ops, |o| (&o.dynamic, &o.static_share));
     most_energy_first(&mut regions, |r| (&r.dynamic, &r.static_share));
 
-    let window_ns = covered_window.to_ns - covered_window.from_ns;
+    let window_ns = covered_window.len_ns();
     let profiler_mj = profiler_energy_mj(trace, work, &spans, windows, episodes, idle_mw);
     let counter_mj: f64 = windows.iter().map(|w| w.energy_mj as f64).sum();
     let idle_mj = idle_mw * window_ns as f64 * 1e-9;

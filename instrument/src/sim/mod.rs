@@ -133,18 +133,15 @@ pub fn simulate_with_budget(
         facts,
         ..
     } = b;
-    trace.annotations.extend(episodes.iter().map(
-        |&Interval {
-             from_ns: from,
-             to_ns: to,
-         }| {
-            crate::trace::Annotation::ProfilerEpisode {
+    trace.annotations.extend(
+        episodes
+            .iter()
+            .map(|e| crate::trace::Annotation::ProfilerEpisode {
                 device: 0,
-                from_ns: start_unix_ns + from,
-                to_ns: start_unix_ns + to,
-            }
-        },
-    ));
+                from_ns: start_unix_ns + e.from_ns,
+                to_ns: start_unix_ns + e.to_ns,
+            }),
+    );
     trace.kernel_facts = facts.into_values().collect();
     trace.power = sensors.readings;
     trace.alignments.push(ClockAlignment {

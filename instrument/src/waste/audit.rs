@@ -178,14 +178,16 @@ pub(super) fn detect(cx: &Context<'_>, out: &mut Vec<Occurrence>, unchecked: &mu
             cx.device
         ));
     }
-    let (all_ns, audited_ns) = audited_busy_ns(cx, &f);
-    if all_ns > 0 && audited_ns < all_ns {
-        unchecked.push(format!(
-            "{:.1}% of the program's device busy time on GPU {} ran outside every operation the audit saw (compiled graphs, CUDA graphs, extensions that launch kernels themselves); that work was not checked",
-            100.0 * (all_ns - audited_ns) as f64 / all_ns as f64,
-            cx.device
-        ));
-    }
+}
+
+/// The note for the device busy time that ran outside every audited operation, if any.
+pub(super) fn unaudited_note(cost: &AuditCost, device: u32) -> Option<String> {
+    (cost.audited_busy_ns < cost.work_busy_ns).then(|| {
+        format!(
+            "{:.1}% of the program's device busy time on GPU {device} ran outside every operation the audit saw (compiled graphs, CUDA graphs, extensions that launch kernels themselves); that work was not checked",
+            100.0 * (1.0 - cost.audited_share())
+        )
+    })
 }
 
 /// Recomputation and repeated uploads: an operation equal to an earlier one whose outputs are

@@ -1225,6 +1225,12 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
             profiler_idle_ns as f64 / 1e6
         ));
     }
+    let audit = audit::cost(&cx);
+    unchecked.extend(
+        audit
+            .as_ref()
+            .and_then(|a| audit::unaudited_note(a, cx.device)),
+    );
     let c = &attribution.closure;
     let covered = (c.window_ns > 0).then_some(Interval::new(c.start_ns, c.start_ns + c.window_ns));
     // The attributed dynamic energy is uncertain by at most what the closure left unexplained.
@@ -1243,7 +1249,7 @@ pub fn detect(trace: &Trace, attribution: &Attribution, config: &WasteConfig) ->
         unchecked,
         profiler_idle_ns,
         phases,
-        audit: audit::cost(&cx),
+        audit,
     }
 }
 
