@@ -6,7 +6,7 @@
 #   bash scripts/gpu-bundle.sh [cargo selection flags...]     e.g.  -p wattlens-runtime -p wattlens
 #
 # Then, on the GPU machine, from the project's root:
-#   bash .gpu-bundle/run [FILTER]        runs every bundled test executable with --include-ignored
+#   bash .gpu-bundle/run [FILTER]        runs every bundled test executable, GPU tests included
 #   .gpu-bundle/bin/NAME ...             runs a bundled binary
 # The runner prints one line per executable and closes with 'N passed, N failed'.
 # Test executables are run from their own package's folder, as `cargo test` would.
@@ -63,7 +63,8 @@ strip "$out"/tests/* "$out"/bin/* 2>/dev/null || true
 
 cat >"$out/run" <<'RUN'
 #!/usr/bin/env bash
-# Runs every bundled test executable with --include-ignored (GPU tests included), one at a time.
+# Runs every bundled test executable: its CPU tests in parallel, then its GPU tests (the ignored
+# ones) one at a time.
 set -u
 here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda/extras/CUPTI/lib64; do
@@ -77,7 +78,12 @@ echo "skipped here, run by CI: ${skips[*]}"
 tests=0 failed=0 broken=0
 while IFS=$'\t' read -r name dir; do
   log="${OUT:-/tmp}/test-$name.log"
-  (cd "$root/$dir" && "$here/tests/$name" --include-ignored --test-threads=1 "${skips[@]}" ${filter:+"$filter"}) >"$log" 2>&1
+  # The CPU tests first, in parallel as cargo runs them; then the GPU tests (the ignored ones)
+  # one at a time, so that no test's power readings include another's work.
+  (cd "$root/$dir" || exit 1
+   "$here/tests/$name" "${skips[@]}" ${filter:+"$filter"}; cpu=$?
+   "$here/tests/$name" --ignored --test-threads=1 "${skips[@]}" ${filter:+"$filter"}; gpu=$?
+   [ "$cpu" -eq 0 ] && exit "$gpu"; exit "$cpu") >"$log" 2>&1
   code=$?
   p=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
   f=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
