@@ -275,6 +275,12 @@ fn annotation_of_process(
             busy_ppm,
             outcome,
         },
+        // Each process's own release; the device's is the last of them (see
+        // `Trace::released_at_ns`).
+        Annotation::ReleasedAfter { device: d, at_ns } => Annotation::ReleasedAfter {
+            device: device(d),
+            at_ns,
+        },
     })
 }
 
@@ -315,7 +321,9 @@ fn covered(t: &Trace, index: u32) -> Option<Interval> {
 /// GPUs once its command has exited, gives a trace whose process kept its GPU busy to the
 /// end the quiet windows it needs for idle power. Readings from before the process's own are
 /// not taken: a GPU nobody holds sits in a deeper power state than one a process holds idle.
-/// A device the trace has no readings of takes all of them. Returns how many were added.
+/// A device the trace has no readings of takes all of them. Where readings follow the
+/// process's own, an [`Annotation::ReleasedAfter`] marks where its own end. Returns how many
+/// readings were added.
 pub fn add_power_after(trace: &mut Trace, extra: &Trace) -> usize {
     let mut added = 0;
     for d in &trace.meta.devices {
@@ -329,6 +337,12 @@ pub fn add_power_after(trace: &mut Trace, extra: &Trace) -> usize {
             .filter(|r| r.device() == theirs.index && last.is_none_or(|hi| r.ts_ns() > hi))
             .map(|r| r.with_device(d.index))
             .collect();
+        if let (Some(at_ns), false) = (last, new.is_empty()) {
+            trace.annotations.push(Annotation::ReleasedAfter {
+                device: d.index,
+                at_ns,
+            });
+        }
         added += new.len();
         trace.power.extend(new);
     }

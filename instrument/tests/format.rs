@@ -272,6 +272,10 @@ fn annotations_round_trip_and_an_unknown_kind_is_skipped() {
             unreadable_lines: 1,
         }),
         Annotation::AuditNote("the program called torch.compile 1 time(s)".into()),
+        Annotation::ReleasedAfter {
+            device: 0,
+            at_ns: 5_000,
+        },
     ];
     assert_eq!(
         read_trace(&encode(&t)[..]).unwrap().annotations,

@@ -167,6 +167,7 @@ fn a_reader_after_the_process_gives_it_quiet_windows() {
     extra.meta.devices = vec![other, same];
     extra.power = whole.power.iter().map(|r| r.with_device(1)).collect();
     let own = process.power.len();
+    let own_last_ns = process.power.iter().map(|r| r.ts_ns()).max();
     let added = add_power_after(&mut process, &extra);
     assert_eq!(
         added,
@@ -186,10 +187,80 @@ fn a_reader_after_the_process_gives_it_quiet_windows() {
         p.closure.counter_mj > before_only.closure.counter_mj,
         "the windows after count"
     );
-    // A trace with no readings of its own takes them all.
+    assert_eq!(
+        process.released_at_ns(0),
+        own_last_ns,
+        "where its own readings end is marked"
+    );
+    // A trace with no readings of its own takes them all, and has no release to mark.
     let mut bare = whole.clone();
     bare.power.clear();
     assert_eq!(add_power_after(&mut bare, &extra), whole.power.len());
+    assert_eq!(bare.released_at_ns(0), None);
+}
+
+/// The process's readings run from 0.8 s before its first work (too short a stretch for the
+/// idle power alone) to 1 s after its last; a reader after it sees the GPU draw `extra_mw` more
+/// once it is released (as H100s do for seconds).
+fn held_then_released(whole: &Trace, extra_mw: u64) -> Trace {
+    use wattlens_instrument::trace::PowerReading;
+    let work_from = whole.spans.iter().map(|s| s.start_ns).min().unwrap() - 800_000_000;
+    let release_ns = whole.spans.iter().map(|s| s.end_ns).max().unwrap() + 1_000_000_000;
+    let mut process = whole.clone();
+    process
+        .power
+        .retain(|r| (work_from..=release_ns).contains(&r.ts_ns()));
+    let mut reader = Trace::new(whole.meta.clone());
+    reader.power = whole
+        .power
+        .iter()
+        .map(|&r| match r {
+            PowerReading::Energy {
+                device,
+                ts_ns,
+                read_ns,
+                energy_mj,
+            } => PowerReading::Energy {
+                device,
+                ts_ns,
+                read_ns,
+                // mW × ns = 1e-9 mJ
+                energy_mj: energy_mj + extra_mw * ts_ns.saturating_sub(release_ns) / 1_000_000_000,
+            },
+            other => other,
+        })
+        .collect();
+    add_power_after(&mut process, &reader);
+    process
+}
+
+#[test]
+fn idle_is_measured_while_the_program_held_the_gpu_not_once_it_had_exited() {
+    use wattlens_instrument::attribution::IdleSource;
+    let (whole, _, _) = split();
+    let held = attribute(&held_then_released(&whole, 0), 0).unwrap();
+    let released = held_then_released(&whole, 4_000);
+    let a = attribute(&released, 0).unwrap();
+    assert_eq!(a.idle_source, IdleSource::WhileHeld);
+    assert!(a.idle_windows >= 3, "{} windows", a.idle_windows);
+    assert_eq!(
+        a.idle_power.mw, held.idle_power.mw,
+        "what the GPU drew once released does not move the idle power"
+    );
+    // A trace that does not say when the process exited (format < 2.7) takes every quiet
+    // window, and the released GPU's extra draw with them.
+    let mut unmarked = released.clone();
+    unmarked
+        .annotations
+        .retain(|x| !matches!(x, Annotation::ReleasedAfter { .. }));
+    let u = attribute(&unmarked, 0).unwrap();
+    assert_eq!(u.idle_source, IdleSource::Quiet);
+    assert!(
+        u.idle_power.mw > a.idle_power.mw + 1_000.0,
+        "{} mW against {} mW",
+        u.idle_power.mw,
+        a.idle_power.mw
+    );
 }
 
 /// Two ranks on two GPUs (one simulated run each, the second's GPU another UUID) merge into a

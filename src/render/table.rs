@@ -119,11 +119,12 @@ fn device(
 ) -> io::Result<()> {
     writeln!(
         out,
-        "GPU {} ({name}){sim}: idle power {} [{}], from {} quiet counter windows; {} windows with work",
+        "GPU {} ({name}){sim}: idle power {} [{}], from {} quiet counter windows{}; {} windows with work",
         a.device,
         power(&a.idle_power),
         a.idle_power.coverage.label(),
         a.idle_windows,
+        a.idle_source.describe(),
         a.regression_windows
     )?;
     if let Some(after) = &a.idle_after_power {

@@ -5,6 +5,7 @@ use super::{PowerEstimate, MIN_BASELINE_WINDOWS, SETTLE_NS};
 use crate::intervals::Interval;
 use crate::power::CounterWindow;
 use crate::trace::Trace;
+use serde::{Deserialize, Serialize};
 
 /// Idle power and what it rests on.
 pub(crate) struct IdleBaseline {
@@ -14,29 +15,74 @@ pub(crate) struct IdleBaseline {
     pub var_mw2: f64,
     /// Windows it was measured in.
     pub windows: usize,
+    /// Which quiet windows those were.
+    pub source: IdleSource,
     /// Power in the quiet windows after the work, when the baseline came from before it.
     pub after: Option<PowerEstimate>,
 }
 
-/// Measure idle power in windows with no work in them or in the settling time before them:
-/// those before the work when there are enough (windows after it carry the thermal tail, which
-/// is reported separately), else all of them. `held` (the profiler's own device work, such as
-/// kernel replay's checkpoint copies) counts as work. `None` when there is no quiet window.
+/// Which quiet counter windows the idle power was measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleSource {
+    /// Before the program's first GPU work.
+    BeforeWork,
+    /// While the program held the GPU with no work on it (between or after its work, before
+    /// it exited).
+    WhileHeld,
+    /// Some after the program exited: too few quiet windows while it held the GPU.
+    AfterRelease,
+    /// The run's quiet windows, the trace not saying when the program exited (format < 2.7).
+    #[default]
+    Quiet,
+}
+
+impl IdleSource {
+    /// Where the windows were, as a phrase that follows "from N quiet counter windows".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::BeforeWork => " before the first GPU work",
+            Self::WhileHeld => " while the program held the GPU",
+            Self::AfterRelease => ", some after the program exited (a GPU just released draws 2–4.5 W more than one held idle: this idle power may be that much high, and dynamic energies that much low)",
+            Self::Quiet => "",
+        }
+    }
+}
+
+/// Measure idle power in windows with no work in them or in the settling time before them,
+/// while the program held the GPU: those before the work when there are enough (windows after
+/// it carry the thermal tail, which is reported separately), else those up to
+/// `released_ns` (when the program exited, [`Trace::released_at_ns`]), else all of them.
+/// `held` (the profiler's own device work, such as kernel replay's checkpoint copies) counts
+/// as work. `None` when there is no quiet window.
 pub(crate) fn measure(
     trace: &Trace,
     work: &[usize],
     held: &[Interval],
     windows: &[CounterWindow],
+    released_ns: Option<u64>,
 ) -> Option<IdleBaseline> {
     let busy = merged_busy(trace, work, held);
     let first_work_ns = busy.first().map_or(u64::MAX, |b| b.from_ns);
     let quiet: Vec<&CounterWindow> = windows.iter().filter(|w| is_quiet(&busy, w)).collect();
+    let held_quiet: Vec<&CounterWindow> = quiet
+        .iter()
+        .copied()
+        .filter(|w| released_ns.is_none_or(|r| w.end_ns <= r))
+        .collect();
     let (before, after): (Vec<&CounterWindow>, Vec<&CounterWindow>) =
         quiet.iter().partition(|w| w.end_ns <= first_work_ns);
-    let from_before = before.len() >= MIN_BASELINE_WINDOWS;
-    let baseline = if from_before { &before } else { &quiet };
+    let (baseline, source) = if before.len() >= MIN_BASELINE_WINDOWS {
+        (&before, IdleSource::BeforeWork)
+    } else if released_ns.is_none() {
+        (&quiet, IdleSource::Quiet)
+    } else if held_quiet.len() >= MIN_BASELINE_WINDOWS {
+        (&held_quiet, IdleSource::WhileHeld)
+    } else {
+        (&quiet, IdleSource::AfterRelease)
+    };
     let (power, var_mw2) = estimate(baseline)?;
-    let after = if from_before {
+    let after = if source == IdleSource::BeforeWork {
         estimate(&after).map(|e| e.0)
     } else {
         None
@@ -45,6 +91,7 @@ pub(crate) fn measure(
         power,
         var_mw2,
         windows: baseline.len(),
+        source,
         after,
     })
 }

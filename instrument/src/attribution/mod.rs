@@ -20,6 +20,7 @@ mod design;
 mod estimate;
 mod idle;
 mod light;
+pub use idle::IdleSource;
 pub use light::LIGHT_DEFINITION;
 mod linalg;
 pub mod profiler_cost;
@@ -195,6 +196,9 @@ pub struct Attribution {
     pub idle_power: PowerEstimate,
     /// Counter windows used for idle.
     pub idle_windows: usize,
+    /// Which quiet windows those were.
+    #[serde(default)]
+    pub idle_source: IdleSource,
     /// Power in the quiet windows after the work (idle plus the thermal tail), when the baseline
     /// came from before it.
     pub idle_after_power: Option<PowerEstimate>,
@@ -272,8 +276,14 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     } = &obs;
     let light = *light;
     let not_idle = not_idle(trace, episodes, light);
-    let idle =
-        idle::measure(trace, work, &not_idle, windows).ok_or(AttributionError::NoIdle(device))?;
+    let idle = idle::measure(
+        trace,
+        work,
+        &not_idle,
+        windows,
+        trace.released_at_ns(device),
+    )
+    .ok_or(AttributionError::NoIdle(device))?;
     let samples = episodes.usable_samples(&samples_of(trace, device), profile.sample_tau_ns);
     let board_cap_mw = board_cap_mw(trace, device, idle.power.low_mw);
     let rows = samples::sample_rows(
@@ -364,6 +374,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         simulated: trace.meta.simulated,
         idle_power,
         idle_windows: idle.windows,
+        idle_source: idle.source,
         idle_after_power: idle.after,
         regression_windows: fit.counter_rows,
         regression_samples: fit.sample_rows,

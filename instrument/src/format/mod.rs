@@ -41,8 +41,10 @@ pub const OLDEST_MAJOR: u16 = 1;
 /// [`Annotation::AuditOp`](crate::trace::Annotation::AuditOp),
 /// [`Annotation::AuditFreed`](crate::trace::Annotation::AuditFreed) and
 /// [`Annotation::AuditSummary`](crate::trace::Annotation::AuditSummary), 6
-/// [`Annotation::AuditNote`](crate::trace::Annotation::AuditNote); older readers skip them).
-pub const FORMAT_MINOR: u16 = 6;
+/// [`Annotation::AuditNote`](crate::trace::Annotation::AuditNote), 7
+/// [`Annotation::ReleasedAfter`](crate::trace::Annotation::ReleasedAfter); older readers skip
+/// them).
+pub const FORMAT_MINOR: u16 = 7;
 /// Largest record payload accepted, bytes.
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Length of the file header, bytes.

@@ -167,6 +167,16 @@ pub enum Annotation {
     AuditSummary(AuditSummary),
     /// Something the audit of one process could not check, in one sentence (format 2.6).
     AuditNote(String),
+    /// The process that recorded this trace read `device` last at `at_ns`; the readings after
+    /// it are `wattlens run`'s own, taken once the process had exited (format 2.7). A GPU just
+    /// released draws more than one a process holds idle (2–4.5 W more on H100s, for seconds),
+    /// so idle power is measured before this instant wherever the trace allows.
+    ReleasedAfter {
+        /// Device.
+        device: u32,
+        /// The process's last reading of the device, ns (trace clock).
+        at_ns: u64,
+    },
 }
 
 /// One PyTorch (aten) operation of an audited run, as its content facts ([`Annotation::AuditOp`]).
@@ -291,6 +301,18 @@ impl Trace {
     /// The kernel facts recorded for `name`, if any.
     pub fn facts_for(&self, name: &str) -> Option<&KernelFacts> {
         self.kernel_facts.iter().find(|f| f.name == name)
+    }
+
+    /// When the last process holding `device` read it last ([`Annotation::ReleasedAfter`]),
+    /// ns; `None` where no readings were taken after a process exited.
+    pub fn released_at_ns(&self, device: u32) -> Option<u64> {
+        self.annotations
+            .iter()
+            .filter_map(|a| match a {
+                Annotation::ReleasedAfter { device: d, at_ns } if *d == device => Some(*at_ns),
+                _ => None,
+            })
+            .max()
     }
 }
 

@@ -870,6 +870,7 @@ impl BufferNotes {
                 | Annotation::AuditFreed { .. }
                 | Annotation::AuditSummary(_)
                 | Annotation::AuditNote(_)
+                | Annotation::ReleasedAfter { .. }
                 | Annotation::Tokens { .. }
                 | Annotation::Pass { .. }
                 | Annotation::CopyTarget { .. } => {}
