@@ -638,3 +638,42 @@ fn a_replay_left_out_as_unlike_is_the_profilers_own_energy_in_the_closure() {
     );
     assert!(c.residual_mj.abs() < 0.01 * c.counter_mj, "{c:?}");
 }
+
+/// The same run simulated twice, started at instants that differ by a fraction of a second,
+/// gives the same energies, intervals and waste: nothing in the analysis may depend on when the
+/// run happened (as an f64, a trace-clock instant of ~1.8e18 ns resolves only 256 ns, and a
+/// whole second of the clock is no boundary of the run's).
+#[test]
+fn a_report_does_not_depend_on_when_the_run_happened() {
+    let analysed = |start_ns: u64| {
+        let run = simulate(
+            &demo_workload(6),
+            &GpuModel::h200(),
+            &SensorProfile::h200_2026_11_22(),
+            5,
+            start_ns,
+        );
+        let a = attribute(&run.trace, 0).unwrap();
+        let w = waste::detect(&run.trace, &a, &waste::WasteConfig::default());
+        let findings: Vec<String> = w
+            .findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "{:?} {:?} {} {:?}",
+                    f.kind, f.energy, f.time_ns, f.run_saved_ns
+                )
+            })
+            .collect();
+        let json = |v: serde_json::Result<serde_json::Value>| v.unwrap();
+        (
+            json(serde_json::to_value(&a.signatures)),
+            json(serde_json::to_value(&a.ops)),
+            json(serde_json::to_value(&a.requests.ranges)),
+            findings,
+        )
+    };
+    let first = analysed(T0);
+    assert!(!first.3.is_empty(), "the demo has waste to price");
+    assert_eq!(first, analysed(T0 + 1_234_567_891));
+}

@@ -358,10 +358,13 @@ fn robust_covariance(
         .map(|i| passive.iter().position(|&x| x == i))
         .collect();
     let mut meat = vec![0.0f64; k * k];
+    // Blocks start at the first observation, not at whole seconds of the clock: a report must
+    // not depend on when in a second the run began.
+    let t0_ns = rows.iter().map(|r| r.t_ns).min().unwrap_or(0);
     let mut blocks: Vec<(u64, usize, usize)> = rows
         .iter()
         .enumerate()
-        .map(|(n, r)| (r.t_ns / BLOCK_NS, r.group, n))
+        .map(|(n, r)| ((r.t_ns - t0_ns) / BLOCK_NS, r.group, n))
         .collect();
     blocks.sort_unstable();
     let mut score = vec![0.0f64; k];

@@ -124,7 +124,7 @@ pub(crate) fn deconvolved_energy_mj(
             .clamp(1, pts.len() - 1);
         let (t0, p0) = pts[k - 1];
         let (t1, p1) = pts[k];
-        p0 + (p1 - p0) * (t as f64 - t0 as f64) / (t1 - t0).max(1) as f64
+        p0 + (p1 - p0) * crate::intervals::diff_ns(t, t0) / (t1 - t0).max(1) as f64
     };
     let mut knots: Vec<(u64, f64)> = Vec::with_capacity(pts.len());
     knots.push((a, at(a)));

@@ -82,14 +82,22 @@ fn relock_lead_ns(grid: &CounterGrid) -> f64 {
     (2.0 * grid.error_ns).max(grid.period_ns * 0.05)
 }
 
-/// A change of value between two reads close enough to locate the update between them.
+/// A change of value between two reads close enough to locate the update between them. Its
+/// middle is in ns after an origin of the caller's (the first read): as an absolute f64, a
+/// trace-clock instant (~1.8e18 ns) is only resolved to 256 ns, and the fit would depend on
+/// when the run happened.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Bracket {
     mid_ns: f64,
     half_ns: f64,
 }
 
-fn bracket(prev: &CounterRead, cur: &CounterRead, period_ns: u64) -> Option<Bracket> {
+fn bracket(
+    prev: &CounterRead,
+    cur: &CounterRead,
+    period_ns: u64,
+    origin_ns: u64,
+) -> Option<Bracket> {
     if cur.energy_mj == prev.energy_mj || cur.start_ns < prev.start_ns {
         return None;
     }
@@ -97,13 +105,18 @@ fn bracket(prev: &CounterRead, cur: &CounterRead, period_ns: u64) -> Option<Brac
     // in [prev.start, cur.end].
     let width = (cur.end_ns - prev.start_ns) as f64;
     (width <= MAX_BRACKET_FRACTION * period_ns as f64).then_some(Bracket {
-        mid_ns: (prev.start_ns as f64 + cur.end_ns as f64) / 2.0,
+        mid_ns: (diff_ns(prev.start_ns, origin_ns) + diff_ns(cur.end_ns, origin_ns)) / 2.0,
         half_ns: width / 2.0,
     })
 }
 
-/// Fit the grid through the brackets; `None` without any.
-fn fit_brackets(brackets: &[Bracket], nominal_period_ns: u64) -> Option<CounterGrid> {
+/// Fit the grid through the brackets (their middles in ns after `origin_ns`); `None` without
+/// any.
+fn fit_brackets(
+    brackets: &[Bracket],
+    nominal_period_ns: u64,
+    origin_ns: u64,
+) -> Option<CounterGrid> {
     let first = brackets.first()?;
     let origin = first.mid_ns;
     let mut period = nominal_period_ns.max(1) as f64;
@@ -153,7 +166,7 @@ fn fit_brackets(brackets: &[Bracket], nominal_period_ns: u64) -> Option<CounterG
     misses.sort_by(f64::total_cmp);
     let typical_miss = misses[(misses.len() - 1) * 9 / 10];
     Some(CounterGrid {
-        anchor_ns: (origin + phase).max(0.0).round() as u64,
+        anchor_ns: origin_ns.saturating_add_signed((origin + phase).round() as i64),
         period_ns: period,
         error_ns: narrowest.max(typical_miss) + 200_000.0,
         phase_sd_ns: brackets.iter().map(|b| b.half_ns).sum::<f64>()
@@ -167,11 +180,12 @@ fn fit_brackets(brackets: &[Bracket], nominal_period_ns: u64) -> Option<CounterG
 /// Fit the update grid from reads in time order; `None` when no two reads bracket a change
 /// closely enough.
 pub fn fit_counter_grid(reads: &[CounterRead], nominal_period_ns: u64) -> Option<CounterGrid> {
+    let origin_ns = reads.first()?.start_ns;
     let brackets: Vec<Bracket> = reads
         .windows(2)
-        .filter_map(|w| bracket(&w[0], &w[1], nominal_period_ns))
+        .filter_map(|w| bracket(&w[0], &w[1], nominal_period_ns, origin_ns))
         .collect();
-    fit_brackets(&brackets, nominal_period_ns)
+    fit_brackets(&brackets, nominal_period_ns, origin_ns)
 }
 
 /// When to read the counter: lock onto its updates with a short burst of back-to-back reads,
@@ -184,6 +198,8 @@ pub struct CounterScheduler {
     lead_ns: u64,
     relock_every_ns: u64,
     brackets: Vec<Bracket>,
+    /// What the brackets' middles are measured from: the first read's start.
+    origin_ns: Option<u64>,
     grid: Option<CounterGrid>,
     last: Option<CounterRead>,
     /// Brackets still wanted in the current burst, and when the burst gives up.
@@ -204,6 +220,7 @@ impl CounterScheduler {
             lead_ns,
             relock_every_ns,
             brackets: Vec::new(),
+            origin_ns: None,
             grid: None,
             last: None,
             // One bracket locks the phase; the re-lock bursts then fit the period.
@@ -255,12 +272,13 @@ impl CounterScheduler {
     pub fn observe(&mut self, read: CounterRead) {
         let now = read.end_ns;
         if let Some(prev) = self.last {
-            if let Some(b) = bracket(&prev, &read, self.nominal_period_ns) {
+            let origin_ns = *self.origin_ns.get_or_insert(prev.start_ns);
+            if let Some(b) = bracket(&prev, &read, self.nominal_period_ns, origin_ns) {
                 self.brackets.push(b);
                 if let Some((want, _)) = self.burst.as_mut() {
                     *want = want.saturating_sub(1);
                 }
-                self.grid = fit_brackets(&self.brackets, self.nominal_period_ns);
+                self.grid = fit_brackets(&self.brackets, self.nominal_period_ns, origin_ns);
             }
         }
         self.last = Some(read);

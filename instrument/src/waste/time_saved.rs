@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::intervals::Interval;
+use crate::intervals::{diff_ns, Interval};
 use crate::trace::{Span, SpanKind};
 
 /// The share of work spans that must carry their host calls for the timeline to be replayed.
@@ -252,7 +252,8 @@ impl<'a> Timeline<'a> {
         (with - without).max(0.0)
     }
 
-    /// When the host goes on past wait `hi` (or the run ends), ns, in a replay of the work
+    /// When the host goes on past wait `hi` (or the run ends), ns after an instant of its
+    /// choosing (the same for every `removed`), in a replay of the work
     /// `range` (indices in `ops`, after a wait that ended at `floor`) without the work
     /// `removed`, with launch latency `latency_ns`.
     fn host_goes_on(
@@ -286,15 +287,23 @@ impl<'a> Timeline<'a> {
             n => sums[n - 1],
         };
         let q = self.queued_gap_ns as f64;
+        // Instants in ns after an origin inside the stretch: as absolute f64s (~1.8e18 ns)
+        // they would be rounded to 256 ns, by an amount that depends on when the run happened.
+        let origin_ns = if floor > 0 {
+            floor
+        } else {
+            self.ops.get(range.start).map_or(0, |s| s.start_ns)
+        };
+        let rel = |t_ns: u64| diff_ns(t_ns, origin_ns);
         // Per stream: the replayed end of its last kept work.
         let mut ends: Vec<(u64, f64)> = Vec::new();
-        let (mut done_old, mut done_new) = (floor as f64, floor as f64);
+        let (mut done_old, mut done_new) = (rel(floor), rel(floor));
         let mut waited_in: Option<(f64, f64)> = None;
         let mut host_end = floor;
         for i in range {
             let s = self.ops[i];
             host_end = host_end.max(s.host_call_ns.map_or(s.start_ns, |c| c.to_ns));
-            done_old = done_old.max(s.end_ns as f64);
+            done_old = done_old.max(rel(s.end_ns));
             if removed.contains(&i) {
                 continue;
             }
@@ -303,9 +312,9 @@ impl<'a> Timeline<'a> {
             let at = s.host_call_ns.map_or(s.start_ns, |c| c.from_ns);
             let earliest = match s.host_call_ns {
                 Some(Interval { from_ns: from, .. }) => {
-                    from.saturating_add(latency_ns).min(s.start_ns) as f64
+                    rel(from.saturating_add(latency_ns).min(s.start_ns))
                 }
-                None => floor as f64,
+                None => rel(floor),
             } - sooner(at);
             // Work that was queued keeps the gap it had; work that waited for the host keeps
             // the usual gap of queued work, should it now be queued.
@@ -322,7 +331,7 @@ impl<'a> Timeline<'a> {
             }
             done_new = done_new.max(end);
             if hi.and_then(|w| w.op) == Some(i) {
-                waited_in = Some((s.end_ns as f64, end));
+                waited_in = Some((rel(s.end_ns), end));
             }
         }
         match hi {
@@ -330,12 +339,12 @@ impl<'a> Timeline<'a> {
                 // The host waits for the copy it is in, or for everything in the stretch at a
                 // synchronisation; after that, as long as it did.
                 let (old, new) = waited_in.unwrap_or((done_old, done_new));
-                let arrive = w.arrive_ns as f64;
-                let wake = (w.return_ns as f64 - arrive.max(old)).max(0.0);
+                let arrive = rel(w.arrive_ns);
+                let wake = (rel(w.return_ns) - arrive.max(old)).max(0.0);
                 (arrive - sooner(w.arrive_ns)).max(new) + wake
             }
             // The run ends when the host has issued everything and the device has run it.
-            None => (host_end as f64 - sooner(u64::MAX)).max(done_new),
+            None => (rel(host_end) - sooner(u64::MAX)).max(done_new),
         }
     }
 }
