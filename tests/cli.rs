@@ -646,6 +646,32 @@ fn two_request_kinds_trace(path: &std::path::Path) {
         .unwrap();
 }
 
+/// A run whose kernels the sensors could not tell apart, recorded without kernel replay, is
+/// told how to measure them; a run whose kernels were measured is not.
+#[test]
+fn a_report_without_replay_says_how_to_measure_kernels_that_run_together() {
+    let dir = scratch("replay-hint");
+    let lockstep = dir.join("lockstep.wlt");
+    // Its two kernels always run one after the other.
+    two_request_kinds_trace(&lockstep);
+    let hint = "`wattlens run --replay -- CMD` measures each heavy signature alone";
+    let out = wattlens(&["report", lockstep.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let measured = stdout
+        .lines()
+        .find(|l| l.starts_with("Measured"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        measured.contains(": 0.0% of kernel busy time"),
+        "{measured}"
+    );
+    assert!(stdout.contains(hint), "{stdout}");
+    let demo = wattlens(&["demo", "--steps", "8", "--out-dir", dir.to_str().unwrap()]);
+    assert!(demo.status.success(), "{}", text(&demo.stderr));
+    assert!(!text(&demo.stdout).contains(hint), "{}", text(&demo.stdout));
+}
+
 /// The request table and the footprint lines of a simulated server, against
 /// `tests/data/golden/requests.txt` (`WATTLENS_BLESS=1` rewrites it).
 #[test]

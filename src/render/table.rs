@@ -327,8 +327,19 @@ fn closure_lines(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<
             None => String::new(),
         }
     )?;
+    if a.replay.is_none() && !a.light && a.measured.kernel_busy < REPLAY_HINT_BELOW {
+        writeln!(
+            out,
+            "  kernels that always run together cannot be told apart by the power sensors: `wattlens run --replay -- CMD` measures each heavy signature alone (about 0.45 s each, within --replay-budget, {} s by default; the program's results do not change)",
+            wattlens_inject_config::DEFAULT_REPLAY_BUDGET_MS / 1000
+        )?;
+    }
     Ok(())
 }
+
+/// Below this share of kernel busy time measured, a run without kernel replay is told how to
+/// measure the rest.
+const REPLAY_HINT_BELOW: f64 = 0.9;
 
 /// What recording cost the program, and what that means for the request energies.
 fn profiler_cost(
