@@ -78,72 +78,17 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let mut cmd = Command::new(program);
     cmd.args(rest);
     attach_injection(&mut cmd, (&lib, cupti.as_deref()), &prefix, &settings);
-    let audit = if args.audit {
-        let folder = crate::audit::AuditFolder::create()?;
-        cmd.env(
-            "PYTHONPATH",
-            folder.python_path(std::env::var_os("PYTHONPATH")),
-        )
-        .env(
-            crate::audit::ENV_FACTS,
-            crate::audit::facts_pattern(&prefix),
-        );
-        Some(folder)
-    } else {
-        None
-    };
-    let started = std::time::Instant::now();
-    let status = child::run(&mut cmd).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            CliError::Usage(format!(
-                "cannot run `{program}`: no such command; check its name and PATH"
-            ))
-        } else {
-            CliError::Setup(format!("cannot run `{program}`: {e}"))
-        }
-    })?;
-    let code = child::exit_code(status);
-    eprintln!(
-        "wattlens: `{program}` ran for {:.3} s",
-        started.elapsed().as_secs_f64()
-    );
+    let audit = args
+        .audit
+        .then(|| attach_audit(&mut cmd, &prefix))
+        .transpose()?;
+    let code = run_command(&mut cmd, program)?;
     drop(audit);
-    let mut paths = process_traces(&dir, &stem, since);
-    // Each trace's audit facts, found by the process id in its name (before the rename).
-    let facts: Vec<Option<PathBuf>> = paths
-        .iter()
-        .map(|p| {
-            args.audit
-                .then(|| crate::audit::facts_of(p, &prefix))
-                .flatten()
-        })
-        .collect();
-    // The quiet readings after the command are taken while its traces are read.
-    let reading = if paths.is_empty() {
-        None
-    } else {
-        match Baseline::start() {
-            Ok(b) => Some((b, std::time::Instant::now())),
-            Err(e) => {
-                eprintln!("wattlens: note: cannot read GPU power from wattlens itself ({e}); each trace keeps only what its process read");
-                None
-            }
-        }
-    };
-    if let [only] = paths.as_slice() {
-        if std::fs::rename(only, &args.output).is_ok() {
-            paths = vec![args.output.clone()];
-        }
-    }
-    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    match paths.len() {
-        0 => {}
-        1 => eprintln!("wattlens: trace: {}", shown.join("")),
-        n => eprintln!(
-            "wattlens: {n} traces (one per CUDA process): {}",
-            shown.join(" ")
-        ),
-    }
+    let ProcessTraces {
+        paths,
+        facts,
+        reading,
+    } = collect_traces((&dir, &stem), since, args, &prefix);
     let finished = finish_traces(&paths, &facts, reading);
     if args.audit {
         crate::audit::say_joined(finished.as_ref().map_or(0, |f| f.1), &prefix);
@@ -172,6 +117,106 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             eprintln!("wattlens: error: {e}");
             Err(CliError::ChildExit(code))
         }
+    }
+}
+
+/// Have `cmd` load the audit's PyTorch adapter (`wattlens run --audit`), writing its facts
+/// beside the traces under `prefix`. The folder it runs from lives as long as the returned
+/// value.
+///
+/// # Errors
+/// [`CliError::WriteFile`] when the adapter's folder cannot be written.
+fn attach_audit(cmd: &mut Command, prefix: &Path) -> Result<crate::audit::AuditFolder, CliError> {
+    let folder = crate::audit::AuditFolder::create()?;
+    cmd.env(
+        "PYTHONPATH",
+        folder.python_path(std::env::var_os("PYTHONPATH")),
+    )
+    .env(crate::audit::ENV_FACTS, crate::audit::facts_pattern(prefix));
+    Ok(folder)
+}
+
+/// Run the command to its end and say how long it ran; its exit code.
+///
+/// # Errors
+/// [`CliError::Usage`] for a command that does not exist, [`CliError::Setup`] for one that
+/// cannot be started.
+fn run_command(cmd: &mut Command, program: &str) -> Result<u8, CliError> {
+    let started = std::time::Instant::now();
+    let status = child::run(cmd).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            CliError::Usage(format!(
+                "cannot run `{program}`: no such command; check its name and PATH"
+            ))
+        } else {
+            CliError::Setup(format!("cannot run `{program}`: {e}"))
+        }
+    })?;
+    eprintln!(
+        "wattlens: `{program}` ran for {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(child::exit_code(status))
+}
+
+/// What the command's processes left: their traces, and what goes into them next.
+struct ProcessTraces {
+    /// One trace per CUDA process (a lone one renamed to the output path).
+    paths: Vec<PathBuf>,
+    /// Each trace's audit facts, where `--audit` made some.
+    facts: Vec<Option<PathBuf>>,
+    /// The reader of the GPUs' quiet power after the command, and when it started.
+    reading: Option<(Baseline, std::time::Instant)>,
+}
+
+/// The traces the command's processes wrote under `dir`/`stem` since `since`, with their
+/// audit facts, and the reader of the GPUs' quiet power after the command, started while the
+/// traces are read.
+fn collect_traces(
+    (dir, stem): (&Path, &OsString),
+    since: SystemTime,
+    args: &RunArgs,
+    prefix: &Path,
+) -> ProcessTraces {
+    let mut paths = process_traces(dir, stem, since);
+    // Each trace's audit facts, found by the process id in its name (before the rename).
+    let facts: Vec<Option<PathBuf>> = paths
+        .iter()
+        .map(|p| {
+            args.audit
+                .then(|| crate::audit::facts_of(p, prefix))
+                .flatten()
+        })
+        .collect();
+    let reading = if paths.is_empty() {
+        None
+    } else {
+        match Baseline::start() {
+            Ok(b) => Some((b, std::time::Instant::now())),
+            Err(e) => {
+                eprintln!("wattlens: note: cannot read GPU power from wattlens itself ({e}); each trace keeps only what its process read");
+                None
+            }
+        }
+    };
+    if let [only] = paths.as_slice() {
+        if std::fs::rename(only, &args.output).is_ok() {
+            paths = vec![args.output.clone()];
+        }
+    }
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    match paths.len() {
+        0 => {}
+        1 => eprintln!("wattlens: trace: {}", shown.join("")),
+        n => eprintln!(
+            "wattlens: {n} traces (one per CUDA process): {}",
+            shown.join(" ")
+        ),
+    }
+    ProcessTraces {
+        paths,
+        facts,
+        reading,
     }
 }
 
