@@ -200,12 +200,12 @@ fn a_reader_after_the_process_gives_it_quiet_windows() {
 }
 
 /// The process's readings run from 0.8 s before its first work (too short a stretch for the
-/// idle power alone) to 1 s after its last; a reader after it sees the GPU draw `extra_mw` more
-/// once it is released (as H100s do for seconds).
-fn held_then_released(whole: &Trace, extra_mw: u64) -> Trace {
+/// idle power alone) to `hold_ns` after its last; a reader after it sees the GPU draw
+/// `extra_mw` more once it is released (as H100s do for seconds).
+fn held_then_released(whole: &Trace, extra_mw: u64, hold_ns: u64) -> Trace {
     use wattlens_instrument::trace::PowerReading;
     let work_from = whole.spans.iter().map(|s| s.start_ns).min().unwrap() - 800_000_000;
-    let release_ns = whole.spans.iter().map(|s| s.end_ns).max().unwrap() + 1_000_000_000;
+    let release_ns = whole.spans.iter().map(|s| s.end_ns).max().unwrap() + hold_ns;
     let mut process = whole.clone();
     process
         .power
@@ -234,12 +234,14 @@ fn held_then_released(whole: &Trace, extra_mw: u64) -> Trace {
     process
 }
 
+const SECOND: u64 = 1_000_000_000;
+
 #[test]
 fn idle_is_measured_while_the_program_held_the_gpu_not_once_it_had_exited() {
     use wattlens_instrument::attribution::IdleSource;
     let (whole, _, _) = split();
-    let held = attribute(&held_then_released(&whole, 0), 0).unwrap();
-    let released = held_then_released(&whole, 4_000);
+    let held = attribute(&held_then_released(&whole, 0, SECOND), 0).unwrap();
+    let released = held_then_released(&whole, 4_000, SECOND);
     let a = attribute(&released, 0).unwrap();
     assert_eq!(a.idle_source, IdleSource::WhileHeld);
     assert!(a.idle_windows >= 3, "{} windows", a.idle_windows);
@@ -316,4 +318,37 @@ fn two_ranks_on_two_gpus_merge_into_a_job_with_requests_across_them() {
     let single = analyze(&rank(1, "GPU-rank0")).unwrap();
     assert!(single.job.is_none());
     assert!(!serde_json::to_string(&single).unwrap().contains("\"job\""));
+}
+
+/// A process that exits right after its work leaves too few quiet windows while it held the
+/// GPU: idle then comes from those after it too, and its interval allows for what a released
+/// GPU draws more, so that it still holds the idle power of the GPU held.
+#[test]
+fn idle_measured_after_the_program_exited_allows_for_the_released_gpus_excess() {
+    use wattlens_instrument::attribution::IdleSource;
+    let (whole, _, _) = split();
+    let held = attribute(&held_then_released(&whole, 0, SECOND), 0).unwrap();
+    let truth_mw = held.idle_power.mw;
+    let a = attribute(&held_then_released(&whole, 4_000, SECOND / 4), 0).unwrap();
+    assert_eq!(a.idle_source, IdleSource::AfterRelease);
+    let p = a.idle_power;
+    assert!(
+        p.low_mw <= truth_mw && truth_mw <= p.high_mw,
+        "{truth_mw} mW held, against [{}, {}] mW",
+        p.low_mw,
+        p.high_mw
+    );
+    // The same windows, the trace not saying when the process exited: the released GPU's
+    // excess moves the estimate further from the held idle.
+    let mut unmarked = held_then_released(&whole, 4_000, SECOND / 4);
+    unmarked
+        .annotations
+        .retain(|x| !matches!(x, Annotation::ReleasedAfter { .. }));
+    let u = attribute(&unmarked, 0).unwrap().idle_power;
+    assert!(
+        (p.mw - truth_mw).abs() < (u.mw - truth_mw).abs(),
+        "{} mW with the allowance, {} mW without, {truth_mw} mW held",
+        p.mw,
+        u.mw
+    );
 }
