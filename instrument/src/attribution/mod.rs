@@ -660,12 +660,7 @@ impl Rollups<'_> {
                 let dynamic_power = dynamic_power.capped_at(cap);
                 let dynamic = dynamic.capped_at(cap.map(|c| c * g.busy_ns as f64 * 1e-9));
                 let static_share = self.static_estimate(g.static_s);
-                let launches = g.launches as f64;
-                let per_launch = EnergyEstimate::from_half_width(
-                    (dynamic.mj + static_share.mj) / launches,
-                    ((dynamic.high_mj - dynamic.mj) + (static_share.high_mj - static_share.mj))
-                        / launches,
-                );
+                let per_launch = per_launch(&dynamic, &static_share, g.launches);
                 SignatureEnergy {
                     op_class: class_of[i],
                     name,
@@ -1071,6 +1066,32 @@ fn measured_share(signatures: &[SignatureEnergy], ops: &[OpEnergy]) -> MeasuredS
     }
 }
 
+/// Dynamic plus static energy of one of `launches` launches: its interval runs from both
+/// low ends to both high ends (a dynamic energy cut at the board's cap is no longer
+/// symmetric), and it is no better resolved than the dynamic energy.
+fn per_launch(
+    dynamic: &EnergyEstimate,
+    static_share: &EnergyEstimate,
+    launches: u64,
+) -> EnergyEstimate {
+    let n = launches.max(1) as f64;
+    let (mj, low_mj, high_mj) = (
+        (dynamic.mj + static_share.mj) / n,
+        (dynamic.low_mj + static_share.low_mj) / n,
+        (dynamic.high_mj + static_share.high_mj) / n,
+    );
+    let coverage = match dynamic.coverage {
+        c @ (Coverage::Unresolved | Coverage::Uncovered) => c,
+        _ => Coverage::classify(mj, low_mj, high_mj),
+    };
+    EnergyEstimate {
+        mj,
+        low_mj,
+        high_mj,
+        coverage,
+    }
+}
+
 /// The largest dynamic power `device` can draw: its enforced power limit less the lower end
 /// of the idle power, mW; `None` where the trace does not know the limit.
 fn board_cap_mw(trace: &Trace, device: u32, idle_low_mw: f64) -> Option<f64> {
@@ -1129,5 +1150,35 @@ pub fn op_class_of(trace: &Trace, name: &str, kind: &str) -> OpClass {
             crate::names::class_from_name(name).unwrap_or(OpClass::Unknown)
         }
         None => OpClass::Copy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dynamic energy cut at the board's cap (its point near the cap, its low end at zero)
+    /// gives a per-launch energy that is a bound too, ending at the cap plus static share, not
+    /// a symmetric interval around the point.
+    #[test]
+    fn a_capped_dynamic_energy_gives_a_per_launch_bound() {
+        let capped = EnergyEstimate::from_half_width(20_000.0, 30_000.0).capped_at(Some(23_600.0));
+        assert_eq!(capped.coverage, Coverage::Unresolved);
+        let static_share = EnergyEstimate::from_half_width(4_880.0, 30.0);
+        let p = per_launch(&capped, &static_share, 10);
+        assert_eq!(p.coverage, Coverage::Unresolved);
+        assert!(
+            (p.high_mj - (23_600.0 + 4_910.0) / 10.0).abs() < 1e-9,
+            "{p:?}"
+        );
+        assert!((p.low_mj - 485.0).abs() < 1e-9, "{p:?}");
+        // A resolved one keeps the symmetric interval it had.
+        let measured = EnergyEstimate::from_half_width(20_000.0, 500.0);
+        let q = per_launch(&measured, &static_share, 10);
+        assert_eq!(q.coverage, Coverage::Measured);
+        assert!(
+            (q.mj - 2_488.0).abs() < 1e-9 && (q.half_mj() - 53.0).abs() < 1e-9,
+            "{q:?}"
+        );
     }
 }
