@@ -96,10 +96,21 @@ impl EnergyEstimate {
         (self.high_mj - self.low_mj) / 2.0
     }
 
-    /// `self + other`, the half-widths added: their errors are not independent (idle power
-    /// enters both, or both come from one fit).
+    /// `self + other`, low ends added and high ends added: their errors are not independent
+    /// (idle power enters both, or both come from one fit), and an interval cut at zero or at
+    /// the board's cap is not symmetric about its value.
     pub fn plus_correlated(&self, other: &EnergyEstimate) -> Self {
-        Self::from_half_width(self.mj + other.mj, self.half_mj() + other.half_mj())
+        let (mj, low_mj, high_mj) = (
+            self.mj + other.mj,
+            self.low_mj + other.low_mj,
+            self.high_mj + other.high_mj,
+        );
+        Self {
+            mj,
+            low_mj,
+            high_mj,
+            coverage: Coverage::classify(mj, low_mj, high_mj),
+        }
     }
 
     /// Scale by a non-negative factor (a share, or 1/launches).
