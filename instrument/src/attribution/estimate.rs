@@ -230,3 +230,20 @@ mod tests {
         assert_eq!(past.coverage, Coverage::Unresolved);
     }
 }
+
+#[cfg(test)]
+mod sum_tests {
+    use super::*;
+
+    /// A sum's interval is the sum of the intervals: a part cut at zero does not pull the
+    /// sum's low end below what the other part certainly holds.
+    #[test]
+    fn a_correlated_sum_adds_the_ends_of_its_parts() {
+        let cut_at_zero = EnergyEstimate::from_half_width(1.0, 3.0);
+        assert_eq!((cut_at_zero.low_mj, cut_at_zero.high_mj), (0.0, 4.0));
+        let idle = EnergyEstimate::from_half_width(10.0, 1.0);
+        let sum = cut_at_zero.plus_correlated(&idle);
+        assert_eq!((sum.mj, sum.low_mj, sum.high_mj), (11.0, 9.0, 15.0));
+        assert_eq!(sum.coverage, Coverage::Estimated);
+    }
+}
