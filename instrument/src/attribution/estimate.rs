@@ -229,11 +229,6 @@ mod tests {
         assert_eq!((past.low_mw, past.high_mw), (0.0, 563_800.0));
         assert_eq!(past.coverage, Coverage::Unresolved);
     }
-}
-
-#[cfg(test)]
-mod sum_tests {
-    use super::*;
 
     /// A sum's interval is the sum of the intervals: a part cut at zero does not pull the
     /// sum's low end below what the other part certainly holds.
