@@ -287,19 +287,28 @@ impl<'a> Timeline<'a> {
             n => sums[n - 1],
         };
         let q = self.queued_gap_ns as f64;
-        // Instants in ns after an origin inside the stretch: as absolute f64s (~1.8e18 ns)
-        // they would be rounded to 256 ns, by an amount that depends on when the run happened.
-        let origin_ns = if floor > 0 {
+        // The stretch starts at the wait before it, or, after none, at its first call or work.
+        // Instants are ns after that start: as absolute f64s (~1.8e18 ns) they would be
+        // rounded to 256 ns, by an amount that depends on when the run happened.
+        let start_ns = if floor > 0 {
             floor
         } else {
-            self.ops.get(range.start).map_or(0, |s| s.start_ns)
+            range
+                .clone()
+                .map(|i| {
+                    let s = self.ops[i];
+                    s.host_call_ns
+                        .map_or(s.start_ns, |c| c.from_ns.min(s.start_ns))
+                })
+                .min()
+                .unwrap_or(0)
         };
-        let rel = |t_ns: u64| diff_ns(t_ns, origin_ns);
+        let rel = |t_ns: u64| diff_ns(t_ns, start_ns);
         // Per stream: the replayed end of its last kept work.
         let mut ends: Vec<(u64, f64)> = Vec::new();
-        let (mut done_old, mut done_new) = (rel(floor), rel(floor));
+        let (mut done_old, mut done_new) = (0.0f64, 0.0f64);
         let mut waited_in: Option<(f64, f64)> = None;
-        let mut host_end = floor;
+        let mut host_end = start_ns;
         for i in range {
             let s = self.ops[i];
             host_end = host_end.max(s.host_call_ns.map_or(s.start_ns, |c| c.to_ns));
@@ -314,7 +323,7 @@ impl<'a> Timeline<'a> {
                 Some(Interval { from_ns: from, .. }) => {
                     rel(from.saturating_add(latency_ns).min(s.start_ns))
                 }
-                None => rel(floor),
+                None => 0.0,
             } - sooner(at);
             // Work that was queued keeps the gap it had; work that waited for the host keeps
             // the usual gap of queued work, should it now be queued.
