@@ -30,8 +30,7 @@ def checksum(path):
 
 
 def gpu_lines(case, report):
-    """Per GPU of one report: closure, NCCL kernels' classes, load-imbalance findings (J)."""
-    out = {}
+    """Print, per GPU of one report: closure, NCCL kernels' classes, load-imbalance findings."""
     for dev in report.get("devices", []):
         a = dev.get("attribution") or {}
         c = a.get("closure") or {}
@@ -52,22 +51,19 @@ def gpu_lines(case, report):
             f"{counter / 1000.0:.1f} J; {len(nccl)} NCCL signatures, classes {classes}; "
             f"load imbalance {j:.2f} J [{lo:.2f}, {hi:.2f}]"
         )
-        out[dev.get("uuid") or dev.get("index")] = (j, lo, hi)
-    return out
 
 
 def main():
     d = sys.argv[1]
-    findings = {}
     for case in ("balanced", "imbalanced"):
         r = load(os.path.join(d, f"{case}.json"))
         if r is None:
             print(f"{case}: no report")
             continue
-        findings[case] = gpu_lines(case, r)
-        same = checksum(os.path.join(d, f"{case}.bare.out")) == checksum(
-            os.path.join(d, f"{case}.run.out")
-        )
+        gpu_lines(case, r)
+        bare = checksum(os.path.join(d, f"{case}.bare.out"))
+        run = checksum(os.path.join(d, f"{case}.run.out"))
+        same = "no checksum printed" if bare is None or run is None else bare == run
         print(f"{case:10} output identical to the bare run: {same}")
     bal = load(os.path.join(d, "balanced.bare.json"))
     imb = load(os.path.join(d, "imbalanced.bare.json"))

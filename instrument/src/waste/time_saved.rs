@@ -247,19 +247,35 @@ impl<'a> Timeline<'a> {
             self.ops.partition_point(|s| s.start_ns < w.return_ns)
         });
         let range = first..last.max(first);
-        let with = self.host_goes_on(range.clone(), floor, hi, &HashSet::new(), latency_ns);
-        let without = self.host_goes_on(range, floor, hi, removed, latency_ns);
+        let start_ns = self.stretch_start_ns(range.clone(), floor);
+        let with = self.host_goes_on(range.clone(), start_ns, hi, &HashSet::new(), latency_ns);
+        let without = self.host_goes_on(range, start_ns, hi, removed, latency_ns);
         (with - without).max(0.0)
     }
 
-    /// When the host goes on past wait `hi` (or the run ends), ns after an instant of its
-    /// choosing (the same for every `removed`), in a replay of the work
-    /// `range` (indices in `ops`, after a wait that ended at `floor`) without the work
-    /// `removed`, with launch latency `latency_ns`.
+    /// Where the stretch of work `range` starts: at the wait before it (`floor`), or, after
+    /// none (`floor` 0), at its first call or work.
+    fn stretch_start_ns(&self, range: std::ops::Range<usize>, floor: u64) -> u64 {
+        if floor > 0 {
+            return floor;
+        }
+        range
+            .map(|i| {
+                let s = self.ops[i];
+                s.host_call_ns
+                    .map_or(s.start_ns, |c| c.from_ns.min(s.start_ns))
+            })
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// When the host goes on past wait `hi` (or the run ends), ns after `start_ns` (where the
+    /// stretch starts, [`Self::stretch_start_ns`]), in a replay of the work `range` (indices in
+    /// `ops`) without the work `removed`, with launch latency `latency_ns`.
     fn host_goes_on(
         &self,
         range: std::ops::Range<usize>,
-        floor: u64,
+        start_ns: u64,
         hi: Option<Wait>,
         removed: &HashSet<usize>,
         latency_ns: u64,
@@ -287,22 +303,8 @@ impl<'a> Timeline<'a> {
             n => sums[n - 1],
         };
         let q = self.queued_gap_ns as f64;
-        // The stretch starts at the wait before it, or, after none, at its first call or work.
-        // Instants are ns after that start: as absolute f64s (~1.8e18 ns) they would be
-        // rounded to 256 ns, by an amount that depends on when the run happened.
-        let start_ns = if floor > 0 {
-            floor
-        } else {
-            range
-                .clone()
-                .map(|i| {
-                    let s = self.ops[i];
-                    s.host_call_ns
-                        .map_or(s.start_ns, |c| c.from_ns.min(s.start_ns))
-                })
-                .min()
-                .unwrap_or(0)
-        };
+        // Instants are ns after the stretch's start: as absolute f64s (~1.8e18 ns) they would
+        // be rounded to 256 ns, by an amount that depends on when the run happened.
         let rel = |t_ns: u64| diff_ns(t_ns, start_ns);
         // Per stream: the replayed end of its last kept work.
         let mut ends: Vec<(u64, f64)> = Vec::new();
