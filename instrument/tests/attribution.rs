@@ -418,6 +418,77 @@ fn the_replay_closure_sees_replays_that_draw_more_than_the_program_and_widens_in
     }
 }
 
+/// A decode loop whose key-value cache copy changes shape every 50 steps, so that each of its
+/// 160 signatures runs in a window or two and is never replayed (each is far below the
+/// replay threshold), while the replays of the other kernels draw 70% of what those kernels
+/// draw in place. The fit hands each copy signature its windows' misfit (the replays' 30%
+/// shortfall) at a power no board draws; priced at that, the copies closed the replay closure
+/// at 0.98. Cut at the board's cap, they leave the shortfall in view.
+#[test]
+fn signatures_seen_in_a_window_or_two_do_not_hide_the_replays_shortfall() {
+    const STEPS: u32 = 8000;
+    let mut items = Vec::new();
+    for step in 0..STEPS {
+        for &(name, duration_ns, dynamic_mw) in &LOCKSTEP_STEP {
+            items.push(one_launch(name, (duration_ns, dynamic_mw), "step", 1_000));
+        }
+        items.push(WorkItem::Kernel(KernelSpec {
+            name: "cat".into(),
+            op_class: OpClass::Copy,
+            stream: 0,
+            duration_ns: 3_000,
+            dynamic_mw: 30_000,
+            launch: LaunchShape {
+                grid: [1 + step / 50, 2, 1],
+                block: [128, 1, 1],
+                shared_mem_bytes: 0,
+            },
+            region: "step".into(),
+            count: 1,
+            gap_ns: 1_000,
+        }));
+    }
+    let workload = Workload {
+        name: "decode with a growing cache".into(),
+        lead_idle_ns: 1_000_000_000,
+        tail_idle_ns: 1_000_000_000,
+        items,
+    }
+    .with_replays(ALONE_BURST_NS, (6_000_000, 150_000), 0.7, &["cat"]);
+    let run = simulate_with_budget(
+        &workload,
+        &GpuModel::h200(),
+        &SensorProfile::default(),
+        1,
+        T0,
+        REPLAY_CPU_BUDGET,
+    );
+    let a = attribute(&run.trace, 0).unwrap();
+    let cap_mw = a.board_cap_mw.unwrap();
+    let closure = a.replay.as_ref().and_then(|r| r.closure).unwrap();
+    println!("closure {closure:?}");
+    // The replays draw 70% of what the kernels draw in place; the copies (0.7 J in truth) are
+    // anywhere between nothing and the cap over their 24 ms.
+    assert!(
+        closure.ratio_low <= 0.7 && 0.7 <= closure.ratio_high && closure.ratio_high < 0.85,
+        "the closure must show the replays' shortfall: {closure:?}"
+    );
+    let cats = a.signatures.iter().filter(|s| s.name == "cat").count();
+    assert_eq!(cats, 160, "one signature per shape");
+    assert!(cap_mw < 700_000.0, "{cap_mw}");
+    // Carried into the replayed kernels' intervals, the shortfall leaves each holding what
+    // the kernel drew in place.
+    for s in a.signatures.iter().filter(|s| s.alone_launches > 0) {
+        let truth = own_dynamic_truth(&run, &s.name);
+        assert!(
+            s.dynamic.low_mj <= truth && truth <= s.dynamic.high_mj,
+            "{}: {:?} misses {truth:.0} mJ",
+            s.name,
+            s.dynamic
+        );
+    }
+}
+
 /// A board draws above its enforced power limit over 100 ms windows (an H100 limited to 700 W
 /// drew 733-771 W in replays of cuBLAS kernels). With the limit set below what the loop's
 /// 60 W `mm` draws above idle, the replayed `mm` keeps its measured power near its truth,

@@ -527,10 +527,16 @@ fn replay(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<()> {
     match &r.closure {
         Some(c) => writeln!(
             out,
-            "Replay closure{sim}: over {:.1} s of the program's steady stretches, replayed powers predict {} of the {} the counter measured above idle: ratio {:.3} [{:.3}, {:.3}]; replayed kernels' intervals carry ±{:.1}% for it",
+            "Replay closure{sim}: over {:.1} s of the program's steady stretches, replayed powers predict {} of the {} the counter measured above idle, less {} to {} for the work not replayed: ratio {:.3} [{:.3}, {:.3}]; replayed kernels' intervals carry ±{:.1}% for it",
             c.window_ns as f64 * 1e-9,
-            joules(c.predicted_mj),
+            joules(c.predicted_by_replays_mj),
             joules(c.measured_mj),
+            if c.unreplayed_low_mj > 0.0 {
+                joules(c.unreplayed_low_mj)
+            } else {
+                "0 J".to_owned()
+            },
+            joules(c.unreplayed_high_mj),
             c.ratio,
             c.ratio_low,
             c.ratio_high,
@@ -538,7 +544,7 @@ fn replay(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<()> {
         )?,
         None => writeln!(
             out,
-            "Replay closure{sim}: not checked (no counter window of the program's own work, free of replays, holds replayed kernels)"
+            "Replay closure{sim}: not checked (no counter window of the program's own work, free of replays, holds replayed kernels, or the work not replayed there could have drawn all of it)"
         )?,
     }
     for n in r.notes.iter().take(MAX_REPLAY_NOTES) {

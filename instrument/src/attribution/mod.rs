@@ -885,7 +885,7 @@ fn fit_with_replays(
         &obs.fit_windows,
         &obs.episodes,
         idle,
-        &fit.beta,
+        &unreplayed_intervals(&fit, board_cap_mw),
     );
     let mut replayed = vec![false; design.len()];
     let replay_closure = checked.map(|(closure, powers)| {
@@ -1104,9 +1104,21 @@ fn board_cap_mw(trace: &Trace, device: u32, idle_low_mw: f64) -> Option<f64> {
     (limit > 0).then(|| (f64::from(limit) - idle_low_mw).max(0.0))
 }
 
+/// Each signature's power interval from the fit (low, high; mW), cut at zero and at the
+/// board's cap `cap_mw` as the report cuts it (a value past the cap is the bound [0, cap]).
+fn unreplayed_intervals(fit: &Fit, cap_mw: Option<f64>) -> Vec<(f64, f64)> {
+    (0..fit.beta.len())
+        .map(|s| {
+            let half = fit.t * fit.cov.at(s, s).max(0.0).sqrt();
+            let p = PowerEstimate::from_half_width(fit.beta[s], half).capped_at(cap_mw);
+            (p.low_mw, p.high_mw)
+        })
+        .collect()
+}
+
 /// The replay closure of `device`'s replays, and each signature's replay power; `None` where
-/// nothing was replayed or no steady stretch holds replayed kernels. `fitted` (the fit's
-/// powers, mW) prices the signatures without a replay.
+/// nothing was replayed or no steady stretch holds replayed kernels. `unreplayed` (the fit's
+/// power intervals, mW) bounds the signatures without a replay.
 fn replay_closure(
     trace: &Trace,
     work: &[usize],
@@ -1114,14 +1126,14 @@ fn replay_closure(
     windows: &[crate::power::CounterWindow],
     episodes: &replay::Episodes,
     idle: &idle::IdleBaseline,
-    fitted: &[f64],
+    unreplayed: &[(f64, f64)],
 ) -> Option<(ReplayClosure, Vec<Option<replay::ReplayPower>>)> {
     if episodes.is_empty() {
         return None;
     }
     let idle = (idle.power.mw, idle.var_mw2);
     let powers = replay::replay_powers(trace, work, design, windows, idle);
-    let closure = replay::closure(design, windows, episodes, &powers, fitted, idle)?;
+    let closure = replay::closure(design, windows, episodes, &powers, unreplayed, idle)?;
     Some((closure, powers))
 }
 

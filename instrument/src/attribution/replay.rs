@@ -150,28 +150,37 @@ pub struct ReplayNoteEntry {
 
 /// Replayed powers against the program: over the counter windows of the program's steady
 /// stretches, the dynamic energy the replays predict (each replayed signature's replay power
-/// × its busy time there; the fit's power for the rest) against what the counter measured
-/// above idle.
+/// × its busy time there) against what the counter measured above idle less what the work
+/// not replayed can have drawn there (anywhere in its interval).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ReplayClosure {
     /// Counter windows used.
     pub windows: usize,
     /// Their total length, ns.
     pub window_ns: u64,
-    /// Predicted dynamic energy, mJ.
+    /// Predicted dynamic energy, the work not replayed at the middle of its interval, mJ.
     pub predicted_mj: f64,
     /// Of which from replayed signatures, mJ.
     pub predicted_by_replays_mj: f64,
+    /// The least the work not replayed can have drawn there, mJ.
+    #[serde(default)]
+    pub unreplayed_low_mj: f64,
+    /// The most, mJ.
+    #[serde(default)]
+    pub unreplayed_high_mj: f64,
     /// Measured dynamic energy (counter − idle × time), mJ.
     pub measured_mj: f64,
-    /// predicted / measured.
+    /// What the replays predict over what the counter leaves them (measured less the work not
+    /// replayed, at the middle of its interval): a replayed signature draws its replay power
+    /// over this in the program.
     pub ratio: f64,
-    /// Lower end of the ratio's 95% CI.
+    /// Lower end of the ratio's 95% CI (the work not replayed at its least).
     pub ratio_low: f64,
-    /// Upper end of the ratio's 95% CI.
+    /// Upper end of the ratio's 95% CI (the work not replayed at its most).
     pub ratio_high: f64,
     /// The relative error carried into every replayed signature's interval (95% half-width,
-    /// as a share of its power): the farthest end of the ratio's interval from 1.
+    /// as a share of its power): how far the program's power (replay power ÷ ratio) can lie
+    /// from the replay's, by the ratio's interval.
     pub systematic: f64,
 }
 
@@ -254,14 +263,19 @@ pub(crate) fn replay_powers(
         .collect()
 }
 
-/// The replay closure over `windows` that hold program work and touch no episode.
-/// `beta` (the fit) prices the signatures without a replay power, at its value.
+/// The replay closure over `windows` that hold program work and touch no episode;
+/// `unreplayed` gives each signature's power interval from the fit (low, high; mW, cut at
+/// the board's cap), for those without a replay power. The work not replayed enters as its
+/// whole interval, not its fitted value: a signature seen in only a window or two (a copy
+/// whose shape changes every few decode steps) takes up those windows' misfit at tens of kW,
+/// and priced at that it would hide a shortfall of the replays in the very check meant to
+/// show it. `None` where the work not replayed could account for everything measured.
 pub(crate) fn closure(
     design: &Design,
     windows: &[CounterWindow],
     episodes: &Episodes,
     replay: &[Option<ReplayPower>],
-    beta: &[f64],
+    unreplayed: &[(f64, f64)],
     (idle_mw, idle_var_mw2): (f64, f64),
 ) -> Option<ReplayClosure> {
     let p = design.len();
@@ -280,40 +294,62 @@ pub(crate) fn closure(
         window_ns += w.end_ns - w.start_ns;
         n += 1;
     }
-    let (mut predicted, mut by_replays, mut var_pred) = (0.0f64, 0.0f64, 0.0f64);
-    for s in 0..p {
+    let (mut by_replays, mut var_pred, mut other_low, mut other_high) = (0.0, 0.0, 0.0, 0.0);
+    for s in (0..p).filter(|&s| busy_s[s] > 0.0) {
         match replay.get(s).copied().flatten() {
             Some(r) => {
-                predicted += r.mw * busy_s[s];
                 by_replays += r.mw * busy_s[s];
                 var_pred += r.var_mw2 * busy_s[s] * busy_s[s];
             }
-            // At the fit's value, without its uncertainty: the closure checks the replays, and
-            // a signature the sensors leave unresolved (a memset among kernels) would
-            // otherwise make it say nothing about them.
-            None => predicted += beta[s] * busy_s[s],
+            None => {
+                let (low, high) = unreplayed.get(s).copied().unwrap_or((0.0, f64::INFINITY));
+                other_low += low.clamp(0.0, high) * busy_s[s];
+                other_high += high * busy_s[s];
+            }
         }
     }
-    if n == 0 || by_replays <= 0.0 || measured <= 0.0 {
+    // What the counter leaves the replays: the measured energy less the work not replayed,
+    // at its least and at its most.
+    let (left_most, left_least) = (measured - other_low, measured - other_high);
+    if n == 0 || by_replays <= 0.0 || left_least <= 0.0 || !left_least.is_finite() {
         return None;
     }
     let var_meas = idle_var_mw2 * dt_total * dt_total + 2.0 / 12.0 * n as f64;
-    let ratio = predicted / measured;
-    let rel_var = var_pred / (predicted * predicted) + var_meas / (measured * measured);
-    let half = t95(n.saturating_sub(1).max(1)) * ratio * rel_var.max(0.0).sqrt();
-    let (low, high) = ((ratio - half).max(0.0), ratio + half);
+    let rel_var = var_pred / (by_replays * by_replays) + var_meas / (left_least * left_least);
+    let half = t95(n.saturating_sub(1).max(1)) * rel_var.max(0.0).sqrt();
+    let ratio = by_replays / (measured - (other_low + other_high) / 2.0);
+    let low = (by_replays / left_most * (1.0 - half)).max(0.0);
+    let high = by_replays / left_least * (1.0 + half);
     Some(ReplayClosure {
         windows: n,
         window_ns,
-        predicted_mj: predicted,
+        predicted_mj: by_replays + (other_low + other_high) / 2.0,
         predicted_by_replays_mj: by_replays,
+        unreplayed_low_mj: other_low,
+        unreplayed_high_mj: other_high,
         measured_mj: measured,
         ratio,
         ratio_low: low,
         ratio_high: high,
-        systematic: (1.0 - low).abs().max((high - 1.0).abs()),
+        systematic: systematic(low, high),
     })
 }
+
+/// The most, as a share of a replay power, by which the program's power (replay power ÷
+/// ratio) lies from it for a ratio in `[low, high]`; a ratio interval that reaches zero
+/// leaves the replays uninformative: [`UNINFORMATIVE`].
+fn systematic(low: f64, high: f64) -> f64 {
+    let up = if low > 1.0 / UNINFORMATIVE {
+        1.0 / low - 1.0
+    } else {
+        UNINFORMATIVE
+    };
+    let down = if high > 0.0 { 1.0 - 1.0 / high } else { 0.0 };
+    up.max(down).max(0.0)
+}
+
+/// The relative error of a replay power that a closure reaching zero leaves: no information.
+const UNINFORMATIVE: f64 = 1e6;
 
 /// A replay launch takes at most this many times less, or more, than the same launch in place
 /// before the replay is taken for other work: a replay runs warm (its inputs in L2), which
