@@ -319,12 +319,16 @@ fn closure_lines(out: &mut dyn Write, a: &Attribution, sim: &str) -> io::Result<
         "Measured{sim}: {:.1}% of kernel busy time and {:.1}% of op-class busy time carry a number labelled measured (95% CI within ±10%){}",
         100.0 * a.measured.kernel_busy,
         100.0 * a.measured.op_busy,
-        match a.board_cap_mw {
-            Some(cap) => format!(
+        match (a.board_cap_mw, a.busy_power_seen_mw) {
+            (Some(cap), Some(seen)) if seen >= cap => format!(
+                "; no bound exceeds {:.0} W, the most the counter measured above idle per busy second (past the board's power limit less idle: the limiter acts on a longer average, and the GPU idles between kernels)",
+                cap / 1000.0
+            ),
+            (Some(cap), _) => format!(
                 "; no bound exceeds the board's power limit less idle, {:.0} W",
                 cap / 1000.0
             ),
-            None => String::new(),
+            (None, _) => String::new(),
         }
     )?;
     if a.replay.is_none() && !a.light && a.measured.kernel_busy < REPLAY_HINT_BELOW {

@@ -230,10 +230,19 @@ pub struct Attribution {
     /// `None` where the run replayed nothing.
     #[serde(default)]
     pub replay: Option<ReplaySummary>,
-    /// The largest dynamic power the board can draw (its enforced power limit less idle),
-    /// mW: no interval reaches past it. `None` where the trace does not know the limit.
+    /// The largest dynamic power the board can draw while it runs work: its enforced power
+    /// limit less idle, or [`Attribution::busy_power_seen_mw`] where that is higher, mW; no
+    /// interval reaches past it. `None` where the trace does not know the limit.
     #[serde(default)]
     pub board_cap_mw: Option<f64>,
+    /// The most dynamic energy per busy second that the counter measured over a window in
+    /// which the device was busy at least half the time, mW: the work there drew at least that
+    /// on average. It passes the power limit less idle where the program leaves the GPU idle
+    /// between kernels, since the limiter acts on a longer average (`torch_infer.py` on an
+    /// H100, busy 66% of the time, drew 695 W above idle per busy second against a cap of
+    /// 577 W). `None` without such a window.
+    #[serde(default)]
+    pub busy_power_seen_mw: Option<f64>,
     /// Energy per request: every range instance over its wall-clock window
     /// ([`REQUEST_DEFINITION`]).
     #[serde(default)]
@@ -285,7 +294,9 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
     )
     .ok_or(AttributionError::NoIdle(device))?;
     let samples = episodes.usable_samples(&samples_of(trace, device), profile.sample_tau_ns);
-    let board_cap_mw = board_cap_mw(trace, device, idle.power.low_mw);
+    let busy_power_seen_mw = busy_power_seen_mw(&obs, idle.power.mw);
+    let board_cap_mw = board_cap_mw(trace, device, idle.power.low_mw)
+        .map(|cap| busy_power_seen_mw.map_or(cap, |seen| cap.max(seen)));
     let rows = samples::sample_rows(
         trace,
         work,
@@ -396,6 +407,7 @@ pub fn attribute(trace: &Trace, device: u32) -> Result<Attribution, AttributionE
         measured,
         replay,
         board_cap_mw,
+        busy_power_seen_mw,
         requests,
         light,
         profiler_cost,
@@ -1102,6 +1114,27 @@ fn board_cap_mw(trace: &Trace, device: u32, idle_low_mw: f64) -> Option<f64> {
         .find(|d| d.index == device)?
         .power_limit_mw;
     (limit > 0).then(|| (f64::from(limit) - idle_low_mw).max(0.0))
+}
+
+/// A window counts towards [`Attribution::busy_power_seen_mw`] when the device was busy at
+/// least this share of it: in a window of little work, what the GPU draws between launches to
+/// stay awake would dominate.
+const BUSY_POWER_MIN_SHARE: f64 = 0.5;
+
+/// The most dynamic energy per busy second over the fit's windows busy at least
+/// [`BUSY_POWER_MIN_SHARE`] of the time, with idle power `idle_mw`, mW.
+fn busy_power_seen_mw(obs: &Observations, idle_mw: f64) -> Option<f64> {
+    obs.fit_windows
+        .iter()
+        .zip(&obs.design.x)
+        .filter_map(|(w, x)| {
+            let dt_s = (w.end_ns - w.start_ns) as f64 * 1e-9;
+            let busy_s: f64 = x.iter().sum();
+            (dt_s > 0.0 && busy_s >= BUSY_POWER_MIN_SHARE * dt_s)
+                .then(|| (w.energy_mj as f64 - idle_mw * dt_s) / busy_s)
+        })
+        .filter(|mw| mw.is_finite())
+        .max_by(f64::total_cmp)
 }
 
 /// Each signature's power interval from the fit (low, high; mW), cut at zero and at the
