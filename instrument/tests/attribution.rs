@@ -418,6 +418,27 @@ fn the_replay_closure_sees_replays_that_draw_more_than_the_program_and_widens_in
     }
 }
 
+/// `workload` simulated on an H200 with seed `seed` as `wattlens run --replay` records it:
+/// the energy counter read at every update, so each burst holds whole counter windows.
+fn simulate_replayed(workload: &Workload, seed: u64) -> SimRun {
+    simulate_with_budget(
+        workload,
+        &GpuModel::h200(),
+        &SensorProfile::default(),
+        seed,
+        T0,
+        REPLAY_CPU_BUDGET,
+    )
+}
+
+/// Assert that `e` holds `truth` (mJ), naming `what`.
+fn assert_holds(e: &EnergyEstimate, truth: f64, what: &str) {
+    assert!(
+        e.low_mj <= truth && truth <= e.high_mj,
+        "{what}: {e:?} misses {truth:.0} mJ"
+    );
+}
+
 /// A decode loop whose key-value cache copy changes shape every 50 steps, so that each of its
 /// 160 signatures runs in a window or two and is never replayed (each is far below the
 /// replay threshold), while the replays of the other kernels draw 70% of what those kernels
@@ -455,14 +476,7 @@ fn signatures_seen_in_a_window_or_two_do_not_hide_the_replays_shortfall() {
         items,
     }
     .with_replays(ALONE_BURST_NS, (6_000_000, 150_000), 0.7, &["cat"]);
-    let run = simulate_with_budget(
-        &workload,
-        &GpuModel::h200(),
-        &SensorProfile::default(),
-        1,
-        T0,
-        REPLAY_CPU_BUDGET,
-    );
+    let run = simulate_replayed(&workload, 1);
     let a = attribute(&run.trace, 0).unwrap();
     let cap_mw = a.board_cap_mw.unwrap();
     let closure = a.replay.as_ref().and_then(|r| r.closure).unwrap();
@@ -479,13 +493,7 @@ fn signatures_seen_in_a_window_or_two_do_not_hide_the_replays_shortfall() {
     // Carried into the replayed kernels' intervals, the shortfall leaves each holding what
     // the kernel drew in place.
     for s in a.signatures.iter().filter(|s| s.alone_launches > 0) {
-        let truth = own_dynamic_truth(&run, &s.name);
-        assert!(
-            s.dynamic.low_mj <= truth && truth <= s.dynamic.high_mj,
-            "{}: {:?} misses {truth:.0} mJ",
-            s.name,
-            s.dynamic
-        );
+        assert_holds(&s.dynamic, own_dynamic_truth(&run, &s.name), &s.name);
     }
 }
 
@@ -515,13 +523,8 @@ fn a_busy_programs_kernel_is_not_cut_to_a_limit_it_runs_above() {
     let a = attribute(&run.trace, 0).unwrap();
     assert!(164_000.0 - a.idle_power.low_mw < 45_000.0);
     let gemm = a.signatures.iter().find(|s| s.name == "gemm").unwrap();
-    let truth = truth_by_signature(&run, "gemm");
-    assert!(
-        gemm.dynamic.low_mj <= truth && truth <= gemm.dynamic.high_mj,
-        "{:?} misses {truth:.0} mJ (cap {:?} mW)",
-        gemm.dynamic,
-        a.board_cap_mw
-    );
+    let what = format!("gemm under a cap of {:?} mW", a.board_cap_mw);
+    assert_holds(&gemm.dynamic, truth_by_signature(&run, "gemm"), &what);
 }
 
 /// A board draws above its enforced power limit over 100 ms windows (an H100 limited to 700 W
@@ -532,14 +535,7 @@ fn a_busy_programs_kernel_is_not_cut_to_a_limit_it_runs_above() {
 #[test]
 fn a_power_the_counter_measured_alone_is_not_cut_to_the_boards_limit() {
     let workload = lockstep().with_replays(ALONE_BURST_NS, (6_000_000, 150_000), 1.0, &[]);
-    let mut run = simulate_with_budget(
-        &workload,
-        &GpuModel::h200(),
-        &SensorProfile::default(),
-        1,
-        T0,
-        REPLAY_CPU_BUDGET,
-    );
+    let mut run = simulate_replayed(&workload, 1);
     // 124 W idle: the limit less idle is about 40 W, under `mm`'s 60 W.
     run.trace.meta.devices[0].power_limit_mw = 164_000;
     let a = attribute(&run.trace, 0).unwrap();
@@ -585,16 +581,7 @@ fn replayed_lockstep(
     check: impl Fn(&SimRun, &attribution::SignatureEnergy),
 ) -> Attribution {
     let workload = lockstep().with_replays(ALONE_BURST_NS, (6_000_000, 150_000), warm, &[]);
-    // `--replay` reads the energy counter at every update, so each burst holds whole counter
-    // windows.
-    let run = simulate_with_budget(
-        &workload,
-        &GpuModel::h200(),
-        &SensorProfile::default(),
-        seed,
-        T0,
-        REPLAY_CPU_BUDGET,
-    );
+    let run = simulate_replayed(&workload, seed);
     let a = attribute(&run.trace, 0).unwrap();
     let idle_w = a.idle_power.mw / 1000.0;
     assert!(
@@ -704,14 +691,7 @@ fn a_replay_left_out_as_unlike_is_the_profilers_own_energy_in_the_closure() {
         }
     }
     let name = altered.expect("a replay to alter");
-    let run = simulate_with_budget(
-        &workload,
-        &GpuModel::h200(),
-        &SensorProfile::default(),
-        1,
-        T0,
-        REPLAY_CPU_BUDGET,
-    );
+    let run = simulate_replayed(&workload, 1);
     let a = attribute(&run.trace, 0).unwrap();
     let replay = a.replay.as_ref().expect("a replay summary");
     assert!(
